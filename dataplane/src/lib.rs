@@ -1,0 +1,70 @@
+//! The Conclave data plane.
+//!
+//! A stateless service: PostgreSQL is the record, Redis carries what is fast and short-lived.
+//! The code is split by feature (`health`, and the features that later grow beside it), each
+//! owning its router; [`router`] merges them.
+
+pub mod config;
+mod health;
+mod state;
+pub mod telemetry;
+
+pub use state::{AppState, app_pool};
+
+use anyhow::Context;
+use axum::Router;
+use std::future::Future;
+use tokio::net::TcpListener;
+
+/// The whole HTTP surface, built by a function so tests can drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    Router::new().merge(health::router()).with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "data plane listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    tracing::info!("data plane stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// Applies pending migrations as the schema owner.
+pub async fn migrate(args: &config::MigrateArgs) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&args.database_url)
+        .await
+        .context("connecting to PostgreSQL as the schema owner")?;
+    conclave_schema::migrate(&pool).await.context("applying migrations")?;
+    tracing::info!(version = conclave_schema::latest_version(), "schema is up to date");
+    Ok(())
+}
