@@ -1,1 +1,42 @@
-fn main() {}
+//! `cargo xtask <chore>`: generated files that must match the code and the schema.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Regenerate docs/schema/ (Mermaid diagrams) from a live, migrated database.
+    SchemaDocs {
+        /// The database to read (the schema owner's URL); it is migrated first.
+        #[arg(long, env = "CONCLAVE_OWNER_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, default_value = "docs/schema")]
+        out: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::SchemaDocs { database_url, out } => {
+            let pool = sqlx::PgPool::connect(&database_url).await.context("connecting to PostgreSQL")?;
+            conclave_schema::migrate(&pool).await.context("migrating before reading the schema")?;
+            let files = xtask::schema_docs::render(&pool).await?;
+            std::fs::create_dir_all(&out)?;
+            for (name, content) in files {
+                let path = out.join(name);
+                std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
