@@ -1,0 +1,306 @@
+//! The device's local keystore: its secret keys and the conversation keys it has unwrapped.
+//!
+//! One JSON file (byte fields in base64url, like the wire protocol):
+//!
+//! ```json
+//! {
+//!   "version": 1,
+//!   "device": { "device_id": "…uuid or null…", "x25519_secret_key": "…", "ed25519_secret_key": "…" },
+//!   "conversation_keys": [ { "conversation_id": "…", "generation": 1, "key": "…" } ]
+//! }
+//! ```
+//!
+//! Anyone who reads this file reads every conversation the device is in, so:
+//! - it is created with mode `0600` (set explicitly, whatever the umask), and loading refuses a
+//!   file that its group or others could read or write, rather than silently using it;
+//! - every save writes a temporary file in the same directory (also `0600` from creation), syncs
+//!   it and renames it over the old one, so a crash leaves the old or the new keystore, never half
+//!   of one;
+//! - the serialized JSON and the decoded secrets are zeroized once used (best effort: the JSON
+//!   parser's own temporaries are outside our control).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use conclave_protocol::b64;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::crypto::{ConversationKey, CryptoError, DeviceKeys};
+
+/// The keystore file format this client reads and writes.
+pub const KEYSTORE_VERSION: u32 = 1;
+
+/// Why the keystore could not be created, loaded or saved.
+#[derive(Debug, Error)]
+pub enum KeystoreError {
+    /// The file's permissions let other users read or change it.
+    #[error(
+        "refusing to use keystore {path}: its permissions are {mode:03o}, but a keystore must be readable by its owner only; run `chmod 600 {path}` if the file is yours and was not exposed"
+    )]
+    InsecurePermissions {
+        /// The keystore path.
+        path: PathBuf,
+        /// The permission bits found.
+        mode: u32,
+    },
+    /// `create` found a keystore already there; it never overwrites one.
+    #[error("a keystore already exists at {0}")]
+    AlreadyExists(PathBuf),
+    /// Reading or writing the file failed.
+    #[error("keystore {path}: {source}")]
+    Io {
+        /// The keystore path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not a keystore (bad JSON, bad base64, wrong key length).
+    #[error("keystore {path} is malformed: {source}")]
+    Malformed {
+        /// The keystore path.
+        path: PathBuf,
+        /// The parser's error (it never quotes secret values).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file was written by a client with another format version.
+    #[error("keystore {path} has format version {found}; this client reads version {KEYSTORE_VERSION}")]
+    UnsupportedVersion {
+        /// The keystore path.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// A stored conversation key is invalid (for example generation 0).
+    #[error("keystore {path} holds an invalid conversation key: {source}")]
+    InvalidKey {
+        /// The keystore path.
+        path: PathBuf,
+        /// Why the key is invalid.
+        #[source]
+        source: CryptoError,
+    },
+}
+
+/// A device's keys, loaded from and saved to one file. Changes are in memory until [`save`].
+///
+/// [`save`]: Keystore::save
+pub struct Keystore {
+    path: PathBuf,
+    device: DeviceKeys,
+    device_id: Option<Uuid>,
+    conversation_keys: BTreeMap<(Uuid, u32), ConversationKey>,
+}
+
+impl Keystore {
+    /// Creates a new keystore file at `path` for `device`; fails if the file exists.
+    pub fn create(path: impl Into<PathBuf>, device: DeviceKeys) -> Result<Self, KeystoreError> {
+        let keystore = Self { path: path.into(), device, device_id: None, conversation_keys: BTreeMap::new() };
+        if keystore.path.try_exists().map_err(|source| keystore.io(source))? {
+            return Err(KeystoreError::AlreadyExists(keystore.path));
+        }
+        keystore.save()?;
+        Ok(keystore)
+    }
+
+    /// Loads the keystore at `path`, refusing it if its permissions are wider than `0600`.
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, KeystoreError> {
+        let path = path.into();
+        let io = |source| KeystoreError::Io { path: path.clone(), source };
+        let mut file = File::open(&path).map_err(io)?;
+        // Checked on the open handle, so the file checked is the file read.
+        check_permissions(&path, &file.metadata().map_err(io)?)?;
+        let mut text = Zeroizing::new(String::new());
+        file.read_to_string(&mut text).map_err(io)?;
+        let stored: StoredKeystore =
+            serde_json::from_str(&text).map_err(|source| KeystoreError::Malformed { path: path.clone(), source })?;
+        if stored.version != KEYSTORE_VERSION {
+            return Err(KeystoreError::UnsupportedVersion { path, found: stored.version });
+        }
+        let device = DeviceKeys::from_secret_bytes(&stored.device.x25519_secret_key, &stored.device.ed25519_secret_key);
+        let mut conversation_keys = BTreeMap::new();
+        for stored_key in &stored.conversation_keys {
+            let key = ConversationKey::from_bytes(stored_key.conversation_id, stored_key.generation, &stored_key.key)
+                .map_err(|source| KeystoreError::InvalidKey { path: path.clone(), source })?;
+            conversation_keys.insert((key.conversation_id(), key.generation()), key);
+        }
+        Ok(Self { path, device, device_id: stored.device.device_id, conversation_keys })
+    }
+
+    /// Writes the keystore atomically (temporary file, sync, rename) with mode `0600`.
+    pub fn save(&self) -> Result<(), KeystoreError> {
+        let (x25519_secret_key, ed25519_secret_key) = self.device.secret_bytes();
+        let stored = StoredKeystore {
+            version: KEYSTORE_VERSION,
+            device: StoredDevice {
+                device_id: self.device_id,
+                x25519_secret_key: *x25519_secret_key,
+                ed25519_secret_key: *ed25519_secret_key,
+            },
+            conversation_keys: self
+                .conversation_keys
+                .values()
+                .map(|key| StoredKey {
+                    conversation_id: key.conversation_id(),
+                    generation: key.generation(),
+                    key: *key.expose_secret(),
+                })
+                .collect(),
+        };
+        let mut json = Zeroizing::new(serde_json::to_vec_pretty(&stored).map_err(|e| self.io(e.into()))?);
+        json.push(b'\n');
+        write_atomically(&self.path, &json).map_err(|source| self.io(source))
+    }
+
+    /// Where the keystore lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The device's keys.
+    pub fn device(&self) -> &DeviceKeys {
+        &self.device
+    }
+
+    /// The id the server gave the device at registration, once registered.
+    pub fn device_id(&self) -> Option<Uuid> {
+        self.device_id
+    }
+
+    /// Records the id the server gave the device.
+    pub fn set_device_id(&mut self, device_id: Uuid) {
+        self.device_id = Some(device_id);
+    }
+
+    /// Keeps a conversation key (typically just unwrapped), replacing any for the same
+    /// conversation and generation.
+    pub fn insert_key(&mut self, key: ConversationKey) {
+        self.conversation_keys.insert((key.conversation_id(), key.generation()), key);
+    }
+
+    /// The key of `generation` of a conversation, to open its messages.
+    pub fn key(&self, conversation_id: Uuid, generation: u32) -> Option<&ConversationKey> {
+        self.conversation_keys.get(&(conversation_id, generation))
+    }
+
+    /// The newest generation this device holds for a conversation, to seal new messages.
+    pub fn latest_key(&self, conversation_id: Uuid) -> Option<&ConversationKey> {
+        self.conversation_keys.range((conversation_id, 0)..=(conversation_id, u32::MAX)).next_back().map(|(_, key)| key)
+    }
+
+    /// Forgets every key of a conversation (after leaving it).
+    pub fn forget_conversation(&mut self, conversation_id: Uuid) {
+        self.conversation_keys.retain(|(id, _), _| *id != conversation_id);
+    }
+
+    fn io(&self, source: io::Error) -> KeystoreError {
+        KeystoreError::Io { path: self.path.clone(), source }
+    }
+}
+
+impl fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keystore")
+            .field("path", &self.path)
+            .field("device", &self.device)
+            .field("device_id", &self.device_id)
+            .field("conversation_keys", &self.conversation_keys.len())
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct StoredKeystore {
+    version: u32,
+    device: StoredDevice,
+    conversation_keys: Vec<StoredKey>,
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct StoredDevice {
+    #[zeroize(skip)]
+    #[serde(default)]
+    device_id: Option<Uuid>,
+    #[serde(with = "b64")]
+    x25519_secret_key: [u8; 32],
+    #[serde(with = "b64")]
+    ed25519_secret_key: [u8; 32],
+}
+
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+struct StoredKey {
+    #[zeroize(skip)]
+    conversation_id: Uuid,
+    generation: u32,
+    #[serde(with = "b64")]
+    key: [u8; 32],
+}
+
+#[cfg(unix)]
+fn check_permissions(path: &Path, metadata: &fs::Metadata) -> Result<(), KeystoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeystoreError::InsecurePermissions { path: path.to_owned(), mode });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_path: &Path, _metadata: &fs::Metadata) -> Result<(), KeystoreError> {
+    Ok(())
+}
+
+/// Writes `contents` to a fresh `0600` temporary file beside `path`, syncs it, renames it over
+/// `path` and syncs the directory, so readers see the old file or the new one.
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the keystore path names no file"))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(io::Error::other)?;
+    let temporary = dir.join(format!(".{}.{:016x}.tmp", file_name.to_string_lossy(), u64::from_be_bytes(suffix)));
+
+    let result = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            // From the first byte on, nobody else can open it.
+            options.mode(0o600);
+        }
+        let mut file = options.open(&temporary)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            // The umask can only remove bits; set exactly 0600 so the owner can rewrite it later.
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)?;
+        #[cfg(unix)]
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // Best effort: the temporary holds secrets; the original error matters more.
+        let _ = fs::remove_file(&temporary);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests;

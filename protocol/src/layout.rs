@@ -1,0 +1,225 @@
+//! The byte strings that version 1 of the protocol signs, authenticates or feeds to HPKE.
+//!
+//! Every function here is pure and allocation-only: no cryptography happens in this crate. The
+//! client builds these bytes before it signs or encrypts; the server builds the same bytes from
+//! the stored columns to verify a signature. `docs/protocol.md` describes the same layouts in
+//! prose, and `docs/test-vectors/protocol-v1.json` pins them.
+//!
+//! Conventions, the same for every layout:
+//! - each starts with an ASCII label `conclave/v1/<purpose>` followed by one `0x00` byte, so no
+//!   two purposes can ever produce the same bytes (domain separation);
+//! - UUIDs are their 16 raw bytes in RFC 9562 order (the order of `Uuid::as_bytes`);
+//! - integers are unsigned big-endian (`generation` is a `u32`, 4 bytes);
+//! - variable-length parts are prefixed with their length as a `u32` big-endian.
+
+use uuid::Uuid;
+
+/// HPKE mode used for key wraps: `mode_base` (RFC 9180 §5.1.1).
+pub const HPKE_MODE_BASE: u8 = 0x00;
+/// HPKE KEM identifier: DHKEM(X25519, HKDF-SHA256) (RFC 9180 §7.1).
+pub const HPKE_KEM_ID: u16 = 0x0020;
+/// HPKE KDF identifier: HKDF-SHA256 (RFC 9180 §7.2).
+pub const HPKE_KDF_ID: u16 = 0x0001;
+/// HPKE AEAD identifier: ChaCha20-Poly1305 (RFC 9180 §7.3).
+pub const HPKE_AEAD_ID: u16 = 0x0003;
+
+/// Label of the device binding signature input.
+pub const DEVICE_BINDING_LABEL: &[u8] = b"conclave/v1/device-binding";
+/// Label of the HPKE `info` of a key wrap.
+pub const KEY_WRAP_INFO_LABEL: &[u8] = b"conclave/v1/key-wrap";
+/// The HPKE `aad` of a key wrap: empty. Everything a wrap is bound to is in the `info`.
+pub const KEY_WRAP_AAD: &[u8] = b"";
+/// Label of a message's AEAD associated data.
+pub const MESSAGE_AAD_LABEL: &[u8] = b"conclave/v1/message";
+/// Label of a message's signature input.
+pub const MESSAGE_SIGNATURE_LABEL: &[u8] = b"conclave/v1/message-signature";
+/// Label of a reaction's AEAD associated data.
+pub const REACTION_AAD_LABEL: &[u8] = b"conclave/v1/reaction";
+/// HKDF-SHA256 `info` that derives the reaction tag key from a conversation key. Used as is: no
+/// `0x00` terminator, as it is the whole `info` rather than a prefix.
+pub const REACTION_TAG_KEY_INFO: &[u8] = b"conclave/v1/reaction-tag";
+
+/// Length of [`message_aad`]'s output.
+pub const MESSAGE_AAD_LEN: usize = MESSAGE_AAD_LABEL.len() + 1 + 16 + 4 + 16 + 16;
+/// Length of [`reaction_aad`]'s output.
+pub const REACTION_AAD_LEN: usize = REACTION_AAD_LABEL.len() + 1 + 16 + 4 + 16 + 16;
+
+/// What a device's Ed25519 key signs when the device registers, binding its X25519 key to it:
+/// `"conclave/v1/device-binding" || 0x00 || x25519_public_key (32) || ed25519_public_key (32)`.
+pub fn device_binding_input(x25519_public_key: &[u8; 32], ed25519_public_key: &[u8; 32]) -> Vec<u8> {
+    let mut out = labelled(DEVICE_BINDING_LABEL, 64);
+    out.extend_from_slice(x25519_public_key);
+    out.extend_from_slice(ed25519_public_key);
+    out
+}
+
+/// The HPKE `info` of a key wrap:
+/// `"conclave/v1/key-wrap" || 0x00 || conversation_id (16) || generation (u32 BE)`.
+pub fn key_wrap_info(conversation_id: Uuid, generation: u32) -> Vec<u8> {
+    let mut out = labelled(KEY_WRAP_INFO_LABEL, 20);
+    out.extend_from_slice(conversation_id.as_bytes());
+    out.extend_from_slice(&generation.to_be_bytes());
+    out
+}
+
+/// A message's AEAD associated data:
+/// `"conclave/v1/message" || 0x00 || conversation_id (16) || generation (u32 BE)
+///  || sender_device_id (16) || client_message_id (16)`, [`MESSAGE_AAD_LEN`] bytes in all.
+pub fn message_aad(conversation_id: Uuid, generation: u32, sender_device_id: Uuid, client_message_id: Uuid) -> Vec<u8> {
+    let mut out = labelled(MESSAGE_AAD_LABEL, 52);
+    out.extend_from_slice(conversation_id.as_bytes());
+    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(sender_device_id.as_bytes());
+    out.extend_from_slice(client_message_id.as_bytes());
+    out
+}
+
+/// What the sender device's Ed25519 key signs for a message:
+/// `"conclave/v1/message-signature" || 0x00 || len(aad) (u32 BE) || aad || len(nonce) (u32 BE)
+///  || nonce || len(ciphertext) (u32 BE) || ciphertext`.
+///
+/// Every part is length-prefixed, so no two different triples give the same bytes. The server
+/// rebuilds `aad` with [`message_aad`] from the stored columns and verifies the signature with the
+/// sender device's registered Ed25519 key.
+pub fn message_signature_input(aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Vec<u8> {
+    let mut out = labelled(MESSAGE_SIGNATURE_LABEL, 12 + aad.len() + nonce.len() + ciphertext.len());
+    for part in [aad, nonce, ciphertext] {
+        push_length_prefixed(&mut out, part);
+    }
+    out
+}
+
+/// A reaction's AEAD associated data:
+/// `"conclave/v1/reaction" || 0x00 || conversation_id (16) || generation (u32 BE)
+///  || message_id (16) || reactor_user_id (16)`, [`REACTION_AAD_LEN`] bytes in all.
+///
+/// `message_id` is the server's id of the message reacted to; `reactor_user_id` the user who
+/// reacts. A reaction copied onto another message or attributed to another user fails to decrypt.
+pub fn reaction_aad(conversation_id: Uuid, generation: u32, message_id: Uuid, reactor_user_id: Uuid) -> Vec<u8> {
+    let mut out = labelled(REACTION_AAD_LABEL, 52);
+    out.extend_from_slice(conversation_id.as_bytes());
+    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(message_id.as_bytes());
+    out.extend_from_slice(reactor_user_id.as_bytes());
+    out
+}
+
+/// The HMAC-SHA256 input of a reaction's `value_tag`:
+/// `message_id (16) || reactor_user_id (16) || value (UTF-8, the rest)`.
+///
+/// No label: the HMAC key is itself derived for this sole purpose (see [`REACTION_TAG_KEY_INFO`]),
+/// and the two fixed-size ids make the split unambiguous. Binding the message and the user means
+/// equal tags reveal only what the server must know: the same user reacting twice with the same
+/// value to the same message.
+pub fn reaction_tag_input(message_id: Uuid, reactor_user_id: Uuid, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + value.len());
+    out.extend_from_slice(message_id.as_bytes());
+    out.extend_from_slice(reactor_user_id.as_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+fn labelled(label: &[u8], rest: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(label.len() + 1 + rest);
+    out.extend_from_slice(label);
+    out.push(0x00);
+    out
+}
+
+fn push_length_prefixed(out: &mut Vec<u8>, part: &[u8]) {
+    // Parts are bounded by the server's limits (256 KiB), far below 4 GiB; saturating keeps the
+    // function total without a panic path.
+    let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(part);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(byte: u8) -> Uuid {
+        Uuid::from_bytes([byte; 16])
+    }
+
+    #[test]
+    fn device_binding_input_is_label_nul_then_both_keys() {
+        let input = device_binding_input(&[1; 32], &[2; 32]);
+        let mut expected = b"conclave/v1/device-binding\0".to_vec();
+        expected.extend_from_slice(&[1; 32]);
+        expected.extend_from_slice(&[2; 32]);
+        assert_eq!(input, expected);
+    }
+
+    #[test]
+    fn key_wrap_info_encodes_the_generation_big_endian() {
+        let info = key_wrap_info(id(0xAA), 0x0102_0304);
+        assert_eq!(&info[..21], b"conclave/v1/key-wrap\0");
+        assert_eq!(&info[21..37], &[0xAA; 16]);
+        assert_eq!(&info[37..], &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn message_aad_has_a_fixed_length_and_field_order() {
+        let aad = message_aad(id(1), 7, id(2), id(3));
+        assert_eq!(aad.len(), MESSAGE_AAD_LEN);
+        assert_eq!(aad.len(), 72);
+        assert_eq!(&aad[..20], b"conclave/v1/message\0");
+        assert_eq!(&aad[20..36], &[1; 16]);
+        assert_eq!(&aad[36..40], &[0, 0, 0, 7]);
+        assert_eq!(&aad[40..56], &[2; 16]);
+        assert_eq!(&aad[56..72], &[3; 16]);
+    }
+
+    #[test]
+    fn message_signature_input_length_prefixes_every_part() {
+        let input = message_signature_input(b"ab", b"n", b"xyz");
+        let mut expected = b"conclave/v1/message-signature\0".to_vec();
+        expected.extend_from_slice(&[0, 0, 0, 2]);
+        expected.extend_from_slice(b"ab");
+        expected.extend_from_slice(&[0, 0, 0, 1]);
+        expected.extend_from_slice(b"n");
+        expected.extend_from_slice(&[0, 0, 0, 3]);
+        expected.extend_from_slice(b"xyz");
+        assert_eq!(input, expected);
+    }
+
+    #[test]
+    fn moving_bytes_between_signed_parts_changes_the_signature_input() {
+        assert_ne!(message_signature_input(b"ab", b"c", b""), message_signature_input(b"a", b"bc", b""));
+    }
+
+    #[test]
+    fn reaction_aad_differs_from_message_aad_for_the_same_ids() {
+        let reaction = reaction_aad(id(1), 1, id(2), id(3));
+        assert_eq!(reaction.len(), REACTION_AAD_LEN);
+        assert_eq!(&reaction[..21], b"conclave/v1/reaction\0");
+        assert_ne!(reaction, message_aad(id(1), 1, id(2), id(3)));
+    }
+
+    #[test]
+    fn reaction_tag_input_is_both_ids_then_the_value() {
+        let input = reaction_tag_input(id(4), id(5), "👍".as_bytes());
+        assert_eq!(&input[..16], &[4; 16]);
+        assert_eq!(&input[16..32], &[5; 16]);
+        assert_eq!(&input[32..], "👍".as_bytes());
+    }
+
+    #[test]
+    fn every_label_is_versioned_and_distinct() {
+        let labels = [
+            DEVICE_BINDING_LABEL,
+            KEY_WRAP_INFO_LABEL,
+            MESSAGE_AAD_LABEL,
+            MESSAGE_SIGNATURE_LABEL,
+            REACTION_AAD_LABEL,
+            REACTION_TAG_KEY_INFO,
+        ];
+        for (i, a) in labels.iter().enumerate() {
+            assert!(a.starts_with(crate::PROTOCOL_LABEL_PREFIX.as_bytes()));
+            for b in &labels[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+}

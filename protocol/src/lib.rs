@@ -1,0 +1,25 @@
+//! The Conclave wire protocol, shared by the data plane and the client SDK.
+//!
+//! The server never sees plaintext or conversation keys, but it does verify what it can without
+//! them: device binding signatures, message signatures, sizes and key generations. To do so it
+//! must rebuild exactly the bytes the client signed. This crate is where those bytes are defined,
+//! once, for both sides:
+//!
+//! - [`layout`] builds every byte string that is signed, authenticated or used as HPKE `info`
+//!   (pure functions, no cryptography, no I/O);
+//! - [`b64`] is the serde encoding of every byte field in JSON (base64url without padding);
+//! - [`limits`] holds the sizes the server enforces and the client must respect.
+//!
+//! The normative description is `docs/protocol.md`; the committed test vectors in
+//! `docs/test-vectors/protocol-v1.json` pin every byte.
+
+pub mod b64;
+pub mod layout;
+pub mod limits;
+
+/// The protocol version this crate implements. Every domain-separation label carries it as
+/// `conclave/v1/...`, so a future version can never be confused with this one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The label prefix shared by all version 1 domain-separation labels.
+pub const PROTOCOL_LABEL_PREFIX: &str = "conclave/v1/";
