@@ -1,0 +1,4 @@
+//! TODO
+pub async fn run(_config: crate::config::Config) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

@@ -1,0 +1,126 @@
+use super::*;
+use conclave_resources::DataPlane;
+use conclave_resources::dataplane::DataPlaneSpec;
+
+fn mk_dataplane(extra: Value) -> DataPlane {
+    let mut spec = json!({
+        "image": "registry.example/conclave-dataplane:1.0.0",
+        "postgres": {"secretName": "pg-app"},
+        "redis": {"secretName": "redis", "urlKey": "uri"}
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let spec: DataPlaneSpec = serde_json::from_value(spec).expect("a valid spec");
+    let mut dp = DataPlane::new("chat", spec);
+    dp.metadata.namespace = Some("conclave".into());
+    dp.metadata.uid = Some("uid-1".into());
+    dp
+}
+
+#[test]
+fn a_cloudnativepg_app_secret_is_read_through_its_uri_key() {
+    let dp = mk_dataplane(json!({}));
+    let d = deployment(&dp, "img:1", "rev");
+    let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["name"], "CONCLAVE_DATABASE_URL");
+    assert_eq!(env[0]["valueFrom"]["secretKeyRef"], json!({"name": "pg-app", "key": "uri", "optional": false}));
+    assert_eq!(env[1]["valueFrom"]["secretKeyRef"]["key"], "uri");
+}
+
+#[test]
+fn every_child_is_owned_by_the_dataplane() {
+    let dp = mk_dataplane(json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}));
+    let hpa = horizontal_pod_autoscaler(&dp).expect("an autoscaler");
+    for child in [
+        config_map(&dp),
+        deployment(&dp, "img:1", "r"),
+        service(&dp),
+        service_account(&dp),
+        pod_disruption_budget(&dp),
+        hpa,
+        migration_job(&dp, "img:1"),
+    ] {
+        let owner = &child["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["uid"], "uid-1", "{}", child["kind"]);
+        assert_eq!(owner["controller"], true);
+        assert_eq!(child["metadata"]["namespace"], "conclave");
+    }
+}
+
+#[test]
+fn with_autoscaling_the_deployment_leaves_replicas_to_the_autoscaler() {
+    let scaled = mk_dataplane(json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}));
+    assert!(deployment(&scaled, "i", "r")["spec"].get("replicas").is_none());
+    let hpa = horizontal_pod_autoscaler(&scaled).expect("an autoscaler");
+    assert_eq!(hpa["spec"]["maxReplicas"], 5);
+    let fixed = mk_dataplane(json!({"replicas": 3}));
+    assert_eq!(deployment(&fixed, "i", "r")["spec"]["replicas"], 3);
+    assert!(horizontal_pod_autoscaler(&fixed).is_none());
+    assert_eq!(deployment(&mk_dataplane(json!({})), "i", "r")["spec"]["replicas"], 2);
+}
+
+#[test]
+fn smtp_and_turn_settings_reach_the_config_and_their_secrets_the_env() {
+    let dp = mk_dataplane(json!({
+        "smtp": {"host": "smtp.example", "from": "noreply@example.com", "credentialsSecretName": "smtp"},
+        "turn": {"urls": ["turn:turn.example:3478", "turns:turn.example:5349"], "sharedSecretName": "turn"}
+    }));
+    let cm = config_map(&dp);
+    assert_eq!(cm["data"]["CONCLAVE_SMTP_HOST"], "smtp.example");
+    assert_eq!(cm["data"]["CONCLAVE_SMTP_PORT"], "587");
+    assert_eq!(cm["data"]["CONCLAVE_SMTP_TLS"], "starttls");
+    assert_eq!(cm["data"]["CONCLAVE_TURN_URLS"], "turn:turn.example:3478,turns:turn.example:5349");
+    let env = deployment(&dp, "i", "r")["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    let names: Vec<&str> = env.as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+    assert!(names.contains(&"CONCLAVE_SMTP_PASSWORD"));
+    assert!(names.contains(&"CONCLAVE_TURN_SHARED_SECRET"));
+}
+
+#[test]
+fn a_config_change_changes_the_config_hash() {
+    let a = config_hash(&config_map(&mk_dataplane(json!({}))));
+    let b = config_hash(&config_map(&mk_dataplane(json!({"publicUrl": "https://chat.example"}))));
+    assert_ne!(a, b);
+    assert_eq!(a, config_hash(&config_map(&mk_dataplane(json!({})))));
+}
+
+#[test]
+fn each_image_gets_its_own_migration_job() {
+    assert_ne!(migration_job_name("chat", "img:1"), migration_job_name("chat", "img:2"));
+    assert_eq!(migration_job_name("chat", "img:1"), migration_job_name("chat", "img:1"));
+    let job = migration_job(&mk_dataplane(json!({})), "img:2");
+    assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["args"], json!(["migrate"]));
+}
+
+#[test]
+fn a_new_image_waits_for_its_migrations() {
+    let r = rollout("img:2", Some("img:1"), JobState::Absent, Some("img:1"));
+    assert!(r.run_migration);
+    assert_eq!(r.deploy_image.as_deref(), Some("img:1"));
+    assert_eq!(r.blocked.as_ref().map(|b| b.0), Some("Migrating"));
+
+    let r = rollout("img:2", Some("img:1"), JobState::Running, Some("img:1"));
+    assert!(!r.run_migration);
+    assert_eq!(r.deploy_image.as_deref(), Some("img:1"));
+
+    let r = rollout("img:2", Some("img:1"), JobState::Succeeded, Some("img:1"));
+    assert_eq!(r.deploy_image.as_deref(), Some("img:2"));
+    assert_eq!(r.migrated_image.as_deref(), Some("img:2"));
+    assert!(r.blocked.is_none());
+}
+
+#[test]
+fn a_failed_migration_keeps_the_old_version_running() {
+    let r = rollout("img:2", Some("img:1"), JobState::Failed, Some("img:1"));
+    assert_eq!(r.deploy_image.as_deref(), Some("img:1"));
+    assert_eq!(r.migrated_image.as_deref(), Some("img:1"));
+    assert_eq!(r.blocked.as_ref().map(|b| b.0), Some("MigrationFailed"));
+}
+
+#[test]
+fn a_first_rollout_creates_no_deployment_before_the_migrations() {
+    let r = rollout("img:1", None, JobState::Absent, None);
+    assert!(r.run_migration);
+    assert_eq!(r.deploy_image, None);
+}

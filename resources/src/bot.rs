@@ -1,0 +1,119 @@
+//! `BotAgent`: a bot in a workspace, with a token the operator manages.
+
+use crate::common::{Condition, LocalRef};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A bot of a workspace. The operator generates its token into the Secret `<name>-bot-token`
+/// (key `token`); PostgreSQL holds only the token's SHA-256 digest. Changing the annotation
+/// `conclave.io/rotate-token` rotates the token; the previous one keeps working for
+/// `tokenOverlapSeconds`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[kube(
+    group = "conclave.io",
+    version = "v1alpha1",
+    kind = "BotAgent",
+    namespaced,
+    status = "BotAgentStatus",
+    shortname = "bot",
+    category = "conclave",
+    doc = "A bot of a Conclave workspace, whose token the operator keeps in a Secret.",
+    printcolumn(name = "Workspace", type_ = "string", json_path = ".spec.workspaceRef.name"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName", priority = 1),
+    printcolumn(name = "Rotated", type_ = "date", json_path = ".status.tokenRotatedAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BotAgentSpec {
+    /// The Workspace (in this namespace) the bot belongs to. It cannot be changed.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("workspaceRef is immutable"))]
+    pub workspace_ref: LocalRef,
+    /// The name people see.
+    #[schemars(length(min = 1, max = 100))]
+    pub display_name: String,
+    /// What the bot may do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub scopes: Vec<BotScope>,
+    /// Whether the bot may act; a disabled bot's token is refused.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// After a rotation, how long the previous token keeps working, in seconds (default one
+    /// hour, at most seven days).
+    #[serde(default = "default_overlap")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub token_overlap_seconds: i64,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn default_overlap() -> i64 {
+    3600
+}
+
+/// A permission of a bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum BotScope {
+    #[serde(rename = "messages:read")]
+    MessagesRead,
+    #[serde(rename = "messages:write")]
+    MessagesWrite,
+    #[serde(rename = "conversations:read")]
+    ConversationsRead,
+    #[serde(rename = "conversations:write")]
+    ConversationsWrite,
+    #[serde(rename = "members:read")]
+    MembersRead,
+    #[serde(rename = "reactions:write")]
+    ReactionsWrite,
+    #[serde(rename = "files:read")]
+    FilesRead,
+    #[serde(rename = "files:write")]
+    FilesWrite,
+}
+
+impl BotScope {
+    /// The scope as the database (and the data plane) spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MessagesRead => "messages:read",
+            Self::MessagesWrite => "messages:write",
+            Self::ConversationsRead => "conversations:read",
+            Self::ConversationsWrite => "conversations:write",
+            Self::MembersRead => "members:read",
+            Self::ReactionsWrite => "reactions:write",
+            Self::FilesRead => "files:read",
+            Self::FilesWrite => "files:write",
+        }
+    }
+}
+
+/// What the operator observed.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BotAgentStatus {
+    /// `Ready` and its reason.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The bot's id in PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_id: Option<String>,
+    /// The Secret holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// When the current token was issued (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_rotated_at: Option<String>,
+    /// Until when the previous token still works, during a rotation (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_token_expires_at: Option<String>,
+}

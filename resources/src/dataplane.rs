@@ -1,0 +1,249 @@
+//! `DataPlane`: the data-plane service and everything it runs with.
+
+use crate::common::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The Conclave data plane: a Deployment of the stateless service with its Service, ConfigMap,
+/// ServiceAccount, PodDisruptionBudget and (when autoscaling) HorizontalPodAutoscaler. The
+/// operator generates the JWT signing key, the VAPID key and the at-rest key into Secrets, and
+/// runs the new image's migrations (a Job) before rolling it out.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[kube(
+    group = "conclave.io",
+    version = "v1alpha1",
+    kind = "DataPlane",
+    namespaced,
+    status = "DataPlaneStatus",
+    shortname = "dp",
+    category = "conclave",
+    doc = "A Conclave data plane deployment, run by the operator.",
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
+    printcolumn(name = "Schema", type_ = "integer", json_path = ".status.schemaVersion", priority = 1),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(name = "Ready replicas", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))")
+    .message("set replicas or autoscaling, not both"))]
+#[serde(rename_all = "camelCase")]
+pub struct DataPlaneSpec {
+    /// The data-plane container image, such as `ghcr.io/example/conclave-dataplane:1.4.0`.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// The image pull policy (`Always`, `IfNotPresent` or `Never`); absent uses Kubernetes'
+    /// default for the tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// A fixed number of replicas (default 2). Do not set together with `autoscaling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
+    /// Scale between bounds on CPU use, with a HorizontalPodAutoscaler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    /// CPU and memory requests and limits of the data-plane container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// The PostgreSQL connection. A CloudNativePG `<cluster>-app` Secret works as is.
+    pub postgres: PostgresRef,
+    /// The Redis connection.
+    pub redis: RedisRef,
+    /// Outgoing email (invitations, confirmations, notifications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<Smtp>,
+    /// TURN servers handed to clients for calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<Turn>,
+    /// The public base URL clients reach the data plane at (used in emails and links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub public_url: Option<String>,
+    /// After a key rotation, how long tokens signed with the previous JWT key stay valid, in
+    /// seconds (default one day).
+    #[serde(default = "default_key_overlap")]
+    #[schemars(range(min = 0, max = 2592000))]
+    pub key_rotation_overlap_seconds: i64,
+}
+
+fn default_key_overlap() -> i64 {
+    86400
+}
+
+/// The image pull policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Autoscaling bounds.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[x_kube(validation = Rule::new("self.maxReplicas >= self.minReplicas")
+    .message("maxReplicas must be at least minReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    /// Fewest replicas.
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Most replicas.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// The average CPU use (percent of requests) to scale towards (default 70).
+    #[serde(default = "default_cpu")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+fn default_cpu() -> i32 {
+    70
+}
+
+/// Requests and limits, as Kubernetes quantities by resource name (`cpu`, `memory`).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    /// What the container is guaranteed, such as `{cpu: 250m, memory: 256Mi}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, String>,
+    /// The most the container may use.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, String>,
+}
+
+/// Where the PostgreSQL connection URL is.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresRef {
+    /// The Secret (in this namespace), for example CloudNativePG's `<cluster>-app`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// The key holding a `postgresql://` URL (default `uri`, as CloudNativePG writes it). The
+    /// login must own the schema (to migrate) and be a member of `conclave_app`.
+    #[serde(default = "default_uri_key")]
+    pub uri_key: String,
+}
+
+fn default_uri_key() -> String {
+    "uri".to_owned()
+}
+
+/// Where the Redis connection URL is.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisRef {
+    /// The Secret (in this namespace).
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// The key holding a `redis://` or `rediss://` URL (default `url`).
+    #[serde(default = "default_url_key")]
+    pub url_key: String,
+}
+
+fn default_url_key() -> String {
+    "url".to_owned()
+}
+
+/// Outgoing email.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Smtp {
+    /// The SMTP server's host name.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// The SMTP server's port (default 587).
+    #[serde(default = "default_smtp_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// The sender address, such as `Conclave <noreply@example.com>`.
+    #[schemars(length(min = 3, max = 320))]
+    pub from: String,
+    /// How the connection is secured (default `StartTls`).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// A Secret with keys `username` and `password`, when the server wants them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_name: Option<String>,
+}
+
+fn default_smtp_port() -> i32 {
+    587
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SmtpTls {
+    /// Upgrade a plain connection with STARTTLS (port 587).
+    #[default]
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption (only for a relay on the same host or a test server).
+    None,
+}
+
+/// TURN servers for calls.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Turn {
+    /// `turn:` / `turns:` URLs handed to clients.
+    #[schemars(length(min = 1, max = 16))]
+    pub urls: Vec<String>,
+    /// A Secret with the key `shared-secret`, used to mint short-lived TURN credentials
+    /// (the TURN REST API scheme coturn implements).
+    #[schemars(length(min = 1, max = 253))]
+    pub shared_secret_name: String,
+    /// How long minted credentials last, in seconds (default 3600).
+    #[serde(default = "default_turn_ttl")]
+    #[schemars(range(min = 60, max = 86400))]
+    pub credential_ttl_seconds: i32,
+}
+
+fn default_turn_ttl() -> i32 {
+    3600
+}
+
+/// What the operator observed.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DataPlaneStatus {
+    /// `Ready` and its reason.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Replicas the Deployment has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Replicas ready to serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// The image rolled out (after its migrations succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The newest migration applied to the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<i64>,
+    /// The image whose migrations last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrated_image: Option<String>,
+    /// The key id (`kid`) of the current JWT signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_key_id: Option<String>,
+}

@@ -1,0 +1,229 @@
+//! Rules checked by the operator before it touches the database.
+//!
+//! The CRD schemas and their CEL rules stop most mistakes at the API server; these functions
+//! repeat the essential ones (so an object admitted by an older CRD, or built in a test, is
+//! still caught) and add what CEL cannot say, like parsing a quantity into bytes. Each returns
+//! one message a person can act on; the operator puts it in `Ready=False, reason=InvalidSpec`.
+
+use crate::bot::BotAgentSpec;
+use crate::dataplane::DataPlaneSpec;
+use crate::organization::OrganizationSpec;
+use crate::webhook::WebhookEndpointSpec;
+use crate::workspace::WorkspaceSpec;
+use std::collections::BTreeSet;
+
+/// Why a spec cannot be reconciled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
+
+fn invalid<T>(message: impl Into<String>) -> Result<T, InvalidSpec> {
+    Err(InvalidSpec(message.into()))
+}
+
+/// A DNS-label shaped identifier, as the database's `conclave_slug` domain accepts it.
+pub fn is_slug(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let inner_ok = bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (1..=63).contains(&bytes.len()) && inner_ok && edge_ok(bytes.first()) && edge_ok(bytes.last())
+}
+
+/// A host name: dot-separated labels of letters, digits and inner hyphens, with at least one dot.
+pub fn is_domain(value: &str) -> bool {
+    let labels: Vec<&str> = value.split('.').collect();
+    value.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            let b = label.as_bytes();
+            (1..=63).contains(&b.len())
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+                && b.first() != Some(&b'-')
+                && b.last() != Some(&b'-')
+        })
+}
+
+/// An email address as the database stores it (trimmed, lower case), or `None` when it is not
+/// one. Deliberately simple: one `@`, something before it, a domain after it.
+pub fn normalize_email(value: &str) -> Option<String> {
+    let email = value.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let local_ok = !local.is_empty() && local.len() <= 64 && !local.chars().any(|c| c.is_whitespace() || c == '@');
+    (local_ok && is_domain(domain) && email.len() <= 254).then_some(email)
+}
+
+/// An event type such as `message.created`: dot-separated words of lower-case letters and `_`.
+pub fn is_event_type(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('.').collect();
+    parts.len() >= 2 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+}
+
+/// Parses a Kubernetes quantity of bytes (`1024`, `500Mi`, `10Gi`, `1.5G`) into bytes.
+pub fn parse_quantity_bytes(value: &str) -> Result<i64, InvalidSpec> {
+    const SUFFIXES: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+    ];
+    let (number, factor) = SUFFIXES
+        .iter()
+        .find_map(|(suffix, factor)| value.strip_suffix(suffix).map(|n| (n, *factor)))
+        .unwrap_or((value, 1.0));
+    let well_formed = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().filter(|b| *b == b'.').count() <= 1
+        && !number.starts_with('.')
+        && !number.ends_with('.');
+    if !well_formed {
+        return invalid(format!("{value:?} is not a quantity of bytes (examples: 500Mi, 10Gi)"));
+    }
+    let parsed: f64 = number.parse().map_err(|_| InvalidSpec(format!("{value:?} is not a quantity of bytes")))?;
+    let bytes = (parsed * factor).ceil();
+    if bytes > i64::MAX as f64 {
+        return invalid(format!("{value:?} is too large"));
+    }
+    Ok(bytes as i64)
+}
+
+fn unique<'a>(what: &str, values: impl IntoIterator<Item = &'a str>) -> Result<(), InvalidSpec> {
+    let mut seen = BTreeSet::new();
+    for value in values {
+        if !seen.insert(value) {
+            return invalid(format!("{what} lists {value:?} twice"));
+        }
+    }
+    Ok(())
+}
+
+impl OrganizationSpec {
+    /// Checks the spec; see the module documentation.
+    pub fn validate(&self) -> Result<(), InvalidSpec> {
+        if !is_slug(&self.slug) {
+            return invalid(format!("slug {:?} must be lower-case letters, digits and inner hyphens", self.slug));
+        }
+        if self.display_name.trim().is_empty() || self.display_name.chars().count() > 200 {
+            return invalid("displayName must have 1 to 200 characters");
+        }
+        if let Some(limits) = &self.limits {
+            if limits.max_members.is_some_and(|n| n < 1) || limits.max_workspaces.is_some_and(|n| n < 1) {
+                return invalid("limits must be at least 1");
+            }
+            if let Some(storage) = &limits.attachment_storage {
+                parse_quantity_bytes(storage)?;
+            }
+        }
+        if self.message_retention_days.is_some_and(|d| d < 1) {
+            return invalid("messageRetentionDays must be at least 1");
+        }
+        if let Some(security) = &self.security {
+            if let Some(domain) =
+                security.allowed_email_domains.iter().find(|d| !is_domain(d) || d.to_lowercase() != **d)
+            {
+                return invalid(format!("allowedEmailDomains: {domain:?} is not a lower-case domain name"));
+            }
+            if security.session_lifetime_seconds.is_some_and(|s| !(300..=31_536_000).contains(&s)) {
+                return invalid("sessionLifetimeSeconds must be between 300 and 31536000");
+            }
+        }
+        for owner in &self.initial_owners {
+            if normalize_email(owner).is_none() {
+                return invalid(format!("initialOwners: {owner:?} is not an email address"));
+            }
+        }
+        let normalized: Vec<String> = self.initial_owners.iter().filter_map(|o| normalize_email(o)).collect();
+        unique("initialOwners", normalized.iter().map(String::as_str))
+    }
+}
+
+impl WorkspaceSpec {
+    /// Checks the spec; see the module documentation.
+    pub fn validate(&self) -> Result<(), InvalidSpec> {
+        if !is_slug(&self.slug) {
+            return invalid(format!("slug {:?} must be lower-case letters, digits and inner hyphens", self.slug));
+        }
+        if self.display_name.trim().is_empty() || self.display_name.chars().count() > 200 {
+            return invalid("displayName must have 1 to 200 characters");
+        }
+        if self.message_retention_days.is_some_and(|d| d < 1) {
+            return invalid("messageRetentionDays must be at least 1");
+        }
+        if let Some(channel) = self.default_channels.iter().find(|c| !is_slug(c)) {
+            return invalid(format!(
+                "defaultChannels: {channel:?} must be lower-case letters, digits and inner hyphens"
+            ));
+        }
+        unique("defaultChannels", self.default_channels.iter().map(String::as_str))
+    }
+}
+
+impl WebhookEndpointSpec {
+    /// Checks the spec; see the module documentation.
+    pub fn validate(&self) -> Result<(), InvalidSpec> {
+        if self.workspace_ref.is_some() == self.organization_ref.is_some() {
+            return invalid("set exactly one of workspaceRef and organizationRef");
+        }
+        let https = self.url.starts_with("https://");
+        let http = self.url.starts_with("http://");
+        if !(https || http) || self.url.len() > 2048 || self.url.chars().any(char::is_whitespace) {
+            return invalid("url must be an http(s) URL of at most 2048 characters");
+        }
+        if http && !self.allow_insecure_http {
+            return invalid("url must use https unless allowInsecureHttp is true");
+        }
+        if self.event_types.is_empty() {
+            return invalid("eventTypes must list at least one event type");
+        }
+        if let Some(event) = self.event_types.iter().find(|e| !is_event_type(e)) {
+            return invalid(format!("eventTypes: {event:?} is not an event type such as message.created"));
+        }
+        unique("eventTypes", self.event_types.iter().map(String::as_str))
+    }
+}
+
+impl BotAgentSpec {
+    /// Checks the spec; see the module documentation.
+    pub fn validate(&self) -> Result<(), InvalidSpec> {
+        if self.display_name.trim().is_empty() || self.display_name.chars().count() > 100 {
+            return invalid("displayName must have 1 to 100 characters");
+        }
+        if !(0..=604_800).contains(&self.token_overlap_seconds) {
+            return invalid("tokenOverlapSeconds must be between 0 and 604800");
+        }
+        unique("scopes", self.scopes.iter().map(|s| s.as_str()))
+    }
+}
+
+impl DataPlaneSpec {
+    /// Checks the spec; see the module documentation.
+    pub fn validate(&self) -> Result<(), InvalidSpec> {
+        if self.image.trim().is_empty() {
+            return invalid("image must be set");
+        }
+        if self.replicas.is_some() && self.autoscaling.is_some() {
+            return invalid("set replicas or autoscaling, not both");
+        }
+        if let Some(a) = &self.autoscaling
+            && a.max_replicas < a.min_replicas
+        {
+            return invalid("autoscaling.maxReplicas must be at least minReplicas");
+        }
+        if let Some(resources) = &self.resources {
+            for (name, quantity) in resources.requests.iter().chain(&resources.limits) {
+                if quantity.trim().is_empty() {
+                    return invalid(format!("resources: {name} has no quantity"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+use super::*;
+
+#[test]
+fn slugs_are_dns_labels() {
+    assert!(is_slug("acme"));
+    assert!(is_slug("a-1"));
+    assert!(!is_slug("-acme"));
+    assert!(!is_slug("acme-"));
+    assert!(!is_slug("Acme"));
+    assert!(!is_slug(""));
+    assert!(!is_slug(&"a".repeat(64)));
+}
+
+#[test]
+fn emails_are_normalised_or_refused() {
+    assert_eq!(normalize_email("  Alice@Example.COM "), Some("alice@example.com".to_owned()));
+    assert_eq!(normalize_email("alice@localhost"), None);
+    assert_eq!(normalize_email("@example.com"), None);
+    assert_eq!(normalize_email("a@b@example.com"), None);
+}
+
+#[test]
+fn quantities_parse_into_bytes() {
+    assert_eq!(parse_quantity_bytes("1024"), Ok(1024));
+    assert_eq!(parse_quantity_bytes("500Mi"), Ok(500 * 1024 * 1024));
+    assert_eq!(parse_quantity_bytes("1.5G"), Ok(1_500_000_000));
+    assert_eq!(parse_quantity_bytes("2Ti"), Ok(2 * 1024_i64.pow(4)));
+    assert!(parse_quantity_bytes("10GB").is_err());
+    assert!(parse_quantity_bytes("Gi").is_err());
+    assert!(parse_quantity_bytes("1..2").is_err());
+    assert!(parse_quantity_bytes("9999999999Pi").is_err());
+}
+
+#[test]
+fn event_types_are_dotted_words() {
+    assert!(is_event_type("message.created"));
+    assert!(is_event_type("call.participant_joined"));
+    assert!(!is_event_type("message"));
+    assert!(!is_event_type("Message.Created"));
+    assert!(!is_event_type("message..created"));
+}
+
+#[test]
+fn a_webhook_needs_exactly_one_reference() {
+    use crate::common::LocalRef;
+    use crate::webhook::WebhookEndpointSpec;
+    let mut spec = WebhookEndpointSpec {
+        workspace_ref: None,
+        organization_ref: None,
+        url: "https://example.com/hook".into(),
+        allow_insecure_http: false,
+        event_types: vec!["message.created".into()],
+        signing_secret_ref: None,
+        enabled: true,
+    };
+    assert!(spec.validate().is_err());
+    spec.workspace_ref = Some(LocalRef { name: "w".into() });
+    assert!(spec.validate().is_ok());
+    spec.organization_ref = Some(LocalRef { name: "o".into() });
+    assert!(spec.validate().is_err());
+}
+
+#[test]
+fn a_dataplane_cannot_have_both_replicas_and_autoscaling() {
+    let spec: crate::DataPlaneSpec = serde_json::from_value(serde_json::json!({
+        "image": "conclave:1",
+        "replicas": 2,
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 4},
+        "postgres": {"secretName": "pg-app"},
+        "redis": {"secretName": "redis"}
+    }))
+    .expect("a spec");
+    assert_eq!(spec.postgres.uri_key, "uri");
+    assert!(spec.validate().is_err());
+}
