@@ -2,6 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum LogFormat {
@@ -17,6 +18,9 @@ pub struct Config {
     /// Address to serve HTTP and WebSocket on.
     #[arg(long, env = "CONCLAVE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// The URL clients reach this service at; links in emails point here.
+    #[arg(long, env = "CONCLAVE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
     /// PostgreSQL URL of the data plane's login (the `conclave_app` role, or a member of it).
     #[arg(long, env = "CONCLAVE_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
@@ -29,6 +33,47 @@ pub struct Config {
     /// Redis URL for fan-out, presence, rate limits and signalling state.
     #[arg(long, env = "CONCLAVE_REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    #[arg(long, env = "CONCLAVE_REDIS_NAMESPACE", default_value = "conclave")]
+    pub redis_namespace: String,
+    /// Directory of Ed25519 signing keys for access tokens, one PKCS#8 PEM file per key named
+    /// `<key id>.pem`. Every key verifies; the one named by `--jwt-signing-key-id` (or, without
+    /// it, the last by name) signs. Replicas sharing the directory accept each other's tokens,
+    /// and a rotation adds the new key before the old one is removed. Without a directory an
+    /// ephemeral key is generated (one replica, tokens die with the process).
+    #[arg(long, env = "CONCLAVE_JWT_KEYS_DIR")]
+    pub jwt_keys_dir: Option<PathBuf>,
+    #[arg(long, env = "CONCLAVE_JWT_SIGNING_KEY_ID")]
+    pub jwt_signing_key_id: Option<String>,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "CONCLAVE_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    pub access_token_ttl: u64,
+    /// Lifetime of a refresh token (each use mints a new one), in seconds.
+    #[arg(long, env = "CONCLAVE_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl: u64,
+    /// A file holding the 32-byte at-rest key (base64) that seals TOTP and webhook secrets.
+    /// Without it an ephemeral key is generated, and sealed secrets do not survive a restart.
+    #[arg(long, env = "CONCLAVE_AT_REST_KEY_FILE")]
+    pub at_rest_key_file: Option<PathBuf>,
+    /// SMTP relay for account email, e.g. `smtp://mail.example:25` (plain, for a local relay).
+    /// Without it, no email is sent and the features that need one say so.
+    #[arg(long, env = "CONCLAVE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From address of account email.
+    #[arg(long, env = "CONCLAVE_MAIL_FROM", default_value = "Conclave <no-reply@conclave.local>")]
+    pub mail_from: String,
+    /// Take the client address from the last hop of `X-Forwarded-For` (behind a trusted proxy).
+    #[arg(long, env = "CONCLAVE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+    /// Failed logins in a row before an account is locked.
+    #[arg(long, env = "CONCLAVE_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    pub lockout_threshold: i32,
+    /// How long a lockout lasts, in seconds.
+    #[arg(long, env = "CONCLAVE_LOCKOUT_SECONDS", default_value_t = 900)]
+    pub lockout_seconds: i64,
+    /// Multiplies every rate limit (tests and benchmarks raise it; 1 in production).
+    #[arg(long, env = "CONCLAVE_RATE_LIMIT_FACTOR", default_value_t = 1)]
+    pub rate_limit_factor: u32,
     #[arg(long, env = "CONCLAVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }

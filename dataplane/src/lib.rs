@@ -4,11 +4,21 @@
 //! The code is split by feature (`health`, and the features that later grow beside it), each
 //! owning its router; [`router`] merges them.
 
+mod audit;
+pub mod auth;
 pub mod config;
+mod devices;
+pub mod error;
+mod extract;
 mod health;
+mod mail;
+mod ratelimit;
+mod sealing;
 mod state;
 pub mod telemetry;
+mod tokens;
 
+pub use devices::revocations_channel;
 pub use state::{AppState, app_pool};
 
 use anyhow::Context;
@@ -16,9 +26,18 @@ use axum::Router;
 use std::future::Future;
 use tokio::net::TcpListener;
 
+/// The largest JSON body accepted (messages carry up to 256 KiB of ciphertext, base64-encoded).
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+
 /// The whole HTTP surface, built by a function so tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(health::router()).with_state(state)
+    Router::new()
+        .merge(health::router())
+        .merge(auth::router())
+        .merge(devices::router())
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets requests in flight finish.
@@ -29,7 +48,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "data plane listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
     tracing::info!("data plane stopped");
     Ok(())
 }

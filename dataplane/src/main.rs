@@ -12,7 +12,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP and WebSocket API.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Apply pending database migrations as the schema owner, then exit.
     Migrate(MigrateArgs),
 }

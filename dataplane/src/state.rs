@@ -1,8 +1,12 @@
+use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
+use crate::mail::Mailer;
+use crate::sealing::SealingKey;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Everything a handler needs, cloned cheaply into each request.
 #[derive(Clone)]
@@ -11,6 +15,10 @@ pub struct AppState {
     pub db: PgPool,
     /// A multiplexed, reconnecting Redis connection.
     pub redis: redis::aio::ConnectionManager,
+    pub config: Arc<Config>,
+    pub jwt: Arc<JwtKeys>,
+    pub sealing: Arc<SealingKey>,
+    pub mailer: Arc<Mailer>,
 }
 
 impl AppState {
@@ -21,7 +29,29 @@ impl AppState {
         let client =
             redis::Client::open(config.redis_url.as_str()).context("CONCLAVE_REDIS_URL is not a valid Redis URL")?;
         let redis = redis::aio::ConnectionManager::new(client).await.context("connecting to Redis")?;
-        Ok(Self { db, redis })
+        let jwt = match &config.jwt_keys_dir {
+            Some(dir) => JwtKeys::from_dir(dir, config.jwt_signing_key_id.as_deref())?,
+            None => {
+                tracing::warn!("no CONCLAVE_JWT_KEYS_DIR: signing access tokens with an ephemeral key");
+                JwtKeys::ephemeral()?
+            }
+        };
+        let sealing = match &config.at_rest_key_file {
+            Some(path) => SealingKey::from_file(path)?,
+            None => {
+                tracing::warn!("no CONCLAVE_AT_REST_KEY_FILE: sealed secrets will not survive a restart");
+                SealingKey::ephemeral()
+            }
+        };
+        let mailer = Mailer::from_config(config)?;
+        Ok(Self {
+            db,
+            redis,
+            config: Arc::new(config.clone()),
+            jwt: Arc::new(jwt),
+            sealing: Arc::new(sealing),
+            mailer: Arc::new(mailer),
+        })
     }
 }
 

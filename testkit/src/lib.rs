@@ -11,6 +11,7 @@
 //! those URLs are ignored; each test connects to its own database.
 
 mod fixtures;
+pub mod smtp;
 
 pub use fixtures::{Tenant, seed_tenant};
 
@@ -115,6 +116,16 @@ impl TestDb {
         Ok(Self { name, owner, app, owner_options, app_options })
     }
 
+    /// A PostgreSQL URL for this database as the app role (for configuring a data plane).
+    pub fn app_url(&self) -> String {
+        replace_database(&std::env::var("CONCLAVE_TEST_APP_URL").unwrap_or_default(), &self.name)
+    }
+
+    /// A PostgreSQL URL for this database as the owner role.
+    pub fn owner_url(&self) -> String {
+        replace_database(&std::env::var("CONCLAVE_TEST_OWNER_URL").unwrap_or_default(), &self.name)
+    }
+
     /// Connection options for this database as the app role (for starting a data plane on it).
     pub fn app_options(&self) -> PgConnectOptions {
         self.app_options.clone().database(&self.name)
@@ -124,6 +135,19 @@ impl TestDb {
     pub fn owner_options(&self) -> PgConnectOptions {
         self.owner_options.clone().database(&self.name)
     }
+}
+
+/// `postgres://user:pw@host:port/anything?x` with its database replaced by `name`.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
+    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[authority_end..].find('/').map(|i| i + authority_end).unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..path_start], name);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
 }
 
 impl Drop for TestDb {

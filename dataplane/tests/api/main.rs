@@ -1,5 +1,8 @@
 //! The data plane's HTTP API, served for real on a loopback port against a real PostgreSQL
 //! (a database of its own per test) and the stack's Redis.
 
+mod auth;
+mod devices;
 mod health;
+mod inputs;
 mod support;

@@ -1,49 +1,172 @@
+use clap::Parser;
 use conclave_dataplane::AppState;
+use conclave_dataplane::config::Config;
 use conclave_testkit::TestDb;
+use conclave_testkit::smtp::MailCatcher;
+use ed25519_dalek::{Signer, SigningKey};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// A data plane serving on an ephemeral loopback port, stopped when dropped.
-pub struct TestApp {
-    pub base: String,
-    pub db: TestDb,
-    pub http: reqwest::Client,
-    _stop: oneshot::Sender<()>,
-}
+use uuid::Uuid;
 
 pub fn redis_url() -> String {
     std::env::var("CONCLAVE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
 }
 
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// A data plane serving on an ephemeral loopback port with its own database and mail catcher,
+/// stopped when dropped.
+pub struct TestApp {
+    pub base: String,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+    pub mail: MailCatcher,
+    pub state: AppState,
+    _stop: oneshot::Sender<()>,
+}
+
 impl TestApp {
+    /// Rate limits are raised a thousandfold so tests of other things never trip them.
     pub async fn start() -> Self {
-        Self::start_with_redis(&redis_url()).await
+        Self::start_with(&["--rate-limit-factor", "1000"]).await
     }
 
-    pub async fn start_with_redis(redis_url: &str) -> Self {
+    pub async fn start_with(extra: &[&str]) -> Self {
         let db = TestDb::new().await.expect("test database");
-        let pool = conclave_dataplane::app_pool(db.app_options(), conclave_schema::APP_ROLE, 5).await.expect("pool");
-        let client = redis::Client::open(redis_url).expect("redis url");
-        let redis = redis::aio::ConnectionManager::new_with_config(
-            client,
-            redis::aio::ConnectionManagerConfig::new()
-                .set_number_of_retries(1)
-                .set_connection_timeout(Some(std::time::Duration::from_millis(500))),
-        )
-        .await;
-        let state = match redis {
-            Ok(redis) => AppState { db: pool, redis },
-            Err(e) => panic!("redis: {e}"),
-        };
+        let mail = MailCatcher::start().await.expect("smtp listener");
+        let database_url = db.app_url();
+        let smtp_url = mail.url();
+        let redis = redis_url();
+        // A namespace of its own: rate-limit counters and channels never leak between tests.
+        let namespace = format!("test-{}", Uuid::new_v4().simple());
+        let mut args = vec![
+            "conclave-dataplane",
+            "--redis-namespace",
+            &namespace,
+            "--database-url",
+            &database_url,
+            "--redis-url",
+            &redis,
+            "--smtp-url",
+            &smtp_url,
+            "--database-max-connections",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        let config = Cli::try_parse_from(args).expect("config").config;
+        let state = AppState::connect(&config).await.expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(conclave_dataplane::serve(listener, state, async move {
+        tokio::spawn(conclave_dataplane::serve(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
-        Self { base, db, http: reqwest::Client::new(), _stop: stop }
+        Self { base, db, http: reqwest::Client::new(), mail, state, _stop: stop }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
+
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        read(self.http.delete(self.url(path)).bearer_auth(token).send().await.expect("request")).await
+    }
+
+    /// Registers and confirms an account (through the emailed token); returns its id.
+    pub async fn confirmed_user(&self, email: &str, password: &str) -> Uuid {
+        let (status, body) = self
+            .post("/v1/auth/register", json!({ "email": email, "password": password, "display_name": "Test" }), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let mail = self.mail.wait_for(email, "Confirm", Duration::from_secs(10)).await.expect("confirmation email");
+        let token = mail.token("cve_").expect("token in email");
+        let (status, body) = self.post("/v1/auth/confirm-email", json!({ "token": token }), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["user_id"].as_str().and_then(|s| s.parse().ok()).expect("user id")
+    }
+
+    /// Logs in on a new device; returns the token pair JSON.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/v1/auth/login",
+                json!({ "email": email, "password": password, "device": new_device("laptop") }),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// A confirmed, logged-in user: (user id, access token, login response).
+    pub async fn signed_in(&self, email: &str) -> (Uuid, String, Value) {
+        let id = self.confirmed_user(email, PASSWORD).await;
+        let pair = self.login(email, PASSWORD).await;
+        (id, pair["access_token"].as_str().expect("token").to_owned(), pair)
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db.owner).await.expect("count")
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, body)
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    conclave_protocol::b64::encode(bytes)
+}
+
+/// A device registration with real keys and a valid binding signature.
+pub fn new_device(name: &str) -> Value {
+    let signing = SigningKey::from_bytes(&rand32());
+    let x25519 = rand32();
+    let ed = signing.verifying_key().to_bytes();
+    let signature = signing.sign(&conclave_protocol::layout::device_binding_input(&x25519, &ed));
+    json!({
+        "name": name,
+        "platform": "cli",
+        "x25519_public_key": b64(&x25519),
+        "ed25519_public_key": b64(&ed),
+        "key_signature": b64(&signature.to_bytes()),
+    })
+}
+
+pub fn rand32() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    bytes
+}
+
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
 }

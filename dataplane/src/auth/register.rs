@@ -1,0 +1,162 @@
+//! Registration and email confirmation.
+
+use super::credentials::{Email, Password, hash_password};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ClientIp};
+use crate::ratelimit;
+use crate::tokens::{self, Kind};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+const CONFIRMATION_HOURS: f64 = 48.0;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    email: String,
+    password: String,
+    display_name: String,
+}
+
+#[derive(Serialize)]
+pub struct Registered {
+    user_id: Uuid,
+    email: String,
+    /// False when this deployment sends no email (then confirmation cannot happen).
+    confirmation_email_sent: bool,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn register(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Registered>)> {
+    ratelimit::check(&state, ratelimit::REGISTER, &ip.key()).await?;
+    let email = Email::parse(&body.email)?;
+    let password = Password::parse(body.password, Some(&email))?;
+    let display_name = body.display_name.trim();
+    if display_name.is_empty() || display_name.chars().count() > 100 {
+        return Err(ApiError::validation("display_name", "must have 1 to 100 characters"));
+    }
+    let hash = hash_password(&password).await?;
+    let mut tx = state.db.begin().await?;
+    let user_id = sqlx::query_scalar!(
+        "INSERT INTO user_accounts (email, password_hash) VALUES ($1, $2)
+         ON CONFLICT (email) DO NOTHING RETURNING id",
+        email.as_str(),
+        hash
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::conflict("email_taken", "an account with this email address already exists"))?;
+    sqlx::query!("INSERT INTO user_profiles (user_id, display_name) VALUES ($1, $2)", user_id, display_name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("INSERT INTO user_security_states (user_id) VALUES ($1)", user_id).execute(&mut *tx).await?;
+    let token = new_confirmation(&mut tx, user_id, &email).await?;
+    tx.commit().await?;
+    let sent = send_confirmation(&state, email.clone(), token);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(Registered { user_id, email: email.as_str().to_owned(), confirmation_email_sent: sent }),
+    ))
+}
+
+async fn new_confirmation(conn: &mut PgConnection, user_id: Uuid, email: &Email) -> ApiResult<String> {
+    let token = tokens::generate(Kind::EmailConfirmation);
+    sqlx::query!(
+        "INSERT INTO email_confirmation_tokens (user_id, email, token_hash, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(hours => $4::float8::int))",
+        user_id,
+        email.as_str(),
+        tokens::digest(&token),
+        CONFIRMATION_HOURS,
+    )
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+fn send_confirmation(state: &AppState, email: Email, token: String) -> bool {
+    if !state.mailer.enabled() {
+        return false;
+    }
+    let body = format!(
+        "Welcome to Conclave.\n\nConfirm your email address with this token (valid for {CONFIRMATION_HOURS} hours):\n\n{token}\n\nor open {}/confirm-email?token={token}\n\nIf you did not create an account, ignore this message.\n",
+        state.mailer.public_url
+    );
+    state.mailer.send_later(email, "Confirm your email address", body);
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    token: String,
+}
+
+pub async fn confirm_email(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    let invalid = || ApiError::bad_request("invalid_token", "the confirmation token is invalid, used or expired");
+    if !tokens::looks_like(Kind::EmailConfirmation, &body.token) {
+        return Err(invalid());
+    }
+    let mut tx = state.db.begin().await?;
+    // Consuming is one statement, so two concurrent uses cannot both succeed.
+    let confirmed = sqlx::query!(
+        "UPDATE email_confirmation_tokens SET consumed_at = now()
+          WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > now()
+          RETURNING user_id, email::text AS \"email!\"",
+        tokens::digest(&body.token)
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(invalid)?;
+    sqlx::query!(
+        "UPDATE user_accounts SET email_confirmed_at = coalesce(email_confirmed_at, now()) WHERE id = $1 AND email = $2",
+        confirmed.user_id,
+        confirmed.email
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(json!({ "confirmed": true, "user_id": confirmed.user_id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    email: String,
+}
+
+/// Always 202, whether or not the address has an unconfirmed account: the answer must not tell
+/// who is registered.
+pub async fn resend_confirmation(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<EmailRequest>,
+) -> ApiResult<StatusCode> {
+    ratelimit::check(&state, ratelimit::REGISTER, &ip.key()).await?;
+    let email = Email::parse(&body.email)?;
+    let mut tx = state.db.begin().await?;
+    let user = sqlx::query_scalar!(
+        "SELECT id FROM user_accounts WHERE email = $1 AND email_confirmed_at IS NULL AND status = 'active'",
+        email.as_str()
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(user_id) = user {
+        let token = new_confirmation(&mut tx, user_id, &email).await?;
+        tx.commit().await?;
+        send_confirmation(&state, email, token);
+    }
+    Ok(StatusCode::ACCEPTED)
+}

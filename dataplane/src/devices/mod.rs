@@ -1,0 +1,232 @@
+//! Devices, and the Web Push subscriptions that belong to them.
+//!
+//! A device publishes an X25519 key (to receive wrapped conversation keys) and an Ed25519 key (to
+//! sign), with an Ed25519 signature over both keys (`conclave_protocol::layout::device_binding_input`)
+//! proving the signing key vouches for the key-agreement key. Revoking a device ends its
+//! sessions, refresh tokens and push subscriptions in one transaction, then tells every replica
+//! through Redis to close its sockets.
+
+mod push;
+
+use crate::AppState;
+use crate::audit::{self, Actor};
+use crate::auth::session::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ClientIp};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use chrono::{DateTime, Utc};
+use conclave_protocol::b64;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The Redis channel (`<namespace>:revocations`) that carries device revocations to every
+/// replica. Payload: JSON `{"device_id": "...", "user_id": "..."}`. The WebSocket gateway closes
+/// that device's sockets.
+pub fn revocations_channel(namespace: &str) -> String {
+    format!("{namespace}:revocations")
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/devices", get(list).post(register))
+        .route("/v1/devices/{device_id}", delete(revoke))
+        .merge(push::router())
+}
+
+const PLATFORMS: &[&str] = &["ios", "android", "web", "desktop", "cli", "bot"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    pub name: String,
+    pub platform: String,
+    #[serde(with = "b64")]
+    pub x25519_public_key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub ed25519_public_key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub key_signature: Vec<u8>,
+}
+
+impl NewDevice {
+    /// Checks shapes and the binding signature; the server stores nothing it has not verified.
+    pub fn validate(&self) -> ApiResult<()> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ApiError::validation("name", "must have 1 to 100 characters"));
+        }
+        if !PLATFORMS.contains(&self.platform.as_str()) {
+            return Err(ApiError::validation("platform", "must be one of ios, android, web, desktop, cli, bot"));
+        }
+        let x: [u8; 32] = self
+            .x25519_public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::validation("x25519_public_key", "must be 32 bytes"))?;
+        let ed: [u8; 32] = self
+            .ed25519_public_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::validation("ed25519_public_key", "must be 32 bytes"))?;
+        let signature: [u8; 64] = self
+            .key_signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::validation("key_signature", "must be 64 bytes"))?;
+        let verifying = VerifyingKey::from_bytes(&ed)
+            .map_err(|_| ApiError::validation("ed25519_public_key", "is not a valid key"))?;
+        let input = conclave_protocol::layout::device_binding_input(&x, &ed);
+        verifying
+            .verify_strict(&input, &Signature::from_bytes(&signature))
+            .map_err(|_| ApiError::validation("key_signature", "does not verify with the device's signing key"))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Device {
+    pub id: Uuid,
+    pub name: String,
+    pub platform: String,
+    #[serde(with = "b64")]
+    pub x25519_public_key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub ed25519_public_key: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether this is the device the request was made from.
+    pub current: bool,
+}
+
+/// Stores a validated device for `user_id`.
+pub async fn insert(conn: &mut PgConnection, user_id: Uuid, device: &NewDevice) -> ApiResult<Uuid> {
+    device.validate()?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO devices (user_id, name, platform, x25519_public_key, ed25519_public_key, key_signature)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        user_id,
+        device.name.trim(),
+        device.platform,
+        device.x25519_public_key,
+        device.ed25519_public_key,
+        device.key_signature,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(id)
+}
+
+async fn register(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<NewDevice>,
+) -> ApiResult<(StatusCode, axum::Json<Device>)> {
+    let mut tx = state.db.begin().await?;
+    let id = insert(&mut tx, auth.user_id, &body).await?;
+    let device = fetch(&mut tx, auth, id).await?.ok_or_else(ApiError::internal)?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(device)))
+}
+
+async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<Option<Device>> {
+    Ok(sqlx::query_as!(
+        Device,
+        r#"SELECT id, name, platform, x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
+                  id = $2 AS "current!"
+             FROM devices WHERE user_id = $1 AND id = $3"#,
+        auth.user_id,
+        auth.device_id,
+        id,
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Device>>> {
+    let devices = sqlx::query_as!(
+        Device,
+        r#"SELECT id, name, platform, x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
+                  id = $2 AS "current!"
+             FROM devices WHERE user_id = $1 ORDER BY created_at"#,
+        auth.user_id,
+        auth.device_id,
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(devices))
+}
+
+/// Ends everything a device holds, inside the caller's transaction. Returns false when the
+/// device is not the user's or was already revoked.
+pub async fn revoke_in(conn: &mut PgConnection, user_id: Uuid, device_id: Uuid) -> ApiResult<bool> {
+    let revoked = sqlx::query_scalar!(
+        "UPDATE devices SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id",
+        device_id,
+        user_id,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if revoked.is_none() {
+        return Ok(false);
+    }
+    sqlx::query!(
+        "UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = 'device_revoked'
+          WHERE revoked_at IS NULL AND session_id IN (SELECT id FROM session_tokens WHERE device_id = $1)",
+        device_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!("UPDATE session_tokens SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL", device_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query!("DELETE FROM push_subscriptions WHERE device_id = $1", device_id).execute(&mut *conn).await?;
+    Ok(true)
+}
+
+/// Tells every replica a device is gone (after the revocation committed).
+pub async fn publish_revocation(state: &AppState, user_id: Uuid, device_id: Uuid) {
+    let payload = serde_json::json!({ "device_id": device_id, "user_id": user_id }).to_string();
+    let mut redis = state.redis.clone();
+    let published: Result<i64, _> = redis::cmd("PUBLISH")
+        .arg(revocations_channel(&state.config.redis_namespace))
+        .arg(payload)
+        .query_async(&mut redis)
+        .await;
+    if let Err(e) = published {
+        // The sockets still fail their next session check; the publish only makes it immediate.
+        tracing::warn!(error = %e, %device_id, "could not publish a device revocation");
+    }
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath(device_id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    if !revoke_in(&mut tx, auth.user_id, device_id).await? {
+        return Err(ApiError::not_found("device"));
+    }
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: None,
+            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            action: "device.revoked",
+            target: Some(("device", device_id)),
+            ip: ip.0,
+            details: serde_json::json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    publish_revocation(&state, auth.user_id, device_id).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,98 @@
+//! Web Push subscriptions (RFC 8030 endpoint, RFC 8291 keys), one set per device.
+
+use crate::AppState;
+use crate::auth::session::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use conclave_protocol::b64;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/devices/{device_id}/push-subscriptions", post(subscribe))
+        .route("/v1/devices/{device_id}/push-subscriptions/{subscription_id}", delete(unsubscribe))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSubscription {
+    endpoint: String,
+    #[serde(with = "b64")]
+    p256dh: Vec<u8>,
+    #[serde(with = "b64")]
+    auth: Vec<u8>,
+}
+
+#[derive(Debug, Serialize)]
+struct Subscription {
+    id: Uuid,
+    device_id: Uuid,
+    endpoint: String,
+}
+
+async fn subscribe(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(device_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<NewSubscription>,
+) -> ApiResult<(StatusCode, axum::Json<Subscription>)> {
+    if !body.endpoint.starts_with("https://") || body.endpoint.len() > 2048 {
+        return Err(ApiError::validation("endpoint", "must be an https URL of at most 2048 characters"));
+    }
+    if body.p256dh.len() != 65 || body.p256dh.first() != Some(&0x04) {
+        return Err(ApiError::validation("p256dh", "must be an uncompressed P-256 point (65 bytes)"));
+    }
+    if body.auth.len() != 16 {
+        return Err(ApiError::validation("auth", "must be 16 bytes"));
+    }
+    let mut tx = state.db.begin().await?;
+    let owned = sqlx::query_scalar!(
+        "SELECT id FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        device_id,
+        auth.user_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if owned.is_none() {
+        return Err(ApiError::not_found("device"));
+    }
+    let id = sqlx::query_scalar!(
+        "INSERT INTO push_subscriptions (user_id, device_id, endpoint, p256dh, auth) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (device_id, endpoint) DO UPDATE SET p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth
+         RETURNING id",
+        auth.user_id,
+        device_id,
+        body.endpoint,
+        body.p256dh,
+        body.auth,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(Subscription { id, device_id, endpoint: body.endpoint })))
+}
+
+async fn unsubscribe(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((device_id, subscription_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let deleted = sqlx::query!(
+        "DELETE FROM push_subscriptions WHERE id = $1 AND device_id = $2 AND user_id = $3",
+        subscription_id,
+        device_id,
+        auth.user_id
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if deleted == 0 {
+        return Err(ApiError::not_found("push subscription"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

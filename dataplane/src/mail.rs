@@ -1,0 +1,61 @@
+//! Account email over SMTP (lettre). Emails carry single-use tokens, so they are sent directly
+//! after the transaction that created the token commits, never queued in the database: the
+//! database only ever holds the token's digest.
+
+use crate::auth::credentials::Email;
+use crate::config::Config;
+use anyhow::{Context, bail};
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+pub struct Mailer {
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    pub public_url: String,
+}
+
+impl Mailer {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let from: Mailbox = config.mail_from.parse().context("CONCLAVE_MAIL_FROM is not a mailbox")?;
+        let transport = match &config.smtp_url {
+            None => None,
+            Some(url) => {
+                let Some(rest) = url.strip_prefix("smtp://") else {
+                    bail!("CONCLAVE_SMTP_URL must look like smtp://host:port (a relay on a trusted network)");
+                };
+                let rest = rest.trim_end_matches('/');
+                let (host, port) = match rest.rsplit_once(':') {
+                    Some((host, port)) => (host, port.parse::<u16>().context("CONCLAVE_SMTP_URL has an invalid port")?),
+                    None => (rest, 25),
+                };
+                Some(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port).build())
+            }
+        };
+        Ok(Self { transport, from, public_url: config.public_url.trim_end_matches('/').to_owned() })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.transport.is_some()
+    }
+
+    /// Sends one plain-text email. Errors are logged without the body (it holds a token).
+    pub async fn send(&self, to: &Email, subject: &str, body: String) -> anyhow::Result<()> {
+        let Some(transport) = &self.transport else {
+            bail!("email is not configured (CONCLAVE_SMTP_URL)");
+        };
+        let to: Mailbox = to.as_str().parse().context("recipient address")?;
+        let message = Message::builder().from(self.from.clone()).to(to).subject(subject).body(body)?;
+        transport.send(message).await.context("SMTP delivery failed")?;
+        Ok(())
+    }
+
+    /// Sends in the background so the request does not wait on the mail relay.
+    pub fn send_later(self: &std::sync::Arc<Self>, to: Email, subject: &'static str, body: String) {
+        let mailer = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mailer.send(&to, subject, body).await {
+                tracing::warn!(error = %e, subject, "could not send email");
+            }
+        });
+    }
+}
