@@ -7,6 +7,7 @@
 mod audit;
 pub mod auth;
 pub mod config;
+pub mod db;
 mod devices;
 pub mod error;
 mod extract;
@@ -16,6 +17,7 @@ mod ratelimit;
 mod sealing;
 mod state;
 pub mod telemetry;
+pub mod tenancy;
 mod tokens;
 
 pub use devices::revocations_channel;
@@ -35,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(auth::router())
         .merge(devices::router())
+        .merge(tenancy::router())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -1,0 +1,151 @@
+//! Organizations and workspaces as their members see them. The operator creates both; this API
+//! reads them and manages who belongs. Every organization-scoped request starts with
+//! [`member_tx`], which opens a tenant transaction and loads the caller's membership: a caller
+//! who is not a member gets exactly the 404 an unknown id gets.
+
+use crate::AppState;
+use crate::auth::session::AuthUser;
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiPath;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/organizations", get(list)).route("/v1/organizations/{organization_id}", get(show))
+}
+
+/// Organization roles, weakest first, so `role >= Role::Admin` reads as it should.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Guest,
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "guest" => Some(Self::Guest),
+            "member" => Some(Self::Member),
+            "admin" => Some(Self::Admin),
+            "owner" => Some(Self::Owner),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Guest => "guest",
+            Self::Member => "member",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+}
+
+/// The caller's standing in an organization, loaded inside a tenant transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Membership {
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub role: Role,
+}
+
+impl Membership {
+    /// Refuses (403 `insufficient_role`) unless the member holds at least `needed`.
+    pub fn require(&self, needed: Role) -> ApiResult<()> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "insufficient_role",
+                format!("this needs the {} role or higher in the organization", needed.as_str()),
+            ))
+        }
+    }
+}
+
+/// Opens a tenant transaction for the caller in `organization_id` and loads their membership;
+/// 404 when the organization does not exist or the caller is not in it. Also enforces the
+/// organization's security policy (TOTP required).
+pub async fn member_tx(
+    state: &AppState,
+    auth: AuthUser,
+    organization_id: Uuid,
+) -> ApiResult<(Transaction<'static, Postgres>, Membership)> {
+    let mut tx = db::tenant_tx(state, organization_id, auth.user_id).await?;
+    let row = sqlx::query!(
+        r#"SELECT m.role, o.require_totp,
+                  EXISTS (SELECT 1 FROM totp_secrets t WHERE t.user_id = m.user_id AND t.confirmed_at IS NOT NULL) AS "has_totp!"
+             FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
+            WHERE m.organization_id = $1 AND m.user_id = $2 AND o.status = 'active'"#,
+        organization_id,
+        auth.user_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("organization"))?;
+    if row.require_totp && !row.has_totp {
+        return Err(ApiError::forbidden(
+            "totp_required_by_organization",
+            "this organization requires two-factor sign-in: enable TOTP first (POST /v1/auth/totp)",
+        ));
+    }
+    let role = Role::parse(&row.role).ok_or_else(ApiError::internal)?;
+    Ok((tx, Membership { organization_id, user_id: auth.user_id, role }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Organization {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    pub role: String,
+    pub require_totp: bool,
+    pub allowed_email_domains: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Organization>>> {
+    let mut tx = db::user_tx(&state, auth.user_id).await?;
+    let organizations = sqlx::query_as!(
+        Organization,
+        r#"SELECT o.id, o.slug::text AS "slug!", o.display_name, m.role, o.require_totp, o.allowed_email_domains, o.created_at
+             FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
+            WHERE m.user_id = $1 AND o.status = 'active'
+            ORDER BY o.display_name"#,
+        auth.user_id
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(organizations))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(organization_id): ApiPath<Uuid>,
+) -> ApiResult<axum::Json<Organization>> {
+    let (mut tx, _member) = member_tx(&state, auth, organization_id).await?;
+    let organization = sqlx::query_as!(
+        Organization,
+        r#"SELECT o.id, o.slug::text AS "slug!", o.display_name, m.role, o.require_totp, o.allowed_email_domains, o.created_at
+             FROM organizations o JOIN organization_memberships m ON m.organization_id = o.id AND m.user_id = $2
+            WHERE o.id = $1"#,
+        organization_id,
+        auth.user_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(organization))
+}
