@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod plan;
 pub mod secrets;
 pub mod structural;
+pub mod sync;
 pub mod telemetry;
 
 pub use config::Config;

@@ -1,4 +1,9 @@
-//! Integration tests of the operator: the CRD manifests, and the PostgreSQL layer against a
-//! real database (each test with its own, from `conclave_testkit::TestDb`).
+//! Integration tests of the operator: the CRD manifests, and each kind's reconcile against a
+//! real PostgreSQL (each test with its own database, from `conclave_testkit::TestDb`).
 
+mod bots;
 mod crds;
+mod organizations;
+mod support;
+mod webhooks;
+mod workspaces;

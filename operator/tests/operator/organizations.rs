@@ -1,0 +1,234 @@
+use crate::support::{NS, db, mk_org};
+use conclave_operator::conditions::reason;
+use conclave_operator::sync::organization::{cleanup, reconcile};
+use conclave_resources::DeletionPolicy;
+use sqlx::Row;
+use uuid::Uuid;
+
+async fn org_row(pool: &sqlx::PgPool, slug: &str) -> Option<sqlx::postgres::PgRow> {
+    sqlx::query("SELECT * FROM organizations WHERE slug = $1").bind(slug).fetch_optional(pool).await.expect("query")
+}
+
+#[tokio::test]
+async fn provisioning_an_organization_writes_every_declared_setting() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    let outcome = reconcile(&mut conn, &org).await.expect("reconcile");
+    assert!(outcome.readiness.ready, "{outcome:?}");
+    assert_eq!(outcome.notes[0].reason, "Provisioned");
+    let row = org_row(&db.owner, "acme").await.expect("a row");
+    let id: Uuid = row.get("id");
+    assert_eq!(outcome.status.organization_id, Some(id.to_string()));
+    assert_eq!(row.get::<String, _>("display_name"), "acme Inc.");
+    assert_eq!(row.get::<Option<i32>, _>("max_members"), Some(100));
+    assert_eq!(row.get::<Option<i64>, _>("attachment_quota_bytes"), Some(1 << 30));
+    assert_eq!(row.get::<Option<i32>, _>("message_retention_days"), Some(90));
+    assert!(row.get::<bool, _>("require_totp"));
+    assert_eq!(row.get::<Vec<String>, _>("allowed_email_domains"), vec!["acme.example"]);
+    assert_eq!(row.get::<Option<i32>, _>("session_lifetime_seconds"), Some(86_400));
+    assert_eq!(row.get::<Option<String>, _>("k8s_namespace").as_deref(), Some(NS));
+    assert_eq!(row.get::<Option<String>, _>("k8s_name").as_deref(), Some("acme"));
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE organization_id = $1 AND action = 'organization.provisioned'",
+    )
+    .bind(id)
+    .fetch_one(&db.owner)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+}
+
+#[tokio::test]
+async fn a_second_reconcile_of_an_unchanged_organization_writes_nothing() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    reconcile(&mut conn, &org).await.expect("first");
+    let before: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT updated_at FROM organizations").fetch_one(&db.owner).await.expect("row");
+    let again = reconcile(&mut conn, &org).await.expect("second");
+    assert!(again.notes.is_empty(), "{:?}", again.notes);
+    let after: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT updated_at FROM organizations").fetch_one(&db.owner).await.expect("row");
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_spec_change_updates_the_row() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let mut org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    reconcile(&mut conn, &org).await.expect("create");
+    org.spec.display_name = "Acme Renamed".into();
+    org.spec.security = None;
+    let outcome = reconcile(&mut conn, &org).await.expect("update");
+    assert_eq!(outcome.notes[0].reason, "Updated");
+    let row = org_row(&db.owner, "acme").await.expect("a row");
+    assert_eq!(row.get::<String, _>("display_name"), "Acme Renamed");
+    assert!(!row.get::<bool, _>("require_totp"));
+    assert!(row.get::<Vec<String>, _>("allowed_email_domains").is_empty());
+    assert_eq!(row.get::<Option<i32>, _>("session_lifetime_seconds"), None);
+}
+
+#[tokio::test]
+async fn a_row_changed_behind_the_operators_back_is_restored() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    reconcile(&mut conn, &org).await.expect("create");
+    sqlx::query("UPDATE organizations SET display_name = 'Tampered', require_totp = false, max_members = NULL")
+        .execute(&db.owner)
+        .await
+        .expect("tamper");
+    let outcome = reconcile(&mut conn, &org).await.expect("repair");
+    assert!(outcome.notes[0].message.contains("display_name, max_members, require_totp"), "{:?}", outcome.notes);
+    let row = org_row(&db.owner, "acme").await.expect("a row");
+    assert_eq!(row.get::<String, _>("display_name"), "acme Inc.");
+    assert!(row.get::<bool, _>("require_totp"));
+    assert_eq!(row.get::<Option<i32>, _>("max_members"), Some(100));
+}
+
+#[tokio::test]
+async fn a_row_deleted_behind_the_operators_back_is_recreated() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    let first = reconcile(&mut conn, &org).await.expect("create");
+    sqlx::query("DELETE FROM organizations").execute(&db.owner).await.expect("remove");
+    let second = reconcile(&mut conn, &org).await.expect("recreate");
+    assert!(second.readiness.ready);
+    assert_ne!(first.status.organization_id, second.status.organization_id);
+    assert!(org_row(&db.owner, "acme").await.is_some());
+}
+
+#[tokio::test]
+async fn initial_owners_are_invited_once_and_known_accounts_get_an_email_queued() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    sqlx::query(
+        "INSERT INTO user_accounts (email, password_hash)
+         VALUES ('known@acme.example', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo')",
+    )
+    .execute(&db.owner)
+    .await
+    .expect("a user");
+    let mut org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    org.spec.initial_owners = vec!["Known@Acme.example".into(), "new@acme.example".into()];
+    let outcome = reconcile(&mut conn, &org).await.expect("reconcile");
+    assert_eq!(outcome.notes.iter().filter(|n| n.reason == "OwnerInvited").count(), 2);
+    assert_eq!(outcome.status.pending_invitations, Some(2));
+    let invitations: Vec<(String, String)> =
+        sqlx::query_as("SELECT email::text, role FROM organization_invitations ORDER BY email")
+            .fetch_all(&db.owner)
+            .await
+            .expect("invitations");
+    assert_eq!(
+        invitations,
+        vec![("known@acme.example".into(), "owner".into()), ("new@acme.example".into(), "owner".into())]
+    );
+    let emails: Vec<String> = sqlx::query_scalar(
+        "SELECT u.email::text FROM outbound_notifications n JOIN user_accounts u ON u.id = n.recipient_user_id
+          WHERE n.channel = 'email'",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .expect("outbox");
+    assert_eq!(emails, vec!["known@acme.example"]);
+
+    sqlx::query("UPDATE organization_invitations SET revoked_at = now()").execute(&db.owner).await.expect("revoke");
+    let again = reconcile(&mut conn, &org).await.expect("again");
+    assert!(again.notes.iter().all(|n| n.reason != "OwnerInvited"), "{:?}", again.notes);
+    assert_eq!(again.status.pending_invitations, Some(0));
+}
+
+#[tokio::test]
+async fn deletion_policy_delete_removes_every_row_of_the_tenant_and_audits_it() {
+    let db = db().await;
+    let tenant = conclave_testkit::seed_tenant(&db.owner, "acme").await.expect("seed");
+    let other = conclave_testkit::seed_tenant(&db.owner, "other").await.expect("seed");
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let org = mk_org("acme", "acme", DeletionPolicy::Delete);
+    let outcome = reconcile(&mut conn, &org).await.expect("adopt");
+    assert_eq!(outcome.notes[0].reason, "Adopted");
+    assert_eq!(outcome.status.organization_id, Some(tenant.organization_id.to_string()));
+    assert_eq!(outcome.status.member_count, Some(1));
+    assert_eq!(outcome.status.workspace_count, Some(1));
+
+    let note = cleanup(&mut conn, &org).await.expect("cleanup");
+    assert_eq!(note.reason, "Deleted");
+    for table in ["organizations", "workspaces", "conversations", "messages", "organization_memberships"] {
+        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE {} = $1",
+            if table == "organizations" { "id" } else { "organization_id" }
+        )))
+        .bind(tenant.organization_id)
+        .fetch_one(&db.owner)
+        .await
+        .expect("count");
+        assert_eq!(left, 0, "{table} still has rows of the deleted tenant");
+    }
+    let others: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE organization_id = $1")
+        .bind(other.organization_id)
+        .fetch_one(&db.owner)
+        .await
+        .expect("count");
+    assert_eq!(others, 1, "another tenant's data must survive");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE organization_id = $1 AND action = 'organization.deleted' AND actor_kind = 'operator'",
+    )
+    .bind(tenant.organization_id)
+    .fetch_one(&db.owner)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+}
+
+#[tokio::test]
+async fn deletion_policy_retain_keeps_the_data_and_a_new_resource_adopts_it() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    let created = reconcile(&mut conn, &org).await.expect("create");
+    let note = cleanup(&mut conn, &org).await.expect("cleanup");
+    assert_eq!(note.reason, "Detached");
+    let row = org_row(&db.owner, "acme").await.expect("the row is kept");
+    assert_eq!(row.get::<Option<String>, _>("k8s_name"), None);
+
+    let mut recreated = mk_org("acme-again", "acme", DeletionPolicy::Retain);
+    recreated.metadata.namespace = Some("elsewhere".into());
+    let adopted = reconcile(&mut conn, &recreated).await.expect("adopt");
+    assert_eq!(adopted.notes[0].reason, "Adopted");
+    assert_eq!(adopted.status.organization_id, created.status.organization_id);
+    let row = org_row(&db.owner, "acme").await.expect("a row");
+    assert_eq!(row.get::<Option<String>, _>("k8s_namespace").as_deref(), Some("elsewhere"));
+}
+
+#[tokio::test]
+async fn a_slug_managed_by_another_resource_is_a_conflict_not_a_takeover() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    reconcile(&mut conn, &mk_org("acme", "acme", DeletionPolicy::Retain)).await.expect("first");
+    let intruder = mk_org("copycat", "acme", DeletionPolicy::Delete);
+    let outcome = reconcile(&mut conn, &intruder).await.expect("second");
+    assert!(!outcome.readiness.ready);
+    assert_eq!(outcome.readiness.reason, reason::CONFLICT);
+    assert!(outcome.readiness.message.contains("tenants/acme"), "{}", outcome.readiness.message);
+    let row = org_row(&db.owner, "acme").await.expect("a row");
+    assert_eq!(row.get::<Option<String>, _>("k8s_name").as_deref(), Some("acme"));
+    let note = cleanup(&mut conn, &intruder).await.expect("cleanup of the loser");
+    assert!(note.message.contains("no organization row"), "{note:?}");
+    assert!(org_row(&db.owner, "acme").await.is_some(), "deleting the loser must not delete the winner's tenant");
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_and_writes_nothing() {
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let mut org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    org.spec.initial_owners = vec!["nobody".into()];
+    let outcome = reconcile(&mut conn, &org).await.expect("reconcile");
+    assert_eq!(outcome.readiness.reason, reason::INVALID_SPEC);
+    assert!(outcome.notes[0].warning);
+    assert!(org_row(&db.owner, "acme").await.is_none());
+}

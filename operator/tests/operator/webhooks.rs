@@ -1,0 +1,171 @@
+use crate::support::{db, mk_org, mk_webhook, mk_workspace};
+use conclave_operator::conditions::reason;
+use conclave_operator::sync::webhook::{Inputs, SigningSecret, cleanup, reconcile};
+use conclave_operator::sync::{organization, workspace};
+use conclave_resources::webhook::WebhookEndpointStatus;
+use conclave_resources::{DeletionPolicy, LocalRef, Organization, Workspace, seal};
+use conclave_testkit::TestDb;
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
+use uuid::Uuid;
+
+const KEY: [u8; 32] = [42; 32];
+
+async fn provisioned(db: &TestDb) -> (PoolConnection<Postgres>, Organization, Workspace) {
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    organization::reconcile(&mut conn, &org).await.expect("org");
+    let ws = mk_workspace("eng", "acme", &[], DeletionPolicy::Retain);
+    workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("ws");
+    (conn, org, ws)
+}
+
+fn inputs<'a>(ws: &'a Workspace, secret: &str, key: Option<&[u8]>) -> Inputs<'a> {
+    Inputs {
+        workspace: Some(ws),
+        organization: None,
+        signing_secret: SigningSecret::Value { secret_name: "hook-webhook-signing".into(), value: secret.into() },
+        at_rest_key: key.map(<[u8]>::to_vec),
+    }
+}
+
+async fn sealed(db: &TestDb) -> (Uuid, Vec<u8>) {
+    sqlx::query_as("SELECT id, signing_secret_sealed FROM webhook_endpoints").fetch_one(&db.owner).await.expect("row")
+}
+
+#[tokio::test]
+async fn the_signing_secret_is_stored_sealed_bound_to_the_endpoint() {
+    let db = db().await;
+    let (mut conn, _org, ws) = provisioned(&db).await;
+    let hook = mk_webhook("hook", "eng");
+    let outcome = reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("reconcile");
+    assert!(outcome.readiness.ready, "{outcome:?}");
+    assert_eq!(outcome.status.secret_name.as_deref(), Some("hook-webhook-signing"));
+    let (id, bytes) = sealed(&db).await;
+    assert!(!bytes.windows(11).any(|w| w == b"whsec_first"), "the secret must not be stored in clear");
+    let opened = seal::open(&KEY, &seal::webhook_context(id), &bytes).expect("opens with the key and the row's id");
+    assert_eq!(opened, b"whsec_first");
+    assert!(seal::open(&KEY, &seal::webhook_context(Uuid::nil()), &bytes).is_err());
+    let events: Vec<String> = sqlx::query_scalar("SELECT unnest(event_types) FROM webhook_endpoints ORDER BY 1")
+        .fetch_all(&db.owner)
+        .await
+        .expect("events");
+    assert_eq!(events, vec!["member.joined", "message.created"]);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_resealed_and_an_unchanged_one_is_left_alone() {
+    let db = db().await;
+    let (mut conn, _org, ws) = provisioned(&db).await;
+    let hook = mk_webhook("hook", "eng");
+    reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
+    let (_, before) = sealed(&db).await;
+    let same = reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("again");
+    assert!(same.notes.is_empty());
+    assert_eq!(sealed(&db).await.1, before, "no reseal without a change");
+    let rotated = reconcile(&mut conn, &hook, inputs(&ws, "whsec_second", Some(&KEY))).await.expect("rotate");
+    assert!(rotated.notes[0].message.contains("signing_secret_sealed"), "{:?}", rotated.notes);
+    let (id, after) = sealed(&db).await;
+    assert_eq!(seal::open(&KEY, &seal::webhook_context(id), &after).expect("opens"), b"whsec_second");
+}
+
+#[tokio::test]
+async fn a_sealed_secret_replaced_behind_the_operators_back_is_repaired() {
+    let db = db().await;
+    let (mut conn, _org, ws) = provisioned(&db).await;
+    let hook = mk_webhook("hook", "eng");
+    reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
+    sqlx::query(
+        "UPDATE webhook_endpoints SET signing_secret_sealed = $1, url = 'https://evil.example/x', enabled = false",
+    )
+    .bind(vec![0u8; 40])
+    .execute(&db.owner)
+    .await
+    .expect("tamper");
+    let repaired = reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("repair");
+    assert_eq!(repaired.notes[0].reason, "Updated");
+    let (id, bytes) = sealed(&db).await;
+    assert_eq!(seal::open(&KEY, &seal::webhook_context(id), &bytes).expect("opens"), b"whsec_first");
+    let (url, enabled): (String, bool) =
+        sqlx::query_as("SELECT url, enabled FROM webhook_endpoints").fetch_one(&db.owner).await.expect("row");
+    assert_eq!((url.as_str(), enabled), ("https://hooks.example/conclave", true));
+}
+
+#[tokio::test]
+async fn delivery_results_recorded_by_the_data_plane_reach_the_status() {
+    let db = db().await;
+    let (mut conn, _org, ws) = provisioned(&db).await;
+    let hook = mk_webhook("hook", "eng");
+    reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
+    sqlx::query(
+        "UPDATE webhook_endpoints SET last_delivery_at = now(), last_delivery_status = 'failed',
+             last_delivery_error = 'HTTP 503', consecutive_failures = 4",
+    )
+    .execute(&db.owner)
+    .await
+    .expect("deliveries");
+    let outcome = reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("again");
+    let WebhookEndpointStatus {
+        last_delivery_status, last_delivery_error, consecutive_failures, last_delivery_at, ..
+    } = outcome.status;
+    assert_eq!(last_delivery_status.as_deref(), Some("failed"));
+    assert_eq!(last_delivery_error.as_deref(), Some("HTTP 503"));
+    assert_eq!(consecutive_failures, 4);
+    assert!(last_delivery_at.is_some());
+}
+
+#[tokio::test]
+async fn missing_references_secrets_and_keys_each_have_their_reason() {
+    let db = db().await;
+    let (mut conn, org, ws) = provisioned(&db).await;
+    let hook = mk_webhook("hook", "eng");
+
+    let mut no_ws = inputs(&ws, "s", Some(&KEY));
+    no_ws.workspace = None;
+    assert_eq!(reconcile(&mut conn, &hook, no_ws).await.expect("r").readiness.reason, reason::WORKSPACE_NOT_FOUND);
+
+    let mut no_secret = inputs(&ws, "s", Some(&KEY));
+    no_secret.signing_secret = SigningSecret::SecretMissing { name: "mine".into() };
+    let outcome = reconcile(&mut conn, &hook, no_secret).await.expect("r");
+    assert_eq!(outcome.readiness.reason, reason::SECRET_NOT_FOUND);
+    assert!(outcome.readiness.message.contains("mine"));
+
+    let mut no_key = inputs(&ws, "s", Some(&KEY));
+    no_key.signing_secret = SigningSecret::KeyMissing { name: "mine".into(), key: "hmac".into() };
+    assert_eq!(reconcile(&mut conn, &hook, no_key).await.expect("r").readiness.reason, reason::SECRET_KEY_MISSING);
+
+    let no_at_rest = inputs(&ws, "s", None);
+    assert_eq!(reconcile(&mut conn, &hook, no_at_rest).await.expect("r").readiness.reason, reason::AT_REST_KEY_MISSING);
+
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints").fetch_one(&db.owner).await.expect("c");
+    assert_eq!(count, 0, "nothing is written while an input is missing");
+
+    let mut org_wide = mk_webhook("org-hook", "unused");
+    org_wide.spec.workspace_ref = None;
+    org_wide.spec.organization_ref = Some(LocalRef { name: "acme".into() });
+    let mut org_inputs = inputs(&ws, "s", Some(&KEY));
+    org_inputs.organization = Some(&org);
+    let outcome = reconcile(&mut conn, &org_wide, org_inputs).await.expect("r");
+    assert!(outcome.readiness.ready, "{outcome:?}");
+    let scoped: Option<Uuid> =
+        sqlx::query_scalar("SELECT workspace_id FROM webhook_endpoints WHERE k8s_name = 'org-hook'")
+            .fetch_one(&db.owner)
+            .await
+            .expect("row");
+    assert_eq!(scoped, None);
+}
+
+#[tokio::test]
+async fn deleting_an_endpoint_removes_its_row() {
+    let db = db().await;
+    let (mut conn, _org, ws) = provisioned(&db).await;
+    let hook = mk_webhook("hook", "eng");
+    reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
+    assert_eq!(cleanup(&mut conn, &hook).await.expect("cleanup").reason, "Deleted");
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints").fetch_one(&db.owner).await.expect("c");
+    assert_eq!(count, 0);
+    let note = cleanup(&mut conn, &hook).await.expect("a second cleanup is harmless");
+    assert!(note.message.contains("no webhook endpoint row"));
+}
