@@ -8,12 +8,16 @@
 //! - [`layout`] builds every byte string that is signed, authenticated or used as HPKE `info`
 //!   (pure functions, no cryptography, no I/O);
 //! - [`b64`] is the serde encoding of every byte field in JSON (base64url without padding);
+//! - [`api`] holds the JSON bodies of the messaging HTTP API, and [`events`] the WebSocket frames,
+//!   so the server and the SDK (de)serialize one definition;
 //! - [`limits`] holds the sizes the server enforces and the client must respect.
 //!
 //! The normative description is `docs/protocol.md`; the committed test vectors in
 //! `docs/test-vectors/protocol-v1.json` pin every byte.
 
+pub mod api;
 pub mod b64;
+pub mod events;
 pub mod layout;
 pub mod limits;
 

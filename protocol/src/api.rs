@@ -1,0 +1,204 @@
+//! JSON bodies of the conversations and messages API (`docs/protocol.md`, "HTTP API").
+//!
+//! Requests reject unknown fields, so a client typo is an error rather than a silently ignored
+//! option. Every byte field is base64url without padding ([`crate::b64`]).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Direct (two people), group (invited members) or channel (named, joinable in its workspace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+    Channel,
+}
+
+/// `POST /v1/organizations/{org}/workspaces/{ws}/conversations`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversation {
+    pub kind: ConversationKind,
+    /// Channels only: a slug unique in the workspace.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Other members besides the creator (exactly one for a direct conversation).
+    #[serde(default)]
+    pub member_user_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user_id: Uuid,
+    /// `owner`, `admin` or `member`.
+    pub role: String,
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub workspace_id: Uuid,
+    pub kind: ConversationKind,
+    pub name: Option<String>,
+    /// The generation new messages must use; 0 until the first key is uploaded.
+    pub current_key_generation: i32,
+    /// A member left or a device was revoked (or a member joined): the next sender must upload a
+    /// new generation before sending.
+    pub rotation_required: bool,
+    /// The sequence number of the newest message.
+    pub last_seq: i64,
+    pub members: Vec<Member>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A device a new generation must be wrapped for: `GET .../conversations/{id}/devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberDevice {
+    pub user_id: Uuid,
+    pub device_id: Uuid,
+    #[serde(with = "crate::b64")]
+    pub x25519_public_key: [u8; 32],
+    #[serde(with = "crate::b64")]
+    pub ed25519_public_key: [u8; 32],
+}
+
+/// One device's HPKE wrap of a generation's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyWrap {
+    pub device_id: Uuid,
+    #[serde(with = "crate::b64")]
+    pub encapsulated_key: [u8; 32],
+    #[serde(with = "crate::b64")]
+    pub wrapped_key: [u8; 48],
+}
+
+/// `POST .../conversations/{id}/keys`: a new generation, wrapped for exactly the current
+/// member devices (the server answers 422 `wrap_set_mismatch` otherwise, naming the devices).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadGeneration {
+    /// Must be the current generation + 1.
+    pub generation: i32,
+    pub wraps: Vec<KeyWrap>,
+}
+
+/// `GET .../conversations/{id}/keys`: the caller's device's wraps, oldest generation first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceWrap {
+    pub generation: i32,
+    #[serde(with = "crate::b64")]
+    pub encapsulated_key: [u8; 32],
+    #[serde(with = "crate::b64")]
+    pub wrapped_key: [u8; 48],
+}
+
+/// `POST .../conversations/{id}/messages`. Retrying with the same `client_message_id` returns
+/// the stored message (200) instead of storing it twice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    pub client_message_id: Uuid,
+    pub key_generation: i32,
+    #[serde(with = "crate::b64")]
+    pub nonce: [u8; 12],
+    #[serde(with = "crate::b64")]
+    pub ciphertext: Vec<u8>,
+    #[serde(with = "crate::b64")]
+    pub signature: [u8; 64],
+    #[serde(default)]
+    pub reply_to_id: Option<Uuid>,
+}
+
+/// `PATCH .../messages/{id}`: the sender replaces the ciphertext (same client message id, so
+/// the signature binds the same AAD).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessage {
+    pub key_generation: i32,
+    #[serde(with = "crate::b64")]
+    pub nonce: [u8; 12],
+    #[serde(with = "crate::b64")]
+    pub ciphertext: Vec<u8>,
+    #[serde(with = "crate::b64")]
+    pub signature: [u8; 64],
+}
+
+/// A stored message. A deleted one keeps its place in the sequence with no content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: i64,
+    pub sender_user_id: Option<Uuid>,
+    pub sender_device_id: Option<Uuid>,
+    pub client_message_id: Uuid,
+    pub key_generation: i32,
+    #[serde(with = "crate::b64::option", default)]
+    pub nonce: Option<[u8; 12]>,
+    #[serde(with = "crate::b64::option", default)]
+    pub ciphertext: Option<Vec<u8>>,
+    #[serde(with = "crate::b64::option", default)]
+    pub signature: Option<[u8; 64]>,
+    pub reply_to_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// `GET .../messages?after_seq=N&limit=L` (ascending) or `?before_seq=N&limit=L` (descending).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    /// More messages exist beyond this page in the direction asked.
+    pub has_more: bool,
+}
+
+/// `POST .../conversations/{id}/receipts`: moves the caller's cursors forward (never back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateReceipts {
+    #[serde(default)]
+    pub delivered_seq: Option<i64>,
+    #[serde(default)]
+    pub read_seq: Option<i64>,
+}
+
+/// `POST .../conversations/{id}/members`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub user_id: Uuid,
+}
+
+/// `POST .../conversations/{id}/invites`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvite {
+    /// `None`: unlimited uses until it expires.
+    #[serde(default)]
+    pub max_uses: Option<i32>,
+    /// Lifetime in seconds (at most 30 days).
+    pub expires_in_seconds: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    pub id: Uuid,
+    /// Shown once; the server keeps its digest.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub max_uses: Option<i32>,
+}
+
+/// `POST /v1/organizations/{org}/conversation-invites/accept`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvite {
+    pub token: String,
+}

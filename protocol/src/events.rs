@@ -1,0 +1,102 @@
+//! WebSocket frames (`GET /v1/ws`, `docs/protocol.md`, "WebSocket protocol").
+//!
+//! Every frame is a JSON object `{"type": "...", ...}` tagged by `type`. Clients must ignore
+//! frame types they do not know: new kinds (reactions, pins, typing, presence, call signalling)
+//! are added without a version bump; a breaking change would be `/v2/ws`.
+
+use crate::api::{Member, Message};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Sent by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// First frame, optional: the last sequence number seen per conversation. The server sends
+    /// every newer message from the database (in order, without duplicates) before live ones.
+    Resume { cursors: BTreeMap<Uuid, i64> },
+    /// Application-level heartbeat (WebSocket pings also work).
+    Ping,
+}
+
+/// Sent by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The socket is authenticated and subscribed.
+    Ready {
+        user_id: Uuid,
+        device_id: Uuid,
+        protocol_version: u32,
+    },
+    /// A resume has been answered: everything up to now was sent.
+    Resumed {
+        conversations: usize,
+    },
+    MessageCreated {
+        message: Message,
+    },
+    MessageEdited {
+        message: Message,
+    },
+    MessageDeleted {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        seq: i64,
+    },
+    ReceiptUpdated {
+        conversation_id: Uuid,
+        member: Member,
+    },
+    MemberAdded {
+        conversation_id: Uuid,
+        user_id: Uuid,
+    },
+    MemberRemoved {
+        conversation_id: Uuid,
+        user_id: Uuid,
+    },
+    /// A new key generation exists; fetch this device's wrap.
+    KeyRotated {
+        conversation_id: Uuid,
+        generation: i32,
+    },
+    /// Sends are refused until someone uploads a new generation.
+    RotationRequired {
+        conversation_id: Uuid,
+    },
+    Pong,
+    /// A frame the server could not accept.
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+/// WebSocket close codes the server uses (4000-4999 are the application's).
+pub mod close {
+    /// The device was revoked or the session ended.
+    pub const REVOKED: u16 = 4001;
+    /// The client did not keep up; reconnect and resume from its last cursor.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// No heartbeat within the timeout.
+    pub const TIMEOUT: u16 = 4009;
+    /// The server is shutting down; reconnect (to another replica).
+    pub const GOING_AWAY: u16 = 1001;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_tagged_by_type() {
+        let frame: ClientFrame = serde_json::from_str(r#"{"type":"ping"}"#).expect("ping");
+        assert_eq!(frame, ClientFrame::Ping);
+        let id = Uuid::nil();
+        let json = serde_json::to_value(ServerFrame::RotationRequired { conversation_id: id }).expect("json");
+        assert_eq!(json["type"], "rotation_required");
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"dance"}"#).is_err());
+    }
+}
