@@ -22,10 +22,11 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+mod run;
 pub mod secrets;
 pub mod structural;
 pub mod sync;
 pub mod telemetry;
 
 pub use config::Config;
-pub use controllers::run;
+pub use run::run;

@@ -12,6 +12,28 @@ use sha2::{Digest, Sha256};
 pub const PORT: i32 = 8080;
 /// Where the generated key Secrets are mounted in the data-plane container.
 pub const KEYS_DIR: &str = "/var/run/conclave/keys";
+/// The key of the at-rest Secret: the 32-byte key, base64 (as `CONCLAVE_AT_REST_KEY_FILE` reads it).
+pub const AT_REST_KEY: &str = "key";
+/// The key of the VAPID Secret: the P-256 private scalar, base64url.
+pub const VAPID_KEY: &str = "private-key";
+
+/// The SMTP URL the data plane reads (`CONCLAVE_SMTP_URL`), built from the spec; with
+/// credentials, it refers to the `CONCLAVE_SMTP_USERNAME`/`PASSWORD` variables, which
+/// Kubernetes expands (`$(VAR)`) from the credentials Secret.
+pub fn smtp_url(smtp: &conclave_resources::dataplane::Smtp) -> String {
+    use conclave_resources::dataplane::SmtpTls;
+    let (scheme, query) = match smtp.tls {
+        SmtpTls::StartTls => ("smtp", "?tls=required"),
+        SmtpTls::Tls => ("smtps", ""),
+        SmtpTls::None => ("smtp", ""),
+    };
+    let credentials = if smtp.credentials_secret_name.is_some() {
+        "$(CONCLAVE_SMTP_USERNAME):$(CONCLAVE_SMTP_PASSWORD)@"
+    } else {
+        ""
+    };
+    format!("{scheme}://{credentials}{}:{}{query}", smtp.host, smtp.port)
+}
 
 /// The names of a DataPlane's children.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,20 +96,14 @@ pub fn config_map(dp: &DataPlane) -> Value {
     };
     put("CONCLAVE_LISTEN", format!("0.0.0.0:{PORT}"));
     put("CONCLAVE_LOG_FORMAT", "json".into());
-    put("CONCLAVE_KEYS_DIR", KEYS_DIR.into());
+    put("CONCLAVE_JWT_KEYS_DIR", format!("{KEYS_DIR}/jwt"));
+    put("CONCLAVE_AT_REST_KEY_FILE", format!("{KEYS_DIR}/at-rest/{AT_REST_KEY}"));
+    put("CONCLAVE_VAPID_PRIVATE_KEY_FILE", format!("{KEYS_DIR}/vapid/{VAPID_KEY}"));
     if let Some(url) = &spec.public_url {
         put("CONCLAVE_PUBLIC_URL", url.clone());
     }
     if let Some(smtp) = &spec.smtp {
-        put("CONCLAVE_SMTP_HOST", smtp.host.clone());
-        put("CONCLAVE_SMTP_PORT", smtp.port.to_string());
-        put("CONCLAVE_SMTP_FROM", smtp.from.clone());
-        let tls = match smtp.tls {
-            conclave_resources::dataplane::SmtpTls::StartTls => "starttls",
-            conclave_resources::dataplane::SmtpTls::Tls => "tls",
-            conclave_resources::dataplane::SmtpTls::None => "none",
-        };
-        put("CONCLAVE_SMTP_TLS", tls.into());
+        put("CONCLAVE_MAIL_FROM", smtp.from.clone());
     }
     if let Some(turn) = &spec.turn {
         put("CONCLAVE_TURN_URLS", turn.urls.join(","));
@@ -115,15 +131,20 @@ fn secret_env(name: &str, secret: &str, key: &str, optional: bool) -> Value {
     json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}}})
 }
 
-fn container_env(dp: &DataPlane) -> Vec<Value> {
+fn container_env(dp: &DataPlane, jwt_key_id: &str) -> Vec<Value> {
     let spec = &dp.spec;
     let mut env = vec![
         secret_env("CONCLAVE_DATABASE_URL", &spec.postgres.secret_name, &spec.postgres.uri_key, false),
         secret_env("CONCLAVE_REDIS_URL", &spec.redis.secret_name, &spec.redis.url_key, false),
+        json!({"name": "CONCLAVE_JWT_SIGNING_KEY_ID", "value": jwt_key_id}),
     ];
-    if let Some(secret) = spec.smtp.as_ref().and_then(|s| s.credentials_secret_name.as_ref()) {
-        env.push(secret_env("CONCLAVE_SMTP_USERNAME", secret, "username", false));
-        env.push(secret_env("CONCLAVE_SMTP_PASSWORD", secret, "password", false));
+    if let Some(smtp) = &spec.smtp {
+        if let Some(secret) = &smtp.credentials_secret_name {
+            env.push(secret_env("CONCLAVE_SMTP_USERNAME", secret, "username", false));
+            env.push(secret_env("CONCLAVE_SMTP_PASSWORD", secret, "password", false));
+        }
+        // After the credentials, so `$(..)` expands.
+        env.push(json!({"name": "CONCLAVE_SMTP_URL", "value": smtp_url(smtp)}));
     }
     if let Some(turn) = &spec.turn {
         env.push(secret_env("CONCLAVE_TURN_SHARED_SECRET", &turn.shared_secret_name, "shared-secret", false));
@@ -131,9 +152,10 @@ fn container_env(dp: &DataPlane) -> Vec<Value> {
     env
 }
 
-/// The data-plane Deployment running `image`. `revision` (the key ids and config digest)
-/// goes on the pod template, so a key rotation or a configuration change rolls the pods.
-pub fn deployment(dp: &DataPlane, image: &str, revision: &str) -> Value {
+/// The data-plane Deployment running `image`, signing tokens with the JWT key `jwt_key_id`.
+/// `revision` (the key ids and config digest) goes on the pod template, so a key rotation or a
+/// configuration change rolls the pods.
+pub fn deployment(dp: &DataPlane, image: &str, revision: &str, jwt_key_id: &str) -> Value {
     let n = names(&name_of(dp));
     let spec = &dp.spec;
     let mut container = json!({
@@ -142,7 +164,7 @@ pub fn deployment(dp: &DataPlane, image: &str, revision: &str) -> Value {
         "args": ["serve"],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": n.base}}],
-        "env": container_env(dp),
+        "env": container_env(dp, jwt_key_id),
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 6},
         "securityContext": {

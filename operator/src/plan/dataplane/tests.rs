@@ -21,7 +21,7 @@ fn mk_dataplane(extra: Value) -> DataPlane {
 #[test]
 fn a_cloudnativepg_app_secret_is_read_through_its_uri_key() {
     let dp = mk_dataplane(json!({}));
-    let d = deployment(&dp, "img:1", "rev");
+    let d = deployment(&dp, "img:1", "rev", "kid1");
     let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
     assert_eq!(env[0]["name"], "CONCLAVE_DATABASE_URL");
     assert_eq!(env[0]["valueFrom"]["secretKeyRef"], json!({"name": "pg-app", "key": "uri", "optional": false}));
@@ -34,7 +34,7 @@ fn every_child_is_owned_by_the_dataplane() {
     let hpa = horizontal_pod_autoscaler(&dp).expect("an autoscaler");
     for child in [
         config_map(&dp),
-        deployment(&dp, "img:1", "r"),
+        deployment(&dp, "img:1", "r", "kid1"),
         service(&dp),
         service_account(&dp),
         pod_disruption_budget(&dp),
@@ -51,13 +51,13 @@ fn every_child_is_owned_by_the_dataplane() {
 #[test]
 fn with_autoscaling_the_deployment_leaves_replicas_to_the_autoscaler() {
     let scaled = mk_dataplane(json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}));
-    assert!(deployment(&scaled, "i", "r")["spec"].get("replicas").is_none());
+    assert!(deployment(&scaled, "i", "r", "kid1")["spec"].get("replicas").is_none());
     let hpa = horizontal_pod_autoscaler(&scaled).expect("an autoscaler");
     assert_eq!(hpa["spec"]["maxReplicas"], 5);
     let fixed = mk_dataplane(json!({"replicas": 3}));
-    assert_eq!(deployment(&fixed, "i", "r")["spec"]["replicas"], 3);
+    assert_eq!(deployment(&fixed, "i", "r", "kid1")["spec"]["replicas"], 3);
     assert!(horizontal_pod_autoscaler(&fixed).is_none());
-    assert_eq!(deployment(&mk_dataplane(json!({})), "i", "r")["spec"]["replicas"], 2);
+    assert_eq!(deployment(&mk_dataplane(json!({})), "i", "r", "kid1")["spec"]["replicas"], 2);
 }
 
 #[test]
@@ -67,14 +67,34 @@ fn smtp_and_turn_settings_reach_the_config_and_their_secrets_the_env() {
         "turn": {"urls": ["turn:turn.example:3478", "turns:turn.example:5349"], "sharedSecretName": "turn"}
     }));
     let cm = config_map(&dp);
-    assert_eq!(cm["data"]["CONCLAVE_SMTP_HOST"], "smtp.example");
-    assert_eq!(cm["data"]["CONCLAVE_SMTP_PORT"], "587");
-    assert_eq!(cm["data"]["CONCLAVE_SMTP_TLS"], "starttls");
+    assert_eq!(cm["data"]["CONCLAVE_MAIL_FROM"], "noreply@example.com");
     assert_eq!(cm["data"]["CONCLAVE_TURN_URLS"], "turn:turn.example:3478,turns:turn.example:5349");
-    let env = deployment(&dp, "i", "r")["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    let env = deployment(&dp, "i", "r", "kid1")["spec"]["template"]["spec"]["containers"][0]["env"].clone();
     let names: Vec<&str> = env.as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
     assert!(names.contains(&"CONCLAVE_SMTP_PASSWORD"));
     assert!(names.contains(&"CONCLAVE_TURN_SHARED_SECRET"));
+    let url = env.as_array().expect("env").iter().find(|e| e["name"] == "CONCLAVE_SMTP_URL").expect("an SMTP URL");
+    assert_eq!(
+        url["value"],
+        "smtp://$(CONCLAVE_SMTP_USERNAME):$(CONCLAVE_SMTP_PASSWORD)@smtp.example:587?tls=required"
+    );
+    let position = |n: &str| names.iter().position(|x| *x == n).expect("present");
+    assert!(
+        position("CONCLAVE_SMTP_PASSWORD") < position("CONCLAVE_SMTP_URL"),
+        "variables expand only from earlier ones"
+    );
+}
+
+#[test]
+fn the_keys_are_mounted_where_the_data_plane_reads_them() {
+    let dp = mk_dataplane(json!({}));
+    let cm = config_map(&dp);
+    assert_eq!(cm["data"]["CONCLAVE_JWT_KEYS_DIR"], "/var/run/conclave/keys/jwt");
+    assert_eq!(cm["data"]["CONCLAVE_AT_REST_KEY_FILE"], "/var/run/conclave/keys/at-rest/key");
+    let d = deployment(&dp, "i", "r", "kid1");
+    let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(env.as_array().expect("env").contains(&json!({"name": "CONCLAVE_JWT_SIGNING_KEY_ID", "value": "kid1"})));
+    assert_eq!(d["spec"]["template"]["spec"]["volumes"][2]["secret"]["secretName"], "chat-at-rest-key");
 }
 
 #[test]

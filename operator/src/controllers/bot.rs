@@ -1,0 +1,95 @@
+//! The BotAgent controller: the token Secret first (the source of truth), then PostgreSQL.
+
+use super::secret::{self, Layout};
+use super::{Context, Error, api_for, cleanup, error_policy, finish, publish};
+use crate::plan::bot::{PREVIOUS_TOKEN_KEY, TOKEN_KEY, secret_name};
+use crate::plan::rotation::{self, SecretPlan};
+use crate::secrets;
+use crate::sync::{self, Note};
+use chrono::{Duration, Utc};
+use conclave_resources::{ANNOTATION_ROTATE_TOKEN, BotAgent, FINALIZER, Workspace};
+use futures::Stream;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource, ResourceExt};
+use std::sync::Arc;
+
+const LAYOUT: Layout = Layout::Fixed { current: TOKEN_KEY, previous: PREVIOUS_TOKEN_KEY };
+
+pub fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+) -> impl Stream<Item = Result<(ObjectRef<BotAgent>, Action), impl std::fmt::Display>> {
+    let bots = api_for::<BotAgent>(&ctx.client, namespace);
+    let workspaces = api_for::<Workspace>(&ctx.client, namespace);
+    let secrets = api_for::<Secret>(&ctx.client, namespace);
+    let controller = Controller::new(bots, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .owns(secrets, watcher::Config::default().labels("app.kubernetes.io/managed-by=conclave-operator"))
+        .watches(workspaces, watcher::Config::default(), move |ws: Workspace| {
+            let ns = ws.namespace().unwrap_or_default();
+            let name = ws.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|b| b.namespace().as_deref() == Some(&ns) && b.spec.workspace_ref.name == name)
+                .map(|b| ObjectRef::from_obj(&*b))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+}
+
+async fn reconcile(bot: Arc<BotAgent>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.start("BotAgent");
+    let api: Api<BotAgent> = Api::namespaced(ctx.client.clone(), &bot.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, bot, |event| async {
+        match event {
+            Event::Apply(bot) => apply(&bot, &ctx).await,
+            Event::Cleanup(bot) => {
+                let target = bot.clone();
+                cleanup(&ctx, &*bot, |mut conn| async move {
+                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    let note = sync::bot::cleanup(&mut tx, &target).await?;
+                    tx.commit().await?;
+                    Ok(note)
+                })
+                .await
+            }
+        }
+    })
+    .await
+    .map_err(Error::from)
+}
+
+async fn apply(bot: &BotAgent, ctx: &Context) -> Result<Action, Error> {
+    let ns = bot.namespace().unwrap_or_default();
+    let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = secret_name(&bot.name_any());
+    let existing = secrets_api.get_opt(&name).await?;
+    let now = Utc::now();
+    let plan = rotation::plan(
+        secret::read(existing.as_ref(), LAYOUT),
+        bot.annotations().get(ANNOTATION_ROTATE_TOKEN).map(String::as_str),
+        Duration::seconds(bot.spec.token_overlap_seconds),
+        now,
+        || secrets::token(secrets::BOT_TOKEN_PREFIX),
+    )
+    .map_err(|e| Error::Other(e.into()))?;
+    if let SecretPlan::Write { state, why } = &plan {
+        let (data, annotations) = secret::render(state, LAYOUT);
+        secret::apply(&secrets_api, &name, bot.controller_owner_ref(&()), data, annotations).await?;
+        publish(ctx, bot, &Note::normal(why.reason(), format!("bot token in Secret {name}: {why:?}"))).await;
+    }
+    let token = plan.state();
+    let workspaces: Api<Workspace> = Api::namespaced(ctx.client.clone(), &ns);
+    let ws = workspaces.get_opt(&bot.spec.workspace_ref.name).await?;
+    let mut tx = ctx.pool.begin().await?;
+    let outcome = sync::bot::reconcile(&mut tx, bot, ws.as_ref(), token).await?;
+    tx.commit().await?;
+    finish(ctx, bot, outcome, rotation::next_deadline(token, now)).await
+}

@@ -1,0 +1,386 @@
+//! The Kubernetes side: one controller per kind, run behind the leader Lease.
+//!
+//! Every controller follows the same shape: a free `reconcile(obj, ctx)` that fetches what the
+//! object refers to, runs the kind's [`sync`](crate::sync) step in one database transaction,
+//! writes the status through the status subresource (server-side apply, only when it changed)
+//! and publishes an event per state change; and the shared [`error_policy`] that backs off.
+//! Finalizers (kube-runtime's `finalizer` helper) run the deletion policy before an object
+//! goes; see [`cleanup`] for what happens when the database cannot be reached.
+
+mod bot;
+mod dataplane;
+mod organization;
+pub mod secret;
+mod webhook;
+mod workspace;
+
+use crate::conditions::{self, Readiness, reason};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::sync::{Note, Outcome, SyncError};
+use conclave_resources::{ANNOTATION_FORCE_DETACH, Condition, FIELD_MANAGER};
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What every reconcile gets.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Connections to PostgreSQL as the schema owner.
+    pub pool: PgPool,
+    /// The operator's configuration.
+    pub config: Config,
+    /// Publishes events as `conclave-operator`.
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per object uid: the back-off, and the count that releases a
+    /// finalizer when the database stays unreachable during a deletion.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, pool: PgPool, config: Config, metrics: Arc<Metrics>, instance: String) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance: Some(instance) };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            pool,
+            config,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures_of(&self, uid: &str) -> u32 {
+        self.failures.lock().map(|m| m.get(uid).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    fn count_failure(&self, uid: &str) -> u32 {
+        let Ok(mut map) = self.failures.lock() else { return 0 };
+        let n = map.entry(uid.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    fn clear_failures(&self, uid: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            map.remove(uid);
+        }
+    }
+
+    fn resync(&self) -> Action {
+        Action::requeue(Duration::from_secs(self.config.resync_seconds.max(10)))
+    }
+}
+
+/// Why a reconcile failed. The variants double as metric labels.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Sync(#[from] SyncError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    /// Deletion waits for something else to go first (an Organization for its Workspaces).
+    #[error("{0}")]
+    Waiting(String),
+    #[error("{0}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Sync(SyncError::Database(_)) | Self::Database(_) => "database",
+            Self::Sync(SyncError::Other(_)) | Self::Other(_) => "other",
+            Self::Kube(_) => "kubernetes",
+            Self::Finalizer(_) => "finalizer",
+            Self::Waiting(_) => "waiting",
+        }
+    }
+}
+
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    fn from(err: kube::runtime::finalizer::Error<Error>) -> Self {
+        Self::Finalizer(Box::new(err))
+    }
+}
+
+/// Back-off: 5 s after the first failure, doubling to at most 5 minutes; 5 s while waiting.
+pub fn backoff(failures: u32, error: &Error) -> Duration {
+    if matches!(error, Error::Waiting(_)) {
+        return Duration::from_secs(5);
+    }
+    Duration::from_secs((5u64 << failures.saturating_sub(1).min(6)).min(300))
+}
+
+/// The error policy of every controller: count, log, report `Ready=False`, and back off.
+pub fn error_policy<K>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let uid = obj.uid().unwrap_or_default();
+    let failures = ctx.count_failure(&uid);
+    ctx.metrics.failed(&K::kind(&()), error.metric_label());
+    tracing::warn!(kind = %K::kind(&()), name = %obj.name_any(), namespace = ?obj.namespace(), failures, error = %error, "reconcile failed");
+    let ctx2 = ctx.clone();
+    let message = error.to_string();
+    let waiting = matches!(error, Error::Waiting(_));
+    tokio::spawn(async move {
+        let (reason, note) = if waiting {
+            (reason::WAITING_FOR_WORKSPACES, message)
+        } else {
+            (reason::DATABASE_ERROR, format!("reconcile failed, retrying: {message}"))
+        };
+        let readiness = Readiness::not_ready(reason, note.clone());
+        let _ = write_status(&ctx2, &*obj, &readiness, json!({})).await;
+        publish(&ctx2, &*obj, &Note::warning(reason, note)).await;
+    });
+    Action::requeue(backoff(failures, error))
+}
+
+/// Publishes one event about `obj` (failures to publish are logged, never fatal).
+pub async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, note: &Note) {
+    let event = Event {
+        type_: if note.warning { EventType::Warning } else { EventType::Normal },
+        reason: note.reason.to_owned(),
+        note: Some(note.message.chars().take(1000).collect()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::debug!(error = %err, "publishing an event failed");
+    }
+}
+
+/// Writes `status` (its `conditions` and `observedGeneration` filled in from `readiness`)
+/// through the status subresource, unless it equals the current status. Returns whether it wrote.
+pub async fn write_status<K>(ctx: &Context, obj: &K, readiness: &Readiness, fields: Value) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+{
+    let current = serde_json::to_value(obj).ok().and_then(|v| v.get("status").cloned()).unwrap_or(Value::Null);
+    let previous: Vec<Condition> =
+        current.get("conditions").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
+    let generation = obj.meta().generation;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let conditions = conditions::with_ready(&previous, generation, readiness, &now);
+    let mut status = match fields {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    status.insert("conditions".into(), serde_json::to_value(&conditions).unwrap_or_default());
+    if let Some(generation) = generation {
+        status.insert("observedGeneration".into(), json!(generation));
+    }
+    let status = Value::Object(status);
+    if status_equal(&current, &status) {
+        return Ok(false);
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(true)
+}
+
+/// Two statuses are equal when they hold the same fields with the same values (`null` counts
+/// as absent). The operator owns the whole status, so a field it stopped writing is a change.
+pub fn status_equal(current: &Value, desired: &Value) -> bool {
+    let fields = |v: &Value| -> serde_json::Map<String, Value> {
+        v.as_object()
+            .map(|m| m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    };
+    desired.is_object() && fields(current) == fields(desired)
+}
+
+/// Finishes an Apply: status, events, requeue.
+pub async fn finish<K, S>(
+    ctx: &Context,
+    obj: &K,
+    outcome: Outcome<S>,
+    requeue: Option<Duration>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+    S: Serialize,
+{
+    let fields = serde_json::to_value(&outcome.status).unwrap_or_default();
+    let fields = strip_nulls_and_managed(fields);
+    let wrote = write_status(ctx, obj, &outcome.readiness, fields).await?;
+    for note in &outcome.notes {
+        publish(ctx, obj, note).await;
+    }
+    let became_ready = wrote
+        && outcome.readiness.ready
+        && !conditions_ready(obj)
+        && outcome.notes.iter().all(|n| n.reason != outcome.readiness.reason);
+    if became_ready {
+        publish(ctx, obj, &Note::normal(outcome.readiness.reason, outcome.readiness.message.clone())).await;
+    }
+    ctx.clear_failures(&obj.uid().unwrap_or_default());
+    let resync = ctx.resync();
+    Ok(match requeue {
+        Some(soon) if !outcome.readiness.ready || soon < Duration::from_secs(ctx.config.resync_seconds) => {
+            Action::requeue(soon)
+        }
+        _ => resync,
+    })
+}
+
+fn conditions_ready<K: Serialize>(obj: &K) -> bool {
+    let status = serde_json::to_value(obj).ok().and_then(|v| v.get("status").cloned());
+    let conditions: Vec<Condition> = status
+        .and_then(|s| s.get("conditions").cloned())
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    conditions::ready_of(&conditions).is_some_and(|c| c.status == conclave_resources::ConditionStatus::True)
+}
+
+fn strip_nulls_and_managed(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter().filter(|(k, v)| !v.is_null() && k != "conditions" && k != "observedGeneration").collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Runs a deletion's database step, with the escape hatches that keep a lost database from
+/// wedging a namespace deletion:
+///
+/// * with the annotation `conclave.io/force-detach` set, the database is not touched at all;
+/// * after `--delete-max-failures` failed attempts in a row (default 10, about 20 minutes with
+///   the back-off), the finalizer is released anyway.
+///
+/// Both leave the rows in PostgreSQL as they were (still carrying the Kubernetes reference, so
+/// a resource of the same namespace and name adopts them again) and publish a Warning event.
+pub async fn cleanup<K, F, Fut>(ctx: &Context, obj: &K, step: F) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: FnOnce(sqlx::pool::PoolConnection<sqlx::Postgres>) -> Fut,
+    Fut: Future<Output = Result<Note, Error>>,
+{
+    if obj.annotations().contains_key(ANNOTATION_FORCE_DETACH) {
+        let note = Note::warning(
+            "ForceDetached",
+            format!(
+                "{ANNOTATION_FORCE_DETACH} is set: finalizer released without touching PostgreSQL; rows are left as they were"
+            ),
+        );
+        publish(ctx, obj, &note).await;
+        return Ok(Action::await_change());
+    }
+    let uid = obj.uid().unwrap_or_default();
+    let attempt = async {
+        let conn = ctx.pool.acquire().await?;
+        step(conn).await
+    };
+    match attempt.await {
+        Ok(note) => {
+            publish(ctx, obj, &note).await;
+            ctx.clear_failures(&uid);
+            Ok(Action::await_change())
+        }
+        Err(err) => {
+            let failures = ctx.failures_of(&uid) + 1;
+            let max = ctx.config.delete_max_failures;
+            if max > 0 && failures >= max && !matches!(err, Error::Waiting(_)) {
+                let note = Note::warning(
+                    "FinalizerReleased",
+                    format!(
+                        "gave up after {failures} failed attempts to reach PostgreSQL ({err}); rows are left as they were"
+                    ),
+                );
+                publish(ctx, obj, &note).await;
+                ctx.clear_failures(&uid);
+                return Ok(Action::await_change());
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Runs every controller until shutdown or until the Lease is lost; see [`crate::run`].
+pub async fn run_controllers(ctx: Arc<Context>) {
+    let watch_ns = ctx.config.watch_namespace.clone();
+    futures::join!(
+        organization::controller(ctx.clone(), watch_ns.as_deref()).for_each(log_result),
+        workspace::controller(ctx.clone(), watch_ns.as_deref()).for_each(log_result),
+        webhook::controller(ctx.clone(), watch_ns.as_deref()).for_each(log_result),
+        bot::controller(ctx.clone(), watch_ns.as_deref()).for_each(log_result),
+        dataplane::controller(ctx.clone(), watch_ns.as_deref()).for_each(log_result),
+    );
+}
+
+async fn log_result<T: Debug, E: std::fmt::Display>(result: Result<T, E>) {
+    match result {
+        Ok(done) => tracing::debug!(?done, "reconciled"),
+        Err(err) => tracing::debug!(error = %err, "controller"),
+    }
+}
+
+/// An `Api` for `K` in every namespace, or only the watched one.
+pub fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_up_to_five_minutes() {
+        let err = Error::Other(anyhow::anyhow!("x"));
+        let waits: Vec<u64> = (1..=9).map(|n| backoff(n, &err).as_secs()).collect();
+        assert_eq!(waits, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff(9, &Error::Waiting("w".into())).as_secs(), 5);
+    }
+
+    #[test]
+    fn an_unchanged_status_is_not_written_again() {
+        let current = json!({"conditions": [1], "observedGeneration": 2, "organizationId": "x", "gone": null});
+        assert!(status_equal(&current, &json!({"conditions": [1], "observedGeneration": 2, "organizationId": "x"})));
+        assert!(!status_equal(&current, &json!({"conditions": [1], "observedGeneration": 3, "organizationId": "x"})));
+        assert!(
+            !status_equal(&current, &json!({"conditions": [1], "observedGeneration": 2})),
+            "a dropped field is a change"
+        );
+        assert!(!status_equal(&Value::Null, &json!({"conditions": []})));
+    }
+}
