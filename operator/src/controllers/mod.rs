@@ -115,8 +115,13 @@ impl Error {
 }
 
 impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    /// The reconcile's own error comes back out, so its back-off and label stay its own.
     fn from(err: kube::runtime::finalizer::Error<Error>) -> Self {
-        Self::Finalizer(Box::new(err))
+        use kube::runtime::finalizer::Error as F;
+        match err {
+            F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner,
+            other => Self::Finalizer(Box::new(other)),
+        }
     }
 }
 
@@ -146,12 +151,16 @@ where
     tracing::warn!(kind = %K::kind(&()), name = %obj.name_any(), namespace = ?obj.namespace(), failures, error = %error, "reconcile failed");
     let ctx2 = ctx.clone();
     let message = error.to_string();
-    let waiting = matches!(error, Error::Waiting(_));
+    let why = match error {
+        Error::Waiting(_) => reason::WAITING_FOR_WORKSPACES,
+        Error::Kube(_) | Error::Finalizer(_) => reason::KUBERNETES_ERROR,
+        _ => reason::DATABASE_ERROR,
+    };
     tokio::spawn(async move {
-        let (reason, note) = if waiting {
-            (reason::WAITING_FOR_WORKSPACES, message)
+        let (reason, note) = if why == reason::WAITING_FOR_WORKSPACES {
+            (why, message)
         } else {
-            (reason::DATABASE_ERROR, format!("reconcile failed, retrying: {message}"))
+            (why, format!("reconcile failed, retrying: {message}"))
         };
         let readiness = Readiness::not_ready(reason, note.clone());
         let _ = write_status(&ctx2, &*obj, &readiness, json!({})).await;
@@ -370,6 +379,13 @@ mod tests {
         let waits: Vec<u64> = (1..=9).map(|n| backoff(n, &err).as_secs()).collect();
         assert_eq!(waits, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(9, &Error::Waiting("w".into())).as_secs(), 5);
+    }
+
+    #[test]
+    fn a_cleanup_error_comes_out_of_the_finalizer_as_itself() {
+        let err: Error = kube::runtime::finalizer::Error::CleanupFailed(Error::Waiting("ws".into())).into();
+        assert!(matches!(err, Error::Waiting(_)));
+        assert_eq!(err.metric_label(), "waiting");
     }
 
     #[test]
