@@ -7,6 +7,7 @@
 mod audit;
 pub mod auth;
 pub mod config;
+mod contacts;
 pub mod db;
 mod devices;
 pub mod error;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(devices::router())
         .merge(tenancy::router())
+        .merge(contacts::router())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

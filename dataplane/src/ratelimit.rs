@@ -17,6 +17,10 @@ pub const REGISTER: Limit = Limit { name: "register", max: 10, window_seconds: 3
 pub const LOGIN: Limit = Limit { name: "login", max: 20, window_seconds: 300 };
 pub const PASSWORD_RESET: Limit = Limit { name: "password_reset", max: 5, window_seconds: 3600 };
 pub const TOTP: Limit = Limit { name: "totp", max: 10, window_seconds: 300 };
+/// Contact invitations send email to arbitrary addresses: bounded per inviter.
+pub const CONTACT_INVITATION: Limit = Limit { name: "contact_invitation", max: 30, window_seconds: 3600 };
+/// Organization invitations (and resends) send email too: bounded per admin.
+pub const ORGANIZATION_INVITATION: Limit = Limit { name: "organization_invitation", max: 100, window_seconds: 3600 };
 pub const REFRESH: Limit = Limit { name: "refresh", max: 60, window_seconds: 60 };
 
 /// Counts one attempt against `limit` for `key` (an IP address, an email digest, a user id).

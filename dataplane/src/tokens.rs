@@ -14,6 +14,10 @@ pub enum Kind {
     Refresh,
     EmailConfirmation,
     PasswordReset,
+    /// An invitation into an organization, emailed to the invitee.
+    Invitation,
+    /// A contact invitation code, shared out of band.
+    ContactCode,
 }
 
 impl Kind {
@@ -22,6 +26,8 @@ impl Kind {
             Self::Refresh => "cvr_",
             Self::EmailConfirmation => "cve_",
             Self::PasswordReset => "cvp_",
+            Self::Invitation => "cvi_",
+            Self::ContactCode => "cvc_",
         }
     }
 }

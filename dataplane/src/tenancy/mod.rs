@@ -16,8 +16,18 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+mod invitations;
+mod members;
+mod policy;
+mod workspaces;
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/organizations", get(list)).route("/v1/organizations/{organization_id}", get(show))
+    Router::new()
+        .route("/v1/organizations", get(list))
+        .route("/v1/organizations/{organization_id}", get(show))
+        .merge(invitations::router())
+        .merge(members::router())
+        .merge(workspaces::router())
 }
 
 /// Organization roles, weakest first, so `role >= Role::Admin` reads as it should.

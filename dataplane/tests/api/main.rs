@@ -2,7 +2,10 @@
 //! (a database of its own per test) and the stack's Redis.
 
 mod auth;
+mod contacts;
 mod devices;
 mod health;
 mod inputs;
 mod support;
+mod tenancy;
+mod totp;

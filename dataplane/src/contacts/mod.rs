@@ -1,0 +1,203 @@
+//! Contacts between accounts, across organizations.
+//!
+//! An accepted contact is two `contact_links` rows, one per direction, written together when an
+//! invitation is accepted and removed together. A block is one row, the blocker's, with status
+//! `blocked`: blocking removes the other person's accepted row, closes pending invitations both
+//! ways, and from then on the blocked person's invitations are refused. Removing the contact
+//! (`DELETE /v1/contacts/{user_id}`) is also how a block is lifted; it never touches a block
+//! the other person holds.
+
+mod invitations;
+
+use crate::AppState;
+use crate::audit::{self, Actor};
+use crate::auth::session::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath, ClientIp};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/contacts", get(list))
+        .route("/v1/contacts/{user_id}", delete(remove))
+        .route("/v1/contacts/{user_id}/block", post(block))
+        .merge(invitations::router())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Contact {
+    pub user_id: Uuid,
+    /// Shown for accepted contacts only.
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    /// `accepted`, or `blocked` (by you).
+    pub status: String,
+    pub since: DateTime<Utc>,
+}
+
+/// How two accounts stand towards each other.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Standing {
+    /// My row towards them: `accepted` or `blocked`.
+    pub mine: Option<&'static str>,
+    /// Their row towards me.
+    pub theirs: Option<&'static str>,
+}
+
+impl Standing {
+    /// Either side blocks the other.
+    pub fn blocked(&self) -> bool {
+        self.mine == Some("blocked") || self.theirs == Some("blocked")
+    }
+}
+
+fn status(text: &str) -> &'static str {
+    if text == "blocked" { "blocked" } else { "accepted" }
+}
+
+pub(crate) async fn standing(conn: &mut PgConnection, me: Uuid, them: Uuid) -> ApiResult<Standing> {
+    let rows = sqlx::query!(
+        "SELECT user_id, status FROM contact_links
+          WHERE (user_id = $1 AND contact_user_id = $2) OR (user_id = $2 AND contact_user_id = $1)",
+        me,
+        them
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut standing = Standing::default();
+    for row in rows {
+        if row.user_id == me {
+            standing.mine = Some(status(&row.status));
+        } else {
+            standing.theirs = Some(status(&row.status));
+        }
+    }
+    Ok(standing)
+}
+
+pub(crate) async fn fetch_contact(conn: &mut PgConnection, me: Uuid, them: Uuid) -> ApiResult<Option<Contact>> {
+    Ok(sqlx::query_as!(
+        Contact,
+        r#"SELECT l.contact_user_id AS user_id,
+                  CASE WHEN l.status = 'accepted' THEN u.email::text END AS "email?",
+                  p.display_name AS "display_name?", l.status, l.created_at AS since
+             FROM contact_links l
+             JOIN user_accounts u ON u.id = l.contact_user_id
+             LEFT JOIN user_profiles p ON p.user_id = l.contact_user_id
+            WHERE l.user_id = $1 AND l.contact_user_id = $2"#,
+        me,
+        them
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Contact>>> {
+    let contacts = sqlx::query_as!(
+        Contact,
+        r#"SELECT l.contact_user_id AS user_id,
+                  CASE WHEN l.status = 'accepted' THEN u.email::text END AS "email?",
+                  p.display_name AS "display_name?", l.status, l.created_at AS since
+             FROM contact_links l
+             JOIN user_accounts u ON u.id = l.contact_user_id
+             LEFT JOIN user_profiles p ON p.user_id = l.contact_user_id
+            WHERE l.user_id = $1
+            ORDER BY l.status, p.display_name, l.contact_user_id"#,
+        auth.user_id
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(contacts))
+}
+
+/// Ends a contact both ways, or lifts my block. Never removes a block the other person holds.
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(them): ApiPath<Uuid>) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let removed = sqlx::query!(
+        "DELETE FROM contact_links
+          WHERE (user_id = $1 AND contact_user_id = $2)
+             OR (user_id = $2 AND contact_user_id = $1 AND status = 'accepted')",
+        auth.user_id,
+        them
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if removed == 0 {
+        return Err(ApiError::not_found("contact"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn block(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath(them): ApiPath<Uuid>,
+) -> ApiResult<axum::Json<Contact>> {
+    if them == auth.user_id {
+        return Err(ApiError::validation("user_id", "you cannot block yourself"));
+    }
+    let mut tx = state.db.begin().await?;
+    let exists = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM user_accounts WHERE id = $1) AS "exists!""#, them)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !exists {
+        return Err(ApiError::not_found("user"));
+    }
+    sqlx::query!(
+        "INSERT INTO contact_links (user_id, contact_user_id, status) VALUES ($1, $2, 'blocked')
+         ON CONFLICT (user_id, contact_user_id) DO UPDATE SET status = 'blocked'",
+        auth.user_id,
+        them
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM contact_links WHERE user_id = $2 AND contact_user_id = $1 AND status = 'accepted'",
+        auth.user_id,
+        them
+    )
+    .execute(&mut *tx)
+    .await?;
+    // Pending invitations between the two close: theirs to me are declined, mine to them revoked.
+    sqlx::query!(
+        "UPDATE contact_invitations i SET status = CASE WHEN i.inviter_user_id = $1 THEN 'revoked' ELSE 'declined' END,
+                responded_at = now()
+          FROM user_accounts me, user_accounts them
+         WHERE me.id = $1 AND them.id = $2 AND i.status = 'pending'
+           AND ((i.inviter_user_id = $2 AND (i.invitee_user_id = $1 OR i.invitee_email = me.email))
+             OR (i.inviter_user_id = $1 AND (i.invitee_user_id = $2 OR i.invitee_email = them.email)))",
+        auth.user_id,
+        them
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: None,
+            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            action: "contact.blocked",
+            target: Some(("user", them)),
+            ip: ip.0,
+            details: json!({}),
+        },
+    )
+    .await?;
+    let contact = fetch_contact(&mut tx, auth.user_id, them).await?.ok_or_else(ApiError::internal)?;
+    tx.commit().await?;
+    Ok(axum::Json(contact))
+}

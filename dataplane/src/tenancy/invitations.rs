@@ -1,0 +1,404 @@
+//! Invitations into an organization.
+//!
+//! An admin invites an email address with a role; the invitee receives a `cvi_` token by email
+//! (only its SHA-256 is stored) valid for seven days, and accepts it signed in with the account
+//! whose confirmed email is that address. Accepting checks the organization's policy again (the
+//! allowed domains and the member limit may have changed since the invitation was sent).
+//!
+//! The operator may create invitations for an organization's initial owners; nobody knows their
+//! tokens, so an admin (an owner, for owner invitations) resends them, which rotates the token.
+
+use super::members::role_field;
+use super::{Role, member_tx, policy};
+use crate::AppState;
+use crate::audit::{self, Actor};
+use crate::auth::credentials::Email;
+use crate::auth::session::AuthUser;
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ClientIp};
+use crate::ratelimit;
+use crate::tokens::{self, Kind};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+const VALID_DAYS: i32 = 7;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/organizations/{organization_id}/invitations", get(list).post(create))
+        .route("/v1/organizations/{organization_id}/invitations/accept", post(accept))
+        .route("/v1/organizations/{organization_id}/invitations/{invitation_id}", delete(revoke))
+        .route("/v1/organizations/{organization_id}/invitations/{invitation_id}/resend", post(resend))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+    pub invited_by: Option<Uuid>,
+    pub expires_at: DateTime<Utc>,
+    pub expired: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Sent {
+    #[serde(flatten)]
+    invitation: Invitation,
+    /// False when this deployment sends no email (the token then reaches nobody).
+    email_sent: bool,
+}
+
+/// An open (neither accepted nor revoked) invitation of this organization.
+async fn fetch_open(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> ApiResult<Invitation> {
+    sqlx::query_as!(
+        Invitation,
+        r#"SELECT id, email::text AS "email!", role, invited_by, expires_at, expires_at <= now() AS "expired!", created_at
+             FROM organization_invitations
+            WHERE organization_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL
+            FOR UPDATE"#,
+        organization_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("invitation"))
+}
+
+/// Emails the token after the transaction that stored its digest committed.
+fn send(state: &AppState, organization_id: Uuid, organization: &str, email: &str, role: &str, token: &str) -> bool {
+    if !state.mailer.enabled() {
+        return false;
+    }
+    let Ok(to) = Email::parse(email) else { return false };
+    let body = format!(
+        "You are invited to join {organization} on Conclave as {article} {role}.\n\n\
+         Your invitation token (valid for {VALID_DAYS} days):\n\n{token}\n\n\
+         Sign in (or create an account) with this email address, then accept it:\n\
+         POST {url}/v1/organizations/{organization_id}/invitations/accept with {{\"token\": \"<the token>\"}}\n\n\
+         If you did not expect this invitation, ignore this message.\n",
+        article = if role == "owner" || role == "admin" { "an" } else { "a" },
+        url = state.mailer.public_url,
+    );
+    state.mailer.send_later(to, "You are invited to an organization on Conclave", body);
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    email: String,
+    role: String,
+}
+
+#[tracing::instrument(skip(state, auth, body), fields(actor = %auth.user_id))]
+async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath(organization_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<NewInvitation>,
+) -> ApiResult<(StatusCode, axum::Json<Sent>)> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    me.require(Role::Admin)?;
+    let email = Email::parse(&body.email)?;
+    let role = role_field(&body.role)?;
+    if role == Role::Owner {
+        me.require(Role::Owner)?;
+    }
+    ratelimit::check(&state, ratelimit::ORGANIZATION_INVITATION, &auth.user_id.to_string()).await?;
+    let policy = policy::lock(&mut tx, organization_id).await?;
+    policy.check_domain(&email)?;
+    let member = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM organization_memberships m JOIN user_accounts u ON u.id = m.user_id
+                           WHERE m.organization_id = $1 AND u.email = $2) AS "member!""#,
+        organization_id,
+        email.as_str()
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if member {
+        return Err(ApiError::conflict("already_member", "this address already belongs to a member"));
+    }
+    policy.check_seat(&mut tx).await?;
+    // An expired invitation still holds the one open slot per address; it is closed so a new
+    // one can be sent (it could no longer be accepted anyway).
+    sqlx::query!(
+        "UPDATE organization_invitations SET revoked_at = now()
+          WHERE organization_id = $1 AND email = $2 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at <= now()",
+        organization_id,
+        email.as_str()
+    )
+    .execute(&mut *tx)
+    .await?;
+    let token = tokens::generate(Kind::Invitation);
+    let id = sqlx::query_scalar!(
+        "INSERT INTO organization_invitations (organization_id, email, role, token_hash, invited_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, now() + make_interval(days => $6))
+         ON CONFLICT (organization_id, email) WHERE accepted_at IS NULL AND revoked_at IS NULL DO NOTHING
+         RETURNING id",
+        organization_id,
+        email.as_str(),
+        role.as_str(),
+        tokens::digest(&token),
+        auth.user_id,
+        VALID_DAYS,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::conflict(
+            "invitation_exists",
+            "an open invitation for this address exists: resend or revoke it instead",
+        ));
+    };
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: Some(organization_id),
+            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            action: "invitation.created",
+            target: Some(("invitation", id)),
+            ip: ip.0,
+            details: json!({ "email": email.as_str(), "role": role.as_str() }),
+        },
+    )
+    .await?;
+    let invitation = fetch_open(&mut tx, organization_id, id).await?;
+    tx.commit().await?;
+    let email_sent = send(&state, organization_id, &policy.display_name, email.as_str(), role.as_str(), &token);
+    Ok((StatusCode::CREATED, axum::Json(Sent { invitation, email_sent })))
+}
+
+/// Open invitations, expired ones included (flagged) so an admin can resend them.
+#[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(organization_id): ApiPath<Uuid>,
+) -> ApiResult<axum::Json<Vec<Invitation>>> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    me.require(Role::Admin)?;
+    let invitations = sqlx::query_as!(
+        Invitation,
+        r#"SELECT id, email::text AS "email!", role, invited_by, expires_at, expires_at <= now() AS "expired!", created_at
+             FROM organization_invitations
+            WHERE organization_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL
+            ORDER BY created_at, id"#,
+        organization_id
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(invitations))
+}
+
+#[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
+async fn revoke(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath((organization_id, invitation_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    me.require(Role::Admin)?;
+    let invitation = fetch_open(&mut tx, organization_id, invitation_id).await?;
+    if invitation.role == Role::Owner.as_str() {
+        me.require(Role::Owner)?;
+    }
+    sqlx::query!(
+        "UPDATE organization_invitations SET revoked_at = now() WHERE organization_id = $1 AND id = $2",
+        organization_id,
+        invitation_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: Some(organization_id),
+            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            action: "invitation.revoked",
+            target: Some(("invitation", invitation_id)),
+            ip: ip.0,
+            details: json!({ "email": invitation.email, "role": invitation.role }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotates the token (the old one stops working), restarts the validity and emails the new one.
+#[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
+async fn resend(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath((organization_id, invitation_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<Sent>> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    me.require(Role::Admin)?;
+    let invitation = fetch_open(&mut tx, organization_id, invitation_id).await?;
+    if invitation.role == Role::Owner.as_str() {
+        me.require(Role::Owner)?;
+    }
+    ratelimit::check(&state, ratelimit::ORGANIZATION_INVITATION, &auth.user_id.to_string()).await?;
+    let policy = policy::lock(&mut tx, organization_id).await?;
+    policy.check_domain(&Email::parse(&invitation.email)?)?;
+    let token = tokens::generate(Kind::Invitation);
+    sqlx::query!(
+        "UPDATE organization_invitations SET token_hash = $3, expires_at = now() + make_interval(days => $4)
+          WHERE organization_id = $1 AND id = $2",
+        organization_id,
+        invitation_id,
+        tokens::digest(&token),
+        VALID_DAYS,
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: Some(organization_id),
+            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            action: "invitation.resent",
+            target: Some(("invitation", invitation_id)),
+            ip: ip.0,
+            details: json!({ "email": invitation.email, "role": invitation.role }),
+        },
+    )
+    .await?;
+    let invitation = fetch_open(&mut tx, organization_id, invitation_id).await?;
+    tx.commit().await?;
+    let email_sent = send(&state, organization_id, &policy.display_name, &invitation.email, &invitation.role, &token);
+    Ok(axum::Json(Sent { invitation, email_sent }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Joined {
+    organization_id: Uuid,
+    role: String,
+}
+
+fn gone(code: &'static str, message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::GONE, code, message)
+}
+
+/// Accepting is the one organization route a non-member calls, so it cannot go through
+/// `member_tx`; it opens the same tenant transaction itself. A token that matches no invitation
+/// of this organization (including one of another organization) is a plain 404.
+#[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
+async fn accept(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath(organization_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<AcceptRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Joined>)> {
+    let token = body.token.trim();
+    if !tokens::looks_like(Kind::Invitation, token) {
+        return Err(ApiError::not_found("invitation"));
+    }
+    let mut tx = db::tenant_tx(&state, organization_id, auth.user_id).await?;
+    let invitation = sqlx::query!(
+        r#"SELECT id, email::text AS "email!", role, expires_at <= now() AS "expired!",
+                  accepted_at IS NOT NULL AS "accepted!", revoked_at IS NOT NULL AS "revoked!"
+             FROM organization_invitations WHERE organization_id = $1 AND token_hash = $2"#,
+        organization_id,
+        tokens::digest(token)
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("invitation"))?;
+    if invitation.accepted {
+        return Err(gone("invitation_used", "this invitation has already been accepted"));
+    }
+    if invitation.revoked {
+        return Err(gone("invitation_revoked", "this invitation was revoked"));
+    }
+    if invitation.expired {
+        return Err(gone("invitation_expired", "this invitation has expired: ask for a new one"));
+    }
+    // From here on the organization is locked: the seat count cannot change under us, and a
+    // second accept of the same token waits and then finds it used.
+    let policy = policy::lock(&mut tx, organization_id).await?;
+    let account = sqlx::query!(
+        r#"SELECT email::text AS "email!", email_confirmed_at IS NOT NULL AS "confirmed!" FROM user_accounts WHERE id = $1"#,
+        auth.user_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !account.confirmed {
+        return Err(ApiError::forbidden("email_not_confirmed", "confirm your email address first"));
+    }
+    let email = Email::parse(&account.email)?;
+    if Email::parse(&invitation.email)? != email {
+        return Err(ApiError::forbidden(
+            "invitation_email_mismatch",
+            "this invitation was sent to another email address than your account's",
+        ));
+    }
+    let member = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM organization_memberships WHERE organization_id = $1 AND user_id = $2) AS "member!""#,
+        organization_id,
+        auth.user_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if member {
+        return Err(ApiError::conflict("already_member", "you already belong to this organization"));
+    }
+    policy.check_domain(&email)?;
+    policy.check_seat(&mut tx).await?;
+    let consumed = sqlx::query!(
+        "UPDATE organization_invitations SET accepted_at = now(), accepted_by = $3
+          WHERE organization_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()",
+        organization_id,
+        invitation.id,
+        auth.user_id
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if consumed != 1 {
+        return Err(gone("invitation_used", "this invitation is no longer open"));
+    }
+    sqlx::query!(
+        "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3)",
+        organization_id,
+        auth.user_id,
+        invitation.role
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: Some(organization_id),
+            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            action: "invitation.accepted",
+            target: Some(("invitation", invitation.id)),
+            ip: ip.0,
+            details: json!({ "role": invitation.role }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(Joined { organization_id, role: invitation.role })))
+}

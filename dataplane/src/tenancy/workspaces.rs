@@ -1,0 +1,219 @@
+//! Workspaces as an organization's members see them, and joining or leaving them.
+//!
+//! The operator creates workspaces; members join and leave them freely. A guest may only join a
+//! workspace that allows guests (`guest_access`), and only sees the members of workspaces they
+//! are in.
+
+use super::{Membership, Role, member_tx};
+use crate::AppState;
+use crate::audit::{self, Actor};
+use crate::auth::session::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath, ClientIp};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/organizations/{organization_id}/workspaces", get(list))
+        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}", get(show))
+        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}/join", post(join))
+        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}/leave", post(leave))
+        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}/members", get(members))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Workspace {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    pub guest_access: bool,
+    pub message_retention_days: Option<i32>,
+    /// Whether the caller is a member of it.
+    pub joined: bool,
+    pub member_count: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One workspace of the organization, or all of them (`workspace_id` NULL).
+async fn fetch(conn: &mut PgConnection, member: &Membership, workspace_id: Option<Uuid>) -> ApiResult<Vec<Workspace>> {
+    Ok(sqlx::query_as!(
+        Workspace,
+        r#"SELECT w.id, w.slug::text AS "slug!", w.display_name, w.guest_access, w.message_retention_days,
+                  EXISTS (SELECT 1 FROM workspace_memberships wm WHERE wm.workspace_id = w.id AND wm.user_id = $2) AS "joined!",
+                  (SELECT count(*) FROM workspace_memberships wm WHERE wm.workspace_id = w.id) AS "member_count!",
+                  w.created_at
+             FROM workspaces w
+            WHERE w.organization_id = $1 AND ($3::uuid IS NULL OR w.id = $3)
+            ORDER BY w.display_name, w.id"#,
+        member.organization_id,
+        member.user_id,
+        workspace_id,
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+async fn fetch_one(conn: &mut PgConnection, member: &Membership, workspace_id: Uuid) -> ApiResult<Workspace> {
+    fetch(conn, member, Some(workspace_id)).await?.pop().ok_or_else(|| ApiError::not_found("workspace"))
+}
+
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(organization_id): ApiPath<Uuid>,
+) -> ApiResult<axum::Json<Vec<Workspace>>> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    let workspaces = fetch(&mut tx, &me, None).await?;
+    tx.commit().await?;
+    Ok(axum::Json(workspaces))
+}
+
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn show(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, workspace_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<Workspace>> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    let workspace = fetch_one(&mut tx, &me, workspace_id).await?;
+    tx.commit().await?;
+    Ok(axum::Json(workspace))
+}
+
+/// The workspace role that follows from the organization role.
+fn workspace_role(role: Role) -> &'static str {
+    match role {
+        Role::Guest => "guest",
+        Role::Member => "member",
+        Role::Admin | Role::Owner => "admin",
+    }
+}
+
+/// 201 when the caller joined, 200 when they already were a member.
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn join(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath((organization_id, workspace_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<(StatusCode, axum::Json<Workspace>)> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    let workspace = fetch_one(&mut tx, &me, workspace_id).await?;
+    if workspace.joined {
+        tx.commit().await?;
+        return Ok((StatusCode::OK, axum::Json(workspace)));
+    }
+    if me.role == Role::Guest && !workspace.guest_access {
+        return Err(ApiError::forbidden("guest_access_disabled", "this workspace does not admit guests"));
+    }
+    let joined = sqlx::query_scalar!(
+        "INSERT INTO workspace_memberships (organization_id, workspace_id, user_id, role) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (workspace_id, user_id) DO NOTHING RETURNING id",
+        organization_id,
+        workspace_id,
+        auth.user_id,
+        workspace_role(me.role),
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if joined.is_some() {
+        audit::record(
+            &mut tx,
+            audit::Entry {
+                organization_id: Some(organization_id),
+                actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+                action: "workspace.joined",
+                target: Some(("workspace", workspace_id)),
+                ip: ip.0,
+                details: json!({ "role": workspace_role(me.role) }),
+            },
+        )
+        .await?;
+    }
+    let workspace = fetch_one(&mut tx, &me, workspace_id).await?;
+    tx.commit().await?;
+    let status = if joined.is_some() { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(workspace)))
+}
+
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn leave(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath((organization_id, workspace_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    fetch_one(&mut tx, &me, workspace_id).await?;
+    let left = sqlx::query_scalar!(
+        "DELETE FROM workspace_memberships WHERE organization_id = $1 AND workspace_id = $2 AND user_id = $3 RETURNING id",
+        organization_id,
+        workspace_id,
+        auth.user_id,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if left.is_none() {
+        return Err(ApiError::conflict("not_a_workspace_member", "you are not a member of this workspace"));
+    }
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: Some(organization_id),
+            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            action: "workspace.left",
+            target: Some(("workspace", workspace_id)),
+            ip: ip.0,
+            details: json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkspaceMember {
+    pub user_id: Uuid,
+    pub display_name: Option<String>,
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+}
+
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn members(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, workspace_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<Vec<WorkspaceMember>>> {
+    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
+    let workspace = fetch_one(&mut tx, &me, workspace_id).await?;
+    if me.role == Role::Guest && !workspace.joined {
+        return Err(ApiError::forbidden(
+            "insufficient_role",
+            "guests see the members of the workspaces they belong to only",
+        ));
+    }
+    let members = sqlx::query_as!(
+        WorkspaceMember,
+        r#"SELECT wm.user_id, p.display_name AS "display_name?", wm.role, wm.created_at AS joined_at
+             FROM workspace_memberships wm LEFT JOIN user_profiles p ON p.user_id = wm.user_id
+            WHERE wm.organization_id = $1 AND wm.workspace_id = $2
+            ORDER BY wm.created_at, wm.user_id"#,
+        organization_id,
+        workspace_id,
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(members))
+}
