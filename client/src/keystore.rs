@@ -259,8 +259,9 @@ fn check_permissions(_path: &Path, _metadata: &fs::Metadata) -> Result<(), Keyst
 }
 
 /// Writes `contents` to a fresh `0600` temporary file beside `path`, syncs it, renames it over
-/// `path` and syncs the directory, so readers see the old file or the new one.
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+/// `path` and syncs the directory, so readers see the old file or the new one. Also used by
+/// [`crate::store`] for the session and the device cache.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the keystore path names no file"))?;

@@ -1,4 +1,4 @@
-//! The Conclave client SDK.
+//! The Conclave client SDK, and the library behind the `conclave` CLI.
 //!
 //! - [`crypto`] implements the end-to-end encryption protocol of `docs/protocol.md`: device keys,
 //!   conversation keys wrapped per device with HPKE, signed and encrypted messages, encrypted
@@ -6,6 +6,20 @@
 //!   same crate the data plane verifies signatures with.
 //! - [`keystore`] keeps a device's secret keys and its unwrapped conversation keys in a local JSON
 //!   file readable by its owner only.
+//! - [`api`] is the data plane's HTTP API, one typed method per endpoint, with automatic token
+//!   refresh (plain HTTP only for now: no TLS).
+//! - [`store`] is a profile directory: the session (server, account, device, tokens), the
+//!   keystore and a cache of device public keys, every file `0600` and written atomically.
+//! - [`content`] is what a message's plaintext is (`{"v":1,"type":"text","body":"..."}`).
+//! - [`messenger`] puts them together: send (rotating the conversation key when the server asks),
+//!   read history, and listen on the WebSocket with reconnection and resume.
 
+pub mod api;
+pub mod content;
 pub mod crypto;
 pub mod keystore;
+pub mod messenger;
+pub mod store;
+
+pub use api::{ApiError, Client, Error, Result};
+pub use messenger::Messenger;

@@ -1,0 +1,179 @@
+//! The message content format: what the plaintext of a message is (`docs/protocol.md`,
+//! "Message content").
+//!
+//! A small versioned JSON object, UTF-8, encrypted as the message plaintext:
+//!
+//! ```json
+//! {"v":1,"type":"text","body":"hello"}
+//! ```
+//!
+//! Readers ignore fields they do not know (so padding or metadata can be added within version 1)
+//! and show a placeholder for a `type` they do not know; a `v` other than 1 is a format they
+//! cannot read.
+
+use conclave_protocol::limits::MAX_MESSAGE_PLAINTEXT_LEN;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+/// The content format version this client writes and reads.
+pub const CONTENT_VERSION: u64 = 1;
+
+/// What a message says, once decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Content {
+    /// Plain text (UTF-8; its encoding must fit the protocol's plaintext limit).
+    Text {
+        /// The text.
+        body: String,
+    },
+    /// A version-1 content type this client does not know (sent by a newer client).
+    Unsupported {
+        /// The `type` found.
+        kind: String,
+    },
+    /// Content in a format version this client cannot read.
+    UnsupportedVersion {
+        /// The `v` found.
+        version: u64,
+    },
+}
+
+/// Why content could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentError {
+    /// The encoded content exceeds the protocol's plaintext limit (262 128 bytes).
+    #[error("the message is {len} bytes once encoded; the limit is {MAX_MESSAGE_PLAINTEXT_LEN}")]
+    TooLong {
+        /// The encoded length in bytes.
+        len: usize,
+    },
+    /// Only text and the known types can be sent.
+    #[error("this content type cannot be sent")]
+    NotSendable,
+    /// The decrypted plaintext is not a version-1 content object.
+    #[error("the decrypted content is malformed: {0}")]
+    Malformed(String),
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    v: u64,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    body: &'a str,
+}
+
+#[derive(Deserialize)]
+struct WireIn {
+    v: Value,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+impl Content {
+    /// A text message.
+    pub fn text(body: impl Into<String>) -> Self {
+        Self::Text { body: body.into() }
+    }
+
+    /// The plaintext to encrypt (zeroized when dropped).
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, ContentError> {
+        match self {
+            Self::Text { body } => {
+                let bytes = Zeroizing::new(
+                    serde_json::to_vec(&WireOut { v: CONTENT_VERSION, kind: "text", body })
+                        .map_err(|e| ContentError::Malformed(e.to_string()))?,
+                );
+                if bytes.len() > MAX_MESSAGE_PLAINTEXT_LEN {
+                    return Err(ContentError::TooLong { len: bytes.len() });
+                }
+                Ok(bytes)
+            }
+            Self::Unsupported { .. } | Self::UnsupportedVersion { .. } => Err(ContentError::NotSendable),
+        }
+    }
+
+    /// Reads a decrypted plaintext.
+    pub fn decode(plaintext: &[u8]) -> Result<Self, ContentError> {
+        let wire: WireIn = serde_json::from_slice(plaintext).map_err(|e| ContentError::Malformed(e.to_string()))?;
+        let version = wire.v.as_u64().ok_or_else(|| ContentError::Malformed("`v` is not a version number".into()))?;
+        if version != CONTENT_VERSION {
+            return Ok(Self::UnsupportedVersion { version });
+        }
+        match wire.kind.as_str() {
+            "text" => {
+                let body = wire.body.ok_or_else(|| ContentError::Malformed("a text has no `body`".into()))?;
+                Ok(Self::Text { body })
+            }
+            _ => Ok(Self::Unsupported { kind: wire.kind }),
+        }
+    }
+
+    /// The text to show a person.
+    pub fn display(&self) -> String {
+        match self {
+            Self::Text { body } => body.clone(),
+            Self::Unsupported { kind } => format!("[unsupported content type {kind:?}]"),
+            Self::UnsupportedVersion { version } => format!("[content format version {version} is not supported]"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_encoded_as_the_documented_json() {
+        let bytes = Content::text("héllo \"you\"").encode().expect("encode");
+        assert_eq!(std::str::from_utf8(&bytes).expect("utf-8"), r#"{"v":1,"type":"text","body":"héllo \"you\""}"#);
+        assert_eq!(Content::decode(&bytes).expect("decode"), Content::text("héllo \"you\""));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_unknown_types_are_shown_as_unsupported() {
+        let padded = br#"{"v":1,"type":"text","body":"hi","pad":"          "}"#;
+        assert_eq!(Content::decode(padded).expect("decode"), Content::text("hi"));
+        let poll = br#"{"v":1,"type":"poll","question":"lunch?"}"#;
+        let content = Content::decode(poll).expect("decode");
+        assert_eq!(content, Content::Unsupported { kind: "poll".into() });
+        assert_eq!(content.display(), "[unsupported content type \"poll\"]");
+        assert_eq!(
+            Content::decode(br#"{"v":2,"type":"text","body":"x"}"#).expect("decode"),
+            Content::UnsupportedVersion { version: 2 }
+        );
+    }
+
+    #[test]
+    fn malformed_content_is_an_error() {
+        for bad in [
+            &b"hello"[..],
+            br#"{"type":"text","body":"x"}"#,
+            br#"{"v":"1","type":"text"}"#,
+            br#"{"v":1,"type":"text"}"#,
+        ] {
+            assert!(
+                matches!(Content::decode(bad), Err(ContentError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn content_beyond_the_plaintext_limit_is_refused() {
+        let overhead = r#"{"v":1,"type":"text","body":""}"#.len();
+        let largest = "x".repeat(MAX_MESSAGE_PLAINTEXT_LEN - overhead);
+        assert_eq!(Content::text(largest.clone()).encode().expect("fits").len(), MAX_MESSAGE_PLAINTEXT_LEN);
+        let one_more = largest + "x";
+        assert_eq!(Content::text(one_more).encode(), Err(ContentError::TooLong { len: MAX_MESSAGE_PLAINTEXT_LEN + 1 }));
+        // Escapes count: a control character is six bytes once encoded.
+        let escaped = "\u{1}".repeat(MAX_MESSAGE_PLAINTEXT_LEN / 6);
+        assert!(matches!(Content::text(escaped).encode(), Err(ContentError::TooLong { .. })));
+        assert!(Content::Unsupported { kind: "poll".into() }.encode().is_err());
+    }
+}
