@@ -5,7 +5,7 @@
 //! owner role; anyone may leave. The last owner can never be removed or demoted (409
 //! `last_owner`), so an organization is never left without someone who can manage it.
 
-use super::{Membership, Role, member_tx, policy};
+use super::{Membership, Role, member_tx, policy, workspaces};
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::session::AuthUser;
@@ -137,6 +137,8 @@ async fn change_role(
         )
         .execute(&mut *tx)
         .await?;
+        // A member demoted to guest loses the workspaces that do not admit guests.
+        let workspaces_left = workspaces::follow_role(&mut tx, organization_id, user_id, role).await?;
         audit::record(
             &mut tx,
             audit::Entry {
@@ -145,7 +147,7 @@ async fn change_role(
                 action: "member.role_changed",
                 target: Some(("user", user_id)),
                 ip: ip.0,
-                details: json!({ "from": current.as_str(), "to": role.as_str() }),
+                details: json!({ "from": current.as_str(), "to": role.as_str(), "workspaces_left": workspaces_left }),
             },
         )
         .await?;

@@ -90,12 +90,45 @@ async fn show(
 }
 
 /// The workspace role that follows from the organization role.
-fn workspace_role(role: Role) -> &'static str {
+pub(super) fn workspace_role(role: Role) -> &'static str {
     match role {
         Role::Guest => "guest",
         Role::Member => "member",
         Role::Admin | Role::Owner => "admin",
     }
+}
+
+/// Brings someone's workspace memberships in line with a new organization role: the workspace
+/// role follows, and a guest keeps only the workspaces that admit guests.
+pub(super) async fn follow_role(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+) -> ApiResult<u64> {
+    let removed = if role == Role::Guest {
+        sqlx::query!(
+            "DELETE FROM workspace_memberships wm USING workspaces w
+              WHERE w.organization_id = wm.organization_id AND w.id = wm.workspace_id
+                AND wm.organization_id = $1 AND wm.user_id = $2 AND NOT w.guest_access",
+            organization_id,
+            user_id
+        )
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+    } else {
+        0
+    };
+    sqlx::query!(
+        "UPDATE workspace_memberships SET role = $3 WHERE organization_id = $1 AND user_id = $2",
+        organization_id,
+        user_id,
+        workspace_role(role)
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(removed)
 }
 
 /// 201 when the caller joined, 200 when they already were a member.

@@ -544,3 +544,27 @@ async fn every_organization_route_answers_another_tenants_ids_with_not_found() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.mail.all().len(), mails_before, "no email went out");
 }
+
+#[tokio::test]
+async fn a_member_demoted_to_guest_keeps_only_the_workspaces_that_admit_guests() {
+    let app = TestApp::start().await;
+    let (org, _, owner) = owned(&app, "acme", "olga@acme.example").await;
+    let closed = workspace(&app, org, "engineering", false).await;
+    let open = workspace(&app, org, "lobby", true).await;
+    let (mia_id, mia, _) = app.signed_in("mia@acme.example").await;
+    add_member(&app, org, mia_id, "member").await;
+    for ws in [closed, open] {
+        let (status, _) =
+            app.post(&format!("/v1/organizations/{org}/workspaces/{ws}/join"), json!({}), Some(&mia)).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, body) = patch_role(&app, &owner, org, mia_id, "guest").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let left: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT workspace_id, role FROM workspace_memberships WHERE user_id = $1")
+            .bind(mia_id)
+            .fetch_all(&app.db.owner)
+            .await
+            .expect("memberships");
+    assert_eq!(left, vec![(open, "guest".to_owned())]);
+}
