@@ -137,7 +137,7 @@ EOV
 migrate() {
     say "applying migrations"
     (cd "$ROOT" && CONCLAVE_OWNER_DATABASE_URL="postgres://conclave:$OWNER_PASSWORD@127.0.0.1:$PG_PORT/conclave" \
-        cargo run --quiet --locked -p conclave-dataplane -- migrate)
+        cargo run --quiet --locked -p xtask -- migrate)
 }
 
 case "${1:-up}" in

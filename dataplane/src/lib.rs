@@ -8,13 +8,17 @@ mod audit;
 pub mod auth;
 pub mod config;
 mod contacts;
+pub mod conversations;
 pub mod db;
 mod devices;
 pub mod error;
 mod extract;
 mod health;
+mod limits;
 mod mail;
+pub mod messages;
 mod ratelimit;
+pub mod realtime;
 mod sealing;
 mod state;
 pub mod telemetry;
@@ -39,6 +43,9 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(devices::router())
         .merge(tenancy::router())
+        .merge(conversations::router())
+        .merge(messages::router())
+        .merge(realtime::router())
         .merge(contacts::router())
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -53,6 +60,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "data plane listening");
+    let signal_state = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Sockets are long-lived: tell them to close so the graceful shutdown can finish.
+        signal_state.begin_shutdown();
+    };
     axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -19,6 +19,11 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub sealing: Arc<SealingKey>,
     pub mailer: Arc<Mailer>,
+    /// The sockets this replica holds.
+    pub hub: Arc<crate::realtime::Hub>,
+    /// Flips to true when the server starts shutting down: sockets close with "going away".
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown_tx: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -28,7 +33,7 @@ impl AppState {
         let db = app_pool(options, &config.database_role, config.database_max_connections).await?;
         let client =
             redis::Client::open(config.redis_url.as_str()).context("CONCLAVE_REDIS_URL is not a valid Redis URL")?;
-        let redis = redis::aio::ConnectionManager::new(client).await.context("connecting to Redis")?;
+        let redis = redis::aio::ConnectionManager::new(client.clone()).await.context("connecting to Redis")?;
         let jwt = match &config.jwt_keys_dir {
             Some(dir) => JwtKeys::from_dir(dir, config.jwt_signing_key_id.as_deref())?,
             None => {
@@ -44,14 +49,25 @@ impl AppState {
             }
         };
         let mailer = Mailer::from_config(config)?;
-        Ok(Self {
+        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let state = Self {
             db,
             redis,
             config: Arc::new(config.clone()),
             jwt: Arc::new(jwt),
             sealing: Arc::new(sealing),
             mailer: Arc::new(mailer),
-        })
+            hub: Arc::new(crate::realtime::Hub::default()),
+            shutdown,
+            shutdown_tx: Arc::new(shutdown_tx),
+        };
+        crate::realtime::spawn_subscriber(state.clone(), client);
+        Ok(state)
+    }
+
+    /// Tells sockets and background tasks that the server is stopping.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Kind {
     Invitation,
     /// A contact invitation code, shared out of band.
     ContactCode,
+    /// A link to join one conversation.
+    ConversationInvite,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Self::Refresh => "cvr_",
             Self::EmailConfirmation => "cve_",
             Self::PasswordReset => "cvp_",
+            Self::ConversationInvite => "cvj_",
             Self::Invitation => "cvi_",
             Self::ContactCode => "cvc_",
         }

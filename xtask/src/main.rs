@@ -13,6 +13,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Apply pending migrations (what `scripts/stack.sh up` runs: it builds without any query
+    /// macro, so it works while the data plane's offline query data is being regenerated).
+    Migrate {
+        #[arg(long, env = "CONCLAVE_OWNER_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
     /// Regenerate docs/schema/ (Mermaid diagrams) from a live, migrated database.
     SchemaDocs {
         /// The database to read (the schema owner's URL); it is migrated first.
@@ -26,6 +32,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Migrate { database_url } => {
+            let pool = sqlx::PgPool::connect(&database_url).await.context("connecting to PostgreSQL")?;
+            conclave_schema::migrate(&pool).await.context("applying migrations")?;
+            println!("schema is at version {}", conclave_schema::latest_version());
+            Ok(())
+        }
         Command::SchemaDocs { database_url, out } => {
             let pool = sqlx::PgPool::connect(&database_url).await.context("connecting to PostgreSQL")?;
             conclave_schema::migrate(&pool).await.context("migrating before reading the schema")?;

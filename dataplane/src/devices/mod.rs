@@ -214,6 +214,8 @@ async fn revoke(
     if !revoke_in(&mut tx, auth.user_id, device_id).await? {
         return Err(ApiError::not_found("device"));
     }
+    // Conversations whose current key this device holds must move to a new generation.
+    let rotations = crate::conversations::require_rotation(&mut tx, device_id).await?;
     audit::record(
         &mut tx,
         audit::Entry {
@@ -228,5 +230,8 @@ async fn revoke(
     .await?;
     tx.commit().await?;
     publish_revocation(&state, auth.user_id, device_id).await;
+    for (organization_id, conversation_id) in rotations {
+        crate::conversations::announce_rotation(&state, organization_id, conversation_id).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

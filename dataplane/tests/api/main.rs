@@ -6,6 +6,8 @@ mod contacts;
 mod devices;
 mod health;
 mod inputs;
+mod messaging;
+mod realtime;
 mod support;
 mod tenancy;
 mod totp;

@@ -24,6 +24,8 @@ struct Cli {
 /// stopped when dropped.
 pub struct TestApp {
     pub base: String,
+    /// The arguments the server was started with, to start more replicas like it.
+    pub args: Vec<String>,
     pub db: TestDb,
     pub http: reqwest::Client,
     pub mail: MailCatcher,
@@ -38,36 +40,45 @@ impl TestApp {
     }
 
     pub async fn start_with(extra: &[&str]) -> Self {
+        Self::start_on_redis(&redis_url(), extra).await
+    }
+
+    pub async fn start_on_redis(redis: &str, extra: &[&str]) -> Self {
         let db = TestDb::new().await.expect("test database");
         let mail = MailCatcher::start().await.expect("smtp listener");
-        let database_url = db.app_url();
-        let smtp_url = mail.url();
-        let redis = redis_url();
+        // JWT keys on disk, so further replicas accept this one's tokens.
+        let keys = std::env::temp_dir().join(format!("conclave-test-keys-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&keys).expect("keys dir");
+        conclave_dataplane::auth::jwt::generate_key_file(&keys, "test-1").expect("jwt key");
         // A namespace of its own: rate-limit counters and channels never leak between tests.
         let namespace = format!("test-{}", Uuid::new_v4().simple());
-        let mut args = vec![
+        let mut args: Vec<String> = [
             "conclave-dataplane",
             "--redis-namespace",
             &namespace,
             "--database-url",
-            &database_url,
+            &db.app_url(),
             "--redis-url",
-            &redis,
+            redis,
             "--smtp-url",
-            &smtp_url,
+            &mail.url(),
             "--database-max-connections",
             "5",
-        ];
-        args.extend_from_slice(extra);
-        let config = Cli::try_parse_from(args).expect("config").config;
-        let state = AppState::connect(&config).await.expect("app state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(conclave_dataplane::serve(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Self { base, db, http: reqwest::Client::new(), mail, state, _stop: stop }
+            "--jwt-keys-dir",
+            keys.to_str().expect("utf-8 path"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let (base, state, stop) = serve(&args).await;
+        Self { base, args, db, http: reqwest::Client::new(), mail, state, _stop: stop }
+    }
+
+    /// Another data-plane process's worth of server on the same database, Redis and keys.
+    pub async fn replica(&self) -> Replica {
+        let (base, _state, stop) = serve(&self.args).await;
+        Replica { base, _stop: stop }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -132,9 +143,27 @@ impl TestApp {
     }
 }
 
+/// A second replica; stops when dropped.
+pub struct Replica {
+    pub base: String,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn serve(args: &[String]) -> (String, AppState, oneshot::Sender<()>) {
+    let config = Cli::try_parse_from(args).expect("config").config;
+    let state = AppState::connect(&config).await.expect("app state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(conclave_dataplane::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    (base, state, stop)
+}
+
 pub const PASSWORD: &str = "correct horse battery staple";
 
-async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.expect("body");
     let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
@@ -169,4 +198,102 @@ pub fn rand32() -> [u8; 32] {
 
 pub fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// A device whose secret keys the test holds, so it can sign like a real client.
+pub struct TestDevice {
+    pub signing: SigningKey,
+    pub x25519: [u8; 32],
+}
+
+impl TestDevice {
+    pub fn new() -> Self {
+        Self { signing: SigningKey::from_bytes(&rand32()), x25519: rand32() }
+    }
+
+    pub fn registration(&self, name: &str) -> Value {
+        let ed = self.signing.verifying_key().to_bytes();
+        let signature = self.signing.sign(&conclave_protocol::layout::device_binding_input(&self.x25519, &ed));
+        json!({
+            "name": name,
+            "platform": "cli",
+            "x25519_public_key": b64(&self.x25519),
+            "ed25519_public_key": b64(&ed),
+            "key_signature": b64(&signature.to_bytes()),
+        })
+    }
+
+    /// Signs like the SDK: Ed25519 over the message's AAD, nonce and ciphertext.
+    pub fn sign_message(
+        &self,
+        conversation: Uuid,
+        generation: u32,
+        device: Uuid,
+        client_message_id: Uuid,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> [u8; 64] {
+        let aad = conclave_protocol::layout::message_aad(conversation, generation, device, client_message_id);
+        self.signing.sign(&conclave_protocol::layout::message_signature_input(&aad, nonce, ciphertext)).to_bytes()
+    }
+}
+
+/// A signed-in person with a device of their own.
+pub struct Person {
+    pub user_id: Uuid,
+    pub device_id: Uuid,
+    pub access: String,
+    pub device: TestDevice,
+}
+
+impl TestApp {
+    pub async fn person(&self, email: &str) -> Person {
+        let user_id = self.confirmed_user(email, PASSWORD).await;
+        let device = TestDevice::new();
+        let (status, body) = self
+            .post(
+                "/v1/auth/login",
+                json!({ "email": email, "password": PASSWORD, "device": device.registration("laptop") }),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        Person {
+            user_id,
+            device_id: body["device_id"].as_str().and_then(|s| s.parse().ok()).expect("device id"),
+            access: body["access_token"].as_str().expect("token").to_owned(),
+            device,
+        }
+    }
+
+    /// An organization (as the operator would create it) with one workspace and these members.
+    pub async fn organization(&self, slug: &str, members: &[&Person]) -> (Uuid, Uuid) {
+        let org: Uuid =
+            sqlx::query_scalar("INSERT INTO organizations (slug, display_name) VALUES ($1, $1) RETURNING id")
+                .bind(slug)
+                .fetch_one(&self.db.owner)
+                .await
+                .expect("organization");
+        let workspace: Uuid = sqlx::query_scalar(
+            "INSERT INTO workspaces (organization_id, slug, display_name) VALUES ($1, 'general', 'General') RETURNING id",
+        )
+        .bind(org)
+        .fetch_one(&self.db.owner)
+        .await
+        .expect("workspace");
+        for (i, person) in members.iter().enumerate() {
+            sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3)")
+                .bind(org)
+                .bind(person.user_id)
+                .bind(if i == 0 { "owner" } else { "member" })
+                .execute(&self.db.owner)
+                .await
+                .expect("membership");
+        }
+        (org, workspace)
+    }
+
+    pub async fn patch(&self, path: &str, body: Value, token: &str) -> (StatusCode, Value) {
+        read(self.http.patch(self.url(path)).json(&body).bearer_auth(token).send().await.expect("request")).await
+    }
 }

@@ -1,0 +1,185 @@
+//! Key generations. The server never holds a conversation key: it stores each generation's
+//! HPKE wraps, one per member device, and hands each device only its own.
+
+use super::seat;
+use crate::AppState;
+use crate::auth::session::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::realtime::{self, LiveEvent};
+use crate::tenancy::member_tx;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use conclave_protocol::api::{DeviceWrap, MemberDevice, UploadGeneration};
+use conclave_protocol::events::ServerFrame;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/devices", get(devices))
+        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/keys", get(my_wraps).post(upload))
+}
+
+/// The active devices of the current members: exactly what a new generation is wrapped for.
+pub async fn member_devices(conn: &mut PgConnection, conversation_id: Uuid) -> ApiResult<Vec<MemberDevice>> {
+    let rows = sqlx::query!(
+        "SELECT d.user_id, d.id, d.x25519_public_key, d.ed25519_public_key
+           FROM conversation_members m JOIN devices d ON d.user_id = m.user_id AND d.revoked_at IS NULL
+          WHERE m.conversation_id = $1
+          ORDER BY d.user_id, d.id",
+        conversation_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(MemberDevice {
+                user_id: r.user_id,
+                device_id: r.id,
+                x25519_public_key: r.x25519_public_key.try_into().map_err(|_| ApiError::internal())?,
+                ed25519_public_key: r.ed25519_public_key.try_into().map_err(|_| ApiError::internal())?,
+            })
+        })
+        .collect()
+}
+
+async fn devices(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<Vec<MemberDevice>>> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let devices = member_devices(&mut tx, conversation_id).await?;
+    tx.commit().await?;
+    Ok(axum::Json(devices))
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<UploadGeneration>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
+    if body.generation != seat.current_key_generation + 1 {
+        return Err(ApiError::conflict(
+            "stale_generation",
+            format!("the next generation is {}", seat.current_key_generation + 1),
+        )
+        .with_details(json!({ "current_key_generation": seat.current_key_generation })));
+    }
+    let expected: BTreeSet<Uuid> =
+        member_devices(&mut tx, conversation_id).await?.iter().map(|d| d.device_id).collect();
+    let given: BTreeSet<Uuid> = body.wraps.iter().map(|w| w.device_id).collect();
+    if given.len() != body.wraps.len() || given != expected {
+        let missing: Vec<_> = expected.difference(&given).collect();
+        let unexpected: Vec<_> = given.difference(&expected).collect();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrap_set_mismatch",
+            "a generation must be wrapped once for every active device of the current members, and no other",
+        )
+        .with_details(
+            json!({ "missing": missing, "unexpected": unexpected, "duplicates": given.len() != body.wraps.len() }),
+        ));
+    }
+    let reason = sqlx::query_scalar!("SELECT rotation_reason FROM conversations WHERE id = $1", conversation_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .unwrap_or_else(|| "manual".to_owned());
+    sqlx::query!(
+        "INSERT INTO conversation_encryption_keys (organization_id, conversation_id, generation, created_by_device_id, reason)
+         VALUES ($1, $2, $3, $4, $5)",
+        organization_id,
+        conversation_id,
+        body.generation,
+        auth.device_id,
+        reason
+    )
+    .execute(&mut *tx)
+    .await?;
+    let devices: Vec<Uuid> = body.wraps.iter().map(|w| w.device_id).collect();
+    let encapsulated: Vec<Vec<u8>> = body.wraps.iter().map(|w| w.encapsulated_key.to_vec()).collect();
+    let wrapped: Vec<Vec<u8>> = body.wraps.iter().map(|w| w.wrapped_key.to_vec()).collect();
+    sqlx::query!(
+        "INSERT INTO member_key_wraps (organization_id, conversation_id, generation, recipient_user_id, recipient_device_id, encapsulated_key, wrapped_key)
+         SELECT $1, $2, $3, d.user_id, w.device_id, w.enc, w.wrapped
+           FROM unnest($4::uuid[], $5::bytea[], $6::bytea[]) AS w(device_id, enc, wrapped)
+           JOIN devices d ON d.id = w.device_id",
+        organization_id,
+        conversation_id,
+        body.generation,
+        &devices,
+        &encapsulated,
+        &wrapped
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE conversations SET current_key_generation = $2, rotation_required = false, rotation_reason = NULL WHERE id = $1",
+        conversation_id,
+        body.generation
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    realtime::publish(
+        &state,
+        LiveEvent::frame(
+            organization_id,
+            conversation_id,
+            ServerFrame::KeyRotated { conversation_id, generation: body.generation },
+        ),
+    )
+    .await;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "generation": body.generation, "reason": reason }))))
+}
+
+async fn my_wraps(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<Vec<DeviceWrap>>> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let rows = sqlx::query!(
+        "SELECT generation, encapsulated_key, wrapped_key FROM member_key_wraps
+          WHERE conversation_id = $1 AND recipient_device_id = $2 ORDER BY generation",
+        conversation_id,
+        auth.device_id
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let wraps = rows
+        .into_iter()
+        .map(|r| {
+            Ok(DeviceWrap {
+                generation: r.generation,
+                encapsulated_key: r.encapsulated_key.try_into().map_err(|_| ApiError::internal())?,
+                wrapped_key: r.wrapped_key.try_into().map_err(|_| ApiError::internal())?,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(axum::Json(wraps))
+}
+
+/// After a device is revoked: every conversation whose current generation that device holds
+/// needs a new one. Runs inside the revocation's transaction; returns the conversations.
+pub async fn require_rotation(conn: &mut PgConnection, device_id: Uuid) -> ApiResult<Vec<(Uuid, Uuid)>> {
+    let rows = sqlx::query!(
+        r#"SELECT organization_id AS "organization_id!", conversation_id AS "conversation_id!"
+             FROM conclave_require_rotation_for_device($1)"#,
+        device_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.organization_id, r.conversation_id)).collect())
+}

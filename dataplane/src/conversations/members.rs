@@ -1,0 +1,131 @@
+//! Adding and removing conversation members. Any change requires a new key generation: a new
+//! member must not read what was said before they joined, a departed one nothing after.
+
+use super::{announce_rotation, seat};
+use crate::AppState;
+use crate::audit::{self, Actor};
+use crate::auth::session::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath, ClientIp};
+use crate::realtime::{self, LiveEvent};
+use crate::tenancy::member_tx;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use conclave_protocol::api::{AddMember, ConversationKind};
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/members", post(add))
+        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/members/{user_id}", delete(remove))
+}
+
+/// Inserts a member and marks the conversation for rotation (caller holds the row lock).
+pub async fn insert_member(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    conversation_id: Uuid,
+    user_id: Uuid,
+) -> ApiResult<bool> {
+    let inserted = sqlx::query!(
+        "INSERT INTO conversation_members (organization_id, conversation_id, user_id) VALUES ($1, $2, $3)
+         ON CONFLICT (conversation_id, user_id) DO NOTHING",
+        organization_id,
+        conversation_id,
+        user_id
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        sqlx::query!(
+            "UPDATE conversations SET rotation_required = true, rotation_reason = 'member_added' WHERE id = $1",
+            conversation_id
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(inserted == 1)
+}
+
+async fn add(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<AddMember>,
+) -> ApiResult<StatusCode> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
+    if seat.kind == ConversationKind::Direct {
+        return Err(ApiError::conflict("direct_conversation", "a direct conversation cannot get more members"));
+    }
+    if seat.kind == ConversationKind::Group && !seat.is_admin() {
+        return Err(ApiError::forbidden("insufficient_role", "only the conversation's owners and admins add members"));
+    }
+    if !insert_member(&mut tx, organization_id, conversation_id, body.user_id).await? {
+        return Err(ApiError::conflict("already_member", "this person is already a member of the conversation"));
+    }
+    tx.commit().await?;
+    realtime::publish(&state, LiveEvent::member_added(organization_id, conversation_id, body.user_id)).await;
+    announce_rotation(&state, organization_id, conversation_id).await;
+    Ok(StatusCode::CREATED)
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath((organization_id, conversation_id, user_id)): ApiPath<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
+    let leaving = user_id == auth.user_id;
+    if !leaving && !seat.is_admin() {
+        return Err(ApiError::forbidden(
+            "insufficient_role",
+            "only the conversation's owners and admins remove members",
+        ));
+    }
+    let removed = sqlx::query_scalar!(
+        "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2 RETURNING role",
+        conversation_id,
+        user_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("member"))?;
+    if removed == "owner" && !leaving {
+        return Err(ApiError::forbidden(
+            "insufficient_role",
+            "an owner of the conversation can only leave by themself",
+        ));
+    }
+    let reason = if leaving { "member_left" } else { "member_removed" };
+    sqlx::query!(
+        "UPDATE conversations SET rotation_required = true, rotation_reason = $2 WHERE id = $1",
+        conversation_id,
+        reason
+    )
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: Some(organization_id),
+            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            action: if leaving { "conversation.left" } else { "conversation.member_removed" },
+            target: Some(("conversation", conversation_id)),
+            ip: ip.0,
+            details: json!({ "user_id": user_id }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    realtime::publish(&state, LiveEvent::member_removed(organization_id, conversation_id, user_id)).await;
+    announce_rotation(&state, organization_id, conversation_id).await;
+    Ok(StatusCode::NO_CONTENT)
+}

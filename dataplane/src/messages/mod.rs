@@ -1,0 +1,443 @@
+//! Encrypted messages: send (idempotent per client message id), history by cursor, edit,
+//! delete, and delivered/read receipts.
+//!
+//! A send is one transaction: lock the conversation, check the generation, verify the sender
+//! device's signature over exactly the bytes the client signed, take the next sequence number,
+//! store the ciphertext and the outbox rows for webhooks and push. After commit it is published
+//! to Redis for every replica's sockets; PostgreSQL stays the record.
+
+mod receipts;
+
+use crate::AppState;
+use crate::auth::session::AuthUser;
+use crate::conversations::seat;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiPath};
+use crate::realtime::{self, LiveEvent};
+use crate::tenancy::member_tx;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{patch, post};
+use conclave_protocol::api::{EditMessage, Message, MessagePage, SendMessage};
+use conclave_protocol::events::ServerFrame;
+use conclave_protocol::layout;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Deserialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/messages", post(send).get(history))
+        .route(
+            "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages/{message_id}",
+            patch(edit).delete(remove),
+        )
+        .merge(receipts::router())
+}
+
+struct Row {
+    id: Uuid,
+    conversation_id: Uuid,
+    seq: i64,
+    sender_user_id: Option<Uuid>,
+    sender_device_id: Option<Uuid>,
+    client_message_id: Uuid,
+    key_generation: i32,
+    nonce: Option<Vec<u8>>,
+    ciphertext: Option<Vec<u8>>,
+    signature: Option<Vec<u8>>,
+    reply_to_id: Option<Uuid>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    edited_at: Option<chrono::DateTime<chrono::Utc>>,
+    deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<Row> for Message {
+    fn from(r: Row) -> Self {
+        Message {
+            id: r.id,
+            conversation_id: r.conversation_id,
+            seq: r.seq,
+            sender_user_id: r.sender_user_id,
+            sender_device_id: r.sender_device_id,
+            client_message_id: r.client_message_id,
+            key_generation: r.key_generation,
+            nonce: r.nonce.and_then(|n| n.try_into().ok()),
+            ciphertext: r.ciphertext,
+            signature: r.signature.and_then(|s| s.try_into().ok()),
+            reply_to_id: r.reply_to_id,
+            created_at: r.created_at,
+            edited_at: r.edited_at,
+            deleted_at: r.deleted_at,
+        }
+    }
+}
+
+/// Messages of a conversation with `seq` in `(after, upto]`, ascending.
+pub async fn fetch_range(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> ApiResult<Vec<Message>> {
+    let rows = sqlx::query_as!(
+        Row,
+        "SELECT id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation,
+                nonce, ciphertext, signature, reply_to_id, created_at, edited_at, deleted_at
+           FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+        conversation_id,
+        after,
+        upto,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(Message::from).collect())
+}
+
+async fn fetch_one(conn: &mut PgConnection, conversation_id: Uuid, message_id: Uuid) -> ApiResult<Message> {
+    sqlx::query_as!(
+        Row,
+        "SELECT id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation,
+                nonce, ciphertext, signature, reply_to_id, created_at, edited_at, deleted_at
+           FROM messages WHERE conversation_id = $1 AND id = $2",
+        conversation_id,
+        message_id
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(Message::from)
+    .ok_or_else(|| ApiError::not_found("message"))
+}
+
+/// Checks the sender device's Ed25519 signature over the message's associated data, nonce and
+/// ciphertext, exactly as `docs/protocol.md` lays them out.
+/// What a sender signs: the message's identity and its encrypted content.
+struct Signed<'a> {
+    conversation_id: Uuid,
+    generation: i32,
+    client_message_id: Uuid,
+    nonce: &'a [u8; 12],
+    ciphertext: &'a [u8],
+    signature: &'a [u8; 64],
+}
+
+async fn verify_signature(conn: &mut PgConnection, auth: AuthUser, signed: Signed<'_>) -> ApiResult<()> {
+    let Signed { conversation_id, generation, client_message_id, nonce, ciphertext, signature } = signed;
+    let key = sqlx::query_scalar!("SELECT ed25519_public_key FROM devices WHERE id = $1", auth.device_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let key: [u8; 32] = key.try_into().map_err(|_| ApiError::internal())?;
+    let verifying = VerifyingKey::from_bytes(&key).map_err(|_| ApiError::internal())?;
+    let generation =
+        u32::try_from(generation).map_err(|_| ApiError::validation("key_generation", "must be positive"))?;
+    let aad = layout::message_aad(conversation_id, generation, auth.device_id, client_message_id);
+    let input = layout::message_signature_input(&aad, nonce, ciphertext);
+    verifying.verify_strict(&input, &Signature::from_bytes(signature)).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_signature",
+            "the signature does not verify with this device's key over the message's associated data",
+        )
+    })
+}
+
+fn check_generation(seat: &crate::conversations::Seat, generation: i32) -> ApiResult<()> {
+    if seat.rotation_required {
+        return Err(ApiError::conflict(
+            "rotation_required",
+            "the membership changed: upload a new key generation for the current members before sending",
+        )
+        .with_details(serde_json::json!({ "current_key_generation": seat.current_key_generation })));
+    }
+    if generation < seat.current_key_generation {
+        return Err(ApiError::conflict("stale_generation", "this key generation was superseded; use the current one")
+            .with_details(serde_json::json!({ "current_key_generation": seat.current_key_generation })));
+    }
+    if generation > seat.current_key_generation {
+        return Err(ApiError::conflict("unknown_generation", "this key generation does not exist yet")
+            .with_details(serde_json::json!({ "current_key_generation": seat.current_key_generation })));
+    }
+    Ok(())
+}
+
+fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
+    if ciphertext.len() > conclave_protocol::limits::MAX_MESSAGE_CIPHERTEXT_LEN {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+            format!(
+                "a message's ciphertext is at most {} bytes",
+                conclave_protocol::limits::MAX_MESSAGE_CIPHERTEXT_LEN
+            ),
+        ));
+    }
+    if ciphertext.len() < 16 {
+        return Err(ApiError::validation("ciphertext", "is shorter than an AEAD tag"));
+    }
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(%conversation_id))]
+async fn send(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<SendMessage>,
+) -> ApiResult<(StatusCode, axum::Json<Message>)> {
+    check_size(&body.ciphertext)?;
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
+    // A retry of a send that already committed returns what was stored.
+    let existing = sqlx::query_scalar!(
+        "SELECT id FROM messages WHERE conversation_id = $1 AND sender_device_id = $2 AND client_message_id = $3",
+        conversation_id,
+        auth.device_id,
+        body.client_message_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(id) = existing {
+        let message = fetch_one(&mut tx, conversation_id, id).await?;
+        tx.commit().await?;
+        return Ok((StatusCode::OK, axum::Json(message)));
+    }
+    check_generation(&seat, body.key_generation)?;
+    let signed = Signed {
+        conversation_id,
+        generation: body.key_generation,
+        client_message_id: body.client_message_id,
+        nonce: &body.nonce,
+        ciphertext: &body.ciphertext,
+        signature: &body.signature,
+    };
+    verify_signature(&mut tx, auth, signed).await?;
+    let seq = seat.last_seq + 1;
+    let row = sqlx::query_as!(
+        Row,
+        "WITH bumped AS (UPDATE conversations SET last_seq = $3 WHERE id = $2)
+         INSERT INTO messages (organization_id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id,
+                               key_generation, nonce, ciphertext, signature, reply_to_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                 (SELECT id FROM messages WHERE id = $11 AND conversation_id = $2))
+         RETURNING id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation,
+                   nonce, ciphertext, signature, reply_to_id, created_at, edited_at, deleted_at",
+        organization_id,
+        conversation_id,
+        seq,
+        auth.user_id,
+        auth.device_id,
+        body.client_message_id,
+        body.key_generation,
+        &body.nonce[..],
+        body.ciphertext,
+        &body.signature[..],
+        body.reply_to_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    // The sender has, by definition, seen their own message.
+    sqlx::query!(
+        "UPDATE conversation_members SET delivered_seq = GREATEST(delivered_seq, $3), read_seq = GREATEST(read_seq, $3)
+          WHERE conversation_id = $1 AND user_id = $2",
+        conversation_id,
+        auth.user_id,
+        seq
+    )
+    .execute(&mut *tx)
+    .await?;
+    write_outbox(&mut tx, organization_id, conversation_id, row.id, seq, auth.user_id).await?;
+    tx.commit().await?;
+    let message = Message::from(row);
+    realtime::publish(
+        &state,
+        LiveEvent::message(
+            organization_id,
+            conversation_id,
+            seq,
+            ServerFrame::MessageCreated { message: message.clone() },
+        ),
+    )
+    .await;
+    Ok((StatusCode::CREATED, axum::Json(message)))
+}
+
+/// Outbox rows, in the send's transaction: one per enabled webhook subscribed to
+/// `message.created` in this organization (or this conversation's workspace), and one push per
+/// member device subscription other than the sender's. Payloads carry ids, never content.
+async fn write_outbox(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    conversation_id: Uuid,
+    message_id: Uuid,
+    seq: i64,
+    sender: Uuid,
+) -> ApiResult<()> {
+    let payload = serde_json::json!({ "conversation_id": conversation_id, "message_id": message_id, "seq": seq });
+    sqlx::query!(
+        "INSERT INTO outbound_notifications (organization_id, channel, event_type, webhook_endpoint_id, payload)
+         SELECT $1, 'webhook', 'message.created', w.id, $3
+           FROM webhook_endpoints w JOIN conversations c ON c.id = $2
+          WHERE w.enabled AND 'message.created' = ANY (w.event_types)
+            AND (w.workspace_id IS NULL OR w.workspace_id = c.workspace_id)",
+        organization_id,
+        conversation_id,
+        payload
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO outbound_notifications (organization_id, channel, event_type, recipient_user_id, payload)
+         SELECT DISTINCT $1::uuid, 'push', 'message.created', m.user_id, $4::jsonb
+           FROM conversation_members m
+           JOIN push_subscriptions p ON p.user_id = m.user_id
+          WHERE m.conversation_id = $2 AND m.user_id <> $3",
+        organization_id,
+        conversation_id,
+        sender,
+        payload
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    after_seq: Option<i64>,
+    before_seq: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<axum::Json<MessagePage>> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(crate::limits::DEFAULT_PAGE);
+    if !(1..=crate::limits::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 200"));
+    }
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let (messages, has_more) = match (query.after_seq, query.before_seq) {
+        (Some(_), Some(_)) => return Err(ApiError::validation("after_seq", "give after_seq or before_seq, not both")),
+        (after, None) => {
+            let mut messages = fetch_range(&mut tx, conversation_id, after.unwrap_or(0), i64::MAX, limit + 1).await?;
+            let more = messages.len() as i64 > limit;
+            messages.truncate(limit as usize);
+            (messages, more)
+        }
+        (None, Some(before)) => {
+            let rows = sqlx::query_as!(
+                Row,
+                "SELECT id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation,
+                        nonce, ciphertext, signature, reply_to_id, created_at, edited_at, deleted_at
+                   FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                conversation_id,
+                before,
+                limit + 1
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let more = rows.len() as i64 > limit;
+            (rows.into_iter().take(limit as usize).map(Message::from).collect(), more)
+        }
+    };
+    tx.commit().await?;
+    Ok(axum::Json(MessagePage { messages, has_more }))
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id, message_id)): ApiPath<(Uuid, Uuid, Uuid)>,
+    ApiJson(body): ApiJson<EditMessage>,
+) -> ApiResult<axum::Json<Message>> {
+    check_size(&body.ciphertext)?;
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
+    let message = fetch_one(&mut tx, conversation_id, message_id).await?;
+    if message.sender_device_id != Some(auth.device_id) {
+        return Err(ApiError::forbidden("not_the_sender", "only the device that sent a message can edit it"));
+    }
+    if message.deleted_at.is_some() {
+        return Err(ApiError::conflict("message_deleted", "a deleted message cannot be edited"));
+    }
+    check_generation(&seat, body.key_generation)?;
+    let signed = Signed {
+        conversation_id,
+        generation: body.key_generation,
+        client_message_id: message.client_message_id,
+        nonce: &body.nonce,
+        ciphertext: &body.ciphertext,
+        signature: &body.signature,
+    };
+    verify_signature(&mut tx, auth, signed).await?;
+    // The old ciphertext is replaced, not kept: the server never had the plaintext of either.
+    sqlx::query!(
+        "UPDATE messages SET key_generation = $3, nonce = $4, ciphertext = $5, signature = $6, edited_at = now()
+          WHERE conversation_id = $1 AND id = $2",
+        conversation_id,
+        message_id,
+        body.key_generation,
+        &body.nonce[..],
+        body.ciphertext,
+        &body.signature[..]
+    )
+    .execute(&mut *tx)
+    .await?;
+    let message = fetch_one(&mut tx, conversation_id, message_id).await?;
+    tx.commit().await?;
+    realtime::publish(
+        &state,
+        LiveEvent::frame(organization_id, conversation_id, ServerFrame::MessageEdited { message: message.clone() }),
+    )
+    .await;
+    Ok(axum::Json(message))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id, message_id)): ApiPath<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    let seat = seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let message = fetch_one(&mut tx, conversation_id, message_id).await?;
+    if message.sender_user_id != Some(auth.user_id) && !seat.is_admin() {
+        return Err(ApiError::forbidden(
+            "not_the_sender",
+            "only the sender or a conversation admin can delete a message",
+        ));
+    }
+    if message.deleted_at.is_none() {
+        // A tombstone keeps the sequence gap-free; the ciphertext is gone.
+        sqlx::query!(
+            "UPDATE messages SET nonce = NULL, ciphertext = NULL, signature = NULL, deleted_at = now()
+              WHERE conversation_id = $1 AND id = $2",
+            conversation_id,
+            message_id
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    realtime::publish(
+        &state,
+        LiveEvent::frame(
+            organization_id,
+            conversation_id,
+            ServerFrame::MessageDeleted { conversation_id, message_id, seq: message.seq },
+        ),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,96 @@
+//! Real-time delivery: an authenticated WebSocket per client, fed through Redis so a message
+//! sent on any replica reaches sockets on every replica.
+//!
+//! PostgreSQL is the record and Redis only the fast path. Each socket remembers the last
+//! sequence number it sent per conversation; a gap (a publish that never arrived) is filled from
+//! the database before the next message goes out, a reconnect to Redis triggers the same
+//! back-fill for every socket, and a client that reconnects sends its cursors and gets
+//! everything it missed. So a lost publish, a Redis restart or a replica crash loses nothing.
+//!
+//! The publish is one `PUBLISH <namespace>:events` per event, whatever the number of members;
+//! each replica routes it to the sockets it holds through an in-memory index by conversation.
+
+mod hub;
+mod socket;
+mod subscriber;
+
+pub use hub::Hub;
+pub use socket::router;
+pub use subscriber::spawn as spawn_subscriber;
+
+use crate::AppState;
+use conclave_protocol::events::ServerFrame;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// An event for the members of one conversation, as published to Redis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveEvent {
+    #[serde(rename = "o")]
+    pub organization_id: Uuid,
+    #[serde(rename = "c")]
+    pub conversation_id: Uuid,
+    /// For messages: the sequence number, so sockets can drop duplicates and detect gaps.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// A membership change: (added?, user). Sockets of that user start or stop receiving the
+    /// conversation's events.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<(bool, Uuid)>,
+    #[serde(rename = "f")]
+    pub frame: ServerFrame,
+}
+
+impl LiveEvent {
+    pub fn frame(organization_id: Uuid, conversation_id: Uuid, frame: ServerFrame) -> Self {
+        Self { organization_id, conversation_id, seq: None, membership: None, frame }
+    }
+
+    pub fn message(organization_id: Uuid, conversation_id: Uuid, seq: i64, frame: ServerFrame) -> Self {
+        Self { seq: Some(seq), ..Self::frame(organization_id, conversation_id, frame) }
+    }
+
+    pub fn member_added(organization_id: Uuid, conversation_id: Uuid, user_id: Uuid) -> Self {
+        Self {
+            membership: Some((true, user_id)),
+            ..Self::frame(organization_id, conversation_id, ServerFrame::MemberAdded { conversation_id, user_id })
+        }
+    }
+
+    pub fn member_removed(organization_id: Uuid, conversation_id: Uuid, user_id: Uuid) -> Self {
+        Self {
+            membership: Some((false, user_id)),
+            ..Self::frame(organization_id, conversation_id, ServerFrame::MemberRemoved { conversation_id, user_id })
+        }
+    }
+}
+
+/// What a socket receives: the event and its frame, serialised once for every socket.
+#[derive(Debug)]
+pub struct Delivery {
+    pub organization_id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: Option<i64>,
+    pub membership: Option<(bool, Uuid)>,
+    pub text: Arc<str>,
+}
+
+pub fn events_channel(namespace: &str) -> String {
+    format!("{namespace}:events")
+}
+
+/// Publishes after the transaction committed. A failure is logged, not returned: the write is
+/// already the record, and sockets recover it (gap detection, resync on reconnect, resume).
+pub async fn publish(state: &AppState, event: LiveEvent) {
+    let Ok(payload) = serde_json::to_string(&event) else { return };
+    let mut redis = state.redis.clone();
+    let result: Result<i64, _> = redis::cmd("PUBLISH")
+        .arg(events_channel(&state.config.redis_namespace))
+        .arg(payload)
+        .query_async(&mut redis)
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, conversation_id = %event.conversation_id, "could not publish an event; sockets will back-fill");
+    }
+}

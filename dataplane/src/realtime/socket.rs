@@ -1,0 +1,310 @@
+//! One client's WebSocket: authentication, subscriptions, resume, ordering, heartbeats.
+//!
+//! A writer loop owns everything sent on the socket, so ordering has one place to live: live
+//! events arrive through a bounded queue; resume requests, resyncs and closes through a control
+//! channel. For messages the writer keeps the last sequence number sent per conversation,
+//! drops what it already sent and fills any gap from the database first.
+
+use super::hub::{Control, QUEUE};
+use super::{Delivery, LiveEvent};
+use crate::AppState;
+use crate::auth::session::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::messages::fetch_range;
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use conclave_protocol::events::{ClientFrame, ServerFrame, close};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+const PING_EVERY: Duration = Duration::from_secs(20);
+const IDLE_TIMEOUT_SECS: u64 = 60;
+const BACKFILL_PAGE: i64 = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/ws", get(upgrade))
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    /// Browsers cannot set headers on a WebSocket handshake.
+    access_token: Option<String>,
+    /// Only this organization's conversations (default: all of the user's organizations).
+    organization_id: Option<Uuid>,
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let header_token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let token = header_token.or(query.access_token.as_deref()).ok_or_else(|| {
+        ApiError::unauthorized("missing_token", "send an access token (Authorization header or access_token)")
+    })?;
+    let auth = AuthUser::from_token(&state, token).await?;
+    let subscriptions = subscriptions(&state, auth, query.organization_id).await?;
+    Ok(ws.max_message_size(64 * 1024).on_upgrade(move |socket| run(state, auth, subscriptions, socket)))
+}
+
+/// The conversations (with their organization) the user belongs to.
+async fn subscriptions(state: &AppState, auth: AuthUser, only: Option<Uuid>) -> ApiResult<HashMap<Uuid, Uuid>> {
+    let mut tx = crate::db::user_tx(state, auth.user_id).await?;
+    let organizations =
+        sqlx::query_scalar!("SELECT organization_id FROM organization_memberships WHERE user_id = $1", auth.user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    let mut map = HashMap::new();
+    for organization_id in organizations.into_iter().filter(|o| only.is_none_or(|only| only == *o)) {
+        let mut tx = crate::db::tenant_tx(state, organization_id, auth.user_id).await?;
+        let conversations =
+            sqlx::query_scalar!("SELECT conversation_id FROM conversation_members WHERE user_id = $1", auth.user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        map.extend(conversations.into_iter().map(|c| (c, organization_id)));
+    }
+    if let Some(only) = only
+        && !map.values().any(|o| *o == only)
+    {
+        // Either not a member or a member of no conversation: both look the same from outside.
+        let mut tx = crate::db::user_tx(state, auth.user_id).await?;
+        let member = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM organization_memberships WHERE user_id = $1 AND organization_id = $2) AS "m!""#,
+            auth.user_id,
+            only
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if !member {
+            return Err(ApiError::not_found("organization"));
+        }
+    }
+    Ok(map)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn text(frame: &ServerFrame) -> WsMessage {
+    WsMessage::Text(serde_json::to_string(frame).unwrap_or_default().into())
+}
+
+struct Writer {
+    state: AppState,
+    auth: AuthUser,
+    /// Conversation → organization, for the conversations this socket receives.
+    conversations: HashMap<Uuid, Uuid>,
+    /// Conversation → last message sequence number sent on this socket.
+    last_seq: HashMap<Uuid, i64>,
+}
+
+impl Writer {
+    /// Sends messages of `conversation` after `after` (up to `upto`) from the database.
+    async fn backfill<S>(&mut self, sink: &mut S, conversation: Uuid, after: i64, upto: i64) -> Result<(), ()>
+    where
+        S: SinkExt<WsMessage> + Unpin,
+    {
+        let Some(&organization) = self.conversations.get(&conversation) else { return Ok(()) };
+        let mut cursor = after;
+        loop {
+            let page = async {
+                let mut tx = crate::db::tenant_tx(&self.state, organization, self.auth.user_id).await?;
+                crate::conversations::seat(&mut tx, self.auth.user_id, conversation, false).await?;
+                let page = fetch_range(&mut tx, conversation, cursor, upto, BACKFILL_PAGE).await?;
+                tx.commit().await?;
+                ApiResult::Ok(page)
+            }
+            .await;
+            let Ok(page) = page else {
+                // No longer a member, or the database is unavailable: nothing to send now.
+                return Ok(());
+            };
+            let done = (page.len() as i64) < BACKFILL_PAGE;
+            for message in page {
+                cursor = message.seq;
+                self.last_seq.insert(conversation, message.seq);
+                sink.send(text(&ServerFrame::MessageCreated { message })).await.map_err(|_| ())?;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn live<S>(&mut self, sink: &mut S, delivery: &Delivery) -> Result<(), ()>
+    where
+        S: SinkExt<WsMessage> + Unpin,
+    {
+        let conversation = delivery.conversation_id;
+        match delivery.membership {
+            Some((true, user)) if user == self.auth.user_id => {
+                self.conversations.insert(conversation, delivery.organization_id);
+            }
+            _ => {}
+        }
+        if !self.conversations.contains_key(&conversation) {
+            return Ok(());
+        }
+        if let Some(seq) = delivery.seq {
+            match self.last_seq.get(&conversation).copied() {
+                Some(last) if seq <= last => return Ok(()),
+                Some(last) if seq > last + 1 => self.backfill(sink, conversation, last, seq - 1).await?,
+                _ => {}
+            }
+            self.last_seq.insert(conversation, seq);
+        }
+        sink.send(WsMessage::Text(delivery.text.to_string().into())).await.map_err(|_| ())?;
+        if let Some((false, user)) = delivery.membership
+            && user == self.auth.user_id
+        {
+            self.conversations.remove(&conversation);
+            self.last_seq.remove(&conversation);
+        }
+        Ok(())
+    }
+}
+
+enum Incoming {
+    Resume(std::collections::BTreeMap<Uuid, i64>),
+    Pong,
+    Invalid(String),
+}
+
+async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (live_tx, mut live_rx) = mpsc::channel::<Arc<Delivery>>(QUEUE);
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
+    let _registration =
+        state.hub.register(auth.user_id, auth.device_id, conversations.keys().copied(), live_tx, control_tx);
+    let mut writer = Writer { state: state.clone(), auth, conversations, last_seq: HashMap::new() };
+
+    let hello = ServerFrame::Ready {
+        user_id: auth.user_id,
+        device_id: auth.device_id,
+        protocol_version: conclave_protocol::PROTOCOL_VERSION,
+    };
+    if sink.send(text(&hello)).await.is_err() {
+        return;
+    }
+
+    // The reader turns client frames into requests for the writer and notes activity.
+    let last_seen = Arc::new(AtomicU64::new(now_secs()));
+    let (incoming_tx, mut incoming_rx) = mpsc::channel::<Incoming>(16);
+    let seen = last_seen.clone();
+    let mut reader = tokio::spawn(async move {
+        while let Some(Ok(frame)) = stream.next().await {
+            seen.store(now_secs(), Ordering::Relaxed);
+            let request = match frame {
+                WsMessage::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
+                    Ok(ClientFrame::Resume { cursors }) => Incoming::Resume(cursors),
+                    Ok(ClientFrame::Ping) => Incoming::Pong,
+                    Err(e) => Incoming::Invalid(e.to_string()),
+                },
+                WsMessage::Close(_) => break,
+                _ => continue,
+            };
+            if incoming_tx.send(request).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut ticker = tokio::time::interval(PING_EVERY);
+    ticker.tick().await;
+    let mut shutdown = state.shutdown.clone();
+    let close = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down")),
+            control = control_rx.recv() => match control {
+                Some(Control::Close(code, reason)) => break Some((code, reason)),
+                Some(Control::Resync) => {
+                    let known: Vec<(Uuid, i64)> = writer.last_seq.iter().map(|(c, s)| (*c, *s)).collect();
+                    let mut failed = false;
+                    for (conversation, last) in known {
+                        if writer.backfill(&mut sink, conversation, last, i64::MAX).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed { break None; }
+                }
+                None => break None,
+            },
+            request = incoming_rx.recv() => match request {
+                Some(Incoming::Resume(cursors)) => {
+                    let mut failed = false;
+                    let count = cursors.len();
+                    for (conversation, after) in cursors {
+                        if !writer.conversations.contains_key(&conversation) {
+                            continue;
+                        }
+                        writer.last_seq.insert(conversation, after.max(0));
+                        if writer.backfill(&mut sink, conversation, after.max(0), i64::MAX).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed || sink.send(text(&ServerFrame::Resumed { conversations: count })).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Incoming::Pong) => {
+                    if sink.send(text(&ServerFrame::Pong)).await.is_err() { break None; }
+                }
+                Some(Incoming::Invalid(message)) => {
+                    let frame = ServerFrame::Error { code: "invalid_frame".to_owned(), message };
+                    if sink.send(text(&frame)).await.is_err() { break None; }
+                }
+                None => break None,
+            },
+            delivery = live_rx.recv() => match delivery {
+                Some(delivery) => {
+                    if writer.live(&mut sink, &delivery).await.is_err() { break None; }
+                }
+                None => break None,
+            },
+            _ = ticker.tick() => {
+                if now_secs().saturating_sub(last_seen.load(Ordering::Relaxed)) > IDLE_TIMEOUT_SECS {
+                    break Some((close::TIMEOUT, "no heartbeat"));
+                }
+                if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() { break None; }
+            }
+            _ = &mut reader => break None,
+        }
+    };
+    if let Some((code, reason)) = close {
+        let _ = sink.send(WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    }
+    let _ = sink.close().await;
+    reader.abort();
+}
+
+/// Published frames are decoded once per replica into a [`Delivery`] shared by its sockets.
+pub fn delivery_from(event: LiveEvent) -> Option<Delivery> {
+    let text: Arc<str> = serde_json::to_string(&event.frame).ok()?.into();
+    Some(Delivery {
+        organization_id: event.organization_id,
+        conversation_id: event.conversation_id,
+        seq: event.seq,
+        membership: event.membership,
+        text,
+    })
+}
