@@ -13,8 +13,10 @@
 //! - [`content`] is what a message's plaintext is (`{"v":1,"type":"text","body":"..."}`).
 //! - [`messenger`] puts them together: send (rotating the conversation key when the server asks),
 //!   read history, and listen on the WebSocket with reconnection and resume.
+//! - [`cli`] is the `conclave` command line (the binary is a thin `main` around [`cli::run`]).
 
 pub mod api;
+pub mod cli;
 pub mod content;
 pub mod crypto;
 pub mod keystore;

@@ -233,6 +233,9 @@ pub struct Workspace {
     pub slug: String,
     /// Its name for people.
     pub display_name: String,
+    /// Whether the caller has joined it.
+    #[serde(default)]
+    pub joined: bool,
 }
 
 /// A member of an organization (`GET /v1/organizations/{org}/members`).
@@ -240,7 +243,7 @@ pub struct Workspace {
 pub struct OrganizationMember {
     /// The member's account.
     pub user_id: Uuid,
-    /// Their email address.
+    /// Their email address (the server shows it to organization admins only).
     #[serde(default)]
     pub email: Option<String>,
     /// Their display name.

@@ -1,0 +1,173 @@
+//! `conversations`, `create-conversation`, `invite`, `remove-member`, `send`, `history`, `listen`.
+
+use anyhow::{Result, bail};
+use conclave_protocol::api::{ConversationKind, CreateConversation};
+
+use super::output::message_line;
+use super::resolve::{self, Names};
+use super::{Context, Kind};
+use crate::messenger::{ListenEvent, ListenerOptions};
+
+pub(super) async fn list(ctx: &mut Context<'_>, org: &str) -> Result<()> {
+    let (_, client) = ctx.client()?;
+    let org = resolve::organization(&client, org).await?;
+    let conversations = client.conversations(org).await?;
+    if ctx.json() {
+        return ctx.print_json(&conversations);
+    }
+    for c in conversations {
+        let kind = match c.kind {
+            ConversationKind::Direct => "direct",
+            ConversationKind::Group => "group",
+            ConversationKind::Channel => "channel",
+        };
+        let name = c.name.as_deref().map(|n| format!("#{n}")).unwrap_or_else(|| "-".to_owned());
+        writeln!(
+            ctx.out,
+            "{}  {kind:<7} {name:<24} {} members, {} messages, key generation {}",
+            c.id,
+            c.members.len(),
+            c.last_seq,
+            c.current_key_generation
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) async fn create(
+    ctx: &mut Context<'_>,
+    org: &str,
+    workspace: &str,
+    kind: Kind,
+    name: Option<String>,
+    members: &[String],
+) -> Result<()> {
+    let (_, client) = ctx.client()?;
+    let org = resolve::organization(&client, org).await?;
+    let workspace = resolve::workspace(&client, org, workspace).await?;
+    let mut member_user_ids = Vec::with_capacity(members.len());
+    for member in members {
+        member_user_ids.push(resolve::member(&client, org, member).await?);
+    }
+    let kind = match kind {
+        Kind::Direct => ConversationKind::Direct,
+        Kind::Group => ConversationKind::Group,
+        Kind::Channel => ConversationKind::Channel,
+    };
+    let conversation =
+        client.create_conversation(org, workspace, &CreateConversation { kind, name, member_user_ids }).await?;
+    if ctx.json() {
+        return ctx.print_json(&conversation);
+    }
+    writeln!(ctx.out, "Created conversation {} with {} members.", conversation.id, conversation.members.len())?;
+    Ok(())
+}
+
+pub(super) async fn invite(ctx: &mut Context<'_>, org: &str, conversation: &str, member: &str) -> Result<()> {
+    let (_, client) = ctx.client()?;
+    let org = resolve::organization(&client, org).await?;
+    let conversation = resolve::conversation(&client, org, conversation).await?;
+    let user = resolve::member(&client, org, member).await?;
+    client.add_member(org, conversation, user).await?;
+    writeln!(ctx.out, "Added {member} to the conversation.")?;
+    Ok(())
+}
+
+pub(super) async fn remove_member(ctx: &mut Context<'_>, org: &str, conversation: &str, member: &str) -> Result<()> {
+    let (session, messenger) = ctx.messenger()?;
+    let client = messenger.client().clone();
+    let org = resolve::organization(&client, org).await?;
+    let conversation = resolve::conversation(&client, org, conversation).await?;
+    let user = resolve::member(&client, org, member).await?;
+    if user == session.user_id {
+        messenger.leave(org, conversation).await?;
+        writeln!(ctx.out, "You left the conversation.")?;
+    } else {
+        client.remove_member(org, conversation, user).await?;
+        writeln!(ctx.out, "Removed {member}; the next message uses a new key they do not have.")?;
+    }
+    Ok(())
+}
+
+pub(super) async fn send(ctx: &mut Context<'_>, org: &str, conversation: &str, text: &str) -> Result<()> {
+    if text.is_empty() {
+        bail!("nothing to send");
+    }
+    let (_, messenger) = ctx.messenger()?;
+    let client = messenger.client().clone();
+    let org = resolve::organization(&client, org).await?;
+    let conversation = resolve::conversation(&client, org, conversation).await?;
+    let message = messenger.send_text(org, conversation, text).await?;
+    if ctx.json() {
+        return ctx.print_json(&serde_json::json!({ "id": message.id, "seq": message.seq }));
+    }
+    writeln!(ctx.out, "Sent (message {}, #{}).", message.id, message.seq)?;
+    Ok(())
+}
+
+pub(super) async fn history(ctx: &mut Context<'_>, org: &str, conversation: &str, limit: u32) -> Result<()> {
+    let (session, messenger) = ctx.messenger()?;
+    let client = messenger.client().clone();
+    let org = resolve::organization(&client, org).await?;
+    let conversation = resolve::conversation(&client, org, conversation).await?;
+    let messages = messenger.history(org, conversation, limit.clamp(1, 1000)).await?;
+    if ctx.json() {
+        return ctx.print_json(&messages);
+    }
+    let names = Names::load(&client, org, session.user_id, &session.email).await?;
+    for message in &messages {
+        writeln!(ctx.out, "{}", message_line(message, &names))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn listen(
+    ctx: &mut Context<'_>,
+    org: &str,
+    conversations: &[String],
+    count: Option<usize>,
+) -> Result<()> {
+    let (session, messenger) = ctx.messenger()?;
+    let client = messenger.client().clone();
+    let org = resolve::organization(&client, org).await?;
+    let mut only = Vec::with_capacity(conversations.len());
+    for conversation in conversations {
+        only.push(resolve::conversation(&client, org, conversation).await?);
+    }
+    let names = Names::load(&client, org, session.user_id, &session.email).await?;
+    let options = ListenerOptions { mark_delivered: true, mark_read: true, ..ListenerOptions::default() };
+    let mut listener = messenger.listen(org, &only, options).await?;
+    let mut received = 0;
+    while count.is_none_or(|count| received < count) {
+        let event = listener.next().await?;
+        match event {
+            ListenEvent::Message(message) => {
+                received += 1;
+                if ctx.json() {
+                    serde_json::to_writer(&mut *ctx.out, &message)?;
+                    writeln!(ctx.out)?;
+                } else {
+                    writeln!(ctx.out, "{}", message_line(&message, &names))?;
+                }
+            }
+            ListenEvent::Edited(message) if !ctx.json() => {
+                writeln!(ctx.out, "{} (edit of #{})", message_line(&message, &names), message.seq)?;
+            }
+            ListenEvent::Deleted { seq, .. } if !ctx.json() => writeln!(ctx.out, "* message #{seq} was deleted")?,
+            ListenEvent::MemberAdded { user_id, .. } if !ctx.json() => {
+                writeln!(ctx.out, "* {} joined a conversation", names.of(Some(user_id)))?;
+            }
+            ListenEvent::MemberRemoved { user_id, .. } if !ctx.json() => {
+                writeln!(ctx.out, "* {} left a conversation", names.of(Some(user_id)))?;
+            }
+            ListenEvent::Disconnected { reason, retry_in } => {
+                eprintln!("* connection lost ({reason}); reconnecting in {:.1}s", retry_in.as_secs_f32());
+            }
+            ListenEvent::ServerError { code, message } => eprintln!("* the server refused a frame: {message} ({code})"),
+            _ => {}
+        }
+        ctx.out.flush()?;
+    }
+    listener.close().await;
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! The `conclave` command line: accounts, devices, organizations and end-to-end-encrypted
+//! conversations, for people and scripts.
+//!
+//! [`run`] executes one parsed command, writing to `out` and asking for passwords through a
+//! [`Prompt`], so the integration tests drive the very code the binary runs. Passwords come from
+//! `CONCLAVE_PASSWORD` or a no-echo terminal prompt, never from a flag (flags end up in shell
+//! history and `ps`). Tokens and keys are never printed.
+
+mod account;
+mod chat;
+mod organizations;
+mod output;
+mod resolve;
+
+use std::io::{IsTerminal as _, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::api::{Client, TokenSink};
+use crate::messenger::{DeviceDirectory, Messenger};
+use crate::store::{Profile, Session};
+
+/// The server used when neither `--server` nor a saved session names one.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// Conclave: end-to-end-encrypted messaging from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "conclave", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// The data plane's URL (plain http:// only for now). Defaults to the signed-in profile's
+    /// server, else http://127.0.0.1:8080.
+    #[arg(long, global = true, env = "CONCLAVE_SERVER")]
+    pub server: Option<String>,
+    /// The profile: one signed-in account and device, kept in its own directory.
+    #[arg(long, global = true, env = "CONCLAVE_PROFILE", default_value = "default")]
+    pub profile: String,
+    /// Where profiles live: <home>/profiles/<profile>. Defaults to ~/.config/conclave/<profile>.
+    #[arg(long, global = true, env = "CONCLAVE_HOME")]
+    pub home: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// A conversation kind, as the command line spells it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// Two people.
+    Direct,
+    /// Invited members.
+    Group,
+    /// Named, joinable in its workspace.
+    Channel,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account (the password is read from CONCLAVE_PASSWORD or prompted).
+    Register {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        display_name: String,
+    },
+    /// Confirm your email address with the token you were sent.
+    Confirm { token: String },
+    /// Sign in; the first sign-in of a profile creates this device's keys and registers it.
+    Login {
+        #[arg(long)]
+        email: String,
+        /// The device's name (first sign-in only).
+        #[arg(long)]
+        device_name: Option<String>,
+        /// A TOTP code, when two-factor sign-in is enabled.
+        #[arg(long)]
+        totp: Option<String>,
+        /// A one-time recovery code instead of a TOTP code.
+        #[arg(long)]
+        recovery_code: Option<String>,
+    },
+    /// End this session (the device and its keys stay, for the next sign-in).
+    Logout,
+    /// Show the signed-in account and device.
+    Whoami,
+    /// List your devices, or revoke one.
+    Devices {
+        #[command(subcommand)]
+        action: Option<DevicesAction>,
+    },
+    /// List your organizations.
+    Orgs,
+    /// List an organization's workspaces.
+    Workspaces {
+        #[arg(long)]
+        org: String,
+    },
+    /// Join a workspace.
+    Join {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Join an organization with an invitation token (give --org as an id if you are not in it yet).
+    AcceptInvitation {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        token: String,
+    },
+    /// List your conversations in an organization.
+    Conversations {
+        #[command(subcommand)]
+        action: Option<ConversationsAction>,
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Create a conversation.
+    CreateConversation {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// A channel's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A member to add (email, or user id): repeat for several.
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    /// Add a member to a conversation.
+    Invite {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        conversation: String,
+        /// The member's email or user id.
+        #[arg(long)]
+        member: String,
+    },
+    /// Remove a member from a conversation (the next message rotates the key).
+    RemoveMember {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        conversation: String,
+        /// The member's email or user id.
+        #[arg(long)]
+        member: String,
+    },
+    /// Send an end-to-end-encrypted text message.
+    Send {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        conversation: String,
+        text: String,
+    },
+    /// Show a conversation's latest messages, decrypted.
+    History {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        conversation: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Print messages as they arrive, decrypted (and mark them delivered and read).
+    Listen {
+        #[arg(long)]
+        org: String,
+        /// Only these conversations (repeatable); all of yours by default.
+        #[arg(long = "conversation")]
+        conversations: Vec<String>,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+/// `conclave devices ...`
+#[derive(Debug, Subcommand)]
+pub enum DevicesAction {
+    /// List your devices (the default).
+    List,
+    /// Revoke a device: its sessions end and its conversations rotate their keys.
+    Revoke { id: uuid::Uuid },
+}
+
+/// `conclave conversations ...`
+#[derive(Debug, Subcommand)]
+pub enum ConversationsAction {
+    /// List your conversations (the default).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+}
+
+/// Where passwords come from.
+pub trait Prompt {
+    /// Asks for a password (`confirm`: ask twice and compare, for a new one).
+    fn password(&mut self, prompt: &str, confirm: bool) -> Result<String>;
+}
+
+/// `CONCLAVE_PASSWORD`, else a no-echo prompt on the terminal.
+pub struct Terminal;
+
+impl Prompt for Terminal {
+    fn password(&mut self, prompt: &str, confirm: bool) -> Result<String> {
+        if let Ok(password) = std::env::var("CONCLAVE_PASSWORD")
+            && !password.is_empty()
+        {
+            return Ok(password);
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("no password: set CONCLAVE_PASSWORD, or run this on a terminal to be asked for it");
+        }
+        let password = rpassword::prompt_password(prompt).context("reading the password")?;
+        if confirm && rpassword::prompt_password("Repeat the password: ").context("reading the password")? != password {
+            bail!("the two passwords differ");
+        }
+        Ok(password)
+    }
+}
+
+/// What a command runs with.
+pub struct Context<'a> {
+    global: &'a Global,
+    profile: Profile,
+    out: &'a mut dyn Write,
+    prompt: &'a mut dyn Prompt,
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli, out: &mut dyn Write, prompt: &mut dyn Prompt) -> Result<()> {
+    let dir = match &cli.global.home {
+        Some(home) => {
+            Profile::default_dir(&cli.global.profile)?; // validates the name
+            home.join("profiles").join(&cli.global.profile)
+        }
+        None => Profile::default_dir(&cli.global.profile)?,
+    };
+    let profile = Profile::open(dir)?;
+    let mut ctx = Context { global: &cli.global, profile, out, prompt };
+    match cli.command {
+        Command::Register { email, display_name } => account::register(&mut ctx, &email, &display_name).await,
+        Command::Confirm { token } => account::confirm(&mut ctx, &token).await,
+        Command::Login { email, device_name, totp, recovery_code } => {
+            account::login(&mut ctx, email, device_name, totp, recovery_code).await
+        }
+        Command::Logout => account::logout(&mut ctx).await,
+        Command::Whoami => account::whoami(&mut ctx).await,
+        Command::Devices { action: None | Some(DevicesAction::List) } => account::devices(&mut ctx).await,
+        Command::Devices { action: Some(DevicesAction::Revoke { id }) } => account::revoke(&mut ctx, id).await,
+        Command::Orgs => organizations::list(&mut ctx).await,
+        Command::Workspaces { org } => organizations::workspaces(&mut ctx, &org).await,
+        Command::Join { org, workspace } => organizations::join(&mut ctx, &org, &workspace).await,
+        Command::AcceptInvitation { org, token } => organizations::accept(&mut ctx, &org, &token).await,
+        Command::Conversations { action: Some(ConversationsAction::List { org }), .. }
+        | Command::Conversations { action: None, org: Some(org) } => chat::list(&mut ctx, &org).await,
+        Command::Conversations { action: None, org: None } => bail!("which organization? pass --org"),
+        Command::CreateConversation { org, workspace, kind, name, members } => {
+            chat::create(&mut ctx, &org, &workspace, kind, name, &members).await
+        }
+        Command::Invite { org, conversation, member } => chat::invite(&mut ctx, &org, &conversation, &member).await,
+        Command::RemoveMember { org, conversation, member } => {
+            chat::remove_member(&mut ctx, &org, &conversation, &member).await
+        }
+        Command::Send { org, conversation, text } => chat::send(&mut ctx, &org, &conversation, &text).await,
+        Command::History { org, conversation, limit } => chat::history(&mut ctx, &org, &conversation, limit).await,
+        Command::Listen { org, conversations, count } => chat::listen(&mut ctx, &org, &conversations, count).await,
+    }
+}
+
+impl Context<'_> {
+    /// The server for a command that needs no session.
+    fn server(&self) -> Result<String> {
+        if let Some(server) = &self.global.server {
+            return Ok(server.clone());
+        }
+        Ok(self.profile.load_session()?.map(|s| s.server).unwrap_or_else(|| DEFAULT_SERVER.to_owned()))
+    }
+
+    fn session(&self) -> Result<Session> {
+        let session = self.profile.load_session()?.ok_or(crate::Error::NotSignedIn)?;
+        if let Some(server) = &self.global.server
+            && crate::api::normalize_server(server)? != session.server
+        {
+            bail!(
+                "profile {:?} is signed in to {}, not {server}: sign out first, or use another --profile",
+                self.global.profile,
+                session.server
+            );
+        }
+        Ok(session)
+    }
+
+    /// A client that sends the saved tokens and saves refreshed ones.
+    fn client(&self) -> Result<(Session, Client)> {
+        let session = self.session()?;
+        let sink: Arc<dyn TokenSink> = Arc::new(self.profile.token_sink(session.clone()));
+        let client = Client::with_session(&session.server, session.tokens.clone(), Some(sink))?;
+        Ok((session, client))
+    }
+
+    /// The messaging engine of the signed-in device.
+    fn messenger(&self) -> Result<(Session, Messenger)> {
+        let (session, client) = self.client()?;
+        let keystore = self.profile.load_keystore()?;
+        let directory = DeviceDirectory::load(self.profile.devices_path())?;
+        let messenger = Messenger::new(client, keystore, directory, session.user_id, session.device_id);
+        Ok((session, messenger))
+    }
+
+    fn json(&self) -> bool {
+        self.global.json
+    }
+
+    fn print_json<T: serde::Serialize>(&mut self, value: &T) -> Result<()> {
+        serde_json::to_writer_pretty(&mut *self.out, value)?;
+        writeln!(self.out)?;
+        Ok(())
+    }
+}
