@@ -53,11 +53,7 @@ pub(super) async fn login(
     if let Some(session) = ctx.profile.load_session()?
         && !session.email.eq_ignore_ascii_case(email.trim())
     {
-        bail!(
-            "profile {:?} belongs to {}: use another --profile for {email}",
-            ctx.global.profile,
-            session.email
-        );
+        bail!("profile {:?} belongs to {}: use another --profile for {email}", ctx.global.profile, session.email);
     }
     let client = Client::new(&server)?;
     // The device keys exist before the server hears of them, so a crash after registration

@@ -13,10 +13,5 @@ pub(super) fn time(at: DateTime<Utc>) -> String {
 /// `[time] sender: text`, with `(edited)` when it was.
 pub(super) fn message_line(message: &ReceivedMessage, names: &Names) -> String {
     let edited = if message.edited_at.is_some() { " (edited)" } else { "" };
-    format!(
-        "[{}] {}: {}{edited}",
-        time(message.created_at),
-        names.of(message.sender_user_id),
-        message.body.display()
-    )
+    format!("[{}] {}: {}{edited}", time(message.created_at), names.of(message.sender_user_id), message.body.display())
 }

@@ -15,7 +15,9 @@ pub(super) async fn organization(client: &Client, given: &str) -> Result<Uuid> {
     let organizations = client.organizations().await?;
     match organizations.iter().find(|o| o.slug.eq_ignore_ascii_case(given)) {
         Some(org) => Ok(org.id),
-        None => bail!("you are in no organization {given:?} (see `conclave orgs`; to accept an invitation, give the organization's id)"),
+        None => bail!(
+            "you are in no organization {given:?} (see `conclave orgs`; to accept an invitation, give the organization's id)"
+        ),
     }
 }
 
@@ -49,8 +51,7 @@ pub(super) async fn member(client: &Client, org: Uuid, given: &str) -> Result<Uu
         return Ok(id);
     }
     let members = client.organization_members(org).await?;
-    if let Some(member) = members.iter().find(|m| m.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(given)))
-    {
+    if let Some(member) = members.iter().find(|m| m.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(given))) {
         return Ok(member.user_id);
     }
     if members.iter().all(|m| m.email.is_none()) {

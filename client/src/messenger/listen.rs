@@ -7,6 +7,9 @@
 //! beyond `cursor + 1` reveals a gap (a lost live publish), which is filled from the HTTP API
 //! before the message is delivered. Either way the caller sees each message once, in order.
 //!
+//! The socket is opened with `?organization_id=`, so the server sends only the listener's
+//! organization; a conversation the caller joins later is picked up when it first appears.
+//!
 //! Close codes (`conclave_protocol::events::close`): `4001` (device revoked, session ended)
 //! stops the listener with [`Error::SessionEnded`]; anything else (`1001` going away, `4008` slow
 //! consumer, `4009` timeout, a broken connection) reconnects after an exponential backoff and
@@ -265,10 +268,10 @@ impl Listener {
     async fn connect(&mut self) -> Result<()> {
         let client = self.messenger.client().clone();
         let token = client.access_token().await?;
-        let mut socket = match open_socket(client.server(), &token).await {
+        let mut socket = match open_socket(client.server(), self.org, &token).await {
             Err(Error::WebSocket(err)) if is_unauthorized(&err) => {
                 let token = client.refresh_after(Some(&token)).await?;
-                match open_socket(client.server(), &token).await {
+                match open_socket(client.server(), self.org, &token).await {
                     Err(Error::WebSocket(err)) if is_unauthorized(&err) => {
                         return Err(Error::SessionEnded("the server refused the access token".into()));
                     }
@@ -407,14 +410,15 @@ fn frame_text(frame: &ClientFrame) -> Result<String> {
     serde_json::to_string(frame).map_err(|e| Error::Protocol(e.to_string()))
 }
 
-/// `http://host/prefix` → `ws://host/prefix/v1/ws`.
-fn socket_url(server: &str) -> String {
+/// `http://host/prefix` → `ws://host/prefix/v1/ws?organization_id=...`: the server then sends
+/// only that organization's conversations.
+fn socket_url(server: &str, org: Uuid) -> String {
     let rest = server.strip_prefix("http://").unwrap_or(server);
-    format!("ws://{rest}/v1/ws")
+    format!("ws://{rest}/v1/ws?organization_id={org}")
 }
 
-async fn open_socket(server: &str, token: &str) -> Result<Socket> {
-    let mut request = socket_url(server).into_client_request()?;
+async fn open_socket(server: &str, org: Uuid, token: &str) -> Result<Socket> {
+    let mut request = socket_url(server, org).into_client_request()?;
     let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| Error::Protocol("the access token is not a valid header value".into()))?;
     value.set_sensitive(true);
@@ -441,7 +445,13 @@ mod tests {
 
     #[test]
     fn the_socket_url_follows_the_server_url() {
-        assert_eq!(socket_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/v1/ws");
-        assert_eq!(socket_url("http://chat.example.org/conclave"), "ws://chat.example.org/conclave/v1/ws");
+        let org = Uuid::nil();
+        assert_eq!(
+            socket_url("http://127.0.0.1:8080", org),
+            "ws://127.0.0.1:8080/v1/ws?organization_id=00000000-0000-0000-0000-000000000000"
+        );
+        assert!(
+            socket_url("http://chat.example.org/conclave", org).starts_with("ws://chat.example.org/conclave/v1/ws?")
+        );
     }
 }

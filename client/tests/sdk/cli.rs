@@ -1,0 +1,111 @@
+use std::time::Duration;
+
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn the_cli_takes_two_people_from_registration_to_an_encrypted_conversation() {
+    let app = TestApp::start().await;
+    for (profile, email, name) in [("alice", "alice@example.org", "Alice"), ("bob", "bob@example.org", "Bob")] {
+        let out = app
+            .cli(&["--profile", profile, "register", "--email", email, "--display-name", name])
+            .await
+            .expect("register");
+        assert!(out.contains("Check your email"), "{out}");
+        let token = app.confirmation_token(email).await;
+        app.cli(&["--profile", profile, "confirm", &token]).await.expect("confirm");
+        let out = app.cli(&["--profile", profile, "login", "--email", email]).await.expect("login");
+        assert!(out.contains("new device registered"), "{out}");
+    }
+    let alice_id = app.cli(&["--profile", "alice", "--json", "whoami"]).await.expect("whoami");
+    let alice_id: serde_json::Value = serde_json::from_str(&alice_id).expect("json");
+    let bob_id = app.cli(&["--profile", "bob", "--json", "whoami"]).await.expect("whoami");
+    let bob_id: serde_json::Value = serde_json::from_str(&bob_id).expect("json");
+    let ids = [&alice_id["user_id"], &bob_id["user_id"]].map(|v| v.as_str().expect("id").parse().expect("uuid"));
+    app.organization("acme", &ids).await;
+
+    let out = app.cli(&["--profile", "alice", "orgs"]).await.expect("orgs");
+    assert!(out.contains("acme"), "{out}");
+    let out = app.cli(&["--profile", "bob", "workspaces", "--org", "acme"]).await.expect("workspaces");
+    assert!(out.contains("general"), "{out}");
+
+    // Alice owns the organization, so she may look Bob up by email.
+    let out = app
+        .cli(&[
+            "--profile",
+            "alice",
+            "--json",
+            "create-conversation",
+            "--org",
+            "acme",
+            "--workspace",
+            "general",
+            "--kind",
+            "channel",
+            "--name",
+            "lunch",
+            "--member",
+            "bob@example.org",
+        ])
+        .await
+        .expect("create");
+    let conversation: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(conversation["members"].as_array().map(Vec::len), Some(2));
+
+    // Bob listens for one message while Alice sends it.
+    let listen = app.cli(&["--profile", "bob", "listen", "--org", "acme", "--conversation", "lunch", "--count", "1"]);
+    let send = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.cli(&["--profile", "alice", "send", "--org", "acme", "--conversation", "#lunch", "pizza at noon?"]).await
+    };
+    let (heard, sent) =
+        tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(listen, send) }).await.expect("within 20 s");
+    assert!(sent.expect("send").contains("Sent"));
+    let heard = heard.expect("listen");
+    assert!(
+        heard.trim_end().ends_with("alice@example.org: pizza at noon?") || heard.contains("Alice: pizza at noon?"),
+        "{heard}"
+    );
+
+    app.cli(&["--profile", "bob", "send", "--org", "acme", "--conversation", "lunch", "yes!"]).await.expect("reply");
+    let history =
+        app.cli(&["--profile", "alice", "history", "--org", "acme", "--conversation", "lunch"]).await.expect("history");
+    let lines: Vec<_> = history.lines().collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(lines[0].starts_with('[') && lines[0].ends_with("] alice@example.org: pizza at noon?"), "{history}");
+    assert!(lines[1].ends_with("] bob@example.org: yes!"), "{history}");
+
+    // Bob is not an admin: he cannot see emails, and is told how to proceed.
+    let err = app
+        .cli(&["--profile", "bob", "invite", "--org", "acme", "--conversation", "lunch", "--member", "x@example.org"])
+        .await
+        .expect_err("no emails for members");
+    assert!(err.to_string().contains("admins only"), "{err}");
+
+    // Errors carry the server's message and code.
+    let err = app
+        .cli(&[
+            "--profile",
+            "alice",
+            "create-conversation",
+            "--org",
+            "acme",
+            "--workspace",
+            "general",
+            "--kind",
+            "channel",
+        ])
+        .await
+        .expect_err("a channel needs a name");
+    assert!(err.to_string().contains("validation_failed"), "{err}");
+
+    let out = app.cli(&["--profile", "alice", "logout"]).await.expect("logout");
+    assert!(out.contains("Signed out"), "{out}");
+    let err = app.cli(&["--profile", "alice", "whoami"]).await.expect_err("signed out");
+    assert!(err.to_string().contains("not signed in"), "{err}");
+    // The device and its keys stay: signing in again reuses them.
+    let out = app.cli(&["--profile", "alice", "login", "--email", "alice@example.org"]).await.expect("login");
+    assert!(out.contains("existing device"), "{out}");
+    let history =
+        app.cli(&["--profile", "alice", "history", "--org", "acme", "--conversation", "lunch"]).await.expect("history");
+    assert!(history.contains("pizza at noon?"), "{history}");
+}

@@ -1,0 +1,6 @@
+//! The SDK and the CLI against a real data plane started in-process.
+
+mod account;
+mod cli;
+mod messaging;
+mod support;

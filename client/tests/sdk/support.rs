@@ -1,0 +1,210 @@
+//! A real data plane in-process (as `dataplane/tests/api/support.rs` starts it: its own
+//! database, a mail catcher, Redis on loopback, port 0), and people who use it through the SDK.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use conclave_client::api::types::{Login, LoginDevice, NewDevice};
+use conclave_client::api::{Client, TokenSink};
+use conclave_client::cli::{Cli, Prompt};
+use conclave_client::messenger::{DeviceDirectory, Messenger};
+use conclave_client::store::{Profile, SESSION_VERSION, Session};
+use conclave_dataplane::AppState;
+use conclave_dataplane::config::Config;
+use conclave_testkit::TestDb;
+use conclave_testkit::smtp::MailCatcher;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+fn redis_url() -> String {
+    std::env::var("CONCLAVE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+}
+
+#[derive(Parser)]
+struct ServerCli {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// A data plane on an ephemeral loopback port with its own database and mail catcher, stopped
+/// when dropped. Every profile directory it hands out is removed with it.
+pub struct TestApp {
+    pub base: String,
+    pub db: TestDb,
+    pub mail: MailCatcher,
+    pub home: TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+/// A directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("conclave-client-{what}-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl TestApp {
+    /// Rate limits are raised a thousandfold so tests never trip them.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let db = TestDb::new().await.expect("test database (is the stack up? scripts/stack.sh up)");
+        let mail = MailCatcher::start().await.expect("smtp listener");
+        let home = TempDir::new("home");
+        let keys = home.0.join("jwt-keys");
+        std::fs::create_dir_all(&keys).expect("keys dir");
+        conclave_dataplane::auth::jwt::generate_key_file(&keys, "test-1").expect("jwt key");
+        let namespace = format!("test-{}", Uuid::new_v4().simple());
+        let mut args: Vec<String> = [
+            "conclave-dataplane",
+            "--redis-namespace",
+            &namespace,
+            "--database-url",
+            &db.app_url(),
+            "--redis-url",
+            &redis_url(),
+            "--smtp-url",
+            &mail.url(),
+            "--database-max-connections",
+            "5",
+            "--jwt-keys-dir",
+            keys.to_str().expect("utf-8 path"),
+            "--rate-limit-factor",
+            "1000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let config = ServerCli::try_parse_from(&args).expect("config").config;
+        let state = AppState::connect(&config).await.expect("app state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(conclave_dataplane::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        Self { base, db, mail, home, _stop: stop }
+    }
+
+    /// The confirmation token emailed to `email`.
+    pub async fn confirmation_token(&self, email: &str) -> String {
+        let mail = self.mail.wait_for(email, "Confirm", Duration::from_secs(10)).await.expect("confirmation email");
+        mail.token("cve_").expect("token in the email")
+    }
+
+    /// Someone registered, confirmed and signed in through the SDK, with a profile of their own
+    /// named after the local part of their address (`alice@...` → `--profile alice`).
+    pub async fn person(&self, email: &str) -> Person {
+        let client = Client::new(&self.base).expect("client");
+        let name = &email[..email.find('@').expect("@")];
+        let registered = client.register(email, PASSWORD, name).await.expect("register");
+        client.confirm_email(&self.confirmation_token(email).await).await.expect("confirm");
+        let profile = Profile::open(self.home.0.join("profiles").join(name)).expect("profile");
+        let (mut keystore, created) = profile.load_or_create_keystore().expect("keystore");
+        assert!(created);
+        let login = Login {
+            email: email.to_owned(),
+            password: PASSWORD.to_owned(),
+            totp_code: None,
+            recovery_code: None,
+            device: LoginDevice::New(NewDevice::cli("laptop", keystore.device())),
+        };
+        let pair = client.login(&login).await.expect("login");
+        assert_eq!(pair.user_id, registered.user_id);
+        keystore.set_device_id(pair.device_id);
+        keystore.save().expect("save keystore");
+        let session = Session {
+            version: SESSION_VERSION,
+            server: self.base.clone(),
+            user_id: pair.user_id,
+            email: email.to_owned(),
+            device_id: pair.device_id,
+            tokens: conclave_client::api::Tokens {
+                access_token: pair.access_token.clone(),
+                refresh_token: pair.refresh_token.clone(),
+            },
+        };
+        profile.save_session(&session).expect("save session");
+        let sink: Arc<dyn TokenSink> = Arc::new(profile.token_sink(session.clone()));
+        let client = Client::with_session(&self.base, session.tokens.clone(), Some(sink)).expect("client");
+        let directory = DeviceDirectory::load(profile.devices_path()).expect("directory");
+        let messenger = Messenger::new(client, keystore, directory, pair.user_id, pair.device_id);
+        Person { user_id: pair.user_id, device_id: pair.device_id, email: email.to_owned(), profile, messenger }
+    }
+
+    /// An organization (as the operator would create it) with one workspace and these members;
+    /// the first is its owner.
+    pub async fn organization(&self, slug: &str, members: &[Uuid]) -> (Uuid, Uuid) {
+        let org: Uuid =
+            sqlx::query_scalar("INSERT INTO organizations (slug, display_name) VALUES ($1, $1) RETURNING id")
+                .bind(slug)
+                .fetch_one(&self.db.owner)
+                .await
+                .expect("organization");
+        let workspace: Uuid = sqlx::query_scalar(
+            "INSERT INTO workspaces (organization_id, slug, display_name) VALUES ($1, 'general', 'General') RETURNING id",
+        )
+        .bind(org)
+        .fetch_one(&self.db.owner)
+        .await
+        .expect("workspace");
+        for (i, user) in members.iter().enumerate() {
+            sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3)")
+                .bind(org)
+                .bind(user)
+                .bind(if i == 0 { "owner" } else { "member" })
+                .execute(&self.db.owner)
+                .await
+                .expect("membership");
+        }
+        (org, workspace)
+    }
+
+    /// Runs one `conclave` command against this server with `CONCLAVE_HOME` = the test's home;
+    /// returns what it printed.
+    pub async fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut full = vec!["conclave", "--server", &self.base];
+        let home = self.home.0.to_str().expect("utf-8 path").to_owned();
+        full.extend(["--home", &home]);
+        full.extend_from_slice(args);
+        let cli = Cli::try_parse_from(full)?;
+        let mut out = Vec::new();
+        conclave_client::cli::run(cli, &mut out, &mut FixedPassword).await?;
+        Ok(String::from_utf8(out).expect("utf-8 output"))
+    }
+}
+
+/// A signed-in person: their profile on disk and their messaging engine.
+pub struct Person {
+    pub user_id: Uuid,
+    pub device_id: Uuid,
+    pub email: String,
+    pub profile: Profile,
+    pub messenger: Messenger,
+}
+
+/// The test password, as if typed.
+pub struct FixedPassword;
+
+impl Prompt for FixedPassword {
+    fn password(&mut self, _prompt: &str, _confirm: bool) -> anyhow::Result<String> {
+        Ok(PASSWORD.to_owned())
+    }
+}
