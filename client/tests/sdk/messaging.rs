@@ -166,3 +166,38 @@ async fn a_message_from_an_unknown_device_is_shown_as_unverifiable_not_as_text()
     message.sender_device_id = Some(bob.device_id);
     assert!(matches!(bob.messenger.open(org, &message).await.expect("open").body, Body::Rejected { .. }));
 }
+
+#[tokio::test]
+async fn a_listener_reconnects_after_a_server_restart_and_resumes_what_it_missed() {
+    let mut app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    let mut bob_listens = bob.messenger.listen(org, &[], ListenerOptions::default()).await.expect("listen");
+    alice.messenger.send_text(org, conversation, "one").await.expect("send");
+    assert_eq!(next_message(&mut bob_listens).await.body.text(), Some("one"));
+
+    // The server restarts while Bob's listener is not reading; Alice sends twice meanwhile.
+    app.restart().await;
+    alice.messenger.send_text(org, conversation, "two").await.expect("send after the restart");
+    alice.messenger.send_text(org, conversation, "three").await.expect("send");
+
+    // Bob's listener notices the closed socket, reconnects, resumes after "one": each missed
+    // message arrives once, in order.
+    let mut disconnected = false;
+    let mut texts = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while texts.len() < 2 {
+            match bob_listens.next().await.expect("the listener carries on") {
+                ListenEvent::Message(message) => texts.push((message.seq, message.body.display())),
+                ListenEvent::Disconnected { .. } => disconnected = true,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the missed messages within 15 s");
+    assert!(disconnected);
+    assert_eq!(texts, vec![(2, "two".to_owned()), (3, "three".to_owned())]);
+    assert_eq!(bob_listens.cursors().get(&conversation), Some(&3));
+}

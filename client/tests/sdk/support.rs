@@ -37,7 +37,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub mail: MailCatcher,
     pub home: TempDir,
-    _stop: oneshot::Sender<()>,
+    args: Vec<String>,
+    stop: oneshot::Sender<()>,
 }
 
 /// A directory under the system temp dir, removed when dropped.
@@ -92,15 +93,29 @@ impl TestApp {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().map(|s| s.to_string()));
-        let config = ServerCli::try_parse_from(&args).expect("config").config;
-        let state = AppState::connect(&config).await.expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(conclave_dataplane::serve(listener, state, async move {
-            let _ = stopped.await;
-        }));
-        Self { base, db, mail, home, _stop: stop }
+        let stop = serve(&args, listener).await;
+        Self { base, db, mail, home, args, stop }
+    }
+
+    /// Stops the server (its sockets close with 1001, going away) and starts a new one on the
+    /// same address, database and keys, as a rolling restart would.
+    pub async fn restart(&mut self) {
+        let (placeholder, _) = oneshot::channel();
+        let _ = std::mem::replace(&mut self.stop, placeholder).send(());
+        let address = self.base.trim_start_matches("http://").to_owned();
+        let listener = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match tokio::net::TcpListener::bind(&address).await {
+                    Ok(listener) => return listener,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await
+        .expect("the old server releases its port");
+        self.stop = serve(&self.args, listener).await;
     }
 
     /// The confirmation token emailed to `email`.
@@ -189,6 +204,16 @@ impl TestApp {
         conclave_client::cli::run(cli, &mut out, &mut FixedPassword).await?;
         Ok(String::from_utf8(out).expect("utf-8 output"))
     }
+}
+
+async fn serve(args: &[String], listener: tokio::net::TcpListener) -> oneshot::Sender<()> {
+    let config = ServerCli::try_parse_from(args).expect("config").config;
+    let state: AppState = AppState::connect(&config).await.expect("app state");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(conclave_dataplane::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    stop
 }
 
 /// A signed-in person: their profile on disk and their messaging engine.
