@@ -83,11 +83,12 @@ pub enum Error {
     /// The server refused the request.
     #[error(transparent)]
     Api(#[from] ApiError),
-    /// The server could not be reached, or the connection broke.
-    #[error("cannot reach the server: {0}")]
+    /// The server could not be reached, or the connection broke. (The cause is the error's
+    /// `source`, so `{:#}` in anyhow or [`Error::chain`] prints it once.)
+    #[error("cannot reach the server")]
     Transport(#[from] reqwest::Error),
     /// The WebSocket could not be opened or broke.
-    #[error("WebSocket: {0}")]
+    #[error("the WebSocket connection failed")]
     WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
     /// The server answered something this client does not understand.
     #[error("unexpected answer from the server: {0}")]
@@ -147,6 +148,22 @@ impl Error {
     /// Whether the server refused the request with this code.
     pub fn is_api(&self, code: &str) -> bool {
         self.api().is_some_and(|err| err.is(code))
+    }
+
+    /// The error and its causes on one line, `: `-separated.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            // Some libraries repeat their source in their own message; say it once.
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
     }
 }
 

@@ -28,7 +28,7 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// Conclave: end-to-end-encrypted messaging from the command line.
 #[derive(Debug, Parser)]
-#[command(name = "conclave", version, about)]
+#[command(name = "conclave", version, about = "Conclave: end-to-end-encrypted messaging from the command line")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

@@ -211,7 +211,7 @@ impl Listener {
                 match self.connect().await {
                     Ok(()) => {}
                     Err(err) if is_fatal(&err) => return Err(err),
-                    Err(err) => self.disconnected(err.to_string()),
+                    Err(err) => self.disconnected(err.chain()),
                 }
                 continue;
             };
