@@ -74,6 +74,10 @@ pub struct Config {
     /// Multiplies every rate limit (tests and benchmarks raise it; 1 in production).
     #[arg(long, env = "CONCLAVE_RATE_LIMIT_FACTOR", default_value_t = 1)]
     pub rate_limit_factor: u32,
+    /// How often (milliseconds) an idle outbox worker looks for due webhooks and emails; 0
+    /// disables the worker on this replica.
+    #[arg(long, env = "CONCLAVE_OUTBOX_POLL_MS", default_value_t = 1000)]
+    pub outbox_poll_ms: u64,
     #[arg(long, env = "CONCLAVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }

@@ -62,6 +62,7 @@ impl AppState {
             shutdown_tx: Arc::new(shutdown_tx),
         };
         crate::realtime::spawn_subscriber(state.clone(), client);
+        crate::outbox::spawn(state.clone());
         Ok(state)
     }
 

@@ -7,6 +7,7 @@ mod devices;
 mod health;
 mod inputs;
 mod messaging;
+mod outbox;
 mod realtime;
 mod support;
 mod tenancy;

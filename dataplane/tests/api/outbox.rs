@@ -1,0 +1,183 @@
+//! The outbox worker against real endpoints: signed webhook deliveries with their result written
+//! back for the operator, retries with backoff, and the owner invitations the operator queues.
+
+use crate::messaging::group;
+use crate::support::{PASSWORD, TestApp};
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+const AT_REST_KEY: [u8; 32] = [42u8; 32];
+
+async fn app() -> TestApp {
+    let dir = std::env::temp_dir().join(format!("conclave-at-rest-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("key");
+    std::fs::write(&path, conclave_protocol::b64::encode(AT_REST_KEY).replace('-', "+").replace('_', "/") + "=")
+        .expect("key");
+    let path = path.to_str().expect("utf-8").to_owned();
+    TestApp::start_with(&["--rate-limit-factor", "1000", "--outbox-poll-ms", "100", "--at-rest-key-file", &path]).await
+}
+
+type Seen = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+/// A webhook receiver on loopback answering `status`.
+async fn receiver(status: StatusCode) -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let store = seen.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let store = store.clone();
+            async move {
+                store.lock().expect("lock").push((headers, body));
+                status
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, seen)
+}
+
+async fn endpoint(app: &TestApp, organization: Uuid, url: &str, secret: &[u8]) -> Uuid {
+    let id = Uuid::now_v7();
+    let sealed = conclave_dataplane::sealing::SealingKey::from_bytes(&AT_REST_KEY)
+        .seal(format!("webhook:{id}").as_bytes(), secret);
+    sqlx::query("INSERT INTO webhook_endpoints (id, organization_id, url, event_types, signing_secret_sealed) VALUES ($1, $2, $3, ARRAY['message.created'], $4)")
+        .bind(id)
+        .bind(organization)
+        .bind(url)
+        .bind(sealed)
+        .execute(&app.db.owner)
+        .await
+        .expect("endpoint");
+    id
+}
+
+async fn wait_for<F: Fn(&Value) -> bool>(app: &TestApp, sql: &'static str, id: Uuid, done: F) -> Value {
+    for _ in 0..100 {
+        let row: Value = sqlx::query_scalar(sql).bind(id).fetch_one(&app.db.owner).await.expect("row");
+        if done(&row) {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not reached for {id}");
+}
+
+#[tokio::test]
+async fn a_message_reaches_a_webhook_signed_and_the_result_is_recorded() {
+    let app = app().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    let (url, seen) = receiver(StatusCode::NO_CONTENT).await;
+    let secret = b"whsec-test-secret";
+    let endpoint_id = endpoint(&app, chat.org, &url, secret).await;
+    chat.rotate(&alice, 1).await;
+    let (status, message) = chat.send(&alice, 1, &[3u8; 40]).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let endpoint = wait_for(&app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", endpoint_id, |w| {
+        w["last_delivery_status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(endpoint["consecutive_failures"], 0);
+    let (headers, body) = seen.lock().expect("lock").first().cloned().expect("a delivery");
+    let signature = headers["conclave-signature"].to_str().expect("header");
+    let (t, v1) = signature.split_once(",v1=").expect("t=..,v1=..");
+    let t = t.trim_start_matches("t=");
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&body);
+    mac.verify_slice(&hex::decode(v1).expect("hex")).expect("the signature verifies with the endpoint's secret");
+    let payload: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(payload["type"], "message.created");
+    assert_eq!(payload["data"]["message_id"], message["id"]);
+    assert!(!String::from_utf8_lossy(&body).contains("ciphertext"), "no content leaves in a webhook");
+    // The job itself is marked delivered right after the endpoint's result is written.
+    let job = wait_for(
+        &app,
+        "SELECT to_jsonb(o) FROM outbound_notifications o WHERE webhook_endpoint_id = $1",
+        endpoint_id,
+        |o| o["status"] == "delivered",
+    )
+    .await;
+    assert_eq!(job["attempts"], 1);
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_retried_later_and_counted() {
+    let app = app().await;
+    let alice = app.person("alice@example.org").await;
+    let chat = group(&app, &alice, &[]).await;
+    let (url, seen) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
+    let endpoint_id = endpoint(&app, chat.org, &url, b"secret").await;
+    chat.rotate(&alice, 1).await;
+    chat.send(&alice, 1, &[3u8; 40]).await;
+    let endpoint = wait_for(&app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", endpoint_id, |w| {
+        w["consecutive_failures"] == 1
+    })
+    .await;
+    assert_eq!(endpoint["last_delivery_status"], "failed");
+    assert!(endpoint["last_delivery_error"].as_str().is_some_and(|e| e.contains("500")), "{endpoint}");
+    wait_for(
+        &app,
+        "SELECT to_jsonb(o) FROM outbound_notifications o WHERE webhook_endpoint_id = $1",
+        endpoint_id,
+        |o| o["status"] == "failed",
+    )
+    .await;
+    let row: (String, i32, bool) = sqlx::query_as(
+        "SELECT status, attempts, next_attempt_at > now() + interval '5 seconds' FROM outbound_notifications",
+    )
+    .fetch_one(&app.db.owner)
+    .await
+    .expect("row");
+    assert_eq!(row, ("failed".to_owned(), 1, true), "backed off, not hammered");
+    assert_eq!(seen.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn an_owner_invitation_queued_by_the_operator_is_emailed_with_a_fresh_token() {
+    let app = app().await;
+    let dana = app.person("dana@example.org").await;
+    let (org, _) = app.organization("acme", &[]).await;
+    // What the operator writes: an invitation whose token nobody knows, and an email job.
+    let invitation: Uuid = sqlx::query_scalar(
+        "INSERT INTO organization_invitations (organization_id, email, role, token_hash, expires_at)
+         VALUES ($1, 'dana@example.org', 'owner', sha256('unknown'::bytea), now() + interval '14 days') RETURNING id",
+    )
+    .bind(org)
+    .fetch_one(&app.db.owner)
+    .await
+    .expect("invitation");
+    sqlx::query("INSERT INTO outbound_notifications (organization_id, channel, event_type, recipient_user_id, payload) VALUES ($1, 'email', 'organization.invitation_created', $2, $3)")
+        .bind(org)
+        .bind(dana.user_id)
+        .bind(json!({ "invitation_id": invitation, "email": "dana@example.org", "role": "owner" }))
+        .execute(&app.db.owner)
+        .await
+        .expect("job");
+    let mail =
+        app.mail.wait_for("dana@example.org", "invited", Duration::from_secs(10)).await.expect("invitation email");
+    let token = mail.token("cvi_").expect("token");
+    let (status, body) = app
+        .post(&format!("/v1/organizations/{org}/invitations/accept"), json!({ "token": token }), Some(&dana.access))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let role: String = sqlx::query_scalar("SELECT role FROM organization_memberships WHERE user_id = $1")
+        .bind(dana.user_id)
+        .fetch_one(&app.db.owner)
+        .await
+        .expect("membership");
+    assert_eq!(role, "owner");
+    let _ = PASSWORD;
+}
