@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Every test Conclave has, on a fresh machine or a warm one: installs what is missing, brings up
-# the local stack (PostgreSQL, Redis), then checks formatting, lints, sqlx offline data and runs
-# the whole test suite against the real services. `.ci/run` calls exactly this.
+# the local stack (PostgreSQL, Redis) and the control-plane tools (kube-apiserver, etcd, kubectl,
+# helm: built once from their Go modules, then cached), then checks formatting, lints, sqlx
+# offline data and runs the whole test suite against the real services, the end-to-end suite
+# (e2e/: a real kube-apiserver, the Helm chart, the operator, the data plane) included.
+# `.ci/run` calls exactly this.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -27,6 +30,11 @@ eval "$(scripts/stack.sh env)"
 psql "$CONCLAVE_OWNER_DATABASE_URL" -XAtq -c "SELECT datname FROM pg_database WHERE datname LIKE 'conclave\_test\_%'" |
     while read -r db; do psql "$CONCLAVE_OWNER_DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 
+step "control-plane tools (first run: builds kube-apiserver, etcd, kubectl, helm; later runs: cached)"
+tools_started=$SECONDS
+scripts/k8s-tools.sh >/dev/null
+echo "control-plane tools ready in $((SECONDS - tools_started))s: $(scripts/k8s-tools.sh dir)"
+
 step "formatting"
 cargo fmt --all --check
 
@@ -36,5 +44,18 @@ scripts/sqlx-prepare.sh --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests"
-cargo test --workspace --locked --no-fail-fast
+step "binaries the end-to-end suite runs (operator, data plane, CLI)"
+cargo build --workspace --bins --locked
+
+step "tests (the end-to-end suite prints its steps as [e2e] lines)"
+tests_started=$SECONDS
+status=0
+cargo test --workspace --exclude conclave-e2e --locked --no-fail-fast || status=$?
+echo "unit and integration tests finished in $((SECONDS - tests_started))s"
+
+step "end-to-end suite: etcd + kube-apiserver, Helm chart, operator, data plane, two people chatting"
+e2e_started=$SECONDS
+# --nocapture: each scenario step is printed as it happens; one test at a time (two cores).
+cargo test -p conclave-e2e --locked --no-fail-fast -- --nocapture --test-threads=1 || status=$?
+echo "end-to-end suite finished in $((SECONDS - e2e_started))s"
+exit $status

@@ -1,0 +1,22 @@
+//! The end-to-end harness: Conclave run the way its users run it, with nothing mocked.
+//!
+//! * [`control_plane`]: a real etcd and kube-apiserver on loopback (TLS, RBAC, token auth),
+//!   built from their official Go modules by `scripts/k8s-tools.sh` (or taken from
+//!   `KUBEBUILDER_ASSETS`), with `kubectl` and `helm` pointed at it.
+//! * [`chart`]: the Helm chart, installed with a real `helm`.
+//! * [`kubelet`]: no kubelet runs here, so pods' programs run on the host, configured exactly
+//!   as Kubernetes would configure their containers from the objects the chart and the operator
+//!   wrote; [`operator`] runs the chart's operator that way.
+//! * [`stack`]: PostgreSQL (a database per run) and Redis, handed over as Secrets.
+//! * [`proc`], [`tools`]: child processes that stop with their guard; where the binaries are.
+
+pub mod chart;
+pub mod control_plane;
+pub mod kubelet;
+pub mod operator;
+pub mod proc;
+pub mod stack;
+pub mod system;
+pub mod tools;
+
+pub use control_plane::ControlPlane;

@@ -1,0 +1,84 @@
+//! The scenario's state and steps (see `platform.rs`).
+
+mod chat;
+mod steps;
+
+use conclave_e2e::system::System;
+use conclave_e2e::tools::repo_root;
+use std::time::{Duration, Instant};
+
+pub use conclave_e2e::system::TENANTS as NS;
+
+pub fn step(what: &str) {
+    eprintln!("\n[e2e] ==> {what}");
+}
+
+/// The running system, and the people using it.
+pub struct Scenario {
+    pub sys: System,
+    pub started: Instant,
+    pub home: std::path::PathBuf,
+    pub people: Vec<chat::Person>,
+}
+
+impl std::ops::Deref for Scenario {
+    type Target = System;
+    fn deref(&self) -> &System {
+        &self.sys
+    }
+}
+
+impl std::ops::DerefMut for Scenario {
+    fn deref_mut(&mut self) -> &mut System {
+        &mut self.sys
+    }
+}
+
+impl Scenario {
+    pub async fn start() -> Self {
+        let started = Instant::now();
+        let sys = System::start(None).await.expect("control plane, PostgreSQL, Redis (scripts/stack.sh up)");
+        let home = sys.plane.dir.join("people");
+        Self { sys, started, home, people: vec![] }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.plane.kubectl(args).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// `kubectl -n tenants ...`
+    pub fn k(&self, args: &[&str]) -> String {
+        self.kubectl(&[&["-n", NS][..], args].concat())
+    }
+
+    pub fn example_path(&self, name: &str) -> String {
+        repo_root().join("examples").join(name).to_string_lossy().into_owned()
+    }
+
+    pub async fn wait_ready(&self, resource: &str, status: &str, reason: Option<&str>, timeout: Duration) {
+        self.sys.wait_ready(resource, status, reason, timeout).await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    pub fn finish(mut self) {
+        step(&format!("done in {:.0}s; stopping everything", self.started.elapsed().as_secs_f64()));
+        self.sys.stop().expect("everything stops and the control plane frees its ports");
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
