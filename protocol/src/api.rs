@@ -2,6 +2,10 @@
 //!
 //! Requests reject unknown fields, so a client typo is an error rather than a silently ignored
 //! option. Every byte field is base64url without padding ([`crate::b64`]).
+//!
+//! With the `utoipa` feature (the data plane's OpenAPI document) every type also derives
+//! `utoipa::ToSchema`; byte fields are documented as strings with `format: byte` and
+//! `contentEncoding: base64url`. The client builds without it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,6 +13,7 @@ use uuid::Uuid;
 
 /// Direct (two people), group (invited members) or channel (named, joinable in its workspace).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationKind {
     Direct,
@@ -18,6 +23,7 @@ pub enum ConversationKind {
 
 /// `POST /v1/organizations/{org}/workspaces/{ws}/conversations`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversation {
     pub kind: ConversationKind,
@@ -30,6 +36,7 @@ pub struct CreateConversation {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Member {
     pub user_id: Uuid,
     /// `owner`, `admin` or `member`.
@@ -39,6 +46,7 @@ pub struct Member {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Conversation {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -58,29 +66,36 @@ pub struct Conversation {
 
 /// A device a new generation must be wrapped for: `GET .../conversations/{id}/devices`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct MemberDevice {
     pub user_id: Uuid,
     pub device_id: Uuid,
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub x25519_public_key: [u8; 32],
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ed25519_public_key: [u8; 32],
 }
 
 /// One device's HPKE wrap of a generation's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KeyWrap {
     pub device_id: Uuid,
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub encapsulated_key: [u8; 32],
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub wrapped_key: [u8; 48],
 }
 
 /// `POST .../conversations/{id}/keys`: a new generation, wrapped for exactly the current
 /// member devices (the server answers 422 `wrap_set_mismatch` otherwise, naming the devices).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UploadGeneration {
     /// Must be the current generation + 1.
@@ -90,26 +105,33 @@ pub struct UploadGeneration {
 
 /// `GET .../conversations/{id}/keys`: the caller's device's wraps, oldest generation first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct DeviceWrap {
     pub generation: i32,
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub encapsulated_key: [u8; 32],
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub wrapped_key: [u8; 48],
 }
 
 /// `POST .../conversations/{id}/messages`. Retrying with the same `client_message_id` returns
 /// the stored message (200) instead of storing it twice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     pub client_message_id: Uuid,
     pub key_generation: i32,
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub nonce: [u8; 12],
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Vec<u8>,
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub signature: [u8; 64],
     #[serde(default)]
     pub reply_to_id: Option<Uuid>,
@@ -118,19 +140,24 @@ pub struct SendMessage {
 /// `PATCH .../messages/{id}`: the sender replaces the ciphertext (same client message id, so
 /// the signature binds the same AAD).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EditMessage {
     pub key_generation: i32,
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub nonce: [u8; 12],
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Vec<u8>,
     #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub signature: [u8; 64],
 }
 
 /// A stored message. A deleted one keeps its place in the sequence with no content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
@@ -140,10 +167,13 @@ pub struct Message {
     pub client_message_id: Uuid,
     pub key_generation: i32,
     #[serde(with = "crate::b64::option", default)]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url"))]
     pub nonce: Option<[u8; 12]>,
     #[serde(with = "crate::b64::option", default)]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Option<Vec<u8>>,
     #[serde(with = "crate::b64::option", default)]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url"))]
     pub signature: Option<[u8; 64]>,
     pub reply_to_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -153,6 +183,7 @@ pub struct Message {
 
 /// `GET .../messages?after_seq=N&limit=L` (ascending) or `?before_seq=N&limit=L` (descending).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct MessagePage {
     pub messages: Vec<Message>,
     /// More messages exist beyond this page in the direction asked.
@@ -161,6 +192,7 @@ pub struct MessagePage {
 
 /// `POST .../conversations/{id}/receipts`: moves the caller's cursors forward (never back).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateReceipts {
     #[serde(default)]
@@ -171,6 +203,7 @@ pub struct UpdateReceipts {
 
 /// `POST .../conversations/{id}/members`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     pub user_id: Uuid,
@@ -178,6 +211,7 @@ pub struct AddMember {
 
 /// `POST .../conversations/{id}/invites`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvite {
     /// `None`: unlimited uses until it expires.
@@ -188,6 +222,7 @@ pub struct CreateInvite {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Invite {
     pub id: Uuid,
     /// Shown once; the server keeps its digest.
@@ -198,6 +233,7 @@ pub struct Invite {
 
 /// `POST /v1/organizations/{org}/conversation-invites/accept`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvite {
     pub token: String,
