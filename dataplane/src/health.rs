@@ -12,13 +12,37 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
 }
 
+/// The feature's part of the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz))]
+pub(crate) struct ApiDoc;
+
 /// The process is up and serving: nothing else is checked, so a database outage does not get
 /// every replica restarted.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    security(()),
+    responses((status = 200, description = "The process is serving", body = crate::openapi::Health))
+)]
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when both PostgreSQL and Redis answer within a second; otherwise 503 naming which.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    security(()),
+    responses(
+        (status = 200, description = "PostgreSQL and Redis answer", body = crate::openapi::Readiness),
+        (status = 503, description = "A dependency does not answer (named in `checks`)", body = crate::openapi::Readiness),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let timeout = Duration::from_secs(1);
     let postgres =

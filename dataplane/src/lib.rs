@@ -2,7 +2,8 @@
 //!
 //! A stateless service: PostgreSQL is the record, Redis carries what is fast and short-lived.
 //! The code is split by feature (`health`, and the features that later grow beside it), each
-//! owning its router; [`router`] merges them.
+//! owning its router and its part of the OpenAPI document ([`openapi`]); [`router`] merges them,
+//! with `GET /metrics` (Prometheus) and `GET /openapi.json`.
 
 mod audit;
 pub mod auth;
@@ -17,6 +18,8 @@ mod health;
 mod limits;
 mod mail;
 pub mod messages;
+mod metrics;
+pub mod openapi;
 pub mod outbox;
 mod ratelimit;
 pub mod realtime;
@@ -39,6 +42,7 @@ pub const MAX_BODY_BYTES: usize = 512 * 1024;
 
 /// The whole HTTP surface, built by a function so tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
+    let metrics = std::sync::Arc::new(metrics::Metrics::new(&state));
     Router::new()
         .merge(health::router())
         .merge(auth::router())
@@ -48,7 +52,11 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(realtime::router())
         .merge(contacts::router())
+        .merge(metrics::router(metrics.clone()))
+        .merge(openapi::router())
         .fallback(|| async { error::ApiError::not_found("route") })
+        // Counts and times every request, the fallback included (as `route="unmatched"`).
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

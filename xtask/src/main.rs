@@ -27,6 +27,12 @@ enum Command {
         #[arg(long, default_value = "docs/schema")]
         out: PathBuf,
     },
+    /// Regenerate docs/openapi.json from the data plane's code (its `openapi` example prints it:
+    /// xtask itself stays free of the data plane, so `migrate` builds without its query data).
+    Openapi {
+        #[arg(long, default_value = "docs/openapi.json")]
+        out: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -48,6 +54,18 @@ async fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
+            Ok(())
+        }
+        Command::Openapi { out } => {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let output = std::process::Command::new(cargo)
+                .args(["run", "--quiet", "--package", "conclave-dataplane", "--example", "openapi"])
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .context("running the data plane's openapi example")?;
+            anyhow::ensure!(output.status.success(), "the openapi example failed ({})", output.status);
+            std::fs::write(&out, &output.stdout).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
             Ok(())
         }
     }

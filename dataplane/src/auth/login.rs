@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     email: String,
@@ -34,6 +34,19 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("invalid_credentials", "the email or password is wrong")
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    security(()),
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 401, description = "`invalid_credentials`, `totp_required`, `invalid_totp`", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`account_locked` (with `Retry-After`), `account_disabled`, `email_not_confirmed`", body = crate::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
@@ -174,6 +187,13 @@ pub async fn login(
 }
 
 /// Ends the caller's session and its refresh tokens.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    responses((status = 204, description = "The session and its refresh tokens are ended"))
+)]
 pub async fn logout(State(state): State<AppState>, auth: AuthUser, ip: ClientIp) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     sqlx::query!(

@@ -39,10 +39,32 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/jwks.json", get(jwks))
 }
 
+/// The feature's part of the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    register::register,
+    register::confirm_email,
+    register::resend_confirmation,
+    login::login,
+    login::logout,
+    refresh::refresh,
+    password::change,
+    password::request_reset,
+    password::confirm_reset,
+    totp::enroll,
+    totp::confirm,
+    totp::disable,
+    me,
+    jwks
+))]
+pub(crate) struct ApiDoc;
+
 /// What a successful login or refresh returns.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String)]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
@@ -144,7 +166,7 @@ pub async fn revoke_sessions(
     Ok(ended)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Me {
     user_id: Uuid,
     email: String,
@@ -155,6 +177,13 @@ struct Me {
     device_id: Uuid,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "auth",
+    operation_id = "me",
+    responses((status = 200, description = "The signed-in account, session and device", body = Me))
+)]
 async fn me(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Me>> {
     let row = sqlx::query!(
         r#"SELECT u.email AS "email!", p.display_name AS "display_name?", u.email_confirmed_at IS NOT NULL AS "confirmed!",
@@ -175,6 +204,14 @@ async fn me(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Js
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "auth",
+    operation_id = "jwks",
+    security(()),
+    responses((status = 200, description = "The public keys access tokens are signed with (RFC 7517)", body = crate::openapi::Jwks))
+)]
 async fn jwks(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(state.jwt.jwks().clone())
 }

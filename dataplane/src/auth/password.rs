@@ -17,13 +17,22 @@ use serde_json::json;
 
 const RESET_MINUTES: i32 = 60;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangePasswordRequest)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
     current_password: String,
     new_password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password",
+    tag = "auth",
+    operation_id = "change_password",
+    request_body = ChangeRequest,
+    responses((status = 204, description = "Changed; the other sessions are ended"))
+)]
 pub async fn change(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -64,13 +73,26 @@ pub async fn change(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PasswordResetRequest)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     email: String,
 }
 
 /// Always 202: the answer must not reveal whether the address has an account.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password-reset",
+    tag = "auth",
+    operation_id = "request_password_reset",
+    security(()),
+    request_body = ResetRequest,
+    responses(
+        (status = 202, description = "Accepted, whether or not the address has an account"),
+        (status = 503, description = "`email_disabled`", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn request_reset(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -110,13 +132,26 @@ pub async fn request_reset(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ConfirmPasswordResetRequest)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmResetRequest {
     token: String,
     new_password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password-reset/confirm",
+    tag = "auth",
+    operation_id = "confirm_password_reset",
+    security(()),
+    request_body = ConfirmResetRequest,
+    responses(
+        (status = 204, description = "The password is reset and every session ended"),
+        (status = 400, description = "`invalid_token`", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn confirm_reset(
     State(state): State<AppState>,
     ip: ClientIp,

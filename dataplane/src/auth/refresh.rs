@@ -15,7 +15,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     refresh_token: String,
@@ -25,6 +25,18 @@ fn invalid() -> ApiError {
     ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid, expired or revoked")
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/refresh",
+    tag = "auth",
+    operation_id = "refresh",
+    security(()),
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new access token and the next refresh token", body = TokenPair),
+        (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`", body = crate::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
     State(state): State<AppState>,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 const CONFIRMATION_HOURS: f64 = 48.0;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     email: String,
@@ -23,7 +23,7 @@ pub struct RegisterRequest {
     display_name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Registered {
     user_id: Uuid,
     email: String,
@@ -31,6 +31,18 @@ pub struct Registered {
     confirmation_email_sent: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/register",
+    tag = "auth",
+    operation_id = "register",
+    security(()),
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The account exists; a confirmation email is on its way when this deployment sends email", body = Registered),
+        (status = 409, description = "`email_taken`", body = crate::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all)]
 pub async fn register(
     State(state): State<AppState>,
@@ -95,12 +107,25 @@ fn send_confirmation(state: &AppState, email: Email, token: String) -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ConfirmEmailRequest)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     token: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/confirm-email",
+    tag = "auth",
+    operation_id = "confirm_email",
+    security(()),
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "The address is confirmed", body = crate::openapi::EmailConfirmed),
+        (status = 400, description = "`invalid_token`", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn confirm_email(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenRequest>,
@@ -131,7 +156,8 @@ pub async fn confirm_email(
     Ok(axum::Json(json!({ "confirmed": true, "user_id": confirmed.user_id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ResendConfirmationRequest)]
 #[serde(deny_unknown_fields)]
 pub struct EmailRequest {
     email: String,
@@ -139,6 +165,15 @@ pub struct EmailRequest {
 
 /// Always 202, whether or not the address has an unconfirmed account: the answer must not tell
 /// who is registered.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/confirm-email/resend",
+    tag = "auth",
+    operation_id = "resend_confirmation",
+    security(()),
+    request_body = EmailRequest,
+    responses((status = 202, description = "Accepted, whether or not the address has an unconfirmed account"))
+)]
 pub async fn resend_confirmation(
     State(state): State<AppState>,
     ip: ClientIp,

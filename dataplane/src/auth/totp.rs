@@ -130,7 +130,8 @@ pub async fn check_login(
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TotpEnrolment)]
 pub struct Enrolment {
     /// The seed in base32, for manual entry.
     secret: String,
@@ -138,6 +139,16 @@ pub struct Enrolment {
     otpauth_uri: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/totp",
+    tag = "auth",
+    operation_id = "enroll_totp",
+    responses(
+        (status = 201, description = "Enrolment started: confirm it with a code", body = Enrolment),
+        (status = 409, description = "`totp_already_enabled`", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn enroll(State(state): State<AppState>, auth: AuthUser) -> ApiResult<(StatusCode, axum::Json<Enrolment>)> {
     let mut tx = state.db.begin().await?;
     if let Some(existing) = load_seed(&mut tx, &state, auth.user_id).await?
@@ -170,19 +181,29 @@ pub async fn enroll(State(state): State<AppState>, auth: AuthUser) -> ApiResult<
     Ok((StatusCode::CREATED, axum::Json(Enrolment { secret, otpauth_uri })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TotpCodeRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     code: Option<String>,
     recovery_code: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TotpConfirmed)]
 pub struct Confirmed {
     /// Shown once: store them somewhere safe. Each signs in once without the authenticator.
     recovery_codes: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/totp/confirm",
+    tag = "auth",
+    operation_id = "confirm_totp",
+    request_body = CodeRequest,
+    responses((status = 200, description = "TOTP is on; the recovery codes are shown once", body = Confirmed))
+)]
 pub async fn confirm(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -233,6 +254,14 @@ pub async fn confirm(
 }
 
 /// Turning the second factor off needs a fresh code (or a recovery code), not just a session.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/totp/disable",
+    tag = "auth",
+    operation_id = "disable_totp",
+    request_body = CodeRequest,
+    responses((status = 204, description = "TOTP is off"))
+)]
 pub async fn disable(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/contacts/invitations/{invitation_id}/decline", post(decline))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ContactInvitation {
     pub id: Uuid,
     pub inviter_user_id: Uuid,
@@ -43,7 +43,8 @@ pub struct ContactInvitation {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ContactInvitationCreated)]
 pub struct Created {
     #[serde(flatten)]
     invitation: ContactInvitation,
@@ -53,7 +54,8 @@ pub struct Created {
     email_sent: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ContactInvitations)]
 pub struct Mine {
     sent: Vec<ContactInvitation>,
     received: Vec<ContactInvitation>,
@@ -82,13 +84,22 @@ async fn fetch(conn: &mut PgConnection, id: Uuid) -> ApiResult<ContactInvitation
     .await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewContactInvitation)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
     #[serde(default)]
     email: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/invitations",
+    tag = "contacts",
+    operation_id = "create_contact_invitation",
+    request_body = NewInvitation,
+    responses((status = 201, description = "An email invitation, or a shareable code (shown once)", body = Created))
+)]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn create(
     State(state): State<AppState>,
@@ -192,6 +203,13 @@ fn refused() -> ApiError {
 
 /// Pending invitations I sent, and those sent to my confirmed address or to me, except from
 /// people I blocked.
+#[utoipa::path(
+    get,
+    path = "/v1/contacts/invitations",
+    tag = "contacts",
+    operation_id = "list_contact_invitations",
+    responses((status = 200, description = "Pending invitations sent and received", body = Mine))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Mine>> {
     let mut tx = state.db.begin().await?;
@@ -280,12 +298,21 @@ async fn accept_in(conn: &mut PgConnection, me: Uuid, invitation: Open) -> ApiRe
     fetch_contact(conn, me, invitation.inviter_user_id).await?.ok_or_else(ApiError::internal)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ContactCodeRequest)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     code: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/invitations/accept",
+    tag = "contacts",
+    operation_id = "accept_contact_code",
+    request_body = CodeRequest,
+    responses((status = 200, description = "The new contact", body = Contact))
+)]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn accept_code(
     State(state): State<AppState>,
@@ -331,6 +358,13 @@ async fn addressed_to_me(conn: &mut PgConnection, me: Uuid, id: Uuid) -> ApiResu
     .ok_or_else(|| ApiError::not_found("invitation"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/invitations/{invitation_id}/accept",
+    tag = "contacts",
+    operation_id = "accept_contact_invitation",
+    responses((status = 200, description = "The new contact", body = Contact))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn accept_addressed(
     State(state): State<AppState>,
@@ -344,6 +378,13 @@ async fn accept_addressed(
     Ok(axum::Json(contact))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/invitations/{invitation_id}/decline",
+    tag = "contacts",
+    operation_id = "decline_contact_invitation",
+    responses((status = 204, description = "Declined"))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn decline(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
@@ -361,6 +402,13 @@ async fn decline(State(state): State<AppState>, auth: AuthUser, ApiPath(id): Api
 }
 
 /// The inviter withdraws a pending invitation (an email one, or a code not yet used).
+#[utoipa::path(
+    delete,
+    path = "/v1/contacts/invitations/{invitation_id}",
+    tag = "contacts",
+    operation_id = "revoke_contact_invitation",
+    responses((status = 204, description = "Withdrawn"))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn revoke(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;

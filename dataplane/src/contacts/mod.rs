@@ -32,7 +32,22 @@ pub fn router() -> Router<AppState> {
         .merge(invitations::router())
 }
 
-#[derive(Debug, Serialize)]
+/// The feature's part of the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list,
+    remove,
+    block,
+    invitations::create,
+    invitations::list,
+    invitations::accept_code,
+    invitations::revoke,
+    invitations::accept_addressed,
+    invitations::decline
+))]
+pub(crate) struct ApiDoc;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Contact {
     pub user_id: Uuid,
     /// Shown for accepted contacts only.
@@ -100,6 +115,13 @@ pub(crate) async fn fetch_contact(conn: &mut PgConnection, me: Uuid, them: Uuid)
     .await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/contacts",
+    tag = "contacts",
+    operation_id = "list_contacts",
+    responses((status = 200, description = "Accepted contacts and the people the caller blocked", body = Vec<Contact>))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Contact>>> {
     let contacts = sqlx::query_as!(
@@ -120,6 +142,13 @@ async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::
 }
 
 /// Ends a contact both ways, or lifts my block. Never removes a block the other person holds.
+#[utoipa::path(
+    delete,
+    path = "/v1/contacts/{user_id}",
+    tag = "contacts",
+    operation_id = "remove_contact",
+    responses((status = 204, description = "The contact is gone both ways (or the caller's block lifted)"))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(them): ApiPath<Uuid>) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
@@ -140,6 +169,13 @@ async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(them): Ap
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/contacts/{user_id}/block",
+    tag = "contacts",
+    operation_id = "block_contact",
+    responses((status = 200, description = "Blocked", body = Contact))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn block(
     State(state): State<AppState>,

@@ -25,6 +25,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/organizations/{organization_id}/conversation-invites/accept", post(accept))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/invites",
+    tag = "conversations",
+    operation_id = "create_conversation_invite",
+    request_body = CreateInvite,
+    responses((status = 201, description = "The invite; its token is shown once", body = Invite))
+)]
 async fn create(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -68,6 +76,14 @@ async fn create(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversation-invites/accept",
+    tag = "conversations",
+    operation_id = "accept_conversation_invite",
+    request_body = AcceptInvite,
+    responses((status = 200, description = "Joined the conversation", body = Conversation))
+)]
 async fn accept(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -48,6 +48,13 @@ pub async fn member_devices(conn: &mut PgConnection, conversation_id: Uuid) -> A
         .collect()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/devices",
+    tag = "conversations",
+    operation_id = "list_conversation_devices",
+    responses((status = 200, description = "The devices a new generation must be wrapped for", body = Vec<MemberDevice>))
+)]
 async fn devices(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -60,6 +67,17 @@ async fn devices(
     Ok(axum::Json(devices))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/keys",
+    tag = "conversations",
+    operation_id = "upload_key_generation",
+    request_body = UploadGeneration,
+    responses(
+        (status = 201, description = "The generation is current", body = crate::openapi::GenerationUploaded),
+        (status = 422, description = "`wrap_set_mismatch` (naming the devices), `stale_generation`", body = crate::openapi::ErrorBody),
+    )
+)]
 async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -142,6 +160,13 @@ async fn upload(
     Ok((StatusCode::CREATED, axum::Json(json!({ "generation": body.generation, "reason": reason }))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/keys",
+    tag = "conversations",
+    operation_id = "list_key_wraps",
+    responses((status = 200, description = "This device's wraps, oldest generation first", body = Vec<DeviceWrap>))
+)]
 async fn my_wraps(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -52,6 +52,14 @@ pub async fn insert_member(
     Ok(inserted == 1)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/members",
+    tag = "conversations",
+    operation_id = "add_conversation_member",
+    request_body = AddMember,
+    responses((status = 201, description = "Added; the conversation now requires a key rotation"))
+)]
 async fn add(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -75,6 +83,13 @@ async fn add(
     Ok(StatusCode::CREATED)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/members/{user_id}",
+    tag = "conversations",
+    operation_id = "remove_conversation_member",
+    responses((status = 204, description = "Removed (or left); the conversation now requires a key rotation"))
+)]
 async fn remove(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -37,6 +37,22 @@ pub fn router() -> Router<AppState> {
         .merge(invites::router())
 }
 
+/// The feature's part of the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create,
+    list,
+    show,
+    members::add,
+    members::remove,
+    keys::devices,
+    keys::upload,
+    keys::my_wraps,
+    invites::create,
+    invites::accept
+))]
+pub(crate) struct ApiDoc;
+
 pub fn kind_str(kind: ConversationKind) -> &'static str {
     match kind {
         ConversationKind::Direct => "direct",
@@ -134,6 +150,14 @@ pub async fn load(conn: &mut PgConnection, conversation_id: Uuid) -> ApiResult<C
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/workspaces/{workspace_id}/conversations",
+    tag = "conversations",
+    operation_id = "create_conversation",
+    request_body = CreateConversation,
+    responses((status = 201, description = "Created", body = Conversation))
+)]
 async fn create(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -216,6 +240,13 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(conversation)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/conversations",
+    tag = "conversations",
+    operation_id = "list_conversations",
+    responses((status = 200, description = "The caller's conversations in the organization", body = Vec<Conversation>))
+)]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -236,6 +267,13 @@ async fn list(
     Ok(axum::Json(conversations))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}",
+    tag = "conversations",
+    operation_id = "get_conversation",
+    responses((status = 200, description = "The conversation", body = Conversation))
+)]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,

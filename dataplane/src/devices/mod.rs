@@ -38,18 +38,26 @@ pub fn router() -> Router<AppState> {
         .merge(push::router())
 }
 
+/// The feature's part of the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, list, revoke, push::subscribe, push::unsubscribe))]
+pub(crate) struct ApiDoc;
+
 const PLATFORMS: &[&str] = &["ios", "android", "web", "desktop", "cli", "bot"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
     pub name: String,
     pub platform: String,
     #[serde(with = "b64")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
     pub x25519_public_key: Vec<u8>,
     #[serde(with = "b64")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
     pub ed25519_public_key: Vec<u8>,
     #[serde(with = "b64")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
     pub key_signature: Vec<u8>,
 }
 
@@ -88,14 +96,16 @@ impl NewDevice {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Device {
     pub id: Uuid,
     pub name: String,
     pub platform: String,
     #[serde(with = "b64")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
     pub x25519_public_key: Vec<u8>,
     #[serde(with = "b64")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
     pub ed25519_public_key: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
@@ -122,6 +132,14 @@ pub async fn insert(conn: &mut PgConnection, user_id: Uuid, device: &NewDevice) 
     Ok(id)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/devices",
+    tag = "devices",
+    operation_id = "register_device",
+    request_body = NewDevice,
+    responses((status = 201, description = "The device is registered", body = Device))
+)]
 async fn register(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -148,6 +166,13 @@ async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<O
     .await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices",
+    tag = "devices",
+    operation_id = "list_devices",
+    responses((status = 200, description = "The caller's devices, revoked ones included", body = Vec<Device>))
+)]
 async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Device>>> {
     let devices = sqlx::query_as!(
         Device,
@@ -204,6 +229,13 @@ pub async fn publish_revocation(state: &AppState, user_id: Uuid, device_id: Uuid
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/devices/{device_id}",
+    tag = "devices",
+    operation_id = "revoke_device",
+    responses((status = 204, description = "Revoked: its sessions, tokens, push subscriptions and sockets are ended"))
+)]
 async fn revoke(
     State(state): State<AppState>,
     auth: AuthUser,

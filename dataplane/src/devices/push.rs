@@ -18,23 +18,35 @@ pub fn router() -> Router<AppState> {
         .route("/v1/devices/{device_id}/push-subscriptions/{subscription_id}", delete(unsubscribe))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewPushSubscription)]
 #[serde(deny_unknown_fields)]
 struct NewSubscription {
     endpoint: String,
     #[serde(with = "b64")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
     p256dh: Vec<u8>,
     #[serde(with = "b64")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
     auth: Vec<u8>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PushSubscription)]
 struct Subscription {
     id: Uuid,
     device_id: Uuid,
     endpoint: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{device_id}/push-subscriptions",
+    tag = "devices",
+    operation_id = "subscribe_push",
+    request_body = NewSubscription,
+    responses((status = 201, description = "Subscribed", body = Subscription))
+)]
 async fn subscribe(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -77,6 +89,13 @@ async fn subscribe(
     Ok((StatusCode::CREATED, axum::Json(Subscription { id, device_id, endpoint: body.endpoint })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/devices/{device_id}/push-subscriptions/{subscription_id}",
+    tag = "devices",
+    operation_id = "unsubscribe_push",
+    responses((status = 204, description = "Unsubscribed"))
+)]
 async fn unsubscribe(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -37,6 +37,11 @@ pub fn router() -> Router<AppState> {
         .merge(receipts::router())
 }
 
+/// The feature's part of the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(send, history, edit, remove, receipts::update))]
+pub(crate) struct ApiDoc;
+
 struct Row {
     id: Uuid,
     conversation_id: Uuid,
@@ -181,6 +186,18 @@ fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages",
+    tag = "messages",
+    operation_id = "send_message",
+    request_body = SendMessage,
+    responses(
+        (status = 201, description = "Stored and published", body = Message),
+        (status = 200, description = "Already stored under this `client_message_id`", body = Message),
+        (status = 409, description = "`rotation_required`, `stale_generation`", body = crate::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(%conversation_id))]
 async fn send(
     State(state): State<AppState>,
@@ -305,7 +322,8 @@ async fn write_outbox(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     after_seq: Option<i64>,
@@ -313,6 +331,14 @@ struct HistoryQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages",
+    tag = "messages",
+    operation_id = "list_messages",
+    params(HistoryQuery),
+    responses((status = 200, description = "A page of messages", body = MessagePage))
+)]
 async fn history(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -355,6 +381,14 @@ async fn history(
     Ok(axum::Json(MessagePage { messages, has_more }))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages/{message_id}",
+    tag = "messages",
+    operation_id = "edit_message",
+    request_body = EditMessage,
+    responses((status = 200, description = "The edited message", body = Message))
+)]
 async fn edit(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -404,6 +438,13 @@ async fn edit(
     Ok(axum::Json(message))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages/{message_id}",
+    tag = "messages",
+    operation_id = "delete_message",
+    responses((status = 204, description = "Deleted: the message keeps its place in the sequence, without content"))
+)]
 async fn remove(
     State(state): State<AppState>,
     auth: AuthUser,

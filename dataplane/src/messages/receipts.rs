@@ -21,6 +21,14 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/organizations/{organization_id}/conversations/{conversation_id}/receipts", post(update))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/receipts",
+    tag = "messages",
+    operation_id = "update_receipts",
+    request_body = UpdateReceipts,
+    responses((status = 200, description = "The caller's cursors", body = Member))
+)]
 async fn update(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -38,6 +38,19 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// Running counts, read by the metrics endpoint.
+    pub stats: HubStats,
+}
+
+/// Events and slow consumers since the process started (`crate::metrics` exports them).
+#[derive(Debug, Default)]
+pub struct HubStats {
+    /// Events this replica published to Redis.
+    pub published: AtomicU64,
+    /// Events queued to a local socket (one per socket reached).
+    pub delivered: AtomicU64,
+    /// Sockets cut off for falling too far behind.
+    pub slow_consumers: AtomicU64,
 }
 
 /// Unregisters its socket when dropped, however the socket task ends.
@@ -104,14 +117,20 @@ impl Hub {
             inner.by_conversation.get(&conversation).map(|s| s.iter().copied().collect()).unwrap_or_default();
         let mut slow = Vec::new();
         for id in targets {
-            if let Some(entry) = inner.sockets.get(&id)
-                && let Err(mpsc::error::TrySendError::Full(_)) = entry.live.try_send(delivery.clone())
-            {
-                let _ = entry.control.send(Control::Close(
-                    conclave_protocol::events::close::SLOW_CONSUMER,
-                    "too far behind; reconnect and resume",
-                ));
-                slow.push(id);
+            let Some(entry) = inner.sockets.get(&id) else { continue };
+            match entry.live.try_send(delivery.clone()) {
+                Ok(()) => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let _ = entry.control.send(Control::Close(
+                        conclave_protocol::events::close::SLOW_CONSUMER,
+                        "too far behind; reconnect and resume",
+                    ));
+                    self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    slow.push(id);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         if let Some((false, user)) = delivery.membership {
@@ -209,6 +228,8 @@ mod tests {
             hub.dispatch(delivery(conversation, None));
         }
         assert!(matches!(control.try_recv(), Ok(Control::Close(4008, _))));
+        assert_eq!(hub.stats.delivered.load(Ordering::Relaxed), 2);
+        assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

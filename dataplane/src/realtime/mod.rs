@@ -76,6 +76,10 @@ pub struct Delivery {
     pub text: Arc<str>,
 }
 
+/// The feature's part of the OpenAPI document (`crate::openapi`): the handshake.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(socket::upgrade))]
+pub(crate) struct ApiDoc;
 pub fn events_channel(namespace: &str) -> String {
     format!("{namespace}:events")
 }
@@ -90,7 +94,12 @@ pub async fn publish(state: &AppState, event: LiveEvent) {
         .arg(payload)
         .query_async(&mut redis)
         .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, conversation_id = %event.conversation_id, "could not publish an event; sockets will back-fill");
+    match result {
+        Ok(_) => {
+            state.hub.stats.published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, conversation_id = %event.conversation_id, "could not publish an event; sockets will back-fill")
+        }
     }
 }

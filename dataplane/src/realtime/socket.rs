@@ -35,7 +35,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/ws", get(upgrade))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WsQuery {
     /// Browsers cannot set headers on a WebSocket handshake.
     access_token: Option<String>,
@@ -43,6 +44,15 @@ struct WsQuery {
     organization_id: Option<Uuid>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "realtime",
+    operation_id = "websocket",
+    params(WsQuery),
+    description = "Upgrades to a WebSocket carrying JSON frames (`{\"type\": ...}`): see docs/protocol.md, \"WebSocket protocol\". Authenticate with `Authorization: Bearer` or, from a browser, the `access_token` query parameter.",
+    responses((status = 101, description = "Switching protocols: the socket is open and sends a `ready` frame"))
+)]
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,

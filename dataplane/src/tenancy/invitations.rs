@@ -39,7 +39,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/organizations/{organization_id}/invitations/{invitation_id}/resend", post(resend))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OrganizationInvitation)]
 pub struct Invitation {
     pub id: Uuid,
     pub email: String,
@@ -50,7 +51,8 @@ pub struct Invitation {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OrganizationInvitationSent)]
 pub struct Sent {
     #[serde(flatten)]
     invitation: Invitation,
@@ -93,13 +95,22 @@ fn send(state: &AppState, organization_id: Uuid, organization: &str, email: &str
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewOrganizationInvitation)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
     email: String,
     role: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/invitations",
+    tag = "organizations",
+    operation_id = "create_invitation",
+    request_body = NewInvitation,
+    responses((status = 201, description = "Invited (admins and owners)", body = Sent))
+)]
 #[tracing::instrument(skip(state, auth, body), fields(actor = %auth.user_id))]
 async fn create(
     State(state): State<AppState>,
@@ -180,6 +191,13 @@ async fn create(
 }
 
 /// Open invitations, expired ones included (flagged) so an admin can resend them.
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/invitations",
+    tag = "organizations",
+    operation_id = "list_invitations",
+    responses((status = 200, description = "Open invitations, expired ones flagged", body = Vec<Invitation>))
+)]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
 async fn list(
     State(state): State<AppState>,
@@ -202,6 +220,13 @@ async fn list(
     Ok(axum::Json(invitations))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/organizations/{organization_id}/invitations/{invitation_id}",
+    tag = "organizations",
+    operation_id = "revoke_invitation",
+    responses((status = 204, description = "Revoked"))
+)]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
 async fn revoke(
     State(state): State<AppState>,
@@ -239,6 +264,13 @@ async fn revoke(
 }
 
 /// Rotates the token (the old one stops working), restarts the validity and emails the new one.
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/invitations/{invitation_id}/resend",
+    tag = "organizations",
+    operation_id = "resend_invitation",
+    responses((status = 200, description = "A new token is sent; the old one stops working", body = Sent))
+)]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
 async fn resend(
     State(state): State<AppState>,
@@ -284,13 +316,15 @@ async fn resend(
     Ok(axum::Json(Sent { invitation, email_sent }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = AcceptOrganizationInvitation)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptRequest {
     token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = JoinedOrganization)]
 pub struct Joined {
     organization_id: Uuid,
     role: String,
@@ -303,6 +337,17 @@ fn gone(code: &'static str, message: &'static str) -> ApiError {
 /// Accepting is the one organization route a non-member calls, so it cannot go through
 /// `member_tx`; it opens the same tenant transaction itself. A token that matches no invitation
 /// of this organization (including one of another organization) is a plain 404.
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/invitations/accept",
+    tag = "organizations",
+    operation_id = "accept_invitation",
+    request_body = AcceptRequest,
+    responses(
+        (status = 201, description = "Joined the organization", body = Joined),
+        (status = 410, description = "`invitation_used`, `invitation_revoked`, `invitation_expired`", body = crate::openapi::ErrorBody),
+    )
+)]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn accept(
     State(state): State<AppState>,

@@ -33,7 +33,8 @@ pub(super) fn role_field(text: &str) -> ApiResult<Role> {
     Role::parse(text.trim()).ok_or_else(|| ApiError::validation("role", "must be one of owner, admin, member, guest"))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OrganizationMember)]
 pub struct Member {
     pub user_id: Uuid,
     /// Shown to admins and owners only.
@@ -44,6 +45,13 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/members",
+    tag = "organizations",
+    operation_id = "list_organization_members",
+    responses((status = 200, description = "The members (emails shown to admins and owners)", body = Vec<Member>))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn list(
     State(state): State<AppState>,
@@ -103,12 +111,20 @@ async fn ensure_not_last_owner(conn: &mut PgConnection, organization_id: Uuid) -
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     role: String,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/organizations/{organization_id}/members/{user_id}",
+    tag = "organizations",
+    operation_id = "change_member_role",
+    request_body = RoleChange,
+    responses((status = 200, description = "The member with their new role", body = Member))
+)]
 #[tracing::instrument(skip(state, auth, body), fields(actor = %auth.user_id))]
 async fn change_role(
     State(state): State<AppState>,
@@ -177,6 +193,13 @@ fn owner_only(me: &Membership) -> ApiResult<()> {
 
 /// An admin removes someone, or a member leaves. Their workspace memberships go with them (the
 /// foreign key cascades).
+#[utoipa::path(
+    delete,
+    path = "/v1/organizations/{organization_id}/members/{user_id}",
+    tag = "organizations",
+    operation_id = "remove_organization_member",
+    responses((status = 204, description = "Removed from the organization"))
+)]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
 async fn remove(
     State(state): State<AppState>,

@@ -30,6 +30,27 @@ pub fn router() -> Router<AppState> {
         .merge(workspaces::router())
 }
 
+/// The feature's part of the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list,
+    show,
+    members::list,
+    members::change_role,
+    members::remove,
+    workspaces::list,
+    workspaces::show,
+    workspaces::join,
+    workspaces::leave,
+    workspaces::members,
+    invitations::create,
+    invitations::list,
+    invitations::revoke,
+    invitations::resend,
+    invitations::accept
+))]
+pub(crate) struct ApiDoc;
+
 /// Organization roles, weakest first, so `role >= Role::Admin` reads as it should.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,7 +134,7 @@ pub async fn member_tx(
     Ok((tx, Membership { organization_id, user_id: auth.user_id, role }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Organization {
     pub id: Uuid,
     pub slug: String,
@@ -124,6 +145,13 @@ pub struct Organization {
     pub created_at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations",
+    tag = "organizations",
+    operation_id = "list_organizations",
+    responses((status = 200, description = "The organizations the caller belongs to", body = Vec<Organization>))
+)]
 async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Organization>>> {
     let mut tx = db::user_tx(&state, auth.user_id).await?;
     let organizations = sqlx::query_as!(
@@ -140,6 +168,13 @@ async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::
     Ok(axum::Json(organizations))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}",
+    tag = "organizations",
+    operation_id = "get_organization",
+    responses((status = 200, description = "The organization", body = Organization))
+)]
 async fn show(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -29,7 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}/members", get(members))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Workspace {
     pub id: Uuid,
     pub slug: String,
@@ -65,6 +65,13 @@ async fn fetch_one(conn: &mut PgConnection, member: &Membership, workspace_id: U
     fetch(conn, member, Some(workspace_id)).await?.pop().ok_or_else(|| ApiError::not_found("workspace"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/workspaces",
+    tag = "workspaces",
+    operation_id = "list_workspaces",
+    responses((status = 200, description = "The workspaces the caller may see", body = Vec<Workspace>))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn list(
     State(state): State<AppState>,
@@ -77,6 +84,13 @@ async fn list(
     Ok(axum::Json(workspaces))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/workspaces/{workspace_id}",
+    tag = "workspaces",
+    operation_id = "get_workspace",
+    responses((status = 200, description = "The workspace", body = Workspace))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn show(
     State(state): State<AppState>,
@@ -132,6 +146,16 @@ pub(super) async fn follow_role(
 }
 
 /// 201 when the caller joined, 200 when they already were a member.
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/workspaces/{workspace_id}/join",
+    tag = "workspaces",
+    operation_id = "join_workspace",
+    responses(
+        (status = 201, description = "Joined", body = Workspace),
+        (status = 200, description = "Already a member", body = Workspace),
+    )
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn join(
     State(state): State<AppState>,
@@ -178,6 +202,13 @@ async fn join(
     Ok((status, axum::Json(workspace)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/workspaces/{workspace_id}/leave",
+    tag = "workspaces",
+    operation_id = "leave_workspace",
+    responses((status = 204, description = "Left the workspace"))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn leave(
     State(state): State<AppState>,
@@ -214,7 +245,7 @@ async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkspaceMember {
     pub user_id: Uuid,
     pub display_name: Option<String>,
@@ -222,6 +253,13 @@ pub struct WorkspaceMember {
     pub joined_at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/workspaces/{workspace_id}/members",
+    tag = "workspaces",
+    operation_id = "list_workspace_members",
+    responses((status = 200, description = "The workspace's members", body = Vec<WorkspaceMember>))
+)]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn members(
     State(state): State<AppState>,

@@ -7,6 +7,7 @@ mod devices;
 mod health;
 mod inputs;
 mod messaging;
+mod observability;
 mod outbox;
 mod realtime;
 mod support;
