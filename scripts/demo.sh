@@ -1,26 +1,156 @@
 #!/usr/bin/env bash
-# The main job: bring up the local stack and run the data plane against it, in the foreground.
-# Ctrl-C stops the data plane; `scripts/stack.sh down` stops PostgreSQL and Redis.
+# The demo: the whole Conclave system on this machine, then a scripted two-person end-to-end
+# encrypted conversation with the `conclave` CLI, then it keeps running for you.
+#
+#   PostgreSQL + Redis (scripts/stack.sh)  ->  a real etcd + kube-apiserver (TLS, RBAC)
+#   -> helm install charts/conclave  ->  the operator (under the chart's ServiceAccount)
+#   -> kubectl apply examples/  ->  the data plane as the operator configured it
+#   -> alice and bob register, accept their invitations, join a workspace and talk.
+#
+# The first run builds kube-apiserver, etcd, kubectl and helm from their Go modules (10-20
+# minutes, once; cached in ~/.cache/conclave/k8s/). Later runs start in seconds.
+# Ctrl-C stops everything it started; `scripts/stack.sh down` stops PostgreSQL and Redis.
+#
+# Settings: CONCLAVE_DEMO_PORT (the data plane's port, default 8080), CONCLAVE_DEMO_DIR (state,
+# default ~/.local/share/conclave/demo), CONCLAVE_DEMO_NO_WAIT=1 (stop after the conversation).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/conclave/target}"
-LISTEN="${CONCLAVE_LISTEN:-127.0.0.1:8080}"
+PORT="${CONCLAVE_DEMO_PORT:-8080}"
+STATE="${CONCLAVE_DEMO_DIR:-$HOME/.local/share/conclave/demo}"
+BIN="$CARGO_TARGET_DIR/debug"
+PASSWORD="correct horse battery staple"
+n=0
+step() { n=$((n + 1)); printf '\n\033[1;35m[demo %d]\033[0m \033[1m%s\033[0m\n' "$n" "$*"; }
 say() { printf '\033[1;35m[demo]\033[0m %s\n' "$*"; }
+show() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+die() { printf '\033[1;31m[demo] error:\033[0m %s\n' "$*" >&2; exit 1; }
+started=$SECONDS
 
-scripts/stack.sh up
+step "PostgreSQL and Redis on loopback"
+# No migration of the shared `conclave` database: the demo runs on a database of its own,
+# migrated from the current schema (and dropped when the demo stops).
+scripts/stack.sh up --no-migrate
 eval "$(scripts/stack.sh env)"
-say "building the data plane"
-cargo build --quiet --locked -p conclave-dataplane
-"$CARGO_TARGET_DIR/debug/conclave-dataplane" serve --listen "$LISTEN" --log-format pretty &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT INT TERM
-for _ in $(seq 1 100); do
-    curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break
-    kill -0 $pid 2>/dev/null || { say "the data plane exited; see its log above"; exit 1; }
-    sleep 0.1
+
+step "the Kubernetes control-plane tools"
+if ! scripts/k8s-tools.sh check; then
+    say "first run: building kube-apiserver, etcd, kubectl and helm from their official Go modules."
+    say "This takes 10-20 minutes once; the binaries are cached in $(scripts/k8s-tools.sh dir)."
+fi
+scripts/k8s-tools.sh >/dev/null
+TOOLS="$(scripts/k8s-tools.sh dir)"
+export PATH="$TOOLS:$PATH"
+say "kube-apiserver, etcd, kubectl and helm are in $TOOLS"
+
+step "building Conclave (operator, data plane, CLI, local system runner)"
+cargo build --quiet --locked -p conclave-operator -p conclave-dataplane -p conclave-client -p conclave-e2e --bins
+
+step "bringing the system up: etcd + kube-apiserver, helm install, operator, DataPlane, data plane"
+mkdir -p "$STATE"
+rm -rf "$STATE/people"
+"$BIN/conclave-local" up --state-dir "$STATE" --port "$PORT" &
+local_pid=$!
+cleanup() {
+    if kill -0 "$local_pid" 2>/dev/null; then
+        kill -TERM "$local_pid" 2>/dev/null || true
+        wait "$local_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+for _ in $(seq 1 600); do
+    [ -f "$STATE/env" ] && break
+    kill -0 "$local_pid" 2>/dev/null || die "the local system did not start (see above)"
+    sleep 0.5
 done
-say "GET /healthz -> $(curl -fsS "http://$LISTEN/healthz")"
-say "GET /readyz  -> $(curl -sS "http://$LISTEN/readyz")"
-say "the data plane is serving on http://$LISTEN (Ctrl-C to stop it; scripts/stack.sh down stops PostgreSQL and Redis)"
-wait $pid
+[ -f "$STATE/env" ] || die "the local system did not come up within 5 minutes"
+# shellcheck disable=SC1091
+. "$STATE/env"
+NS="$CONCLAVE_NAMESPACE"
+conclave() { CONCLAVE_PASSWORD="$PASSWORD" "$BIN/conclave" --server "$CONCLAVE_SERVER" --home "$STATE/people" "$@"; }
+show kubectl -n "$NS" get dataplane
+
+# The newest email to $1 whose subject contains $2, waiting up to $3 seconds; prints its token $4.
+mailed_token() {
+    local to="$1" subject="$2" wait="$3" prefix="$4" file=""
+    for _ in $(seq 1 $((wait * 5))); do
+        file="$(grep -l "^Subject: .*$subject" "$CONCLAVE_MAIL_DIR"/*-"$to".txt 2>/dev/null | tail -1 || true)"
+        [ -n "$file" ] && break
+        sleep 0.2
+    done
+    [ -n "$file" ] && grep -oE "${prefix}[A-Za-z0-9_-]+" "$file" | head -1
+}
+
+step "alice and bob create accounts with the CLI and confirm them by email"
+for who in alice bob; do
+    show conclave --profile "$who" register --email "$who@example.org" --display-name "${who^}"
+    token="$(mailed_token "$who@example.org" Confirm 15 cve_)" || die "no confirmation email for $who"
+    say "the data plane emailed $who a confirmation token (through the DataPlane's SMTP relay)"
+    show conclave --profile "$who" confirm "$token"
+    show conclave --profile "$who" login --email "$who@example.org" --device-name "$who-laptop"
+done
+
+step "the platform engineer declares the tenant with kubectl"
+show kubectl -n "$NS" apply -f examples/organization.yaml -f examples/workspaces.yaml -f examples/webhook.yaml -f examples/bot.yaml
+show kubectl -n "$NS" wait --for=condition=Ready --timeout=90s organization/acme workspace/acme-general workspace/acme-engineering webhookendpoint/acme-general-events botagent/helper
+show kubectl -n "$NS" get conclave
+ORG_ID="$(kubectl -n "$NS" get organization acme -o jsonpath='{.status.organizationId}')"
+
+step "alice and bob accept the owner invitations the operator created (initialOwners)"
+for who in alice bob; do
+    token="$(mailed_token "$who@example.org" invited 20 cvi_ || true)"
+    if [ -n "$token" ]; then
+        say "the data plane emailed $who the invitation"
+    else
+        # The operator keeps no usable invitation token; the data plane's outbox worker mints
+        # and emails it. A build without that worker gets the same write done here.
+        say "no invitation email for $who (this data plane has no outbox worker yet): minting the token as it would"
+        token="cvi_$(head -c 32 /dev/urandom | basenc --base64url | tr -d '=')"
+        digest="$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)"
+        db_url="${CONCLAVE_OWNER_DATABASE_URL%/*}/$CONCLAVE_DATABASE_NAME"
+        psql "$db_url" -XAtq -c "UPDATE organization_invitations SET token_hash = decode('$digest', 'hex') WHERE organization_id = '$ORG_ID' AND email = '$who@example.org' AND accepted_at IS NULL" >/dev/null
+    fi
+    show conclave --profile "$who" accept-invitation --org "$ORG_ID" --token "$token"
+    show conclave --profile "$who" join --org acme --workspace general
+done
+
+step "an end-to-end-encrypted conversation"
+created="$(conclave --profile alice create-conversation --org acme --workspace general --kind group --member bob@example.org)"
+echo "$created"
+CONV="$(grep -oE '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}' <<<"$created" | head -1)"
+say "bob listens on the WebSocket (in the background)"
+conclave --profile bob listen --org acme --conversation "$CONV" --count 1 >"$STATE/bob-listen.txt" 2>&1 &
+listen_pid=$!
+sleep 1
+show conclave --profile alice send --org acme --conversation "$CONV" "Hi Bob! This was encrypted on my laptop; the server only stores ciphertext."
+for _ in $(seq 1 50); do kill -0 "$listen_pid" 2>/dev/null || break; sleep 0.2; done
+kill "$listen_pid" 2>/dev/null || true
+say "bob's screen:"
+sed 's/^/    /' "$STATE/bob-listen.txt"
+show conclave --profile bob send --org acme --conversation "$CONV" "Hi Alice, decrypted on my side. Loud and clear."
+show conclave --profile alice history --org acme --conversation "$CONV"
+say "what PostgreSQL holds for the same messages (the first bytes of each ciphertext):"
+psql "${CONCLAVE_OWNER_DATABASE_URL%/*}/$CONCLAVE_DATABASE_NAME" -X -c \
+    "SELECT seq, key_generation, octet_length(ciphertext) AS bytes, encode(substr(ciphertext, 1, 16), 'hex') AS ciphertext_starts FROM messages WHERE conversation_id = '$CONV' ORDER BY seq"
+
+step "done in $((SECONDS - started))s; the system keeps running"
+cat <<EOF
+
+  Keep talking (in another terminal):
+    export CONCLAVE_HOME='$STATE/people' CONCLAVE_SERVER='$CONCLAVE_SERVER' CONCLAVE_PASSWORD='$PASSWORD'
+    $BIN/conclave --profile bob listen --org acme
+    $BIN/conclave --profile alice send --org acme --conversation $CONV "another message"
+
+  Look at the cluster:
+    export KUBECONFIG='$KUBECONFIG' PATH='$TOOLS':\$PATH
+    kubectl -n $NS get conclave
+    kubectl -n $NS get deploy,svc,hpa,pdb,cm,secrets
+    kubectl explain organization.spec
+
+  Stop: Ctrl-C here (data plane, operator, kube-apiserver, etcd; this run's database is dropped).
+        scripts/stack.sh down stops PostgreSQL and Redis.
+EOF
+if [ -n "${CONCLAVE_DEMO_NO_WAIT:-}" ]; then exit 0; fi
+wait "$local_pid"
