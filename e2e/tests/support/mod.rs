@@ -61,7 +61,9 @@ impl Scenario {
 
     pub fn finish(mut self) {
         step(&format!("done in {:.0}s; stopping everything", self.started.elapsed().as_secs_f64()));
+        let stopping = Instant::now();
         self.sys.stop().expect("everything stops and the control plane frees its ports");
+        eprintln!("[e2e]     stopped in {:.1}s", stopping.elapsed().as_secs_f64());
     }
 }
 
