@@ -78,6 +78,30 @@ pub struct Config {
     /// disables the worker on this replica.
     #[arg(long, env = "CONCLAVE_OUTBOX_POLL_MS", default_value_t = 1000)]
     pub outbox_poll_ms: u64,
+    /// Directory of attachment blobs (`blobs/`) and of uploads in progress (`staging/`); a
+    /// volume shared by the replicas in Kubernetes. Default: `conclave-attachments` in the
+    /// system's temporary directory. With an S3 bucket, only staging happens here.
+    #[arg(long, env = "CONCLAVE_ATTACHMENTS_DIR")]
+    pub attachments_dir: Option<PathBuf>,
+    /// Store attachment blobs in this S3 (or S3-compatible) bucket instead of the directory
+    /// (needs a data plane built with the `s3` feature; credentials from `AWS_*`).
+    #[arg(long, env = "CONCLAVE_ATTACHMENTS_S3_BUCKET")]
+    pub attachments_s3_bucket: Option<String>,
+    /// Endpoint of an S3-compatible service (MinIO, Ceph, R2); default AWS.
+    #[arg(long, env = "CONCLAVE_ATTACHMENTS_S3_ENDPOINT")]
+    pub attachments_s3_endpoint: Option<String>,
+    /// Key prefix of blobs in the bucket.
+    #[arg(long, env = "CONCLAVE_ATTACHMENTS_S3_PREFIX", default_value = "attachments")]
+    pub attachments_s3_prefix: String,
+    /// Largest attachment (encrypted size) accepted, in bytes.
+    #[arg(long, env = "CONCLAVE_ATTACHMENT_MAX_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub attachment_max_bytes: u64,
+    /// How long an uploaded attachment may wait for its message before it is collected, in seconds.
+    #[arg(long, env = "CONCLAVE_ATTACHMENT_GRACE_SECS", default_value_t = 24 * 3600)]
+    pub attachment_grace_secs: u64,
+    /// How often (milliseconds) the attachment collector runs; 0 disables it on this replica.
+    #[arg(long, env = "CONCLAVE_ATTACHMENT_GC_MS", default_value_t = 60_000)]
+    pub attachment_gc_ms: u64,
     #[arg(long, env = "CONCLAVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }

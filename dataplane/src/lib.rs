@@ -5,6 +5,7 @@
 //! owning its router and its part of the OpenAPI document ([`openapi`]); [`router`] merges them,
 //! with `GET /metrics` (Prometheus) and `GET /openapi.json`.
 
+pub mod attachments;
 mod audit;
 pub mod auth;
 pub mod config;
@@ -21,7 +22,10 @@ pub mod messages;
 mod metrics;
 pub mod openapi;
 pub mod outbox;
+mod pins;
+mod presence;
 mod ratelimit;
+mod reactions;
 pub mod realtime;
 pub mod sealing;
 mod state;
@@ -52,6 +56,10 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(realtime::router())
         .merge(contacts::router())
+        .merge(reactions::router())
+        .merge(pins::router())
+        .merge(attachments::router())
+        .merge(presence::router())
         .merge(metrics::router(metrics.clone()))
         .merge(openapi::router())
         .fallback(|| async { error::ApiError::not_found("route") })

@@ -21,6 +21,8 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// The sockets this replica holds.
     pub hub: Arc<crate::realtime::Hub>,
+    /// Where encrypted attachment blobs are stored.
+    pub blobs: Arc<dyn crate::attachments::BlobStore>,
     /// Flips to true when the server starts shutting down: sockets close with "going away".
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     shutdown_tx: Arc<tokio::sync::watch::Sender<bool>>,
@@ -49,6 +51,7 @@ impl AppState {
             }
         };
         let mailer = Mailer::from_config(config)?;
+        let blobs = crate::attachments::open_store(config).context("opening the attachment store")?;
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
         let state = Self {
             db,
@@ -58,11 +61,13 @@ impl AppState {
             sealing: Arc::new(sealing),
             mailer: Arc::new(mailer),
             hub: Arc::new(crate::realtime::Hub::default()),
+            blobs,
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
         };
         crate::realtime::spawn_subscriber(state.clone(), client);
         crate::outbox::spawn(state.clone());
+        crate::attachments::gc::spawn(state.clone());
         Ok(state)
     }
 

@@ -135,6 +135,10 @@ pub struct SendMessage {
     pub signature: [u8; 64],
     #[serde(default)]
     pub reply_to_id: Option<Uuid>,
+    /// Attachments this device uploaded to the conversation that the message carries (their
+    /// keys are inside the encrypted content). Each becomes `attached` to the message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachment_ids: Vec<Uuid>,
 }
 
 /// `PATCH .../messages/{id}`: the sender replaces the ciphertext (same client message id, so

@@ -5,6 +5,7 @@
 //! are added without a version bump; a breaking change would be `/v2/ws`.
 
 use crate::api::{Member, Message};
+use crate::rich::{Pin, Presence, PresenceStatus, Reaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -18,6 +19,11 @@ pub enum ClientFrame {
     Resume { cursors: BTreeMap<Uuid, i64> },
     /// Application-level heartbeat (WebSocket pings also work).
     Ping,
+    /// The user is typing in a conversation; members see `typing` for a few seconds. Send it
+    /// again every few seconds while typing continues.
+    Typing { conversation_id: Uuid },
+    /// The client's own view of its user: `online` (active) or `idle`. A socket starts online.
+    Presence { status: PresenceStatus },
 }
 
 /// Sent by the server.
@@ -71,6 +77,37 @@ pub enum ServerFrame {
     Error {
         code: String,
         message: String,
+    },
+    /// A member reacted to a message (the value is encrypted).
+    ReactionAdded {
+        reaction: Reaction,
+    },
+    /// A member took a reaction back.
+    ReactionRemoved {
+        conversation_id: Uuid,
+        message_id: Uuid,
+        user_id: Uuid,
+        #[serde(with = "crate::b64")]
+        value_tag: [u8; 32],
+    },
+    MessagePinned {
+        pin: Pin,
+    },
+    MessageUnpinned {
+        conversation_id: Uuid,
+        message_id: Uuid,
+    },
+    /// A member is typing; forget it after `expires_in_ms` unless another arrives.
+    Typing {
+        conversation_id: Uuid,
+        user_id: Uuid,
+        expires_in_ms: u32,
+    },
+    /// A member of a conversation this socket receives changed presence. A user sharing several
+    /// conversations with the reader may arrive once per conversation: the latest wins.
+    Presence {
+        conversation_id: Uuid,
+        presence: Presence,
     },
 }
 

@@ -10,6 +10,7 @@
 //! - [`b64`] is the serde encoding of every byte field in JSON (base64url without padding);
 //! - [`api`] holds the JSON bodies of the messaging HTTP API, and [`events`] the WebSocket frames,
 //!   so the server and the SDK (de)serialize one definition;
+//! - [`rich`] holds the bodies of reactions, pins, attachments and presence;
 //! - [`limits`] holds the sizes the server enforces and the client must respect.
 //!
 //! The normative description is `docs/protocol.md`; the committed test vectors in
@@ -20,6 +21,7 @@ pub mod b64;
 pub mod events;
 pub mod layout;
 pub mod limits;
+pub mod rich;
 
 /// The protocol version this crate implements. Every domain-separation label carries it as
 /// `conclave/v1/...`, so a future version can never be confused with this one.

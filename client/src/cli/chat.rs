@@ -160,6 +160,19 @@ pub(super) async fn listen(
             ListenEvent::MemberRemoved { user_id, .. } if !ctx.json() => {
                 writeln!(ctx.out, "* {} left a conversation", names.of(Some(user_id)))?;
             }
+            ListenEvent::Typing { user_id, .. } if !ctx.json() => {
+                writeln!(ctx.out, "* {} is typing…", names.of(Some(user_id)))?;
+            }
+            ListenEvent::Presence(presence) if !ctx.json() => {
+                let status = serde_json::to_value(presence.status)?;
+                writeln!(ctx.out, "* {} is {}", names.of(Some(presence.user_id)), status.as_str().unwrap_or("?"))?;
+            }
+            ListenEvent::Pinned(pin) if !ctx.json() => {
+                writeln!(ctx.out, "* {} pinned a message", names.of(pin.pinned_by))?;
+            }
+            ListenEvent::ReactionAdded(reaction) if !ctx.json() => {
+                writeln!(ctx.out, "* {} reacted to a message", names.of(Some(reaction.user_id)))?;
+            }
             ListenEvent::Disconnected { reason, retry_in } => {
                 eprintln!("* connection lost ({reason}); reconnecting in {:.1}s", retry_in.as_secs_f32());
             }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use conclave_protocol::api::{Member, Message};
 use conclave_protocol::events::{ClientFrame, ServerFrame, close};
+use conclave_protocol::rich::{Pin, Presence, Reaction};
 use futures::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -129,6 +130,37 @@ pub enum ListenEvent {
         /// Its message.
         message: String,
     },
+    /// A member reacted to a message (still encrypted: open it with `crypto::open_reaction`).
+    ReactionAdded(Reaction),
+    /// A member took a reaction back.
+    ReactionRemoved {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// The message.
+        message_id: Uuid,
+        /// The member.
+        user_id: Uuid,
+        /// The removed reaction's tag.
+        value_tag: [u8; 32],
+    },
+    /// A message was pinned.
+    Pinned(Pin),
+    /// A message was unpinned.
+    Unpinned {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// The message.
+        message_id: Uuid,
+    },
+    /// A member is typing (for a few seconds).
+    Typing {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// The member.
+        user_id: Uuid,
+    },
+    /// A member of a followed conversation is now online, idle or offline.
+    Presence(Presence),
 }
 
 /// A live subscription to an organization's conversations. Call [`Listener::next`] in a loop.
@@ -335,6 +367,37 @@ impl Listener {
             }
             ServerFrame::Error { code, message } => self.pending.push_back(ListenEvent::ServerError { code, message }),
             ServerFrame::Pong => {}
+            ServerFrame::ReactionAdded { reaction } => {
+                if self.follows(reaction.conversation_id, None).await? {
+                    self.pending.push_back(ListenEvent::ReactionAdded(reaction));
+                }
+            }
+            ServerFrame::ReactionRemoved { conversation_id, message_id, user_id, value_tag } => {
+                if self.follows(conversation_id, None).await? {
+                    let event = ListenEvent::ReactionRemoved { conversation_id, message_id, user_id, value_tag };
+                    self.pending.push_back(event);
+                }
+            }
+            ServerFrame::MessagePinned { pin } => {
+                if self.follows(pin.conversation_id, None).await? {
+                    self.pending.push_back(ListenEvent::Pinned(pin));
+                }
+            }
+            ServerFrame::MessageUnpinned { conversation_id, message_id } => {
+                if self.follows(conversation_id, None).await? {
+                    self.pending.push_back(ListenEvent::Unpinned { conversation_id, message_id });
+                }
+            }
+            ServerFrame::Typing { conversation_id, user_id, .. } => {
+                if user_id != self.messenger.user_id() && self.follows(conversation_id, None).await? {
+                    self.pending.push_back(ListenEvent::Typing { conversation_id, user_id });
+                }
+            }
+            ServerFrame::Presence { conversation_id, presence } => {
+                if presence.user_id != self.messenger.user_id() && self.follows(conversation_id, None).await? {
+                    self.pending.push_back(ListenEvent::Presence(presence));
+                }
+            }
         }
         Ok(())
     }

@@ -145,7 +145,7 @@ struct Opening {
 
 /// Whether a sealed payload is a new message or an edit of one.
 enum Submit {
-    Send { reply_to_id: Option<Uuid> },
+    Send { reply_to_id: Option<Uuid>, attachment_ids: Vec<Uuid> },
     Edit { message_id: Uuid },
 }
 
@@ -206,7 +206,8 @@ impl Messenger {
         reply_to_id: Option<Uuid>,
     ) -> Result<Message> {
         let client_message_id = Uuid::now_v7();
-        self.submit(org, conversation, content, client_message_id, Submit::Send { reply_to_id }).await
+        let submit = Submit::Send { reply_to_id, attachment_ids: Vec::new() };
+        self.submit(org, conversation, content, client_message_id, submit).await
     }
 
     /// Replaces the text of one of this device's messages (same client message id, current key).
@@ -233,15 +234,16 @@ impl Messenger {
                 seal_message(&key, keystore.device(), self.inner.device_id, client_message_id, &plaintext)?
             };
             let key_generation = generation_i32(key.generation())?;
-            let result = match submit {
-                Submit::Send { reply_to_id } => {
+            let result = match &submit {
+                Submit::Send { reply_to_id, attachment_ids } => {
                     let body = SendMessage {
                         client_message_id,
                         key_generation,
                         nonce: sealed.nonce,
                         ciphertext: sealed.ciphertext,
                         signature: sealed.signature,
-                        reply_to_id,
+                        reply_to_id: *reply_to_id,
+                        attachment_ids: attachment_ids.clone(),
                     };
                     self.inner.client.send_message(org, conversation_id, &body).await
                 }
@@ -252,7 +254,7 @@ impl Messenger {
                         ciphertext: sealed.ciphertext,
                         signature: sealed.signature,
                     };
-                    self.inner.client.edit_message(org, conversation_id, message_id, &body).await
+                    self.inner.client.edit_message(org, conversation_id, *message_id, &body).await
                 }
             };
             match result {

@@ -150,7 +150,7 @@ async fn verify_signature(conn: &mut PgConnection, auth: AuthUser, signed: Signe
     })
 }
 
-fn check_generation(seat: &crate::conversations::Seat, generation: i32) -> ApiResult<()> {
+pub(crate) fn check_generation(seat: &crate::conversations::Seat, generation: i32) -> ApiResult<()> {
     if seat.rotation_required {
         return Err(ApiError::conflict(
             "rotation_required",
@@ -266,6 +266,7 @@ async fn send(
     )
     .execute(&mut *tx)
     .await?;
+    crate::attachments::attach(&mut tx, conversation_id, row.id, auth.user_id, &body.attachment_ids).await?;
     write_outbox(&mut tx, organization_id, conversation_id, row.id, seq, auth.user_id).await?;
     tx.commit().await?;
     let message = Message::from(row);

@@ -18,6 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use conclave_protocol::events::{ClientFrame, ServerFrame, close};
+use conclave_protocol::rich::PresenceStatus;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -194,6 +195,8 @@ impl Writer {
 enum Incoming {
     Resume(std::collections::BTreeMap<Uuid, i64>),
     Pong,
+    Typing(Uuid),
+    Presence(PresenceStatus),
     Invalid(String),
 }
 
@@ -204,6 +207,9 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
     let _registration =
         state.hub.register(auth.user_id, auth.device_id, conversations.keys().copied(), live_tx, control_tx);
     let mut writer = Writer { state: state.clone(), auth, conversations, last_seq: HashMap::new() };
+    // This socket counts towards its user's presence until it ends (`crate::presence`).
+    let mut presence = crate::presence::Connection::new(auth.user_id);
+    let mut typed: HashMap<Uuid, std::time::Instant> = HashMap::new();
 
     let hello = ServerFrame::Ready {
         user_id: auth.user_id,
@@ -213,6 +219,7 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
     if sink.send(text(&hello)).await.is_err() {
         return;
     }
+    presence.update(&state, true, &writer.conversations).await;
 
     // The reader turns client frames into requests for the writer and notes activity.
     let last_seen = Arc::new(AtomicU64::new(now_secs()));
@@ -225,6 +232,8 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                 WsMessage::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
                     Ok(ClientFrame::Resume { cursors }) => Incoming::Resume(cursors),
                     Ok(ClientFrame::Ping) => Incoming::Pong,
+                    Ok(ClientFrame::Typing { conversation_id }) => Incoming::Typing(conversation_id),
+                    Ok(ClientFrame::Presence { status }) => Incoming::Presence(status),
                     Err(e) => Incoming::Invalid(e.to_string()),
                 },
                 WsMessage::Close(_) => break,
@@ -279,6 +288,29 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                 Some(Incoming::Pong) => {
                     if sink.send(text(&ServerFrame::Pong)).await.is_err() { break None; }
                 }
+                Some(Incoming::Typing(conversation)) => {
+                    let due = typed.get(&conversation).is_none_or(|at| at.elapsed().as_millis() >= crate::presence::TYPING_EVERY_MS);
+                    match writer.conversations.get(&conversation).copied() {
+                        Some(organization) if due => {
+                            typed.insert(conversation, std::time::Instant::now());
+                            crate::presence::typing(&state, organization, conversation, auth.user_id).await;
+                        }
+                        Some(_) => {}
+                        None => {
+                            let frame = ServerFrame::Error { code: "not_found".to_owned(), message: "no such conversation on this socket".to_owned() };
+                            if sink.send(text(&frame)).await.is_err() { break None; }
+                        }
+                    }
+                }
+                Some(Incoming::Presence(status)) => {
+                    if status == PresenceStatus::Offline {
+                        let frame = ServerFrame::Error { code: "invalid_frame".to_owned(), message: "a socket is online or idle; close it to go offline".to_owned() };
+                        if sink.send(text(&frame)).await.is_err() { break None; }
+                    } else {
+                        presence.status = status;
+                        presence.update(&state, true, &writer.conversations).await;
+                    }
+                }
                 Some(Incoming::Invalid(message)) => {
                     let frame = ServerFrame::Error { code: "invalid_frame".to_owned(), message };
                     if sink.send(text(&frame)).await.is_err() { break None; }
@@ -296,6 +328,7 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                     break Some((close::TIMEOUT, "no heartbeat"));
                 }
                 if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() { break None; }
+                presence.update(&state, true, &writer.conversations).await;
             }
             _ = &mut reader => break None,
         }
@@ -305,6 +338,7 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
     }
     let _ = sink.close().await;
     reader.abort();
+    presence.update(&state, false, &writer.conversations).await;
 }
 
 /// Published frames are decoded once per replica into a [`Delivery`] shared by its sockets.

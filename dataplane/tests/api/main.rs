@@ -10,6 +10,7 @@ mod messaging;
 mod observability;
 mod outbox;
 mod realtime;
+mod rich;
 mod support;
 mod tenancy;
 mod totp;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message as Ws;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(base: &str, person: &Person) -> Socket {
+pub async fn connect(base: &str, person: &Person) -> Socket {
     let url = format!("{}/v1/ws", base.replace("http://", "ws://"));
     let mut request = url.into_client_request().expect("request");
     request.headers_mut().insert("authorization", format!("Bearer {}", person.access).parse().expect("header"));
@@ -23,7 +23,7 @@ async fn connect(base: &str, person: &Person) -> Socket {
 }
 
 /// The next JSON frame (skipping pings), or panics after five seconds.
-async fn next_frame(socket: &mut Socket) -> Value {
+pub async fn next_frame(socket: &mut Socket) -> Value {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("a frame within 5 s");
         match frame.expect("open").expect("frame") {
@@ -35,7 +35,7 @@ async fn next_frame(socket: &mut Socket) -> Value {
 }
 
 /// Frames until one of `kind` arrives.
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+pub async fn next_of(socket: &mut Socket, kind: &str) -> Value {
     loop {
         let frame = next_frame(socket).await;
         if frame["type"] == kind {
