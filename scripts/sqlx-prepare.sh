@@ -12,7 +12,15 @@ cd "$ROOT"
 # The crates whose code uses sqlx::query! macros.
 CRATES=(conclave-dataplane conclave-operator)
 out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
+
+# A scratch database migrated from this checkout's migrations: the macros describe queries
+# against exactly this tree's schema, whatever state the shared development database is in.
+scratch="conclave_sqlx_$$"
+base="${CONCLAVE_OWNER_DATABASE_URL%/*}"
+scratch_url="$base/$scratch"
+PGOPTIONS=--client-min-messages=warning psql "$CONCLAVE_OWNER_DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS $scratch" -c "CREATE DATABASE $scratch" >/dev/null
+trap 'rm -rf "$out"; psql "$CONCLAVE_OWNER_DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS $scratch WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+CONCLAVE_OWNER_DATABASE_URL="$scratch_url" cargo run --quiet --locked -p xtask -- migrate >/dev/null
 
 packages=()
 for crate in "${CRATES[@]}"; do
@@ -22,7 +30,7 @@ for crate in "${CRATES[@]}"; do
 done
 # Force the macros to expand again, online, writing into $out.
 for p in "${packages[@]}"; do [ "$p" = -p ] || cargo clean --quiet -p "$p" 2>/dev/null || true; done
-SQLX_OFFLINE=false DATABASE_URL="$CONCLAVE_OWNER_DATABASE_URL" SQLX_OFFLINE_DIR="$out" \
+SQLX_OFFLINE=false DATABASE_URL="$scratch_url" SQLX_OFFLINE_DIR="$out" \
     cargo check --quiet --locked --all-targets "${packages[@]}"
 
 mkdir -p .sqlx
