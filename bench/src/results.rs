@@ -1,0 +1,256 @@
+//! What a run measured, as it is written to a results file (JSON) and read back by `report` and
+//! `compare`. Pure data and arithmetic: no I/O.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// A results file: the machine, and the runs made on it (each with its own command line).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ResultsFile {
+    pub machine: Machine,
+    pub runs: Vec<Run>,
+}
+
+/// Where the figures were taken.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub memory_mib: u64,
+    pub kernel: String,
+    pub postgres_version: String,
+    pub redis_version: String,
+    /// The load average when the run started: other work on a shared machine shows here.
+    pub load_average: String,
+}
+
+/// One run of one mode.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    /// The exact command line.
+    pub command: String,
+    /// RFC 3339, UTC.
+    pub date: String,
+    pub figures: Figures,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Figures {
+    Messages(Box<MessageFigures>),
+    Connections(ConnectionFigures),
+    Baseline(Baseline),
+}
+
+impl Figures {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::Messages(_) => "messages",
+            Self::Connections(_) => "connections",
+            Self::Baseline(_) => "baseline",
+        }
+    }
+
+    /// What identifies comparable runs: the mode and its shape (not the measured figures).
+    pub fn shape(&self) -> String {
+        match self {
+            Self::Messages(m) => format!(
+                "messages clients={} size={} load={} replicas={}",
+                m.clients,
+                m.conversation_size,
+                m.target_rate.map_or("max".to_owned(), |r| format!("{r}/s")),
+                m.replicas
+            ),
+            Self::Connections(c) => format!("connections sockets={}", c.sockets),
+            Self::Baseline(b) => format!("baseline clients={}", b.pg_clients),
+        }
+    }
+
+    /// The headline figures by name, for comparisons: (name, value, higher is better).
+    pub fn headline(&self) -> Vec<(&'static str, f64, bool)> {
+        match self {
+            Self::Messages(m) => vec![
+                ("messages/s", m.messages_per_sec, true),
+                ("deliveries/s", m.deliveries_per_sec, true),
+                ("p50 ms", m.latency.p50_ms, false),
+                ("p99 ms", m.latency.p99_ms, false),
+                ("p99.9 ms", m.latency.p999_ms, false),
+                ("errors", m.errors as f64, false),
+                ("data plane CPU %", m.resources.dataplane_cpu_percent, false),
+                ("data plane RSS MiB", m.resources.dataplane_rss_mib, false),
+            ],
+            Self::Connections(c) => vec![
+                ("sockets", c.connected as f64, true),
+                ("RSS MiB", c.rss_after_mib, false),
+                ("KiB per socket", c.kib_per_socket, false),
+                ("idle CPU %", c.idle_cpu_percent, false),
+            ],
+            Self::Baseline(b) => {
+                vec![("pg commits/s", b.pg_commits_per_sec, true), ("redis publish/s", b.redis_publish_per_sec, true)]
+            }
+        }
+    }
+}
+
+/// Send→deliver latency, milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub samples: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// From a histogram of microseconds.
+    pub fn from_micros(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Self {
+            samples: histogram.len(),
+            p50_ms: ms(histogram.value_at_quantile(0.50)),
+            p99_ms: ms(histogram.value_at_quantile(0.99)),
+            p999_ms: ms(histogram.value_at_quantile(0.999)),
+            max_ms: ms(histogram.max()),
+        }
+    }
+}
+
+/// CPU and memory over the measured window.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Resources {
+    /// Mean CPU of the data plane processes over the window (100 = one core).
+    pub dataplane_cpu_percent: f64,
+    /// Resident memory of the data plane processes at the end of the window.
+    pub dataplane_rss_mib: f64,
+    /// PostgreSQL (every backend) over the window.
+    pub postgres_cpu_percent: f64,
+    pub redis_cpu_percent: f64,
+    /// This load tool.
+    pub tool_cpu_percent: f64,
+    /// The whole machine (all cores; 100 × cores when saturated).
+    pub machine_cpu_percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MessageFigures {
+    pub clients: usize,
+    pub conversation_size: usize,
+    pub conversations: usize,
+    /// Messages per second asked for; `None` is as fast as possible.
+    pub target_rate: Option<f64>,
+    /// Closed-loop senders with `--max`, most sends in flight with `--rate`.
+    pub concurrency: usize,
+    pub replicas: usize,
+    pub duration_secs: f64,
+    pub plaintext_bytes: usize,
+    pub messages_sent: u64,
+    pub messages_per_sec: f64,
+    pub deliveries: u64,
+    pub deliveries_per_sec: f64,
+    /// Deliveries expected (every member socket, the sender's included) but not seen by the end
+    /// of the drain.
+    pub missing_deliveries: u64,
+    /// Deliveries opened with the SDK (signature verified, decrypted) as a check.
+    pub verified_deliveries: u64,
+    pub latency: Latency,
+    /// Send request latency (the HTTP round trip of the send, until 201).
+    pub send_latency: Latency,
+    pub errors: u64,
+    pub error_kinds: Vec<(String, u64)>,
+    pub resources: Resources,
+    /// The raw limits measured in the same run, if any.
+    pub baseline: Option<Baseline>,
+}
+
+impl MessageFigures {
+    /// Our ingest as a share of the raw PostgreSQL single-row commit rate.
+    pub fn ingest_ratio(&self) -> Option<f64> {
+        self.baseline.as_ref().and_then(|b| ratio(self.messages_per_sec, b.pg_commits_per_sec))
+    }
+
+    /// Our messages/s as a share of the raw Redis PUBLISH rate (one publish per message).
+    pub fn publish_ratio(&self) -> Option<f64> {
+        self.baseline.as_ref().and_then(|b| ratio(self.messages_per_sec, b.redis_publish_per_sec))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConnectionFigures {
+    pub sockets: usize,
+    pub connected: usize,
+    pub users: usize,
+    pub source_addresses: usize,
+    pub connect_secs: f64,
+    pub hold_secs: f64,
+    pub rss_before_mib: f64,
+    pub rss_after_mib: f64,
+    pub kib_per_socket: f64,
+    /// Data plane CPU while the sockets sit idle (heartbeats only).
+    pub idle_cpu_percent: f64,
+    pub errors: u64,
+    pub error_kinds: Vec<(String, u64)>,
+}
+
+/// The machine's limits for the same work, measured with the standard tools.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Baseline {
+    /// `pgbench` with a custom script: one INSERT of a message-shaped row per transaction.
+    pub pg_commits_per_sec: f64,
+    pub pg_clients: usize,
+    pub pg_secs: u64,
+    pub synchronous_commit: String,
+    pub fsync: String,
+    pub pg_script: String,
+    /// `redis-benchmark` running PUBLISH with an event-sized payload.
+    pub redis_publish_per_sec: f64,
+    pub redis_clients: usize,
+    pub redis_payload_bytes: usize,
+}
+
+/// `a / b`, when `b` is a usable divisor.
+pub fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0 && b.is_finite() && a.is_finite()).then(|| a / b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_quantiles_come_from_microseconds() {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        for micros in 1..=1000u64 {
+            histogram.record(micros * 10).expect("record");
+        }
+        let latency = Latency::from_micros(&histogram);
+        assert_eq!(latency.samples, 1000);
+        assert!((latency.p50_ms - 5.0).abs() < 0.01, "{latency:?}");
+        assert!((latency.p99_ms - 9.9).abs() < 0.01, "{latency:?}");
+        assert!((latency.max_ms - 10.0).abs() < 0.01, "{latency:?}");
+    }
+
+    #[test]
+    fn an_empty_histogram_reads_as_zero() {
+        let histogram = Histogram::<u64>::new(3).expect("histogram");
+        assert_eq!(Latency::from_micros(&histogram), Latency::default());
+    }
+
+    #[test]
+    fn ratios_refuse_a_zero_divisor() {
+        assert_eq!(ratio(5.0, 10.0), Some(0.5));
+        assert_eq!(ratio(5.0, 0.0), None);
+        assert_eq!(ratio(f64::NAN, 1.0), None);
+    }
+
+    #[test]
+    fn a_results_file_round_trips_through_json() {
+        let file = crate::report::tests::sample();
+        let json = serde_json::to_string(&file).expect("encode");
+        let back: ResultsFile = serde_json::from_str(&json).expect("decode");
+        assert_eq!(back, file);
+    }
+}

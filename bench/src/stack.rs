@@ -1,0 +1,249 @@
+//! What a run stands on: a database of its own (created and migrated as the owner role, dropped
+//! at the end), a Redis namespace of its own, and data plane processes started from the release
+//! binary, exactly as `conclave-dataplane serve` runs in production.
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, PgPool};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+/// The local stack's settings, as `scripts/stack.sh env` prints them.
+#[derive(Debug, Clone)]
+pub struct StackEnv {
+    pub owner_url: String,
+    pub app_url: String,
+    pub redis_url: String,
+}
+
+impl StackEnv {
+    pub fn from_env() -> Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .with_context(|| format!("{name} is not set: run `eval \"$(scripts/stack.sh env)\"` first"))
+        };
+        Ok(Self {
+            owner_url: var("CONCLAVE_OWNER_DATABASE_URL")?,
+            app_url: var("CONCLAVE_DATABASE_URL")?,
+            redis_url: std::env::var("CONCLAVE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
+        })
+    }
+
+    /// `(host, port)` of Redis, for `redis-benchmark`.
+    pub fn redis_host_port(&self) -> (String, u16) {
+        let rest = self.redis_url.trim_start_matches("redis://");
+        let authority = rest.split('/').next().unwrap_or("127.0.0.1:6379");
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "6379"));
+        (host.to_owned(), port.parse().unwrap_or(6379))
+    }
+}
+
+/// `postgres://user:pw@host:port/anything?x` with its database replaced by `name`.
+pub fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
+    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[authority_end..].find('/').map(|i| i + authority_end).unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..path_start], name);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The run's own database.
+pub struct BenchDb {
+    pub name: String,
+    pub owner: PgPool,
+    pub owner_url: String,
+    pub app_url: String,
+    maintenance: PgConnectOptions,
+}
+
+impl BenchDb {
+    pub async fn create(env: &StackEnv, run_id: &str) -> Result<Self> {
+        let name = format!("conclave_bench_{run_id}");
+        let maintenance = PgConnectOptions::from_str(&env.owner_url)?.database("postgres").disable_statement_logging();
+        let mut conn = maintenance.connect().await.context("connecting as the owner role (is the stack up?)")?;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+        let owner_url = replace_database(&env.owner_url, &name);
+        let owner = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(PgConnectOptions::from_str(&owner_url)?.disable_statement_logging())
+            .await?;
+        conclave_schema::migrate(&owner).await.context("migrating the benchmark database")?;
+        Ok(Self { app_url: replace_database(&env.app_url, &name), owner_url, name, owner, maintenance })
+    }
+
+    pub async fn drop_database(self) -> Result<()> {
+        self.owner.close().await;
+        let mut conn = self.maintenance.connect().await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Builds the release data plane (unless a binary is given) and returns its path.
+pub async fn dataplane_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let root = workspace_root();
+    eprintln!("[bench] cargo build --release -p conclave-dataplane (waits for cargo's lock if others build)");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "conclave-dataplane"])
+        .current_dir(&root)
+        .status()
+        .await
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("building the data plane failed");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    Ok(target.join("release").join("conclave-dataplane"))
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Writes an Ed25519 signing key as PKCS#8 PEM (RFC 8410), which every replica loads, so
+/// tokens from one are accepted by the others.
+pub fn write_jwt_key(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // PKCS#8 v1 PrivateKeyInfo for Ed25519: a fixed 16-byte header, then the 32-byte seed.
+    let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    der.extend_from_slice(Uuid::new_v4().as_bytes());
+    der.extend_from_slice(Uuid::new_v4().as_bytes());
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    std::fs::write(dir.join("bench-1.pem"), pem)?;
+    Ok(())
+}
+
+/// Settings shared by the data plane processes of a run.
+#[derive(Debug, Clone)]
+pub struct DataplaneSettings {
+    pub binary: PathBuf,
+    pub db_connections: u32,
+    pub outbox_poll_ms: u64,
+}
+
+/// A running data plane; killed when dropped.
+pub struct Dataplane {
+    pub base: String,
+    pub port: u16,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Dataplane {
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `count` replicas on one database, Redis namespace and JWT key, and waits until each
+/// answers `/readyz`.
+pub async fn start_dataplanes(
+    settings: &DataplaneSettings,
+    env: &StackEnv,
+    db: &BenchDb,
+    work_dir: &Path,
+    namespace: &str,
+    count: usize,
+) -> Result<Vec<Dataplane>> {
+    let keys = work_dir.join("jwt");
+    write_jwt_key(&keys)?;
+    let mut planes = Vec::new();
+    for i in 0..count {
+        let port = free_port()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let log = work_dir.join(format!("dataplane-{i}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(&settings.binary)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &base])
+            .args(["--database-url", &db.app_url, "--redis-url", &env.redis_url, "--redis-namespace", namespace])
+            .args(["--database-max-connections", &settings.db_connections.to_string()])
+            .args(["--jwt-keys-dir", &keys.to_string_lossy()])
+            .args(["--rate-limit-factor", "1000000", "--outbox-poll-ms", &settings.outbox_poll_ms.to_string()])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", settings.binary.display()))?;
+        planes.push(Dataplane { base, port, child, log });
+    }
+    let http = reqwest::Client::new();
+    for plane in &mut planes {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = plane.child.try_wait()? {
+                bail!("the data plane exited ({status}); see {}", plane.log.display());
+            }
+            let ready = http.get(format!("{}/readyz", plane.base)).send().await.is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the data plane did not become ready in 30 s; see {}", plane.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(planes)
+}
+
+/// Stops the replicas with SIGTERM-free kill (the figures are taken before).
+pub async fn stop_dataplanes(planes: Vec<Dataplane>) {
+    for mut plane in planes {
+        let _ = plane.child.kill().await;
+    }
+}
+
+/// PostgreSQL's version, `synchronous_commit` and `fsync` as the data plane's role sees them.
+pub async fn postgres_settings(app_url: &str) -> Result<(String, String, String)> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(PgConnectOptions::from_str(app_url)?.disable_statement_logging())
+        .await?;
+    let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await?;
+    let sync: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&pool).await?;
+    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
+    pool.close().await;
+    Ok((version, sync, fsync))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced() {
+        assert_eq!(replace_database("postgres://u:p@h:5432/conclave", "b"), "postgres://u:p@h:5432/b");
+        assert_eq!(replace_database("postgres://u:p@h/c?sslmode=disable", "b"), "postgres://u:p@h/b?sslmode=disable");
+    }
+
+    #[test]
+    fn redis_host_and_port_come_from_the_url() {
+        let env =
+            StackEnv { owner_url: String::new(), app_url: String::new(), redis_url: "redis://127.0.0.1:6380/".into() };
+        assert_eq!(env.redis_host_port(), ("127.0.0.1".to_owned(), 6380));
+    }
+}
