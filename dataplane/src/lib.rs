@@ -8,6 +8,7 @@
 pub mod attachments;
 mod audit;
 pub mod auth;
+mod bots;
 pub mod config;
 mod contacts;
 pub mod conversations;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(auth::router())
+        .merge(bots::router())
         .merge(devices::router())
         .merge(tenancy::router())
         .merge(conversations::router())

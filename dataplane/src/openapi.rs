@@ -43,6 +43,7 @@ Real-time delivery is a WebSocket at `GET /v1/ws`; its frames are described in d
     security(("bearer" = [])),
     tags(
         (name = "auth", description = "Accounts, sign-in, tokens, password and TOTP"),
+        (name = "bots", description = "Bots authenticating with the token from their Secret"),
         (name = "devices", description = "A user's devices, their keys and push subscriptions"),
         (name = "organizations", description = "Organizations, their members and invitations"),
         (name = "workspaces", description = "Workspaces inside an organization"),
@@ -66,6 +67,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     for part in [
         crate::health::ApiDoc::openapi(),
         crate::auth::ApiDoc::openapi(),
+        crate::bots::ApiDoc::openapi(),
         crate::devices::ApiDoc::openapi(),
         crate::tenancy::ApiDoc::openapi(),
         crate::contacts::ApiDoc::openapi(),
@@ -150,6 +152,7 @@ pub const ERROR_CODES: &[&str] = &[
     "insufficient_role",
     "internal_error",
     "invalid_body",
+    "invalid_bot_token",
     "invalid_credentials",
     "invalid_path",
     "invalid_query",

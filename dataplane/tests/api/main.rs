@@ -2,6 +2,7 @@
 //! (a database of its own per test) and the stack's Redis.
 
 mod auth;
+mod bots;
 mod contacts;
 mod devices;
 mod health;

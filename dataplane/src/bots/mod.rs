@@ -1,0 +1,91 @@
+//! Bots: accounts of software, declared as `BotAgent` resources. The operator generates each
+//! bot's token into a Secret and stores only its SHA-256 digest; a bot authenticates with
+//! `Authorization: Bearer <token>`. During a rotation the previous token keeps working until its
+//! overlap ends, so a bot can pick up the new Secret without downtime.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The prefix of bot tokens (the operator's `BOT_TOKEN_PREFIX`).
+pub const TOKEN_PREFIX: &str = "cbot_";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/bot", get(me))
+}
+
+/// The feature's part of the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(me))]
+pub(crate) struct ApiDoc;
+
+/// An authenticated bot.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Bot {
+    pub bot_id: Uuid,
+    pub organization_id: Uuid,
+    pub workspace_id: Uuid,
+    pub display_name: String,
+    pub scopes: Vec<String>,
+    /// Authenticated with the previous token of a rotation still in its overlap window: time to
+    /// reload the Secret.
+    pub previous_token: bool,
+}
+
+impl FromRequestParts<AppState> for Bot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let invalid = || ApiError::unauthorized("invalid_bot_token", "the bot token is invalid, disabled or expired");
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing_token", "send the bot token: Authorization: Bearer <token>")
+            })?;
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(invalid());
+        }
+        let row = sqlx::query!(
+            r#"SELECT organization_id AS "organization_id!", bot_id AS "bot_id!", workspace_id AS "workspace_id!",
+                      display_name AS "display_name!", scopes AS "scopes!", previous_token AS "previous_token!"
+                 FROM conclave_bot_by_token($1)"#,
+            crate::tokens::digest(token)
+        )
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(invalid)?;
+        Ok(Self {
+            bot_id: row.bot_id,
+            organization_id: row.organization_id,
+            workspace_id: row.workspace_id,
+            display_name: row.display_name,
+            scopes: row.scopes,
+            previous_token: row.previous_token,
+        })
+    }
+}
+
+/// Who the presented bot token belongs to.
+#[utoipa::path(
+    get,
+    path = "/v1/bot",
+    tag = "bots",
+    operation_id = "bot_me",
+    responses(
+        (status = 200, description = "The bot the token belongs to", body = Bot),
+        (status = 401, description = "`invalid_bot_token` or `missing_token`", body = crate::openapi::ErrorBody),
+    )
+)]
+async fn me(State(_state): State<AppState>, bot: Bot) -> Json<Bot> {
+    Json(bot)
+}
