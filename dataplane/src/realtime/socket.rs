@@ -31,6 +31,8 @@ use uuid::Uuid;
 const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_TIMEOUT_SECS: u64 = 60;
 const BACKFILL_PAGE: i64 = 200;
+/// Initial read and write buffer of each socket.
+const SOCKET_BUFFER: usize = 4 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/ws", get(upgrade))
@@ -69,7 +71,13 @@ async fn upgrade(
     })?;
     let auth = AuthUser::from_token(&state, token).await?;
     let subscriptions = subscriptions(&state, auth, query.organization_id).await?;
-    Ok(ws.max_message_size(64 * 1024).on_upgrade(move |socket| run(state, auth, subscriptions, socket)))
+    // Small per-socket buffers: tungstenite's defaults (128 KiB each way) dominated the memory
+    // of an idle socket (docs/benchmarks.md); larger frames still pass, the buffers grow to fit.
+    Ok(ws
+        .max_message_size(64 * 1024)
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
+        .on_upgrade(move |socket| run(state, auth, subscriptions, socket)))
 }
 
 /// The conversations (with their organization) the user belongs to.

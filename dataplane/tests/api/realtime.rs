@@ -88,6 +88,24 @@ async fn a_message_sent_on_one_replica_reaches_a_socket_on_the_other() {
 }
 
 #[tokio::test]
+async fn a_message_far_larger_than_the_socket_buffers_arrives_intact() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = ready_chat(&app, &alice, &bob).await;
+    let mut socket = connect(&app.base, &bob).await;
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (status, sent) = chat.send(&alice, 1, &big).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let frame = next_of(&mut socket, "message_created").await;
+    assert_eq!(frame["message"]["ciphertext"], sent["ciphertext"]);
+    assert_eq!(
+        conclave_protocol::b64::decode(frame["message"]["ciphertext"].as_str().expect("b64")).expect("decode"),
+        big
+    );
+}
+
+#[tokio::test]
 async fn a_dropped_socket_resumes_with_exactly_the_missed_messages() {
     let app = TestApp::start().await;
     let replica = app.replica().await;
