@@ -5,6 +5,8 @@
 //!
 //! ```json
 //! {"v":1,"type":"text","body":"hello"}
+//! {"v":1,"type":"file","attachment_id":"…","name":"a.pdf","media_type":"application/pdf",
+//!  "size":1234,"key":"<b64url>","sha256":"<b64url>"}
 //! ```
 //!
 //! Readers ignore fields they do not know (so padding or metadata can be added within version 1)
@@ -14,7 +16,10 @@
 use conclave_protocol::limits::MAX_MESSAGE_PLAINTEXT_LEN;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 use zeroize::Zeroizing;
+
+use crate::crypto::FileKey;
 
 /// The content format version this client writes and reads.
 pub const CONTENT_VERSION: u64 = 1;
@@ -28,6 +33,8 @@ pub enum Content {
         /// The text.
         body: String,
     },
+    /// An encrypted file: the attachment to download and what is needed to decrypt and check it.
+    File(FileContent),
     /// A version-1 content type this client does not know (sent by a newer client).
     Unsupported {
         /// The `type` found.
@@ -38,6 +45,26 @@ pub enum Content {
         /// The `v` found.
         version: u64,
     },
+}
+
+/// A file message (`"type":"file"`). The file key is never serialized by `Serialize` (history
+/// printed as JSON does not leak it) and never printed by `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileContent {
+    /// The uploaded (encrypted) blob.
+    pub attachment_id: Uuid,
+    /// The file's name as the sender gave it (a bare name: readers must not trust it as a path).
+    pub name: String,
+    /// Its media type, e.g. `image/png` (`application/octet-stream` when unknown).
+    pub media_type: String,
+    /// The plaintext size in bytes.
+    pub size: u64,
+    /// The per-file key the blob is encrypted under.
+    #[serde(skip_serializing)]
+    pub key: FileKey,
+    /// SHA-256 of the blob (the ciphertext), checked before decrypting.
+    #[serde(serialize_with = "conclave_protocol::b64::serialize")]
+    pub sha256: [u8; 32],
 }
 
 /// Why content could not be encoded or decoded.
@@ -65,6 +92,19 @@ struct WireOut<'a> {
     body: &'a str,
 }
 
+#[derive(Serialize)]
+struct FileWireOut<'a> {
+    v: u64,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    attachment_id: Uuid,
+    name: &'a str,
+    media_type: &'a str,
+    size: u64,
+    key: String,
+    sha256: String,
+}
+
 #[derive(Deserialize)]
 struct WireIn {
     v: Value,
@@ -72,6 +112,25 @@ struct WireIn {
     kind: String,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    attachment_id: Option<Uuid>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+fn b64_32(field: &str, text: Option<String>) -> Result<[u8; 32], ContentError> {
+    let missing = || ContentError::Malformed(format!("a file has no valid `{field}`"));
+    let text = Zeroizing::new(text.ok_or_else(missing)?);
+    let bytes = Zeroizing::new(conclave_protocol::b64::decode(text.as_bytes()).map_err(|_| missing())?);
+    bytes.as_slice().try_into().map_err(|_| missing())
 }
 
 impl Content {
@@ -93,6 +152,25 @@ impl Content {
                 }
                 Ok(bytes)
             }
+            Self::File(file) => {
+                let wire = FileWireOut {
+                    v: CONTENT_VERSION,
+                    kind: "file",
+                    attachment_id: file.attachment_id,
+                    name: &file.name,
+                    media_type: &file.media_type,
+                    size: file.size,
+                    key: conclave_protocol::b64::encode(file.key.expose_secret()),
+                    sha256: conclave_protocol::b64::encode(file.sha256),
+                };
+                let bytes =
+                    Zeroizing::new(serde_json::to_vec(&wire).map_err(|e| ContentError::Malformed(e.to_string()))?);
+                drop(Zeroizing::new(wire.key));
+                if bytes.len() > MAX_MESSAGE_PLAINTEXT_LEN {
+                    return Err(ContentError::TooLong { len: bytes.len() });
+                }
+                Ok(bytes)
+            }
             Self::Unsupported { .. } | Self::UnsupportedVersion { .. } => Err(ContentError::NotSendable),
         }
     }
@@ -109,6 +187,17 @@ impl Content {
                 let body = wire.body.ok_or_else(|| ContentError::Malformed("a text has no `body`".into()))?;
                 Ok(Self::Text { body })
             }
+            "file" => {
+                let malformed = |field: &str| ContentError::Malformed(format!("a file has no `{field}`"));
+                Ok(Self::File(FileContent {
+                    attachment_id: wire.attachment_id.ok_or_else(|| malformed("attachment_id"))?,
+                    name: wire.name.ok_or_else(|| malformed("name"))?,
+                    media_type: wire.media_type.unwrap_or_else(|| "application/octet-stream".to_owned()),
+                    size: wire.size.ok_or_else(|| malformed("size"))?,
+                    key: FileKey::from_bytes(b64_32("key", wire.key)?),
+                    sha256: b64_32("sha256", wire.sha256)?,
+                }))
+            }
             _ => Ok(Self::Unsupported { kind: wire.kind }),
         }
     }
@@ -117,6 +206,10 @@ impl Content {
     pub fn display(&self) -> String {
         match self {
             Self::Text { body } => body.clone(),
+            Self::File(file) => format!(
+                "[file {:?}, {}, {} bytes: conclave download --message <id>]",
+                file.name, file.media_type, file.size
+            ),
             Self::Unsupported { kind } => format!("[unsupported content type {kind:?}]"),
             Self::UnsupportedVersion { version } => format!("[content format version {version} is not supported]"),
         }
@@ -146,6 +239,34 @@ mod tests {
             Content::decode(br#"{"v":2,"type":"text","body":"x"}"#).expect("decode"),
             Content::UnsupportedVersion { version: 2 }
         );
+    }
+
+    #[test]
+    fn a_file_is_encoded_as_the_documented_json_and_its_key_is_never_printed() {
+        let file = FileContent {
+            attachment_id: Uuid::from_u128(1),
+            name: "a.txt".into(),
+            media_type: "text/plain".into(),
+            size: 5,
+            key: FileKey::from_bytes([7; 32]),
+            sha256: [9; 32],
+        };
+        let content = Content::File(file);
+        let bytes = content.encode().expect("encode");
+        let key = conclave_protocol::b64::encode([7u8; 32]);
+        let sha = conclave_protocol::b64::encode([9u8; 32]);
+        assert_eq!(
+            std::str::from_utf8(&bytes).expect("utf-8"),
+            format!(
+                r#"{{"v":1,"type":"file","attachment_id":"00000000-0000-0000-0000-000000000001","name":"a.txt","media_type":"text/plain","size":5,"key":"{key}","sha256":"{sha}"}}"#
+            )
+        );
+        assert_eq!(Content::decode(&bytes).expect("decode"), content);
+        assert!(!serde_json::to_string(&content).expect("json").contains(&key));
+        assert!(!format!("{content:?}").contains("[7, 7"));
+        assert!(content.display().contains("a.txt"));
+        let no_key = br#"{"v":1,"type":"file","attachment_id":"00000000-0000-0000-0000-000000000001","name":"a","size":1,"sha256":"x"}"#;
+        assert!(matches!(Content::decode(no_key), Err(ContentError::Malformed(_))));
     }
 
     #[test]

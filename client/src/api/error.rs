@@ -125,6 +125,13 @@ pub enum Error {
         /// The generation whose key is missing.
         generation: u32,
     },
+    /// An attachment could not be sent or received as the message describes it (size or
+    /// SHA-256 differ: altered or truncated; not a file message).
+    #[error("attachment: {0}")]
+    Attachment(String),
+    /// Reading or writing a local file failed.
+    #[error("file input/output failed")]
+    Io(#[from] std::io::Error),
     /// A message's content is too large or not valid.
     #[error("invalid message content: {0}")]
     Content(String),

@@ -14,6 +14,7 @@
 mod auth;
 mod conversations;
 mod error;
+mod rich;
 mod tenancy;
 pub mod types;
 

@@ -48,6 +48,16 @@ pub enum CryptoError {
     /// A reaction decrypted, but its `value_tag` is not the tag of its value.
     #[error("the reaction's value tag does not match its value")]
     ValueTagMismatch,
+    /// A chunk of an attachment failed to decrypt: the blob was altered, its chunks reordered,
+    /// or it was truncated or extended (the last chunk is sealed as final).
+    #[error("attachment chunk {index} failed to decrypt: the file was tampered with or truncated")]
+    ChunkDecryptionFailed {
+        /// The chunk's index, from 0.
+        index: u64,
+    },
+    /// An attachment blob's size is not the size of any encrypted file (cut inside a chunk).
+    #[error("the attachment is malformed: its size is not that of an encrypted file (truncated?)")]
+    MalformedAttachment,
     /// HPKE failed to seal (should not happen with a valid public key).
     #[error("the key wrap could not be made")]
     WrapFailed,

@@ -14,6 +14,8 @@
 //! 4. A reaction is sealed the same way (without a signature: the schema has none) and carries a
 //!    keyed [`value_tag`](reaction_value_tag) so the server can keep one reaction per user, value
 //!    and message without reading it.
+//! 5. An [attachment] is encrypted in 64 KiB chunks under a fresh per-file [`FileKey`], which
+//!    travels inside the (encrypted) message that lists the attachment.
 //!
 //! When a member leaves or a device is revoked, the next message uses a new generation wrapped
 //! only for the remaining devices; the server refuses sends until that generation exists.
@@ -21,6 +23,7 @@
 //! Secrets are zeroized on drop and never printed by `Debug`. Randomness comes from the operating
 //! system (`getrandom`).
 
+pub mod attachment;
 mod device;
 mod error;
 mod keys;
@@ -32,6 +35,7 @@ mod tests;
 #[cfg(test)]
 mod vectors;
 
+pub use attachment::FileKey;
 pub use device::{DeviceKeys, DevicePublicKeys, verify_device_binding};
 pub use error::CryptoError;
 pub use keys::{ConversationKey, Wrap, unwrap_key, wrap_for_device};

@@ -16,12 +16,12 @@
 //! resumes. An expired access token at the handshake is refreshed once. Frame types this client
 //! does not know are ignored.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use conclave_protocol::api::{Member, Message};
 use conclave_protocol::events::{ClientFrame, ServerFrame, close};
-use conclave_protocol::rich::{Pin, Presence, Reaction};
+use conclave_protocol::rich::{Pin, Presence};
 use futures::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
-use super::{Messenger, ReceivedMessage};
+use super::{Messenger, ReceivedMessage, ReceivedReaction};
 use crate::api::{Error, Result};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -130,8 +130,8 @@ pub enum ListenEvent {
         /// Its message.
         message: String,
     },
-    /// A member reacted to a message (still encrypted: open it with `crypto::open_reaction`).
-    ReactionAdded(Reaction),
+    /// A member reacted to a message (opened).
+    ReactionAdded(ReceivedReaction),
     /// A member took a reaction back.
     ReactionRemoved {
         /// The conversation.
@@ -142,6 +142,8 @@ pub enum ListenEvent {
         user_id: Uuid,
         /// The removed reaction's tag.
         value_tag: [u8; 32],
+        /// Its value, when this listener saw the reaction added (tags are opaque otherwise).
+        value: Option<String>,
     },
     /// A message was pinned.
     Pinned(Pin),
@@ -175,6 +177,8 @@ pub struct Listener {
     ignored: HashSet<Uuid>,
     socket: Option<Socket>,
     pending: VecDeque<ListenEvent>,
+    /// The values of the reactions seen added, by (message, user, tag), to name removed ones.
+    reaction_values: HashMap<(Uuid, Uuid, [u8; 32]), String>,
     backoff: Duration,
     reconnect_at: Option<Instant>,
     ping: Interval,
@@ -214,6 +218,7 @@ impl Listener {
             ignored: HashSet::new(),
             socket: None,
             pending: VecDeque::new(),
+            reaction_values: HashMap::new(),
             backoff: INITIAL_BACKOFF,
             reconnect_at: None,
             ping,
@@ -369,12 +374,18 @@ impl Listener {
             ServerFrame::Pong => {}
             ServerFrame::ReactionAdded { reaction } => {
                 if self.follows(reaction.conversation_id, None).await? {
-                    self.pending.push_back(ListenEvent::ReactionAdded(reaction));
+                    let opened = self.messenger.open_reaction(self.org, &reaction).await?;
+                    if let Some(value) = opened.value() {
+                        let key = (opened.message_id, opened.user_id, opened.value_tag);
+                        self.reaction_values.insert(key, value.to_owned());
+                    }
+                    self.pending.push_back(ListenEvent::ReactionAdded(opened));
                 }
             }
             ServerFrame::ReactionRemoved { conversation_id, message_id, user_id, value_tag } => {
                 if self.follows(conversation_id, None).await? {
-                    let event = ListenEvent::ReactionRemoved { conversation_id, message_id, user_id, value_tag };
+                    let value = self.reaction_values.remove(&(message_id, user_id, value_tag));
+                    let event = ListenEvent::ReactionRemoved { conversation_id, message_id, user_id, value_tag, value };
                     self.pending.push_back(event);
                 }
             }

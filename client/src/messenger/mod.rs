@@ -19,7 +19,9 @@
 //! - **Listening** ([`Messenger::listen`]): the WebSocket, see [`Listener`].
 
 mod directory;
+mod files;
 mod listen;
+mod rich;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,7 +35,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use directory::DeviceDirectory;
+pub use files::{DownloadedFile, media_type_for};
 pub use listen::{ListenEvent, Listener, ListenerOptions};
+pub use rich::{ReactionValue, ReceivedReaction};
 
 use crate::api::{Client, Error, MessageQuery, Result};
 use crate::content::Content;

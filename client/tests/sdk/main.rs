@@ -3,4 +3,5 @@
 mod account;
 mod cli;
 mod messaging;
+mod rich;
 mod support;

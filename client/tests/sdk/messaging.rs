@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::support::{Person, TestApp};
 
-async fn group(app: &TestApp, owner: &Person, others: &[&Person]) -> (Uuid, Uuid) {
+pub(crate) async fn group(app: &TestApp, owner: &Person, others: &[&Person]) -> (Uuid, Uuid) {
     let mut members = vec![owner.user_id];
     members.extend(others.iter().map(|p| p.user_id));
     let (org, workspace) = app.organization("acme", &members).await;
@@ -21,7 +21,7 @@ async fn group(app: &TestApp, owner: &Person, others: &[&Person]) -> (Uuid, Uuid
 }
 
 /// The next message event, skipping the others, within a few seconds.
-async fn next_message(listener: &mut Listener) -> conclave_client::messenger::ReceivedMessage {
+pub(crate) async fn next_message(listener: &mut Listener) -> conclave_client::messenger::ReceivedMessage {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let ListenEvent::Message(message) = listener.next().await.expect("listener") {
