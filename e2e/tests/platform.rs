@@ -37,6 +37,9 @@ async fn a_platform_engineer_provisions_tenants_and_two_people_chat_end_to_end()
     step("the two people join and exchange end-to-end-encrypted messages");
     s.people_chat().await;
 
+    step("the bot authenticates with the token from its Secret");
+    s.bot_authenticates().await;
+
     step("updates reach PostgreSQL");
     s.updates_reach_postgres().await;
 

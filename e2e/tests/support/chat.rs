@@ -154,3 +154,22 @@ impl Scenario {
         }
     }
 }
+
+impl Scenario {
+    /// The bot signs in to the data plane with the token the operator put in its Secret.
+    pub async fn bot_authenticates(&self) {
+        let token = self.secret_value("helper-bot-token", "token");
+        let http = reqwest::Client::new();
+        let response =
+            http.get(format!("{}/v1/bot", self.base)).bearer_auth(token.trim()).send().await.expect("request");
+        assert_eq!(response.status(), 200, "the bot's token is accepted");
+        let me: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(me["organization_id"], serde_json::json!(self.org_id("acme")));
+        assert_eq!(me["display_name"], "Helper");
+        assert_eq!(me["previous_token"], false);
+        let response =
+            http.get(format!("{}/v1/bot", self.base)).bearer_auth("cbot_not-the-token").send().await.expect("request");
+        assert_eq!(response.status(), 401);
+        eprintln!("[e2e]     the bot authenticated with the token from its Secret (scopes {})", me["scopes"]);
+    }
+}
