@@ -206,10 +206,7 @@ impl Content {
     pub fn display(&self) -> String {
         match self {
             Self::Text { body } => body.clone(),
-            Self::File(file) => format!(
-                "[file {:?}, {}, {} bytes: conclave download --message <id>]",
-                file.name, file.media_type, file.size
-            ),
+            Self::File(file) => format!("[file {:?}, {}, {} bytes]", file.name, file.media_type, file.size),
             Self::Unsupported { kind } => format!("[unsupported content type {kind:?}]"),
             Self::UnsupportedVersion { version } => format!("[content format version {version} is not supported]"),
         }

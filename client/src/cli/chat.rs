@@ -1,4 +1,5 @@
 //! `conversations`, `create-conversation`, `invite`, `remove-member`, `send`, `history`, `listen`.
+//! (`send --file`, `download`, `react`, `pin` and `pins` are in `rich`.)
 
 use anyhow::{Result, bail};
 use conclave_protocol::api::{ConversationKind, CreateConversation};
@@ -6,7 +7,7 @@ use conclave_protocol::api::{ConversationKind, CreateConversation};
 use super::output::message_line;
 use super::resolve::{self, Names};
 use super::{Context, Kind};
-use crate::messenger::{ListenEvent, ListenerOptions};
+use crate::messenger::{Body, ListenEvent, ListenerOptions};
 
 pub(super) async fn list(ctx: &mut Context<'_>, org: &str) -> Result<()> {
     let (_, client) = ctx.client()?;
@@ -117,6 +118,14 @@ pub(super) async fn history(ctx: &mut Context<'_>, org: &str, conversation: &str
     let names = Names::load(&client, org, session.user_id, &session.email).await?;
     for message in &messages {
         writeln!(ctx.out, "{}", message_line(message, &names))?;
+        if matches!(message.body, Body::Content { .. }) {
+            let reactions = messenger.reactions(org, conversation, message.id).await?;
+            if !reactions.is_empty() {
+                let shown: Vec<String> =
+                    reactions.iter().map(|r| format!("{} {}", r.display(), names.of(Some(r.user_id)))).collect();
+                writeln!(ctx.out, "    reactions: {}", shown.join(", "))?;
+            }
+        }
     }
     Ok(())
 }
@@ -168,10 +177,23 @@ pub(super) async fn listen(
                 writeln!(ctx.out, "* {} is {}", names.of(Some(presence.user_id)), status.as_str().unwrap_or("?"))?;
             }
             ListenEvent::Pinned(pin) if !ctx.json() => {
-                writeln!(ctx.out, "* {} pinned a message", names.of(pin.pinned_by))?;
+                writeln!(ctx.out, "* {} pinned message {}", names.of(pin.pinned_by), pin.message_id)?;
             }
             ListenEvent::ReactionAdded(reaction) if !ctx.json() => {
-                writeln!(ctx.out, "* {} reacted to a message", names.of(Some(reaction.user_id)))?;
+                writeln!(
+                    ctx.out,
+                    "* {} reacted {} to message {}",
+                    names.of(Some(reaction.user_id)),
+                    reaction.display(),
+                    reaction.message_id
+                )?;
+            }
+            ListenEvent::ReactionRemoved { user_id, message_id, value, .. } if !ctx.json() => {
+                let value = value.map(|v| format!(" {v}")).unwrap_or_default();
+                writeln!(ctx.out, "* {} took back a reaction{value} to message {message_id}", names.of(Some(user_id)))?;
+            }
+            ListenEvent::Unpinned { message_id, .. } if !ctx.json() => {
+                writeln!(ctx.out, "* message {message_id} was unpinned")?;
             }
             ListenEvent::Disconnected { reason, retry_in } => {
                 eprintln!("* connection lost ({reason}); reconnecting in {:.1}s", retry_in.as_secs_f32());

@@ -11,6 +11,7 @@ mod chat;
 mod organizations;
 mod output;
 mod resolve;
+mod rich;
 
 use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
@@ -163,13 +164,63 @@ pub enum Command {
         #[arg(long)]
         member: String,
     },
-    /// Send an end-to-end-encrypted text message.
+    /// Send an end-to-end-encrypted text message, or a file (--file), encrypted before upload.
     Send {
         #[arg(long)]
         org: String,
         #[arg(long)]
         conversation: String,
-        text: String,
+        /// A file to send instead of a text.
+        #[arg(long, conflicts_with = "text")]
+        file: Option<PathBuf>,
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+    },
+    /// Download, verify and decrypt the file a message carries.
+    Download {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        conversation: String,
+        /// The message: its id, or its number in the conversation (`#12` or `12`).
+        #[arg(long)]
+        message: String,
+        /// Where to write it (a file, or a directory); default: the sender's file name here.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// React to a message (end-to-end encrypted), or take a reaction back with --remove.
+    React {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        conversation: String,
+        /// The message: its id, or its number in the conversation (`#12` or `12`).
+        #[arg(long)]
+        message: String,
+        /// The emoji (or short text).
+        emoji: String,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Pin a message, or unpin it with --remove.
+    Pin {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        conversation: String,
+        /// The message: its id, or its number in the conversation (`#12` or `12`).
+        #[arg(long)]
+        message: String,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List a conversation's pinned messages.
+    Pins {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        conversation: String,
     },
     /// Show a conversation's latest messages, decrypted.
     History {
@@ -282,7 +333,22 @@ pub async fn run(cli: Cli, out: &mut dyn Write, prompt: &mut dyn Prompt) -> Resu
         Command::RemoveMember { org, conversation, member } => {
             chat::remove_member(&mut ctx, &org, &conversation, &member).await
         }
-        Command::Send { org, conversation, text } => chat::send(&mut ctx, &org, &conversation, &text).await,
+        Command::Send { org, conversation, file: Some(file), .. } => {
+            rich::send_file(&mut ctx, &org, &conversation, &file).await
+        }
+        Command::Send { org, conversation, file: None, text } => {
+            chat::send(&mut ctx, &org, &conversation, text.as_deref().unwrap_or_default()).await
+        }
+        Command::Download { org, conversation, message, output } => {
+            rich::download(&mut ctx, &org, &conversation, &message, output).await
+        }
+        Command::React { org, conversation, message, emoji, remove } => {
+            rich::react(&mut ctx, &org, &conversation, &message, &emoji, remove).await
+        }
+        Command::Pin { org, conversation, message, remove } => {
+            rich::pin(&mut ctx, &org, &conversation, &message, remove).await
+        }
+        Command::Pins { org, conversation } => rich::pins(&mut ctx, &org, &conversation).await,
         Command::History { org, conversation, limit } => chat::history(&mut ctx, &org, &conversation, limit).await,
         Command::Listen { org, conversations, count } => chat::listen(&mut ctx, &org, &conversations, count).await,
     }

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Local, Utc};
 
 use super::resolve::Names;
-use crate::messenger::ReceivedMessage;
+use crate::content::Content;
+use crate::messenger::{Body, ReceivedMessage};
 
 /// A timestamp in local time, to the second.
 pub(super) fn time(at: DateTime<Utc>) -> String {
@@ -13,5 +14,14 @@ pub(super) fn time(at: DateTime<Utc>) -> String {
 /// `[time] sender: text`, with `(edited)` when it was.
 pub(super) fn message_line(message: &ReceivedMessage, names: &Names) -> String {
     let edited = if message.edited_at.is_some() { " (edited)" } else { "" };
-    format!("[{}] {}: {}{edited}", time(message.created_at), names.of(message.sender_user_id), message.body.display())
+    let file = match &message.body {
+        Body::Content { content: Content::File(_) } => format!(" (conclave download --message #{})", message.seq),
+        _ => String::new(),
+    };
+    format!(
+        "[{}] {}: {}{edited}{file}",
+        time(message.created_at),
+        names.of(message.sender_user_id),
+        message.body.display()
+    )
 }

@@ -191,3 +191,81 @@ async fn reactions_and_pins_round_trip_between_two_people() {
     assert!(alice.messenger.pins(org, conversation).await.expect("pins").is_empty());
     alice_listens.close().await;
 }
+
+/// `conclave --profile P <command> --org O --conversation C <rest>`.
+async fn cli_in(
+    app: &TestApp,
+    profile: &str,
+    org: &str,
+    conversation: &str,
+    args: Vec<String>,
+) -> anyhow::Result<String> {
+    let mut full = vec!["--profile", profile, &args[0], "--org", org, "--conversation", conversation];
+    full.extend(args[1..].iter().map(String::as_str));
+    app.cli(&full).await
+}
+
+#[tokio::test]
+async fn the_cli_sends_and_downloads_files_reacts_and_pins() {
+    let storage = TempDir::new("attachments");
+    let app = TestApp::start_with(&["--attachments-dir", storage.0.to_str().expect("utf-8 path")]).await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    let (org_s, conv_s) = (org.to_string(), conversation.to_string());
+    let at = |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).collect() };
+    let run = |profile: &'static str, args: Vec<String>| cli_in(&app, profile, &org_s, &conv_s, args);
+
+    let out = run("alice", at(&["send", "lunch?"])).await.expect("send");
+    assert!(out.contains("#1"), "{out}");
+
+    // Bob listens while Alice reacts and then sends a second message.
+    let listen_args = ["--profile", "bob", "listen", "--org", &org_s, "--count", "1"];
+    let listen = app.cli(&listen_args);
+    let act = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        run("alice", at(&["react", "--message", "#1", "🍕"])).await.expect("react");
+        run("alice", at(&["send", "pizza then"])).await
+    };
+    let (heard, sent) = tokio::join!(listen, act);
+    sent.expect("second send");
+    let heard = heard.expect("listen");
+    assert!(heard.contains("reacted 🍕"), "{heard}");
+
+    let out = run("bob", at(&["react", "--message", "#1", "👍"])).await.expect("react");
+    assert!(out.contains("Reacted 👍"), "{out}");
+    let out = run("alice", at(&["history"])).await.expect("history");
+    assert!(out.contains("reactions: 🍕 ") && out.contains("👍 "), "{out}");
+    run("bob", at(&["react", "--message", "#1", "👍", "--remove"])).await.expect("unreact");
+    let err = run("bob", at(&["react", "--message", "#1", "👍", "--remove"])).await.expect_err("nothing left");
+    assert!(err.to_string().contains("no reaction"), "{err}");
+
+    let out = run("bob", at(&["pin", "--message", "#2"])).await.expect("pin");
+    assert!(out.contains("Pinned"), "{out}");
+    let out = run("alice", at(&["pins"])).await.expect("pins");
+    let message_two = out.split_whitespace().next().expect("a pin line").to_owned();
+    assert!(out.contains("pinned by"), "{out}");
+    run("alice", at(&["pin", "--message", &message_two, "--remove"])).await.expect("unpin");
+    let out = run("alice", at(&["pins"])).await.expect("pins");
+    assert!(out.contains("No pinned messages"), "{out}");
+
+    // A file, through the CLI both ways.
+    let files = TempDir::new("cli-files");
+    let plaintext = random_bytes(200_000);
+    let source = files.0.join("notes.txt");
+    std::fs::write(&source, &plaintext).expect("write");
+    let source_s = source.to_str().expect("utf-8 path").to_owned();
+    let out = run("alice", vec!["send".into(), "--file".into(), source_s]).await.expect("send --file");
+    assert!(out.contains("#3"), "{out}");
+    let out = run("bob", at(&["history"])).await.expect("history");
+    assert!(out.contains("[file \"notes.txt\", text/plain, 200000 bytes] (conclave download --message #3)"), "{out}");
+    let dest = files.0.join("copy.txt");
+    let dest_s = dest.to_str().expect("utf-8 path").to_owned();
+    let out = run("bob", vec!["download".into(), "--message".into(), "#3".into(), "--output".into(), dest_s])
+        .await
+        .expect("download");
+    assert!(out.contains("verified"), "{out}");
+    assert!(std::fs::read(&dest).expect("read") == plaintext);
+    let err = run("bob", at(&["download", "--message", "#1"])).await.expect_err("not a file");
+    assert!(err.to_string().contains("not a file"), "{err}");
+}
