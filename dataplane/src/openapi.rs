@@ -187,6 +187,7 @@ pub const ERROR_CODES: &[&str] = &[
     "realtime_unavailable",
     "refresh_token_reused",
     "rotation_required",
+    "session_expired_by_organization",
     "session_revoked",
     "size_mismatch",
     "stale_generation",

@@ -114,16 +114,28 @@ pub async fn member_tx(
 ) -> ApiResult<(Transaction<'static, Postgres>, Membership)> {
     let mut tx = db::tenant_tx(state, organization_id, auth.user_id).await?;
     let row = sqlx::query!(
-        r#"SELECT m.role, o.require_totp,
-                  EXISTS (SELECT 1 FROM totp_secrets t WHERE t.user_id = m.user_id AND t.confirmed_at IS NOT NULL) AS "has_totp!"
+        r#"SELECT m.role, o.require_totp, o.session_lifetime_seconds,
+                  EXISTS (SELECT 1 FROM totp_secrets t WHERE t.user_id = m.user_id AND t.confirmed_at IS NOT NULL) AS "has_totp!",
+                  coalesce((SELECT now() - s.created_at > make_interval(secs => o.session_lifetime_seconds)
+                              FROM session_tokens s WHERE s.id = $3), false) AS "session_too_old!"
              FROM organization_memberships m JOIN organizations o ON o.id = m.organization_id
             WHERE m.organization_id = $1 AND m.user_id = $2 AND o.status = 'active'"#,
         organization_id,
-        auth.user_id
+        auth.user_id,
+        auth.session_id
     )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found("organization"))?;
+    // The organization's session lifetime: a session older than that signs in again before it
+    // may act in this organization (other organizations keep their own policy).
+    if row.session_too_old {
+        let hours = row.session_lifetime_seconds.unwrap_or_default() as f64 / 3600.0;
+        return Err(ApiError::unauthorized(
+            "session_expired_by_organization",
+            format!("this organization limits sessions to {hours:.1} hours: sign in again"),
+        ));
+    }
     if row.require_totp && !row.has_totp {
         return Err(ApiError::forbidden(
             "totp_required_by_organization",

@@ -568,3 +568,30 @@ async fn a_member_demoted_to_guest_keeps_only_the_workspaces_that_admit_guests()
             .expect("memberships");
     assert_eq!(left, vec![(open, "guest".to_owned())]);
 }
+
+#[tokio::test]
+async fn an_organizations_session_lifetime_sends_old_sessions_back_to_sign_in() {
+    let app = TestApp::start().await;
+    let person = app.person("olga@example.org").await;
+    let (org, _) = app.organization("strict", &[&person]).await;
+    sqlx::query("UPDATE organizations SET session_lifetime_seconds = 3600 WHERE id = $1")
+        .bind(org)
+        .execute(&app.db.owner)
+        .await
+        .expect("policy");
+    let path = format!("/v1/organizations/{org}");
+    assert_eq!(app.get(&path, Some(&person.access)).await.0, StatusCode::OK, "a fresh session is fine");
+    // The session was opened two hours ago.
+    sqlx::query("UPDATE session_tokens SET created_at = now() - interval '2 hours' WHERE user_id = $1")
+        .bind(person.user_id)
+        .execute(&app.db.owner)
+        .await
+        .expect("age the session");
+    let (status, body) = app.get(&path, Some(&person.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "session_expired_by_organization"));
+    // Account routes are not the organization's to limit.
+    assert_eq!(app.get("/v1/me", Some(&person.access)).await.0, StatusCode::OK);
+    // A new sign-in is a new session.
+    let fresh = app.login("olga@example.org", crate::support::PASSWORD).await;
+    assert_eq!(app.get(&path, fresh["access_token"].as_str()).await.0, StatusCode::OK);
+}
