@@ -16,6 +16,11 @@
 //!   directory, refreshed from the conversation's devices (and, for one's own devices, from
 //!   `GET /v1/devices`, which lists revoked ones too); a sender device that cannot be found is
 //!   shown as [`Body::CannotVerify`], never as unverified text.
+//! - **Reactions and pins** ([`Messenger::react`], [`Messenger::unreact`],
+//!   [`Messenger::reactions`], [`Messenger::pin`]): reactions are sealed under the current key
+//!   and opened (tag checked) like messages.
+//! - **Files** ([`Messenger::send_file`], [`Messenger::download`]): chunked encryption under a
+//!   per-file key, streamed both ways; see `files.rs`.
 //! - **Listening** ([`Messenger::listen`]): the WebSocket, see [`Listener`].
 
 mod directory;
