@@ -192,6 +192,37 @@ async fn reactions_and_pins_round_trip_between_two_people() {
     alice_listens.close().await;
 }
 
+#[tokio::test]
+async fn reactions_and_pins_reach_a_listener_on_another_replica() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    let message = alice.messenger.send_text(org, conversation, "on replica one").await.expect("send");
+
+    let (replica, _stop) = app.replica().await;
+    let alice_there = alice.on(&replica);
+    let mut listens = alice_there.listen(org, &[], ListenerOptions::default()).await.expect("listen");
+    bob.messenger.react(org, conversation, message.id, "🚀").await.expect("react on replica one");
+    let heard = next_reaction(&mut listens).await;
+    assert_eq!((heard.value(), heard.user_id), (Some("🚀"), bob.user_id));
+    bob.messenger.pin(org, conversation, message.id).await.expect("pin on replica one");
+    let pinned = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let ListenEvent::Pinned(pin) = listens.next().await.expect("listener") {
+                return pin;
+            }
+        }
+    })
+    .await
+    .expect("a pin within 10 s");
+    assert_eq!((pinned.message_id, pinned.pinned_by), (message.id, Some(bob.user_id)));
+    // The other replica reads the same state, and opens the reaction with the keystore it loaded.
+    let reactions = alice_there.reactions(org, conversation, message.id).await.expect("reactions");
+    assert_eq!(reactions.iter().map(|r| r.value()).collect::<Vec<_>>(), vec![Some("🚀")]);
+    listens.close().await;
+}
+
 /// `conclave --profile P <command> --org O --conversation C <rest>`.
 async fn cli_in(
     app: &TestApp,

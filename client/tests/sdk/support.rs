@@ -118,6 +118,14 @@ impl TestApp {
         self.stop = serve(&self.args, listener).await;
     }
 
+    /// A second replica of the data plane: same database, Redis namespace and keys, its own
+    /// port. Returns its base URL and the sender that stops it.
+    pub async fn replica(&self) -> (String, oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        (base, serve(&self.args, listener).await)
+    }
+
     /// The confirmation token emailed to `email`.
     pub async fn confirmation_token(&self, email: &str) -> String {
         let mail = self.mail.wait_for(email, "Confirm", Duration::from_secs(10)).await.expect("confirmation email");
@@ -223,6 +231,17 @@ pub struct Person {
     pub email: String,
     pub profile: Profile,
     pub messenger: Messenger,
+}
+
+impl Person {
+    /// Another engine for this person's device, talking to the server at `base` (a replica).
+    pub fn on(&self, base: &str) -> Messenger {
+        let session = self.profile.load_session().expect("session").expect("signed in");
+        let client = Client::with_session(base, session.tokens, None).expect("client");
+        let keystore = self.profile.load_keystore().expect("keystore");
+        let directory = DeviceDirectory::load(self.profile.devices_path()).expect("directory");
+        Messenger::new(client, keystore, directory, self.user_id, self.device_id)
+    }
 }
 
 /// The test password, as if typed.
