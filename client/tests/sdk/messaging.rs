@@ -40,7 +40,10 @@ async fn alice_and_bob_exchange_encrypted_messages_through_the_sdk_and_the_webso
     let bob = app.person("bob@example.org").await;
     let (org, conversation) = group(&app, &alice, &[&bob]).await;
 
-    let mut bob_listens = bob.messenger.listen(org, &[], ListenerOptions::default()).await.expect("listen");
+    // Alice talks to replica 1, Bob to replica 2: Redis carries the message between them.
+    let (replica, _stop) = app.replica().await;
+    let bob_on_2 = bob.on(&replica);
+    let mut bob_listens = bob_on_2.listen(org, &[], ListenerOptions::default()).await.expect("listen");
     // The first send finds no key yet: the SDK makes generation 1 for both devices.
     let sent = alice.messenger.send_text(org, conversation, "hello bob").await.expect("send");
     assert_eq!((sent.seq, sent.key_generation), (1, 1));
@@ -50,7 +53,7 @@ async fn alice_and_bob_exchange_encrypted_messages_through_the_sdk_and_the_webso
     assert_eq!((received.sender_user_id, received.sender_device_id), (Some(alice.user_id), Some(alice.device_id)));
     assert_eq!(bob_listens.cursors().get(&conversation), Some(&1));
 
-    bob.messenger.send_text(org, conversation, "hi alice").await.expect("reply");
+    bob_on_2.send_text(org, conversation, "hi alice").await.expect("reply");
     let echoed = next_message(&mut bob_listens).await;
     assert_eq!(echoed.body.text(), Some("hi alice"), "a sender's own messages come back on its socket too");
 
@@ -74,6 +77,41 @@ async fn alice_and_bob_exchange_encrypted_messages_through_the_sdk_and_the_webso
     let bob_member = conv.members.iter().find(|m| m.user_id == bob.user_id).expect("bob is a member");
     assert!(bob_member.delivered_seq >= 1, "{bob_member:?}");
     bob_listens.close().await;
+
+    // No table anywhere holds either plaintext, as text or as bytes.
+    for plaintext in ["hello bob", "hi alice"] {
+        let found = plaintext_rows(&app, plaintext).await;
+        assert!(found.is_empty(), "{plaintext:?} found in {found:?}");
+    }
+    assert!(!plaintext_rows(&app, "alice@example.org").await.is_empty(), "the scan does find what is stored");
+}
+
+/// Tables with a row whose text form contains `needle`, or whose bytea columns contain its bytes
+/// (a bytea column's text form is its hex).
+async fn plaintext_rows(app: &TestApp, needle: &str) -> Vec<String> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace",
+    )
+    .fetch_all(&app.db.owner)
+    .await
+    .expect("tables");
+    let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut found = Vec::new();
+    for table in tables {
+        let sql = format!(
+            "SELECT count(*) FROM \"{table}\" t WHERE t::text LIKE '%' || $1 || '%' OR t::text LIKE '%' || $2 || '%'"
+        );
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(needle)
+            .bind(&hex)
+            .fetch_one(&app.db.owner)
+            .await
+            .expect("scan");
+        if count > 0 {
+            found.push(table);
+        }
+    }
+    found
 }
 
 #[tokio::test]
