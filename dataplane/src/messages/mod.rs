@@ -130,11 +130,13 @@ struct Signed<'a> {
     signature: &'a [u8; 64],
 }
 
-async fn verify_signature(conn: &mut PgConnection, auth: AuthUser, signed: Signed<'_>) -> ApiResult<()> {
+/// The sending device's Ed25519 public key.
+async fn device_key(conn: &mut PgConnection, device_id: Uuid) -> ApiResult<Vec<u8>> {
+    Ok(sqlx::query_scalar!("SELECT ed25519_public_key FROM devices WHERE id = $1", device_id).fetch_one(conn).await?)
+}
+
+fn verify_signature(key: Vec<u8>, auth: AuthUser, signed: Signed<'_>) -> ApiResult<()> {
     let Signed { conversation_id, generation, client_message_id, nonce, ciphertext, signature } = signed;
-    let key = sqlx::query_scalar!("SELECT ed25519_public_key FROM devices WHERE id = $1", auth.device_id)
-        .fetch_one(&mut *conn)
-        .await?;
     let key: [u8; 32] = key.try_into().map_err(|_| ApiError::internal())?;
     let verifying = VerifyingKey::from_bytes(&key).map_err(|_| ApiError::internal())?;
     let generation =
@@ -208,16 +210,18 @@ async fn send(
     check_size(&body.ciphertext)?;
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
-    // A retry of a send that already committed returns what was stored.
-    let existing = sqlx::query_scalar!(
-        "SELECT id FROM messages WHERE conversation_id = $1 AND sender_device_id = $2 AND client_message_id = $3",
+    // One round trip for both: a retry of a send that already committed returns what was
+    // stored, and the sending device's key verifies the signature.
+    let lookup = sqlx::query!(
+        r#"SELECT (SELECT id FROM messages WHERE conversation_id = $1 AND sender_device_id = $2 AND client_message_id = $3) AS existing,
+                  (SELECT ed25519_public_key FROM devices WHERE id = $2) AS "key!""#,
         conversation_id,
         auth.device_id,
         body.client_message_id
     )
-    .fetch_optional(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    if let Some(id) = existing {
+    if let Some(id) = lookup.existing {
         let message = fetch_one(&mut tx, conversation_id, id).await?;
         tx.commit().await?;
         return Ok((StatusCode::OK, axum::Json(message)));
@@ -231,11 +235,16 @@ async fn send(
         ciphertext: &body.ciphertext,
         signature: &body.signature,
     };
-    verify_signature(&mut tx, auth, signed).await?;
+    verify_signature(lookup.key, auth, signed)?;
     let seq = seat.last_seq + 1;
+    // Sequence, message and the sender's own cursors (they have, by definition, seen their own
+    // message) in one statement.
     let row = sqlx::query_as!(
         Row,
-        "WITH bumped AS (UPDATE conversations SET last_seq = $3 WHERE id = $2)
+        "WITH bumped AS (UPDATE conversations SET last_seq = $3 WHERE id = $2),
+              seen AS (UPDATE conversation_members
+                          SET delivered_seq = GREATEST(delivered_seq, $3), read_seq = GREATEST(read_seq, $3)
+                        WHERE conversation_id = $2 AND user_id = $4)
          INSERT INTO messages (organization_id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id,
                                key_generation, nonce, ciphertext, signature, reply_to_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
@@ -255,16 +264,6 @@ async fn send(
         body.reply_to_id
     )
     .fetch_one(&mut *tx)
-    .await?;
-    // The sender has, by definition, seen their own message.
-    sqlx::query!(
-        "UPDATE conversation_members SET delivered_seq = GREATEST(delivered_seq, $3), read_seq = GREATEST(read_seq, $3)
-          WHERE conversation_id = $1 AND user_id = $2",
-        conversation_id,
-        auth.user_id,
-        seq
-    )
-    .execute(&mut *tx)
     .await?;
     crate::attachments::attach(&mut tx, conversation_id, row.id, auth.user_id, &body.attachment_ids).await?;
     write_outbox(&mut tx, organization_id, conversation_id, row.id, seq, auth.user_id).await?;
@@ -295,21 +294,15 @@ async fn write_outbox(
     sender: Uuid,
 ) -> ApiResult<()> {
     let payload = serde_json::json!({ "conversation_id": conversation_id, "message_id": message_id, "seq": seq });
+    // Both kinds of row in one statement: a send is a handful of round trips, each one counts.
     sqlx::query!(
-        "INSERT INTO outbound_notifications (organization_id, channel, event_type, webhook_endpoint_id, payload)
-         SELECT $1, 'webhook', 'message.created', w.id, $3
+        "INSERT INTO outbound_notifications (organization_id, channel, event_type, webhook_endpoint_id, recipient_user_id, payload)
+         SELECT $1::uuid, 'webhook'::text, 'message.created'::text, w.id, NULL::uuid, $4::jsonb
            FROM webhook_endpoints w JOIN conversations c ON c.id = $2
           WHERE w.enabled AND 'message.created' = ANY (w.event_types)
-            AND (w.workspace_id IS NULL OR w.workspace_id = c.workspace_id)",
-        organization_id,
-        conversation_id,
-        payload
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO outbound_notifications (organization_id, channel, event_type, recipient_user_id, payload)
-         SELECT DISTINCT $1::uuid, 'push', 'message.created', m.user_id, $4::jsonb
+            AND (w.workspace_id IS NULL OR w.workspace_id = c.workspace_id)
+         UNION ALL
+         SELECT DISTINCT $1::uuid, 'push'::text, 'message.created'::text, NULL::uuid, m.user_id, $4::jsonb
            FROM conversation_members m
            JOIN push_subscriptions p ON p.user_id = m.user_id
           WHERE m.conversation_id = $2 AND m.user_id <> $3",
@@ -415,7 +408,8 @@ async fn edit(
         ciphertext: &body.ciphertext,
         signature: &body.signature,
     };
-    verify_signature(&mut tx, auth, signed).await?;
+    let key = device_key(&mut tx, auth.device_id).await?;
+    verify_signature(key, auth, signed)?;
     // The old ciphertext is replaced, not kept: the server never had the plaintext of either.
     sqlx::query!(
         "UPDATE messages SET key_generation = $3, nonce = $4, ciphertext = $5, signature = $6, edited_at = now()

@@ -181,3 +181,34 @@ async fn an_owner_invitation_queued_by_the_operator_is_emailed_with_a_fresh_toke
     assert_eq!(role, "owner");
     let _ = PASSWORD;
 }
+
+#[tokio::test]
+async fn a_send_queues_one_push_per_other_member_with_a_subscription_and_nothing_else() {
+    let app = app().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let carol = app.person("carol@example.org").await;
+    let chat = group(&app, &alice, &[&bob, &carol]).await;
+    for person in [&alice, &bob] {
+        let (status, _) = app
+            .post(
+                &format!("/v1/devices/{}/push-subscriptions", person.device_id),
+                json!({ "endpoint": "https://push.example/sub", "p256dh": crate::support::b64(&[4u8; 65]), "auth": crate::support::b64(&[1u8; 16]) }),
+                Some(&person.access),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    chat.rotate(&alice, 1).await;
+    let (status, message) = chat.send(&alice, 1, &[3u8; 40]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let pushes: Vec<(Uuid, Value)> =
+        sqlx::query_as("SELECT recipient_user_id, payload FROM outbound_notifications WHERE channel = 'push'")
+            .fetch_all(&app.db.owner)
+            .await
+            .expect("rows");
+    assert_eq!(pushes.len(), 1, "Bob only: Alice sent it and Carol has no subscription");
+    assert_eq!(pushes[0].0, bob.user_id);
+    assert_eq!(pushes[0].1["message_id"], message["id"]);
+    assert_eq!(app.count("SELECT count(*) FROM outbound_notifications WHERE channel = 'webhook'").await, 0);
+}
