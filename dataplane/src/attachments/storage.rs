@@ -108,6 +108,7 @@ mod s3 {
     use super::{BlobStore, BlobStream, READ_CHUNK};
     use futures::future::BoxFuture;
     use futures::{StreamExt, TryStreamExt};
+    use object_store::ObjectStoreExt;
     use object_store::aws::AmazonS3Builder;
     use object_store::path::Path as ObjectPath;
     use object_store::{ObjectStore, WriteMultipart};
