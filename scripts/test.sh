@@ -55,6 +55,17 @@ status=0
 cargo test --workspace --exclude conclave-e2e --locked --no-fail-fast || status=$?
 echo "unit and integration tests finished in $((SECONDS - tests_started))s"
 
+step "the S3 attachment store against an S3-compatible server (moto, on loopback)"
+# The aws backend is behind the data plane's `s3` feature (it brings a C build); it is built and
+# tested here so the store that production may choose is exercised like the default one.
+export CONCLAVE_MOTO_PYTHON="${CONCLAVE_MOTO_PYTHON:-python3}"
+if ! "$CONCLAVE_MOTO_PYTHON" -c 'import moto.server' 2>/dev/null; then
+    "$CONCLAVE_MOTO_PYTHON" -m pip install --quiet 'moto[server]' \
+        || "$CONCLAVE_MOTO_PYTHON" -m pip install --quiet --break-system-packages 'moto[server]'
+fi
+cargo clippy -p conclave-dataplane --features s3 --all-targets --locked -- -D warnings
+cargo test -p conclave-dataplane --features s3 --locked --lib attachments::storage || status=$?
+
 step "end-to-end suite: etcd + kube-apiserver, Helm chart, operator, data plane, two people chatting"
 e2e_started=$SECONDS
 # --nocapture: each scenario step is printed as it happens; one test at a time (two cores).

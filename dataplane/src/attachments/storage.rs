@@ -133,7 +133,18 @@ mod s3 {
     impl S3Store {
         /// `endpoint` is for S3-compatible services (path-style, HTTP allowed when it says so).
         pub fn open(bucket: &str, endpoint: Option<&str>, prefix: &str, staging: &Path) -> io::Result<Self> {
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            Self::with_builder(AmazonS3Builder::from_env(), bucket, endpoint, prefix, staging)
+        }
+
+        /// Like [`S3Store::open`] with the credentials and region already on `builder`.
+        pub fn with_builder(
+            builder: AmazonS3Builder,
+            bucket: &str,
+            endpoint: Option<&str>,
+            prefix: &str,
+            staging: &Path,
+        ) -> io::Result<Self> {
+            let mut builder = builder.with_bucket_name(bucket);
             if let Some(endpoint) = endpoint {
                 builder = builder
                     .with_endpoint(endpoint)
@@ -222,5 +233,89 @@ mod tests {
         assert!(matches!(store.get("blob-1").await.map(|_| ()), Err(e) if e.kind() == io::ErrorKind::NotFound));
         assert!(store.get("../etc").await.is_err());
         let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// Against a real S3-compatible server: moto's, started on loopback for the test
+    /// (`pip install "moto[server]"`; scripts/test.sh installs it).
+    #[cfg(feature = "s3")]
+    mod s3_server {
+        use crate::attachments::storage::{BlobStore, READ_CHUNK, S3Store};
+        use futures::StreamExt;
+        use object_store::aws::AmazonS3Builder;
+        use std::io;
+        use std::process::{Child, Command, Stdio};
+        use std::time::Duration;
+
+        struct Moto(Child);
+
+        impl Drop for Moto {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+
+        fn start_moto() -> (Moto, u16) {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+            let python = std::env::var("CONCLAVE_MOTO_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+            let child = Command::new(python)
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("python3 -m moto.server (pip install 'moto[server]')");
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (Moto(child), port)
+        }
+
+        /// Creates a bucket with a plain path-style PUT (moto needs no signature for it).
+        fn create_bucket(port: u16, bucket: &str) {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            write!(
+                stream,
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .expect("request");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).expect("answer");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+
+        #[tokio::test]
+        async fn blobs_round_trip_through_an_s3_compatible_server() {
+            let (_moto, port) = start_moto();
+            create_bucket(port, "conclave-test");
+            let staging = std::env::temp_dir().join(format!("conclave-s3-{}", uuid::Uuid::new_v4().simple()));
+            let builder = AmazonS3Builder::new()
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .with_region("us-east-1");
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let store = S3Store::with_builder(builder, "conclave-test", Some(&endpoint), "attachments", &staging)
+                .expect("store");
+            // Larger than one read chunk and not a multiple of it: several multipart writes.
+            let blob: Vec<u8> = (0..(3 * READ_CHUNK + 123)).map(|i| (i % 253) as u8).collect();
+            let staged = store.staging_dir().join("upload");
+            std::fs::write(&staged, &blob).expect("stage");
+            store.put("org/blob-1", &staged).await.expect("put");
+            assert!(!staged.exists(), "the staged file is consumed");
+            let mut stream = store.get("org/blob-1").await.expect("get");
+            let mut read = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                read.extend_from_slice(&chunk.expect("chunk"));
+            }
+            assert_eq!(read, blob);
+            store.delete("org/blob-1").await.expect("delete");
+            store.delete("org/blob-1").await.expect("deleting what is gone succeeds");
+            let missing = store.get("org/blob-1").await.err().expect("gone");
+            assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+            let _ = std::fs::remove_dir_all(&staging);
+        }
     }
 }
