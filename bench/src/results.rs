@@ -40,6 +40,7 @@ pub enum Figures {
     Messages(Box<MessageFigures>),
     Connections(ConnectionFigures),
     Baseline(Baseline),
+    Operator(OperatorFigures),
 }
 
 impl Figures {
@@ -48,6 +49,7 @@ impl Figures {
             Self::Messages(_) => "messages",
             Self::Connections(_) => "connections",
             Self::Baseline(_) => "baseline",
+            Self::Operator(_) => "operator",
         }
     }
 
@@ -63,6 +65,7 @@ impl Figures {
             ),
             Self::Connections(c) => format!("connections sockets={}", c.sockets),
             Self::Baseline(b) => format!("baseline clients={}", b.pg_clients),
+            Self::Operator(o) => format!("operator organizations={} workspaces={}", o.organizations, o.workspaces),
         }
     }
 
@@ -88,6 +91,13 @@ impl Figures {
             Self::Baseline(b) => {
                 vec![("pg commits/s", b.pg_commits_per_sec, true), ("redis publish/s", b.redis_publish_per_sec, true)]
             }
+            Self::Operator(o) => vec![
+                ("objects Ready/s", o.objects_per_sec, true),
+                ("all Ready s", o.all_ready_secs().unwrap_or(f64::NAN), false),
+                ("errors", o.errors as f64, false),
+                ("operator idle CPU %", o.idle_cpu_percent, false),
+                ("operator idle RSS MiB", o.idle_rss_mib, false),
+            ],
         }
     }
 }
@@ -193,6 +203,42 @@ pub struct ConnectionFigures {
     pub idle_cpu_percent: f64,
     pub errors: u64,
     pub error_kinds: Vec<(String, u64)>,
+}
+
+/// Organizations and Workspaces created against a real kube-apiserver, timed to `Ready`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OperatorFigures {
+    pub organizations: usize,
+    pub workspaces: usize,
+    /// Create requests in flight.
+    pub concurrency: usize,
+    /// Seconds to create every object (the API server's side).
+    pub create_secs: f64,
+    /// Seconds from the first create until every Organization was Ready (`None`: timed out).
+    pub organizations_ready_secs: Option<f64>,
+    /// Seconds from the first create until every Workspace was Ready (`None`: timed out).
+    pub workspaces_ready_secs: Option<f64>,
+    pub ready_organizations: usize,
+    pub ready_workspaces: usize,
+    /// Objects per second, first create to all Ready (0 when not all became Ready).
+    pub objects_per_sec: f64,
+    /// The operator's mean CPU while reconciling (100 = one core).
+    pub busy_cpu_percent: f64,
+    /// The operator's RSS when everything was Ready.
+    pub busy_rss_mib: f64,
+    pub idle_secs: f64,
+    /// The operator's mean CPU at rest afterwards.
+    pub idle_cpu_percent: f64,
+    pub idle_rss_mib: f64,
+    pub errors: u64,
+    pub error_kinds: Vec<(String, u64)>,
+}
+
+impl OperatorFigures {
+    /// Seconds until both kinds were all Ready.
+    pub fn all_ready_secs(&self) -> Option<f64> {
+        Some(self.organizations_ready_secs?.max(self.workspaces_ready_secs?))
+    }
 }
 
 /// The machine's limits for the same work, measured with the standard tools.

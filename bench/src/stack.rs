@@ -111,6 +111,23 @@ pub async fn dataplane_binary(given: Option<PathBuf>) -> Result<PathBuf> {
     Ok(target.join("release").join("conclave-dataplane"))
 }
 
+/// Builds the release operator (run as the e2e harness runs it: next to this binary, in
+/// `target/release`) and returns its path.
+pub async fn operator_binary() -> Result<PathBuf> {
+    let root = workspace_root();
+    eprintln!("[bench] cargo build --release -p conclave-operator (waits for cargo's lock if others build)");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "conclave-operator"])
+        .current_dir(&root)
+        .status()
+        .await
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("building the operator failed");
+    }
+    conclave_e2e::tools::our_binary("conclave-operator")
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }

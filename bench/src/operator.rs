@@ -1,0 +1,212 @@
+//! The operator mode: Organizations and Workspaces created against a real kube-apiserver (the
+//! end-to-end harness's etcd + kube-apiserver, the Helm chart's CRDs and RBAC) and reconciled by
+//! the release operator binary, run as the chart's Deployment would run it, timed to `Ready`;
+//! then the operator's CPU and RSS at rest.
+
+use crate::results::OperatorFigures;
+use crate::system::Watch;
+use anyhow::{Context, Result, bail};
+use conclave_e2e::chart::{self, OPERATOR_DB_SECRET};
+use conclave_e2e::control_plane::{ControlPlane, OPERATOR_NAMESPACE};
+use conclave_e2e::operator::{self as e2e_operator, Operator};
+use conclave_e2e::stack::cnpg_app_secret;
+use futures::StreamExt as _;
+use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The namespace the tenants are declared in.
+const NAMESPACE: &str = "bench";
+/// The label every object of the run carries, to list them.
+const LABEL: &str = "conclave-bench/run";
+
+pub struct Settings {
+    pub organizations: usize,
+    pub workspaces: usize,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub idle: Duration,
+}
+
+fn resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("conclave.io", "v1alpha1", kind), plural)
+}
+
+fn organization(i: usize, run: &str) -> Value {
+    json!({
+        "apiVersion": "conclave.io/v1alpha1",
+        "kind": "Organization",
+        "metadata": {"name": format!("org-{i}"), "labels": {LABEL: run}},
+        "spec": {"slug": format!("org-{i}"), "displayName": format!("Organization {i}")},
+    })
+}
+
+fn workspace(i: usize, org: usize, run: &str) -> Value {
+    json!({
+        "apiVersion": "conclave.io/v1alpha1",
+        "kind": "Workspace",
+        "metadata": {"name": format!("ws-{i}"), "labels": {LABEL: run}},
+        "spec": {
+            "organizationRef": {"name": format!("org-{org}")},
+            "slug": format!("ws-{i}"),
+            "displayName": format!("Workspace {i}"),
+        },
+    })
+}
+
+/// Whether an object's `Ready` condition is `True`.
+fn is_ready(object: &DynamicObject) -> bool {
+    object.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// Creates `docs` with at most `concurrency` requests in flight; the errors by kind.
+async fn create_all(api: &Api<DynamicObject>, docs: Vec<Value>, concurrency: usize) -> BTreeMap<String, u64> {
+    let results: Vec<Result<()>> = futures::stream::iter(docs)
+        .map(|doc| async move {
+            let object: DynamicObject = serde_json::from_value(doc)?;
+            api.create(&PostParams::default(), &object).await?;
+            Ok(())
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut errors = BTreeMap::new();
+    for e in results.into_iter().filter_map(Result::err) {
+        let kind = format!("{e:#}");
+        *errors.entry(kind.chars().take(120).collect()).or_insert(0) += 1;
+    }
+    errors
+}
+
+/// Ready objects of a kind with the run's label.
+async fn count_ready(api: &Api<DynamicObject>, run: &str) -> Result<usize> {
+    let list = api.list(&ListParams::default().labels(&format!("{LABEL}={run}"))).await?;
+    Ok(list.items.iter().filter(|o| is_ready(o)).count())
+}
+
+/// Starts the control plane, installs the chart, runs the operator against `owner_url`'s
+/// database, and measures.
+pub async fn run(settings: &Settings, owner_url: &str, run_id: &str) -> Result<OperatorFigures> {
+    eprintln!("[bench] starting etcd + kube-apiserver (the e2e harness)");
+    let mut plane = tokio::task::spawn_blocking(ControlPlane::start).await??;
+    let result = async {
+        let _ = plane.kubectl(&["create", "namespace", NAMESPACE]);
+        chart::install(&plane, &["operator.logFormat=json"]).context("helm install")?;
+        let secret = cnpg_app_secret(OPERATOR_DB_SECRET, OPERATOR_NAMESPACE, owner_url)?;
+        plane.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string())?;
+        let identity = "bench-operator-0";
+        let mut op = e2e_operator::start(&plane, identity).await?;
+        e2e_operator::wait_for_leader(&plane, identity, Duration::from_secs(30)).await?;
+        eprintln!("[bench] operator (pid {:?}) holds the leader Lease", op.pod.proc.pid());
+        let measured = measure(settings, &plane.client().await?, &mut op, run_id).await;
+        if measured.is_err() {
+            eprintln!("[bench] operator log (last lines):\n{}", op.pod.proc.tail(30));
+        }
+        drop(op);
+        measured
+    }
+    .await;
+    let stopped = tokio::task::spawn_blocking(move || plane.stop()).await;
+    let figures = result?;
+    stopped??;
+    Ok(figures)
+}
+
+async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &str) -> Result<OperatorFigures> {
+    let pid = op.pod.proc.pid().context("the operator has no pid")?;
+    let orgs: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), NAMESPACE, &resource("Organization", "organizations"));
+    let workspaces: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), NAMESPACE, &resource("Workspace", "workspaces"));
+    let per_org = settings.organizations.max(1);
+    let org_docs: Vec<Value> = (0..settings.organizations).map(|i| organization(i, run)).collect();
+    let ws_docs: Vec<Value> = (0..settings.workspaces).map(|i| workspace(i, i % per_org, run)).collect();
+
+    let start = Instant::now();
+    let mut errors = create_all(&orgs, org_docs, settings.concurrency).await;
+    for (k, v) in create_all(&workspaces, ws_docs, settings.concurrency).await {
+        *errors.entry(k).or_insert(0) += v;
+    }
+    let create_secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "[bench] created {} Organizations and {} Workspaces in {create_secs:.1} s ({} errors)",
+        settings.organizations,
+        settings.workspaces,
+        errors.values().sum::<u64>()
+    );
+
+    let watch = Watch::new(vec![pid]);
+    let busy_start = watch.sample();
+    let mut orgs_ready_secs = None;
+    let mut workspaces_ready_secs = None;
+    let (mut ready_orgs, mut ready_ws) = (0, 0);
+    loop {
+        if !op.pod.proc.running() {
+            bail!("the operator exited:\n{}", op.pod.proc.tail(40));
+        }
+        if orgs_ready_secs.is_none() {
+            ready_orgs = count_ready(&orgs, run).await?;
+            if ready_orgs >= settings.organizations {
+                orgs_ready_secs = Some(start.elapsed().as_secs_f64());
+            }
+        }
+        if workspaces_ready_secs.is_none() {
+            ready_ws = count_ready(&workspaces, run).await?;
+            if ready_ws >= settings.workspaces {
+                workspaces_ready_secs = Some(start.elapsed().as_secs_f64());
+            }
+        }
+        eprintln!(
+            "[bench] {:>5.1} s: Ready {ready_orgs}/{} Organizations, {ready_ws}/{} Workspaces; operator RSS {:.0} MiB",
+            start.elapsed().as_secs_f64(),
+            settings.organizations,
+            settings.workspaces,
+            watch.dataplane_rss_mib()
+        );
+        if orgs_ready_secs.is_some() && workspaces_ready_secs.is_some() {
+            break;
+        }
+        if start.elapsed() > settings.timeout {
+            eprintln!("[bench] timed out after {:.0} s", settings.timeout.as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let busy_end = watch.sample();
+    let busy_cpu = watch.cpu_between(&busy_start, &busy_end)[0];
+    let busy_rss = watch.dataplane_rss_mib();
+    let all_secs = start.elapsed().as_secs_f64();
+
+    eprintln!("[bench] holding idle for {:.0} s", settings.idle.as_secs_f64());
+    let idle_start = watch.sample();
+    tokio::time::sleep(settings.idle).await;
+    let idle_end = watch.sample();
+    let idle_cpu = watch.cpu_between(&idle_start, &idle_end)[0];
+    let idle_rss = watch.dataplane_rss_mib();
+
+    let objects = settings.organizations + settings.workspaces;
+    let all_ready = orgs_ready_secs.is_some() && workspaces_ready_secs.is_some();
+    Ok(OperatorFigures {
+        organizations: settings.organizations,
+        workspaces: settings.workspaces,
+        concurrency: settings.concurrency,
+        create_secs,
+        organizations_ready_secs: orgs_ready_secs,
+        workspaces_ready_secs,
+        ready_organizations: ready_orgs,
+        ready_workspaces: ready_ws,
+        objects_per_sec: if all_ready { objects as f64 / all_secs.max(1e-6) } else { 0.0 },
+        busy_cpu_percent: busy_cpu,
+        busy_rss_mib: busy_rss,
+        idle_secs: settings.idle.as_secs_f64(),
+        idle_cpu_percent: idle_cpu,
+        idle_rss_mib: idle_rss,
+        errors: errors.values().sum(),
+        error_kinds: errors.into_iter().collect(),
+    })
+}
