@@ -16,6 +16,8 @@ use kube::core::GroupVersionKind;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The namespace the tenants are declared in.
@@ -64,12 +66,19 @@ fn is_ready(object: &DynamicObject) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
-/// Creates `docs` with at most `concurrency` requests in flight; the errors by kind.
-async fn create_all(api: &Api<DynamicObject>, docs: Vec<Value>, concurrency: usize) -> BTreeMap<String, u64> {
+/// Creates `docs` with at most `concurrency` requests in flight, counting them in `created`;
+/// the errors by kind.
+async fn create_all(
+    api: &Api<DynamicObject>,
+    docs: Vec<Value>,
+    concurrency: usize,
+    created: &AtomicUsize,
+) -> BTreeMap<String, u64> {
     let results: Vec<Result<()>> = futures::stream::iter(docs)
         .map(|doc| async move {
             let object: DynamicObject = serde_json::from_value(doc)?;
             api.create(&PostParams::default(), &object).await?;
+            created.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
         .buffer_unordered(concurrency.max(1))
@@ -127,19 +136,22 @@ async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &
     let org_docs: Vec<Value> = (0..settings.organizations).map(|i| organization(i, run)).collect();
     let ws_docs: Vec<Value> = (0..settings.workspaces).map(|i| workspace(i, i % per_org, run)).collect();
 
+    // The creates run in a task of their own, so Ready is watched (every second) while they go.
     let start = Instant::now();
-    let mut errors = create_all(&orgs, org_docs, settings.concurrency).await;
-    for (k, v) in create_all(&workspaces, ws_docs, settings.concurrency).await {
-        *errors.entry(k).or_insert(0) += v;
-    }
-    let create_secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "[bench] created {} Organizations and {} Workspaces in {create_secs:.1} s ({} errors)",
-        settings.organizations,
-        settings.workspaces,
-        errors.values().sum::<u64>()
-    );
-
+    let created = Arc::new(AtomicUsize::new(0));
+    let creating = {
+        let (orgs, workspaces, created) = (orgs.clone(), workspaces.clone(), created.clone());
+        let concurrency = settings.concurrency;
+        tokio::spawn(async move {
+            let mut errors = create_all(&orgs, org_docs, concurrency, &created).await;
+            for (k, v) in create_all(&workspaces, ws_docs, concurrency, &created).await {
+                *errors.entry(k).or_insert(0) += v;
+            }
+            (errors, start.elapsed().as_secs_f64())
+        })
+    };
+    let mut creating = Some(creating);
+    let mut created_result: Option<(BTreeMap<String, u64>, f64)> = None;
     let watch = Watch::new(vec![pid]);
     let busy_start = watch.sample();
     let mut orgs_ready_secs = None;
@@ -148,6 +160,18 @@ async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &
     loop {
         if !op.pod.proc.running() {
             bail!("the operator exited:\n{}", op.pod.proc.tail(40));
+        }
+        if creating.as_ref().is_some_and(tokio::task::JoinHandle::is_finished)
+            && let Some(handle) = creating.take()
+        {
+            let (errors, secs) = handle.await?;
+            eprintln!(
+                "[bench] created {} Organizations and {} Workspaces in {secs:.1} s ({} errors)",
+                settings.organizations,
+                settings.workspaces,
+                errors.values().sum::<u64>()
+            );
+            created_result = Some((errors, secs));
         }
         if orgs_ready_secs.is_none() {
             ready_orgs = count_ready(&orgs, run).await?;
@@ -162,17 +186,21 @@ async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &
             }
         }
         eprintln!(
-            "[bench] {:>5.1} s: Ready {ready_orgs}/{} Organizations, {ready_ws}/{} Workspaces; operator RSS {:.0} MiB",
+            "[bench] {:>5.1} s: created {}, Ready {ready_orgs}/{} Organizations, {ready_ws}/{} Workspaces; operator RSS {:.0} MiB",
             start.elapsed().as_secs_f64(),
+            created.load(Ordering::Relaxed),
             settings.organizations,
             settings.workspaces,
             watch.dataplane_rss_mib()
         );
-        if orgs_ready_secs.is_some() && workspaces_ready_secs.is_some() {
+        if orgs_ready_secs.is_some() && workspaces_ready_secs.is_some() && created_result.is_some() {
             break;
         }
         if start.elapsed() > settings.timeout {
             eprintln!("[bench] timed out after {:.0} s", settings.timeout.as_secs_f64());
+            if let Some(handle) = creating.take() {
+                handle.abort();
+            }
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -189,6 +217,11 @@ async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &
     let idle_cpu = watch.cpu_between(&idle_start, &idle_end)[0];
     let idle_rss = watch.dataplane_rss_mib();
 
+    let (errors, create_secs) = created_result.unwrap_or_else(|| {
+        let mut errors = BTreeMap::new();
+        errors.insert("creates not finished within the timeout".to_owned(), 1);
+        (errors, all_secs)
+    });
     let objects = settings.organizations + settings.workspaces;
     let all_ready = orgs_ready_secs.is_some() && workspaces_ready_secs.is_some();
     Ok(OperatorFigures {
