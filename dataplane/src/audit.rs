@@ -11,6 +11,13 @@ pub enum Actor {
     User { user_id: Uuid, device_id: Option<Uuid> },
 }
 
+impl Actor {
+    /// The signed-in user acting from their session's device.
+    pub fn of(auth: crate::auth::session::AuthUser) -> Self {
+        Self::User { user_id: auth.user_id, device_id: Some(auth.device_id) }
+    }
+}
+
 pub struct Entry<'a> {
     /// `None` for account-level events (logins, password changes).
     pub organization_id: Option<Uuid>,

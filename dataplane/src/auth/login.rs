@@ -209,7 +209,7 @@ pub async fn logout(State(state): State<AppState>, auth: AuthUser, ip: ClientIp)
         &mut tx,
         audit::Entry {
             organization_id: None,
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "auth.logout",
             target: Some(("session", auth.session_id)),
             ip: ip.0,

@@ -61,7 +61,7 @@ pub async fn change(
         &mut tx,
         audit::Entry {
             organization_id: None,
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "auth.password_changed",
             target: Some(("user", auth.user_id)),
             ip: ip.0,

@@ -241,7 +241,7 @@ pub async fn confirm(
         &mut tx,
         audit::Entry {
             organization_id: None,
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "auth.totp_enabled",
             target: Some(("user", auth.user_id)),
             ip: ip.0,
@@ -280,7 +280,7 @@ pub async fn disable(
         &mut tx,
         audit::Entry {
             organization_id: None,
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "auth.totp_disabled",
             target: Some(("user", auth.user_id)),
             ip: ip.0,

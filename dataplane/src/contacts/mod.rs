@@ -225,7 +225,7 @@ async fn block(
         &mut tx,
         audit::Entry {
             organization_id: None,
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "contact.blocked",
             target: Some(("user", them)),
             ip: ip.0,

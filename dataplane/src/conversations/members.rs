@@ -131,7 +131,7 @@ async fn remove(
         &mut tx,
         audit::Entry {
             organization_id: Some(organization_id),
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: if leaving { "conversation.left" } else { "conversation.member_removed" },
             target: Some(("conversation", conversation_id)),
             ip: ip.0,

@@ -252,7 +252,7 @@ async fn revoke(
         &mut tx,
         audit::Entry {
             organization_id: None,
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "device.revoked",
             target: Some(("device", device_id)),
             ip: ip.0,

@@ -176,7 +176,7 @@ async fn create(
         &mut tx,
         audit::Entry {
             organization_id: Some(organization_id),
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "invitation.created",
             target: Some(("invitation", id)),
             ip: ip.0,
@@ -251,7 +251,7 @@ async fn revoke(
         &mut tx,
         audit::Entry {
             organization_id: Some(organization_id),
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "invitation.revoked",
             target: Some(("invitation", invitation_id)),
             ip: ip.0,
@@ -302,7 +302,7 @@ async fn resend(
         &mut tx,
         audit::Entry {
             organization_id: Some(organization_id),
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "invitation.resent",
             target: Some(("invitation", invitation_id)),
             ip: ip.0,
@@ -436,7 +436,7 @@ async fn accept(
         &mut tx,
         audit::Entry {
             organization_id: Some(organization_id),
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "invitation.accepted",
             target: Some(("invitation", invitation.id)),
             ip: ip.0,

@@ -159,7 +159,7 @@ async fn change_role(
             &mut tx,
             audit::Entry {
                 organization_id: Some(organization_id),
-                actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+                actor: Actor::of(auth),
                 action: "member.role_changed",
                 target: Some(("user", user_id)),
                 ip: ip.0,
@@ -231,7 +231,7 @@ async fn remove(
         &mut tx,
         audit::Entry {
             organization_id: Some(organization_id),
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "member.removed",
             target: Some(("user", user_id)),
             ip: ip.0,

@@ -187,7 +187,7 @@ async fn join(
             &mut tx,
             audit::Entry {
                 organization_id: Some(organization_id),
-                actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+                actor: Actor::of(auth),
                 action: "workspace.joined",
                 target: Some(("workspace", workspace_id)),
                 ip: ip.0,
@@ -233,7 +233,7 @@ async fn leave(
         &mut tx,
         audit::Entry {
             organization_id: Some(organization_id),
-            actor: Actor::User { user_id: auth.user_id, device_id: Some(auth.device_id) },
+            actor: Actor::of(auth),
             action: "workspace.left",
             target: Some(("workspace", workspace_id)),
             ip: ip.0,
