@@ -11,6 +11,7 @@
 //! never share a registry.
 
 use crate::AppState;
+use crate::messages::batch::BatchStats;
 use crate::realtime::Hub;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
@@ -64,7 +65,11 @@ impl Metrics {
             "How long HTTP requests take to answer, per method, route and status",
             duration.clone(),
         );
-        registry.register_collector(Box::new(Live { hub: state.hub.clone(), db: state.db.clone() }));
+        registry.register_collector(Box::new(Live {
+            hub: state.hub.clone(),
+            db: state.db.clone(),
+            sends: state.sends.stats.clone(),
+        }));
         Self { registry, requests, duration }
     }
 
@@ -126,10 +131,12 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Read on each scrape: the sockets and events of the realtime hub, the database pool.
+/// Read on each scrape: the sockets and events of the realtime hub, the send batches, the
+/// database pool.
 struct Live {
     hub: Arc<Hub>,
     db: PgPool,
+    sends: Arc<BatchStats>,
 }
 
 impl std::fmt::Debug for Live {
@@ -170,6 +177,18 @@ impl Collector for Live {
             "slow_consumers_disconnected",
             "WebSockets cut off because they fell too far behind",
             stats.slow_consumers.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "send_batches",
+            "Batches of sends stored with one statement and one commit",
+            self.sends.batches.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "send_batch_messages",
+            "Sends carried by those batches (divided by send_batches: the mean batch size)",
+            self.sends.sends.load(Ordering::Relaxed),
         )?;
         let size = i64::from(self.db.size());
         let idle = i64::try_from(self.db.num_idle()).unwrap_or(i64::MAX);

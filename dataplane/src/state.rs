@@ -21,6 +21,10 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// The sockets this replica holds.
     pub hub: Arc<crate::realtime::Hub>,
+    /// The send queue and its writers (group commit).
+    pub sends: crate::messages::batch::SendQueue,
+    /// Devices' signing keys, kept after first use (they never change).
+    pub device_keys: Arc<crate::messages::batch::DeviceKeys>,
     /// Where encrypted attachment blobs are stored.
     pub blobs: Arc<dyn crate::attachments::BlobStore>,
     /// Flips to true when the server starts shutting down: sockets close with "going away".
@@ -53,14 +57,24 @@ impl AppState {
         let mailer = Mailer::from_config(config)?;
         let blobs = crate::attachments::open_store(config).context("opening the attachment store")?;
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let hub = Arc::new(crate::realtime::Hub::default());
+        let publisher = crate::realtime::Publisher::with(redis.clone(), &config.redis_namespace, hub.clone());
         let state = Self {
-            db,
+            db: db.clone(),
             redis,
             config: Arc::new(config.clone()),
             jwt: Arc::new(jwt),
             sealing: Arc::new(sealing),
             mailer: Arc::new(mailer),
-            hub: Arc::new(crate::realtime::Hub::default()),
+            hub,
+            // Each writer holds a connection while it writes: leave the rest of the pool to
+            // everything else.
+            sends: crate::messages::batch::SendQueue::start(
+                db.clone(),
+                publisher,
+                usize::from(config.send_writers).min((config.database_max_connections as usize / 2).max(1)),
+            ),
+            device_keys: Arc::default(),
             blobs,
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),

@@ -31,7 +31,6 @@ use conclave_protocol::rich::Attachment;
 use futures::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -306,42 +305,23 @@ async fn download(
     Ok(response)
 }
 
-/// Attaches the caller's uploaded attachments to the message being sent (in the send's
-/// transaction); 422 `unknown_attachment` unless every id is one of theirs, stored in this
-/// conversation and not yet attached.
-pub async fn attach(
-    conn: &mut PgConnection,
-    conversation_id: Uuid,
-    message_id: Uuid,
-    uploader: Uuid,
-    ids: &[Uuid],
-) -> ApiResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
+/// A message's attachment ids without repeats, at most [`MAX_PER_MESSAGE`] of them.
+pub fn distinct(ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
     let mut unique = ids.to_vec();
     unique.sort();
     unique.dedup();
     if unique.len() > MAX_PER_MESSAGE {
         return Err(ApiError::validation("attachment_ids", "a message carries at most 32 attachments"));
     }
-    let attached = sqlx::query!(
-        "UPDATE message_attachments SET message_id = $1, status = 'attached'
-          WHERE id = ANY($2) AND conversation_id = $3 AND uploader_user_id = $4 AND status = 'stored' AND message_id IS NULL",
-        message_id,
-        &unique,
-        conversation_id,
-        uploader
+    Ok(unique)
+}
+
+/// The answer when an attachment id is not the sender's stored, unsent upload to this
+/// conversation.
+pub fn unknown_attachment() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_attachment",
+        "every attachment must be one you uploaded to this conversation and not yet sent",
     )
-    .execute(conn)
-    .await?
-    .rows_affected();
-    if attached as usize != unique.len() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_attachment",
-            "every attachment must be one you uploaded to this conversation and not yet sent",
-        ));
-    }
-    Ok(())
 }

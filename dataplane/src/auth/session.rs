@@ -26,8 +26,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 impl AuthUser {
     /// Validates a raw access token (also used by the WebSocket handshake).
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
-        let invalid = || ApiError::unauthorized("invalid_token", "the access token is invalid or expired");
-        let claims = state.jwt.verify(token).ok_or_else(invalid)?;
+        let claims = Self::from_signature(state, token)?;
         let alive = sqlx::query_scalar!(
             r#"SELECT EXISTS (
                  SELECT 1 FROM session_tokens s
@@ -36,26 +35,59 @@ impl AuthUser {
                   WHERE s.id = $1 AND s.user_id = $2 AND s.device_id = $3
                     AND s.revoked_at IS NULL AND s.expires_at > now()
                     AND d.revoked_at IS NULL AND u.status = 'active') AS "alive!""#,
-            claims.sid,
-            claims.sub,
-            claims.did,
+            claims.session_id,
+            claims.user_id,
+            claims.device_id,
         )
         .fetch_one(&state.db)
         .await?;
         if !alive {
-            return Err(ApiError::unauthorized("session_revoked", "this session has ended; sign in again"));
+            return Err(session_revoked());
         }
+        Ok(claims)
+    }
+
+    /// The token's signature and expiry only, without the database.
+    fn from_signature(state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let claims = state.jwt.verify(token).ok_or_else(invalid_token)?;
         Ok(Self { user_id: claims.sub, session_id: claims.sid, device_id: claims.did })
     }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
+}
+
+/// The answer when the session, its device or its account has ended.
+pub fn session_revoked() -> ApiError {
+    ApiError::unauthorized("session_revoked", "this session has ended; sign in again")
+}
+
+/// An access token checked for its signature and expiry only. A handler taking this instead of
+/// [`AuthUser`] promises to check the session in its own statement, in the same round trip as
+/// its work (the send batch does: `conclave_send_messages`), and to answer [`session_revoked`]
+/// when it has ended.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedToken(pub AuthUser);
+
+impl FromRequestParts<AppState> for SignedToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(missing_token)?;
+        AuthUser::from_signature(state, token).map(Self)
+    }
+}
+
+fn missing_token() -> ApiError {
+    ApiError::unauthorized("missing_token", "send an access token: Authorization: Bearer <token>")
 }
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
-            ApiError::unauthorized("missing_token", "send an access token: Authorization: Bearer <token>")
-        })?;
+        let token = bearer(parts).ok_or_else(missing_token)?;
         Self::from_token(state, token).await
     }
 }

@@ -1,15 +1,17 @@
 //! Encrypted messages: send (idempotent per client message id), history by cursor, edit,
 //! delete, and delivered/read receipts.
 //!
-//! A send is one transaction: lock the conversation, check the generation, verify the sender
-//! device's signature over exactly the bytes the client signed, take the next sequence number,
-//! store the ciphertext and the outbox rows for webhooks and push. After commit it is published
-//! to Redis for every replica's sockets; PostgreSQL stays the record.
+//! A send verifies the sender device's signature over exactly the bytes the client signed, then
+//! is stored by the send batch (`batch`: group commit): lock the conversation, check the
+//! generation, take the next sequence number, store the ciphertext and the outbox rows for
+//! webhooks and push. After commit it is published to Redis for every replica's sockets;
+//! PostgreSQL stays the record.
 
+pub mod batch;
 mod receipts;
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
+use crate::auth::session::{AuthUser, SignedToken};
 use crate::conversations::seat;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
@@ -130,15 +132,8 @@ struct Signed<'a> {
     signature: &'a [u8; 64],
 }
 
-/// The sending device's Ed25519 public key.
-async fn device_key(conn: &mut PgConnection, device_id: Uuid) -> ApiResult<Vec<u8>> {
-    Ok(sqlx::query_scalar!("SELECT ed25519_public_key FROM devices WHERE id = $1", device_id).fetch_one(conn).await?)
-}
-
-fn verify_signature(key: Vec<u8>, auth: AuthUser, signed: Signed<'_>) -> ApiResult<()> {
+fn verify_signature(verifying: &VerifyingKey, auth: AuthUser, signed: Signed<'_>) -> ApiResult<()> {
     let Signed { conversation_id, generation, client_message_id, nonce, ciphertext, signature } = signed;
-    let key: [u8; 32] = key.try_into().map_err(|_| ApiError::internal())?;
-    let verifying = VerifyingKey::from_bytes(&key).map_err(|_| ApiError::internal())?;
     let generation =
         u32::try_from(generation).map_err(|_| ApiError::validation("key_generation", "must be positive"))?;
     let aad = layout::message_aad(conversation_id, generation, auth.device_id, client_message_id);
@@ -153,20 +148,28 @@ fn verify_signature(key: Vec<u8>, auth: AuthUser, signed: Signed<'_>) -> ApiResu
 }
 
 pub(crate) fn check_generation(seat: &crate::conversations::Seat, generation: i32) -> ApiResult<()> {
-    if seat.rotation_required {
+    check_key_generation(seat.current_key_generation, seat.rotation_required, generation)
+}
+
+/// Sends and reactions are sealed under the conversation's current key generation, and none is
+/// accepted while a rotation is due.
+pub(crate) fn check_key_generation(current: i32, rotation_required: bool, generation: i32) -> ApiResult<()> {
+    let details = || serde_json::json!({ "current_key_generation": current });
+    if rotation_required {
         return Err(ApiError::conflict(
             "rotation_required",
             "the membership changed: upload a new key generation for the current members before sending",
         )
-        .with_details(serde_json::json!({ "current_key_generation": seat.current_key_generation })));
+        .with_details(details()));
     }
-    if generation < seat.current_key_generation {
+    if generation < current {
         return Err(ApiError::conflict("stale_generation", "this key generation was superseded; use the current one")
-            .with_details(serde_json::json!({ "current_key_generation": seat.current_key_generation })));
+            .with_details(details()));
     }
-    if generation > seat.current_key_generation {
-        return Err(ApiError::conflict("unknown_generation", "this key generation does not exist yet")
-            .with_details(serde_json::json!({ "current_key_generation": seat.current_key_generation })));
+    if generation > current {
+        return Err(
+            ApiError::conflict("unknown_generation", "this key generation does not exist yet").with_details(details())
+        );
     }
     Ok(())
 }
@@ -203,30 +206,15 @@ fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
 #[tracing::instrument(skip_all, fields(%conversation_id))]
 async fn send(
     State(state): State<AppState>,
-    auth: AuthUser,
+    SignedToken(auth): SignedToken,
     ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<SendMessage>,
 ) -> ApiResult<(StatusCode, axum::Json<Message>)> {
+    // Everything that needs no database first; the session, memberships, generation and
+    // attachments are checked by the batch that stores the send (`batch`), in one round trip.
     check_size(&body.ciphertext)?;
-    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
-    let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
-    // One round trip for both: a retry of a send that already committed returns what was
-    // stored, and the sending device's key verifies the signature.
-    let lookup = sqlx::query!(
-        r#"SELECT (SELECT id FROM messages WHERE conversation_id = $1 AND sender_device_id = $2 AND client_message_id = $3) AS existing,
-                  (SELECT ed25519_public_key FROM devices WHERE id = $2) AS "key!""#,
-        conversation_id,
-        auth.device_id,
-        body.client_message_id
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if let Some(id) = lookup.existing {
-        let message = fetch_one(&mut tx, conversation_id, id).await?;
-        tx.commit().await?;
-        return Ok((StatusCode::OK, axum::Json(message)));
-    }
-    check_generation(&seat, body.key_generation)?;
+    let attachment_ids = crate::attachments::distinct(&body.attachment_ids)?;
+    let key = state.device_keys.get(&state.db, auth.device_id).await?;
     let signed = Signed {
         conversation_id,
         generation: body.key_generation,
@@ -235,85 +223,23 @@ async fn send(
         ciphertext: &body.ciphertext,
         signature: &body.signature,
     };
-    verify_signature(lookup.key, auth, signed)?;
-    let seq = seat.last_seq + 1;
-    // Sequence, message and the sender's own cursors (they have, by definition, seen their own
-    // message) in one statement.
-    let row = sqlx::query_as!(
-        Row,
-        "WITH bumped AS (UPDATE conversations SET last_seq = $3 WHERE id = $2),
-              seen AS (UPDATE conversation_members
-                          SET delivered_seq = GREATEST(delivered_seq, $3), read_seq = GREATEST(read_seq, $3)
-                        WHERE conversation_id = $2 AND user_id = $4)
-         INSERT INTO messages (organization_id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id,
-                               key_generation, nonce, ciphertext, signature, reply_to_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-                 (SELECT id FROM messages WHERE id = $11 AND conversation_id = $2))
-         RETURNING id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation,
-                   nonce, ciphertext, signature, reply_to_id, created_at, edited_at, deleted_at",
+    verify_signature(&key, auth, signed)?;
+    let pending = batch::Pending {
         organization_id,
+        auth,
         conversation_id,
-        seq,
-        auth.user_id,
-        auth.device_id,
-        body.client_message_id,
-        body.key_generation,
-        &body.nonce[..],
-        body.ciphertext,
-        &body.signature[..],
-        body.reply_to_id
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    crate::attachments::attach(&mut tx, conversation_id, row.id, auth.user_id, &body.attachment_ids).await?;
-    write_outbox(&mut tx, organization_id, conversation_id, row.id, seq, auth.user_id).await?;
-    tx.commit().await?;
-    let message = Message::from(row);
-    realtime::publish(
-        &state,
-        LiveEvent::message(
-            organization_id,
-            conversation_id,
-            seq,
-            ServerFrame::MessageCreated { message: message.clone() },
-        ),
-    )
-    .await;
-    Ok((StatusCode::CREATED, axum::Json(message)))
-}
-
-/// Outbox rows, in the send's transaction: one per enabled webhook subscribed to
-/// `message.created` in this organization (or this conversation's workspace), and one push per
-/// member device subscription other than the sender's. Payloads carry ids, never content.
-async fn write_outbox(
-    conn: &mut PgConnection,
-    organization_id: Uuid,
-    conversation_id: Uuid,
-    message_id: Uuid,
-    seq: i64,
-    sender: Uuid,
-) -> ApiResult<()> {
-    let payload = serde_json::json!({ "conversation_id": conversation_id, "message_id": message_id, "seq": seq });
-    // Both kinds of row in one statement: a send is a handful of round trips, each one counts.
-    sqlx::query!(
-        "INSERT INTO outbound_notifications (organization_id, channel, event_type, webhook_endpoint_id, recipient_user_id, payload)
-         SELECT $1::uuid, 'webhook'::text, 'message.created'::text, w.id, NULL::uuid, $4::jsonb
-           FROM webhook_endpoints w JOIN conversations c ON c.id = $2
-          WHERE w.enabled AND 'message.created' = ANY (w.event_types)
-            AND (w.workspace_id IS NULL OR w.workspace_id = c.workspace_id)
-         UNION ALL
-         SELECT DISTINCT $1::uuid, 'push'::text, 'message.created'::text, NULL::uuid, m.user_id, $4::jsonb
-           FROM conversation_members m
-           JOIN push_subscriptions p ON p.user_id = m.user_id
-          WHERE m.conversation_id = $2 AND m.user_id <> $3",
-        organization_id,
-        conversation_id,
-        sender,
-        payload
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+        client_message_id: body.client_message_id,
+        key_generation: body.key_generation,
+        nonce: body.nonce,
+        ciphertext: body.ciphertext,
+        signature: body.signature,
+        reply_to_id: body.reply_to_id,
+        attachment_ids,
+    };
+    match state.sends.submit(pending).await? {
+        batch::Stored::Existing(message) => Ok((StatusCode::OK, axum::Json(message))),
+        batch::Stored::Created(message) => Ok((StatusCode::CREATED, axum::Json(message))),
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -408,8 +334,8 @@ async fn edit(
         ciphertext: &body.ciphertext,
         signature: &body.signature,
     };
-    let key = device_key(&mut tx, auth.device_id).await?;
-    verify_signature(key, auth, signed)?;
+    let key = state.device_keys.get(&state.db, auth.device_id).await?;
+    verify_signature(&key, auth, signed)?;
     // The old ciphertext is replaced, not kept: the server never had the plaintext of either.
     sqlx::query!(
         "UPDATE messages SET key_generation = $3, nonce = $4, ciphertext = $5, signature = $6, edited_at = now()

@@ -87,19 +87,47 @@ pub fn events_channel(namespace: &str) -> String {
 /// Publishes after the transaction committed. A failure is logged, not returned: the write is
 /// already the record, and sockets recover it (gap detection, resync on reconnect, resume).
 pub async fn publish(state: &AppState, event: LiveEvent) {
-    let Ok(payload) = serde_json::to_string(&event) else { return };
-    let mut redis = state.redis.clone();
-    let result: Result<i64, _> = redis::cmd("PUBLISH")
-        .arg(events_channel(&state.config.redis_namespace))
-        .arg(payload)
-        .query_async(&mut redis)
-        .await;
-    match result {
-        Ok(_) => {
-            state.hub.stats.published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Publisher::new(state).publish(std::slice::from_ref(&event)).await;
+}
+
+/// Publishes events to every replica's sockets.
+#[derive(Clone)]
+pub struct Publisher {
+    redis: redis::aio::ConnectionManager,
+    channel: Arc<str>,
+    hub: Arc<Hub>,
+}
+
+impl Publisher {
+    pub fn new(state: &AppState) -> Self {
+        Self::with(state.redis.clone(), &state.config.redis_namespace, state.hub.clone())
+    }
+
+    pub fn with(redis: redis::aio::ConnectionManager, namespace: &str, hub: Arc<Hub>) -> Self {
+        Self { redis, channel: events_channel(namespace).into(), hub }
+    }
+
+    /// One pipelined round trip for all of `events`, published in the order given: a batch of
+    /// sends publishes each conversation's messages in sequence order, so sockets see no gap
+    /// they would have to fill from the database. Failures are logged, not returned (see
+    /// [`publish`]).
+    pub async fn publish(&self, events: &[LiveEvent]) {
+        if events.is_empty() {
+            return;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, conversation_id = %event.conversation_id, "could not publish an event; sockets will back-fill")
+        let mut pipe = redis::pipe();
+        for event in events {
+            let Ok(payload) = serde_json::to_string(event) else { continue };
+            pipe.cmd("PUBLISH").arg(&*self.channel).arg(payload).ignore();
+        }
+        let mut redis = self.redis.clone();
+        match pipe.query_async::<()>(&mut redis).await {
+            Ok(()) => {
+                self.hub.stats.published.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, events = events.len(), "could not publish events; sockets will back-fill")
+            }
         }
     }
 }

@@ -130,20 +130,30 @@ pub async fn member_tx(
     // The organization's session lifetime: a session older than that signs in again before it
     // may act in this organization (other organizations keep their own policy).
     if row.session_too_old {
-        let hours = row.session_lifetime_seconds.unwrap_or_default() as f64 / 3600.0;
-        return Err(ApiError::unauthorized(
-            "session_expired_by_organization",
-            format!("this organization limits sessions to {hours:.1} hours: sign in again"),
-        ));
+        return Err(session_expired_by_organization(row.session_lifetime_seconds));
     }
     if row.require_totp && !row.has_totp {
-        return Err(ApiError::forbidden(
-            "totp_required_by_organization",
-            "this organization requires two-factor sign-in: enable TOTP first (POST /v1/auth/totp)",
-        ));
+        return Err(totp_required_by_organization());
     }
     let role = Role::parse(&row.role).ok_or_else(ApiError::internal)?;
     Ok((tx, Membership { organization_id, user_id: auth.user_id, role }))
+}
+
+/// The answer when a session is older than the organization's `session_lifetime_seconds`.
+pub fn session_expired_by_organization(lifetime_seconds: Option<i32>) -> ApiError {
+    let hours = lifetime_seconds.unwrap_or_default() as f64 / 3600.0;
+    ApiError::unauthorized(
+        "session_expired_by_organization",
+        format!("this organization limits sessions to {hours:.1} hours: sign in again"),
+    )
+}
+
+/// The answer when the organization requires TOTP and the user has not enabled it.
+pub fn totp_required_by_organization() -> ApiError {
+    ApiError::forbidden(
+        "totp_required_by_organization",
+        "this organization requires two-factor sign-in: enable TOTP first (POST /v1/auth/totp)",
+    )
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

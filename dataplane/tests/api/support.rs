@@ -93,6 +93,11 @@ impl TestApp {
         read(request.send().await.expect("request")).await
     }
 
+    /// `post` with owned arguments, for requests built in a loop and awaited together.
+    pub async fn post_owned(&self, path: String, body: Value, token: String) -> (StatusCode, Value) {
+        self.post(&path, body, Some(&token)).await
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         let mut request = self.http.get(self.url(path));
         if let Some(token) = token {

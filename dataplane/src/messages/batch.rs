@@ -1,0 +1,290 @@
+//! Sends written in batches: group commit in the data plane.
+//!
+//! A send handler checks what needs no database (sizes, the access token's signature, the
+//! message's Ed25519 signature), then queues the send here and waits. A few writers take turns
+//! at the queue: a writer takes everything that has gathered (up to [`MAX_BATCH`]) and stores it
+//! with one call to `conclave_send_messages` (migration 11), one statement and one commit for
+//! the whole batch, which applies every check a single send had and answers each entry on its
+//! own. There is no timer: a send that finds a writer idle is written at once, alone; batches
+//! only grow while every writer is busy, which is exactly when round trips and commits are the
+//! bottleneck.
+//!
+//! When a batch fails as a whole (a deadlock with another transaction, a lost connection), each
+//! of its sends is retried on its own, so one send's failure is never another's.
+
+use crate::auth::session::{AuthUser, session_revoked};
+use crate::error::{ApiError, ApiResult};
+use crate::realtime::{LiveEvent, Publisher};
+use conclave_protocol::api::Message;
+use conclave_protocol::events::ServerFrame;
+use ed25519_dalek::VerifyingKey;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Most sends written by one call.
+pub const MAX_BATCH: usize = 128;
+
+/// Sends queued beyond this wait for room (back-pressure on the handlers).
+const QUEUE_DEPTH: usize = 4096;
+
+/// A send that passed every check needing no database.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub organization_id: Uuid,
+    pub auth: AuthUser,
+    pub conversation_id: Uuid,
+    pub client_message_id: Uuid,
+    pub key_generation: i32,
+    pub nonce: [u8; 12],
+    pub ciphertext: Vec<u8>,
+    pub signature: [u8; 64],
+    pub reply_to_id: Option<Uuid>,
+    /// Distinct, at most `attachments::MAX_PER_MESSAGE`.
+    pub attachment_ids: Vec<Uuid>,
+}
+
+/// What happened to a stored send.
+#[derive(Debug)]
+pub enum Stored {
+    /// Written now, and published by the writer.
+    Created(Message),
+    /// A retry: this device had already sent this client message id; here is what was stored.
+    Existing(Message),
+}
+
+struct Job {
+    send: Pending,
+    reply: oneshot::Sender<ApiResult<Stored>>,
+}
+
+/// The queue the send handlers share, and its writers.
+#[derive(Clone)]
+pub struct SendQueue {
+    jobs: mpsc::Sender<Job>,
+    pub stats: Arc<BatchStats>,
+}
+
+/// Counted for `/metrics`: their ratio is the mean batch size.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    /// Calls to `conclave_send_messages` (retries of a failed batch's sends included).
+    pub batches: AtomicU64,
+    /// Sends those calls carried.
+    pub sends: AtomicU64,
+}
+
+impl SendQueue {
+    /// Starts `writers` writer tasks on `db`; they stop when the last handle is dropped. Each
+    /// publishes what its batch stored through `publisher` before answering the handlers.
+    pub fn start(db: PgPool, publisher: Publisher, writers: usize) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let stats = Arc::new(BatchStats::default());
+        for _ in 0..writers.max(1) {
+            tokio::spawn(writer(db.clone(), publisher.clone(), queue.clone(), stats.clone()));
+        }
+        Self { jobs, stats }
+    }
+
+    /// Queues a send and waits until it is stored or refused.
+    pub async fn submit(&self, send: Pending) -> ApiResult<Stored> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { send, reply }).await.map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| ApiError::internal())?
+    }
+}
+
+async fn writer(
+    db: PgPool,
+    publisher: Publisher,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    stats: Arc<BatchStats>,
+) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        write(&db, &publisher, batch, &stats).await;
+    }
+}
+
+async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &BatchStats) {
+    let (sends, replies): (Vec<Pending>, Vec<_>) = batch.into_iter().map(|job| (job.send, job.reply)).unzip();
+    let answers = write_batch(db, &sends, stats).await;
+    // Published here, in sequence order per conversation, rather than by each handler in
+    // whatever order they wake up: out of order, every member's socket would see a gap and
+    // fill it from the database.
+    let mut created: Vec<LiveEvent> = sends
+        .iter()
+        .zip(&answers)
+        .filter_map(|(send, answer)| match answer {
+            Ok(Stored::Created(message)) => Some(LiveEvent::message(
+                send.organization_id,
+                message.conversation_id,
+                message.seq,
+                ServerFrame::MessageCreated { message: message.clone() },
+            )),
+            _ => None,
+        })
+        .collect();
+    created.sort_by_key(|event| (event.conversation_id, event.seq));
+    publisher.publish(&created).await;
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        let _ = reply.send(answer);
+    }
+}
+
+/// Stores `sends` as one batch, or, when the batch fails as a whole, each on its own; one
+/// answer per send, in order.
+pub async fn write_batch(db: &PgPool, sends: &[Pending], stats: &BatchStats) -> Vec<ApiResult<Stored>> {
+    let counted = |n: usize| {
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.sends.fetch_add(n as u64, Ordering::Relaxed);
+    };
+    counted(sends.len());
+    match store(db, sends).await {
+        Ok(answers) => answers,
+        Err(error) if sends.len() > 1 => {
+            tracing::warn!(%error, sends = sends.len(), "a send batch failed as a whole; retrying its sends one by one");
+            let mut answers = Vec::with_capacity(sends.len());
+            for send in sends {
+                counted(1);
+                answers.push(match store(db, std::slice::from_ref(send)).await {
+                    Ok(mut one) => one.pop().unwrap_or_else(|| Err(ApiError::internal())),
+                    Err(error) => Err(ApiError::from(error)),
+                });
+            }
+            answers
+        }
+        Err(error) => vec![Err(ApiError::from(error))],
+    }
+}
+
+/// Stores `sends` in one call and one transaction; one answer per send, in order.
+pub async fn store(db: &PgPool, sends: &[Pending]) -> Result<Vec<ApiResult<Stored>>, sqlx::Error> {
+    let column = |f: fn(&Pending) -> Uuid| sends.iter().map(f).collect::<Vec<_>>();
+    let (mut attachment_entries, mut attachment_ids) = (Vec::new(), Vec::new());
+    for (n, send) in sends.iter().enumerate() {
+        for id in &send.attachment_ids {
+            attachment_entries.push(n as i32 + 1);
+            attachment_ids.push(*id);
+        }
+    }
+    let rows = sqlx::query!(
+        r#"SELECT entry AS "entry!", outcome AS "outcome!", current_generation, must_rotate, lifetime_seconds,
+                  message_id, message_seq, message_sender_user_id, message_key_generation, message_nonce,
+                  message_ciphertext, message_signature, message_reply_to_id, message_created_at,
+                  message_edited_at, message_deleted_at
+             FROM conclave_send_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"#,
+        &column(|s| s.organization_id),
+        &column(|s| s.auth.user_id),
+        &column(|s| s.auth.session_id),
+        &column(|s| s.auth.device_id),
+        &column(|s| s.conversation_id),
+        &column(|s| s.client_message_id),
+        &sends.iter().map(|s| s.key_generation).collect::<Vec<_>>(),
+        &sends.iter().map(|s| s.nonce.to_vec()).collect::<Vec<_>>(),
+        &sends.iter().map(|s| s.ciphertext.clone()).collect::<Vec<_>>(),
+        &sends.iter().map(|s| s.signature.to_vec()).collect::<Vec<_>>(),
+        &sends.iter().map(|s| s.reply_to_id).collect::<Vec<_>>() as &[Option<Uuid>],
+        &attachment_entries,
+        &attachment_ids,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut answers: Vec<Option<ApiResult<Stored>>> = (0..sends.len()).map(|_| None).collect();
+    for row in rows {
+        let index = usize::try_from(row.entry - 1).ok().filter(|i| *i < sends.len());
+        let Some(index) = index else { continue };
+        let send = &sends[index];
+        let message = || -> ApiResult<Message> {
+            Ok(Message {
+                id: row.message_id.ok_or_else(ApiError::internal)?,
+                conversation_id: send.conversation_id,
+                seq: row.message_seq.ok_or_else(ApiError::internal)?,
+                sender_user_id: row.message_sender_user_id,
+                sender_device_id: Some(send.auth.device_id),
+                client_message_id: send.client_message_id,
+                key_generation: row.message_key_generation.ok_or_else(ApiError::internal)?,
+                nonce: row.message_nonce.clone().and_then(|n| n.try_into().ok()),
+                ciphertext: row.message_ciphertext.clone(),
+                signature: row.message_signature.clone().and_then(|s| s.try_into().ok()),
+                reply_to_id: row.message_reply_to_id,
+                created_at: row.message_created_at.ok_or_else(ApiError::internal)?,
+                edited_at: row.message_edited_at,
+                deleted_at: row.message_deleted_at,
+            })
+        };
+        answers[index] = Some(match row.outcome.as_str() {
+            "created" => message().map(Stored::Created),
+            "existing" => message().map(Stored::Existing),
+            "session_revoked" => Err(session_revoked()),
+            "no_organization" => Err(ApiError::not_found("organization")),
+            "session_expired_by_organization" => {
+                Err(crate::tenancy::session_expired_by_organization(row.lifetime_seconds))
+            }
+            "totp_required_by_organization" => Err(crate::tenancy::totp_required_by_organization()),
+            "no_conversation" => Err(ApiError::not_found("conversation")),
+            "generation" => super::check_key_generation(
+                row.current_generation.unwrap_or_default(),
+                row.must_rotate.unwrap_or_default(),
+                send.key_generation,
+            )
+            .and_then(|()| Err(ApiError::internal())),
+            "unknown_attachment" => Err(crate::attachments::unknown_attachment()),
+            other => {
+                tracing::error!(outcome = other, "conclave_send_messages answered an unknown outcome");
+                Err(ApiError::internal())
+            }
+        });
+    }
+    Ok(answers.into_iter().map(|answer| answer.unwrap_or_else(|| Err(ApiError::internal()))).collect())
+}
+
+/// Devices' Ed25519 keys, which never change once registered (a device that needs new keys
+/// registers as a new device), so they are kept after the first send. Revocation is checked by
+/// the send itself, in the database.
+#[derive(Default)]
+pub struct DeviceKeys {
+    keys: Mutex<HashMap<Uuid, VerifyingKey>>,
+}
+
+/// Keys kept before the cache starts over (a few hundred bytes each).
+const MAX_DEVICE_KEYS: usize = 100_000;
+
+impl DeviceKeys {
+    pub async fn get(&self, db: &PgPool, device_id: Uuid) -> ApiResult<VerifyingKey> {
+        if let Some(key) = self.keys.lock().map_err(|_| ApiError::internal())?.get(&device_id) {
+            return Ok(*key);
+        }
+        let bytes = sqlx::query_scalar!("SELECT ed25519_public_key FROM devices WHERE id = $1", device_id)
+            .fetch_optional(db)
+            .await?
+            .ok_or_else(session_revoked)?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| ApiError::internal())?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| ApiError::internal())?;
+        let mut keys = self.keys.lock().map_err(|_| ApiError::internal())?;
+        if keys.len() >= MAX_DEVICE_KEYS {
+            keys.clear();
+        }
+        keys.insert(device_id, key);
+        Ok(key)
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::unavailable("database_busy", "the server is shutting down, try again shortly").retry_after(1)
+}
