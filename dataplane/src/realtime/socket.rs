@@ -23,7 +23,6 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -31,8 +30,12 @@ use uuid::Uuid;
 const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_TIMEOUT_SECS: u64 = 60;
 const BACKFILL_PAGE: i64 = 200;
-/// Initial read and write buffer of each socket.
-const SOCKET_BUFFER: usize = 4 * 1024;
+/// Each socket's read buffer. Clients send only small control frames (resume, ping, typing);
+/// a larger frame still arrives whole, the buffer grows to fit it.
+const READ_BUFFER: usize = 1024;
+/// Outgoing frames are written once this much is buffered (or at once when flushed, which every
+/// send does); the buffer grows only as large as the frames sent.
+const WRITE_BUFFER: usize = 4 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/ws", get(upgrade))
@@ -75,8 +78,8 @@ async fn upgrade(
     // of an idle socket (docs/benchmarks.md); larger frames still pass, the buffers grow to fit.
     Ok(ws
         .max_message_size(64 * 1024)
-        .read_buffer_size(SOCKET_BUFFER)
-        .write_buffer_size(SOCKET_BUFFER)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| run(state, auth, subscriptions, socket)))
 }
 
@@ -201,11 +204,28 @@ impl Writer {
 }
 
 enum Incoming {
+    Close,
     Resume(std::collections::BTreeMap<Uuid, i64>),
     Pong,
     Typing(Uuid),
     Presence(PresenceStatus),
     Invalid(String),
+}
+
+/// What a client frame asks for; `None` for frames that only show the client is there (pongs,
+/// binary frames, which the protocol does not use).
+fn incoming(frame: WsMessage) -> Option<Incoming> {
+    match frame {
+        WsMessage::Text(text) => Some(match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(ClientFrame::Resume { cursors }) => Incoming::Resume(cursors),
+            Ok(ClientFrame::Ping) => Incoming::Pong,
+            Ok(ClientFrame::Typing { conversation_id }) => Incoming::Typing(conversation_id),
+            Ok(ClientFrame::Presence { status }) => Incoming::Presence(status),
+            Err(e) => Incoming::Invalid(e.to_string()),
+        }),
+        WsMessage::Close(_) => Some(Incoming::Close),
+        _ => None,
+    }
 }
 
 async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>, socket: WebSocket) {
@@ -229,30 +249,9 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
     }
     presence.update(&state, true, &writer.conversations).await;
 
-    // The reader turns client frames into requests for the writer and notes activity.
-    let last_seen = Arc::new(AtomicU64::new(now_secs()));
-    let (incoming_tx, mut incoming_rx) = mpsc::channel::<Incoming>(16);
-    let seen = last_seen.clone();
-    let mut reader = tokio::spawn(async move {
-        while let Some(Ok(frame)) = stream.next().await {
-            seen.store(now_secs(), Ordering::Relaxed);
-            let request = match frame {
-                WsMessage::Text(text) => match serde_json::from_str::<ClientFrame>(&text) {
-                    Ok(ClientFrame::Resume { cursors }) => Incoming::Resume(cursors),
-                    Ok(ClientFrame::Ping) => Incoming::Pong,
-                    Ok(ClientFrame::Typing { conversation_id }) => Incoming::Typing(conversation_id),
-                    Ok(ClientFrame::Presence { status }) => Incoming::Presence(status),
-                    Err(e) => Incoming::Invalid(e.to_string()),
-                },
-                WsMessage::Close(_) => break,
-                _ => continue,
-            };
-            if incoming_tx.send(request).await.is_err() {
-                break;
-            }
-        }
-    });
-
+    // One task per socket: client frames are read in the same loop that writes (an idle socket
+    // costs one task, not a reader and a writer with a channel between them).
+    let mut last_seen = now_secs();
     let mut ticker = tokio::time::interval(PING_EVERY);
     ticker.tick().await;
     let mut shutdown = state.shutdown.clone();
@@ -275,56 +274,67 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                 }
                 None => break None,
             },
-            request = incoming_rx.recv() => match request {
-                Some(Incoming::Resume(cursors)) => {
-                    let mut failed = false;
-                    let count = cursors.len();
-                    for (conversation, after) in cursors {
-                        if !writer.conversations.contains_key(&conversation) {
-                            continue;
+            frame = stream.next() => {
+                let request = match frame {
+                    Some(Ok(frame)) => {
+                        last_seen = now_secs();
+                        incoming(frame)
+                    }
+                    Some(Err(_)) | None => break None,
+                };
+                match request {
+                    None => {}
+                    Some(Incoming::Close) => break None,
+                    Some(Incoming::Resume(cursors)) => {
+                        let mut failed = false;
+                        let count = cursors.len();
+                        for (conversation, after) in cursors {
+                            if !writer.conversations.contains_key(&conversation) {
+                                continue;
+                            }
+                            writer.last_seq.insert(conversation, after.max(0));
+                            if writer.backfill(&mut sink, conversation, after.max(0), i64::MAX).await.is_err() {
+                                failed = true;
+                                break;
+                            }
                         }
-                        writer.last_seq.insert(conversation, after.max(0));
-                        if writer.backfill(&mut sink, conversation, after.max(0), i64::MAX).await.is_err() {
-                            failed = true;
-                            break;
+                        if failed || sink.send(text(&ServerFrame::Resumed { conversations: count })).await.is_err() {
+                            break None;
                         }
                     }
-                    if failed || sink.send(text(&ServerFrame::Resumed { conversations: count })).await.is_err() {
-                        break None;
+                    Some(Incoming::Pong) => {
+                        let answered = sink.send(text(&ServerFrame::Pong)).await;
+                        if answered.is_err() { break None; }
                     }
-                }
-                Some(Incoming::Pong) => {
-                    if sink.send(text(&ServerFrame::Pong)).await.is_err() { break None; }
-                }
-                Some(Incoming::Typing(conversation)) => {
-                    let due = typed.get(&conversation).is_none_or(|at| at.elapsed().as_millis() >= crate::presence::TYPING_EVERY_MS);
-                    match writer.conversations.get(&conversation).copied() {
-                        Some(organization) if due => {
-                            typed.insert(conversation, std::time::Instant::now());
-                            crate::presence::typing(&state, organization, conversation, auth.user_id).await;
+                    Some(Incoming::Typing(conversation)) => {
+                        let due = typed.get(&conversation).is_none_or(|at| at.elapsed().as_millis() >= crate::presence::TYPING_EVERY_MS);
+                        match writer.conversations.get(&conversation).copied() {
+                            Some(organization) if due => {
+                                typed.insert(conversation, std::time::Instant::now());
+                                crate::presence::typing(&state, organization, conversation, auth.user_id).await;
+                            }
+                            Some(_) => {}
+                            None => {
+                                let frame = ServerFrame::Error { code: "not_found".to_owned(), message: "no such conversation on this socket".to_owned() };
+                                if sink.send(text(&frame)).await.is_err() { break None; }
+                            }
                         }
-                        Some(_) => {}
-                        None => {
-                            let frame = ServerFrame::Error { code: "not_found".to_owned(), message: "no such conversation on this socket".to_owned() };
+                    }
+                    Some(Incoming::Presence(status)) => {
+                        if status == PresenceStatus::Offline {
+                            let frame = ServerFrame::Error { code: "invalid_frame".to_owned(), message: "a socket is online or idle; close it to go offline".to_owned() };
                             if sink.send(text(&frame)).await.is_err() { break None; }
+                        } else {
+                            presence.status = status;
+                            presence.update(&state, true, &writer.conversations).await;
                         }
                     }
-                }
-                Some(Incoming::Presence(status)) => {
-                    if status == PresenceStatus::Offline {
-                        let frame = ServerFrame::Error { code: "invalid_frame".to_owned(), message: "a socket is online or idle; close it to go offline".to_owned() };
+                    Some(Incoming::Invalid(message)) => {
+                        let frame = ServerFrame::Error { code: "invalid_frame".to_owned(), message };
                         if sink.send(text(&frame)).await.is_err() { break None; }
-                    } else {
-                        presence.status = status;
-                        presence.update(&state, true, &writer.conversations).await;
                     }
                 }
-                Some(Incoming::Invalid(message)) => {
-                    let frame = ServerFrame::Error { code: "invalid_frame".to_owned(), message };
-                    if sink.send(text(&frame)).await.is_err() { break None; }
-                }
-                None => break None,
-            },
+            }
             delivery = live_rx.recv() => match delivery {
                 Some(delivery) => {
                     if writer.live(&mut sink, &delivery).await.is_err() { break None; }
@@ -332,20 +342,18 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                 None => break None,
             },
             _ = ticker.tick() => {
-                if now_secs().saturating_sub(last_seen.load(Ordering::Relaxed)) > IDLE_TIMEOUT_SECS {
+                if now_secs().saturating_sub(last_seen) > IDLE_TIMEOUT_SECS {
                     break Some((close::TIMEOUT, "no heartbeat"));
                 }
                 if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() { break None; }
                 presence.update(&state, true, &writer.conversations).await;
             }
-            _ = &mut reader => break None,
         }
     };
     if let Some((code, reason)) = close {
         let _ = sink.send(WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     }
     let _ = sink.close().await;
-    reader.abort();
     presence.update(&state, false, &writer.conversations).await;
 }
 
