@@ -87,7 +87,7 @@ async fn apply(bot: &BotAgent, ctx: &Context) -> Result<Action, Error> {
     }
     let token = plan.state();
     let workspaces: Api<Workspace> = Api::namespaced(ctx.client.clone(), &ns);
-    let ws = workspaces.get_opt(&bot.spec.workspace_ref.name).await?;
+    let ws = super::get_reference(&workspaces, &bot.spec.workspace_ref.name).await?;
     let mut tx = ctx.pool.begin().await?;
     let outcome = sync::bot::reconcile(&mut tx, bot, ws.as_ref(), token).await?;
     tx.commit().await?;

@@ -59,7 +59,7 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
 
 async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     let orgs: Api<Organization> = Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
-    let org = orgs.get_opt(&ws.spec.organization_ref.name).await?;
+    let org = super::get_reference(&orgs, &ws.spec.organization_ref.name).await?;
     let mut tx = ctx.pool.begin().await?;
     let outcome = sync::workspace::reconcile(&mut tx, ws, org.as_ref()).await?;
     tx.commit().await?;
