@@ -30,10 +30,12 @@ pub struct Config {
     /// Most PostgreSQL connections this replica holds.
     #[arg(long, env = "CONCLAVE_DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
     pub database_max_connections: u32,
-    /// Writers storing queued sends in batches (group commit), each using one database
-    /// connection while it writes (at most half the pool). Sends gather into batches while
-    /// every writer is busy.
-    #[arg(long, env = "CONCLAVE_SEND_WRITERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Writers storing queued sends in batches (group commit), each serving a share of the
+    /// conversations and using one database connection while it writes (at most half the
+    /// pool). Sends gather into batches while their writer is busy; fewer writers make larger
+    /// batches (less database work per message), more writers overlap commits (lower latency
+    /// when the database has cores to spare). docs/benchmarks.md has measurements.
+    #[arg(long, env = "CONCLAVE_SEND_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub send_writers: u16,
     /// Redis URL for fan-out, presence, rate limits and signalling state.
     #[arg(long, env = "CONCLAVE_REDIS_URL", hide_env_values = true)]

@@ -1,13 +1,19 @@
 //! Sends written in batches: group commit in the data plane.
 //!
 //! A send handler checks what needs no database (sizes, the access token's signature, the
-//! message's Ed25519 signature), then queues the send here and waits. A few writers take turns
-//! at the queue: a writer takes everything that has gathered (up to [`MAX_BATCH`]) and stores it
-//! with one call to `conclave_send_messages` (migration 11), one statement and one commit for
-//! the whole batch, which applies every check a single send had and answers each entry on its
-//! own. There is no timer: a send that finds a writer idle is written at once, alone; batches
-//! only grow while every writer is busy, which is exactly when round trips and commits are the
-//! bottleneck.
+//! message's Ed25519 signature), then queues the send here and waits. Each writer has a queue
+//! of its own and serves a fixed share of the conversations (by id): it takes everything that
+//! has gathered in its queue (up to [`MAX_BATCH`]) and stores it with one call to
+//! `conclave_send_messages` (migration 11), one statement and one commit for the whole batch,
+//! which applies every check a single send had and answers each entry on its own. There is no
+//! timer: a send that finds its writer idle is written at once, alone; batches only grow while
+//! the writer is busy, which is exactly when round trips and commits are the bottleneck.
+//!
+//! One writer per conversation is what keeps a conversation's messages published in sequence
+//! order: a writer publishes its batch before it takes the next one. (Shared between writers,
+//! two batches of one conversation would commit in lock order but could publish in either
+//! order, and every member's socket would then fill the apparent gap from the database. It
+//! also keeps writers from waiting on each other's conversation locks.)
 //!
 //! When a batch fails as a whole (a deadlock with another transaction, a lost connection), each
 //! of its sends is retried on its own, so one send's failure is never another's.
@@ -61,10 +67,10 @@ struct Job {
     reply: oneshot::Sender<ApiResult<Stored>>,
 }
 
-/// The queue the send handlers share, and its writers.
+/// The writers' queues, which the send handlers share.
 #[derive(Clone)]
 pub struct SendQueue {
-    jobs: mpsc::Sender<Job>,
+    writers: Arc<[mpsc::Sender<Job>]>,
     pub stats: Arc<BatchStats>,
 }
 
@@ -81,42 +87,44 @@ impl SendQueue {
     /// Starts `writers` writer tasks on `db`; they stop when the last handle is dropped. Each
     /// publishes what its batch stored through `publisher` before answering the handlers.
     pub fn start(db: PgPool, publisher: Publisher, writers: usize) -> Self {
-        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        let queue = Arc::new(tokio::sync::Mutex::new(queue));
         let stats = Arc::new(BatchStats::default());
-        for _ in 0..writers.max(1) {
-            tokio::spawn(writer(db.clone(), publisher.clone(), queue.clone(), stats.clone()));
-        }
-        Self { jobs, stats }
+        let writers = (0..writers.max(1))
+            .map(|_| {
+                let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+                tokio::spawn(writer(db.clone(), publisher.clone(), queue, stats.clone()));
+                jobs
+            })
+            .collect();
+        Self { writers, stats }
     }
 
-    /// Queues a send and waits until it is stored or refused.
+    /// Queues a send with its conversation's writer and waits until it is stored or refused.
     pub async fn submit(&self, send: Pending) -> ApiResult<Stored> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { send, reply }).await.map_err(|_| shutting_down())?;
+        let writer = &self.writers[writer_for(send.conversation_id, self.writers.len())];
+        writer.send(Job { send, reply }).await.map_err(|_| shutting_down())?;
         answer.await.map_err(|_| ApiError::internal())?
     }
 }
 
-async fn writer(
-    db: PgPool,
-    publisher: Publisher,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
-    stats: Arc<BatchStats>,
-) {
-    loop {
-        let batch = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+/// The writer serving a conversation: always the same one for a given number of writers.
+fn writer_for(conversation_id: Uuid, writers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    // UUIDv7 bytes are a timestamp and a counter as much as randomness: hash them all.
+    let mut hasher = std::hash::DefaultHasher::new();
+    conversation_id.hash(&mut hasher);
+    (hasher.finish() % writers.max(1) as u64) as usize
+}
+
+async fn writer(db: PgPool, publisher: Publisher, mut queue: mpsc::Receiver<Job>, stats: Arc<BatchStats>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
-            batch
-        };
+        }
         write(&db, &publisher, batch, &stats).await;
     }
 }
@@ -287,4 +295,23 @@ impl DeviceKeys {
 
 fn shutting_down() -> ApiError {
     ApiError::unavailable("database_busy", "the server is shutting down, try again shortly").retry_after(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conversation_always_has_the_same_writer_and_conversations_spread_over_all() {
+        let ids: Vec<Uuid> = (0..400).map(|_| Uuid::now_v7()).collect();
+        for id in &ids {
+            assert_eq!(writer_for(*id, 4), writer_for(*id, 4));
+            assert_eq!(writer_for(*id, 1), 0);
+        }
+        let mut used = [0usize; 4];
+        for id in &ids {
+            used[writer_for(*id, 4)] += 1;
+        }
+        assert!(used.iter().all(|n| *n > 40), "{used:?}");
+    }
 }
