@@ -180,6 +180,10 @@ struct OperatorArgs {
     /// Keep the database after the run (it is dropped by default).
     #[arg(long)]
     keep_database: bool,
+    /// Create every object first and only then start the operator, timing its convergence
+    /// alone (from its start) rather than together with the creates.
+    #[arg(long)]
+    start_after_create: bool,
 }
 
 /// `20s`, `500ms`, `2m`, or plain seconds.
@@ -506,6 +510,7 @@ async fn operator_mode(args: OperatorArgs) -> Result<()> {
             concurrency: args.concurrency,
             timeout: args.timeout,
             idle: args.idle,
+            start_after_create: args.start_after_create,
         };
         let f = operator::run(&settings, &bench.db.owner_url, &bench.run_id).await?;
         let secs = |s: Option<f64>| s.map_or("not within the timeout".to_owned(), |s| format!("{s:.1} s"));

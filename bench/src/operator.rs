@@ -26,12 +26,15 @@ const NAMESPACE: &str = "bench";
 /// The label every object of the run carries, to list them.
 const LABEL: &str = "conclave-bench/run";
 
+#[derive(Clone)]
 pub struct Settings {
     pub organizations: usize,
     pub workspaces: usize,
     pub concurrency: usize,
     pub timeout: Duration,
     pub idle: Duration,
+    /// Create everything before the operator starts (its convergence alone is timed).
+    pub start_after_create: bool,
 }
 
 fn resource(kind: &str, plural: &str) -> ApiResource {
@@ -133,11 +136,21 @@ pub async fn run(settings: &Settings, owner_url: &str, run_id: &str) -> Result<O
         chart::install(&plane, &["operator.logFormat=json"]).context("helm install")?;
         let secret = cnpg_app_secret(OPERATOR_DB_SECRET, OPERATOR_NAMESPACE, owner_url)?;
         plane.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string())?;
+        let client = plane.client().await?;
+        // Either everything exists before the operator starts, or the creates run while it
+        // reconciles (in `measure`).
+        let precreated = if settings.start_after_create {
+            eprintln!("[bench] creating every object before the operator starts");
+            Some(create_everything(settings, &client, run_id, Instant::now(), Arc::default()).await)
+        } else {
+            None
+        };
         let identity = "bench-operator-0";
+        let started = Instant::now();
         let mut op = e2e_operator::start(&plane, identity).await?;
         e2e_operator::wait_for_leader(&plane, identity, Duration::from_secs(30)).await?;
         eprintln!("[bench] operator (pid {:?}) holds the leader Lease", op.pod.proc.pid());
-        let measured = measure(settings, &plane.client().await?, &mut op, run_id).await;
+        let measured = measure(settings, &client, &mut op, run_id, precreated.map(|p| (p, started))).await;
         if measured.is_err() {
             eprintln!("[bench] operator log (last lines):\n{}", op.pod.proc.tail(30));
         }
@@ -151,32 +164,71 @@ pub async fn run(settings: &Settings, owner_url: &str, run_id: &str) -> Result<O
     Ok(figures)
 }
 
-async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &str) -> Result<OperatorFigures> {
-    let pid = op.pod.proc.pid().context("the operator has no pid")?;
-    let orgs: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), NAMESPACE, &resource("Organization", "organizations"));
-    let workspaces: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), NAMESPACE, &resource("Workspace", "workspaces"));
+/// What the creates came to: the errors by kind and the seconds they took.
+type Created = (BTreeMap<String, u64>, f64);
+
+/// Creates every Organization, then every Workspace; the errors by kind and the seconds it took
+/// from `start`.
+async fn create_everything(
+    settings: &Settings,
+    client: &Client,
+    run: &str,
+    start: Instant,
+    created: Arc<AtomicUsize>,
+) -> Created {
+    let (orgs, workspaces) = apis(client);
     let per_org = settings.organizations.max(1);
     let org_docs: Vec<Value> = (0..settings.organizations).map(|i| organization(i, run)).collect();
     let ws_docs: Vec<Value> = (0..settings.workspaces).map(|i| workspace(i, i % per_org, run)).collect();
+    let mut errors = create_all(&orgs, org_docs, settings.concurrency, &created).await;
+    for (k, v) in create_all(&workspaces, ws_docs, settings.concurrency, &created).await {
+        *errors.entry(k).or_insert(0) += v;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "[bench] created {} Organizations and {} Workspaces in {secs:.1} s ({} errors)",
+        settings.organizations,
+        settings.workspaces,
+        errors.values().sum::<u64>()
+    );
+    (errors, secs)
+}
 
-    // The creates run in a task of their own, so Ready is watched (every second) while they go.
-    let start = Instant::now();
-    let created = Arc::new(AtomicUsize::new(0));
-    let creating = {
-        let (orgs, workspaces, created) = (orgs.clone(), workspaces.clone(), created.clone());
-        let concurrency = settings.concurrency;
-        tokio::spawn(async move {
-            let mut errors = create_all(&orgs, org_docs, concurrency, &created).await;
-            for (k, v) in create_all(&workspaces, ws_docs, concurrency, &created).await {
-                *errors.entry(k).or_insert(0) += v;
-            }
-            (errors, start.elapsed().as_secs_f64())
-        })
+fn apis(client: &Client) -> (Api<DynamicObject>, Api<DynamicObject>) {
+    (
+        Api::namespaced_with(client.clone(), NAMESPACE, &resource("Organization", "organizations")),
+        Api::namespaced_with(client.clone(), NAMESPACE, &resource("Workspace", "workspaces")),
+    )
+}
+
+/// Times everything to Ready. With `precreated` (the creates' result and the operator's start),
+/// the objects already exist and times count from the operator's start; otherwise the creates
+/// run here, alongside, and times count from the first create.
+async fn measure(
+    settings: &Settings,
+    client: &Client,
+    op: &mut Operator,
+    run: &str,
+    precreated: Option<(Created, Instant)>,
+) -> Result<OperatorFigures> {
+    let pid = op.pod.proc.pid().context("the operator has no pid")?;
+    let (orgs, workspaces) = apis(client);
+    let existing_objects = precreated.is_some();
+    let created =
+        Arc::new(AtomicUsize::new(if existing_objects { settings.organizations + settings.workspaces } else { 0 }));
+    let (start, mut created_result, mut creating) = match precreated {
+        Some((result, started)) => (started, Some(result), None),
+        None => {
+            // The creates run in a task of their own, so Ready is watched while they go.
+            let start = Instant::now();
+            let task = {
+                let (settings, client, run, created) =
+                    (settings.clone(), client.clone(), run.to_owned(), created.clone());
+                tokio::spawn(async move { create_everything(&settings, &client, &run, start, created).await })
+            };
+            (start, None, Some(task))
+        }
     };
-    let mut creating = Some(creating);
-    let mut created_result: Option<(BTreeMap<String, u64>, f64)> = None;
     let watch = Watch::new(vec![pid]);
     let busy_start = watch.sample();
     let mut orgs_ready_secs = None;
@@ -192,14 +244,7 @@ async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &
         if creating.as_ref().is_some_and(tokio::task::JoinHandle::is_finished)
             && let Some(handle) = creating.take()
         {
-            let (errors, secs) = handle.await?;
-            eprintln!(
-                "[bench] created {} Organizations and {} Workspaces in {secs:.1} s ({} errors)",
-                settings.organizations,
-                settings.workspaces,
-                errors.values().sum::<u64>()
-            );
-            created_result = Some((errors, secs));
+            created_result = Some(handle.await?);
         }
         ready_orgs = orgs_ready.load(Ordering::Relaxed);
         if orgs_ready_secs.is_none() && ready_orgs >= settings.organizations {
@@ -226,6 +271,7 @@ async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &
         }
         if start.elapsed() > settings.timeout {
             eprintln!("[bench] timed out after {:.0} s", settings.timeout.as_secs_f64());
+            eprintln!("[bench] operator log (last lines):\n{}", op.pod.proc.tail(60));
             if let Some(handle) = creating.take() {
                 handle.abort();
             }
@@ -271,5 +317,6 @@ async fn measure(settings: &Settings, client: &Client, op: &mut Operator, run: &
         idle_rss_mib: idle_rss,
         errors: errors.values().sum(),
         error_kinds: errors.into_iter().collect(),
+        existing_objects,
     })
 }

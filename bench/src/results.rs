@@ -214,9 +214,10 @@ pub struct OperatorFigures {
     pub concurrency: usize,
     /// Seconds to create every object (the API server's side).
     pub create_secs: f64,
-    /// Seconds from the first create until every Organization was Ready (`None`: timed out).
+    /// Seconds from the first create (or, with `existing_objects`, from the operator's start)
+    /// until every Organization was Ready (`None`: timed out).
     pub organizations_ready_secs: Option<f64>,
-    /// Seconds from the first create until every Workspace was Ready (`None`: timed out).
+    /// Seconds until every Workspace was Ready, counted like `organizations_ready_secs`.
     pub workspaces_ready_secs: Option<f64>,
     pub ready_organizations: usize,
     pub ready_workspaces: usize,
@@ -232,6 +233,10 @@ pub struct OperatorFigures {
     pub idle_rss_mib: f64,
     pub errors: u64,
     pub error_kinds: Vec<(String, u64)>,
+    /// Every object existed before the operator started (`--start-after-create`): the Ready
+    /// times count from the operator's start and measure its convergence alone.
+    #[serde(default)]
+    pub existing_objects: bool,
 }
 
 impl OperatorFigures {

@@ -11,6 +11,9 @@ pub struct Config {
     /// Most PostgreSQL connections the operator holds.
     #[arg(long, env = "CONCLAVE_DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
     pub database_max_connections: u32,
+    /// Most reconciles each controller runs at once; the rest wait their turn in its queue.
+    #[arg(long, env = "CONCLAVE_RECONCILE_CONCURRENCY", default_value_t = 8)]
+    pub reconcile_concurrency: u16,
     /// The Secret holding the data plane's at-rest key, as `namespace/name` (the DataPlane
     /// controller generates it as `<dataplane>-at-rest-key`). Needed to seal webhook secrets.
     #[arg(long, env = "CONCLAVE_AT_REST_KEY_SECRET")]

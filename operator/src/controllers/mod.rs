@@ -79,6 +79,13 @@ impl Context {
         }
     }
 
+    /// Each controller's settings: at most `--reconcile-concurrency` reconciles at once, so a
+    /// start (or resync) against thousands of objects queues them in the controller instead of
+    /// piling thousands of futures onto a database pool of a few connections.
+    pub fn controller_config(&self) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default().concurrency(self.config.reconcile_concurrency)
+    }
+
     fn resync(&self) -> Action {
         Action::requeue(Duration::from_secs(self.config.resync_seconds.max(10)))
     }
@@ -103,6 +110,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// The write was made against a copy of the object older than the API server's: a JSON
+    /// patch whose `test` no longer holds (422, how the finalizer helper guards its patch) or a
+    /// conflict (409). The watch brings the current object shortly; this is no failure of the
+    /// object's and must not back off like one.
+    pub fn is_stale_object(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        let api = match self {
+            Self::Kube(kube::Error::Api(status)) => Some(status),
+            Self::Finalizer(inner) => match &**inner {
+                F::AddFinalizer(kube::Error::Api(status)) | F::RemoveFinalizer(kube::Error::Api(status)) => {
+                    Some(status)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        api.is_some_and(|status| status.code == 409 || (status.code == 422 && matches!(self, Self::Finalizer(_))))
+    }
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Sync(SyncError::Database(_)) | Self::Database(_) => "database",
@@ -125,6 +151,9 @@ impl From<kube::runtime::finalizer::Error<Error>> for Error {
     }
 }
 
+/// How soon a write made against a stale copy of an object is retried.
+const STALE_RETRY: Duration = Duration::from_secs(1);
+
 /// Back-off: 5 s after the first failure, doubling to at most 5 minutes; 5 s while waiting.
 pub fn backoff(failures: u32, error: &Error) -> Duration {
     if matches!(error, Error::Waiting(_)) {
@@ -145,6 +174,13 @@ where
         + Sync
         + 'static,
 {
+    if error.is_stale_object() {
+        // Retried soon and quietly: no Ready=False, no Warning event (each one more write to
+        // an API server that is already behind), no growing back-off.
+        ctx.metrics.failed(&K::kind(&()), "stale");
+        tracing::debug!(kind = %K::kind(&()), name = %obj.name_any(), error = %error, "wrote against a stale copy; retrying");
+        return Action::requeue(STALE_RETRY);
+    }
     let uid = obj.uid().unwrap_or_default();
     let failures = ctx.count_failure(&uid);
     ctx.metrics.failed(&K::kind(&()), error.metric_label());
@@ -395,6 +431,18 @@ mod tests {
         let waits: Vec<u64> = (1..=9).map(|n| backoff(n, &err).as_secs()).collect();
         assert_eq!(waits, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(9, &Error::Waiting("w".into())).as_secs(), 5);
+    }
+
+    #[test]
+    fn a_write_against_a_stale_copy_is_told_apart_from_a_real_failure() {
+        use kube::runtime::finalizer::Error as F;
+        let api = |code: u16| kube::Error::Api(kube::core::Status::failure("x", "Invalid").with_code(code).boxed());
+        assert!(Error::Finalizer(Box::new(F::AddFinalizer(api(422)))).is_stale_object(), "the patch's test failed");
+        assert!(Error::Finalizer(Box::new(F::RemoveFinalizer(api(409)))).is_stale_object());
+        assert!(Error::Kube(api(409)).is_stale_object(), "a conflict");
+        assert!(!Error::Kube(api(422)).is_stale_object(), "an invalid object is a real failure");
+        assert!(!Error::Finalizer(Box::new(F::AddFinalizer(api(403)))).is_stale_object());
+        assert!(!Error::Other(anyhow::anyhow!("x")).is_stale_object());
     }
 
     #[test]

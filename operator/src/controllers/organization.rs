@@ -20,6 +20,7 @@ pub fn controller(
     // A Workspace's change (or deletion) changes its Organization's counts and unblocks its
     // deletion: reconcile the Organization it names.
     Controller::new(orgs, watcher::Config::default())
+        .with_config(ctx.controller_config())
         .watches(workspaces, watcher::Config::default(), |ws: Workspace| {
             let ns = ws.namespace().unwrap_or_default();
             Some(ObjectRef::new(&ws.spec.organization_ref.name).within(&ns))
