@@ -12,7 +12,7 @@ pub struct Config {
     #[arg(long, env = "CONCLAVE_DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
     pub database_max_connections: u32,
     /// Most reconciles each controller runs at once; the rest wait their turn in its queue.
-    #[arg(long, env = "CONCLAVE_RECONCILE_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "CONCLAVE_RECONCILE_CONCURRENCY", default_value_t = 32)]
     pub reconcile_concurrency: u16,
     /// The Secret holding the data plane's at-rest key, as `namespace/name` (the DataPlane
     /// controller generates it as `<dataplane>-at-rest-key`). Needed to seal webhook secrets.
