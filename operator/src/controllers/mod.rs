@@ -85,10 +85,6 @@ impl Context {
     pub fn controller_config(&self) -> kube::runtime::controller::Config {
         kube::runtime::controller::Config::default().concurrency(self.config.reconcile_concurrency)
     }
-
-    fn resync(&self) -> Action {
-        Action::requeue(Duration::from_secs(self.config.resync_seconds.max(10)))
-    }
 }
 
 /// Why a reconcile failed. The variants double as metric labels.
@@ -309,13 +305,25 @@ where
         publish(ctx, obj, &Note::normal(outcome.readiness.reason, outcome.readiness.message.clone())).await;
     }
     ctx.clear_failures(&obj.uid().unwrap_or_default());
-    let resync = ctx.resync();
-    Ok(match requeue {
-        Some(soon) if !outcome.readiness.ready || soon < Duration::from_secs(ctx.config.resync_seconds) => {
-            Action::requeue(soon)
-        }
-        _ => resync,
-    })
+    Ok(next_action(requeue, outcome.readiness.ready, ctx.config.resync_seconds))
+}
+
+/// How soon an object that is not Ready is looked at again when nothing else triggers it. The
+/// watches on what it waits for should wake it first; this bounds the wait when a trigger is
+/// missed (for example an Organization provisioned while the Workspace controller's cache was
+/// still filling) to seconds instead of the 5-minute resync.
+const NOT_READY_RECHECK: Duration = Duration::from_secs(15);
+
+/// What comes after a reconcile: the reconcile's own deadline when it is sooner than the
+/// resync (or the object is not Ready), a re-check soon for an object that is not Ready, and
+/// otherwise the periodic resync.
+fn next_action(requeue: Option<Duration>, ready: bool, resync_seconds: u64) -> Action {
+    let resync = Duration::from_secs(resync_seconds.max(10));
+    match requeue {
+        Some(soon) if !ready || soon < resync => Action::requeue(soon),
+        _ if !ready => Action::requeue(NOT_READY_RECHECK.min(resync)),
+        _ => Action::requeue(resync),
+    }
 }
 
 fn conditions_ready<K: Serialize>(obj: &K) -> bool {
@@ -431,6 +439,16 @@ mod tests {
         let waits: Vec<u64> = (1..=9).map(|n| backoff(n, &err).as_secs()).collect();
         assert_eq!(waits, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(9, &Error::Waiting("w".into())).as_secs(), 5);
+    }
+
+    #[test]
+    fn objects_that_are_not_ready_are_looked_at_again_soon() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(next_action(None, true, 300), Action::requeue(Duration::from_secs(300)));
+        assert_eq!(next_action(None, false, 300), Action::requeue(NOT_READY_RECHECK));
+        assert_eq!(next_action(Some(minute), false, 300), Action::requeue(minute));
+        assert_eq!(next_action(Some(minute), true, 300), Action::requeue(minute), "a deadline before the resync");
+        assert_eq!(next_action(Some(Duration::from_secs(900)), true, 300), Action::requeue(Duration::from_secs(300)));
     }
 
     #[test]
