@@ -21,6 +21,8 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// The sockets this replica holds.
     pub hub: Arc<crate::realtime::Hub>,
+    /// Publishes live events to every replica through Redis.
+    pub publisher: crate::realtime::Publisher,
     /// The send queue and its writers (group commit).
     pub sends: crate::messages::batch::SendQueue,
     /// Devices' signing keys, kept after first use (they never change).
@@ -58,7 +60,7 @@ impl AppState {
         let blobs = crate::attachments::open_store(config).context("opening the attachment store")?;
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
         let hub = Arc::new(crate::realtime::Hub::default());
-        let publisher = crate::realtime::Publisher::with(redis.clone(), &config.redis_namespace, hub.clone());
+        let publisher = crate::realtime::Publisher::new(redis.clone(), &config.redis_namespace, hub.clone());
         let state = Self {
             db: db.clone(),
             redis,
@@ -67,6 +69,7 @@ impl AppState {
             sealing: Arc::new(sealing),
             mailer: Arc::new(mailer),
             hub,
+            publisher: publisher.clone(),
             // Each writer holds a connection while it writes: leave the rest of the pool to
             // everything else.
             sends: crate::messages::batch::SendQueue::start(

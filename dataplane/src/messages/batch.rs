@@ -132,10 +132,10 @@ async fn writer(db: PgPool, publisher: Publisher, mut queue: mpsc::Receiver<Job>
 async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &BatchStats) {
     let (sends, replies): (Vec<Pending>, Vec<_>) = batch.into_iter().map(|job| (job.send, job.reply)).unzip();
     let answers = write_batch(db, &sends, stats).await;
-    // Published here, in sequence order per conversation, rather than by each handler in
-    // whatever order they wake up: out of order, every member's socket would see a gap and
-    // fill it from the database.
-    let mut created: Vec<LiveEvent> = sends
+    // Published here, in queue order (which is each conversation's sequence order), rather than
+    // by each handler in whatever order they wake up: out of order, every member's socket would
+    // see a gap and fill it from the database.
+    let created: Vec<LiveEvent> = sends
         .iter()
         .zip(&answers)
         .filter_map(|(send, answer)| match answer {
@@ -148,7 +148,6 @@ async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &Batc
             _ => None,
         })
         .collect();
-    created.sort_by_key(|event| (event.conversation_id, event.seq));
     publisher.publish(&created).await;
     for (reply, answer) in replies.into_iter().zip(answers) {
         let _ = reply.send(answer);

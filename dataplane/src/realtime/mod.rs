@@ -87,7 +87,7 @@ pub fn events_channel(namespace: &str) -> String {
 /// Publishes after the transaction committed. A failure is logged, not returned: the write is
 /// already the record, and sockets recover it (gap detection, resync on reconnect, resume).
 pub async fn publish(state: &AppState, event: LiveEvent) {
-    Publisher::new(state).publish(std::slice::from_ref(&event)).await;
+    state.publisher.publish(std::slice::from_ref(&event)).await;
 }
 
 /// Publishes events to every replica's sockets.
@@ -99,11 +99,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(state: &AppState) -> Self {
-        Self::with(state.redis.clone(), &state.config.redis_namespace, state.hub.clone())
-    }
-
-    pub fn with(redis: redis::aio::ConnectionManager, namespace: &str, hub: Arc<Hub>) -> Self {
+    pub fn new(redis: redis::aio::ConnectionManager, namespace: &str, hub: Arc<Hub>) -> Self {
         Self { redis, channel: events_channel(namespace).into(), hub }
     }
 
