@@ -26,7 +26,7 @@ async fn a_platform_engineer_provisions_tenants_and_two_people_chat_end_to_end()
     step("Organization, two Workspaces, a WebhookEndpoint and a BotAgent become Ready");
     s.apply_tenants().await;
     s.check_rows_and_secrets().await;
-    s.check_kubectl_columns_and_explain();
+    s.check_kubectl_columns_and_explain().await;
 
     step("invalid resources are refused by the API server's schema and CEL rules");
     s.invalid_resources_are_refused();

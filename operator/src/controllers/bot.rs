@@ -1,7 +1,7 @@
 //! The BotAgent controller: the token Secret first (the source of truth), then PostgreSQL.
 
 use super::secret::{self, Layout};
-use super::{Context, Error, api_for, cleanup, error_policy, finish, publish};
+use super::{Context, Error, Wake, api_for, cleanup, error_policy, finish, publish};
 use crate::plan::bot::{PREVIOUS_TOKEN_KEY, TOKEN_KEY, secret_name};
 use crate::plan::rotation::{self, SecretPlan};
 use crate::secrets;
@@ -26,11 +26,15 @@ pub fn controller(
     let bots = api_for::<BotAgent>(&ctx.client, namespace);
     let workspaces = api_for::<Workspace>(&ctx.client, namespace);
     let secrets = api_for::<Secret>(&ctx.client, namespace);
-    let controller = Controller::new(bots, watcher::Config::default());
+    let controller = Controller::new(bots, watcher::Config::default()).with_config(ctx.controller_config());
     let store = controller.store();
+    let wake = Wake::new(super::workspace_part);
     controller
         .owns(secrets, watcher::Config::default().labels("app.kubernetes.io/managed-by=conclave-operator"))
         .watches(workspaces, watcher::Config::default(), move |ws: Workspace| {
+            if !wake.changed(&ws) {
+                return Vec::new();
+            }
             let ns = ws.namespace().unwrap_or_default();
             let name = ws.name_any();
             store

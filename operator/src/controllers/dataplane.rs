@@ -34,7 +34,8 @@ pub fn controller(
 ) -> impl Stream<Item = Result<(ObjectRef<DataPlane>, Action), impl std::fmt::Display>> {
     let c = &ctx.client;
     let wc = || watcher::Config::default().labels("app.kubernetes.io/managed-by=conclave-operator");
-    let controller = Controller::new(api_for::<DataPlane>(c, namespace), watcher::Config::default());
+    let controller = Controller::new(api_for::<DataPlane>(c, namespace), watcher::Config::default())
+        .with_config(ctx.controller_config());
     let store = controller.store();
     controller
         .owns(api_for::<Deployment>(c, namespace), wc())

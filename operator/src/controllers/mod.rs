@@ -47,6 +47,8 @@ pub struct Context {
     /// Consecutive failures per object uid: the back-off, and the count that releases a
     /// finalizer when the database stays unreachable during a deletion.
     failures: Mutex<HashMap<String, u32>>,
+    /// Paces status writes that change only an object's counts.
+    counts: Pacer,
 }
 
 impl Context {
@@ -59,7 +61,19 @@ impl Context {
             config,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            counts: Pacer::new(COUNTS_INTERVAL),
         }
+    }
+
+    /// For a status write that changes only the object's counts: `None` to write it now, or
+    /// how long it waits because one was written less than [`COUNTS_INTERVAL`] ago.
+    pub fn counts_wait(&self, uid: &str) -> Option<Duration> {
+        self.counts.wait(uid, std::time::Instant::now())
+    }
+
+    fn forget(&self, uid: &str) {
+        self.clear_failures(uid);
+        self.counts.forget(uid);
     }
 
     fn failures_of(&self, uid: &str) -> u32 {
@@ -106,13 +120,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// The write was made against a copy of the object older than the API server's: a JSON
-    /// patch whose `test` no longer holds (422, how the finalizer helper guards its patch) or a
-    /// conflict (409). The watch brings the current object shortly; this is no failure of the
-    /// object's and must not back off like one.
-    pub fn is_stale_object(&self) -> bool {
+    /// The API server's answer, when that is what failed (directly or in the finalizer's patch).
+    fn api_status(&self) -> Option<&kube::core::Status> {
         use kube::runtime::finalizer::Error as F;
-        let api = match self {
+        match self {
             Self::Kube(kube::Error::Api(status)) => Some(status),
             Self::Finalizer(inner) => match &**inner {
                 F::AddFinalizer(kube::Error::Api(status)) | F::RemoveFinalizer(kube::Error::Api(status)) => {
@@ -121,8 +132,24 @@ impl Error {
                 _ => None,
             },
             _ => None,
-        };
-        api.is_some_and(|status| status.code == 409 || (status.code == 422 && matches!(self, Self::Finalizer(_))))
+        }
+    }
+
+    /// The write was made against a copy of the object older than the API server's: a JSON
+    /// patch whose `test` no longer holds (422, how the finalizer helper guards its patch) or a
+    /// conflict (409). The watch brings the current object shortly; this is no failure of the
+    /// object's and must not back off like one.
+    pub fn is_stale_object(&self) -> bool {
+        self.api_status()
+            .is_some_and(|status| status.code == 409 || (status.code == 422 && matches!(self, Self::Finalizer(_))))
+    }
+
+    /// The API server turned the request away for load (429 Too Many Requests, 503, 504), not
+    /// because of anything about the object. Retrying after a pause is the whole remedy; a
+    /// `Ready=False` status and a Warning event would be two more writes to a server that just
+    /// said it has too many.
+    pub fn is_throttled(&self) -> bool {
+        self.api_status().is_some_and(|status| matches!(status.code, 429 | 503 | 504))
     }
 
     pub fn metric_label(&self) -> &'static str {
@@ -147,8 +174,56 @@ impl From<kube::runtime::finalizer::Error<Error>> for Error {
     }
 }
 
+/// Spaces out writes per object: at most one per interval. Provisioning a thousand Workspaces
+/// moves their Organizations' counts a thousand times; written at most every few seconds per
+/// Organization, they cost the API server a fraction of the writes and are never staler than
+/// the interval.
+pub struct Pacer {
+    interval: Duration,
+    /// When each object's last paced write was let through, by uid.
+    last: Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl Pacer {
+    pub fn new(interval: Duration) -> Self {
+        Self { interval, last: Mutex::new(HashMap::new()) }
+    }
+
+    /// `None`: write now (remembered as the last write); or how long to wait, because the last
+    /// one was less than the interval before `now`.
+    pub fn wait(&self, uid: &str, now: std::time::Instant) -> Option<Duration> {
+        let Ok(mut last) = self.last.lock() else { return None };
+        if let Some(wait) = last.get(uid).map(|at| self.interval.saturating_sub(now.saturating_duration_since(*at)))
+            && !wait.is_zero()
+        {
+            return Some(wait);
+        }
+        last.insert(uid.to_owned(), now);
+        None
+    }
+
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut last) = self.last.lock() {
+            last.remove(uid);
+        }
+    }
+}
+
+/// The least time between two status writes of an object that change only its counts.
+const COUNTS_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How soon a write made against a stale copy of an object is retried.
 const STALE_RETRY: Duration = Duration::from_secs(1);
+
+/// How soon a request the API server turned away for load is retried: a second, plus up to two
+/// more spread by the object's uid, so the objects turned away together do not all come back
+/// in the same instant.
+fn throttled_retry(uid: &str) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut hasher);
+    Duration::from_millis(1000 + hasher.finish() % 2000)
+}
 
 /// Back-off: 5 s after the first failure, doubling to at most 5 minutes; 5 s while waiting.
 pub fn backoff(failures: u32, error: &Error) -> Duration {
@@ -178,6 +253,11 @@ where
         return Action::requeue(STALE_RETRY);
     }
     let uid = obj.uid().unwrap_or_default();
+    if error.is_throttled() {
+        ctx.metrics.failed(&K::kind(&()), "throttled");
+        tracing::debug!(kind = %K::kind(&()), name = %obj.name_any(), error = %error, "the API server is busy; retrying");
+        return Action::requeue(throttled_retry(&uid));
+    }
     let failures = ctx.count_failure(&uid);
     ctx.metrics.failed(&K::kind(&()), error.metric_label());
     tracing::warn!(kind = %K::kind(&()), name = %obj.name_any(), namespace = ?obj.namespace(), failures, error = %error, "reconcile failed");
@@ -215,6 +295,65 @@ where
         Err(kube::Error::Api(status)) if status.code == 404 => api.get_opt(name).await,
         Err(other) => Err(other),
     }
+}
+
+/// Decides which events of a watched kind wake the objects that depend on it: those that change
+/// what the dependents read (`part` of the object, its deletion, a new uid), not every write to
+/// it. Without it, each status write of an Organization (its counts change as each of its
+/// Workspaces is provisioned) re-ran every one of its Workspaces, whose status writes re-ran the
+/// Organization: thousands of reconciles that changed nothing.
+pub struct Wake<K, S> {
+    part: fn(&K) -> S,
+    /// The part last seen, by uid. An object's entry goes when its deletion completes.
+    seen: Mutex<HashMap<String, (bool, S)>>,
+}
+
+impl<K: Resource, S: PartialEq> Wake<K, S> {
+    pub fn new(part: fn(&K) -> S) -> Self {
+        Self { part, seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether this event of `obj` should wake its dependents: the first sight of it, a change
+    /// of its part, its deletion starting, or its deletion finishing (no finalizers left).
+    pub fn changed(&self, obj: &K) -> bool {
+        let meta = obj.meta();
+        let key = meta.uid.clone().unwrap_or_else(|| format!("{:?}/{:?}", meta.namespace, meta.name));
+        let deleting = meta.deletion_timestamp.is_some();
+        let Ok(mut seen) = self.seen.lock() else { return true };
+        if deleting && meta.finalizers.as_ref().is_none_or(Vec::is_empty) {
+            seen.remove(&key);
+            return true;
+        }
+        let part = (self.part)(obj);
+        let unchanged = seen.get(&key).is_some_and(|(was_deleting, was)| *was_deleting == deleting && *was == part);
+        if !unchanged {
+            seen.insert(key, (deleting, part));
+        }
+        !unchanged
+    }
+}
+
+/// What the kinds that depend on an Organization read of it: its id in PostgreSQL and whether
+/// it is Ready.
+pub fn organization_part(org: &conclave_resources::Organization) -> (Option<String>, bool) {
+    let status = org.status.as_ref();
+    (status.and_then(|s| s.organization_id.clone()), status.is_some_and(|s| ready_in(&s.conditions)))
+}
+
+/// What the kinds that depend on a Workspace read of it: the Organization it names, its id in
+/// PostgreSQL and whether it is Ready.
+pub fn workspace_part(ws: &conclave_resources::Workspace) -> (String, Option<String>, bool) {
+    let status = ws.status.as_ref();
+    (
+        ws.spec.organization_ref.name.clone(),
+        status.and_then(|s| s.workspace_id.clone()),
+        status.is_some_and(|s| ready_in(&s.conditions)),
+    )
+}
+
+/// Whether a status's `Ready` condition is `True`.
+pub fn ready_in(conditions: &[Condition]) -> bool {
+    conditions::ready_of(conditions).is_some_and(|c| c.status == conclave_resources::ConditionStatus::True)
 }
 
 /// Publishes one event about `obj` (failures to publish are logged, never fatal).
@@ -332,7 +471,7 @@ fn conditions_ready<K: Serialize>(obj: &K) -> bool {
         .and_then(|s| s.get("conditions").cloned())
         .and_then(|c| serde_json::from_value(c).ok())
         .unwrap_or_default();
-    conditions::ready_of(&conditions).is_some_and(|c| c.status == conclave_resources::ConditionStatus::True)
+    ready_in(&conditions)
 }
 
 fn strip_nulls_and_managed(value: Value) -> Value {
@@ -377,7 +516,7 @@ where
     match attempt.await {
         Ok(note) => {
             publish(ctx, obj, &note).await;
-            ctx.clear_failures(&uid);
+            ctx.forget(&uid);
             Ok(Action::await_change())
         }
         Err(err) => {
@@ -461,6 +600,74 @@ mod tests {
         assert!(!Error::Kube(api(422)).is_stale_object(), "an invalid object is a real failure");
         assert!(!Error::Finalizer(Box::new(F::AddFinalizer(api(403)))).is_stale_object());
         assert!(!Error::Other(anyhow::anyhow!("x")).is_stale_object());
+    }
+
+    #[test]
+    fn a_request_turned_away_for_load_is_retried_quietly_and_spread_out() {
+        use kube::runtime::finalizer::Error as F;
+        let api =
+            |code: u16| kube::Error::Api(kube::core::Status::failure("x", "TooManyRequests").with_code(code).boxed());
+        assert!(Error::Kube(api(429)).is_throttled());
+        assert!(Error::Finalizer(Box::new(F::AddFinalizer(api(429)))).is_throttled(), "the finalizer's patch");
+        assert!(Error::Kube(api(503)).is_throttled() && Error::Kube(api(504)).is_throttled());
+        assert!(!Error::Kube(api(500)).is_throttled() && !Error::Kube(api(403)).is_throttled());
+        assert!(!Error::Other(anyhow::anyhow!("x")).is_throttled());
+        let waits: std::collections::BTreeSet<Duration> =
+            (0..50).map(|i| throttled_retry(&format!("uid-{i}"))).collect();
+        assert!(waits.iter().all(|w| (Duration::from_secs(1)..Duration::from_secs(3)).contains(w)), "{waits:?}");
+        assert!(waits.len() > 40, "spread, not all at once: {waits:?}");
+        assert_eq!(throttled_retry("same"), throttled_retry("same"));
+    }
+
+    fn organization(uid: &str, organization_id: Option<&str>) -> conclave_resources::Organization {
+        serde_json::from_value(json!({
+            "apiVersion": "conclave.io/v1alpha1", "kind": "Organization",
+            "metadata": {"name": "acme", "namespace": "t", "uid": uid, "finalizers": ["conclave.io/cleanup"]},
+            "spec": {"slug": "acme", "displayName": "Acme"},
+            "status": {"organizationId": organization_id, "memberCount": 1},
+        }))
+        .expect("a valid fixture")
+    }
+
+    #[test]
+    fn only_changes_that_dependents_read_wake_them() {
+        let wake = Wake::new(organization_part);
+        let mut org = organization("u1", None);
+        assert!(wake.changed(&org), "first sight");
+        assert!(!wake.changed(&org), "the same again (a relist)");
+        org.status.as_mut().expect("a status").member_count = Some(2);
+        assert!(!wake.changed(&org), "a count is not what Workspaces read");
+        org.status.as_mut().expect("a status").organization_id = Some("id".into());
+        assert!(wake.changed(&org), "provisioned");
+        org.status.as_mut().expect("a status").conditions = vec![serde_json::from_value(json!({
+            "type": "Ready", "status": "True", "reason": "Provisioned", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"
+        }))
+        .expect("a valid fixture")];
+        assert!(wake.changed(&org), "became Ready");
+        assert!(!wake.changed(&org));
+        assert!(wake.changed(&organization("u2", Some("id"))), "re-created under the same name: a new uid");
+        org.metadata.deletion_timestamp =
+            serde_json::from_value(json!("2026-01-01T00:00:00Z")).expect("a valid fixture");
+        assert!(wake.changed(&org), "its deletion started");
+        assert!(!wake.changed(&org));
+        org.metadata.finalizers = None;
+        assert!(wake.changed(&org), "its deletion finished");
+        assert!(!wake.seen.lock().expect("not poisoned").contains_key("u1"), "and it is forgotten");
+    }
+
+    #[test]
+    fn count_only_writes_are_spaced_out_per_object() {
+        let pacer = Pacer::new(Duration::from_secs(10));
+        let t0 = std::time::Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(pacer.wait("a", t0), None, "the first goes at once");
+        assert_eq!(pacer.wait("b", at(1)), None, "per object");
+        assert_eq!(pacer.wait("a", at(3)), Some(Duration::from_secs(7)));
+        assert_eq!(pacer.wait("a", at(8)), Some(Duration::from_secs(2)), "later changes do not push it back");
+        assert_eq!(pacer.wait("a", at(10)), None, "due");
+        assert_eq!(pacer.wait("a", at(11)), Some(Duration::from_secs(9)));
+        pacer.forget("a");
+        assert_eq!(pacer.wait("a", at(12)), None, "forgotten with its object");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The WebhookEndpoint controller.
 
 use super::secret::{self, Layout};
-use super::{Context, Error, api_for, cleanup, error_policy, finish, publish};
+use super::{Context, Error, Wake, api_for, cleanup, error_policy, finish, publish};
 use crate::plan::rotation::{self, SecretPlan};
 use crate::plan::webhook::{GENERATED_KEY, generated_secret_name};
 use crate::secrets;
@@ -26,14 +26,18 @@ pub fn controller(
     namespace: Option<&str>,
 ) -> impl Stream<Item = Result<(ObjectRef<WebhookEndpoint>, Action), impl std::fmt::Display>> {
     let endpoints = api_for::<WebhookEndpoint>(&ctx.client, namespace);
-    let controller = Controller::new(endpoints, watcher::Config::default());
+    let controller = Controller::new(endpoints, watcher::Config::default()).with_config(ctx.controller_config());
     let (s1, s2, s3) = (controller.store(), controller.store(), controller.store());
+    let (wake_ws, wake_org) = (Wake::new(super::workspace_part), Wake::new(super::organization_part));
     controller
         .owns(
             api_for::<Secret>(&ctx.client, namespace),
             watcher::Config::default().labels("app.kubernetes.io/managed-by=conclave-operator"),
         )
         .watches(api_for::<Workspace>(&ctx.client, namespace), watcher::Config::default(), move |ws: Workspace| {
+            if !wake_ws.changed(&ws) {
+                return Vec::new();
+            }
             let (ns, name) = (ws.namespace(), ws.name_any());
             s1.state()
                 .into_iter()
@@ -45,6 +49,9 @@ pub fn controller(
             api_for::<Organization>(&ctx.client, namespace),
             watcher::Config::default(),
             move |org: Organization| {
+                if !wake_org.changed(&org) {
+                    return Vec::new();
+                }
                 let (ns, name) = (org.namespace(), org.name_any());
                 s2.state()
                     .into_iter()

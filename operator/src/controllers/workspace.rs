@@ -1,6 +1,6 @@
 //! The Workspace controller.
 
-use super::{Context, Error, api_for, cleanup, error_policy, finish};
+use super::{Context, Error, Wake, api_for, cleanup, error_policy, finish};
 use crate::sync;
 use conclave_resources::{FINALIZER, Organization, Workspace};
 use futures::Stream;
@@ -17,11 +17,16 @@ pub fn controller(
 ) -> impl Stream<Item = Result<(ObjectRef<Workspace>, Action), impl std::fmt::Display>> {
     let workspaces = api_for::<Workspace>(&ctx.client, namespace);
     let orgs = api_for::<Organization>(&ctx.client, namespace);
-    let controller = Controller::new(workspaces, watcher::Config::default());
+    let controller = Controller::new(workspaces, watcher::Config::default()).with_config(ctx.controller_config());
     let store = controller.store();
     // When an Organization appears (or is provisioned), the Workspaces waiting for it resolve.
+    // Its other changes (its counts, which each Workspace's provisioning moves) wake nobody.
+    let wake = Wake::new(super::organization_part);
     controller
         .watches(orgs, watcher::Config::default(), move |org: Organization| {
+            if !wake.changed(&org) {
+                return Vec::new();
+            }
             let ns = org.namespace().unwrap_or_default();
             let name = org.name_any();
             store
