@@ -184,6 +184,10 @@ struct OperatorArgs {
     /// alone (from its start) rather than together with the creates.
     #[arg(long)]
     start_after_create: bool,
+    /// A chart value for the operator's install, as `helm --set` takes it (repeatable), e.g.
+    /// `operator.reconcileConcurrency=64`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    chart_values: Vec<String>,
 }
 
 /// `20s`, `500ms`, `2m`, or plain seconds.
@@ -511,6 +515,7 @@ async fn operator_mode(args: OperatorArgs) -> Result<()> {
             timeout: args.timeout,
             idle: args.idle,
             start_after_create: args.start_after_create,
+            chart_values: args.chart_values.clone(),
         };
         let f = operator::run(&settings, &bench.db.owner_url, &bench.run_id).await?;
         let secs = |s: Option<f64>| s.map_or("not within the timeout".to_owned(), |s| format!("{s:.1} s"));

@@ -35,6 +35,8 @@ pub struct Settings {
     pub idle: Duration,
     /// Create everything before the operator starts (its convergence alone is timed).
     pub start_after_create: bool,
+    /// Chart values for the operator's install (`helm --set`).
+    pub chart_values: Vec<String>,
 }
 
 fn resource(kind: &str, plural: &str) -> ApiResource {
@@ -126,6 +128,39 @@ fn count_ready(api: Api<DynamicObject>, run: &str) -> (Arc<AtomicUsize>, tokio::
     (ready, task)
 }
 
+/// How long the operator's reconcile counter must stand still for it to count as settled.
+pub const SETTLED_AFTER: Duration = Duration::from_secs(3);
+
+/// The operator's reconciles so far, from its `/metrics`.
+async fn reconciles(http: &reqwest::Client, port: u16) -> Result<f64> {
+    let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await?.error_for_status()?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("conclave_operator_reconciles_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Waits until the operator's reconcile counter has stood still for [`SETTLED_AFTER`], at most
+/// `limit`. When it last moved, if it settled.
+async fn settle(port: u16, limit: Duration) -> Result<Option<Instant>> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + limit;
+    let mut last = reconciles(&http, port).await?;
+    let mut moved = Instant::now();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = reconciles(&http, port).await?;
+        if now != last {
+            last = now;
+            moved = Instant::now();
+        } else if moved.elapsed() >= SETTLED_AFTER {
+            return Ok(Some(moved));
+        }
+    }
+    Ok(None)
+}
+
 /// Starts the control plane, installs the chart, runs the operator against `owner_url`'s
 /// database, and measures.
 pub async fn run(settings: &Settings, owner_url: &str, run_id: &str) -> Result<OperatorFigures> {
@@ -133,7 +168,9 @@ pub async fn run(settings: &Settings, owner_url: &str, run_id: &str) -> Result<O
     let mut plane = tokio::task::spawn_blocking(ControlPlane::start).await??;
     let result = async {
         let _ = plane.kubectl(&["create", "namespace", NAMESPACE]);
-        chart::install(&plane, &["operator.logFormat=json"]).context("helm install")?;
+        let mut values = vec!["operator.logFormat=json"];
+        values.extend(settings.chart_values.iter().map(String::as_str));
+        chart::install(&plane, &values).context("helm install")?;
         let secret = cnpg_app_secret(OPERATOR_DB_SECRET, OPERATOR_NAMESPACE, owner_url)?;
         plane.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string())?;
         let client = plane.client().await?;
@@ -286,6 +323,27 @@ async fn measure(
     let busy_rss = watch.dataplane_rss_mib();
     let all_secs = start.elapsed().as_secs_f64();
 
+    let settled = Instant::now();
+    let settle_secs = if orgs_ready_secs.is_some() && workspaces_ready_secs.is_some() {
+        match settle(op.http_port, settings.timeout.saturating_sub(start.elapsed())).await {
+            Ok(Some(last)) => {
+                let secs = last.saturating_duration_since(settled).as_secs_f64();
+                eprintln!("[bench] the operator's last reconcile came {secs:.1} s after everything was Ready");
+                Some(secs)
+            }
+            Ok(None) => {
+                eprintln!("[bench] the operator was still reconciling when the timeout ran out");
+                None
+            }
+            Err(err) => {
+                eprintln!("[bench] could not read the operator's metrics: {err:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     eprintln!("[bench] holding idle for {:.0} s", settings.idle.as_secs_f64());
     let idle_start = watch.sample();
     tokio::time::sleep(settings.idle).await;
@@ -312,6 +370,7 @@ async fn measure(
         objects_per_sec: if all_ready { objects as f64 / all_secs.max(1e-6) } else { 0.0 },
         busy_cpu_percent: busy_cpu,
         busy_rss_mib: busy_rss,
+        settle_secs,
         idle_secs: settings.idle.as_secs_f64(),
         idle_cpu_percent: idle_cpu,
         idle_rss_mib: idle_rss,

@@ -130,14 +130,14 @@ pub fn render(file: &ResultsFile) -> String {
         let _ = writeln!(out, "## Operator\n");
         let _ = writeln!(
             out,
-            "| Organizations | Workspaces | Operator started | Creates in flight | Created in s | Orgs Ready s | Workspaces Ready s | Objects Ready/s | Errors | Operator CPU % (busy) | Operator RSS MiB (busy) | Idle CPU % | Idle RSS MiB |"
+            "| Organizations | Workspaces | Operator started | Creates in flight | Created in s | Orgs Ready s | Workspaces Ready s | Objects Ready/s | Errors | Operator CPU % (busy) | Operator RSS MiB (busy) | Last reconcile s after Ready | Idle CPU % | Idle RSS MiB |"
         );
-        let _ = writeln!(out, "|{}", " --- |".repeat(13));
+        let _ = writeln!(out, "|{}", " --- |".repeat(14));
         let secs = |s: Option<f64>| s.map_or("not Ready".to_owned(), |s| format!("{s:.1}"));
         for o in operators {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} |",
+                "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.0} |",
                 o.organizations,
                 o.workspaces,
                 if o.existing_objects { "after the creates (times from its start)" } else { "before the creates" },
@@ -149,6 +149,7 @@ pub fn render(file: &ResultsFile) -> String {
                 o.errors,
                 o.busy_cpu_percent,
                 o.busy_rss_mib,
+                o.settle_secs.map_or("–".to_owned(), |s| format!("{s:.1}")),
                 o.idle_cpu_percent,
                 o.idle_rss_mib
             );
@@ -469,6 +470,7 @@ pub(crate) mod tests {
             objects_per_sec: 100.0,
             busy_cpu_percent: 50.0,
             busy_rss_mib: 60.0,
+            settle_secs: Some(1.0),
             idle_secs: 15.0,
             idle_cpu_percent: idle_cpu,
             idle_rss_mib: 60.0,

@@ -227,6 +227,11 @@ pub struct OperatorFigures {
     pub busy_cpu_percent: f64,
     /// The operator's RSS when everything was Ready.
     pub busy_rss_mib: f64,
+    /// Seconds from everything Ready until the operator had no more reconciles to run (its
+    /// reconcile counter still for [`crate::operator::SETTLED_AFTER`]): work the Ready
+    /// conditions do not show, such as paced count updates. The idle figures are taken after.
+    #[serde(default)]
+    pub settle_secs: Option<f64>,
     pub idle_secs: f64,
     /// The operator's mean CPU at rest afterwards.
     pub idle_cpu_percent: f64,
