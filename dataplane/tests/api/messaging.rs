@@ -446,6 +446,58 @@ async fn one_batch_answers_each_send_on_its_own_and_stores_only_the_accepted() {
 }
 
 #[tokio::test]
+async fn within_a_batch_the_first_acceptable_copy_is_stored_and_an_attachment_goes_to_the_first_naming_it() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    assert_eq!(chat.rotate(&alice, 1).await.0, StatusCode::CREATED);
+    let upload: Uuid = sqlx::query_scalar(
+        "INSERT INTO message_attachments (organization_id, conversation_id, uploader_user_id, size_bytes,
+                                          content_sha256, storage_key, status)
+         VALUES ($1, $2, $3, 10, decode(repeat('ab', 32), 'hex'), 'test/one', 'stored') RETURNING id",
+    )
+    .bind(chat.org)
+    .bind(chat.conversation)
+    .bind(alice.user_id)
+    .fetch_one(&app.db.owner)
+    .await
+    .expect("an uploaded attachment");
+
+    let retried = Uuid::now_v7();
+    let mut first_with_file = pending(&app, &chat, &alice, 1, Uuid::now_v7()).await;
+    first_with_file.attachment_ids = vec![upload, upload];
+    let mut second_with_file = pending(&app, &chat, &alice, 1, Uuid::now_v7()).await;
+    second_with_file.attachment_ids = vec![upload];
+    let batch = vec![
+        // A copy refused for its generation stores nothing; the next acceptable copy is stored
+        // and the one after it is a retry of that one.
+        pending(&app, &chat, &bob, 2, retried).await,
+        pending(&app, &chat, &bob, 1, retried).await,
+        pending(&app, &chat, &bob, 1, retried).await,
+        first_with_file,
+        second_with_file,
+    ];
+    let answers = store(&app.state.db, &batch).await.expect("one call");
+    let outcomes: Vec<String> = answers.iter().map(outcome).collect();
+    assert_eq!(
+        outcomes,
+        ["409 unknown_generation", "created #1", "existing #1", "created #2", "422 unknown_attachment"],
+        "each send as if it came alone, after the ones before it"
+    );
+    let (attached_to, status): (Option<Uuid>, String) =
+        sqlx::query_as("SELECT message_id, status FROM message_attachments WHERE id = $1")
+            .bind(upload)
+            .fetch_one(&app.db.owner)
+            .await
+            .expect("attachment");
+    let Ok(Stored::Created(with_file)) = &answers[3] else { panic!("{outcomes:?}") };
+    assert_eq!((attached_to, status.as_str()), (Some(with_file.id), "attached"));
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 2);
+    assert_eq!(app.count("SELECT last_seq FROM conversations WHERE last_seq > 0").await, 2);
+}
+
+#[tokio::test]
 async fn concurrent_sends_through_one_writer_stay_gap_free_per_conversation() {
     let app = TestApp::start_with(&["--rate-limit-factor", "1000", "--send-writers", "1"]).await;
     let alice = app.person("alice@example.org").await;
