@@ -14,8 +14,10 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 use uuid::Uuid;
 
 pub const ISSUER: &str = "conclave";
@@ -39,7 +41,17 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
     jwks: Value,
+    /// Tokens whose signature already verified, by the SHA-256 of the whole token: a client
+    /// presents the same access token on every request of its lifetime, and an Ed25519 check
+    /// (the key's point decompressed again each time) cost more CPU per message send than
+    /// anything else the data plane did. Only the identical string hits; expiry is checked on
+    /// every hit; revocation never depended on this (the session is checked in PostgreSQL).
+    verified: Mutex<HashMap<[u8; 32], Claims>>,
 }
+
+/// Verified tokens kept before the cache starts over (an entry is about 150 bytes; tokens live
+/// minutes, so this holds every active client of a large replica).
+const MAX_VERIFIED: usize = 100_000;
 
 struct LoadedKey {
     kid: String,
@@ -106,7 +118,13 @@ impl JwtKeys {
             }
         }
         let encoding = encoding.context("the signing key is not among the loaded keys")?;
-        Ok(Self { signing_kid: signing_kid.to_owned(), encoding, decoding, jwks: json!({ "keys": jwks }) })
+        Ok(Self {
+            signing_kid: signing_kid.to_owned(),
+            encoding,
+            decoding,
+            jwks: json!({ "keys": jwks }),
+            verified: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn signing_kid(&self) -> &str {
@@ -126,6 +144,26 @@ impl JwtKeys {
     /// Checks signature (by `kid`), algorithm, issuer and expiry. `None` for any invalid token:
     /// callers answer every such case with the same 401.
     pub fn verify(&self, token: &str) -> Option<Claims> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        let mut verified = self.verified.lock().ok()?;
+        if let Some(claims) = verified.get(&digest) {
+            return (claims.exp.saturating_add(LEEWAY) > now).then(|| claims.clone());
+        }
+        drop(verified);
+        let claims = self.verify_signature(token)?;
+        verified = self.verified.lock().ok()?;
+        if verified.len() >= MAX_VERIFIED {
+            verified.retain(|_, c| c.exp.saturating_add(LEEWAY) > now);
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, claims.clone());
+        Some(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Option<Claims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::EdDSA {
             return None;
@@ -134,10 +172,13 @@ impl JwtKeys {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY;
         jsonwebtoken::decode::<Claims>(token, key, &validation).ok().map(|data| data.claims)
     }
 }
+
+/// Seconds of clock difference tolerated on `exp`.
+const LEEWAY: u64 = 5;
 
 fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
@@ -177,6 +218,25 @@ mod tests {
         let header = jsonwebtoken::decode_header(&token).expect("header");
         assert_eq!(header.kid.as_deref(), Some(keys.signing_kid()));
         assert_eq!(keys.jwks()["keys"][0]["kid"], keys.signing_kid());
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_and_only_the_same_string_hits() {
+        let keys = JwtKeys::ephemeral().expect("keys");
+        let c = claims(60);
+        let token = keys.issue(&c).expect("issue");
+        assert_eq!(keys.verify(&token), Some(c.clone()));
+        assert_eq!(keys.verify(&token), Some(c), "from the cache");
+        let mut tampered = token.clone();
+        tampered.push('A');
+        assert_eq!(keys.verify(&tampered), None, "another string is verified on its own");
+        // A remembered token that has since expired is refused.
+        let short = claims(-(LEEWAY as i64) + 1);
+        let token = keys.issue(&short).expect("issue");
+        assert!(keys.verify(&token).is_some());
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        keys.verified.lock().expect("lock").get_mut(&digest).expect("remembered").exp -= 10;
+        assert_eq!(keys.verify(&token), None, "expired while remembered");
     }
 
     #[test]
