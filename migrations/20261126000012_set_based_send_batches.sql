@@ -26,7 +26,7 @@ RETURNS TABLE (entry integer, outcome text, current_generation integer, must_rot
                message_key_generation integer, message_nonce bytea, message_ciphertext bytea,
                message_signature bytea, message_reply_to_id uuid, message_created_at timestamptz,
                message_edited_at timestamptz, message_deleted_at timestamptz)
-LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = public, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
     tenant uuid;
