@@ -76,8 +76,9 @@ BEGIN
                    seat.current_key_generation, seat.rotation_required, seat.last_seq,
                    ex.id AS existing_id,
                    coalesce(nm.named, 0) AS named,
-                   (SELECT count(*) FROM wanted w JOIN message_attachments a ON a.id = w.id
-                     WHERE w.n = e.n AND a.conversation_id = e.conversation_id AND a.uploader_user_id = e.user_id
+                   (SELECT count(*) FROM message_attachments a
+                     WHERE a.id = ANY (ARRAY(SELECT w.id FROM wanted w WHERE w.n = e.n))
+                       AND a.conversation_id = e.conversation_id AND a.uploader_user_id = e.user_id
                        AND a.status = 'stored' AND a.message_id IS NULL) AS usable
               FROM e
               -- The session (the caller checked only the access token's signature) and the
