@@ -107,9 +107,16 @@ BEGIN
                     JOIN conversation_members cm ON cm.conversation_id = c.id AND cm.user_id = e.user_id
                    WHERE c.id = e.conversation_id
               ) seat ON true
-              LEFT JOIN messages ex
-                     ON ex.conversation_id = e.conversation_id AND ex.sender_device_id = e.device_id
-                    AND ex.client_message_id = e.client_message_id
+              -- A lookup per entry by the unique key, never a join over the organization's
+              -- messages: planned while the table was nearly empty, a merge join read every
+              -- message of the organization for every batch. LIMIT keeps the planner from
+              -- flattening the lookup back into such a join.
+              LEFT JOIN LATERAL (
+                  SELECT x.id FROM messages x
+                   WHERE x.conversation_id = e.conversation_id AND x.sender_device_id = e.device_id
+                     AND x.client_message_id = e.client_message_id
+                   LIMIT 1
+              ) ex ON true
               LEFT JOIN named nm ON nm.n = e.n
         ),
         -- Each entry's own verdict, as if it were alone.
@@ -215,3 +222,7 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Every stored message looks up the push subscriptions of the conversation's other members;
+-- without an index by user that was a scan of every subscription on the server.
+CREATE INDEX push_subscriptions_user ON push_subscriptions (user_id);
