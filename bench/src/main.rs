@@ -408,11 +408,12 @@ fn print_messages(f: &results::MessageFigures) {
         f.send_latency.p99_ms
     );
     println!(
-        "errors {} {:?}; missing deliveries {}; verified {}; data plane CPU {:.0} % RSS {:.0} MiB; postgres CPU {:.0} %; redis CPU {:.0} %; tool CPU {:.0} %; machine CPU {:.0} %",
+        "errors {} {:?}; missing deliveries {}; verified {}; {:.1} sends per database call; data plane CPU {:.0} % RSS {:.0} MiB; postgres CPU {:.0} %; redis CPU {:.0} %; tool CPU {:.0} %; machine CPU {:.0} %",
         f.errors,
         f.error_kinds,
         f.missing_deliveries,
         f.verified_deliveries,
+        f.messages_per_batch.unwrap_or(0.0),
         f.resources.dataplane_cpu_percent,
         f.resources.dataplane_rss_mib,
         f.resources.postgres_cpu_percent,

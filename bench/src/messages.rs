@@ -339,6 +339,8 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
     }
 
     tokio::time::sleep(load.warmup).await;
+    let http = reqwest::Client::new();
+    let batches_before = batch_counters(&http, &ports).await;
     let before = watch.sample();
     shared.measuring.store(true, Ordering::Relaxed);
     let window_start = Instant::now();
@@ -346,6 +348,7 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
     shared.measuring.store(false, Ordering::Relaxed);
     let window = window_start.elapsed().as_secs_f64();
     let after = watch.sample();
+    let batches_after = batch_counters(&http, &ports).await;
     let rss = watch.dataplane_rss_mib();
     shared.stop.store(true, Ordering::Relaxed);
     for task in tasks {
@@ -405,8 +408,29 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
             tool_cpu_percent: tool,
             machine_cpu_percent: machine,
         },
+        messages_per_batch: match (batches_before, batches_after) {
+            (Some((b0, m0)), Some((b1, m1))) if b1 > b0 => Some((m1 - m0) as f64 / (b1 - b0) as f64),
+            _ => None,
+        },
         baseline: None,
     })
+}
+
+/// The data planes' send batches and the sends in them so far (summed over replicas), from
+/// their `/metrics`; `None` when one cannot be read.
+async fn batch_counters(http: &reqwest::Client, ports: &[u16]) -> Option<(u64, u64)> {
+    let (mut batches, mut sends) = (0, 0);
+    for port in ports {
+        let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
+        let value = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .map(|v| v as u64)
+        };
+        batches += value("conclave_dataplane_send_batches_total")?;
+        sends += value("conclave_dataplane_send_batch_messages_total")?;
+    }
+    Some((batches, sends))
 }
 
 /// One line a second: rates, latency of the last second, errors, the data plane's CPU and RSS.

@@ -61,14 +61,14 @@ pub fn render(file: &ResultsFile) -> String {
         let _ = writeln!(out, "## Messages\n");
         let _ = writeln!(
             out,
-            "| Clients | Conv. size | Load | Replicas | Messages/s | Deliveries/s | Send→deliver p50 / p99 / p99.9 ms | Send request p50 / p99 ms | Errors | Missing | DP CPU % | DP RSS MiB | PG CPU % | Machine CPU % | vs PG commits | vs Redis PUBLISH |"
+            "| Clients | Conv. size | Load | Replicas | Messages/s | Deliveries/s | Send→deliver p50 / p99 / p99.9 ms | Send request p50 / p99 ms | Errors | Missing | Sends per DB call | DP CPU % | DP RSS MiB | PG CPU % | Machine CPU % | vs PG commits | vs Redis PUBLISH |"
         );
-        let _ = writeln!(out, "|{}", " --- |".repeat(16));
+        let _ = writeln!(out, "|{}", " --- |".repeat(17));
         for (_, f) in &messages {
             let load = f.target_rate.map_or(format!("max ({} senders)", f.concurrency), |r| format!("{r:.0}/s"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
                 f.clients,
                 f.conversation_size,
                 load,
@@ -80,6 +80,7 @@ pub fn render(file: &ResultsFile) -> String {
                 f.send_latency.p99_ms,
                 f.errors,
                 f.missing_deliveries,
+                f.messages_per_batch.map_or("–".to_owned(), |b| format!("{b:.1}")),
                 f.resources.dataplane_cpu_percent,
                 f.resources.dataplane_rss_mib,
                 f.resources.postgres_cpu_percent,
@@ -407,6 +408,7 @@ pub(crate) mod tests {
             errors: 0,
             error_kinds: vec![],
             resources: Resources::default(),
+            messages_per_batch: Some(20.0),
             baseline: Some(baseline()),
         }
     }

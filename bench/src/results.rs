@@ -172,6 +172,10 @@ pub struct MessageFigures {
     pub errors: u64,
     pub error_kinds: Vec<(String, u64)>,
     pub resources: Resources,
+    /// Sends stored per database call (the data plane's group commit) during the window, from
+    /// its `/metrics`: small batches cost PostgreSQL more per message.
+    #[serde(default)]
+    pub messages_per_batch: Option<f64>,
     /// The raw limits measured in the same run, if any.
     pub baseline: Option<Baseline>,
 }
