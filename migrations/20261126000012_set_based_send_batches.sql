@@ -15,8 +15,8 @@
 --      and returns every entry's outcome.
 -- Within a batch, the same (conversation, device, client message id) more than once stores the
 -- first acceptable copy; the later ones answer `existing` with it, as a retry would. An
--- attachment named by two entries of one batch goes to the first entry naming it; the other
--- answers unknown_attachment.
+-- attachment named by two entries of one call goes to the first entry naming it, whatever that
+-- entry's outcome; the data plane never puts two sends naming one attachment in the same call.
 CREATE OR REPLACE FUNCTION conclave_send_messages(
     organization_ids uuid[], user_ids uuid[], session_ids uuid[], device_ids uuid[], conversation_ids uuid[],
     client_message_ids uuid[], key_generations integer[], nonces bytea[], ciphertexts bytea[], signatures bytea[],
@@ -35,17 +35,22 @@ BEGIN
         PERFORM set_config('conclave.organization_id', tenant::text, true),
                 set_config('conclave.user_id', '', true);
 
-        -- Sends, rotations and membership changes of a conversation serialise on its row.
+        -- Sends, rotations and membership changes of a conversation serialise on its row. Only
+        -- the conversations the entry's sender is a member of, and only the sender's own
+        -- uploads in them, are locked: an entry cannot hold up anyone else's.
         PERFORM 1 FROM conversations c
-         WHERE c.id IN (SELECT t.c FROM unnest(organization_ids, conversation_ids) AS t(o, c) WHERE t.o = tenant)
+         WHERE c.id IN (SELECT t.c FROM unnest(organization_ids, conversation_ids, user_ids) AS t(o, c, u)
+                          JOIN conversation_members cm ON cm.conversation_id = t.c AND cm.user_id = t.u
+                         WHERE t.o = tenant)
          ORDER BY c.id
-           FOR UPDATE;
+           FOR UPDATE OF c;
         IF coalesce(cardinality(attachment_ids), 0) > 0 THEN
             PERFORM 1 FROM message_attachments a
-             WHERE a.id IN (SELECT x.id FROM unnest(attachment_entries, attachment_ids) AS x(n, id)
-                             WHERE organization_ids[x.n] = tenant)
+              JOIN unnest(attachment_entries, attachment_ids) AS x(n, id) ON a.id = x.id
+             WHERE organization_ids[x.n] = tenant AND a.conversation_id = conversation_ids[x.n]
+               AND a.uploader_user_id = user_ids[x.n]
              ORDER BY a.id
-               FOR UPDATE;
+               FOR UPDATE OF a;
         END IF;
 
         RETURN QUERY

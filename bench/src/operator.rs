@@ -128,8 +128,9 @@ fn count_ready(api: Api<DynamicObject>, run: &str) -> (Arc<AtomicUsize>, tokio::
     (ready, task)
 }
 
-/// How long the operator's reconcile counter must stand still for it to count as settled.
-pub const SETTLED_AFTER: Duration = Duration::from_secs(3);
+/// How long the operator's reconcile counter must stand still for it to count as settled:
+/// longer than the operator's pacing of count-only status writes (10 s).
+pub const SETTLED_AFTER: Duration = Duration::from_secs(12);
 
 /// The operator's reconciles so far, from its `/metrics`.
 async fn reconciles(http: &reqwest::Client, port: u16) -> Result<f64> {
@@ -325,7 +326,9 @@ async fn measure(
 
     let settled = Instant::now();
     let settle_secs = if orgs_ready_secs.is_some() && workspaces_ready_secs.is_some() {
-        match settle(op.http_port, settings.timeout.saturating_sub(start.elapsed())).await {
+        // At least long enough to see it stand still, even when the Ready wait used up the timeout.
+        let limit = settings.timeout.saturating_sub(start.elapsed()).max(SETTLED_AFTER * 2);
+        match settle(op.http_port, limit).await {
             Ok(Some(last)) => {
                 let secs = last.saturating_duration_since(settled).as_secs_f64();
                 eprintln!("[bench] the operator's last reconcile came {secs:.1} s after everything was Ready");

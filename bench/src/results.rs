@@ -232,7 +232,7 @@ pub struct OperatorFigures {
     /// The operator's RSS when everything was Ready.
     pub busy_rss_mib: f64,
     /// Seconds from everything Ready until the operator had no more reconciles to run (its
-    /// reconcile counter still for [`crate::operator::SETTLED_AFTER`]): work the Ready
+    /// reconcile counter still for [`crate::operator::SETTLED_AFTER`], 12 s): work the Ready
     /// conditions do not show, such as paced count updates. The idle figures are taken after.
     #[serde(default)]
     pub settle_secs: Option<f64>,

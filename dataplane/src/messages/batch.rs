@@ -154,9 +154,37 @@ async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &Batc
     }
 }
 
-/// Stores `sends` as one batch, or, when the batch fails as a whole, each on its own; one
-/// answer per send, in order.
+/// Stores `sends` as one batch (or a few, see [`parts`]), or, when a batch fails as a whole,
+/// each of its sends on its own; one answer per send, in order.
 pub async fn write_batch(db: &PgPool, sends: &[Pending], stats: &BatchStats) -> Vec<ApiResult<Stored>> {
+    let mut answers = Vec::with_capacity(sends.len());
+    for part in parts(sends) {
+        answers.extend(write_part(db, &sends[part], stats).await);
+    }
+    answers
+}
+
+/// Consecutive parts of a batch in which no two sends name the same attachment. Within one call
+/// the database gives a contested attachment to the first send naming it whatever that send's
+/// outcome, where sent one after the other the first would claim it only if it was stored; the
+/// second send therefore starts the next part, which is written after the first.
+fn parts(sends: &[Pending]) -> Vec<std::ops::Range<usize>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut named = std::collections::HashSet::new();
+    for (i, send) in sends.iter().enumerate() {
+        if send.attachment_ids.iter().any(|id| named.contains(id)) {
+            parts.push(start..i);
+            start = i;
+            named.clear();
+        }
+        named.extend(send.attachment_ids.iter().copied());
+    }
+    parts.push(start..sends.len());
+    parts
+}
+
+async fn write_part(db: &PgPool, sends: &[Pending], stats: &BatchStats) -> Vec<ApiResult<Stored>> {
     let counted = |n: usize| {
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.sends.fetch_add(n as u64, Ordering::Relaxed);

@@ -446,7 +446,7 @@ async fn one_batch_answers_each_send_on_its_own_and_stores_only_the_accepted() {
 }
 
 #[tokio::test]
-async fn within_a_batch_the_first_acceptable_copy_is_stored_and_an_attachment_goes_to_the_first_naming_it() {
+async fn within_a_batch_the_first_acceptable_copy_is_stored_and_an_attachment_goes_to_the_first_stored_send() {
     let app = TestApp::start().await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
@@ -465,36 +465,50 @@ async fn within_a_batch_the_first_acceptable_copy_is_stored_and_an_attachment_go
     .expect("an uploaded attachment");
 
     let retried = Uuid::now_v7();
-    let mut first_with_file = pending(&app, &chat, &alice, 1, Uuid::now_v7()).await;
-    first_with_file.attachment_ids = vec![upload, upload];
-    let mut second_with_file = pending(&app, &chat, &alice, 1, Uuid::now_v7()).await;
-    second_with_file.attachment_ids = vec![upload];
+    let with_file = async |generation: i32, ids: Vec<Uuid>| {
+        let mut send = pending(&app, &chat, &alice, generation, Uuid::now_v7()).await;
+        send.attachment_ids = ids;
+        send
+    };
     let batch = vec![
         // A copy refused for its generation stores nothing; the next acceptable copy is stored
         // and the one after it is a retry of that one.
         pending(&app, &chat, &bob, 2, retried).await,
         pending(&app, &chat, &bob, 1, retried).await,
         pending(&app, &chat, &bob, 1, retried).await,
-        first_with_file,
-        second_with_file,
+        // The attachment goes to the first send naming it that is stored, not to a refused one.
+        with_file(2, vec![upload]).await,
+        with_file(1, vec![upload, upload]).await,
+        with_file(1, vec![upload]).await,
+        pending(&app, &chat, &bob, 1, Uuid::now_v7()).await,
     ];
-    let answers = store(&app.state.db, &batch).await.expect("one call");
+    let stats = BatchStats::default();
+    let answers = write_batch(&app.state.db, &batch, &stats).await;
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(
         outcomes,
-        ["409 unknown_generation", "created #1", "existing #1", "created #2", "422 unknown_attachment"],
+        [
+            "409 unknown_generation",
+            "created #1",
+            "existing #1",
+            "409 unknown_generation",
+            "created #2",
+            "422 unknown_attachment",
+            "created #3",
+        ],
         "each send as if it came alone, after the ones before it"
     );
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 3, "split where a send names an attachment named before");
     let (attached_to, status): (Option<Uuid>, String) =
         sqlx::query_as("SELECT message_id, status FROM message_attachments WHERE id = $1")
             .bind(upload)
             .fetch_one(&app.db.owner)
             .await
             .expect("attachment");
-    let Ok(Stored::Created(with_file)) = &answers[3] else { panic!("{outcomes:?}") };
-    assert_eq!((attached_to, status.as_str()), (Some(with_file.id), "attached"));
-    assert_eq!(app.count("SELECT count(*) FROM messages").await, 2);
-    assert_eq!(app.count("SELECT last_seq FROM conversations WHERE last_seq > 0").await, 2);
+    let Ok(Stored::Created(stored_with_file)) = &answers[4] else { panic!("{outcomes:?}") };
+    assert_eq!((attached_to, status.as_str()), (Some(stored_with_file.id), "attached"));
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 3);
+    assert_eq!(app.count("SELECT last_seq FROM conversations WHERE last_seq > 0").await, 3);
 }
 
 #[tokio::test]

@@ -47,6 +47,8 @@ pub struct Context {
     /// Consecutive failures per object uid: the back-off, and the count that releases a
     /// finalizer when the database stays unreachable during a deletion.
     failures: Mutex<HashMap<String, u32>>,
+    /// Requests turned away for load in a row, per object uid: the quiet retry's back-off.
+    throttled: Mutex<HashMap<String, u32>>,
     /// Paces status writes that change only an object's counts.
     counts: Pacer,
 }
@@ -61,6 +63,7 @@ impl Context {
             config,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(HashMap::new()),
             counts: Pacer::new(COUNTS_INTERVAL),
         }
     }
@@ -91,6 +94,16 @@ impl Context {
         if let Ok(mut map) = self.failures.lock() {
             map.remove(uid);
         }
+        if let Ok(mut map) = self.throttled.lock() {
+            map.remove(uid);
+        }
+    }
+
+    fn count_throttled(&self, uid: &str) -> u32 {
+        let Ok(mut map) = self.throttled.lock() else { return 1 };
+        let n = map.entry(uid.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
     }
 
     /// Each controller's settings: at most `--reconcile-concurrency` reconciles at once, so a
@@ -215,14 +228,15 @@ const COUNTS_INTERVAL: Duration = Duration::from_secs(10);
 /// How soon a write made against a stale copy of an object is retried.
 const STALE_RETRY: Duration = Duration::from_secs(1);
 
-/// How soon a request the API server turned away for load is retried: a second, plus up to two
-/// more spread by the object's uid, so the objects turned away together do not all come back
-/// in the same instant.
-fn throttled_retry(uid: &str) -> Duration {
+/// How soon a request the API server turned away for load is retried, the `attempt`th time in
+/// a row: 1 s doubling to 32 s, plus up to 2 s more spread by the object's uid, so the objects
+/// turned away together do not all come back in the same instant, and an API server that
+/// stays overloaded (or a webhook of its answering 503) is not asked every second forever.
+fn throttled_retry(uid: &str, attempt: u32) -> Duration {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     uid.hash(&mut hasher);
-    Duration::from_millis(1000 + hasher.finish() % 2000)
+    Duration::from_secs(1 << attempt.saturating_sub(1).min(5)) + Duration::from_millis(hasher.finish() % 2000)
 }
 
 /// Back-off: 5 s after the first failure, doubling to at most 5 minutes; 5 s while waiting.
@@ -256,7 +270,7 @@ where
     if error.is_throttled() {
         ctx.metrics.failed(&K::kind(&()), "throttled");
         tracing::debug!(kind = %K::kind(&()), name = %obj.name_any(), error = %error, "the API server is busy; retrying");
-        return Action::requeue(throttled_retry(&uid));
+        return Action::requeue(throttled_retry(&uid, ctx.count_throttled(&uid)));
     }
     let failures = ctx.count_failure(&uid);
     ctx.metrics.failed(&K::kind(&()), error.metric_label());
@@ -308,6 +322,9 @@ pub struct Wake<K, S> {
     seen: Mutex<HashMap<String, (bool, S)>>,
 }
 
+/// Objects a [`Wake`] remembers before it starts over.
+const MAX_SEEN: usize = 100_000;
+
 impl<K: Resource, S: PartialEq> Wake<K, S> {
     pub fn new(part: fn(&K) -> S) -> Self {
         Self { part, seen: Mutex::new(HashMap::new()) }
@@ -323,6 +340,12 @@ impl<K: Resource, S: PartialEq> Wake<K, S> {
         if deleting && meta.finalizers.as_ref().is_none_or(Vec::is_empty) {
             seen.remove(&key);
             return true;
+        }
+        if seen.len() >= MAX_SEEN && !seen.contains_key(&key) {
+            // Objects whose deletion was never seen (deleted before they had a finalizer, or
+            // while the watch was re-listing) would otherwise stay forever; starting over costs
+            // one wake of each dependent.
+            seen.clear();
         }
         let part = (self.part)(obj);
         let unchanged = seen.get(&key).is_some_and(|(was_deleting, was)| *was_deleting == deleting && *was == part);
@@ -506,6 +529,7 @@ where
             ),
         );
         publish(ctx, obj, &note).await;
+        ctx.forget(&obj.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let uid = obj.uid().unwrap_or_default();
@@ -530,7 +554,7 @@ where
                     ),
                 );
                 publish(ctx, obj, &note).await;
-                ctx.clear_failures(&uid);
+                ctx.forget(&uid);
                 return Ok(Action::await_change());
             }
             Err(err)
@@ -613,10 +637,13 @@ mod tests {
         assert!(!Error::Kube(api(500)).is_throttled() && !Error::Kube(api(403)).is_throttled());
         assert!(!Error::Other(anyhow::anyhow!("x")).is_throttled());
         let waits: std::collections::BTreeSet<Duration> =
-            (0..50).map(|i| throttled_retry(&format!("uid-{i}"))).collect();
+            (0..50).map(|i| throttled_retry(&format!("uid-{i}"), 1)).collect();
         assert!(waits.iter().all(|w| (Duration::from_secs(1)..Duration::from_secs(3)).contains(w)), "{waits:?}");
         assert!(waits.len() > 40, "spread, not all at once: {waits:?}");
-        assert_eq!(throttled_retry("same"), throttled_retry("same"));
+        assert_eq!(throttled_retry("same", 1), throttled_retry("same", 1));
+        let jitter = throttled_retry("same", 1) - Duration::from_secs(1);
+        let backoff: Vec<u64> = (1..=8).map(|n| (throttled_retry("same", n) - jitter).as_secs()).collect();
+        assert_eq!(backoff, [1, 2, 4, 8, 16, 32, 32, 32], "doubling while it lasts, capped");
     }
 
     fn organization(uid: &str, organization_id: Option<&str>) -> conclave_resources::Organization {

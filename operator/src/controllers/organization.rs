@@ -52,6 +52,7 @@ async fn apply(org: &Organization, ctx: &Context) -> Result<Action, Error> {
     if only_counts_changed(org, &outcome)
         && let Some(wait) = ctx.counts_wait(&org.uid().unwrap_or_default())
     {
+        ctx.clear_failures(&org.uid().unwrap_or_default());
         return Ok(Action::requeue(wait));
     }
     finish(ctx, org, outcome, None).await
