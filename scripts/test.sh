@@ -46,6 +46,9 @@ scripts/sqlx-prepare.sh --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "API documentation (broken links and unescaped markup fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "binaries the end-to-end suite runs (operator, data plane, CLI)"
 cargo build --workspace --bins --locked
 

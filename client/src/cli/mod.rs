@@ -47,7 +47,8 @@ pub struct Global {
     /// The profile: one signed-in account and device, kept in its own directory.
     #[arg(long, global = true, env = "CONCLAVE_PROFILE", default_value = "default")]
     pub profile: String,
-    /// Where profiles live: <home>/profiles/<profile>. Defaults to ~/.config/conclave/<profile>.
+    /// A directory to keep the profiles in, each as DIR/profiles/NAME; without it a profile
+    /// lives in ~/.config/conclave/NAME.
     #[arg(long, global = true, env = "CONCLAVE_HOME")]
     pub home: Option<PathBuf>,
     /// Print JSON instead of text.

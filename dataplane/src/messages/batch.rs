@@ -154,7 +154,7 @@ async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &Batc
     }
 }
 
-/// Stores `sends` as one batch (or a few, see [`parts`]), or, when a batch fails as a whole,
+/// Stores `sends` as one batch (or a few: see `parts`), or, when a batch fails as a whole,
 /// each of its sends on its own; one answer per send, in order.
 pub async fn write_batch(db: &PgPool, sends: &[Pending], stats: &BatchStats) -> Vec<ApiResult<Stored>> {
     let mut answers = Vec::with_capacity(sends.len());

@@ -69,7 +69,7 @@ impl Context {
     }
 
     /// For a status write that changes only the object's counts: `None` to write it now, or
-    /// how long it waits because one was written less than [`COUNTS_INTERVAL`] ago.
+    /// how long it waits because one was written less than the interval (10 s) ago.
     pub fn counts_wait(&self, uid: &str) -> Option<Duration> {
         self.counts.wait(uid, std::time::Instant::now())
     }
