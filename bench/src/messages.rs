@@ -11,7 +11,7 @@
 use crate::provision::{Conversation, Member};
 use crate::results::{Latency, MessageFigures, Resources};
 use crate::socket::{self, Socket};
-use crate::system::Watch;
+use crate::system::{self, Watch};
 use anyhow::Result;
 use conclave_client::content::Content;
 use conclave_client::crypto::{MessageHeader, SealedMessage, open_message, seal_message};
@@ -421,14 +421,9 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
 async fn batch_counters(http: &reqwest::Client, ports: &[u16]) -> Option<(u64, u64)> {
     let (mut batches, mut sends) = (0, 0);
     for port in ports {
-        let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.ok()?.text().await.ok()?;
-        let value = |name: &str| -> Option<u64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
-                .map(|v| v as u64)
-        };
-        batches += value("conclave_dataplane_send_batches_total")?;
-        sends += value("conclave_dataplane_send_batch_messages_total")?;
+        let text = system::scrape_metrics(http, *port).await.ok()?;
+        batches += system::metric_sum(&text, "conclave_dataplane_send_batches_total")? as u64;
+        sends += system::metric_sum(&text, "conclave_dataplane_send_batch_messages_total")? as u64;
     }
     Some((batches, sends))
 }

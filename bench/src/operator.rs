@@ -4,7 +4,7 @@
 //! then the operator's CPU and RSS at rest.
 
 use crate::results::OperatorFigures;
-use crate::system::Watch;
+use crate::system::{self, Watch};
 use anyhow::{Context, Result, bail};
 use conclave_e2e::chart::{self, OPERATOR_DB_SECRET};
 use conclave_e2e::control_plane::{ControlPlane, OPERATOR_NAMESPACE};
@@ -134,12 +134,8 @@ pub const SETTLED_AFTER: Duration = Duration::from_secs(12);
 
 /// The operator's reconciles so far, from its `/metrics`.
 async fn reconciles(http: &reqwest::Client, port: u16) -> Result<f64> {
-    let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await?.error_for_status()?.text().await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("conclave_operator_reconciles_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+    let text = system::scrape_metrics(http, port).await?;
+    Ok(system::metric_sum(&text, "conclave_operator_reconciles_total").unwrap_or(0.0))
 }
 
 /// Waits until the operator's reconcile counter has stood still for [`SETTLED_AFTER`], at most

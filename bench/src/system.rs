@@ -15,6 +15,24 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// A loopback process's `/metrics` (Prometheus text), as the data plane and the operator serve it.
+pub async fn scrape_metrics(http: &reqwest::Client, port: u16) -> anyhow::Result<String> {
+    let response = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await?;
+    Ok(response.error_for_status()?.text().await?)
+}
+
+/// The sum of every sample of the metric `name` (all its label sets) in Prometheus text, or
+/// `None` when it has none.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let labels_end = if rest.starts_with('{') { rest.find('}')? + 1 } else { 0 };
+            rest[labels_end..].strip_prefix(' ')?.trim().parse::<f64>().ok()
+        })
+        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
+}
+
 /// `utime + stime` (ticks) from the text of `/proc/<pid>/stat`.
 pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
     // The command name is in parentheses and may contain spaces: fields start after the last ')'.
@@ -174,6 +192,18 @@ mod tests {
     fn stat_times_are_read_after_a_name_with_spaces() {
         let stat = "1234 (tokio runtime) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 8 0 100 0 0";
         assert_eq!(parse_stat_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn a_metric_is_summed_over_its_label_sets_and_no_other_metric() {
+        let text = "# TYPE conclave_operator_reconciles_total counter\n\
+                    conclave_operator_reconciles_total{kind=\"Organization\"} 17148\n\
+                    conclave_operator_reconciles_total{kind=\"Workspace\"} 15282\n\
+                    conclave_operator_reconciles_total_other 5\n\
+                    conclave_dataplane_send_batches_total 1538\n";
+        assert_eq!(metric_sum(text, "conclave_operator_reconciles_total"), Some(32430.0));
+        assert_eq!(metric_sum(text, "conclave_dataplane_send_batches_total"), Some(1538.0));
+        assert_eq!(metric_sum(text, "conclave_dataplane_send_batch_messages_total"), None);
     }
 
     #[test]

@@ -84,10 +84,7 @@ impl Context {
     }
 
     fn count_failure(&self, uid: &str) -> u32 {
-        let Ok(mut map) = self.failures.lock() else { return 0 };
-        let n = map.entry(uid.to_owned()).or_insert(0);
-        *n += 1;
-        *n
+        bump(&self.failures, uid).unwrap_or(0)
     }
 
     fn clear_failures(&self, uid: &str) {
@@ -100,10 +97,7 @@ impl Context {
     }
 
     fn count_throttled(&self, uid: &str) -> u32 {
-        let Ok(mut map) = self.throttled.lock() else { return 1 };
-        let n = map.entry(uid.to_owned()).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
+        bump(&self.throttled, uid).unwrap_or(1)
     }
 
     /// Each controller's settings: at most `--reconcile-concurrency` reconciles at once, so a
@@ -112,6 +106,15 @@ impl Context {
     pub fn controller_config(&self) -> kube::runtime::controller::Config {
         kube::runtime::controller::Config::default().concurrency(self.config.reconcile_concurrency)
     }
+}
+
+/// Adds one to `uid`'s count in a per-object counter and returns it (`None` if the lock is
+/// poisoned).
+fn bump(counts: &Mutex<HashMap<String, u32>>, uid: &str) -> Option<u32> {
+    let mut map = counts.lock().ok()?;
+    let n = map.entry(uid.to_owned()).or_insert(0);
+    *n = n.saturating_add(1);
+    Some(*n)
 }
 
 /// Why a reconcile failed. The variants double as metric labels.

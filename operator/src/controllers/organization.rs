@@ -49,10 +49,11 @@ async fn apply(org: &Organization, ctx: &Context) -> Result<Action, Error> {
     let mut tx = ctx.pool.begin().await?;
     let outcome = sync::organization::reconcile(&mut tx, org).await?;
     tx.commit().await?;
+    let uid = org.uid().unwrap_or_default();
     if only_counts_changed(org, &outcome)
-        && let Some(wait) = ctx.counts_wait(&org.uid().unwrap_or_default())
+        && let Some(wait) = ctx.counts_wait(&uid)
     {
-        ctx.clear_failures(&org.uid().unwrap_or_default());
+        ctx.clear_failures(&uid);
         return Ok(Action::requeue(wait));
     }
     finish(ctx, org, outcome, None).await
