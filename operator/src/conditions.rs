@@ -74,6 +74,11 @@ pub fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
     conditions.iter().find(|c| c.type_ == conclave_resources::common::READY)
 }
 
+/// Whether a status's `Ready` condition is `True`.
+pub fn ready_in(conditions: &[Condition]) -> bool {
+    ready_of(conditions).is_some_and(|c| c.status == ConditionStatus::True)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,7 +66,7 @@ fn only_counts_changed(org: &Organization, outcome: &Outcome<OrganizationStatus>
     let counts = |s: &OrganizationStatus| (s.member_count, s.workspace_count, s.pending_invitations);
     outcome.readiness.ready
         && outcome.notes.is_empty()
-        && super::ready_in(&current.conditions)
+        && crate::conditions::ready_in(&current.conditions)
         && current.observed_generation == org.metadata.generation
         && current.organization_id == outcome.status.organization_id
         && counts(current) != counts(&outcome.status)
