@@ -1,9 +1,44 @@
-//! A realistic tenant with one row in every table, written as the owner role.
+//! Rows written directly as the owner role: an organization as the operator creates it, and a
+//! realistic tenant with one row in every table.
 
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+
+/// The ids of what [`seed_organization`] created.
+#[derive(Debug, Clone, Copy)]
+pub struct Organization {
+    pub id: Uuid,
+    /// Its one workspace, `general`.
+    pub workspace_id: Uuid,
+}
+
+/// An organization named `slug` (as the operator would create it) with one workspace,
+/// `general`, and these users as members; the first is its owner.
+pub async fn seed_organization(owner: &PgPool, slug: &str, members: &[Uuid]) -> Result<Organization> {
+    let mut tx = owner.begin().await?;
+    let id: Uuid = sqlx::query_scalar("INSERT INTO organizations (slug, display_name) VALUES ($1, $1) RETURNING id")
+        .bind(slug)
+        .fetch_one(&mut *tx)
+        .await?;
+    let workspace_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO workspaces (organization_id, slug, display_name) VALUES ($1, 'general', 'General') RETURNING id",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    for (i, user) in members.iter().enumerate() {
+        sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(user)
+            .bind(if i == 0 { "owner" } else { "member" })
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Organization { id, workspace_id })
+}
 
 /// The ids of what [`seed_tenant`] created.
 #[derive(Debug, Clone, Copy)]

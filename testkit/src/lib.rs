@@ -3,17 +3,21 @@
 //! [`TestDb::new`] gives each test its own database, copied from a template that was migrated
 //! once (keyed by a digest of `migrations/`, so a changed migration makes a new template). Tests
 //! therefore never share rows, never depend on order, and a copy costs milliseconds instead of
-//! a full migration. The database is dropped when the [`TestDb`] is.
+//! a full migration. The database is dropped when the [`TestDb`] is; one whose process died
+//! before it could drop it is found by [`owner::sweep_abandoned`] (the `conclave-test-sweep`
+//! binary that `scripts/test.sh` runs), which never touches a database whose process still runs.
 //!
 //! Configuration comes from the environment that `scripts/stack.sh env` prints:
 //! `CONCLAVE_TEST_OWNER_URL` (a role that may create databases and owns the schema) and
 //! `CONCLAVE_TEST_APP_URL` (a `conclave_app` login, subject to row-level security). The paths of
 //! those URLs are ignored; each test connects to its own database.
 
+pub mod accounts;
 mod fixtures;
+pub mod owner;
 pub mod smtp;
 
-pub use fixtures::{Tenant, seed_tenant};
+pub use fixtures::{Organization, Tenant, seed_organization, seed_tenant};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -52,7 +56,7 @@ fn migrations_digest() -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
-async fn maintenance(owner: &PgConnectOptions) -> Result<PgConnection> {
+pub(crate) async fn maintenance(owner: &PgConnectOptions) -> Result<PgConnection> {
     owner
         .clone()
         .database("postgres")
@@ -94,18 +98,37 @@ async fn template(owner: &PgConnectOptions) -> Result<String> {
     Ok(name)
 }
 
+/// The name prefix of the tests' databases.
+pub const TEST_PREFIX: &str = "conclave_test";
+
 impl TestDb {
     /// A new, fully migrated database with pools for the owner and the app role.
     pub async fn new() -> Result<Self> {
+        Self::with_prefix(TEST_PREFIX).await
+    }
+
+    /// [`TestDb::new`] with a name of its own kind, `<prefix>_<random>` (the demo's is
+    /// `conclave_demo`), so that what it is can be told from its name.
+    pub async fn with_prefix(prefix: &str) -> Result<Self> {
+        if !prefix.starts_with("conclave_") || !prefix.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            bail!("a database prefix is `conclave_` and lowercase letters, not {prefix:?}");
+        }
         let owner_options = env_options("CONCLAVE_TEST_OWNER_URL")?.disable_statement_logging();
         let app_options = env_options("CONCLAVE_TEST_APP_URL")?.disable_statement_logging();
         let template = TEMPLATE.get_or_try_init(|| template(&owner_options)).await?.clone();
-        let name = format!("conclave_test_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let mut conn = maintenance(&owner_options).await?;
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")))
             .execute(&mut conn)
             .await
             .with_context(|| format!("creating {name} from {template}"))?;
+        // Until it is marked, a sweep keeps it (no mark, no proof that it is abandoned).
+        if let Err(e) = owner::mark_database(&mut conn, &name).await {
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                .execute(&mut conn)
+                .await;
+            return Err(e);
+        }
         conn.close().await?;
         let owner = PgPoolOptions::new().max_connections(4).connect_with(owner_options.clone().database(&name)).await?;
         let app = PgPoolOptions::new().max_connections(8).connect_with(app_options.clone().database(&name)).await?;
@@ -138,7 +161,7 @@ impl TestDb {
 }
 
 /// `postgres://user:pw@host:port/anything?x` with its database replaced by `name`.
-fn replace_database(url: &str, name: &str) -> String {
+pub fn replace_database(url: &str, name: &str) -> String {
     let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
     let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
     let path_start = base[authority_end..].find('/').map(|i| i + authority_end).unwrap_or(base.len());
@@ -154,7 +177,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         // The test's runtime may be shutting down, so drop the database from a thread of our own.
         // FORCE ends the pools' connections; a failure here only leaves a database behind, which
-        // scripts/test.sh sweeps before the next run.
+        // the next sweep (scripts/test.sh) drops once this process has ended.
         let options = self.owner_options.clone();
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
@@ -170,5 +193,17 @@ impl Drop for TestDb {
             });
         })
         .join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced() {
+        assert_eq!(replace_database("postgres://u:p@h:5432/conclave", "b"), "postgres://u:p@h:5432/b");
+        assert_eq!(replace_database("postgres://u:p@h/c?sslmode=disable", "b"), "postgres://u:p@h/b?sslmode=disable");
+        assert_eq!(replace_database("postgres://u:p@h:5432", "b"), "postgres://u:p@h:5432/b");
     }
 }
