@@ -13,6 +13,11 @@
 #
 # Settings: CONCLAVE_DEMO_PORT (the data plane's port, default 8080), CONCLAVE_DEMO_DIR (state,
 # default ~/.local/share/conclave/demo), CONCLAVE_DEMO_NO_WAIT=1 (stop after the conversation).
+#
+# One demo per state directory: `$STATE/demo.pid` names this script's and conclave-local's
+# processes (pid and start time, so a reused pid is not taken for them). A second demo on the
+# same directory while they run refuses to start; files a demo that did not finish left behind
+# are cleared before anything waits for the new run's.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,7 +31,30 @@ step() { n=$((n + 1)); printf '\n\033[1;35m[demo %d]\033[0m \033[1m%s\033[0m\n' 
 say() { printf '\033[1;35m[demo]\033[0m %s\n' "$*"; }
 show() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 die() { printf '\033[1;31m[demo] error:\033[0m %s\n' "$*" >&2; exit 1; }
+# When process $1 started (field 22 of /proc/<pid>/stat, after the parenthesised command
+# name); empty when it does not run.
+started_at() {
+    local stat fields
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+    read -ra fields <<<"${stat##*) }"
+    echo "${fields[19]}"
+}
 started=$SECONDS
+
+RUN="$STATE/demo.pid"
+mkdir -p "$STATE"
+if [ -f "$RUN" ]; then
+    while read -r pid start; do
+        if [ -n "$pid" ] && [ "$(started_at "$pid")" = "$start" ]; then
+            die "a demo is already running with state in $STATE (pid $pid): stop it with Ctrl-C in its terminal (or kill $pid), or run this one with another CONCLAVE_DEMO_DIR and CONCLAVE_DEMO_PORT"
+        fi
+    done <"$RUN"
+    say "the previous demo in $STATE did not finish cleaning up; clearing what it left"
+fi
+# Nothing from an earlier run may be taken for this one's: its env file least of all.
+rm -rf "$STATE/env" "$STATE/env.partial" "$STATE/people" "$STATE/bob-listen.txt"
+echo "$$ $(started_at $$)" >"$RUN"
+trap 'rm -f "$RUN"' EXIT
 
 step "PostgreSQL and Redis on loopback"
 # No migration of the shared `conclave` database: the demo runs on a database of its own,
@@ -48,15 +76,15 @@ step "building Conclave (operator, data plane, CLI, local system runner)"
 cargo build --quiet --locked -p conclave-operator -p conclave-dataplane -p conclave-client -p conclave-e2e --bins
 
 step "bringing the system up: etcd + kube-apiserver, helm install, operator, DataPlane, data plane"
-mkdir -p "$STATE"
-rm -rf "$STATE/people"
 "$BIN/conclave-local" up --state-dir "$STATE" --port "$PORT" &
 local_pid=$!
+echo "$local_pid $(started_at "$local_pid")" >>"$RUN"
 cleanup() {
     if kill -0 "$local_pid" 2>/dev/null; then
         kill -TERM "$local_pid" 2>/dev/null || true
         wait "$local_pid" 2>/dev/null || true
     fi
+    rm -f "$STATE/env" "$RUN"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -68,6 +96,7 @@ done
 [ -f "$STATE/env" ] || die "the local system did not come up within 5 minutes"
 # shellcheck disable=SC1091
 . "$STATE/env"
+[ "${CONCLAVE_LOCAL_PID:-}" = "$local_pid" ] || die "$STATE/env was not written by this run's conclave-local (pid $local_pid)"
 NS="$CONCLAVE_NAMESPACE"
 conclave() { CONCLAVE_PASSWORD="$PASSWORD" "$BIN/conclave" --server "$CONCLAVE_SERVER" --home "$STATE/people" "$@"; }
 show kubectl -n "$NS" get dataplane

@@ -1,7 +1,8 @@
 //! PostgreSQL and Redis from `scripts/stack.sh`, and the Secrets that hand them to Kubernetes.
 //!
-//! Each run gets a database of its own (testkit's [`TestDb`]: a copy of the migrated template),
-//! so it never collides with other tests; it is dropped with the [`Stack`].
+//! Each run gets a database of its own (testkit's [`TestDb`]: a copy of the migrated template,
+//! named with the run's kind: `conclave_test_…` for the suite, `conclave_demo_…` for the demo),
+//! so it never collides with other runs; it is dropped with the [`Stack`].
 
 use anyhow::{Context, Result};
 use conclave_testkit::TestDb;
@@ -70,10 +71,10 @@ pub fn redis_secret(name: &str, namespace: &str, url: &str) -> Value {
 }
 
 impl Stack {
-    /// A fresh database on the local PostgreSQL, and the local Redis (the environment
-    /// `scripts/stack.sh env` prints).
-    pub async fn new() -> Result<Self> {
-        let db = TestDb::new().await?;
+    /// A fresh database named `<database_prefix>_…` on the local PostgreSQL, and the local
+    /// Redis (the environment `scripts/stack.sh env` prints).
+    pub async fn new(database_prefix: &str) -> Result<Self> {
+        let db = TestDb::with_prefix(database_prefix).await?;
         let redis_url = std::env::var("CONCLAVE_REDIS_URL").context(
             "CONCLAVE_REDIS_URL is not set: run through scripts/test.sh, or eval \"$(scripts/stack.sh env)\"",
         )?;

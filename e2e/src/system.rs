@@ -34,9 +34,10 @@ pub fn say(what: &str) {
 }
 
 impl System {
-    /// A control plane (in `dir`, or a temporary directory), this run's database and a mail relay.
-    pub async fn start(dir: Option<std::path::PathBuf>) -> Result<Self> {
-        let stack = Stack::new().await.context("PostgreSQL and Redis (scripts/stack.sh up)")?;
+    /// A control plane (in `dir`, or a temporary directory), this run's database (named
+    /// `<database_prefix>_…`) and a mail relay.
+    pub async fn start(dir: Option<std::path::PathBuf>, database_prefix: &str) -> Result<Self> {
+        let stack = Stack::new(database_prefix).await.context("PostgreSQL and Redis (scripts/stack.sh up)")?;
         let mail = MailCatcher::start().await.context("mail relay")?;
         let plane = tokio::task::spawn_blocking(move || match dir {
             Some(dir) => ControlPlane::start_in(crate::tools::Tools::ensure()?, dir),

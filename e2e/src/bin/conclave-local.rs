@@ -5,12 +5,20 @@
 //! messages are written to `<state>/mail/` (so the demo can read confirmation and invitation
 //! tokens), and `<state>/env` with the settings to talk to all of it. Runs until Ctrl-C or
 //! SIGTERM, then stops everything it started.
+//!
+//! Its database is `conclave_demo_…`, not a test's name, and is marked as this process's, so a
+//! test run's sweep beside the demo leaves it alone. `<state>/env` is removed first thing and
+//! written whole (renamed into place) with `CONCLAVE_LOCAL_PID`, so a reader can tell this run's
+//! file from one a previous run left behind.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use conclave_e2e::system::{System, TENANTS};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The demo's database name prefix: its own, so it is never taken for a test's.
+const DATABASE_PREFIX: &str = "conclave_demo";
 
 #[derive(Parser)]
 #[command(name = "conclave-local", about = "The whole Conclave system on this machine (the demo's engine)")]
@@ -46,7 +54,7 @@ async fn up(state: PathBuf, port: u16) -> Result<()> {
     std::fs::create_dir_all(&mail_dir)?;
     let _ = std::fs::remove_file(state.join("env"));
 
-    let mut sys = System::start(Some(plane_dir)).await?;
+    let mut sys = System::start(Some(plane_dir), DATABASE_PREFIX).await?;
     eprintln!("[local] kube-apiserver {} and etcd are up (TLS, RBAC, token auth)", sys.plane.server);
     let result = async {
         sys.install_chart_and_operator("operator-0").await?;
@@ -58,17 +66,15 @@ async fn up(state: PathBuf, port: u16) -> Result<()> {
         let _ = sys.stop();
         return Err(e);
     }
-    std::fs::write(
-        state.join("env"),
-        format!(
-            "export KUBECONFIG='{}'\nexport CONCLAVE_SERVER='{}'\nexport CONCLAVE_NAMESPACE='{TENANTS}'\nexport CONCLAVE_MAIL_DIR='{}'\nexport CONCLAVE_DATABASE_NAME='{}'\n",
-            sys.plane.kubeconfig.display(),
-            sys.base,
-            mail_dir.display(),
-            sys.stack.db.name
-        ),
-    )
-    .context("writing the env file")?;
+    let env = format!(
+        "export KUBECONFIG='{}'\nexport CONCLAVE_SERVER='{}'\nexport CONCLAVE_NAMESPACE='{TENANTS}'\nexport CONCLAVE_MAIL_DIR='{}'\nexport CONCLAVE_DATABASE_NAME='{}'\nexport CONCLAVE_LOCAL_PID='{}'\n",
+        sys.plane.kubeconfig.display(),
+        sys.base,
+        mail_dir.display(),
+        sys.stack.db.name,
+        std::process::id()
+    );
+    write_whole(&state.join("env"), &env).context("writing the env file")?;
     eprintln!("[local] everything is up: data plane {}, state in {}", sys.base, state.display());
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -99,4 +105,11 @@ async fn up(state: PathBuf, port: u16) -> Result<()> {
     sys.stop()?;
     eprintln!("[local] stopped (this run's database {} is dropped)", sys.stack.db.name);
     Ok(())
+}
+
+/// Writes `path` so that a reader sees either no file or all of it.
+fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)
 }

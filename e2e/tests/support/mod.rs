@@ -37,7 +37,9 @@ impl std::ops::DerefMut for Scenario {
 impl Scenario {
     pub async fn start() -> Self {
         let started = Instant::now();
-        let sys = System::start(None).await.expect("control plane, PostgreSQL, Redis (scripts/stack.sh up)");
+        let sys = System::start(None, conclave_testkit::TEST_PREFIX)
+            .await
+            .expect("control plane, PostgreSQL, Redis (scripts/stack.sh up)");
         let home = sys.plane.dir.join("people");
         Self { sys, started, home, people: vec![] }
     }
