@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
+use conclave_testkit::replace_database;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, PgPool};
 use std::path::{Path, PathBuf};
@@ -44,20 +45,8 @@ impl StackEnv {
     }
 }
 
-/// `postgres://user:pw@host:port/anything?x` with its database replaced by `name`.
-pub fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
-    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_end..].find('/').map(|i| i + authority_end).unwrap_or(base.len());
-    let mut out = format!("{}/{}", &base[..path_start], name);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// The run's own database.
+/// The run's own database, marked as this process's so a sweep drops it only once the run has
+/// ended without dropping it (`--keep-database`, or killed).
 pub struct BenchDb {
     pub name: String,
     pub owner: PgPool,
@@ -72,6 +61,7 @@ impl BenchDb {
         let maintenance = PgConnectOptions::from_str(&env.owner_url)?.database("postgres").disable_statement_logging();
         let mut conn = maintenance.connect().await.context("connecting as the owner role (is the stack up?)")?;
         sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+        conclave_testkit::owner::mark_database(&mut conn, &name).await?;
         let owner_url = replace_database(&env.owner_url, &name);
         let owner = PgPoolOptions::new()
             .max_connections(8)
@@ -79,6 +69,20 @@ impl BenchDb {
             .await?;
         conclave_schema::migrate(&owner).await.context("migrating the benchmark database")?;
         Ok(Self { app_url: replace_database(&env.app_url, &name), owner_url, name, owner, maintenance })
+    }
+
+    /// Leaves the database for the user (`--keep-database`): its owner mark is replaced, so no
+    /// sweep ever takes it for abandoned.
+    pub async fn keep(self) -> Result<()> {
+        self.owner.close().await;
+        let mut conn = self.maintenance.connect().await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "COMMENT ON DATABASE \"{}\" IS 'kept by conclave-bench --keep-database'",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
     }
 
     pub async fn drop_database(self) -> Result<()> {
@@ -250,12 +254,6 @@ pub async fn postgres_settings(app_url: &str) -> Result<(String, String, String)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_database_of_a_url_is_replaced() {
-        assert_eq!(replace_database("postgres://u:p@h:5432/conclave", "b"), "postgres://u:p@h:5432/b");
-        assert_eq!(replace_database("postgres://u:p@h/c?sslmode=disable", "b"), "postgres://u:p@h/b?sslmode=disable");
-    }
 
     #[test]
     fn redis_host_and_port_come_from_the_url() {
