@@ -211,9 +211,54 @@ pub fn render(file: &ResultsFile) -> String {
 
     let _ = writeln!(out, "## Commands\n");
     for run in &file.runs {
-        let _ = writeln!(out, "- {} ({}): `{}`", run.figures.mode(), run.date, run.command);
+        let _ = writeln!(out, "- {} ({}): `{}`", run.figures.mode(), run.date, runnable(&run.command));
     }
     out
+}
+
+/// A recorded command line as a reader runs it from the repository after `cargo build --release
+/// -p conclave-bench`: the binary as `target/release/conclave-bench` wherever the run's was, and
+/// no `--out`. Where a run kept its results (often a scratch file of that machine) changes
+/// nothing measured; without it they go to the default, `target/bench/results.json`.
+pub fn runnable(command: &str) -> String {
+    let mut words = split_words(command).into_iter();
+    let mut out = Vec::new();
+    if let Some(program) = words.next() {
+        let ours = program.rsplit('/').next() == Some("conclave-bench");
+        out.push(if ours { "target/release/conclave-bench".to_owned() } else { program });
+    }
+    while let Some(word) = words.next() {
+        if word == "--out" {
+            words.next();
+        } else if !word.starts_with("--out=") {
+            out.push(if word.contains(' ') || word.is_empty() { format!("'{word}'") } else { word });
+        }
+    }
+    out.join(" ")
+}
+
+/// Words split at spaces, a single-quoted word kept whole (as the command line was recorded).
+fn split_words(command: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut started) = (Vec::new(), String::new(), false, false);
+    for c in command.chars() {
+        match c {
+            '\'' => (quoted, started) = (!quoted, true),
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                }
+                started = false;
+            }
+            _ => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
 }
 
 fn operator_runs(file: &ResultsFile) -> Vec<&OperatorFigures> {
@@ -442,10 +487,29 @@ pub(crate) mod tests {
     fn the_report_names_the_machine_the_commands_and_the_ratios() {
         let text = render(&sample());
         assert!(text.contains("Test CPU (2 cores)"), "{text}");
-        assert!(text.contains("`conclave-bench x`"));
+        assert!(text.contains("`target/release/conclave-bench x`"), "{text}");
         // 1200 messages/s against 2000 commits/s.
         assert!(text.contains("| 60 % |"), "{text}");
         assert!(text.contains("INSERT INTO x VALUES (1);"));
+    }
+
+    #[test]
+    fn commands_are_shown_as_runnable_from_the_repository() {
+        assert_eq!(
+            runnable(
+                "/home/me/.cache/conclave/target/release/conclave-bench messages --out /tmp/b/op8.json --clients 200 --max"
+            ),
+            "target/release/conclave-bench messages --clients 200 --max"
+        );
+        assert_eq!(
+            runnable("target/release/conclave-bench operator --out=/tmp/x.json --set 'a=b c' --start-after-create"),
+            "target/release/conclave-bench operator --set 'a=b c' --start-after-create"
+        );
+        let mut file = sample();
+        file.runs[0].command = "/tmp/t/release/conclave-bench messages --out /tmp/bench-msgs4.json --max".into();
+        let text = render(&file);
+        assert!(text.contains("`target/release/conclave-bench messages --max`"), "{text}");
+        assert!(!text.contains("/tmp/"), "{text}");
     }
 
     #[test]
