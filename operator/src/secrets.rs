@@ -1,18 +1,22 @@
 //! Generating credentials, and the digests the database keeps of them.
 //!
-//! Tokens are 32 random bytes, base64url without padding, behind a short prefix that tells a
-//! person (and a secret scanner) what they hold: `cbot_` for bot tokens, `whsec_` for webhook
-//! signing secrets, `cinv_` for invitation tokens. The database stores SHA-256 of the whole token
-//! string (its UTF-8 bytes).
+//! The tokens the operator mints (bot tokens, webhook signing secrets, the placeholder token of
+//! an owner invitation) and their digests are the data plane's too, so their format is defined
+//! once in [`conclave_credentials::token`] and re-exported here: a prefix naming the kind
+//! (`cbot_`, `whsec_`, `cvi_`) and 32 random bytes in base64url; the database stores SHA-256 of
+//! the whole token string. The keys only the operator generates (the JWT signing key, the VAPID
+//! key) are made here.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use sha2::{Digest, Sha256};
+use conclave_credentials::token::Kind;
 
-/// Randomness could not be had from the operating system.
-#[derive(Debug, thiserror::Error)]
-#[error("the operating system's random number generator failed")]
-pub struct NoRandomness;
+pub use conclave_credentials::NoRandomness;
+pub use conclave_credentials::token::{BOT_TOKEN_PREFIX, WEBHOOK_SECRET_PREFIX, digest, with_prefix as token};
+
+/// The prefix of the invitation token the operator stores for an owner it invites (the data
+/// plane's prefix for invitations: it mints the token it emails in its place).
+pub const INVITATION_PREFIX: &str = Kind::Invitation.prefix();
 
 /// `len` random bytes.
 pub fn random_bytes(len: usize) -> Result<Vec<u8>, NoRandomness> {
@@ -20,20 +24,6 @@ pub fn random_bytes(len: usize) -> Result<Vec<u8>, NoRandomness> {
     getrandom::fill(&mut bytes).map_err(|_| NoRandomness)?;
     Ok(bytes)
 }
-
-/// A new token: `prefix` followed by 32 random bytes in base64url.
-pub fn token(prefix: &str) -> Result<String, NoRandomness> {
-    Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random_bytes(32)?)))
-}
-
-/// The SHA-256 digest of a token, as `token_hash` columns hold it.
-pub fn digest(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-pub const BOT_TOKEN_PREFIX: &str = "cbot_";
-pub const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
-pub const INVITATION_PREFIX: &str = "cinv_";
 
 /// A new Ed25519 private key as a PKCS#8 PEM document (RFC 8410), the form JWT libraries read
 /// (`EncodingKey::from_ed_pem` in `jsonwebtoken`). The data plane derives the public key.
@@ -74,17 +64,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_are_prefixed_random_and_long_enough() {
-        let a = token(BOT_TOKEN_PREFIX).expect("token");
-        let b = token(BOT_TOKEN_PREFIX).expect("token");
-        assert!(a.starts_with("cbot_"));
-        assert_eq!(a.len(), 5 + 43);
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn the_digest_is_sha256_of_the_token_text() {
-        assert_eq!(hex::encode(digest("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    fn the_operator_mints_tokens_the_data_plane_recognises() {
+        let bot = token(BOT_TOKEN_PREFIX).expect("token");
+        assert!(conclave_credentials::token::looks_like(Kind::Bot, &bot));
+        let invitation = token(INVITATION_PREFIX).expect("token");
+        assert!(conclave_credentials::token::looks_like(Kind::Invitation, &invitation));
     }
 
     #[test]

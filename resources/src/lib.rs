@@ -10,9 +10,11 @@
 //!
 //! This crate holds the types (from which the CRD manifests in `crds/` are generated), the
 //! status conditions they share, and the pure rules that go with them: the validations the
-//! API server cannot express in CEL, Kubernetes quantities, and the at-rest [`seal`] used for
-//! secrets the data plane must be able to read back. It does no I/O, so the operator, the CRD
-//! generator and the end-to-end tests can all depend on it cheaply.
+//! API server cannot express in CEL, and Kubernetes quantities. It does no I/O, so the operator,
+//! the CRD generator and the end-to-end tests can all depend on it cheaply. The at-rest [`seal`]
+//! with which a WebhookEndpoint's signing secret is stored is `conclave_credentials::seal`,
+//! shared with the data plane and re-exported here for the code that reaches it through this
+//! crate (the end-to-end tests open a WebhookEndpoint's stored secret).
 
 // `#[kube(printcolumn(..))]` repeats `type_ = "string"` by design; clippy reads it as a duplicate.
 #![allow(clippy::duplicated_attributes)]
@@ -21,10 +23,11 @@ pub mod bot;
 pub mod common;
 pub mod dataplane;
 pub mod organization;
-pub mod seal;
 pub mod validate;
 pub mod webhook;
 pub mod workspace;
+
+pub use conclave_credentials::seal;
 
 pub use bot::{BotAgent, BotAgentSpec, BotAgentStatus, BotScope};
 pub use common::{Condition, ConditionStatus, DeletionPolicy, LocalRef, SecretKeyRef};

@@ -1,9 +1,10 @@
 use crate::support::{db, mk_org, mk_webhook, mk_workspace};
+use conclave_credentials::seal;
 use conclave_operator::conditions::reason;
 use conclave_operator::sync::webhook::{Inputs, SigningSecret, cleanup, reconcile};
 use conclave_operator::sync::{organization, workspace};
 use conclave_resources::webhook::WebhookEndpointStatus;
-use conclave_resources::{DeletionPolicy, LocalRef, Organization, Workspace, seal};
+use conclave_resources::{DeletionPolicy, LocalRef, Organization, Workspace};
 use conclave_testkit::TestDb;
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
