@@ -4,4 +4,5 @@ mod account;
 mod cli;
 mod messaging;
 mod rich;
+mod signin;
 mod support;

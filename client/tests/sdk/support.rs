@@ -2,15 +2,12 @@
 //! database, a mail catcher, Redis on loopback, port 0), and people who use it through the SDK.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use conclave_client::api::types::{Login, LoginDevice, NewDevice};
-use conclave_client::api::{Client, TokenSink};
+use conclave_client::api::Client;
 use conclave_client::cli::{Cli, Prompt};
 use conclave_client::messenger::{DeviceDirectory, Messenger};
-use conclave_client::store::{Profile, SESSION_VERSION, Session};
 use conclave_dataplane::AppState;
 use conclave_dataplane::config::Config;
 use conclave_testkit::TestDb;
@@ -18,7 +15,8 @@ use conclave_testkit::smtp::MailCatcher;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub use crate::signin::Person;
+pub use conclave_testkit::accounts::PASSWORD;
 
 fn redis_url() -> String {
     std::env::var("CONCLAVE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
@@ -135,69 +133,15 @@ impl TestApp {
     /// Someone registered, confirmed and signed in through the SDK, with a profile of their own
     /// named after the local part of their address (`alice@...` → `--profile alice`).
     pub async fn person(&self, email: &str) -> Person {
-        let client = Client::new(&self.base).expect("client");
         let name = &email[..email.find('@').expect("@")];
-        let registered = client.register(email, PASSWORD, name).await.expect("register");
-        client.confirm_email(&self.confirmation_token(email).await).await.expect("confirm");
-        let profile = Profile::open(self.home.0.join("profiles").join(name)).expect("profile");
-        let (mut keystore, created) = profile.load_or_create_keystore().expect("keystore");
-        assert!(created);
-        let login = Login {
-            email: email.to_owned(),
-            password: PASSWORD.to_owned(),
-            totp_code: None,
-            recovery_code: None,
-            device: LoginDevice::New(NewDevice::cli("laptop", keystore.device())),
-        };
-        let pair = client.login(&login).await.expect("login");
-        assert_eq!(pair.user_id, registered.user_id);
-        keystore.set_device_id(pair.device_id);
-        keystore.save().expect("save keystore");
-        let session = Session {
-            version: SESSION_VERSION,
-            server: self.base.clone(),
-            user_id: pair.user_id,
-            email: email.to_owned(),
-            device_id: pair.device_id,
-            tokens: conclave_client::api::Tokens {
-                access_token: pair.access_token.clone(),
-                refresh_token: pair.refresh_token.clone(),
-            },
-        };
-        profile.save_session(&session).expect("save session");
-        let sink: Arc<dyn TokenSink> = Arc::new(profile.token_sink(session.clone()));
-        let client = Client::with_session(&self.base, session.tokens.clone(), Some(sink)).expect("client");
-        let directory = DeviceDirectory::load(profile.devices_path()).expect("directory");
-        let messenger = Messenger::new(client, keystore, directory, pair.user_id, pair.device_id);
-        Person { user_id: pair.user_id, device_id: pair.device_id, email: email.to_owned(), profile, messenger }
+        crate::signin::sign_up(&self.base, &self.mail, email, name, self.home.0.join("profiles").join(name)).await
     }
 
     /// An organization (as the operator would create it) with one workspace and these members;
     /// the first is its owner.
     pub async fn organization(&self, slug: &str, members: &[Uuid]) -> (Uuid, Uuid) {
-        let org: Uuid =
-            sqlx::query_scalar("INSERT INTO organizations (slug, display_name) VALUES ($1, $1) RETURNING id")
-                .bind(slug)
-                .fetch_one(&self.db.owner)
-                .await
-                .expect("organization");
-        let workspace: Uuid = sqlx::query_scalar(
-            "INSERT INTO workspaces (organization_id, slug, display_name) VALUES ($1, 'general', 'General') RETURNING id",
-        )
-        .bind(org)
-        .fetch_one(&self.db.owner)
-        .await
-        .expect("workspace");
-        for (i, user) in members.iter().enumerate() {
-            sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3)")
-                .bind(org)
-                .bind(user)
-                .bind(if i == 0 { "owner" } else { "member" })
-                .execute(&self.db.owner)
-                .await
-                .expect("membership");
-        }
-        (org, workspace)
+        let org = conclave_testkit::seed_organization(&self.db.owner, slug, members).await.expect("organization");
+        (org.id, org.workspace_id)
     }
 
     /// Runs one `conclave` command against this server with `CONCLAVE_HOME` = the test's home;
@@ -222,15 +166,6 @@ async fn serve(args: &[String], listener: tokio::net::TcpListener) -> oneshot::S
         let _ = stopped.await;
     }));
     stop
-}
-
-/// A signed-in person: their profile on disk and their messaging engine.
-pub struct Person {
-    pub user_id: Uuid,
-    pub device_id: Uuid,
-    pub email: String,
-    pub profile: Profile,
-    pub messenger: Messenger,
 }
 
 impl Person {

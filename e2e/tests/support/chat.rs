@@ -2,24 +2,13 @@
 //! against the data plane the operator configured.
 
 use super::Scenario;
+use super::signin::{Person, sign_up};
 use base64::Engine;
-use conclave_client::api::types::{Login, LoginDevice, NewDevice};
-use conclave_client::api::{Client, TokenSink};
-use conclave_client::messenger::{DeviceDirectory, ListenEvent, ListenerOptions, Messenger};
-use conclave_client::store::{Profile, SESSION_VERSION, Session};
+use conclave_client::messenger::{ListenEvent, ListenerOptions};
 use conclave_protocol::api::{ConversationKind, CreateConversation};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
-
-const PASSWORD: &str = "correct horse battery staple";
-
-pub struct Person {
-    pub email: String,
-    pub user_id: Uuid,
-    pub messenger: Messenger,
-}
 
 impl Scenario {
     async fn mailed_token(&self, to: &str, subject: &str, prefix: &str, timeout: Duration) -> Option<String> {
@@ -27,42 +16,9 @@ impl Scenario {
     }
 
     async fn person(&self, email: &str, name: &str) -> Person {
-        let client = Client::new(&self.base).expect("client");
-        let registered = client.register(email, PASSWORD, name).await.expect("register");
-        let token =
-            self.mailed_token(email, "Confirm", "cve_", Duration::from_secs(15)).await.expect("confirmation email");
-        client.confirm_email(&token).await.expect("confirm");
-        let profile = Profile::open(self.home.join(name)).expect("profile");
-        let (mut keystore, _) = profile.load_or_create_keystore().expect("keystore");
-        let login = Login {
-            email: email.to_owned(),
-            password: PASSWORD.to_owned(),
-            totp_code: None,
-            recovery_code: None,
-            device: LoginDevice::New(NewDevice::cli("laptop", keystore.device())),
-        };
-        let pair = client.login(&login).await.expect("login");
-        assert_eq!(pair.user_id, registered.user_id);
-        keystore.set_device_id(pair.device_id);
-        keystore.save().expect("keystore");
-        let session = Session {
-            version: SESSION_VERSION,
-            server: self.base.clone(),
-            user_id: pair.user_id,
-            email: email.to_owned(),
-            device_id: pair.device_id,
-            tokens: conclave_client::api::Tokens {
-                access_token: pair.access_token.clone(),
-                refresh_token: pair.refresh_token.clone(),
-            },
-        };
-        profile.save_session(&session).expect("session");
-        let sink: Arc<dyn TokenSink> = Arc::new(profile.token_sink(session.clone()));
-        let client = Client::with_session(&self.base, session.tokens.clone(), Some(sink)).expect("client");
-        let directory = DeviceDirectory::load(profile.devices_path()).expect("directory");
-        let messenger = Messenger::new(client, keystore, directory, pair.user_id, pair.device_id);
-        eprintln!("[e2e]     {email} registered, confirmed by email, signed in with a new device");
-        Person { email: email.to_owned(), user_id: pair.user_id, messenger }
+        let person = sign_up(&self.base, &self.mail, email, name, self.home.join(name)).await;
+        eprintln!("[e2e]     {email} registered, confirmed by email, signed in with a new device {}", person.device_id);
+        person
     }
 
     pub async fn register_people(&mut self) {

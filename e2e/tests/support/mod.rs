@@ -1,6 +1,11 @@
 //! The scenario's state and steps (see `platform.rs`).
 
 mod chat;
+// Signing in through the SDK: one copy, shared with the SDK's tests (the file says why it is
+// shared by path). The scenario reads fewer of a person's fields than those tests do.
+#[path = "../../../client/tests/sdk/signin.rs"]
+#[allow(dead_code)]
+mod signin;
 mod steps;
 
 use conclave_e2e::system::System;
@@ -18,7 +23,7 @@ pub struct Scenario {
     pub sys: System,
     pub started: Instant,
     pub home: std::path::PathBuf,
-    pub people: Vec<chat::Person>,
+    pub people: Vec<signin::Person>,
 }
 
 impl std::ops::Deref for Scenario {

@@ -1,0 +1,68 @@
+//! Someone signing in through the SDK on a new device, as the CLI does: the one copy of this
+//! sequence, used by the SDK's tests and by the end-to-end suite (`e2e/tests/support/mod.rs`
+//! includes this file with `#[path]`).
+//!
+//! Why a file shared by path rather than a testkit function: the sequence needs the SDK's types
+//! (keystore, session, messenger), and testkit stays free of the SDK (the SDK's tests depend on
+//! testkit, and the data plane's tests on testkit without the SDK). The part that needs no SDK,
+//! registering and confirming the account by email, is testkit's `accounts::register_confirmed`.
+
+use conclave_client::api::types::{Login, LoginDevice, NewDevice};
+use conclave_client::api::{Client, TokenSink};
+use conclave_client::messenger::{DeviceDirectory, Messenger};
+use conclave_client::store::{Profile, SESSION_VERSION, Session};
+use conclave_testkit::accounts::{PASSWORD, register_confirmed};
+use conclave_testkit::smtp::MailCatcher;
+use std::path::PathBuf;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A signed-in person: their profile on disk (keys, session, device directory) and their
+/// messaging engine.
+pub struct Person {
+    pub user_id: Uuid,
+    pub device_id: Uuid,
+    pub email: String,
+    pub profile: Profile,
+    pub messenger: Messenger,
+}
+
+/// Registers `email` on the data plane at `base`, confirms it with the token mailed to `mail`,
+/// and signs in through the SDK with a new device whose keys and session go to the profile in
+/// `profile_dir`.
+pub async fn sign_up(base: &str, mail: &MailCatcher, email: &str, display_name: &str, profile_dir: PathBuf) -> Person {
+    let user_id = register_confirmed(&reqwest::Client::new(), base, mail, email, PASSWORD, display_name)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let profile = Profile::open(profile_dir).expect("profile");
+    let (mut keystore, created) = profile.load_or_create_keystore().expect("keystore");
+    assert!(created, "a new device");
+    let login = Login {
+        email: email.to_owned(),
+        password: PASSWORD.to_owned(),
+        totp_code: None,
+        recovery_code: None,
+        device: LoginDevice::New(NewDevice::cli("laptop", keystore.device())),
+    };
+    let pair = Client::new(base).expect("client").login(&login).await.expect("login");
+    assert_eq!(pair.user_id, user_id);
+    keystore.set_device_id(pair.device_id);
+    keystore.save().expect("save keystore");
+    let session = Session {
+        version: SESSION_VERSION,
+        server: base.to_owned(),
+        user_id: pair.user_id,
+        email: email.to_owned(),
+        device_id: pair.device_id,
+        tokens: conclave_client::api::Tokens {
+            access_token: pair.access_token.clone(),
+            refresh_token: pair.refresh_token.clone(),
+        },
+    };
+    profile.save_session(&session).expect("save session");
+    let sink: Arc<dyn TokenSink> = Arc::new(profile.token_sink(session.clone()));
+    let client = Client::with_session(base, session.tokens.clone(), Some(sink)).expect("client");
+    let directory = DeviceDirectory::load(profile.devices_path()).expect("directory");
+    let messenger = Messenger::new(client, keystore, directory, pair.user_id, pair.device_id);
+    Person { user_id: pair.user_id, device_id: pair.device_id, email: email.to_owned(), profile, messenger }
+}
