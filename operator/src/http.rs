@@ -27,9 +27,10 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    let ok = tokio::time::timeout(Duration::from_secs(1), sqlx::query("SELECT 1").execute(&state.pool))
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let ok =
+        tokio::time::timeout(Duration::from_secs(1), sqlx::query_scalar!("SELECT 1 AS alive").fetch_one(&state.pool))
+            .await
+            .is_ok_and(|r| r.is_ok());
     if ok { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "postgres unavailable") }
 }
 

@@ -14,15 +14,15 @@ pub async fn record(
     target_id: Uuid,
     details: Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_logs (organization_id, actor_kind, action, target_type, target_id, details)
          VALUES ($1, 'operator', $2, $3, $4, $5)",
+        organization_id,
+        action,
+        target_type,
+        target_id,
+        details
     )
-    .bind(organization_id)
-    .bind(action)
-    .bind(target_type)
-    .bind(target_id)
-    .bind(details)
     .execute(conn)
     .await?;
     Ok(())

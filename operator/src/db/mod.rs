@@ -54,5 +54,5 @@ pub(crate) fn k8s_ref(namespace: Option<String>, name: Option<String>) -> Option
 
 /// The newest migration applied to the database, if any.
 pub async fn schema_version(conn: &mut PgConnection) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(conn).await
+    sqlx::query_scalar!("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(conn).await
 }

@@ -5,48 +5,79 @@ use crate::plan::organization::OrganizationRow;
 use crate::plan::{K8sRef, Observed, RowAction, plan_row};
 use crate::secrets;
 use serde_json::json;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
-const COLUMNS: &str = "id, slug, display_name, max_members, max_workspaces, attachment_quota_bytes,
-    message_retention_days, require_totp, allowed_email_domains, session_lifetime_seconds, k8s_namespace, k8s_name";
+/// An `organizations` row as the operator reads it.
+struct Record {
+    id: Uuid,
+    slug: String,
+    display_name: String,
+    max_members: Option<i32>,
+    max_workspaces: Option<i32>,
+    attachment_quota_bytes: Option<i64>,
+    message_retention_days: Option<i32>,
+    require_totp: bool,
+    allowed_email_domains: Vec<String>,
+    session_lifetime_seconds: Option<i32>,
+    k8s_namespace: Option<String>,
+    k8s_name: Option<String>,
+}
 
-fn observed(row: PgRow) -> Result<Observed<OrganizationRow>, sqlx::Error> {
-    Ok(Observed {
-        id: row.try_get("id")?,
-        managed_by: k8s_ref(row.try_get("k8s_namespace")?, row.try_get("k8s_name")?),
-        row: OrganizationRow {
-            slug: row.try_get("slug")?,
-            display_name: row.try_get("display_name")?,
-            max_members: row.try_get("max_members")?,
-            max_workspaces: row.try_get("max_workspaces")?,
-            attachment_quota_bytes: row.try_get("attachment_quota_bytes")?,
-            message_retention_days: row.try_get("message_retention_days")?,
-            require_totp: row.try_get("require_totp")?,
-            allowed_email_domains: row.try_get("allowed_email_domains")?,
-            session_lifetime_seconds: row.try_get("session_lifetime_seconds")?,
-        },
-    })
+impl From<Record> for Observed<OrganizationRow> {
+    fn from(r: Record) -> Self {
+        Observed {
+            id: r.id,
+            managed_by: k8s_ref(r.k8s_namespace, r.k8s_name),
+            row: OrganizationRow {
+                slug: r.slug,
+                display_name: r.display_name,
+                max_members: r.max_members,
+                max_workspaces: r.max_workspaces,
+                attachment_quota_bytes: r.attachment_quota_bytes,
+                message_retention_days: r.message_retention_days,
+                require_totp: r.require_totp,
+                allowed_email_domains: r.allowed_email_domains,
+                session_lifetime_seconds: r.session_lifetime_seconds,
+            },
+        }
+    }
 }
 
 pub async fn find_by_ref(
     conn: &mut PgConnection,
     me: &K8sRef,
 ) -> Result<Option<Observed<OrganizationRow>>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM organizations WHERE k8s_namespace = $1 AND k8s_name = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&me.namespace).bind(&me.name).fetch_optional(conn).await?;
-    row.map(observed).transpose()
+    let found = sqlx::query_as!(
+        Record,
+        r#"SELECT id, slug::text AS "slug!", display_name, max_members, max_workspaces, attachment_quota_bytes,
+                  message_retention_days, require_totp, allowed_email_domains, session_lifetime_seconds,
+                  k8s_namespace, k8s_name
+             FROM organizations WHERE k8s_namespace = $1 AND k8s_name = $2"#,
+        me.namespace,
+        me.name
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.map(Observed::from))
 }
 
 pub async fn find_by_slug(
     conn: &mut PgConnection,
     slug: &str,
 ) -> Result<Option<Observed<OrganizationRow>>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM organizations WHERE slug = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(slug).fetch_optional(conn).await?;
-    row.map(observed).transpose()
+    let found = sqlx::query_as!(
+        Record,
+        r#"SELECT id, slug::text AS "slug!", display_name, max_members, max_workspaces, attachment_quota_bytes,
+                  message_retention_days, require_totp, allowed_email_domains, session_lifetime_seconds,
+                  k8s_namespace, k8s_name
+             FROM organizations WHERE slug = $1"#,
+        slug
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.map(Observed::from))
 }
 
 /// Brings the organization declared by `me` to `desired`: creates, adopts a retained row with
@@ -57,50 +88,13 @@ pub async fn apply(conn: &mut PgConnection, desired: &OrganizationRow, me: &K8sR
     let action = plan_row(desired, me, ours.as_ref(), same_slug.as_ref());
     let created = match &action {
         RowAction::Create => {
-            let id: Uuid = sqlx::query_scalar(
-                "INSERT INTO organizations (slug, display_name, max_members, max_workspaces, attachment_quota_bytes,
-                     message_retention_days, require_totp, allowed_email_domains, session_lifetime_seconds,
-                     k8s_namespace, k8s_name)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-            )
-            .bind(&desired.slug)
-            .bind(&desired.display_name)
-            .bind(desired.max_members)
-            .bind(desired.max_workspaces)
-            .bind(desired.attachment_quota_bytes)
-            .bind(desired.message_retention_days)
-            .bind(desired.require_totp)
-            .bind(&desired.allowed_email_domains)
-            .bind(desired.session_lifetime_seconds)
-            .bind(&me.namespace)
-            .bind(&me.name)
-            .fetch_one(&mut *conn)
-            .await?;
+            let id = write(conn, None, desired, me).await?;
             let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name, "slug": desired.slug});
             audit::record(conn, Some(id), "organization.provisioned", "organization", id, details).await?;
             Some(id)
         }
         RowAction::Adopt { id, .. } | RowAction::Update { id, .. } => {
-            sqlx::query(
-                "UPDATE organizations SET slug = $2, display_name = $3, max_members = $4, max_workspaces = $5,
-                     attachment_quota_bytes = $6, message_retention_days = $7, require_totp = $8,
-                     allowed_email_domains = $9, session_lifetime_seconds = $10, k8s_namespace = $11, k8s_name = $12
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&desired.slug)
-            .bind(&desired.display_name)
-            .bind(desired.max_members)
-            .bind(desired.max_workspaces)
-            .bind(desired.attachment_quota_bytes)
-            .bind(desired.message_retention_days)
-            .bind(desired.require_totp)
-            .bind(&desired.allowed_email_domains)
-            .bind(desired.session_lifetime_seconds)
-            .bind(&me.namespace)
-            .bind(&me.name)
-            .execute(&mut *conn)
-            .await?;
+            write(conn, Some(*id), desired, me).await?;
             if let RowAction::Adopt { .. } = action {
                 let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name});
                 audit::record(conn, Some(*id), "organization.adopted", "organization", *id, details).await?;
@@ -112,26 +106,65 @@ pub async fn apply(conn: &mut PgConnection, desired: &OrganizationRow, me: &K8sR
     Ok(Applied::from_action(&action, created))
 }
 
-/// Members and workspaces, for the status.
-pub async fn counts(conn: &mut PgConnection, id: Uuid) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT (SELECT count(*) FROM organization_memberships WHERE organization_id = $1),
-                (SELECT count(*) FROM workspaces WHERE organization_id = $1)",
+/// Writes the declared row, managed by `me`: a new one (`id` is `None`), or over row `id`. One
+/// statement for both, so the columns are listed once. Returns the row's id.
+async fn write(
+    conn: &mut PgConnection,
+    id: Option<Uuid>,
+    desired: &OrganizationRow,
+    me: &K8sRef,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar!(
+        "INSERT INTO organizations (id, slug, display_name, max_members, max_workspaces, attachment_quota_bytes,
+             message_retention_days, require_totp, allowed_email_domains, session_lifetime_seconds,
+             k8s_namespace, k8s_name)
+         VALUES (coalesce($1, conclave_uuid_v7()), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET slug = EXCLUDED.slug, display_name = EXCLUDED.display_name,
+             max_members = EXCLUDED.max_members, max_workspaces = EXCLUDED.max_workspaces,
+             attachment_quota_bytes = EXCLUDED.attachment_quota_bytes,
+             message_retention_days = EXCLUDED.message_retention_days, require_totp = EXCLUDED.require_totp,
+             allowed_email_domains = EXCLUDED.allowed_email_domains,
+             session_lifetime_seconds = EXCLUDED.session_lifetime_seconds,
+             k8s_namespace = EXCLUDED.k8s_namespace, k8s_name = EXCLUDED.k8s_name
+         RETURNING id",
+        id,
+        desired.slug,
+        desired.display_name,
+        desired.max_members,
+        desired.max_workspaces,
+        desired.attachment_quota_bytes,
+        desired.message_retention_days,
+        desired.require_totp,
+        &desired.allowed_email_domains,
+        desired.session_lifetime_seconds,
+        me.namespace,
+        me.name
     )
-    .bind(id)
     .fetch_one(conn)
     .await
 }
 
+/// Members and workspaces, for the status.
+pub async fn counts(conn: &mut PgConnection, id: Uuid) -> Result<(i64, i64), sqlx::Error> {
+    let counts = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM organization_memberships WHERE organization_id = $1) AS "members!",
+                  (SELECT count(*) FROM workspaces WHERE organization_id = $1) AS "workspaces!""#,
+        id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((counts.members, counts.workspaces))
+}
+
 /// Addresses that already have a membership or any invitation in the organization.
 pub async fn known_emails(conn: &mut PgConnection, id: Uuid) -> Result<BTreeSet<String>, sqlx::Error> {
-    let emails: Vec<String> = sqlx::query_scalar(
-        "SELECT email::text FROM organization_invitations WHERE organization_id = $1
-         UNION
-         SELECT u.email::text FROM organization_memberships m JOIN user_accounts u ON u.id = m.user_id
-          WHERE m.organization_id = $1",
+    let emails = sqlx::query_scalar!(
+        r#"SELECT email::text AS "email!" FROM organization_invitations WHERE organization_id = $1
+           UNION
+           SELECT u.email::text FROM organization_memberships m JOIN user_accounts u ON u.id = m.user_id
+            WHERE m.organization_id = $1"#,
+        id
     )
-    .bind(id)
     .fetch_all(conn)
     .await?;
     Ok(emails.into_iter().collect())
@@ -139,11 +172,11 @@ pub async fn known_emails(conn: &mut PgConnection, id: Uuid) -> Result<BTreeSet<
 
 /// Open invitations, for the status.
 pub async fn open_invitations(conn: &mut PgConnection, id: Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM organization_invitations
-          WHERE organization_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()",
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM organization_invitations
+            WHERE organization_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()"#,
+        id
     )
-    .bind(id)
     .fetch_one(conn)
     .await
 }
@@ -156,28 +189,26 @@ pub const INVITATION_DAYS: i32 = 14;
 /// already has an account, an `email` row is queued in the outbox for the data plane to send.
 pub async fn invite_owner(conn: &mut PgConnection, organization_id: Uuid, email: &str) -> Result<Uuid, anyhow::Error> {
     let token = secrets::token(secrets::INVITATION_PREFIX)?;
-    let id: Uuid = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "INSERT INTO organization_invitations (organization_id, email, role, token_hash, expires_at)
          VALUES ($1, $2, 'owner', $3, now() + make_interval(days => $4)) RETURNING id",
+        organization_id,
+        email,
+        secrets::digest(&token),
+        INVITATION_DAYS
     )
-    .bind(organization_id)
-    .bind(email)
-    .bind(secrets::digest(&token))
-    .bind(INVITATION_DAYS)
     .fetch_one(&mut *conn)
     .await?;
-    let recipient: Option<Uuid> = sqlx::query_scalar("SELECT id FROM user_accounts WHERE email = $1")
-        .bind(email)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let recipient =
+        sqlx::query_scalar!("SELECT id FROM user_accounts WHERE email = $1", email).fetch_optional(&mut *conn).await?;
     if let Some(user_id) = recipient {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO outbound_notifications (organization_id, channel, event_type, recipient_user_id, payload)
              VALUES ($1, 'email', 'organization.invitation_created', $2, $3)",
+            organization_id,
+            user_id,
+            json!({"invitation_id": id, "email": email, "role": "owner"})
         )
-        .bind(organization_id)
-        .bind(user_id)
-        .bind(json!({"invitation_id": id, "email": email, "role": "owner"}))
         .execute(&mut *conn)
         .await?;
     }
@@ -199,7 +230,7 @@ pub async fn delete(conn: &mut PgConnection, me: &K8sRef) -> Result<Option<Uuid>
     let Some(found) = find_by_ref(conn, me).await? else { return Ok(None) };
     let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name, "slug": found.row.slug});
     audit::record(conn, Some(found.id), "organization.deleted", "organization", found.id, details).await?;
-    sqlx::query("DELETE FROM organizations WHERE id = $1").bind(found.id).execute(conn).await?;
+    sqlx::query!("DELETE FROM organizations WHERE id = $1", found.id).execute(conn).await?;
     Ok(Some(found.id))
 }
 
@@ -207,8 +238,7 @@ pub async fn delete(conn: &mut PgConnection, me: &K8sRef) -> Result<Option<Uuid>
 /// resource with the same slug adopts it later.
 pub async fn detach(conn: &mut PgConnection, me: &K8sRef) -> Result<Option<Uuid>, sqlx::Error> {
     let Some(found) = find_by_ref(conn, me).await? else { return Ok(None) };
-    sqlx::query("UPDATE organizations SET k8s_namespace = NULL, k8s_name = NULL WHERE id = $1")
-        .bind(found.id)
+    sqlx::query!("UPDATE organizations SET k8s_namespace = NULL, k8s_name = NULL WHERE id = $1", found.id)
         .execute(&mut *conn)
         .await?;
     let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name});

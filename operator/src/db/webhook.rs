@@ -5,9 +5,9 @@ use super::{Applied, audit, k8s_ref};
 use crate::plan::webhook::WebhookRow;
 use crate::plan::{K8sRef, Observed, RowAction, plan_row};
 use chrono::{DateTime, Utc};
-use conclave_resources::seal;
+use conclave_credentials::seal;
 use serde_json::json;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// What the data plane records about deliveries.
@@ -25,37 +25,37 @@ pub async fn find_by_ref(
     me: &K8sRef,
     key: &[u8],
 ) -> Result<Option<(Observed<WebhookRow>, Deliveries)>, sqlx::Error> {
-    let row = sqlx::query(
+    let found = sqlx::query!(
         "SELECT id, organization_id, workspace_id, url, event_types, enabled, signing_secret_sealed,
                 last_delivery_at, last_delivery_status, last_delivery_error, consecutive_failures,
                 k8s_namespace, k8s_name
            FROM webhook_endpoints WHERE k8s_namespace = $1 AND k8s_name = $2",
+        me.namespace,
+        me.name
     )
-    .bind(&me.namespace)
-    .bind(&me.name)
     .fetch_optional(conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let id: Uuid = row.try_get("id")?;
-    let sealed: Vec<u8> = row.try_get("signing_secret_sealed")?;
-    let secret = seal::open(key, &seal::webhook_context(id), &sealed).ok().and_then(|s| String::from_utf8(s).ok());
+    let Some(r) = found else { return Ok(None) };
+    let secret = seal::open(key, &seal::webhook_context(r.id), &r.signing_secret_sealed)
+        .ok()
+        .and_then(|s| String::from_utf8(s).ok());
     let observed = Observed {
-        id,
-        managed_by: k8s_ref(row.try_get("k8s_namespace")?, row.try_get("k8s_name")?),
+        id: r.id,
+        managed_by: k8s_ref(r.k8s_namespace, r.k8s_name),
         row: WebhookRow {
-            organization_id: row.try_get("organization_id")?,
-            workspace_id: row.try_get("workspace_id")?,
-            url: row.try_get("url")?,
-            event_types: row.try_get("event_types")?,
-            enabled: row.try_get("enabled")?,
+            organization_id: r.organization_id,
+            workspace_id: r.workspace_id,
+            url: r.url,
+            event_types: r.event_types,
+            enabled: r.enabled,
             signing_secret: secret,
         },
     };
     let deliveries = Deliveries {
-        last_delivery_at: row.try_get("last_delivery_at")?,
-        last_delivery_status: row.try_get("last_delivery_status")?,
-        last_delivery_error: row.try_get("last_delivery_error")?,
-        consecutive_failures: row.try_get("consecutive_failures")?,
+        last_delivery_at: r.last_delivery_at,
+        last_delivery_status: r.last_delivery_status,
+        last_delivery_error: r.last_delivery_error,
+        consecutive_failures: r.consecutive_failures,
     };
     Ok(Some((observed, deliveries)))
 }
@@ -74,44 +74,14 @@ pub async fn apply(
         RowAction::Create => {
             // The id is chosen here because the sealed secret is bound to it.
             let id = Uuid::now_v7();
-            let sealed = seal::seal(key, &seal::webhook_context(id), secret)?;
-            sqlx::query(
-                "INSERT INTO webhook_endpoints (id, organization_id, workspace_id, url, event_types,
-                     signing_secret_sealed, enabled, k8s_namespace, k8s_name)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(id)
-            .bind(desired.organization_id)
-            .bind(desired.workspace_id)
-            .bind(&desired.url)
-            .bind(&desired.event_types)
-            .bind(sealed)
-            .bind(desired.enabled)
-            .bind(&me.namespace)
-            .bind(&me.name)
-            .execute(&mut *conn)
-            .await?;
+            write(conn, id, desired, me, &seal::seal(key, &seal::webhook_context(id), secret)?).await?;
             let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name, "url": desired.url});
             audit::record(conn, Some(desired.organization_id), "webhook.provisioned", "webhook_endpoint", id, details)
                 .await?;
             Some(id)
         }
         RowAction::Adopt { id, changed } | RowAction::Update { id, changed } => {
-            let sealed = seal::seal(key, &seal::webhook_context(id), secret)?;
-            sqlx::query(
-                "UPDATE webhook_endpoints SET organization_id = $2, workspace_id = $3, url = $4, event_types = $5,
-                     signing_secret_sealed = $6, enabled = $7
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(desired.organization_id)
-            .bind(desired.workspace_id)
-            .bind(&desired.url)
-            .bind(&desired.event_types)
-            .bind(sealed)
-            .bind(desired.enabled)
-            .execute(&mut *conn)
-            .await?;
+            write(conn, *id, desired, me, &seal::seal(key, &seal::webhook_context(id), secret)?).await?;
             if changed.contains(&"signing_secret_sealed") {
                 audit::record(
                     conn,
@@ -131,18 +101,49 @@ pub async fn apply(
     Ok((Applied::from_action(&action, created), deliveries))
 }
 
+/// Writes the declared row with its `sealed` secret: a new one managed by `me`, or over row
+/// `id`, which keeps its Kubernetes reference. One statement for both, so the columns are listed
+/// once.
+async fn write(
+    conn: &mut PgConnection,
+    id: Uuid,
+    desired: &WebhookRow,
+    me: &K8sRef,
+    sealed: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO webhook_endpoints (id, organization_id, workspace_id, url, event_types,
+             signing_secret_sealed, enabled, k8s_namespace, k8s_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (id) DO UPDATE SET organization_id = EXCLUDED.organization_id,
+             workspace_id = EXCLUDED.workspace_id, url = EXCLUDED.url, event_types = EXCLUDED.event_types,
+             signing_secret_sealed = EXCLUDED.signing_secret_sealed, enabled = EXCLUDED.enabled",
+        id,
+        desired.organization_id,
+        desired.workspace_id,
+        desired.url,
+        &desired.event_types,
+        sealed,
+        desired.enabled,
+        me.namespace,
+        me.name
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Deletes the endpoint (deliveries stop at once). Returns its id if it existed.
 pub async fn delete(conn: &mut PgConnection, me: &K8sRef) -> Result<Option<Uuid>, sqlx::Error> {
-    let found: Option<(Uuid, Uuid)> = sqlx::query_as(
+    let found = sqlx::query!(
         "DELETE FROM webhook_endpoints WHERE k8s_namespace = $1 AND k8s_name = $2 RETURNING id, organization_id",
+        me.namespace,
+        me.name
     )
-    .bind(&me.namespace)
-    .bind(&me.name)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((id, organization_id)) = found {
-        let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name});
-        audit::record(conn, Some(organization_id), "webhook.deleted", "webhook_endpoint", id, details).await?;
-    }
-    Ok(found.map(|(id, _)| id))
+    let Some(found) = found else { return Ok(None) };
+    let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name});
+    audit::record(conn, Some(found.organization_id), "webhook.deleted", "webhook_endpoint", found.id, details).await?;
+    Ok(Some(found.id))
 }

@@ -4,37 +4,49 @@ use super::{Applied, audit, k8s_ref};
 use crate::plan::workspace::WorkspaceRow;
 use crate::plan::{K8sRef, Observed, RowAction, plan_row};
 use serde_json::json;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// A workspace row with the organization it belongs to.
 pub type Found = (Uuid, Observed<WorkspaceRow>);
 
-const COLUMNS: &str =
-    "id, organization_id, slug, display_name, message_retention_days, guest_access, k8s_namespace, k8s_name";
+/// A `workspaces` row as the operator reads it.
+struct Record {
+    id: Uuid,
+    organization_id: Uuid,
+    slug: String,
+    display_name: String,
+    message_retention_days: Option<i32>,
+    guest_access: bool,
+    k8s_namespace: Option<String>,
+    k8s_name: Option<String>,
+}
 
-fn observed(row: PgRow) -> Result<Found, sqlx::Error> {
-    Ok((
-        row.try_get("organization_id")?,
-        Observed {
-            id: row.try_get("id")?,
-            managed_by: k8s_ref(row.try_get("k8s_namespace")?, row.try_get("k8s_name")?),
-            row: WorkspaceRow {
-                slug: row.try_get("slug")?,
-                display_name: row.try_get("display_name")?,
-                message_retention_days: row.try_get("message_retention_days")?,
-                guest_access: row.try_get("guest_access")?,
-            },
-        },
-    ))
+impl From<Record> for Found {
+    fn from(r: Record) -> Self {
+        let row = WorkspaceRow {
+            slug: r.slug,
+            display_name: r.display_name,
+            message_retention_days: r.message_retention_days,
+            guest_access: r.guest_access,
+        };
+        (r.organization_id, Observed { id: r.id, managed_by: k8s_ref(r.k8s_namespace, r.k8s_name), row })
+    }
 }
 
 pub async fn find_by_ref(conn: &mut PgConnection, me: &K8sRef) -> Result<Option<Found>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM workspaces WHERE k8s_namespace = $1 AND k8s_name = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&me.namespace).bind(&me.name).fetch_optional(conn).await?;
-    row.map(observed).transpose()
+    let found = sqlx::query_as!(
+        Record,
+        r#"SELECT id, organization_id, slug::text AS "slug!", display_name, message_retention_days, guest_access,
+                  k8s_namespace, k8s_name
+             FROM workspaces WHERE k8s_namespace = $1 AND k8s_name = $2"#,
+        me.namespace,
+        me.name
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.map(Found::from))
 }
 
 async fn find_by_slug(
@@ -42,9 +54,17 @@ async fn find_by_slug(
     organization_id: Uuid,
     slug: &str,
 ) -> Result<Option<Found>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM workspaces WHERE organization_id = $1 AND slug = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(organization_id).bind(slug).fetch_optional(conn).await?;
-    row.map(observed).transpose()
+    let found = sqlx::query_as!(
+        Record,
+        r#"SELECT id, organization_id, slug::text AS "slug!", display_name, message_retention_days, guest_access,
+                  k8s_namespace, k8s_name
+             FROM workspaces WHERE organization_id = $1 AND slug = $2"#,
+        organization_id,
+        slug
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.map(Found::from))
 }
 
 /// Brings the workspace declared by `me`, in `organization_id`, to `desired`.
@@ -67,39 +87,13 @@ pub async fn apply(
     let action = plan_row(desired, me, ours.as_ref().map(|(_, o)| o), same_slug.as_ref().map(|(_, o)| o));
     let created = match &action {
         RowAction::Create => {
-            let id: Uuid = sqlx::query_scalar(
-                "INSERT INTO workspaces (organization_id, slug, display_name, message_retention_days, guest_access,
-                     k8s_namespace, k8s_name)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            )
-            .bind(organization_id)
-            .bind(&desired.slug)
-            .bind(&desired.display_name)
-            .bind(desired.message_retention_days)
-            .bind(desired.guest_access)
-            .bind(&me.namespace)
-            .bind(&me.name)
-            .fetch_one(&mut *conn)
-            .await?;
+            let id = write(conn, None, organization_id, desired, me).await?;
             let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name, "slug": desired.slug});
             audit::record(conn, Some(organization_id), "workspace.provisioned", "workspace", id, details).await?;
             Some(id)
         }
         RowAction::Adopt { id, .. } | RowAction::Update { id, .. } => {
-            sqlx::query(
-                "UPDATE workspaces SET slug = $2, display_name = $3, message_retention_days = $4, guest_access = $5,
-                     k8s_namespace = $6, k8s_name = $7
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&desired.slug)
-            .bind(&desired.display_name)
-            .bind(desired.message_retention_days)
-            .bind(desired.guest_access)
-            .bind(&me.namespace)
-            .bind(&me.name)
-            .execute(&mut *conn)
-            .await?;
+            write(conn, Some(*id), organization_id, desired, me).await?;
             None
         }
         RowAction::UpToDate { .. } | RowAction::Conflict { .. } => None,
@@ -107,13 +101,45 @@ pub async fn apply(
     Ok(Applied::from_action(&action, created))
 }
 
+/// Writes the declared row, managed by `me`: a new one in `organization_id` (`id` is `None`), or
+/// over row `id` (whose organization never changes). One statement for both, so the columns are
+/// listed once. Returns the row's id.
+async fn write(
+    conn: &mut PgConnection,
+    id: Option<Uuid>,
+    organization_id: Uuid,
+    desired: &WorkspaceRow,
+    me: &K8sRef,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar!(
+        "INSERT INTO workspaces (id, organization_id, slug, display_name, message_retention_days, guest_access,
+             k8s_namespace, k8s_name)
+         VALUES (coalesce($1, conclave_uuid_v7()), $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET slug = EXCLUDED.slug, display_name = EXCLUDED.display_name,
+             message_retention_days = EXCLUDED.message_retention_days, guest_access = EXCLUDED.guest_access,
+             k8s_namespace = EXCLUDED.k8s_namespace, k8s_name = EXCLUDED.k8s_name
+         RETURNING id",
+        id,
+        organization_id,
+        desired.slug,
+        desired.display_name,
+        desired.message_retention_days,
+        desired.guest_access,
+        me.namespace,
+        me.name
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// Names of the channels the workspace has (archived ones included).
 pub async fn channel_names(conn: &mut PgConnection, workspace_id: Uuid) -> Result<BTreeSet<String>, sqlx::Error> {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT name::text FROM conversations WHERE workspace_id = $1 AND kind = 'channel'")
-            .bind(workspace_id)
-            .fetch_all(conn)
-            .await?;
+    let names = sqlx::query_scalar!(
+        r#"SELECT name::text AS "name!" FROM conversations WHERE workspace_id = $1 AND kind = 'channel'"#,
+        workspace_id
+    )
+    .fetch_all(conn)
+    .await?;
     Ok(names.into_iter().collect())
 }
 
@@ -125,13 +151,13 @@ pub async fn create_channel(
     workspace_id: Uuid,
     name: &str,
 ) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO conversations (organization_id, workspace_id, kind, name) VALUES ($1, $2, 'channel', $3)
          RETURNING id",
+        organization_id,
+        workspace_id,
+        name
     )
-    .bind(organization_id)
-    .bind(workspace_id)
-    .bind(name)
     .fetch_one(conn)
     .await
 }
@@ -142,15 +168,14 @@ pub async fn delete(conn: &mut PgConnection, me: &K8sRef) -> Result<Option<Uuid>
     let Some((organization_id, found)) = find_by_ref(conn, me).await? else { return Ok(None) };
     let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name, "slug": found.row.slug});
     audit::record(conn, Some(organization_id), "workspace.deleted", "workspace", found.id, details).await?;
-    sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(found.id).execute(conn).await?;
+    sqlx::query!("DELETE FROM workspaces WHERE id = $1", found.id).execute(conn).await?;
     Ok(Some(found.id))
 }
 
 /// `deletionPolicy: Retain`: keeps the workspace and forgets the Kubernetes reference.
 pub async fn detach(conn: &mut PgConnection, me: &K8sRef) -> Result<Option<Uuid>, sqlx::Error> {
     let Some((organization_id, found)) = find_by_ref(conn, me).await? else { return Ok(None) };
-    sqlx::query("UPDATE workspaces SET k8s_namespace = NULL, k8s_name = NULL WHERE id = $1")
-        .bind(found.id)
+    sqlx::query!("UPDATE workspaces SET k8s_namespace = NULL, k8s_name = NULL WHERE id = $1", found.id)
         .execute(&mut *conn)
         .await?;
     let details = json!({"k8s_namespace": me.namespace, "k8s_name": me.name});
