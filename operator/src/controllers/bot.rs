@@ -93,7 +93,7 @@ async fn apply(bot: &BotAgent, ctx: &Context) -> Result<Action, Error> {
     let workspaces: Api<Workspace> = Api::namespaced(ctx.client.clone(), &ns);
     let ws = super::get_reference(&workspaces, &bot.spec.workspace_ref.name).await?;
     let mut tx = ctx.pool.begin().await?;
-    let outcome = sync::bot::reconcile(&mut tx, bot, ws.as_ref(), token).await?;
+    let outcome = sync::bot::provision(&mut tx, bot, ws.as_ref(), token).await?;
     tx.commit().await?;
     finish(ctx, bot, outcome, rotation::next_deadline(token, now)).await
 }

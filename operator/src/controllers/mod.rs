@@ -1,11 +1,14 @@
 //! The Kubernetes side: one controller per kind, run behind the leader Lease.
 //!
-//! Every controller follows the same shape: a free `reconcile(obj, ctx)` that fetches what the
-//! object refers to, runs the kind's [`sync`](crate::sync) step in one database transaction,
-//! writes the status through the status subresource (server-side apply, only when it changed)
-//! and publishes an event per state change; and the shared [`error_policy`] that backs off.
-//! Finalizers (kube-runtime's `finalizer` helper) run the deletion policy before an object
-//! goes; see [`cleanup`] for what happens when the database cannot be reached.
+//! Every controller has the same shape: a free `reconcile(obj, ctx)` and the shared
+//! [`error_policy`] that backs off. For the four kinds that become rows (Organization,
+//! Workspace, WebhookEndpoint, BotAgent), `reconcile` runs behind kube-runtime's `finalizer`
+//! helper: Apply fetches what the object refers to, runs the kind's
+//! [`sync`](crate::sync)`::*::provision` in one database transaction and [`finish`]es (the status
+//! through the status subresource by server-side apply, only when it changed, and an event per
+//! state change); Cleanup runs the deletion policy through [`cleanup`], which keeps a lost
+//! database from wedging a deletion. The DataPlane's `reconcile` manages keys, migrations, the
+//! Deployment and its companions by server-side apply, and owns them (no finalizer).
 //!
 //! One file per kind, and one per concern they share:
 //!

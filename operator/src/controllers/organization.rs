@@ -47,7 +47,7 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
 
 async fn apply(org: &Organization, ctx: &Context) -> Result<Action, Error> {
     let mut tx = ctx.pool.begin().await?;
-    let outcome = sync::organization::reconcile(&mut tx, org).await?;
+    let outcome = sync::organization::provision(&mut tx, org).await?;
     tx.commit().await?;
     let uid = org.uid().unwrap_or_default();
     if only_counts_changed(org, &outcome)

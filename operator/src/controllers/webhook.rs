@@ -161,7 +161,7 @@ async fn apply(endpoint: &WebhookEndpoint, ctx: &Context) -> Result<Action, Erro
         at_rest_key: at_rest_key(ctx).await?,
     };
     let mut tx = ctx.pool.begin().await?;
-    let outcome = sync::webhook::reconcile(&mut tx, endpoint, inputs).await?;
+    let outcome = sync::webhook::provision(&mut tx, endpoint, inputs).await?;
     tx.commit().await?;
     // Delivery results change without any Kubernetes event: read them back every minute.
     finish(ctx, endpoint, outcome, Some(std::time::Duration::from_secs(60))).await

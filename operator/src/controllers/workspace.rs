@@ -66,7 +66,7 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     let orgs: Api<Organization> = Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
     let org = super::get_reference(&orgs, &ws.spec.organization_ref.name).await?;
     let mut tx = ctx.pool.begin().await?;
-    let outcome = sync::workspace::reconcile(&mut tx, ws, org.as_ref()).await?;
+    let outcome = sync::workspace::provision(&mut tx, ws, org.as_ref()).await?;
     tx.commit().await?;
     finish(ctx, ws, outcome, None).await
 }

@@ -1,4 +1,4 @@
-//! A BotAgent's reconcile and cleanup in PostgreSQL.
+//! A BotAgent in PostgreSQL: [`provision`] and [`cleanup`].
 
 use super::{Note, Outcome, SyncError, applied_note, violation_or};
 use crate::conditions::{Readiness, reason};
@@ -16,7 +16,7 @@ pub fn k8s_ref(bot: &BotAgent) -> K8sRef {
 
 /// Mirrors the bot and the digests of the tokens in its Secret (`token`, already generated or
 /// rotated by the controller) into PostgreSQL.
-pub async fn reconcile(
+pub async fn provision(
     conn: &mut PgConnection,
     bot: &BotAgent,
     workspace: Option<&Workspace>,

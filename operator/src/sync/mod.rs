@@ -1,8 +1,10 @@
-//! One reconcile's database work per kind, with the Kubernetes inputs already fetched.
+//! Each kind's database step, with the Kubernetes inputs already fetched: `provision` brings
+//! PostgreSQL to what the resource declares and reads back what its status reports; `cleanup`
+//! applies its deletion policy.
 //!
 //! The controllers fetch what a resource refers to (the Organization a Workspace names, the
-//! Secret holding a signing secret), call the function here with it and a connection, and
-//! turn the [`Outcome`] into a status, events and a requeue. Keeping the Kubernetes I/O out
+//! Secret holding a signing secret), call `provision` with it and a connection inside one
+//! transaction, and turn the [`Outcome`] into a status, events and a requeue. Keeping the Kubernetes I/O out
 //! means every path, the error paths included, is tested against a real PostgreSQL without a
 //! cluster (`tests/operator`).
 
@@ -33,7 +35,7 @@ impl Note {
     }
 }
 
-/// What a reconcile concluded.
+/// What a `provision` concluded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome<S> {
     pub readiness: Readiness,
@@ -54,7 +56,7 @@ impl<S: Default> Outcome<S> {
     }
 }
 
-/// Errors a reconcile cannot turn into a condition by itself: the controller retries them with
+/// Errors a `provision` or `cleanup` cannot turn into a condition by itself: the controller retries them with
 /// back-off and reports `Ready=False, reason=DatabaseError`.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {

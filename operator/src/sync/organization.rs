@@ -1,4 +1,4 @@
-//! An Organization's reconcile and cleanup in PostgreSQL.
+//! An Organization in PostgreSQL: [`provision`] and [`cleanup`].
 
 use super::{Note, Outcome, SyncError, applied_note, violation_or};
 use crate::conditions::{Readiness, reason};
@@ -15,7 +15,7 @@ pub fn k8s_ref(org: &Organization) -> K8sRef {
 
 /// Creates or repairs the organization, invites initial owners not invited yet, and reads the
 /// counts for the status. The caller commits the transaction.
-pub async fn reconcile(conn: &mut PgConnection, org: &Organization) -> Result<Outcome<OrganizationStatus>, SyncError> {
+pub async fn provision(conn: &mut PgConnection, org: &Organization) -> Result<Outcome<OrganizationStatus>, SyncError> {
     let desired = match plan::organization::desired(org) {
         Ok(desired) => desired,
         Err(invalid) => return Ok(Outcome::blocked(reason::INVALID_SPEC, invalid.0)),

@@ -1,4 +1,4 @@
-//! A WebhookEndpoint's reconcile and cleanup in PostgreSQL.
+//! A WebhookEndpoint in PostgreSQL: [`provision`] and [`cleanup`].
 
 use super::workspace::resolve_organization;
 use super::{Note, Outcome, SyncError, applied_note, violation_or};
@@ -42,7 +42,9 @@ pub struct Inputs<'a> {
     pub at_rest_key: Option<Vec<u8>>,
 }
 
-pub async fn reconcile(
+/// Creates or repairs the endpoint, its signing secret sealed with the at-rest key, and reads
+/// the delivery state the data plane records for the status.
+pub async fn provision(
     conn: &mut PgConnection,
     endpoint: &WebhookEndpoint,
     inputs: Inputs<'_>,

@@ -1,4 +1,4 @@
-//! A Workspace's reconcile and cleanup in PostgreSQL.
+//! A Workspace in PostgreSQL: [`provision`] and [`cleanup`].
 
 use super::{Note, Outcome, SyncError, applied_note, violation_or};
 use crate::conditions::{Readiness, reason};
@@ -39,7 +39,7 @@ pub async fn resolve_organization<S: Default>(
 
 /// Creates or repairs the workspace and its default channels. `organization` is the
 /// referenced Organization as found in Kubernetes (`None`: it does not exist).
-pub async fn reconcile(
+pub async fn provision(
     conn: &mut PgConnection,
     ws: &Workspace,
     organization: Option<&Organization>,

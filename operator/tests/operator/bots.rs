@@ -3,7 +3,7 @@ use chrono::{Duration, Utc};
 use conclave_operator::conditions::reason;
 use conclave_operator::plan::rotation::{self, SecretPlan, Why};
 use conclave_operator::secrets;
-use conclave_operator::sync::bot::{cleanup, reconcile};
+use conclave_operator::sync::bot::{cleanup, provision};
 use conclave_operator::sync::{organization, workspace};
 use conclave_resources::{DeletionPolicy, Workspace};
 use conclave_testkit::TestDb;
@@ -13,9 +13,9 @@ use sqlx::pool::PoolConnection;
 async fn provisioned(db: &TestDb) -> (PoolConnection<Postgres>, Workspace) {
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    organization::reconcile(&mut conn, &org).await.expect("org");
+    organization::provision(&mut conn, &org).await.expect("org");
     let ws = mk_workspace("eng", "acme", &[], DeletionPolicy::Retain);
-    workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("ws");
+    workspace::provision(&mut conn, &ws, Some(&org)).await.expect("ws");
     (conn, ws)
 }
 
@@ -39,7 +39,7 @@ async fn only_the_digest_of_the_generated_token_reaches_postgresql() {
     let db = db().await;
     let (mut conn, ws) = provisioned(&db).await;
     let token = generate();
-    let outcome = reconcile(&mut conn, &mk_bot("helper", "eng"), Some(&ws), &token).await.expect("reconcile");
+    let outcome = provision(&mut conn, &mk_bot("helper", "eng"), Some(&ws), &token).await.expect("provision");
     assert!(outcome.readiness.ready, "{outcome:?}");
     assert_eq!(outcome.status.secret_name.as_deref(), Some("helper-bot-token"));
     let (hash, previous, _) = hashes(&db).await;
@@ -63,7 +63,7 @@ async fn a_rotation_keeps_the_previous_token_valid_for_the_overlap_then_drops_it
     let (mut conn, ws) = provisioned(&db).await;
     let bot = mk_bot("helper", "eng");
     let first = generate();
-    reconcile(&mut conn, &bot, Some(&ws), &first).await.expect("create");
+    provision(&mut conn, &bot, Some(&ws), &first).await.expect("create");
 
     let now = Utc::now();
     let plan = rotation::plan(Some(first.clone()), Some("2026-11-26"), Duration::hours(1), now, || {
@@ -71,7 +71,7 @@ async fn a_rotation_keeps_the_previous_token_valid_for_the_overlap_then_drops_it
     })
     .expect("rotate");
     let SecretPlan::Write { state: rotated, why: Why::Rotated } = plan else { panic!("expected a rotation") };
-    reconcile(&mut conn, &bot, Some(&ws), &rotated).await.expect("rotate");
+    provision(&mut conn, &bot, Some(&ws), &rotated).await.expect("rotate");
     let (hash, previous, expires) = hashes(&db).await;
     assert_eq!(hash, secrets::digest(&rotated.current));
     assert_eq!(previous, Some(secrets::digest(&first.current)));
@@ -89,7 +89,7 @@ async fn a_rotation_keeps_the_previous_token_valid_for_the_overlap_then_drops_it
     let SecretPlan::Write { state: settled, why: Why::OverlapEnded } = later else {
         panic!("expected the overlap to end")
     };
-    reconcile(&mut conn, &bot, Some(&ws), &settled).await.expect("settle");
+    provision(&mut conn, &bot, Some(&ws), &settled).await.expect("settle");
     let (hash, previous, expires) = hashes(&db).await;
     assert_eq!(hash, secrets::digest(&settled.current));
     assert_eq!((previous, expires), (None, None));
@@ -101,13 +101,13 @@ async fn a_token_hash_changed_behind_the_operators_back_is_restored() {
     let (mut conn, ws) = provisioned(&db).await;
     let bot = mk_bot("helper", "eng");
     let token = generate();
-    reconcile(&mut conn, &bot, Some(&ws), &token).await.expect("create");
+    provision(&mut conn, &bot, Some(&ws), &token).await.expect("create");
     sqlx::query("UPDATE bot_agents SET token_hash = $1, enabled = false")
         .bind(secrets::digest("an attacker's token"))
         .execute(&db.owner)
         .await
         .expect("tamper");
-    let repaired = reconcile(&mut conn, &bot, Some(&ws), &token).await.expect("repair");
+    let repaired = provision(&mut conn, &bot, Some(&ws), &token).await.expect("repair");
     assert!(repaired.notes[0].message.contains("enabled, token_hash"), "{:?}", repaired.notes);
     assert_eq!(hashes(&db).await.0, secrets::digest(&token.current));
 }
@@ -118,10 +118,10 @@ async fn a_bot_of_a_missing_or_unprovisioned_workspace_is_not_ready() {
     let mut conn = db.owner.acquire().await.expect("conn");
     let bot = mk_bot("helper", "eng");
     let token = generate();
-    let missing = reconcile(&mut conn, &bot, None, &token).await.expect("reconcile");
+    let missing = provision(&mut conn, &bot, None, &token).await.expect("provision");
     assert_eq!(missing.readiness.reason, reason::WORKSPACE_NOT_FOUND);
     let ws = mk_workspace("eng", "acme", &[], DeletionPolicy::Retain);
-    let pending = reconcile(&mut conn, &bot, Some(&ws), &token).await.expect("reconcile");
+    let pending = provision(&mut conn, &bot, Some(&ws), &token).await.expect("provision");
     assert_eq!(pending.readiness.reason, reason::WORKSPACE_NOT_READY);
     assert!(pending.notes[0].warning);
 }
@@ -131,7 +131,7 @@ async fn deleting_a_bot_removes_its_row_so_its_token_stops_working() {
     let db = db().await;
     let (mut conn, ws) = provisioned(&db).await;
     let bot = mk_bot("helper", "eng");
-    reconcile(&mut conn, &bot, Some(&ws), &generate()).await.expect("create");
+    provision(&mut conn, &bot, Some(&ws), &generate()).await.expect("create");
     assert_eq!(cleanup(&mut conn, &bot).await.expect("cleanup").reason, "Deleted");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM bot_agents").fetch_one(&db.owner).await.expect("c");
     assert_eq!(count, 0);

@@ -1,6 +1,6 @@
 use crate::support::{NS, db, mk_org};
 use conclave_operator::conditions::reason;
-use conclave_operator::sync::organization::{cleanup, reconcile};
+use conclave_operator::sync::organization::{cleanup, provision};
 use conclave_resources::DeletionPolicy;
 use sqlx::Row;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ async fn provisioning_an_organization_writes_every_declared_setting() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    let outcome = reconcile(&mut conn, &org).await.expect("reconcile");
+    let outcome = provision(&mut conn, &org).await.expect("provision");
     assert!(outcome.readiness.ready, "{outcome:?}");
     assert_eq!(outcome.notes[0].reason, "Provisioned");
     let row = org_row(&db.owner, "acme").await.expect("a row");
@@ -44,10 +44,10 @@ async fn a_second_reconcile_of_an_unchanged_organization_writes_nothing() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    reconcile(&mut conn, &org).await.expect("first");
+    provision(&mut conn, &org).await.expect("first");
     let before: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT updated_at FROM organizations").fetch_one(&db.owner).await.expect("row");
-    let again = reconcile(&mut conn, &org).await.expect("second");
+    let again = provision(&mut conn, &org).await.expect("second");
     assert!(again.notes.is_empty(), "{:?}", again.notes);
     let after: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT updated_at FROM organizations").fetch_one(&db.owner).await.expect("row");
@@ -59,10 +59,10 @@ async fn a_spec_change_updates_the_row() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let mut org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    reconcile(&mut conn, &org).await.expect("create");
+    provision(&mut conn, &org).await.expect("create");
     org.spec.display_name = "Acme Renamed".into();
     org.spec.security = None;
-    let outcome = reconcile(&mut conn, &org).await.expect("update");
+    let outcome = provision(&mut conn, &org).await.expect("update");
     assert_eq!(outcome.notes[0].reason, "Updated");
     let row = org_row(&db.owner, "acme").await.expect("a row");
     assert_eq!(row.get::<String, _>("display_name"), "Acme Renamed");
@@ -76,12 +76,12 @@ async fn a_row_changed_behind_the_operators_back_is_restored() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    reconcile(&mut conn, &org).await.expect("create");
+    provision(&mut conn, &org).await.expect("create");
     sqlx::query("UPDATE organizations SET display_name = 'Tampered', require_totp = false, max_members = NULL")
         .execute(&db.owner)
         .await
         .expect("tamper");
-    let outcome = reconcile(&mut conn, &org).await.expect("repair");
+    let outcome = provision(&mut conn, &org).await.expect("repair");
     assert!(outcome.notes[0].message.contains("display_name, max_members, require_totp"), "{:?}", outcome.notes);
     let row = org_row(&db.owner, "acme").await.expect("a row");
     assert_eq!(row.get::<String, _>("display_name"), "acme Inc.");
@@ -94,9 +94,9 @@ async fn a_row_deleted_behind_the_operators_back_is_recreated() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    let first = reconcile(&mut conn, &org).await.expect("create");
+    let first = provision(&mut conn, &org).await.expect("create");
     sqlx::query("DELETE FROM organizations").execute(&db.owner).await.expect("remove");
-    let second = reconcile(&mut conn, &org).await.expect("recreate");
+    let second = provision(&mut conn, &org).await.expect("recreate");
     assert!(second.readiness.ready);
     assert_ne!(first.status.organization_id, second.status.organization_id);
     assert!(org_row(&db.owner, "acme").await.is_some());
@@ -115,7 +115,7 @@ async fn initial_owners_are_invited_once_and_known_accounts_get_an_email_queued(
     .expect("a user");
     let mut org = mk_org("acme", "acme", DeletionPolicy::Retain);
     org.spec.initial_owners = vec!["Known@Acme.example".into(), "new@acme.example".into()];
-    let outcome = reconcile(&mut conn, &org).await.expect("reconcile");
+    let outcome = provision(&mut conn, &org).await.expect("provision");
     assert_eq!(outcome.notes.iter().filter(|n| n.reason == "OwnerInvited").count(), 2);
     assert_eq!(outcome.status.pending_invitations, Some(2));
     let invitations: Vec<(String, String)> =
@@ -137,7 +137,7 @@ async fn initial_owners_are_invited_once_and_known_accounts_get_an_email_queued(
     assert_eq!(emails, vec!["known@acme.example"]);
 
     sqlx::query("UPDATE organization_invitations SET revoked_at = now()").execute(&db.owner).await.expect("revoke");
-    let again = reconcile(&mut conn, &org).await.expect("again");
+    let again = provision(&mut conn, &org).await.expect("again");
     assert!(again.notes.iter().all(|n| n.reason != "OwnerInvited"), "{:?}", again.notes);
     assert_eq!(again.status.pending_invitations, Some(0));
 }
@@ -149,7 +149,7 @@ async fn deletion_policy_delete_removes_every_row_of_the_tenant_and_audits_it() 
     let other = conclave_testkit::seed_tenant(&db.owner, "other").await.expect("seed");
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Delete);
-    let outcome = reconcile(&mut conn, &org).await.expect("adopt");
+    let outcome = provision(&mut conn, &org).await.expect("adopt");
     assert_eq!(outcome.notes[0].reason, "Adopted");
     assert_eq!(outcome.status.organization_id, Some(tenant.organization_id.to_string()));
     assert_eq!(outcome.status.member_count, Some(1));
@@ -189,7 +189,7 @@ async fn deletion_policy_retain_keeps_the_data_and_a_new_resource_adopts_it() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    let created = reconcile(&mut conn, &org).await.expect("create");
+    let created = provision(&mut conn, &org).await.expect("create");
     let note = cleanup(&mut conn, &org).await.expect("cleanup");
     assert_eq!(note.reason, "Detached");
     let row = org_row(&db.owner, "acme").await.expect("the row is kept");
@@ -197,7 +197,7 @@ async fn deletion_policy_retain_keeps_the_data_and_a_new_resource_adopts_it() {
 
     let mut recreated = mk_org("acme-again", "acme", DeletionPolicy::Retain);
     recreated.metadata.namespace = Some("elsewhere".into());
-    let adopted = reconcile(&mut conn, &recreated).await.expect("adopt");
+    let adopted = provision(&mut conn, &recreated).await.expect("adopt");
     assert_eq!(adopted.notes[0].reason, "Adopted");
     assert_eq!(adopted.status.organization_id, created.status.organization_id);
     let row = org_row(&db.owner, "acme").await.expect("a row");
@@ -208,9 +208,9 @@ async fn deletion_policy_retain_keeps_the_data_and_a_new_resource_adopts_it() {
 async fn a_slug_managed_by_another_resource_is_a_conflict_not_a_takeover() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
-    reconcile(&mut conn, &mk_org("acme", "acme", DeletionPolicy::Retain)).await.expect("first");
+    provision(&mut conn, &mk_org("acme", "acme", DeletionPolicy::Retain)).await.expect("first");
     let intruder = mk_org("copycat", "acme", DeletionPolicy::Delete);
-    let outcome = reconcile(&mut conn, &intruder).await.expect("second");
+    let outcome = provision(&mut conn, &intruder).await.expect("second");
     assert!(!outcome.readiness.ready);
     assert_eq!(outcome.readiness.reason, reason::CONFLICT);
     assert!(outcome.readiness.message.contains("tenants/acme"), "{}", outcome.readiness.message);
@@ -227,7 +227,7 @@ async fn an_invalid_spec_is_reported_and_writes_nothing() {
     let mut conn = db.owner.acquire().await.expect("conn");
     let mut org = mk_org("acme", "acme", DeletionPolicy::Retain);
     org.spec.initial_owners = vec!["nobody".into()];
-    let outcome = reconcile(&mut conn, &org).await.expect("reconcile");
+    let outcome = provision(&mut conn, &org).await.expect("provision");
     assert_eq!(outcome.readiness.reason, reason::INVALID_SPEC);
     assert!(outcome.notes[0].warning);
     assert!(org_row(&db.owner, "acme").await.is_none());

@@ -1,7 +1,7 @@
 use crate::support::{db, mk_org, mk_webhook, mk_workspace};
 use conclave_credentials::seal;
 use conclave_operator::conditions::reason;
-use conclave_operator::sync::webhook::{Inputs, SigningSecret, cleanup, reconcile};
+use conclave_operator::sync::webhook::{Inputs, SigningSecret, cleanup, provision};
 use conclave_operator::sync::{organization, workspace};
 use conclave_resources::webhook::WebhookEndpointStatus;
 use conclave_resources::{DeletionPolicy, LocalRef, Organization, Workspace};
@@ -15,9 +15,9 @@ const KEY: [u8; 32] = [42; 32];
 async fn provisioned(db: &TestDb) -> (PoolConnection<Postgres>, Organization, Workspace) {
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    organization::reconcile(&mut conn, &org).await.expect("org");
+    organization::provision(&mut conn, &org).await.expect("org");
     let ws = mk_workspace("eng", "acme", &[], DeletionPolicy::Retain);
-    workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("ws");
+    workspace::provision(&mut conn, &ws, Some(&org)).await.expect("ws");
     (conn, org, ws)
 }
 
@@ -39,7 +39,7 @@ async fn the_signing_secret_is_stored_sealed_bound_to_the_endpoint() {
     let db = db().await;
     let (mut conn, _org, ws) = provisioned(&db).await;
     let hook = mk_webhook("hook", "eng");
-    let outcome = reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("reconcile");
+    let outcome = provision(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("provision");
     assert!(outcome.readiness.ready, "{outcome:?}");
     assert_eq!(outcome.status.secret_name.as_deref(), Some("hook-webhook-signing"));
     let (id, bytes) = sealed(&db).await;
@@ -59,12 +59,12 @@ async fn a_rotated_secret_is_resealed_and_an_unchanged_one_is_left_alone() {
     let db = db().await;
     let (mut conn, _org, ws) = provisioned(&db).await;
     let hook = mk_webhook("hook", "eng");
-    reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
+    provision(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
     let (_, before) = sealed(&db).await;
-    let same = reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("again");
+    let same = provision(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("again");
     assert!(same.notes.is_empty());
     assert_eq!(sealed(&db).await.1, before, "no reseal without a change");
-    let rotated = reconcile(&mut conn, &hook, inputs(&ws, "whsec_second", Some(&KEY))).await.expect("rotate");
+    let rotated = provision(&mut conn, &hook, inputs(&ws, "whsec_second", Some(&KEY))).await.expect("rotate");
     assert!(rotated.notes[0].message.contains("signing_secret_sealed"), "{:?}", rotated.notes);
     let (id, after) = sealed(&db).await;
     assert_eq!(seal::open(&KEY, &seal::webhook_context(id), &after).expect("opens"), b"whsec_second");
@@ -75,7 +75,7 @@ async fn a_sealed_secret_replaced_behind_the_operators_back_is_repaired() {
     let db = db().await;
     let (mut conn, _org, ws) = provisioned(&db).await;
     let hook = mk_webhook("hook", "eng");
-    reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
+    provision(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
     sqlx::query(
         "UPDATE webhook_endpoints SET signing_secret_sealed = $1, url = 'https://evil.example/x', enabled = false",
     )
@@ -83,7 +83,7 @@ async fn a_sealed_secret_replaced_behind_the_operators_back_is_repaired() {
     .execute(&db.owner)
     .await
     .expect("tamper");
-    let repaired = reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("repair");
+    let repaired = provision(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("repair");
     assert_eq!(repaired.notes[0].reason, "Updated");
     let (id, bytes) = sealed(&db).await;
     assert_eq!(seal::open(&KEY, &seal::webhook_context(id), &bytes).expect("opens"), b"whsec_first");
@@ -97,7 +97,7 @@ async fn delivery_results_recorded_by_the_data_plane_reach_the_status() {
     let db = db().await;
     let (mut conn, _org, ws) = provisioned(&db).await;
     let hook = mk_webhook("hook", "eng");
-    reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
+    provision(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
     sqlx::query(
         "UPDATE webhook_endpoints SET last_delivery_at = now(), last_delivery_status = 'failed',
              last_delivery_error = 'HTTP 503', consecutive_failures = 4",
@@ -105,7 +105,7 @@ async fn delivery_results_recorded_by_the_data_plane_reach_the_status() {
     .execute(&db.owner)
     .await
     .expect("deliveries");
-    let outcome = reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("again");
+    let outcome = provision(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("again");
     let WebhookEndpointStatus {
         last_delivery_status, last_delivery_error, consecutive_failures, last_delivery_at, ..
     } = outcome.status;
@@ -123,20 +123,20 @@ async fn missing_references_secrets_and_keys_each_have_their_reason() {
 
     let mut no_ws = inputs(&ws, "s", Some(&KEY));
     no_ws.workspace = None;
-    assert_eq!(reconcile(&mut conn, &hook, no_ws).await.expect("r").readiness.reason, reason::WORKSPACE_NOT_FOUND);
+    assert_eq!(provision(&mut conn, &hook, no_ws).await.expect("r").readiness.reason, reason::WORKSPACE_NOT_FOUND);
 
     let mut no_secret = inputs(&ws, "s", Some(&KEY));
     no_secret.signing_secret = SigningSecret::SecretMissing { name: "mine".into() };
-    let outcome = reconcile(&mut conn, &hook, no_secret).await.expect("r");
+    let outcome = provision(&mut conn, &hook, no_secret).await.expect("r");
     assert_eq!(outcome.readiness.reason, reason::SECRET_NOT_FOUND);
     assert!(outcome.readiness.message.contains("mine"));
 
     let mut no_key = inputs(&ws, "s", Some(&KEY));
     no_key.signing_secret = SigningSecret::KeyMissing { name: "mine".into(), key: "hmac".into() };
-    assert_eq!(reconcile(&mut conn, &hook, no_key).await.expect("r").readiness.reason, reason::SECRET_KEY_MISSING);
+    assert_eq!(provision(&mut conn, &hook, no_key).await.expect("r").readiness.reason, reason::SECRET_KEY_MISSING);
 
     let no_at_rest = inputs(&ws, "s", None);
-    assert_eq!(reconcile(&mut conn, &hook, no_at_rest).await.expect("r").readiness.reason, reason::AT_REST_KEY_MISSING);
+    assert_eq!(provision(&mut conn, &hook, no_at_rest).await.expect("r").readiness.reason, reason::AT_REST_KEY_MISSING);
 
     let count: i64 =
         sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints").fetch_one(&db.owner).await.expect("c");
@@ -147,7 +147,7 @@ async fn missing_references_secrets_and_keys_each_have_their_reason() {
     org_wide.spec.organization_ref = Some(LocalRef { name: "acme".into() });
     let mut org_inputs = inputs(&ws, "s", Some(&KEY));
     org_inputs.organization = Some(&org);
-    let outcome = reconcile(&mut conn, &org_wide, org_inputs).await.expect("r");
+    let outcome = provision(&mut conn, &org_wide, org_inputs).await.expect("r");
     assert!(outcome.readiness.ready, "{outcome:?}");
     let scoped: Option<Uuid> =
         sqlx::query_scalar("SELECT workspace_id FROM webhook_endpoints WHERE k8s_name = 'org-hook'")
@@ -162,7 +162,7 @@ async fn deleting_an_endpoint_removes_its_row() {
     let db = db().await;
     let (mut conn, _org, ws) = provisioned(&db).await;
     let hook = mk_webhook("hook", "eng");
-    reconcile(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
+    provision(&mut conn, &hook, inputs(&ws, "whsec_first", Some(&KEY))).await.expect("create");
     assert_eq!(cleanup(&mut conn, &hook).await.expect("cleanup").reason, "Deleted");
     let count: i64 =
         sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints").fetch_one(&db.owner).await.expect("c");

@@ -9,16 +9,16 @@ async fn a_workspace_waits_for_its_organization_and_resolves_once_it_appears() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let ws = mk_workspace("eng", "acme", &[], DeletionPolicy::Retain);
-    let missing = workspace::reconcile(&mut conn, &ws, None).await.expect("reconcile");
+    let missing = workspace::provision(&mut conn, &ws, None).await.expect("provision");
     assert_eq!(missing.readiness.reason, reason::ORGANIZATION_NOT_FOUND);
     assert!(missing.readiness.message.contains("acme"));
 
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    let not_yet = workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("reconcile");
+    let not_yet = workspace::provision(&mut conn, &ws, Some(&org)).await.expect("provision");
     assert_eq!(not_yet.readiness.reason, reason::ORGANIZATION_NOT_READY);
 
-    organization::reconcile(&mut conn, &org).await.expect("org");
-    let ready = workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("reconcile");
+    organization::provision(&mut conn, &org).await.expect("org");
+    let ready = workspace::provision(&mut conn, &ws, Some(&org)).await.expect("provision");
     assert!(ready.readiness.ready, "{ready:?}");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces WHERE slug = 'eng' AND k8s_name = 'eng'")
         .fetch_one(&db.owner)
@@ -32,15 +32,15 @@ async fn default_channels_are_created_once() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    organization::reconcile(&mut conn, &org).await.expect("org");
+    organization::provision(&mut conn, &org).await.expect("org");
     let ws = mk_workspace("eng", "acme", &["general", "random"], DeletionPolicy::Retain);
-    let first = workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("reconcile");
+    let first = workspace::provision(&mut conn, &ws, Some(&org)).await.expect("provision");
     assert_eq!(first.notes.iter().filter(|n| n.reason == "ChannelCreated").count(), 2);
     sqlx::query("UPDATE conversations SET archived_at = now() WHERE name = 'random'")
         .execute(&db.owner)
         .await
         .expect("archive");
-    let second = workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("reconcile");
+    let second = workspace::provision(&mut conn, &ws, Some(&org)).await.expect("provision");
     assert!(second.notes.is_empty(), "{:?}", second.notes);
     let names: Vec<String> =
         sqlx::query_scalar("SELECT name::text FROM conversations WHERE kind = 'channel' ORDER BY name")
@@ -55,14 +55,14 @@ async fn a_workspace_changed_behind_the_operators_back_is_restored() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    organization::reconcile(&mut conn, &org).await.expect("org");
+    organization::provision(&mut conn, &org).await.expect("org");
     let ws = mk_workspace("eng", "acme", &[], DeletionPolicy::Retain);
-    workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("create");
+    workspace::provision(&mut conn, &ws, Some(&org)).await.expect("create");
     sqlx::query("UPDATE workspaces SET guest_access = true, message_retention_days = NULL")
         .execute(&db.owner)
         .await
         .expect("tamper");
-    let repaired = workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("repair");
+    let repaired = workspace::provision(&mut conn, &ws, Some(&org)).await.expect("repair");
     assert_eq!(repaired.notes[0].reason, "Updated");
     let (guests, retention): (bool, Option<i32>) =
         sqlx::query_as("SELECT guest_access, message_retention_days FROM workspaces")
@@ -77,9 +77,9 @@ async fn deleting_a_workspace_with_policy_delete_removes_its_conversations_but_n
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    let org_out = organization::reconcile(&mut conn, &org).await.expect("org");
+    let org_out = organization::provision(&mut conn, &org).await.expect("org");
     let ws = mk_workspace("eng", "acme", &["general"], DeletionPolicy::Delete);
-    let ws_out = workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("ws");
+    let ws_out = workspace::provision(&mut conn, &ws, Some(&org)).await.expect("ws");
     let ws_id: Uuid = ws_out.status.workspace_id.as_deref().and_then(|s| s.parse().ok()).expect("an id");
     let note = workspace::cleanup(&mut conn, &ws).await.expect("cleanup");
     assert_eq!(note.reason, "Deleted");
@@ -107,9 +107,9 @@ async fn deleting_a_workspace_with_policy_retain_detaches_it() {
     let db = db().await;
     let mut conn = db.owner.acquire().await.expect("conn");
     let org = mk_org("acme", "acme", DeletionPolicy::Retain);
-    organization::reconcile(&mut conn, &org).await.expect("org");
+    organization::provision(&mut conn, &org).await.expect("org");
     let ws = mk_workspace("eng", "acme", &["general"], DeletionPolicy::Retain);
-    workspace::reconcile(&mut conn, &ws, Some(&org)).await.expect("ws");
+    workspace::provision(&mut conn, &ws, Some(&org)).await.expect("ws");
     let note = workspace::cleanup(&mut conn, &ws).await.expect("cleanup");
     assert_eq!(note.reason, "Detached");
     let (count, managed): (i64, i64) =
