@@ -3,15 +3,25 @@
 //! It reconciles five custom resources (see `conclave-resources`): Organizations, Workspaces,
 //! WebhookEndpoints and BotAgents become rows in PostgreSQL (written as the schema owner, which
 //! row-level security does not restrict), and a DataPlane becomes a Deployment with its
-//! companions. The code is in three layers, so most of it is tested without a cluster:
+//! companions (key Secrets, a migration Job, Service, ConfigMap and the rest). Most of the code
+//! runs without a cluster, so most of it is tested without one:
 //!
 //! * [`plan`]: pure functions from a resource and what was observed (in the database, in
-//!   Secrets) to what must be done. No I/O; tested in milliseconds.
-//! * [`db`]: the PostgreSQL side, small functions taking `&mut PgConnection`, tested against a
-//!   real database (`tests/operator`).
+//!   Secrets) to what must be done, and the DataPlane's children. No I/O; tested in
+//!   milliseconds.
+//! * [`db`]: the SQL, small functions taking `&mut PgConnection` whose queries are checked
+//!   against the schema at compile time.
+//! * [`sync`]: each row kind's database step (`provision`, `cleanup`) with its Kubernetes
+//!   inputs already fetched, joining [`plan`] and [`db`]; tested against a real PostgreSQL
+//!   (`tests/operator`).
 //! * [`controllers`]: the Kubernetes side: one controller per kind, finalizers, server-side
-//!   apply, status with conditions, events. [`run`] starts them behind a leader-election Lease
-//!   together with the health and metrics endpoints.
+//!   apply, status with [`conditions`], events, and the generated Secrets whose contents
+//!   [`secrets`] makes.
+//!
+//! Around them: [`run`] starts the controllers behind a leader-election Lease ([`leader`])
+//! together with the health and metrics endpoints ([`http`], [`metrics`]), configured by
+//! [`config`] and logging through [`telemetry`]; [`crdgen`] writes the CRD manifests in `crds/`
+//! and [`structural`] checks that their schemas are structural.
 
 pub mod conditions;
 pub mod config;

@@ -1,3 +1,10 @@
+//! `conclave-operator`: parses the command line and hands off to the library.
+//!
+//! * `run`: the controllers behind the leader Lease, with the health and metrics endpoints
+//!   ([`conclave_operator::run`]);
+//! * `crdgen [--check]`: writes the CRD manifests, or checks that `crds/` is up to date
+//!   ([`conclave_operator::crdgen`]).
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -12,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers (with leader election), the health and the metrics endpoints.
-    Run(conclave_operator::config::Config),
+    Run(conclave_operator::Config),
     /// Write the CRD manifests generated from the Rust types.
     Crdgen {
         /// The directory to write into.
@@ -31,22 +38,6 @@ async fn main() -> anyhow::Result<()> {
             conclave_operator::telemetry::init(&config.log_format);
             conclave_operator::run(config).await
         }
-        Command::Crdgen { out, check: false } => {
-            for file in conclave_operator::crdgen::write(&out)? {
-                println!("wrote {}", out.join(file).display());
-            }
-            Ok(())
-        }
-        Command::Crdgen { out, check: true } => {
-            let problems = conclave_operator::crdgen::check(&out)?;
-            for problem in &problems {
-                eprintln!("{problem}");
-            }
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                anyhow::bail!("{} is stale: run `cargo run -p conclave-operator -- crdgen`", out.display())
-            }
-        }
+        Command::Crdgen { out, check } => conclave_operator::crdgen::command(&out, check),
     }
 }

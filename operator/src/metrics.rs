@@ -1,4 +1,5 @@
-//! Prometheus metrics: reconciles, failures and reconcile duration per kind.
+//! Prometheus metrics: reconciles, failures and reconcile duration per kind, and whether this
+//! replica leads.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -1,6 +1,8 @@
 //! The PostgreSQL side: small functions taking `&mut PgConnection`, run as the schema owner
-//! (row-level security does not apply to it). Each `apply_*` reads what is there, asks the
-//! [`plan`](crate::plan) what to do, and does it; the caller owns the transaction.
+//! (row-level security does not apply to it). Each kind's `apply` reads what is there, asks the
+//! [`plan`](crate::plan) what to do, and writes it; the caller owns the transaction. Every query
+//! is a `sqlx::query!` macro, checked against the migrated schema when the crate compiles (its
+//! offline data is in the repository's `.sqlx/`).
 
 pub mod audit;
 pub mod bot;
@@ -12,7 +14,7 @@ use crate::plan::{K8sRef, RowAction};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// What an `apply_*` did.
+/// What an `apply` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Created(Uuid),

@@ -1,5 +1,6 @@
 //! The desired state: pure functions from a resource and what was observed to what must be
-//! done. Nothing here does I/O, so every decision the operator makes is unit-tested here.
+//! done. Nothing here does I/O, so each decision here is unit-tested without a database or a
+//! cluster.
 
 pub mod bot;
 pub mod dataplane;
