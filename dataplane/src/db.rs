@@ -1,5 +1,8 @@
-//! Transactions that carry the tenant context. Every handler that touches tenant rows opens its
-//! transaction here, so row-level security sees the same organization the handler checked.
+//! Transactions that carry the tenant context (the organization and user that row-level security
+//! filters by). Handlers that read or write tenant rows open them here, most through
+//! [`crate::context::member_tx`], so row-level security sees the organization the handler
+//! checked. The exceptions set the context themselves, inside SECURITY DEFINER functions
+//! documented in their migrations (the send batch, outbox claims, bot token lookup).
 
 use crate::AppState;
 use crate::error::ApiResult;

@@ -1,21 +1,218 @@
-//! One error type for the whole service, rendered as
+//! One error type for the whole service, rendered as [`ErrorBody`]:
 //! `{"error": {"code": "...", "message": "...", "details": ...}}`.
 //!
-//! `code` is a stable `snake_case` string clients branch on; `message` is for people and never
-//! carries SQL, paths or internal detail (those go to the log, with the request's span).
+//! `code` is an [`ErrorCode`]: one enum is the list the server can answer, the HTTP status each
+//! code goes with, the JSON word, and the `ErrorCode` schema of the OpenAPI document, so none of
+//! them can drift from the others. `message` is for people and never carries SQL, paths or
+//! internal detail (those go to the log, with the request's span). `details` is one of the typed
+//! [`ErrorDetails`] shapes, documented in the same schema the server serialises.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use conclave_schema::{Violation, ViolationKind};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::borrow::Cow;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Declares [`ErrorCode`] once: variant, JSON word, HTTP status and documentation together.
+macro_rules! error_codes {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $word:literal, $status:ident; )+) => {
+        /// A stable `snake_case` word clients branch on. Each code always comes with the same HTTP
+        /// status. New versions may add codes: treat an unknown one by its HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])* $variant, )+
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),+];
+
+            /// The word in the JSON body.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $word,)+ }
+            }
+
+            /// The HTTP status this code is always answered with.
+            pub const fn status(self) -> StatusCode {
+                match self { $(ErrorCode::$variant => StatusCode::$status,)+ }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The account was disabled by the platform.
+    AccountDisabled = "account_disabled", FORBIDDEN;
+    /// Too many failed sign-ins: wait `Retry-After` seconds.
+    AccountLocked = "account_locked", FORBIDDEN;
+    AlreadyContacts = "already_contacts", CONFLICT;
+    AlreadyMember = "already_member", CONFLICT;
+    AlreadyPinned = "already_pinned", CONFLICT;
+    /// The organization's attachment storage is full (details: `Quota`).
+    AttachmentQuotaExceeded = "attachment_quota_exceeded", PAYLOAD_TOO_LARGE;
+    AttachmentTooLarge = "attachment_too_large", PAYLOAD_TOO_LARGE;
+    ChannelNameTaken = "channel_name_taken", CONFLICT;
+    ContactBlocked = "contact_blocked", CONFLICT;
+    ContactRefused = "contact_refused", FORBIDDEN;
+    /// The database pool is exhausted: retry after `Retry-After`.
+    DatabaseBusy = "database_busy", SERVICE_UNAVAILABLE;
+    DirectConversation = "direct_conversation", CONFLICT;
+    /// A uniqueness rule of the schema refused the write.
+    Duplicate = "duplicate", CONFLICT;
+    EmailDisabled = "email_disabled", SERVICE_UNAVAILABLE;
+    /// The organization admits only some email domains (details: `AllowedDomains`).
+    EmailDomainNotAllowed = "email_domain_not_allowed", UNPROCESSABLE_ENTITY;
+    EmailNotConfirmed = "email_not_confirmed", FORBIDDEN;
+    EmailTaken = "email_taken", CONFLICT;
+    GuestAccessDisabled = "guest_access_disabled", FORBIDDEN;
+    /// The uploaded bytes do not have the declared SHA-256.
+    HashMismatch = "hash_mismatch", UNPROCESSABLE_ENTITY;
+    InsufficientRole = "insufficient_role", FORBIDDEN;
+    InternalError = "internal_error", INTERNAL_SERVER_ERROR;
+    /// The JSON body has the wrong shape (types, unknown or missing fields).
+    InvalidBody = "invalid_body", UNPROCESSABLE_ENTITY;
+    InvalidBotToken = "invalid_bot_token", UNAUTHORIZED;
+    InvalidCredentials = "invalid_credentials", UNAUTHORIZED;
+    /// An emailed token (email confirmation, password reset) is unknown, used or expired.
+    InvalidEmailedToken = "invalid_emailed_token", BAD_REQUEST;
+    /// A conversation invite token is unknown, expired, revoked or used up.
+    InvalidInvite = "invalid_invite", BAD_REQUEST;
+    InvalidPath = "invalid_path", BAD_REQUEST;
+    /// The query string has the wrong shape.
+    InvalidQuery = "invalid_query", UNPROCESSABLE_ENTITY;
+    /// A reference of the schema refused the write (something it names does not exist).
+    InvalidReference = "invalid_reference", UNPROCESSABLE_ENTITY;
+    InvalidRefreshToken = "invalid_refresh_token", UNAUTHORIZED;
+    InvalidRequest = "invalid_request", BAD_REQUEST;
+    /// A signature does not verify with the device's key.
+    InvalidSignature = "invalid_signature", UNPROCESSABLE_ENTITY;
+    /// The access token is invalid or expired: refresh it.
+    InvalidToken = "invalid_token", UNAUTHORIZED;
+    InvalidTotp = "invalid_totp", UNAUTHORIZED;
+    /// A check rule of the schema refused the value.
+    InvalidValue = "invalid_value", UNPROCESSABLE_ENTITY;
+    InvitationDeclined = "invitation_declined", GONE;
+    InvitationEmailMismatch = "invitation_email_mismatch", FORBIDDEN;
+    InvitationExists = "invitation_exists", CONFLICT;
+    InvitationExpired = "invitation_expired", GONE;
+    InvitationRevoked = "invitation_revoked", GONE;
+    InvitationUsed = "invitation_used", GONE;
+    LastOwner = "last_owner", CONFLICT;
+    MalformedJson = "malformed_json", BAD_REQUEST;
+    /// The organization is full (details: `MemberLimit`).
+    MemberLimitReached = "member_limit_reached", CONFLICT;
+    MessageDeleted = "message_deleted", CONFLICT;
+    MessageTooLarge = "message_too_large", PAYLOAD_TOO_LARGE;
+    /// The path exists, the method does not.
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
+    MissingToken = "missing_token", UNAUTHORIZED;
+    /// A required value of the schema is missing.
+    MissingValue = "missing_value", UNPROCESSABLE_ENTITY;
+    /// A key generation may only be the current one plus one (details: `KeyGeneration`).
+    NotNextGeneration = "not_next_generation", UNPROCESSABLE_ENTITY;
+    NotAWorkspaceMember = "not_a_workspace_member", CONFLICT;
+    /// Unknown, or not visible to the caller: another organization's ids answer exactly like
+    /// ids that do not exist.
+    NotFound = "not_found", NOT_FOUND;
+    NotTheSender = "not_the_sender", FORBIDDEN;
+    OwnInvitation = "own_invitation", CONFLICT;
+    PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE;
+    /// Wait `Retry-After` seconds.
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS;
+    ReactionExists = "reaction_exists", CONFLICT;
+    ReactionTooLarge = "reaction_too_large", PAYLOAD_TOO_LARGE;
+    /// Redis is unavailable: retry after `Retry-After`.
+    RealtimeUnavailable = "realtime_unavailable", SERVICE_UNAVAILABLE;
+    /// A refresh token was used twice: its whole session ended.
+    RefreshTokenReused = "refresh_token_reused", UNAUTHORIZED;
+    /// The membership changed: upload the next key generation first (details: `KeyGeneration`).
+    RotationRequired = "rotation_required", CONFLICT;
+    SessionExpiredByOrganization = "session_expired_by_organization", UNAUTHORIZED;
+    SessionRevoked = "session_revoked", UNAUTHORIZED;
+    /// The uploaded bytes are not the declared size.
+    SizeMismatch = "size_mismatch", UNPROCESSABLE_ENTITY;
+    /// Someone else rotated first: this generation was superseded (details: `KeyGeneration`).
+    StaleGeneration = "stale_generation", CONFLICT;
+    TotpAlreadyEnabled = "totp_already_enabled", CONFLICT;
+    TotpNotEnabled = "totp_not_enabled", CONFLICT;
+    TotpNotEnrolled = "totp_not_enrolled", CONFLICT;
+    TotpRequired = "totp_required", UNAUTHORIZED;
+    TotpRequiredByOrganization = "totp_required_by_organization", FORBIDDEN;
+    UnknownAttachment = "unknown_attachment", UNPROCESSABLE_ENTITY;
+    /// The key generation does not exist yet (details: `KeyGeneration`).
+    UnknownGeneration = "unknown_generation", CONFLICT;
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    UploadInterrupted = "upload_interrupted", BAD_REQUEST;
+    /// A field's value breaks a rule (details: `Field`).
+    ValidationFailed = "validation_failed", UNPROCESSABLE_ENTITY;
+    /// The password is refused (details: `WeakPassword`).
+    WeakPassword = "weak_password", UNPROCESSABLE_ENTITY;
+    /// `GET /v1/ws` without a WebSocket upgrade.
+    WebsocketRequired = "websocket_required", UPGRADE_REQUIRED;
+    /// The key wraps are not exactly one per member device (details: `WrapSet`).
+    WrapSetMismatch = "wrap_set_mismatch", UNPROCESSABLE_ENTITY;
+}
+
+impl From<ViolationKind> for ErrorCode {
+    fn from(kind: ViolationKind) -> Self {
+        match kind {
+            ViolationKind::Duplicate => Self::Duplicate,
+            ViolationKind::Reference => Self::InvalidReference,
+            ViolationKind::Invalid => Self::InvalidValue,
+            ViolationKind::Missing => Self::MissingValue,
+            // Row-level security refused it: for the caller that is something not found.
+            ViolationKind::Forbidden => Self::NotFound,
+        }
+    }
+}
+
+/// Every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; never carries internal detail.
+    #[schema(value_type = String)]
+    pub message: Cow<'static, str>,
+    /// More about some codes (each code's description names its shape), else null.
+    #[schema(required = true)]
+    pub details: Option<ErrorDetails>,
+}
+
+/// The shapes `details` takes; which code carries which is said on [`ErrorCode`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ErrorDetails {
+    /// `validation_failed`: the field and what is wrong with it.
+    Field { field: Cow<'static, str>, reason: Cow<'static, str> },
+    /// `rotation_required`, `stale_generation`, `unknown_generation`, `not_next_generation`.
+    KeyGeneration { current_key_generation: i32 },
+    /// `wrap_set_mismatch`: member devices without a wrap, wraps for devices that are not
+    /// members, and whether a device was wrapped for twice.
+    WrapSet { missing: Vec<Uuid>, unexpected: Vec<Uuid>, duplicates: bool },
+    /// `weak_password`: the rule that refused it (`too_short`, `too_long`, `too_repetitive`,
+    /// `too_common`, `contains_email`) and the minimum length.
+    WeakPassword { rule: Cow<'static, str>, min_length: usize },
+    /// `email_domain_not_allowed`.
+    AllowedDomains { field: Cow<'static, str>, allowed_email_domains: Vec<String> },
+    /// `member_limit_reached`.
+    MemberLimit { max_members: i64, members: i64 },
+    /// `attachment_quota_exceeded`.
+    Quota { quota_bytes: i64, used_bytes: i64 },
+}
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: Cow<'static, str>,
-    pub details: Option<Value>,
+    pub details: Option<ErrorDetails>,
     /// Seconds a client should wait (rate limits, lockouts): sent as `Retry-After`.
     pub retry_after: Option<u64>,
 }
@@ -23,11 +220,16 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: message.into(), details: None, retry_after: None }
+    /// An error with `code` (and so its status).
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { code, message: message.into(), details: None, retry_after: None }
     }
 
-    pub fn with_details(mut self, details: Value) -> Self {
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    pub fn with_details(mut self, details: ErrorDetails) -> Self {
         self.details = Some(details);
         self
     }
@@ -37,51 +239,43 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
+    /// 422 `validation_failed` naming the field.
     pub fn validation(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         let message = message.into();
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", format!("{field}: {message}"))
-            .with_details(json!({ "field": field, "reason": message }))
-    }
-
-    pub fn unauthorized(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, message)
-    }
-
-    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, message)
+        Self::new(ErrorCode::ValidationFailed, format!("{field}: {message}"))
+            .with_details(ErrorDetails::Field { field: field.into(), reason: message })
     }
 
     /// Also what another organization's ids get: they answer exactly like ids that do not exist.
     pub fn not_found(what: &'static str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
-    }
-
-    pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, message)
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
+        Self::new(ErrorCode::InternalError, "something went wrong on our side")
     }
 
-    pub fn unavailable(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    /// The body this error renders.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail { code: self.code, message: self.message.clone(), details: self.details.clone() },
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(code = self.code, status = self.status.as_u16(), "request failed");
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code.as_str(), status = status.as_u16(), "request failed");
         }
-        let body = json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details.unwrap_or(Value::Null) }
-        });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = (status, axum::Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
@@ -96,20 +290,15 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if let Some(v) = Violation::from_sqlx(&err) {
-            let status = match v.kind {
-                ViolationKind::Duplicate => StatusCode::CONFLICT,
-                ViolationKind::Reference | ViolationKind::Invalid | ViolationKind::Missing => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                // Row-level security refused it: for the caller that is something not found.
-                ViolationKind::Forbidden => return Self::not_found("resource"),
-            };
+            if v.kind == ViolationKind::Forbidden {
+                return Self::not_found("resource");
+            }
             tracing::info!(constraint = ?v.constraint, table = ?v.table, "write refused by a constraint");
-            return Self::new(status, v.kind.code(), v.message);
+            return Self::new(v.kind.into(), v.message);
         }
         if matches!(err, sqlx::Error::PoolTimedOut) {
             tracing::error!(error = %err, "database pool exhausted");
-            return Self::unavailable("database_busy", "the service is overloaded, try again shortly").retry_after(1);
+            return Self::new(ErrorCode::DatabaseBusy, "the service is overloaded, try again shortly").retry_after(1);
         }
         tracing::error!(error = %err, "database error");
         Self::internal()
@@ -119,7 +308,7 @@ impl From<sqlx::Error> for ApiError {
 impl From<redis::RedisError> for ApiError {
     fn from(err: redis::RedisError) -> Self {
         tracing::error!(error = %err, "redis error");
-        Self::unavailable("realtime_unavailable", "a backing service is unavailable, try again shortly").retry_after(1)
+        Self::new(ErrorCode::RealtimeUnavailable, "a backing service is unavailable, try again shortly").retry_after(1)
     }
 }
 
@@ -133,6 +322,7 @@ impl From<tokio::task::JoinError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     async fn body(err: ApiError) -> (StatusCode, Option<String>, Value) {
         let response = err.into_response();
@@ -156,8 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limits_carry_retry_after() {
-        let err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down").retry_after(42);
-        let (status, retry, json) = body(err).await;
+        let (status, retry, json) = body(ApiError::new(ErrorCode::RateLimited, "slow down").retry_after(42)).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(retry.as_deref(), Some("42"));
         assert_eq!(json["error"]["code"], "rate_limited");
@@ -169,5 +358,15 @@ mod tests {
         let (status, _, json) = body(ApiError::from(sqlx::Error::Protocol("secret detail".into()))).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!json.to_string().contains("secret detail"));
+    }
+
+    #[test]
+    fn every_code_serialises_as_its_word_and_words_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).expect("json"), json!(code.as_str()));
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
+            assert!(code.status().is_client_error() || code.status().is_server_error(), "{code:?}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Request extractors whose rejections are [`ApiError`]s, so malformed input gets the same JSON
 //! error shape as everything else.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -28,18 +28,49 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => {
             // serde's message names the field and the problem ("unknown field `x`", "missing field
             // `y`", "invalid type"); it holds no server internals.
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.body_text())
+            ApiError::new(ErrorCode::InvalidBody, e.body_text())
         }
-        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("malformed_json", e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(ErrorCode::MalformedJson, e.body_text()),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected a request body with Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
         }
-        other => ApiError::bad_request("invalid_request", other.body_text()),
+        other => ApiError::new(ErrorCode::InvalidRequest, other.body_text()),
+    }
+}
+
+/// `Query<T>` with our errors: 422 `invalid_query` naming what is wrong.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::new(ErrorCode::InvalidQuery, rejection.body_text())),
+        }
+    }
+}
+
+/// A WebSocket handshake with our errors: anything that is not one (a plain GET, a missing
+/// `Upgrade` or key header) is 426 `websocket_required` with the JSON error body.
+pub struct WebSocketRequest(pub axum::extract::ws::WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for WebSocketRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state).await {
+            Ok(upgrade) => Ok(Self(upgrade)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::WebsocketRequired,
+                format!("this endpoint is a WebSocket: {}", rejection.body_text()),
+            )),
+        }
     }
 }
 
@@ -53,7 +84,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
             Err(PathRejection::FailedToDeserializePathParams(_)) => Err(ApiError::not_found("resource")),
-            Err(other) => Err(ApiError::bad_request("invalid_path", other.body_text())),
+            Err(other) => Err(ApiError::new(ErrorCode::InvalidPath, other.body_text())),
         }
     }
 }

@@ -1,16 +1,22 @@
 //! The Conclave data plane.
 //!
-//! A stateless service: PostgreSQL is the record, Redis carries what is fast and short-lived.
-//! The code is split by feature (`health`, and the features that later grow beside it), each
-//! owning its router and its part of the OpenAPI document ([`openapi`]); [`router`] merges them,
-//! with `GET /metrics` (Prometheus) and `GET /openapi.json`.
-
+//! A stateless service: PostgreSQL is the record, Redis carries what is fast and short-lived
+//! (fan-out between replicas, presence, rate limits).
+//!
+//! The code is split by feature (`auth`, `devices`, `tenancy`, `contacts`, `conversations`,
+//! `messages`, `reactions`, `pins`, `attachments`, `presence`, `realtime`, `bots`, `health`), each
+//! owning its routes, handlers and SQL. Features stand on shared plumbing below them and never on
+//! each other's handlers: [`error`] (the one error type and its codes), [`extract`] (request
+//! extractors), [`context`] (the caller's tenant transaction, membership and conversation seat),
+//! [`db`], [`AppState`], [`realtime`]'s publisher. [`router`] merges the features from the
+//! one list in [`features`], which also yields the OpenAPI document ([`openapi`]).
 pub mod attachments;
 mod audit;
 pub mod auth;
 mod bots;
 pub mod config;
 mod contacts;
+mod context;
 pub mod conversations;
 pub mod db;
 mod devices;
@@ -38,18 +44,18 @@ pub use devices::revocations_channel;
 pub use state::{AppState, app_pool};
 
 use anyhow::Context;
-use axum::Router;
 use axum::serve::ListenerExt as _;
+use axum::{Extension, Router};
 use std::future::Future;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
 
 /// The largest JSON body accepted (messages carry up to 256 KiB of ciphertext, base64-encoded).
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 
-/// The whole HTTP surface, built by a function so tests can drive it without a socket.
-pub fn router(state: AppState) -> Router {
-    let metrics = std::sync::Arc::new(metrics::Metrics::new(&state));
-    Router::new()
+/// Every feature's routes with their documentation: the one list of the API's features.
+fn features() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
         .merge(health::router())
         .merge(auth::router())
         .merge(bots::router())
@@ -63,9 +69,30 @@ pub fn router(state: AppState) -> Router {
         .merge(pins::router())
         .merge(attachments::router())
         .merge(presence::router())
-        .merge(metrics::router(metrics.clone()))
+        .merge(metrics::router())
         .merge(openapi::router())
+}
+
+/// The OpenAPI document of exactly the routes [`router`] serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = features().split_for_parts();
+    openapi::complete(&mut doc);
+    doc
+}
+
+/// The whole HTTP surface, built by a function so tests can drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    let metrics = std::sync::Arc::new(metrics::Metrics::new(&state));
+    let (routes, mut doc) = features().split_for_parts();
+    openapi::complete(&mut doc);
+    let served = openapi::Served(openapi::to_pretty_json(&doc).into());
+    routes
         .fallback(|| async { error::ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(error::ErrorCode::MethodNotAllowed, "this path does not answer this method")
+        })
+        .layer(Extension(metrics.clone()))
+        .layer(Extension(served))
         // Counts and times every request, the fallback included (as `route="unmatched"`).
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

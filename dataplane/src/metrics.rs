@@ -13,12 +13,11 @@
 use crate::AppState;
 use crate::messages::batch::BatchStats;
 use crate::realtime::Hub;
+use axum::Extension;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -30,6 +29,8 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The content type of the OpenMetrics text exposition format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -87,14 +88,10 @@ impl Metrics {
 }
 
 /// `GET /metrics`.
-pub fn router(metrics: Arc<Metrics>) -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape)).layer(Extension(metrics))
+/// `GET /metrics`; [`crate::router`] gives it this server's [`Metrics`] as an extension.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(scrape))]
-pub(crate) struct ApiDoc;
 
 /// Prometheus metrics of this replica.
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics", security(()),

@@ -3,8 +3,7 @@
 //! left of the window.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
-use axum::http::StatusCode;
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
@@ -40,8 +39,7 @@ pub async fn check(state: &AppState, limit: Limit, key: &str) -> ApiResult<()> {
     if count > max {
         let retry = (window + 1) * limit.window_seconds - now;
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("too many {} attempts, try again in {retry} seconds", limit.name.replace('_', " ")),
         )
         .retry_after(retry));

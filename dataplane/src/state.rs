@@ -26,7 +26,7 @@ pub struct AppState {
     /// The send queue and its writers (group commit).
     pub sends: crate::messages::batch::SendQueue,
     /// Devices' signing keys, kept after first use (they never change).
-    pub device_keys: Arc<crate::messages::batch::DeviceKeys>,
+    pub signing_keys: Arc<crate::context::SigningKeys>,
     /// Where encrypted attachment blobs are stored.
     pub blobs: Arc<dyn crate::attachments::BlobStore>,
     /// Flips to true when the server starts shutting down: sockets close with "going away".
@@ -77,7 +77,7 @@ impl AppState {
                 publisher,
                 usize::from(config.send_writers).min((config.database_max_connections as usize / 2).max(1)),
             ),
-            device_keys: Arc::default(),
+            signing_keys: Arc::default(),
             blobs,
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),

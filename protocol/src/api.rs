@@ -71,10 +71,10 @@ pub struct MemberDevice {
     pub user_id: Uuid,
     pub device_id: Uuid,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub x25519_public_key: [u8; 32],
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub ed25519_public_key: [u8; 32],
 }
 
@@ -85,10 +85,10 @@ pub struct MemberDevice {
 pub struct KeyWrap {
     pub device_id: Uuid,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub encapsulated_key: [u8; 32],
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 64, max_length = 64))]
     pub wrapped_key: [u8; 48],
 }
 
@@ -109,10 +109,10 @@ pub struct UploadGeneration {
 pub struct DeviceWrap {
     pub generation: i32,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub encapsulated_key: [u8; 32],
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 64, max_length = 64))]
     pub wrapped_key: [u8; 48],
 }
 
@@ -125,13 +125,13 @@ pub struct SendMessage {
     pub client_message_id: Uuid,
     pub key_generation: i32,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 16, max_length = 16))]
     pub nonce: [u8; 12],
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Vec<u8>,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86))]
     pub signature: [u8; 64],
     #[serde(default)]
     pub reply_to_id: Option<Uuid>,
@@ -149,13 +149,13 @@ pub struct SendMessage {
 pub struct EditMessage {
     pub key_generation: i32,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 16, max_length = 16))]
     pub nonce: [u8; 12],
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Vec<u8>,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86))]
     pub signature: [u8; 64],
 }
 
@@ -171,13 +171,13 @@ pub struct Message {
     pub client_message_id: Uuid,
     pub key_generation: i32,
     #[serde(with = "crate::b64::option", default)]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url", min_length = 16, max_length = 16))]
     pub nonce: Option<[u8; 12]>,
     #[serde(with = "crate::b64::option", default)]
     #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Option<Vec<u8>>,
     #[serde(with = "crate::b64::option", default)]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86))]
     pub signature: Option<[u8; 64]>,
     pub reply_to_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,

@@ -17,14 +17,14 @@ use uuid::Uuid;
 pub struct AddReaction {
     pub key_generation: i32,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 16, max_length = 16))]
     pub nonce: [u8; 12],
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Vec<u8>,
     /// `HMAC-SHA256(tag key, message_id || user_id || value)`: one reaction per user and value.
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub value_tag: [u8; 32],
 }
 
@@ -38,13 +38,13 @@ pub struct Reaction {
     pub user_id: Uuid,
     pub key_generation: i32,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 16, max_length = 16))]
     pub nonce: [u8; 12],
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Vec<u8>,
     #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub value_tag: [u8; 32],
     pub created_at: DateTime<Utc>,
 }

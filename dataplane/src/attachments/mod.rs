@@ -17,16 +17,14 @@ pub mod storage;
 
 use crate::AppState;
 use crate::auth::session::AuthUser;
-use crate::conversations::seat;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
-use crate::tenancy::member_tx;
-use axum::Router;
+use crate::context::member_tx;
+use crate::context::seat;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiPath, ApiQuery};
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use conclave_protocol::rich::Attachment;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -34,6 +32,8 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub use storage::{BlobStore, FsStore};
@@ -41,24 +41,14 @@ pub use storage::{BlobStore, FsStore};
 /// Most attachments one message may carry.
 pub const MAX_PER_MESSAGE: usize = 32;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         // The body is streamed to disk, never buffered: the JSON body limit does not apply (the
         // handler enforces `--attachment-max-bytes` while it reads).
-        .route(
-            "/v1/organizations/{organization_id}/conversations/{conversation_id}/attachments",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/v1/organizations/{organization_id}/conversations/{conversation_id}/attachments/{attachment_id}",
-            get(download),
-        )
+        .routes(routes!(upload))
+        .routes(routes!(download))
+        .layer(DefaultBodyLimit::disable())
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(upload, download))]
-pub(crate) struct ApiDoc;
 
 /// The configured store: the filesystem under `--attachments-dir`, or S3 (`s3` feature).
 pub fn open_store(config: &crate::config::Config) -> anyhow::Result<Arc<dyn BlobStore>> {
@@ -79,11 +69,10 @@ pub fn open_store(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Blob
 
 fn quota_exceeded(quota: i64, used: i64) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "attachment_quota_exceeded",
+        ErrorCode::AttachmentQuotaExceeded,
         "the organization's attachment storage quota is used up: delete messages with attachments or ask for more",
     )
-    .with_details(serde_json::json!({ "quota_bytes": quota, "used_bytes": used }))
+    .with_details(crate::error::ErrorDetails::Quota { quota_bytes: quota, used_bytes: used })
 }
 
 fn parse_sha256(hex_text: &str) -> ApiResult<[u8; 32]> {
@@ -119,8 +108,8 @@ struct UploadQuery {
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The encrypted file (docs/protocol.md, \"Attachments\")"),
     responses(
         (status = 201, description = "Stored; list its id in `SendMessage.attachment_ids`", body = Attachment),
-        (status = 413, description = "`attachment_too_large` (the size limit), `attachment_quota_exceeded` (the organization's quota)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`size_mismatch`, `hash_mismatch`", body = crate::openapi::ErrorBody),
+        (status = 413, description = "`attachment_too_large` (the size limit), `attachment_quota_exceeded` (the organization's quota)", body = crate::error::ErrorBody),
+        (status = 422, description = "`size_mismatch`, `hash_mismatch`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(%conversation_id))]
@@ -128,22 +117,16 @@ async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
-    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     body: Body,
 ) -> ApiResult<(StatusCode, axum::Json<Attachment>)> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()))?;
     let expected_hash = parse_sha256(&query.sha256)?;
     let max = state.config.attachment_max_bytes;
     if query.size <= 0 {
         return Err(ApiError::validation("size", "must be positive"));
     }
     if query.size as u64 > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "attachment_too_large",
-            format!("an attachment is at most {max} bytes"),
-        ));
+        return Err(ApiError::new(ErrorCode::AttachmentTooLarge, format!("an attachment is at most {max} bytes")));
     }
     // Refuse early what cannot fit, before reading a byte; the reservation below is the rule.
     {
@@ -173,14 +156,10 @@ async fn upload(
     let mut received: i64 = 0;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("upload_interrupted", "the upload ended early"))?;
+        let chunk = chunk.map_err(|_| ApiError::new(ErrorCode::UploadInterrupted, "the upload ended early"))?;
         received += chunk.len() as i64;
         if received > query.size {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "size_mismatch",
-                "the body is longer than the declared size",
-            ));
+            return Err(ApiError::new(ErrorCode::SizeMismatch, "the body is longer than the declared size"));
         }
         // SHA-256 runs at hundreds of MB/s: a 64 KiB chunk costs well under a millisecond.
         hasher.update(&chunk);
@@ -192,19 +171,11 @@ async fn upload(
     file.flush().await.map_err(|_| ApiError::internal())?;
     drop(file);
     if received != query.size {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "size_mismatch",
-            "the body is shorter than the declared size",
-        ));
+        return Err(ApiError::new(ErrorCode::SizeMismatch, "the body is shorter than the declared size"));
     }
     let hash: [u8; 32] = hasher.finalize().into();
     if hash != expected_hash {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "hash_mismatch",
-            "the body's SHA-256 is not the declared one",
-        ));
+        return Err(ApiError::new(ErrorCode::HashMismatch, "the body's SHA-256 is not the declared one"));
     }
 
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
@@ -261,7 +232,7 @@ async fn upload(
     operation_id = "download_attachment",
     responses(
         (status = 200, description = "The encrypted file, streamed; `X-Content-SHA256` carries its hash", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 404, description = "Not a member, unknown, not yet attached (for others than the uploader), or its message was deleted", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not a member, unknown, not yet attached (for others than the uploader), or its message was deleted", body = crate::error::ErrorBody),
     )
 )]
 async fn download(
@@ -320,8 +291,7 @@ pub fn distinct(ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
 /// conversation.
 pub fn unknown_attachment() -> ApiError {
     ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_attachment",
+        ErrorCode::UnknownAttachment,
         "every attachment must be one you uploaded to this conversation and not yet sent",
     )
 }

@@ -1,10 +1,9 @@
 //! Emails and passwords, parsed at the boundary, and argon2id hashing off the async runtime.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
-use serde_json::json;
 
 /// A syntactically valid, normalised (trimmed, lower-case) email address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,8 +75,8 @@ impl Password {
     /// values, nothing derived from the account), naming the rule that failed.
     pub fn parse(raw: String, email: Option<&Email>) -> ApiResult<Self> {
         let weak = |rule: &'static str, message: String| {
-            ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "weak_password", message)
-                .with_details(json!({ "rule": rule, "min_length": MIN_PASSWORD_CHARS }))
+            ApiError::new(ErrorCode::WeakPassword, message)
+                .with_details(ErrorDetails::WeakPassword { rule: rule.into(), min_length: MIN_PASSWORD_CHARS })
         };
         let chars = raw.chars().count();
         if chars < MIN_PASSWORD_CHARS {
@@ -157,7 +156,11 @@ mod tests {
     use super::*;
 
     fn code(err: ApiError) -> (&'static str, String) {
-        (err.code, err.details.map(|d| d["rule"].as_str().unwrap_or_default().to_owned()).unwrap_or_default())
+        let rule = match err.details {
+            Some(ErrorDetails::WeakPassword { rule, .. }) => rule.into_owned(),
+            _ => String::new(),
+        };
+        (err.code.as_str(), rule)
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::{TokenPair, open_session, totp};
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::devices::{self, NewDevice};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;
 use axum::extract::State;
@@ -31,7 +31,7 @@ pub struct LoginRequest {
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::unauthorized("invalid_credentials", "the email or password is wrong")
+    ApiError::new(ErrorCode::InvalidCredentials, "the email or password is wrong")
 }
 
 #[utoipa::path(
@@ -43,8 +43,8 @@ fn invalid_credentials() -> ApiError {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
-        (status = 401, description = "`invalid_credentials`, `totp_required`, `invalid_totp`", body = crate::openapi::ErrorBody),
-        (status = 403, description = "`account_locked` (with `Retry-After`), `account_disabled`, `email_not_confirmed`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`invalid_credentials`, `totp_required`, `invalid_totp`", body = crate::error::ErrorBody),
+        (status = 403, description = "`account_locked` (with `Retry-After`), `account_disabled`, `email_not_confirmed`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -88,7 +88,7 @@ pub async fn login(
     let actor = Actor::User { user_id: account.id, device_id: None };
     if account.locked == Some(true) {
         let seconds = account.lock_seconds.unwrap_or(60).max(1) as u64;
-        return Err(ApiError::forbidden("account_locked", "too many failed sign-ins; the account is locked for now")
+        return Err(ApiError::new(ErrorCode::AccountLocked, "too many failed sign-ins; the account is locked for now")
             .retry_after(seconds));
     }
     if !verify_password(&body.password, &account.password_hash).await? {
@@ -122,16 +122,16 @@ pub async fn login(
         return Err(invalid_credentials());
     }
     if account.status != "active" {
-        return Err(ApiError::forbidden("account_disabled", "this account is disabled"));
+        return Err(ApiError::new(ErrorCode::AccountDisabled, "this account is disabled"));
     }
     if !account.confirmed {
-        return Err(ApiError::forbidden("email_not_confirmed", "confirm your email address before signing in"));
+        return Err(ApiError::new(ErrorCode::EmailNotConfirmed, "confirm your email address before signing in"));
     }
     if let Err(err) =
         totp::check_login(&mut tx, &state, account.id, body.totp_code.as_deref(), body.recovery_code.as_deref()).await
     {
         // A wrong second factor is a failed sign-in too, and is recorded as one.
-        if err.code == "invalid_totp" {
+        if err.code == ErrorCode::InvalidTotp {
             audit::record(
                 &mut tx,
                 audit::Entry {

@@ -12,52 +12,32 @@ mod totp;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::Value;
 use session::AuthUser;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/auth/register", post(register::register))
-        .route("/v1/auth/confirm-email", post(register::confirm_email))
-        .route("/v1/auth/confirm-email/resend", post(register::resend_confirmation))
-        .route("/v1/auth/login", post(login::login))
-        .route("/v1/auth/logout", post(login::logout))
-        .route("/v1/auth/refresh", post(refresh::refresh))
-        .route("/v1/auth/password", post(password::change))
-        .route("/v1/auth/password-reset", post(password::request_reset))
-        .route("/v1/auth/password-reset/confirm", post(password::confirm_reset))
-        .route("/v1/auth/totp", post(totp::enroll))
-        .route("/v1/auth/totp/confirm", post(totp::confirm))
-        .route("/v1/auth/totp/disable", post(totp::disable))
-        .route("/v1/me", get(me))
-        .route("/.well-known/jwks.json", get(jwks))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register::register))
+        .routes(routes!(register::confirm_email))
+        .routes(routes!(register::resend_confirmation))
+        .routes(routes!(login::login))
+        .routes(routes!(login::logout))
+        .routes(routes!(refresh::refresh))
+        .routes(routes!(password::change))
+        .routes(routes!(password::request_reset))
+        .routes(routes!(password::confirm_reset))
+        .routes(routes!(totp::enroll))
+        .routes(routes!(totp::confirm))
+        .routes(routes!(totp::disable))
+        .routes(routes!(me))
+        .routes(routes!(jwks))
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    register::register,
-    register::confirm_email,
-    register::resend_confirmation,
-    login::login,
-    login::logout,
-    refresh::refresh,
-    password::change,
-    password::request_reset,
-    password::confirm_reset,
-    totp::enroll,
-    totp::confirm,
-    totp::disable,
-    me,
-    jwks
-))]
-pub(crate) struct ApiDoc;
 
 /// What a successful login or refresh returns.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -210,8 +190,15 @@ async fn me(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Js
     tag = "auth",
     operation_id = "jwks",
     security(()),
-    responses((status = 200, description = "The public keys access tokens are signed with (RFC 7517)", body = crate::openapi::Jwks))
+    responses((status = 200, description = "The public keys access tokens are signed with (RFC 7517)", body = Jwks))
 )]
 async fn jwks(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(state.jwt.jwks().clone())
+}
+
+/// A JSON Web Key Set (RFC 7517): the Ed25519 keys access tokens are signed with.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "documents the set that crate::auth::jwt builds")]
+struct Jwks {
+    keys: Vec<serde_json::Value>,
 }

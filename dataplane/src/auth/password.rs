@@ -6,7 +6,7 @@ use super::revoke_sessions;
 use super::session::AuthUser;
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;
 use crate::tokens::{self, Kind};
@@ -22,6 +22,8 @@ const RESET_MINUTES: i32 = 60;
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
     current_password: String,
+    /// At least 12 characters, at most 256 bytes; not a common password, not the email address.
+    #[schema(min_length = 12, max_length = 256)]
     new_password: String,
 }
 
@@ -44,7 +46,7 @@ pub async fn change(
             .fetch_one(&state.db)
             .await?;
     if !verify_password(&body.current_password, &account.password_hash).await? {
-        return Err(ApiError::unauthorized("invalid_credentials", "the current password is wrong"));
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, "the current password is wrong"));
     }
     let email = Email::parse(&account.email)?;
     let password = Password::parse(body.new_password, Some(&email))?;
@@ -90,7 +92,7 @@ pub struct ResetRequest {
     request_body = ResetRequest,
     responses(
         (status = 202, description = "Accepted, whether or not the address has an account"),
-        (status = 503, description = "`email_disabled`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "`email_disabled`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn request_reset(
@@ -102,8 +104,8 @@ pub async fn request_reset(
     let email = Email::parse(&body.email)?;
     ratelimit::check(&state, ratelimit::PASSWORD_RESET, &hex::encode(tokens::digest(email.as_str()))).await?;
     if !state.mailer.enabled() {
-        return Err(ApiError::unavailable(
-            "email_disabled",
+        return Err(ApiError::new(
+            ErrorCode::EmailDisabled,
             "this deployment sends no email, so passwords cannot be reset by email",
         ));
     }
@@ -137,6 +139,8 @@ pub async fn request_reset(
 #[serde(deny_unknown_fields)]
 pub struct ConfirmResetRequest {
     token: String,
+    /// At least 12 characters, at most 256 bytes; not a common password, not the email address.
+    #[schema(min_length = 12, max_length = 256)]
     new_password: String,
 }
 
@@ -149,7 +153,7 @@ pub struct ConfirmResetRequest {
     request_body = ConfirmResetRequest,
     responses(
         (status = 204, description = "The password is reset and every session ended"),
-        (status = 400, description = "`invalid_token`", body = crate::openapi::ErrorBody),
+        (status = 400, description = "`invalid_emailed_token`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn confirm_reset(
@@ -158,7 +162,7 @@ pub async fn confirm_reset(
     ApiJson(body): ApiJson<ConfirmResetRequest>,
 ) -> ApiResult<StatusCode> {
     ratelimit::check(&state, ratelimit::PASSWORD_RESET, &ip.key()).await?;
-    let invalid = || ApiError::bad_request("invalid_token", "the reset token is invalid, used or expired");
+    let invalid = || ApiError::new(ErrorCode::InvalidEmailedToken, "the reset token is invalid, used or expired");
     if !tokens::looks_like(Kind::PasswordReset, &body.token) {
         return Err(invalid());
     }

@@ -7,7 +7,7 @@
 use super::{TokenPair, access_token};
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;
 use crate::tokens::{self, Kind};
@@ -22,7 +22,7 @@ pub struct RefreshRequest {
 }
 
 fn invalid() -> ApiError {
-    ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid, expired or revoked")
+    ApiError::new(ErrorCode::InvalidRefreshToken, "the refresh token is invalid, expired or revoked")
 }
 
 #[utoipa::path(
@@ -34,7 +34,7 @@ fn invalid() -> ApiError {
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new access token and the next refresh token", body = TokenPair),
-        (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -89,8 +89,8 @@ pub async fn refresh(
         )
         .await?;
         tx.commit().await?;
-        return Err(ApiError::unauthorized(
-            "refresh_token_reused",
+        return Err(ApiError::new(
+            ErrorCode::RefreshTokenReused,
             "this refresh token was already used; the session has been ended for safety",
         ));
     }

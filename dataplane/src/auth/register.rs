@@ -2,14 +2,13 @@
 
 use super::credentials::{Email, Password, hash_password};
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;
 use crate::tokens::{self, Kind};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -18,8 +17,12 @@ const CONFIRMATION_HOURS: f64 = 48.0;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    /// At least 12 characters, at most 256 bytes; not a common password, not the email address.
+    #[schema(min_length = 12, max_length = 256)]
     password: String,
+    #[schema(min_length = 1, max_length = 100)]
     display_name: String,
 }
 
@@ -40,7 +43,7 @@ pub struct Registered {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "The account exists; a confirmation email is on its way when this deployment sends email", body = Registered),
-        (status = 409, description = "`email_taken`", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`email_taken`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -66,7 +69,7 @@ pub async fn register(
     )
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| ApiError::conflict("email_taken", "an account with this email address already exists"))?;
+    .ok_or_else(|| ApiError::new(ErrorCode::EmailTaken, "an account with this email address already exists"))?;
     sqlx::query!("INSERT INTO user_profiles (user_id, display_name) VALUES ($1, $2)", user_id, display_name)
         .execute(&mut *tx)
         .await?;
@@ -122,15 +125,16 @@ pub struct TokenRequest {
     security(()),
     request_body = TokenRequest,
     responses(
-        (status = 200, description = "The address is confirmed", body = crate::openapi::EmailConfirmed),
-        (status = 400, description = "`invalid_token`", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The address is confirmed", body = EmailConfirmed),
+        (status = 400, description = "`invalid_emailed_token`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn confirm_email(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<TokenRequest>,
-) -> ApiResult<axum::Json<Value>> {
-    let invalid = || ApiError::bad_request("invalid_token", "the confirmation token is invalid, used or expired");
+) -> ApiResult<axum::Json<EmailConfirmed>> {
+    let invalid =
+        || ApiError::new(ErrorCode::InvalidEmailedToken, "the confirmation token is invalid, used or expired");
     if !tokens::looks_like(Kind::EmailConfirmation, &body.token) {
         return Err(invalid());
     }
@@ -153,7 +157,14 @@ pub async fn confirm_email(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(axum::Json(json!({ "confirmed": true, "user_id": confirmed.user_id })))
+    Ok(axum::Json(EmailConfirmed { confirmed: true, user_id: confirmed.user_id }))
+}
+
+/// `POST /v1/auth/confirm-email`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EmailConfirmed {
+    confirmed: bool,
+    user_id: Uuid,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

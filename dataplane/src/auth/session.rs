@@ -5,7 +5,7 @@
 //! lookup by primary key).
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use uuid::Uuid;
@@ -55,12 +55,12 @@ impl AuthUser {
 }
 
 fn invalid_token() -> ApiError {
-    ApiError::unauthorized("invalid_token", "the access token is invalid or expired")
+    ApiError::new(ErrorCode::InvalidToken, "the access token is invalid or expired")
 }
 
 /// The answer when the session, its device or its account has ended.
 pub fn session_revoked() -> ApiError {
-    ApiError::unauthorized("session_revoked", "this session has ended; sign in again")
+    ApiError::new(ErrorCode::SessionRevoked, "this session has ended; sign in again")
 }
 
 /// An access token checked for its signature and expiry only. A handler taking this instead of
@@ -80,7 +80,7 @@ impl FromRequestParts<AppState> for SignedToken {
 }
 
 fn missing_token() -> ApiError {
-    ApiError::unauthorized("missing_token", "send an access token: Authorization: Bearer <token>")
+    ApiError::new(ErrorCode::MissingToken, "send an access token: Authorization: Bearer <token>")
 }
 
 impl FromRequestParts<AppState> for AuthUser {

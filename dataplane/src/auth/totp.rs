@@ -7,9 +7,10 @@
 use super::session::AuthUser;
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;
+use crate::sealing::totp_context;
 use crate::tokens;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,10 +22,6 @@ use uuid::Uuid;
 
 const STEP: u64 = 30;
 const RECOVERY_CODES: usize = 10;
-
-fn seal_context(user_id: Uuid) -> Vec<u8> {
-    format!("totp:{user_id}").into_bytes()
-}
 
 fn base32(bytes: &[u8]) -> String {
     Secret::from(bytes.to_vec()).to_base32()
@@ -72,7 +69,7 @@ async fn load_seed(conn: &mut PgConnection, state: &AppState, user_id: Uuid) -> 
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let seed = state.sealing.open(&seal_context(user_id), &row.secret_sealed).ok_or_else(|| {
+    let seed = state.sealing.open(&totp_context(user_id), &row.secret_sealed).ok_or_else(|| {
         tracing::error!(%user_id, "a TOTP seed does not open with the configured at-rest key");
         ApiError::internal()
     })?;
@@ -87,7 +84,7 @@ async fn verify_second_factor(
     code: Option<&str>,
     recovery: Option<&str>,
 ) -> ApiResult<()> {
-    let refused = || ApiError::unauthorized("invalid_totp", "the code is wrong, expired or already used");
+    let refused = || ApiError::new(ErrorCode::InvalidTotp, "the code is wrong, expired or already used");
     if let Some(code) = code {
         let step = matching_step(&seed.seed, code, now()).ok_or_else(refused)? as i64;
         if seed.last_step.is_some_and(|last| step <= last) {
@@ -108,7 +105,7 @@ async fn verify_second_factor(
         .await?;
         return used.map(|_| ()).ok_or_else(refused);
     }
-    Err(ApiError::unauthorized("totp_required", "this account requires a TOTP code (totp_code) or a recovery code"))
+    Err(ApiError::new(ErrorCode::TotpRequired, "this account requires a TOTP code (totp_code) or a recovery code"))
 }
 
 /// The login step: passes when the account has no confirmed TOTP, else needs a valid factor.
@@ -146,7 +143,7 @@ pub struct Enrolment {
     operation_id = "enroll_totp",
     responses(
         (status = 201, description = "Enrolment started: confirm it with a code", body = Enrolment),
-        (status = 409, description = "`totp_already_enabled`", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`totp_already_enabled`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn enroll(State(state): State<AppState>, auth: AuthUser) -> ApiResult<(StatusCode, axum::Json<Enrolment>)> {
@@ -154,13 +151,13 @@ pub async fn enroll(State(state): State<AppState>, auth: AuthUser) -> ApiResult<
     if let Some(existing) = load_seed(&mut tx, &state, auth.user_id).await?
         && existing.confirmed
     {
-        return Err(ApiError::conflict(
-            "totp_already_enabled",
+        return Err(ApiError::new(
+            ErrorCode::TotpAlreadyEnabled,
             "TOTP is already enabled; disable it first to enrol again",
         ));
     }
     let seed = tokens::random_bytes::<20>();
-    let sealed = state.sealing.seal(&seal_context(auth.user_id), &seed);
+    let sealed = state.sealing.seal(&totp_context(auth.user_id), &seed);
     sqlx::query!(
         "INSERT INTO totp_secrets (user_id, secret_sealed) VALUES ($1, $2)
          ON CONFLICT (user_id) DO UPDATE SET secret_sealed = EXCLUDED.secret_sealed, confirmed_at = NULL, last_used_step = NULL",
@@ -214,9 +211,9 @@ pub async fn confirm(
     let mut tx = state.db.begin().await?;
     let seed = load_seed(&mut tx, &state, auth.user_id)
         .await?
-        .ok_or_else(|| ApiError::conflict("totp_not_enrolled", "start TOTP enrolment first (POST /v1/auth/totp)"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::TotpNotEnrolled, "start TOTP enrolment first (POST /v1/auth/totp)"))?;
     if seed.confirmed {
-        return Err(ApiError::conflict("totp_already_enabled", "TOTP is already enabled"));
+        return Err(ApiError::new(ErrorCode::TotpAlreadyEnabled, "TOTP is already enabled"));
     }
     let code = body.code.as_deref().ok_or_else(|| ApiError::validation("code", "is required"))?;
     verify_second_factor(&mut tx, auth.user_id, &seed, Some(code), None).await?;
@@ -273,7 +270,7 @@ pub async fn disable(
     let seed = load_seed(&mut tx, &state, auth.user_id)
         .await?
         .filter(|s| s.confirmed)
-        .ok_or_else(|| ApiError::conflict("totp_not_enabled", "TOTP is not enabled"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::TotpNotEnabled, "TOTP is not enabled"))?;
     verify_second_factor(&mut tx, auth.user_id, &seed, body.code.as_deref(), body.recovery_code.as_deref()).await?;
     sqlx::query!("DELETE FROM totp_secrets WHERE user_id = $1", auth.user_id).execute(&mut *tx).await?;
     audit::record(

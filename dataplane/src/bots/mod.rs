@@ -4,25 +4,19 @@
 //! overlap ends, so a bot can pick up the new Secret without downtime.
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::routing::get;
-use axum::{Json, Router};
+use conclave_credentials::token::BOT_TOKEN_PREFIX;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-/// The prefix of bot tokens (the operator's `BOT_TOKEN_PREFIX`).
-pub const TOKEN_PREFIX: &str = "cbot_";
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/bot", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me))
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(me))]
-pub(crate) struct ApiDoc;
 
 /// An authenticated bot.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -41,7 +35,7 @@ impl FromRequestParts<AppState> for Bot {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let invalid = || ApiError::unauthorized("invalid_bot_token", "the bot token is invalid, disabled or expired");
+        let invalid = || ApiError::new(ErrorCode::InvalidBotToken, "the bot token is invalid, disabled or expired");
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -50,9 +44,9 @@ impl FromRequestParts<AppState> for Bot {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or_else(|| {
-                ApiError::unauthorized("missing_token", "send the bot token: Authorization: Bearer <token>")
+                ApiError::new(ErrorCode::MissingToken, "send the bot token: Authorization: Bearer <token>")
             })?;
-        if !token.starts_with(TOKEN_PREFIX) {
+        if !token.starts_with(BOT_TOKEN_PREFIX) {
             return Err(invalid());
         }
         let row = sqlx::query!(
@@ -83,7 +77,7 @@ impl FromRequestParts<AppState> for Bot {
     operation_id = "bot_me",
     responses(
         (status = 200, description = "The bot the token belongs to", body = Bot),
-        (status = 401, description = "`invalid_bot_token` or `missing_token`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "`invalid_bot_token` or `missing_token`", body = crate::error::ErrorBody),
     )
 )]
 async fn me(State(_state): State<AppState>, bot: Bot) -> Json<Bot> {

@@ -7,28 +7,28 @@ use super::{Contact, fetch_contact, standing};
 use crate::AppState;
 use crate::auth::credentials::Email;
 use crate::auth::session::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::ratelimit;
 use crate::tokens::{self, Kind};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 const VALID_DAYS: i32 = 14;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/contacts/invitations", get(list).post(create))
-        .route("/v1/contacts/invitations/accept", post(accept_code))
-        .route("/v1/contacts/invitations/{invitation_id}", delete(revoke))
-        .route("/v1/contacts/invitations/{invitation_id}/accept", post(accept_addressed))
-        .route("/v1/contacts/invitations/{invitation_id}/decline", post(decline))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(accept_code))
+        .routes(routes!(revoke))
+        .routes(routes!(accept_addressed))
+        .routes(routes!(decline))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -98,7 +98,7 @@ pub struct NewInvitation {
     tag = "contacts",
     operation_id = "create_contact_invitation",
     request_body = NewInvitation,
-    responses((status = 201, description = "An email invitation, or a shareable code (shown once)", body = Created))
+    responses((status = 201, description = "An email invitation, or a shareable code (shown once)", body = Created), (status = 403, description = "`contact_refused`", body = crate::error::ErrorBody), (status = 409, description = "`already_contacts`, `invitation_exists`", body = crate::error::ErrorBody))
 )]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn create(
@@ -130,13 +130,13 @@ async fn create(
                     return Err(refused());
                 }
                 if standing.mine == Some("blocked") {
-                    return Err(ApiError::conflict(
-                        "contact_blocked",
+                    return Err(ApiError::new(
+                        ErrorCode::ContactBlocked,
                         "you blocked this person: remove the block first (DELETE /v1/contacts/{user_id})",
                     ));
                 }
                 if standing.mine == Some("accepted") {
-                    return Err(ApiError::conflict("already_contacts", "you are already contacts"));
+                    return Err(ApiError::new(ErrorCode::AlreadyContacts, "you are already contacts"));
                 }
             }
             let pending = sqlx::query_scalar!(
@@ -148,7 +148,7 @@ async fn create(
             .fetch_one(&mut *tx)
             .await?;
             if pending {
-                return Err(ApiError::conflict("invitation_exists", "you already invited this address"));
+                return Err(ApiError::new(ErrorCode::InvitationExists, "you already invited this address"));
             }
             let id = sqlx::query_scalar!(
                 "INSERT INTO contact_invitations (inviter_user_id, invitee_email, invitee_user_id, expires_at)
@@ -198,7 +198,7 @@ async fn create(
 }
 
 fn refused() -> ApiError {
-    ApiError::forbidden("contact_refused", "this person does not accept contact invitations from you")
+    ApiError::new(ErrorCode::ContactRefused, "this person does not accept contact invitations from you")
 }
 
 /// Pending invitations I sent, and those sent to my confirmed address or to me, except from
@@ -256,25 +256,23 @@ struct Open {
     expired: bool,
 }
 
-fn gone(code: &'static str, message: &'static str) -> ApiError {
-    ApiError::new(StatusCode::GONE, code, message)
-}
-
 /// Refuses an invitation that can no longer be answered.
 fn ensure_pending(invitation: &Open) -> ApiResult<()> {
     match invitation.status.as_str() {
-        "pending" if invitation.expired => Err(gone("invitation_expired", "this invitation has expired")),
+        "pending" if invitation.expired => {
+            Err(ApiError::new(ErrorCode::InvitationExpired, "this invitation has expired"))
+        }
         "pending" => Ok(()),
-        "accepted" => Err(gone("invitation_used", "this invitation has already been accepted")),
-        "declined" => Err(gone("invitation_declined", "this invitation was declined")),
-        _ => Err(gone("invitation_revoked", "this invitation was withdrawn")),
+        "accepted" => Err(ApiError::new(ErrorCode::InvitationUsed, "this invitation has already been accepted")),
+        "declined" => Err(ApiError::new(ErrorCode::InvitationDeclined, "this invitation was declined")),
+        _ => Err(ApiError::new(ErrorCode::InvitationRevoked, "this invitation was withdrawn")),
     }
 }
 
 /// Accepts inside the caller's transaction: both directions of the contact, or nothing.
 async fn accept_in(conn: &mut PgConnection, me: Uuid, invitation: Open) -> ApiResult<Contact> {
     if invitation.inviter_user_id == me {
-        return Err(ApiError::conflict("own_invitation", "you cannot accept your own invitation"));
+        return Err(ApiError::new(ErrorCode::OwnInvitation, "you cannot accept your own invitation"));
     }
     ensure_pending(&invitation)?;
     if standing(&mut *conn, me, invitation.inviter_user_id).await?.blocked() {
@@ -311,7 +309,7 @@ pub struct CodeRequest {
     tag = "contacts",
     operation_id = "accept_contact_code",
     request_body = CodeRequest,
-    responses((status = 200, description = "The new contact", body = Contact))
+    responses((status = 200, description = "The new contact", body = Contact), (status = 403, description = "`contact_refused`", body = crate::error::ErrorBody), (status = 409, description = "`own_invitation`", body = crate::error::ErrorBody), (status = 410, description = "`invitation_used`", body = crate::error::ErrorBody))
 )]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn accept_code(
@@ -363,7 +361,7 @@ async fn addressed_to_me(conn: &mut PgConnection, me: Uuid, id: Uuid) -> ApiResu
     path = "/v1/contacts/invitations/{invitation_id}/accept",
     tag = "contacts",
     operation_id = "accept_contact_invitation",
-    responses((status = 200, description = "The new contact", body = Contact))
+    responses((status = 200, description = "The new contact", body = Contact), (status = 410, description = "`invitation_declined`, `invitation_used`", body = crate::error::ErrorBody))
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn accept_addressed(

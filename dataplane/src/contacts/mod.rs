@@ -14,38 +14,23 @@ use crate::audit::{self, Actor};
 use crate::auth::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ClientIp};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/contacts", get(list))
-        .route("/v1/contacts/{user_id}", delete(remove))
-        .route("/v1/contacts/{user_id}/block", post(block))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(remove))
+        .routes(routes!(block))
         .merge(invitations::router())
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    list,
-    remove,
-    block,
-    invitations::create,
-    invitations::list,
-    invitations::accept_code,
-    invitations::revoke,
-    invitations::accept_addressed,
-    invitations::decline
-))]
-pub(crate) struct ApiDoc;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Contact {
@@ -174,7 +159,7 @@ async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(them): Ap
     path = "/v1/contacts/{user_id}/block",
     tag = "contacts",
     operation_id = "block_contact",
-    responses((status = 200, description = "Blocked", body = Contact))
+    responses((status = 200, description = "Blocked", body = Contact), (status = 422, description = "`validation_failed`", body = crate::error::ErrorBody))
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn block(

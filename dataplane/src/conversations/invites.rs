@@ -1,28 +1,31 @@
-//! Links to join a conversation, with an expiry and a use limit. The token is shown once; the
-//! server keeps its digest.
+//! Invites: links to join a conversation, with an expiry and a use limit. The token is shown
+//! once; the server keeps its digest.
+//!
+//! Two words, two ideas, used consistently: an *invite* is a link that anyone holding it may
+//! use (up to its limit); an *invitation* is addressed to one person (an email address for an
+//! organization, a user for a contact) and is accepted or declined by them.
 
 use super::members::insert_member;
-use super::{announce_rotation, load, seat};
+use super::{announce_rotation, load};
 use crate::AppState;
 use crate::auth::session::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::context::member_tx;
+use crate::context::seat;
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
 use crate::tokens::{self, Kind};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
 use conclave_protocol::api::{AcceptInvite, Conversation, ConversationKind, CreateInvite, Invite};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 const MAX_LIFETIME_SECONDS: i64 = 30 * 24 * 3600;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/invites", post(create))
-        .route("/v1/organizations/{organization_id}/conversation-invites/accept", post(accept))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create)).routes(routes!(accept))
 }
 
 #[utoipa::path(
@@ -48,11 +51,11 @@ async fn create(
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     let seat = seat(&mut tx, auth.user_id, conversation_id, false).await?;
     if seat.kind == ConversationKind::Direct {
-        return Err(ApiError::conflict("direct_conversation", "a direct conversation cannot be joined by invite"));
+        return Err(ApiError::new(ErrorCode::DirectConversation, "a direct conversation cannot be joined by invite"));
     }
     if !seat.is_admin() {
-        return Err(ApiError::forbidden(
-            "insufficient_role",
+        return Err(ApiError::new(
+            ErrorCode::InsufficientRole,
             "only the conversation's owners and admins create invites",
         ));
     }
@@ -90,7 +93,7 @@ async fn accept(
     ApiPath(organization_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<AcceptInvite>,
 ) -> ApiResult<axum::Json<Conversation>> {
-    let invalid = || ApiError::bad_request("invalid_token", "the invite is invalid, expired, revoked or used up");
+    let invalid = || ApiError::new(ErrorCode::InvalidInvite, "the invite is invalid, expired, revoked or used up");
     if !tokens::looks_like(Kind::ConversationInvite, &body.token) {
         return Err(invalid());
     }
@@ -107,7 +110,7 @@ async fn accept(
     // Lock the conversation like every membership change does.
     sqlx::query!("SELECT id FROM conversations WHERE id = $1 FOR UPDATE", conversation_id).fetch_one(&mut *tx).await?;
     if !insert_member(&mut tx, organization_id, conversation_id, auth.user_id).await? {
-        return Err(ApiError::conflict("already_member", "you are already a member of this conversation"));
+        return Err(ApiError::new(ErrorCode::AlreadyMember, "you are already a member of this conversation"));
     }
     let conversation = load(&mut tx, conversation_id).await?;
     tx.commit().await?;

@@ -1,28 +1,26 @@
 //! Key generations. The server never holds a conversation key: it stores each generation's
 //! HPKE wraps, one per member device, and hands each device only its own.
 
-use super::seat;
 use crate::AppState;
 use crate::auth::session::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::context::member_tx;
+use crate::context::seat;
+use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use conclave_protocol::api::{DeviceWrap, MemberDevice, UploadGeneration};
 use conclave_protocol::events::ServerFrame;
-use serde_json::{Value, json};
+use serde::Serialize;
 use sqlx::PgConnection;
 use std::collections::BTreeSet;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/devices", get(devices))
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/keys", get(my_wraps).post(upload))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(devices)).routes(routes!(my_wraps, upload))
 }
 
 /// The active devices of the current members: exactly what a new generation is wrapped for.
@@ -74,8 +72,9 @@ async fn devices(
     operation_id = "upload_key_generation",
     request_body = UploadGeneration,
     responses(
-        (status = 201, description = "The generation is current", body = crate::openapi::GenerationUploaded),
-        (status = 422, description = "`wrap_set_mismatch` (naming the devices), `stale_generation`", body = crate::openapi::ErrorBody),
+        (status = 201, description = "The generation is current", body = GenerationUploaded),
+        (status = 409, description = "`stale_generation`: someone else rotated first", body = crate::error::ErrorBody),
+        (status = 422, description = "`wrap_set_mismatch` (naming the devices), `not_next_generation`", body = crate::error::ErrorBody),
     )
 )]
 async fn upload(
@@ -83,35 +82,41 @@ async fn upload(
     auth: AuthUser,
     ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<UploadGeneration>,
-) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+) -> ApiResult<(StatusCode, axum::Json<GenerationUploaded>)> {
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
     if body.generation != seat.current_key_generation + 1 {
-        return Err(ApiError::conflict(
-            "stale_generation",
-            format!("the next generation is {}", seat.current_key_generation + 1),
-        )
-        .with_details(json!({ "current_key_generation": seat.current_key_generation })));
+        // At or below the current one: someone else rotated first (a race the client resolves by
+        // fetching the current generation). Beyond the next one: the client skipped a generation.
+        let code = if body.generation <= seat.current_key_generation {
+            ErrorCode::StaleGeneration
+        } else {
+            ErrorCode::NotNextGeneration
+        };
+        return Err(ApiError::new(code, format!("the next generation is {}", seat.current_key_generation + 1))
+            .with_details(ErrorDetails::KeyGeneration { current_key_generation: seat.current_key_generation }));
     }
     let expected: BTreeSet<Uuid> =
         member_devices(&mut tx, conversation_id).await?.iter().map(|d| d.device_id).collect();
     let given: BTreeSet<Uuid> = body.wraps.iter().map(|w| w.device_id).collect();
     if given.len() != body.wraps.len() || given != expected {
-        let missing: Vec<_> = expected.difference(&given).collect();
-        let unexpected: Vec<_> = given.difference(&expected).collect();
+        let missing = expected.difference(&given).copied().collect();
+        let unexpected = given.difference(&expected).copied().collect();
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "wrap_set_mismatch",
+            ErrorCode::WrapSetMismatch,
             "a generation must be wrapped once for every active device of the current members, and no other",
         )
-        .with_details(
-            json!({ "missing": missing, "unexpected": unexpected, "duplicates": given.len() != body.wraps.len() }),
-        ));
+        .with_details(ErrorDetails::WrapSet {
+            missing,
+            unexpected,
+            duplicates: given.len() != body.wraps.len(),
+        }));
     }
     let reason = sqlx::query_scalar!("SELECT rotation_reason FROM conversations WHERE id = $1", conversation_id)
         .fetch_one(&mut *tx)
         .await?
         .unwrap_or_else(|| "manual".to_owned());
+    let reason = RotationReason::parse(&reason).ok_or_else(ApiError::internal)?;
     sqlx::query!(
         "INSERT INTO conversation_encryption_keys (organization_id, conversation_id, generation, created_by_device_id, reason)
          VALUES ($1, $2, $3, $4, $5)",
@@ -119,7 +124,7 @@ async fn upload(
         conversation_id,
         body.generation,
         auth.device_id,
-        reason
+        reason.as_str()
     )
     .execute(&mut *tx)
     .await?;
@@ -157,7 +162,57 @@ async fn upload(
         ),
     )
     .await;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "generation": body.generation, "reason": reason }))))
+    Ok((StatusCode::CREATED, axum::Json(GenerationUploaded { generation: body.generation, reason })))
+}
+
+/// `POST .../conversations/{conversation_id}/keys`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GenerationUploaded {
+    generation: i32,
+    reason: RotationReason,
+}
+
+/// Why a key generation was made: the rotation that was required, or `manual` when a member
+/// rotated without being asked (`initial` for a conversation's first generation).
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationReason {
+    Initial,
+    MemberAdded,
+    MemberLeft,
+    MemberRemoved,
+    DeviceRevoked,
+    Scheduled,
+    Manual,
+}
+
+impl RotationReason {
+    const ALL: [Self; 7] = [
+        Self::Initial,
+        Self::MemberAdded,
+        Self::MemberLeft,
+        Self::MemberRemoved,
+        Self::DeviceRevoked,
+        Self::Scheduled,
+        Self::Manual,
+    ];
+
+    /// The word stored in `conversations.rotation_reason` and `conversation_encryption_keys.reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::MemberAdded => "member_added",
+            Self::MemberLeft => "member_left",
+            Self::MemberRemoved => "member_removed",
+            Self::DeviceRevoked => "device_revoked",
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == word)
+    }
 }
 
 #[utoipa::path(

@@ -1,27 +1,26 @@
 //! Adding and removing conversation members. Any change requires a new key generation: a new
 //! member must not read what was said before they joined, a departed one nothing after.
 
-use super::{announce_rotation, seat};
+use super::announce_rotation;
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::session::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::context::member_tx;
+use crate::context::seat;
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
 use conclave_protocol::api::{AddMember, ConversationKind};
 use serde_json::json;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/members", post(add))
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/members/{user_id}", delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(add)).routes(routes!(remove))
 }
 
 /// Inserts a member and marks the conversation for rotation (caller holds the row lock).
@@ -69,13 +68,16 @@ async fn add(
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
     if seat.kind == ConversationKind::Direct {
-        return Err(ApiError::conflict("direct_conversation", "a direct conversation cannot get more members"));
+        return Err(ApiError::new(ErrorCode::DirectConversation, "a direct conversation cannot get more members"));
     }
     if seat.kind == ConversationKind::Group && !seat.is_admin() {
-        return Err(ApiError::forbidden("insufficient_role", "only the conversation's owners and admins add members"));
+        return Err(ApiError::new(
+            ErrorCode::InsufficientRole,
+            "only the conversation's owners and admins add members",
+        ));
     }
     if !insert_member(&mut tx, organization_id, conversation_id, body.user_id).await? {
-        return Err(ApiError::conflict("already_member", "this person is already a member of the conversation"));
+        return Err(ApiError::new(ErrorCode::AlreadyMember, "this person is already a member of the conversation"));
     }
     tx.commit().await?;
     realtime::publish(&state, LiveEvent::member_added(organization_id, conversation_id, body.user_id)).await;
@@ -100,8 +102,8 @@ async fn remove(
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
     let leaving = user_id == auth.user_id;
     if !leaving && !seat.is_admin() {
-        return Err(ApiError::forbidden(
-            "insufficient_role",
+        return Err(ApiError::new(
+            ErrorCode::InsufficientRole,
             "only the conversation's owners and admins remove members",
         ));
     }
@@ -114,8 +116,8 @@ async fn remove(
     .await?
     .ok_or_else(|| ApiError::not_found("member"))?;
     if removed == "owner" && !leaving {
-        return Err(ApiError::forbidden(
-            "insufficient_role",
+        return Err(ApiError::new(
+            ErrorCode::InsufficientRole,
             "an owner of the conversation can only leave by themself",
         ));
     }

@@ -12,111 +12,29 @@ mod members;
 
 use crate::AppState;
 use crate::auth::session::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::context::{kind_str, member_tx, parse_kind, seat};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use conclave_protocol::api::{Conversation, ConversationKind, CreateConversation, Member};
 use conclave_protocol::events::ServerFrame;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub use keys::require_rotation;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}/conversations", post(create))
-        .route("/v1/organizations/{organization_id}/conversations", get(list))
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(list))
+        .routes(routes!(show))
         .merge(members::router())
         .merge(keys::router())
         .merge(invites::router())
-}
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    create,
-    list,
-    show,
-    members::add,
-    members::remove,
-    keys::devices,
-    keys::upload,
-    keys::my_wraps,
-    invites::create,
-    invites::accept
-))]
-pub(crate) struct ApiDoc;
-
-pub fn kind_str(kind: ConversationKind) -> &'static str {
-    match kind {
-        ConversationKind::Direct => "direct",
-        ConversationKind::Group => "group",
-        ConversationKind::Channel => "channel",
-    }
-}
-
-fn parse_kind(text: &str) -> ApiResult<ConversationKind> {
-    match text {
-        "direct" => Ok(ConversationKind::Direct),
-        "group" => Ok(ConversationKind::Group),
-        "channel" => Ok(ConversationKind::Channel),
-        _ => Err(ApiError::internal()),
-    }
-}
-
-/// The caller's place in a conversation, loaded (and the conversation row locked when `lock`)
-/// inside a tenant transaction. Not a member: 404, like a conversation that does not exist.
-#[derive(Debug, Clone)]
-pub struct Seat {
-    pub conversation_id: Uuid,
-    pub kind: ConversationKind,
-    pub role: String,
-    pub current_key_generation: i32,
-    pub rotation_required: bool,
-    pub last_seq: i64,
-}
-
-impl Seat {
-    pub fn is_admin(&self) -> bool {
-        self.role == "owner" || self.role == "admin"
-    }
-}
-
-pub async fn seat(conn: &mut PgConnection, user_id: Uuid, conversation_id: Uuid, lock: bool) -> ApiResult<Seat> {
-    // Locking the conversation row serialises sends, rotations and membership changes of one
-    // conversation, which is what keeps sequence numbers gap-free and generations ordered.
-    let row = if lock {
-        sqlx::query!(
-            r#"SELECT c.kind, m.role, c.current_key_generation, c.rotation_required, c.last_seq
-                 FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id AND m.user_id = $2
-                WHERE c.id = $1 FOR UPDATE OF c"#,
-            conversation_id,
-            user_id
-        )
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| (r.kind, r.role, r.current_key_generation, r.rotation_required, r.last_seq))
-    } else {
-        sqlx::query!(
-            r#"SELECT c.kind, m.role, c.current_key_generation, c.rotation_required, c.last_seq
-                 FROM conversations c JOIN conversation_members m ON m.conversation_id = c.id AND m.user_id = $2
-                WHERE c.id = $1"#,
-            conversation_id,
-            user_id
-        )
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| (r.kind, r.role, r.current_key_generation, r.rotation_required, r.last_seq))
-    };
-    let (kind, role, current_key_generation, rotation_required, last_seq) =
-        row.ok_or_else(|| ApiError::not_found("conversation"))?;
-    Ok(Seat { conversation_id, kind: parse_kind(&kind)?, role, current_key_generation, rotation_required, last_seq })
 }
 
 /// The whole conversation as its members see it.
@@ -165,7 +83,7 @@ async fn create(
     ApiJson(body): ApiJson<CreateConversation>,
 ) -> ApiResult<(StatusCode, axum::Json<Conversation>)> {
     let (mut tx, member) = member_tx(&state, auth, organization_id).await?;
-    member.require(crate::tenancy::Role::Member)?;
+    member.require(crate::context::Role::Member)?;
     let workspace =
         sqlx::query_scalar!("SELECT id FROM workspaces WHERE id = $1", workspace_id).fetch_optional(&mut *tx).await?;
     if workspace.is_none() {
@@ -209,7 +127,7 @@ async fn create(
     .await
     .map_err(|e| match conclave_schema::Violation::from_sqlx(&e) {
         Some(v) if v.kind == conclave_schema::ViolationKind::Duplicate => {
-            ApiError::conflict("channel_name_taken", "a channel with this name already exists in the workspace")
+            ApiError::new(ErrorCode::ChannelNameTaken, "a channel with this name already exists in the workspace")
         }
         _ => ApiError::from(e),
     })?;

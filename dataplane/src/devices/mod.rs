@@ -13,15 +13,15 @@ use crate::audit::{self, Actor};
 use crate::auth::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
 use chrono::{DateTime, Utc};
 use conclave_protocol::b64;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// The Redis channel (`<namespace>:revocations`) that carries device revocations to every
@@ -31,33 +31,51 @@ pub fn revocations_channel(namespace: &str) -> String {
     format!("{namespace}:revocations")
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/devices", get(list).post(register))
-        .route("/v1/devices/{device_id}", delete(revoke))
-        .merge(push::router())
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, register)).routes(routes!(revoke)).merge(push::router())
 }
 
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(register, list, revoke, push::subscribe, push::unsubscribe))]
-pub(crate) struct ApiDoc;
+/// What kind of client a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Platform {
+    Ios,
+    Android,
+    Web,
+    Desktop,
+    Cli,
+    Bot,
+}
 
-const PLATFORMS: &[&str] = &["ios", "android", "web", "desktop", "cli", "bot"];
+impl Platform {
+    /// The word stored in `devices.platform` (its check constraint lists the same words).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ios => "ios",
+            Self::Android => "android",
+            Self::Web => "web",
+            Self::Desktop => "desktop",
+            Self::Cli => "cli",
+            Self::Bot => "bot",
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    pub platform: String,
+    pub platform: Platform,
     #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43)]
     pub x25519_public_key: Vec<u8>,
     #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43)]
     pub ed25519_public_key: Vec<u8>,
     #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86)]
     pub key_signature: Vec<u8>,
 }
 
@@ -67,9 +85,6 @@ impl NewDevice {
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(ApiError::validation("name", "must have 1 to 100 characters"));
-        }
-        if !PLATFORMS.contains(&self.platform.as_str()) {
-            return Err(ApiError::validation("platform", "must be one of ios, android, web, desktop, cli, bot"));
         }
         let x: [u8; 32] = self
             .x25519_public_key
@@ -100,12 +115,12 @@ impl NewDevice {
 pub struct Device {
     pub id: Uuid,
     pub name: String,
-    pub platform: String,
+    pub platform: Platform,
     #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43)]
     pub x25519_public_key: Vec<u8>,
     #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43)]
     pub ed25519_public_key: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
@@ -122,7 +137,7 @@ pub async fn insert(conn: &mut PgConnection, user_id: Uuid, device: &NewDevice) 
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         user_id,
         device.name.trim(),
-        device.platform,
+        device.platform.as_str(),
         device.x25519_public_key,
         device.ed25519_public_key,
         device.key_signature,
@@ -155,7 +170,7 @@ async fn register(
 async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<Option<Device>> {
     Ok(sqlx::query_as!(
         Device,
-        r#"SELECT id, name, platform, x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
+        r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
                   id = $2 AS "current!"
              FROM devices WHERE user_id = $1 AND id = $3"#,
         auth.user_id,
@@ -176,7 +191,7 @@ async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<O
 async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Device>>> {
     let devices = sqlx::query_as!(
         Device,
-        r#"SELECT id, name, platform, x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
+        r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
                   id = $2 AS "current!"
              FROM devices WHERE user_id = $1 ORDER BY created_at"#,
         auth.user_id,

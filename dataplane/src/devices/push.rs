@@ -4,18 +4,16 @@ use crate::AppState;
 use crate::auth::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
 use conclave_protocol::b64;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/devices/{device_id}/push-subscriptions", post(subscribe))
-        .route("/v1/devices/{device_id}/push-subscriptions/{subscription_id}", delete(unsubscribe))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(subscribe)).routes(routes!(unsubscribe))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

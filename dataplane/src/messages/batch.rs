@@ -19,15 +19,13 @@
 //! of its sends is retried on its own, so one send's failure is never another's.
 
 use crate::auth::session::{AuthUser, session_revoked};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::realtime::{LiveEvent, Publisher};
 use conclave_protocol::api::Message;
 use conclave_protocol::events::ServerFrame;
-use ed25519_dalek::VerifyingKey;
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -269,11 +267,11 @@ pub async fn store(db: &PgPool, sends: &[Pending]) -> Result<Vec<ApiResult<Store
             "session_revoked" => Err(session_revoked()),
             "no_organization" => Err(ApiError::not_found("organization")),
             "session_expired_by_organization" => {
-                Err(crate::tenancy::session_expired_by_organization(row.lifetime_seconds))
+                Err(crate::context::session_expired_by_organization(row.lifetime_seconds))
             }
-            "totp_required_by_organization" => Err(crate::tenancy::totp_required_by_organization()),
+            "totp_required_by_organization" => Err(crate::context::totp_required_by_organization()),
             "no_conversation" => Err(ApiError::not_found("conversation")),
-            "generation" => super::check_key_generation(
+            "generation" => crate::context::check_key_generation(
                 row.current_generation.unwrap_or_default(),
                 row.must_rotate.unwrap_or_default(),
                 send.key_generation,
@@ -289,39 +287,8 @@ pub async fn store(db: &PgPool, sends: &[Pending]) -> Result<Vec<ApiResult<Store
     Ok(answers.into_iter().map(|answer| answer.unwrap_or_else(|| Err(ApiError::internal()))).collect())
 }
 
-/// Devices' Ed25519 keys, which never change once registered (a device that needs new keys
-/// registers as a new device), so they are kept after the first send. Revocation is checked by
-/// the send itself, in the database.
-#[derive(Default)]
-pub struct DeviceKeys {
-    keys: Mutex<HashMap<Uuid, VerifyingKey>>,
-}
-
-/// Keys kept before the cache starts over (a few hundred bytes each).
-const MAX_DEVICE_KEYS: usize = 100_000;
-
-impl DeviceKeys {
-    pub async fn get(&self, db: &PgPool, device_id: Uuid) -> ApiResult<VerifyingKey> {
-        if let Some(key) = self.keys.lock().map_err(|_| ApiError::internal())?.get(&device_id) {
-            return Ok(*key);
-        }
-        let bytes = sqlx::query_scalar!("SELECT ed25519_public_key FROM devices WHERE id = $1", device_id)
-            .fetch_optional(db)
-            .await?
-            .ok_or_else(session_revoked)?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| ApiError::internal())?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| ApiError::internal())?;
-        let mut keys = self.keys.lock().map_err(|_| ApiError::internal())?;
-        if keys.len() >= MAX_DEVICE_KEYS {
-            keys.clear();
-        }
-        keys.insert(device_id, key);
-        Ok(key)
-    }
-}
-
 fn shutting_down() -> ApiError {
-    ApiError::unavailable("database_busy", "the server is shutting down, try again shortly").retry_after(1)
+    ApiError::new(ErrorCode::DatabaseBusy, "the server is shutting down, try again shortly").retry_after(1)
 }
 
 #[cfg(test)]

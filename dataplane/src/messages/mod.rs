@@ -12,37 +12,26 @@ mod receipts;
 
 use crate::AppState;
 use crate::auth::session::{AuthUser, SignedToken};
-use crate::conversations::seat;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath};
+use crate::context::member_tx;
+use crate::context::seat;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
-use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{patch, post};
 use conclave_protocol::api::{EditMessage, Message, MessagePage, SendMessage};
 use conclave_protocol::events::ServerFrame;
 use conclave_protocol::layout;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/messages", post(send).get(history))
-        .route(
-            "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages/{message_id}",
-            patch(edit).delete(remove),
-        )
-        .merge(receipts::router())
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(send, history)).routes(routes!(edit, remove)).merge(receipts::router())
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(send, history, edit, remove, receipts::update))]
-pub(crate) struct ApiDoc;
 
 struct Row {
     id: Uuid,
@@ -140,45 +129,16 @@ fn verify_signature(verifying: &VerifyingKey, auth: AuthUser, signed: Signed<'_>
     let input = layout::message_signature_input(&aad, nonce, ciphertext);
     verifying.verify_strict(&input, &Signature::from_bytes(signature)).map_err(|_| {
         ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             "the signature does not verify with this device's key over the message's associated data",
         )
     })
 }
 
-pub(crate) fn check_generation(seat: &crate::conversations::Seat, generation: i32) -> ApiResult<()> {
-    check_key_generation(seat.current_key_generation, seat.rotation_required, generation)
-}
-
-/// Sends and reactions are sealed under the conversation's current key generation, and none is
-/// accepted while a rotation is due.
-pub(crate) fn check_key_generation(current: i32, rotation_required: bool, generation: i32) -> ApiResult<()> {
-    let details = || serde_json::json!({ "current_key_generation": current });
-    if rotation_required {
-        return Err(ApiError::conflict(
-            "rotation_required",
-            "the membership changed: upload a new key generation for the current members before sending",
-        )
-        .with_details(details()));
-    }
-    if generation < current {
-        return Err(ApiError::conflict("stale_generation", "this key generation was superseded; use the current one")
-            .with_details(details()));
-    }
-    if generation > current {
-        return Err(
-            ApiError::conflict("unknown_generation", "this key generation does not exist yet").with_details(details())
-        );
-    }
-    Ok(())
-}
-
 fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
     if ciphertext.len() > conclave_protocol::limits::MAX_MESSAGE_CIPHERTEXT_LEN {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "message_too_large",
+            ErrorCode::MessageTooLarge,
             format!(
                 "a message's ciphertext is at most {} bytes",
                 conclave_protocol::limits::MAX_MESSAGE_CIPHERTEXT_LEN
@@ -200,7 +160,7 @@ fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
     responses(
         (status = 201, description = "Stored and published", body = Message),
         (status = 200, description = "Already stored under this `client_message_id`", body = Message),
-        (status = 409, description = "`rotation_required`, `stale_generation`", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`rotation_required`, `stale_generation`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(%conversation_id))]
@@ -214,7 +174,7 @@ async fn send(
     // attachments are checked by the batch that stores the send (`batch`), in one round trip.
     check_size(&body.ciphertext)?;
     let attachment_ids = crate::attachments::distinct(&body.attachment_ids)?;
-    let key = state.device_keys.get(&state.db, auth.device_id).await?;
+    let key = state.signing_keys.get(&state.db, auth.device_id).await?;
     let signed = Signed {
         conversation_id,
         generation: body.key_generation,
@@ -263,10 +223,8 @@ async fn history(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
-    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<axum::Json<MessagePage>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()))?;
     let limit = query.limit.unwrap_or(crate::limits::DEFAULT_PAGE);
     if !(1..=crate::limits::MAX_PAGE).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 200"));
@@ -320,12 +278,12 @@ async fn edit(
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
     let message = fetch_one(&mut tx, conversation_id, message_id).await?;
     if message.sender_device_id != Some(auth.device_id) {
-        return Err(ApiError::forbidden("not_the_sender", "only the device that sent a message can edit it"));
+        return Err(ApiError::new(ErrorCode::NotTheSender, "only the device that sent a message can edit it"));
     }
     if message.deleted_at.is_some() {
-        return Err(ApiError::conflict("message_deleted", "a deleted message cannot be edited"));
+        return Err(ApiError::new(ErrorCode::MessageDeleted, "a deleted message cannot be edited"));
     }
-    check_generation(&seat, body.key_generation)?;
+    seat.check_generation(body.key_generation)?;
     let signed = Signed {
         conversation_id,
         generation: body.key_generation,
@@ -334,7 +292,7 @@ async fn edit(
         ciphertext: &body.ciphertext,
         signature: &body.signature,
     };
-    let key = state.device_keys.get(&state.db, auth.device_id).await?;
+    let key = state.signing_keys.get(&state.db, auth.device_id).await?;
     verify_signature(&key, auth, signed)?;
     // The old ciphertext is replaced, not kept: the server never had the plaintext of either.
     sqlx::query!(
@@ -375,8 +333,8 @@ async fn remove(
     let seat = seat(&mut tx, auth.user_id, conversation_id, false).await?;
     let message = fetch_one(&mut tx, conversation_id, message_id).await?;
     if message.sender_user_id != Some(auth.user_id) && !seat.is_admin() {
-        return Err(ApiError::forbidden(
-            "not_the_sender",
+        return Err(ApiError::new(
+            ErrorCode::NotTheSender,
             "only the sender or a conversation admin can delete a message",
         ));
     }

@@ -5,20 +5,20 @@
 
 use crate::AppState;
 use crate::auth::session::AuthUser;
-use crate::conversations::seat;
+use crate::context::member_tx;
+use crate::context::seat;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
 use conclave_protocol::api::{Member, UpdateReceipts};
 use conclave_protocol::events::ServerFrame;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/organizations/{organization_id}/conversations/{conversation_id}/receipts", post(update))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(update))
 }
 
 #[utoipa::path(

@@ -3,6 +3,7 @@
 
 use super::{Job, Outcome, system_tx};
 use crate::AppState;
+use crate::sealing::webhook_context;
 use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -62,8 +63,7 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
     if !endpoint.enabled {
         return Outcome::Drop("the endpoint is disabled".to_owned());
     }
-    let context = format!("webhook:{endpoint_id}");
-    let Some(secret) = state.sealing.open(context.as_bytes(), &endpoint.signing_secret_sealed) else {
+    let Some(secret) = state.sealing.open(&webhook_context(endpoint_id), &endpoint.signing_secret_sealed) else {
         return Outcome::Retry("the signing secret does not open with this replica's at-rest key".to_owned());
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

@@ -8,34 +8,27 @@
 
 use crate::AppState;
 use crate::auth::session::AuthUser;
-use crate::conversations::{Seat, seat};
-use crate::error::{ApiError, ApiResult};
+use crate::context::member_tx;
+use crate::context::{Seat, seat};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
 use conclave_protocol::api::ConversationKind;
 use conclave_protocol::events::ServerFrame;
 use conclave_protocol::rich::{Pin, PinMessage};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/pins", post(pin).get(list))
-        .route("/v1/organizations/{organization_id}/conversations/{conversation_id}/pins/{message_id}", delete(unpin))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(pin, list)).routes(routes!(unpin))
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(pin, list, unpin))]
-pub(crate) struct ApiDoc;
 
 fn may_pin(seat: &Seat) -> ApiResult<()> {
     if seat.kind == ConversationKind::Channel && !seat.is_admin() {
-        return Err(ApiError::forbidden("insufficient_role", "only a channel's owner and admins can pin or unpin"));
+        return Err(ApiError::new(ErrorCode::InsufficientRole, "only a channel's owner and admins can pin or unpin"));
     }
     Ok(())
 }
@@ -48,8 +41,8 @@ fn may_pin(seat: &Seat) -> ApiResult<()> {
     request_body = PinMessage,
     responses(
         (status = 201, description = "Pinned and published", body = Pin),
-        (status = 403, description = "`insufficient_role` (channels: owner and admins only)", body = crate::openapi::ErrorBody),
-        (status = 409, description = "`already_pinned`, `message_deleted`", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`insufficient_role` (channels: owner and admins only)", body = crate::error::ErrorBody),
+        (status = 409, description = "`already_pinned`, `message_deleted`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(%conversation_id))]
@@ -71,7 +64,7 @@ async fn pin(
     .await?
     .ok_or_else(|| ApiError::not_found("message"))?;
     if deleted {
-        return Err(ApiError::conflict("message_deleted", "a deleted message cannot be pinned"));
+        return Err(ApiError::new(ErrorCode::MessageDeleted, "a deleted message cannot be pinned"));
     }
     let pin = sqlx::query_as!(
         Pin,
@@ -85,7 +78,7 @@ async fn pin(
     )
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| ApiError::conflict("already_pinned", "this message is already pinned"))?;
+    .ok_or_else(|| ApiError::new(ErrorCode::AlreadyPinned, "this message is already pinned"))?;
     tx.commit().await?;
     realtime::publish(
         &state,
@@ -128,7 +121,7 @@ async fn list(
     operation_id = "unpin_message",
     responses(
         (status = 204, description = "Unpinned and published"),
-        (status = 404, description = "The message is not pinned", body = crate::openapi::ErrorBody),
+        (status = 404, description = "The message is not pinned", body = crate::error::ErrorBody),
     )
 )]
 async fn unpin(

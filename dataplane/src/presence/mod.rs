@@ -15,19 +15,18 @@
 
 use crate::AppState;
 use crate::auth::session::AuthUser;
+use crate::context::member_tx;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
-use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use conclave_protocol::events::ServerFrame;
 use conclave_protocol::rich::{Presence, PresenceStatus};
 use serde::Deserialize;
 use std::collections::HashMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// A connection's entry lives this long without a heartbeat (the socket beats every 20 s).
@@ -39,14 +38,9 @@ pub const TYPING_EXPIRES_MS: u32 = 6000;
 /// At most one typing frame per socket and conversation in this time.
 pub const TYPING_EVERY_MS: u128 = 2000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/organizations/{organization_id}/presence", get(lookup))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(lookup))
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(lookup))]
-pub(crate) struct ApiDoc;
 
 fn key(state: &AppState, user: Uuid) -> String {
     format!("{}:presence:{user}", state.config.redis_namespace)
@@ -165,10 +159,8 @@ async fn lookup(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(organization_id): ApiPath<Uuid>,
-    query: Result<Query<LookupQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<LookupQuery>,
 ) -> ApiResult<axum::Json<Vec<Presence>>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()))?;
     let ids = query
         .user_ids
         .split(',')

@@ -8,37 +8,24 @@
 
 use crate::AppState;
 use crate::auth::session::AuthUser;
-use crate::conversations::seat;
-use crate::error::{ApiError, ApiResult};
+use crate::context::member_tx;
+use crate::context::seat;
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};
-use crate::tenancy::member_tx;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
 use conclave_protocol::events::ServerFrame;
 use conclave_protocol::limits::{AEAD_TAG_LEN, MAX_REACTION_CIPHERTEXT_LEN};
 use conclave_protocol::rich::{AddReaction, Reaction};
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages/{message_id}/reactions",
-            post(add).get(list),
-        )
-        .route(
-            "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages/{message_id}/reactions/{value_tag}",
-            delete(remove),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(add, list)).routes(routes!(remove))
 }
-
-/// The feature's part of the OpenAPI document (`crate::openapi`).
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(add, list, remove))]
-pub(crate) struct ApiDoc;
 
 struct Row {
     id: Uuid,
@@ -83,8 +70,7 @@ async fn live_message(conn: &mut PgConnection, conversation_id: Uuid, message_id
 fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
     if ciphertext.len() > MAX_REACTION_CIPHERTEXT_LEN {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "reaction_too_large",
+            ErrorCode::ReactionTooLarge,
             format!("a reaction's ciphertext is at most {MAX_REACTION_CIPHERTEXT_LEN} bytes"),
         ));
     }
@@ -102,8 +88,8 @@ fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
     request_body = AddReaction,
     responses(
         (status = 201, description = "Stored and published", body = Reaction),
-        (status = 409, description = "`reaction_exists` (same user, message and value), `message_deleted`, `rotation_required`, `stale_generation`, `unknown_generation`", body = crate::openapi::ErrorBody),
-        (status = 413, description = "`reaction_too_large`", body = crate::openapi::ErrorBody),
+        (status = 409, description = "`reaction_exists` (same user, message and value), `message_deleted`, `rotation_required`, `stale_generation`, `unknown_generation`", body = crate::error::ErrorBody),
+        (status = 413, description = "`reaction_too_large`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(%conversation_id, %message_id))]
@@ -118,9 +104,9 @@ async fn add(
     // Locked like a send, so a reaction cannot slip in under a generation being superseded.
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
     if !live_message(&mut tx, conversation_id, message_id).await? {
-        return Err(ApiError::conflict("message_deleted", "a deleted message cannot be reacted to"));
+        return Err(ApiError::new(ErrorCode::MessageDeleted, "a deleted message cannot be reacted to"));
     }
-    crate::messages::check_generation(&seat, body.key_generation)?;
+    seat.check_generation(body.key_generation)?;
     let row = sqlx::query_as!(
         Row,
         "INSERT INTO message_reactions (organization_id, message_id, user_id, key_generation, nonce, ciphertext, value_tag)
@@ -137,7 +123,7 @@ async fn add(
     )
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| ApiError::conflict("reaction_exists", "you already reacted to this message with this value"))?;
+    .ok_or_else(|| ApiError::new(ErrorCode::ReactionExists, "you already reacted to this message with this value"))?;
     tx.commit().await?;
     let reaction = row.into_reaction(conversation_id)?;
     realtime::publish(
@@ -184,7 +170,7 @@ async fn list(
     params(("value_tag" = String, Path, description = "The reaction's `value_tag`, base64url")),
     responses(
         (status = 204, description = "The caller's reaction with this tag is gone"),
-        (status = 404, description = "No such reaction of the caller's", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such reaction of the caller's", body = crate::error::ErrorBody),
     )
 )]
 async fn remove(

@@ -76,10 +76,6 @@ pub struct Delivery {
     pub text: Arc<str>,
 }
 
-/// The feature's part of the OpenAPI document (`crate::openapi`): the handshake.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(socket::upgrade))]
-pub(crate) struct ApiDoc;
 pub fn events_channel(namespace: &str) -> String {
     format!("{namespace}:events")
 }

@@ -9,14 +9,13 @@ use super::hub::{Control, QUEUE};
 use super::{Delivery, LiveEvent};
 use crate::AppState;
 use crate::auth::session::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::extract::{ApiQuery, WebSocketRequest};
 use crate::messages::fetch_range;
-use axum::Router;
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
 use conclave_protocol::events::{ClientFrame, ServerFrame, close};
 use conclave_protocol::rich::PresenceStatus;
 use futures::{SinkExt, StreamExt};
@@ -25,6 +24,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -37,8 +38,8 @@ const READ_BUFFER: usize = 1024;
 /// send does); the buffer grows only as large as the frames sent.
 const WRITE_BUFFER: usize = 4 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/ws", get(upgrade))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -57,20 +58,23 @@ struct WsQuery {
     operation_id = "websocket",
     params(WsQuery),
     description = "Upgrades to a WebSocket carrying JSON frames (`{\"type\": ...}`): see docs/protocol.md, \"WebSocket protocol\". Authenticate with `Authorization: Bearer` or, from a browser, the `access_token` query parameter.",
-    responses((status = 101, description = "Switching protocols: the socket is open and sends a `ready` frame"))
+    responses(
+        (status = 101, description = "Switching protocols: the socket is open and sends a `ready` frame"),
+        (status = 426, description = "`websocket_required`: not a WebSocket handshake", body = crate::error::ErrorBody),
+    )
 )]
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ApiQuery(query): ApiQuery<WsQuery>,
+    WebSocketRequest(ws): WebSocketRequest,
 ) -> ApiResult<Response> {
     let header_token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     let token = header_token.or(query.access_token.as_deref()).ok_or_else(|| {
-        ApiError::unauthorized("missing_token", "send an access token (Authorization header or access_token)")
+        ApiError::new(ErrorCode::MissingToken, "send an access token (Authorization header or access_token)")
     })?;
     let auth = AuthUser::from_token(&state, token).await?;
     let subscriptions = subscriptions(&state, auth, query.organization_id).await?;
@@ -148,7 +152,7 @@ impl Writer {
         loop {
             let page = async {
                 let mut tx = crate::db::tenant_tx(&self.state, organization, self.auth.user_id).await?;
-                crate::conversations::seat(&mut tx, self.auth.user_id, conversation, false).await?;
+                crate::context::seat(&mut tx, self.auth.user_id, conversation, false).await?;
                 let page = fetch_range(&mut tx, conversation, cursor, upto, BACKFILL_PAGE).await?;
                 tx.commit().await?;
                 ApiResult::Ok(page)

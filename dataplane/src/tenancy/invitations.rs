@@ -9,34 +9,35 @@
 //! tokens, so an admin (an owner, for owner invitations) resends them, which rotates the token.
 
 use super::members::role_field;
-use super::{Role, member_tx, policy};
+use super::policy;
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::credentials::Email;
 use crate::auth::session::AuthUser;
+use crate::context::{Role, member_tx};
 use crate::db;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
 use crate::ratelimit;
 use crate::tokens::{self, Kind};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 const VALID_DAYS: i32 = 7;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{organization_id}/invitations", get(list).post(create))
-        .route("/v1/organizations/{organization_id}/invitations/accept", post(accept))
-        .route("/v1/organizations/{organization_id}/invitations/{invitation_id}", delete(revoke))
-        .route("/v1/organizations/{organization_id}/invitations/{invitation_id}/resend", post(resend))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(accept))
+        .routes(routes!(revoke))
+        .routes(routes!(resend))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -109,7 +110,7 @@ pub struct NewInvitation {
     tag = "organizations",
     operation_id = "create_invitation",
     request_body = NewInvitation,
-    responses((status = 201, description = "Invited (admins and owners)", body = Sent))
+    responses((status = 201, description = "Invited (admins and owners)", body = Sent), (status = 409, description = "`invitation_exists`, `member_limit_reached`", body = crate::error::ErrorBody))
 )]
 #[tracing::instrument(skip(state, auth, body), fields(actor = %auth.user_id))]
 async fn create(
@@ -138,7 +139,7 @@ async fn create(
     .fetch_one(&mut *tx)
     .await?;
     if member {
-        return Err(ApiError::conflict("already_member", "this address already belongs to a member"));
+        return Err(ApiError::new(ErrorCode::AlreadyMember, "this address already belongs to a member"));
     }
     policy.check_seat(&mut tx).await?;
     // An expired invitation still holds the one open slot per address; it is closed so a new
@@ -167,8 +168,8 @@ async fn create(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
-        return Err(ApiError::conflict(
-            "invitation_exists",
+        return Err(ApiError::new(
+            ErrorCode::InvitationExists,
             "an open invitation for this address exists: resend or revoke it instead",
         ));
     };
@@ -330,10 +331,6 @@ pub struct Joined {
     role: String,
 }
 
-fn gone(code: &'static str, message: &'static str) -> ApiError {
-    ApiError::new(StatusCode::GONE, code, message)
-}
-
 /// Accepting is the one organization route a non-member calls, so it cannot go through
 /// `member_tx`; it opens the same tenant transaction itself. A token that matches no invitation
 /// of this organization (including one of another organization) is a plain 404.
@@ -345,8 +342,8 @@ fn gone(code: &'static str, message: &'static str) -> ApiError {
     request_body = AcceptRequest,
     responses(
         (status = 201, description = "Joined the organization", body = Joined),
-        (status = 410, description = "`invitation_used`, `invitation_revoked`, `invitation_expired`", body = crate::openapi::ErrorBody),
-    )
+        (status = 410, description = "`invitation_used`, `invitation_revoked`, `invitation_expired`", body = crate::error::ErrorBody),
+    (status = 409, description = "`member_limit_reached`", body = crate::error::ErrorBody),)
 )]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn accept(
@@ -372,13 +369,13 @@ async fn accept(
     .await?
     .ok_or_else(|| ApiError::not_found("invitation"))?;
     if invitation.accepted {
-        return Err(gone("invitation_used", "this invitation has already been accepted"));
+        return Err(ApiError::new(ErrorCode::InvitationUsed, "this invitation has already been accepted"));
     }
     if invitation.revoked {
-        return Err(gone("invitation_revoked", "this invitation was revoked"));
+        return Err(ApiError::new(ErrorCode::InvitationRevoked, "this invitation was revoked"));
     }
     if invitation.expired {
-        return Err(gone("invitation_expired", "this invitation has expired: ask for a new one"));
+        return Err(ApiError::new(ErrorCode::InvitationExpired, "this invitation has expired: ask for a new one"));
     }
     // From here on the organization is locked: the seat count cannot change under us, and a
     // second accept of the same token waits and then finds it used.
@@ -390,12 +387,12 @@ async fn accept(
     .fetch_one(&mut *tx)
     .await?;
     if !account.confirmed {
-        return Err(ApiError::forbidden("email_not_confirmed", "confirm your email address first"));
+        return Err(ApiError::new(ErrorCode::EmailNotConfirmed, "confirm your email address first"));
     }
     let email = Email::parse(&account.email)?;
     if Email::parse(&invitation.email)? != email {
-        return Err(ApiError::forbidden(
-            "invitation_email_mismatch",
+        return Err(ApiError::new(
+            ErrorCode::InvitationEmailMismatch,
             "this invitation was sent to another email address than your account's",
         ));
     }
@@ -407,7 +404,7 @@ async fn accept(
     .fetch_one(&mut *tx)
     .await?;
     if member {
-        return Err(ApiError::conflict("already_member", "you already belong to this organization"));
+        return Err(ApiError::new(ErrorCode::AlreadyMember, "you already belong to this organization"));
     }
     policy.check_domain(&email)?;
     policy.check_seat(&mut tx).await?;
@@ -422,7 +419,7 @@ async fn accept(
     .await?
     .rows_affected();
     if consumed != 1 {
-        return Err(gone("invitation_used", "this invitation is no longer open"));
+        return Err(ApiError::new(ErrorCode::InvitationUsed, "this invitation is no longer open"));
     }
     sqlx::query!(
         "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3)",

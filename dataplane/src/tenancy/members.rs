@@ -5,27 +5,25 @@
 //! owner role; anyone may leave. The last owner can never be removed or demoted (409
 //! `last_owner`), so an organization is never left without someone who can manage it.
 
-use super::{Membership, Role, member_tx, policy, workspaces};
+use super::{policy, workspaces};
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::session::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::context::{Membership, Role, member_tx};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/organizations/{organization_id}/members", get(list)).route(
-        "/v1/organizations/{organization_id}/members/{user_id}",
-        axum::routing::patch(change_role).delete(remove),
-    )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(change_role, remove))
 }
 
 /// Parses a role sent by a client, naming the field when it is not one.
@@ -103,8 +101,8 @@ async fn ensure_not_last_owner(conn: &mut PgConnection, organization_id: Uuid) -
     .fetch_one(conn)
     .await?;
     if owners <= 1 {
-        return Err(ApiError::conflict(
-            "last_owner",
+        return Err(ApiError::new(
+            ErrorCode::LastOwner,
             "the organization's last owner cannot be removed or demoted: make someone else an owner first",
         ));
     }
@@ -188,7 +186,7 @@ fn owner_only(me: &Membership) -> ApiResult<()> {
     if me.role == Role::Owner {
         return Ok(());
     }
-    Err(ApiError::forbidden("insufficient_role", "only an owner may grant, change or remove the owner role"))
+    Err(ApiError::new(ErrorCode::InsufficientRole, "only an owner may grant, change or remove the owner role"))
 }
 
 /// An admin removes someone, or a member leaves. Their workspace memberships go with them (the
@@ -198,7 +196,7 @@ fn owner_only(me: &Membership) -> ApiResult<()> {
     path = "/v1/organizations/{organization_id}/members/{user_id}",
     tag = "organizations",
     operation_id = "remove_organization_member",
-    responses((status = 204, description = "Removed from the organization"))
+    responses((status = 204, description = "Removed from the organization"), (status = 409, description = "`last_owner`", body = crate::error::ErrorBody))
 )]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
 async fn remove(

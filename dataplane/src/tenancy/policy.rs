@@ -7,9 +7,7 @@
 //! two owners demoting each other cannot leave the organization with none.
 
 use crate::auth::credentials::Email;
-use crate::error::{ApiError, ApiResult};
-use axum::http::StatusCode;
-use serde_json::json;
+use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -58,11 +56,13 @@ impl Policy {
             return Ok(());
         }
         Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "email_domain_not_allowed",
+            ErrorCode::EmailDomainNotAllowed,
             format!("this organization only admits addresses at {}", self.allowed_email_domains.join(", ")),
         )
-        .with_details(json!({ "field": "email", "allowed_email_domains": self.allowed_email_domains })))
+        .with_details(ErrorDetails::AllowedDomains {
+            field: "email".into(),
+            allowed_email_domains: self.allowed_email_domains.clone(),
+        }))
     }
 
     /// 409 `member_limit_reached` when the organization already has `max_members` members.
@@ -75,11 +75,11 @@ impl Policy {
         .fetch_one(conn)
         .await?;
         if members >= i64::from(max) {
-            return Err(ApiError::conflict(
-                "member_limit_reached",
+            return Err(ApiError::new(
+                ErrorCode::MemberLimitReached,
                 format!("this organization has reached its limit of {max} members"),
             )
-            .with_details(json!({ "max_members": max, "members": members })));
+            .with_details(ErrorDetails::MemberLimit { max_members: max.into(), members }));
         }
         Ok(())
     }
@@ -115,6 +115,9 @@ mod tests {
         assert!(!p.admits(&email("eve@evil.example")));
         assert!(!p.admits(&email("eve@sub.acme.example")), "a subdomain is another domain");
         assert!(!p.admits(&email("eve@acme.example.evil.example")));
-        assert_eq!(p.check_domain(&email("eve@evil.example")).err().map(|e| e.code), Some("email_domain_not_allowed"));
+        assert_eq!(
+            p.check_domain(&email("eve@evil.example")).err().map(|e| e.code),
+            Some(ErrorCode::EmailDomainNotAllowed)
+        );
     }
 }

@@ -4,29 +4,29 @@
 //! workspace that allows guests (`guest_access`), and only sees the members of workspaces they
 //! are in.
 
-use super::{Membership, Role, member_tx};
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::session::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::context::{Membership, Role, member_tx};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiPath, ClientIp};
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/organizations/{organization_id}/workspaces", get(list))
-        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}", get(show))
-        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}/join", post(join))
-        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}/leave", post(leave))
-        .route("/v1/organizations/{organization_id}/workspaces/{workspace_id}/members", get(members))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(join))
+        .routes(routes!(leave))
+        .routes(routes!(members))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -170,7 +170,7 @@ async fn join(
         return Ok((StatusCode::OK, axum::Json(workspace)));
     }
     if me.role == Role::Guest && !workspace.guest_access {
-        return Err(ApiError::forbidden("guest_access_disabled", "this workspace does not admit guests"));
+        return Err(ApiError::new(ErrorCode::GuestAccessDisabled, "this workspace does not admit guests"));
     }
     let joined = sqlx::query_scalar!(
         "INSERT INTO workspace_memberships (organization_id, workspace_id, user_id, role) VALUES ($1, $2, $3, $4)
@@ -207,7 +207,7 @@ async fn join(
     path = "/v1/organizations/{organization_id}/workspaces/{workspace_id}/leave",
     tag = "workspaces",
     operation_id = "leave_workspace",
-    responses((status = 204, description = "Left the workspace"))
+    responses((status = 204, description = "Left the workspace"), (status = 409, description = "`not_a_workspace_member`", body = crate::error::ErrorBody))
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn leave(
@@ -227,7 +227,7 @@ async fn leave(
     .fetch_optional(&mut *tx)
     .await?;
     if left.is_none() {
-        return Err(ApiError::conflict("not_a_workspace_member", "you are not a member of this workspace"));
+        return Err(ApiError::new(ErrorCode::NotAWorkspaceMember, "you are not a member of this workspace"));
     }
     audit::record(
         &mut tx,
@@ -269,8 +269,8 @@ async fn members(
     let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
     let workspace = fetch_one(&mut tx, &me, workspace_id).await?;
     if me.role == Role::Guest && !workspace.joined {
-        return Err(ApiError::forbidden(
-            "insufficient_role",
+        return Err(ApiError::new(
+            ErrorCode::InsufficientRole,
             "guests see the members of the workspaces they belong to only",
         ));
     }

@@ -41,7 +41,7 @@ async fn a_person_registers_confirms_by_email_and_signs_in() {
     let (status, _) = app.post("/v1/auth/confirm-email", json!({ "token": token }), None).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = app.post("/v1/auth/confirm-email", json!({ "token": token }), None).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_token"), "single use");
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_emailed_token"), "single use");
 
     let pair = app.login("alice@example.org", PASSWORD).await;
     let access = pair["access_token"].as_str().expect("access");

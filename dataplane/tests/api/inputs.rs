@@ -78,13 +78,19 @@ async fn malformed_input_gets_a_precise_4xx_and_writes_nothing() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
         ),
-        ("/v1/auth/confirm-email", None, json!({ "token": "cve_nope" }), StatusCode::BAD_REQUEST, "invalid_token"),
+        (
+            "/v1/auth/confirm-email",
+            None,
+            json!({ "token": "cve_nope" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_emailed_token",
+        ),
         (
             "/v1/auth/password-reset/confirm",
             None,
             json!({ "token": "cvp_nope", "new_password": PASSWORD }),
             StatusCode::BAD_REQUEST,
-            "invalid_token",
+            "invalid_emailed_token",
         ),
         (
             "/v1/auth/refresh",

@@ -4,11 +4,13 @@
 mod auth;
 mod bots;
 mod contacts;
+mod contract;
 mod devices;
 mod health;
 mod inputs;
 mod messaging;
 mod observability;
+mod openapi;
 mod outbox;
 mod realtime;
 mod rich;

@@ -103,7 +103,8 @@ async fn a_new_conversation_needs_its_first_generation_before_any_message() {
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "wrap_set_mismatch"));
     assert_eq!(body["error"]["details"]["missing"], json!([bob.device_id]));
     let (status, body) = chat.rotate(&alice, 2).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "stale_generation"));
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "not_next_generation"));
+    assert_eq!(body["error"]["details"]["current_key_generation"], 0);
     let (status, body) = chat.rotate(&alice, 1).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["reason"], "initial");
@@ -364,7 +365,7 @@ fn outcome(answer: &Result<Stored, conclave_dataplane::error::ApiError>) -> Stri
     match answer {
         Ok(Stored::Created(m)) => format!("created #{}", m.seq),
         Ok(Stored::Existing(m)) => format!("existing #{}", m.seq),
-        Err(e) => format!("{} {}", e.status.as_u16(), e.code),
+        Err(e) => format!("{} {}", e.status().as_u16(), e.code.as_str()),
     }
 }
 
@@ -577,4 +578,50 @@ async fn a_batch_that_fails_as_a_whole_is_retried_send_by_send() {
     assert_eq!(app.count("SELECT count(*) FROM messages").await, 2);
     // The whole batch once, then each of its three sends on its own.
     assert_eq!((stats.batches.load(Ordering::Relaxed), stats.sends.load(Ordering::Relaxed)), (4, 6));
+}
+
+/// The organization's policy is checked in two places: `context::member_tx` for every
+/// organization-scoped request, and again inside `conclave_send_messages` for the send batch (one
+/// statement for many callers). Both must give the same answer for each rule.
+#[tokio::test]
+async fn the_send_batch_and_member_tx_enforce_the_same_organization_policy() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    assert_eq!(chat.rotate(&alice, 1).await.0, StatusCode::CREATED);
+    assert_eq!(chat.send(&alice, 1, &[1u8; 30]).await.0, StatusCode::CREATED);
+    let org_path = format!("/v1/organizations/{}", chat.org);
+    let both = |expected: (StatusCode, &'static str)| {
+        let chat = &chat;
+        let alice = &alice;
+        let org_path = org_path.clone();
+        async move {
+            let (status, body) = chat.app.get(&org_path, Some(&alice.access)).await;
+            assert_eq!((status, error_code(&body)), expected, "member_tx: {body}");
+            let (status, body) = chat.send(alice, 1, &[2u8; 30]).await;
+            assert_eq!((status, error_code(&body)), expected, "send batch: {body}");
+        }
+    };
+    let policy = |sql: &'static str| {
+        let app = &app;
+        let org = chat.org;
+        async move { sqlx::query(sql).bind(org).execute(&app.db.owner).await.expect("policy") }
+    };
+
+    policy("UPDATE organizations SET require_totp = true WHERE id = $1").await;
+    both((StatusCode::FORBIDDEN, "totp_required_by_organization")).await;
+    policy("UPDATE organizations SET require_totp = false WHERE id = $1").await;
+
+    policy("UPDATE organizations SET session_lifetime_seconds = 3600 WHERE id = $1").await;
+    sqlx::query("UPDATE session_tokens SET created_at = now() - interval '2 hours' WHERE user_id = $1")
+        .bind(alice.user_id)
+        .execute(&app.db.owner)
+        .await
+        .expect("age the session");
+    both((StatusCode::UNAUTHORIZED, "session_expired_by_organization")).await;
+    policy("UPDATE organizations SET session_lifetime_seconds = NULL WHERE id = $1").await;
+
+    policy("UPDATE organizations SET status = 'suspended' WHERE id = $1").await;
+    both((StatusCode::NOT_FOUND, "not_found")).await;
 }

@@ -174,8 +174,7 @@ impl Files {
 async fn upload(app: &TestApp, chat: &Chat<'_>, by: &Person, data: &[u8]) -> (StatusCode, Value) {
     let hash = hex::encode(Sha256::digest(data));
     let url = app.url(&chat.path(&format!("/attachments?size={}&sha256={hash}", data.len())));
-    crate::support::read(app.http.post(url).bearer_auth(&by.access).body(data.to_vec()).send().await.expect("upload"))
-        .await
+    crate::support::exchange(app.http.post(url).bearer_auth(&by.access).body(data.to_vec())).await
 }
 
 async fn download(app: &TestApp, chat: &Chat<'_>, by: &Person, id: &str) -> (StatusCode, Vec<u8>) {
@@ -245,16 +244,12 @@ async fn attachments_stream_round_trip_respect_the_quota_and_are_collected() {
     // A wrong hash or size is refused and leaves nothing behind.
     let small = random_bytes(1000);
     let url = app.url(&chat.path(&format!("/attachments?size=1000&sha256={}", hex::encode([0u8; 32]))));
-    let (status, err) = crate::support::read(
-        app.http.post(url).bearer_auth(&alice.access).body(small.clone()).send().await.expect("upload"),
-    )
-    .await;
+    let (status, err) =
+        crate::support::exchange(app.http.post(url).bearer_auth(&alice.access).body(small.clone())).await;
     assert_eq!((status, error_code(&err)), (StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch"));
     let url = app.url(&chat.path(&format!("/attachments?size=999&sha256={}", hex::encode(Sha256::digest(&small)))));
-    let (status, err) = crate::support::read(
-        app.http.post(url).bearer_auth(&alice.access).body(small.clone()).send().await.expect("upload"),
-    )
-    .await;
+    let (status, err) =
+        crate::support::exchange(app.http.post(url).bearer_auth(&alice.access).body(small.clone())).await;
     assert_eq!((status, error_code(&err)), (StatusCode::UNPROCESSABLE_ENTITY, "size_mismatch"));
     let (status, err) = upload(&app, &chat, &alice, &random_bytes(8_000_001)).await;
     assert_eq!((status, error_code(&err)), (StatusCode::PAYLOAD_TOO_LARGE, "attachment_too_large"));

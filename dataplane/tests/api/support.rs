@@ -90,7 +90,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        read(request.send().await.expect("request")).await
+        exchange(request).await
     }
 
     /// `post` with owned arguments, for requests built in a loop and awaited together.
@@ -103,11 +103,11 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        read(request.send().await.expect("request")).await
+        exchange(request).await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        read(self.http.delete(self.url(path)).bearer_auth(token).send().await.expect("request")).await
+        exchange(self.http.delete(self.url(path)).bearer_auth(token)).await
     }
 
     /// Registers and confirms an account (through the emailed token); returns its id.
@@ -168,6 +168,20 @@ async fn serve(args: &[String]) -> (String, AppState, oneshot::Sender<()>) {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// Sends the request and checks the answer against the OpenAPI document ([`crate::contract`]).
+pub async fn exchange(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let (client, request) = request.build_split();
+    let request = request.expect("a well-formed request");
+    let (method, path) = (request.method().clone(), request.url().path().to_owned());
+    let response = client.execute(request).await.expect("request");
+    let content_type =
+        response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (status, body) = read(response).await;
+    crate::contract::check(&method, &path, status, content_type.as_deref(), &body);
+    (status, body)
+}
+
+/// The status and body (JSON when it parses, else the text; null when empty), unchecked.
 pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.expect("body");
@@ -299,6 +313,6 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, body: Value, token: &str) -> (StatusCode, Value) {
-        read(self.http.patch(self.url(path)).json(&body).bearer_auth(token).send().await.expect("request")).await
+        exchange(self.http.patch(self.url(path)).json(&body).bearer_auth(token)).await
     }
 }

@@ -1,0 +1,16 @@
+//! What a request knows about its caller once it is inside the database: shared plumbing every
+//! feature stands on, and none owns.
+//!
+//! - [`membership`]: the tenant transaction and the caller's role in an organization
+//!   ([`member_tx`]), with the organization's security policy enforced on the way in;
+//! - [`seat`]: the caller's place in a conversation ([`seat()`](seat::seat)) and the key
+//!   generation rule;
+//! - [`signing_keys`]: devices' verifying keys, cached.
+
+pub mod membership;
+pub mod seat;
+pub mod signing_keys;
+
+pub use membership::{Membership, Role, member_tx, session_expired_by_organization, totp_required_by_organization};
+pub use seat::{Seat, check_key_generation, kind_str, parse_kind, seat};
+pub use signing_keys::SigningKeys;
