@@ -184,19 +184,31 @@ pub fn complete(doc: &mut utoipa::openapi::OpenApi) {
         {
             add_path_parameters(operation, &names);
             for (status, codes) in shared_errors(operation, !names.is_empty()) {
-                let entry = operation.responses.responses.entry(status.to_string());
                 let words: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
-                entry.or_insert_with(|| {
-                    RefOr::T(
-                        ResponseBuilder::new()
-                            .description(words.join(", "))
-                            .content(
-                                "application/json",
-                                Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody")))),
-                            )
-                            .build(),
-                    )
-                });
+                match operation.responses.responses.entry(status.to_string()) {
+                    // The handler names its own codes for this status; the shared ones join them.
+                    std::collections::btree_map::Entry::Occupied(mut declared) => {
+                        if let RefOr::T(response) = declared.get_mut() {
+                            let missing: Vec<&String> =
+                                words.iter().filter(|w| !response.description.contains(w.as_str())).collect();
+                            for word in missing {
+                                response.description.push_str(", ");
+                                response.description.push_str(word);
+                            }
+                        }
+                    }
+                    std::collections::btree_map::Entry::Vacant(vacant) => {
+                        vacant.insert(RefOr::T(
+                            ResponseBuilder::new()
+                                .description(words.join(", "))
+                                .content(
+                                    "application/json",
+                                    Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody")))),
+                                )
+                                .build(),
+                        ));
+                    }
+                }
             }
         }
     }

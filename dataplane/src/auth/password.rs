@@ -33,7 +33,10 @@ pub struct ChangeRequest {
     tag = "auth",
     operation_id = "change_password",
     request_body = ChangeRequest,
-    responses((status = 204, description = "Changed; the other sessions are ended"))
+    responses(
+        (status = 204, description = "Changed; the other sessions are ended"),
+        (status = 401, description = "`invalid_credentials`", body = crate::error::ErrorBody),
+    )
 )]
 pub async fn change(
     State(state): State<AppState>,
@@ -154,6 +157,7 @@ pub struct ConfirmResetRequest {
     responses(
         (status = 204, description = "The password is reset and every session ended"),
         (status = 400, description = "`invalid_emailed_token`", body = crate::error::ErrorBody),
+        (status = 422, description = "`weak_password`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn confirm_reset(

@@ -44,6 +44,7 @@ pub struct Registered {
     responses(
         (status = 201, description = "The account exists; a confirmation email is on its way when this deployment sends email", body = Registered),
         (status = 409, description = "`email_taken`", body = crate::error::ErrorBody),
+        (status = 422, description = "`weak_password`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]

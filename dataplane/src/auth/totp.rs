@@ -257,7 +257,10 @@ pub async fn confirm(
     tag = "auth",
     operation_id = "disable_totp",
     request_body = CodeRequest,
-    responses((status = 204, description = "TOTP is off"))
+    responses(
+        (status = 204, description = "TOTP is off"),
+        (status = 401, description = "`invalid_totp`, `totp_required`", body = crate::error::ErrorBody),
+    )
 )]
 pub async fn disable(
     State(state): State<AppState>,

@@ -98,7 +98,11 @@ pub struct NewInvitation {
     tag = "contacts",
     operation_id = "create_contact_invitation",
     request_body = NewInvitation,
-    responses((status = 201, description = "An email invitation, or a shareable code (shown once)", body = Created), (status = 403, description = "`contact_refused`", body = crate::error::ErrorBody), (status = 409, description = "`already_contacts`, `invitation_exists`", body = crate::error::ErrorBody))
+    responses(
+        (status = 201, description = "An email invitation, or a shareable code (shown once)", body = Created),
+        (status = 403, description = "`contact_refused`", body = crate::error::ErrorBody),
+        (status = 409, description = "`already_contacts`, `invitation_exists`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn create(
@@ -309,7 +313,12 @@ pub struct CodeRequest {
     tag = "contacts",
     operation_id = "accept_contact_code",
     request_body = CodeRequest,
-    responses((status = 200, description = "The new contact", body = Contact), (status = 403, description = "`contact_refused`", body = crate::error::ErrorBody), (status = 409, description = "`own_invitation`", body = crate::error::ErrorBody), (status = 410, description = "`invitation_used`", body = crate::error::ErrorBody))
+    responses(
+        (status = 200, description = "The new contact", body = Contact),
+        (status = 403, description = "`contact_refused`", body = crate::error::ErrorBody),
+        (status = 409, description = "`own_invitation`", body = crate::error::ErrorBody),
+        (status = 410, description = "`invitation_used`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn accept_code(
@@ -361,7 +370,10 @@ async fn addressed_to_me(conn: &mut PgConnection, me: Uuid, id: Uuid) -> ApiResu
     path = "/v1/contacts/invitations/{invitation_id}/accept",
     tag = "contacts",
     operation_id = "accept_contact_invitation",
-    responses((status = 200, description = "The new contact", body = Contact), (status = 410, description = "`invitation_declined`, `invitation_used`", body = crate::error::ErrorBody))
+    responses(
+        (status = 200, description = "The new contact", body = Contact),
+        (status = 410, description = "`invitation_declined`, `invitation_used`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn accept_addressed(

@@ -90,7 +90,10 @@ async fn add(
     path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/members/{user_id}",
     tag = "conversations",
     operation_id = "remove_conversation_member",
-    responses((status = 204, description = "Removed (or left); the conversation now requires a key rotation"))
+    responses(
+        (status = 204, description = "Removed (or left); the conversation now requires a key rotation"),
+        (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
+    )
 )]
 async fn remove(
     State(state): State<AppState>,

@@ -160,7 +160,9 @@ fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
     responses(
         (status = 201, description = "Stored and published", body = Message),
         (status = 200, description = "Already stored under this `client_message_id`", body = Message),
-        (status = 409, description = "`rotation_required`, `stale_generation`", body = crate::error::ErrorBody),
+        (status = 409, description = "`rotation_required`, `stale_generation`, `unknown_generation`", body = crate::error::ErrorBody),
+        (status = 413, description = "`message_too_large`", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_signature`, `unknown_attachment`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(%conversation_id))]
@@ -217,7 +219,10 @@ struct HistoryQuery {
     tag = "messages",
     operation_id = "list_messages",
     params(HistoryQuery),
-    responses((status = 200, description = "A page of messages", body = MessagePage))
+    responses(
+        (status = 200, description = "A page of messages", body = MessagePage),
+        (status = 422, description = "`validation_failed`", body = crate::error::ErrorBody),
+    )
 )]
 async fn history(
     State(state): State<AppState>,
@@ -265,7 +270,10 @@ async fn history(
     tag = "messages",
     operation_id = "edit_message",
     request_body = EditMessage,
-    responses((status = 200, description = "The edited message", body = Message))
+    responses(
+        (status = 200, description = "The edited message", body = Message),
+        (status = 403, description = "`not_the_sender`", body = crate::error::ErrorBody),
+    )
 )]
 async fn edit(
     State(state): State<AppState>,
@@ -322,7 +330,10 @@ async fn edit(
     path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages/{message_id}",
     tag = "messages",
     operation_id = "delete_message",
-    responses((status = 204, description = "Deleted: the message keeps its place in the sequence, without content"))
+    responses(
+        (status = 204, description = "Deleted: the message keeps its place in the sequence, without content"),
+        (status = 403, description = "`not_the_sender`", body = crate::error::ErrorBody),
+    )
 )]
 async fn remove(
     State(state): State<AppState>,

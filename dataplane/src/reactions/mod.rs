@@ -170,7 +170,7 @@ async fn list(
     params(("value_tag" = String, Path, description = "The reaction's `value_tag`, base64url")),
     responses(
         (status = 204, description = "The caller's reaction with this tag is gone"),
-        (status = 404, description = "No such reaction of the caller's", body = crate::error::ErrorBody),
+        (status = 404, description = "No such reaction of the caller's, `not_found`", body = crate::error::ErrorBody),
     )
 )]
 async fn remove(

@@ -110,7 +110,12 @@ pub struct NewInvitation {
     tag = "organizations",
     operation_id = "create_invitation",
     request_body = NewInvitation,
-    responses((status = 201, description = "Invited (admins and owners)", body = Sent), (status = 409, description = "`invitation_exists`, `member_limit_reached`", body = crate::error::ErrorBody))
+    responses(
+        (status = 201, description = "Invited (admins and owners)", body = Sent),
+        (status = 409, description = "`invitation_exists`, `member_limit_reached`", body = crate::error::ErrorBody),
+        (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
+        (status = 422, description = "`email_domain_not_allowed`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth, body), fields(actor = %auth.user_id))]
 async fn create(
@@ -197,7 +202,10 @@ async fn create(
     path = "/v1/organizations/{organization_id}/invitations",
     tag = "organizations",
     operation_id = "list_invitations",
-    responses((status = 200, description = "Open invitations, expired ones flagged", body = Vec<Invitation>))
+    responses(
+        (status = 200, description = "Open invitations, expired ones flagged", body = Vec<Invitation>),
+        (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
 async fn list(
@@ -270,7 +278,10 @@ async fn revoke(
     path = "/v1/organizations/{organization_id}/invitations/{invitation_id}/resend",
     tag = "organizations",
     operation_id = "resend_invitation",
-    responses((status = 200, description = "A new token is sent; the old one stops working", body = Sent))
+    responses(
+        (status = 200, description = "A new token is sent; the old one stops working", body = Sent),
+        (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
 async fn resend(
@@ -343,7 +354,10 @@ pub struct Joined {
     responses(
         (status = 201, description = "Joined the organization", body = Joined),
         (status = 410, description = "`invitation_used`, `invitation_revoked`, `invitation_expired`", body = crate::error::ErrorBody),
-    (status = 409, description = "`member_limit_reached`", body = crate::error::ErrorBody),)
+        (status = 409, description = "`member_limit_reached`", body = crate::error::ErrorBody),
+        (status = 403, description = "`invitation_email_mismatch`", body = crate::error::ErrorBody),
+        (status = 422, description = "`email_domain_not_allowed`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]
 async fn accept(

@@ -196,7 +196,11 @@ fn owner_only(me: &Membership) -> ApiResult<()> {
     path = "/v1/organizations/{organization_id}/members/{user_id}",
     tag = "organizations",
     operation_id = "remove_organization_member",
-    responses((status = 204, description = "Removed from the organization"), (status = 409, description = "`last_owner`", body = crate::error::ErrorBody))
+    responses(
+        (status = 204, description = "Removed from the organization"),
+        (status = 409, description = "`last_owner`", body = crate::error::ErrorBody),
+        (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
 async fn remove(

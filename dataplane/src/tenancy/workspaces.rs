@@ -154,6 +154,7 @@ pub(super) async fn follow_role(
     responses(
         (status = 201, description = "Joined", body = Workspace),
         (status = 200, description = "Already a member", body = Workspace),
+        (status = 403, description = "`guest_access_disabled`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
@@ -207,7 +208,10 @@ async fn join(
     path = "/v1/organizations/{organization_id}/workspaces/{workspace_id}/leave",
     tag = "workspaces",
     operation_id = "leave_workspace",
-    responses((status = 204, description = "Left the workspace"), (status = 409, description = "`not_a_workspace_member`", body = crate::error::ErrorBody))
+    responses(
+        (status = 204, description = "Left the workspace"),
+        (status = 409, description = "`not_a_workspace_member`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn leave(
@@ -258,7 +262,10 @@ pub struct WorkspaceMember {
     path = "/v1/organizations/{organization_id}/workspaces/{workspace_id}/members",
     tag = "workspaces",
     operation_id = "list_workspace_members",
-    responses((status = 200, description = "The workspace's members", body = Vec<WorkspaceMember>))
+    responses(
+        (status = 200, description = "The workspace's members", body = Vec<WorkspaceMember>),
+        (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn members(

@@ -76,7 +76,7 @@ async fn malformed_input_gets_a_precise_4xx_and_writes_nothing() {
             None,
             json!({ "email": "sweep@example.org", "password": PASSWORD, "device": { "name": "x", "platform": "toaster", "x25519_public_key": "", "ed25519_public_key": "", "key_signature": "" } }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+            "invalid_body",
         ),
         (
             "/v1/auth/confirm-email",
