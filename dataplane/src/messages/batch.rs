@@ -278,6 +278,8 @@ pub async fn store(db: &PgPool, sends: &[Pending]) -> Result<Vec<ApiResult<Store
             )
             .and_then(|()| Err(ApiError::internal())),
             "unknown_attachment" => Err(crate::attachments::unknown_attachment()),
+            // Another conversation's message, another organization's, or none: one answer.
+            "unknown_reply" => Err(ApiError::not_found("replied-to message")),
             other => {
                 tracing::error!(outcome = other, "conclave_send_messages answered an unknown outcome");
                 Err(ApiError::internal())

@@ -625,3 +625,103 @@ async fn the_send_batch_and_member_tx_enforce_the_same_organization_policy() {
     policy("UPDATE organizations SET status = 'suspended' WHERE id = $1").await;
     both((StatusCode::NOT_FOUND, "not_found")).await;
 }
+
+/// A message of `chat` sent by `by`; its id.
+async fn sent(chat: &Chat<'_>, by: &Person) -> Uuid {
+    let (status, message) = chat.send(by, 1, &[4u8; 32]).await;
+    assert_eq!(status, StatusCode::CREATED, "{message}");
+    message["id"].as_str().and_then(|s| s.parse().ok()).expect("message id")
+}
+
+/// Alice and Bob's conversation holding one message of Bob's, and a message Mallory sent in an
+/// organization of her own: (Alice, Bob, their chat, Bob's message id, Mallory's message id).
+async fn a_chat_and_a_foreign_message(app: &TestApp) -> (Person, Person, Chat<'_>, Uuid, Uuid) {
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let mallory = app.person("mallory@example.org").await;
+    let chat = group(app, &alice, &[&bob]).await;
+    assert_eq!(chat.rotate(&alice, 1).await.0, StatusCode::CREATED);
+    let original = sent(&chat, &bob).await;
+    let mallorys = group(app, &mallory, &[]).await;
+    assert_eq!(mallorys.rotate(&mallory, 1).await.0, StatusCode::CREATED);
+    let foreign = sent(&mallorys, &mallory).await;
+    (alice, bob, chat, original, foreign)
+}
+
+#[tokio::test]
+async fn a_reply_names_a_message_of_the_same_conversation_or_is_refused_like_an_unknown_id() {
+    let app = TestApp::start().await;
+    let (alice, bob, chat, original, foreign) = a_chat_and_a_foreign_message(&app).await;
+    // Another conversation of the same organization.
+    let workspace: Uuid = sqlx::query_scalar("SELECT id FROM workspaces WHERE organization_id = $1")
+        .bind(chat.org)
+        .fetch_one(&app.db.owner)
+        .await
+        .expect("workspace");
+    let (status, other) = app
+        .post(
+            &format!("/v1/organizations/{}/workspaces/{workspace}/conversations", chat.org),
+            json!({ "kind": "group", "member_user_ids": [bob.user_id] }),
+            Some(&alice.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let other = Chat { conversation: other["id"].as_str().and_then(|s| s.parse().ok()).expect("id"), ..chat };
+    assert_eq!(other.rotate(&alice, 1).await.0, StatusCode::CREATED);
+    let elsewhere = sent(&other, &alice).await;
+
+    let reply = |to: Uuid| {
+        let mut body = chat.message(&alice, 1, Uuid::now_v7(), &[5u8; 32]);
+        body["reply_to_id"] = json!(to);
+        app.post_owned(chat.path("/messages"), body, alice.access.clone())
+    };
+    let (status, unknown) = reply(Uuid::now_v7()).await;
+    assert_eq!((status, error_code(&unknown)), (StatusCode::NOT_FOUND, "not_found"), "{unknown}");
+    for to in [foreign, elsewhere] {
+        assert_eq!(reply(to).await, (StatusCode::NOT_FOUND, unknown.clone()), "the same answer as an unknown id");
+    }
+    let stored = "SELECT count(*) FROM messages";
+    assert_eq!(app.count(stored).await, 3, "nothing stored for a refused reply");
+    let last_seq: i64 = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1")
+        .bind(chat.conversation)
+        .fetch_one(&app.db.owner)
+        .await
+        .expect("last_seq");
+    assert_eq!(last_seq, 1, "no sequence number taken");
+
+    let (status, answered) = reply(original).await;
+    assert_eq!(status, StatusCode::CREATED, "{answered}");
+    assert_eq!((answered["seq"].as_i64(), &answered["reply_to_id"]), (Some(2), &json!(original)));
+    let (_, page) = app.get(&chat.path("/messages"), Some(&bob.access)).await;
+    assert_eq!(page["messages"][1]["reply_to_id"], json!(original), "{page}");
+}
+
+#[tokio::test]
+async fn a_batch_refuses_each_bad_reply_on_its_own_and_stores_the_rest() {
+    let app = TestApp::start().await;
+    let (alice, bob, chat, original, foreign) = a_chat_and_a_foreign_message(&app).await;
+
+    let replying = async |by: &Person, to: Option<Uuid>| {
+        let mut send = pending(&app, &chat, by, 1, Uuid::now_v7()).await;
+        send.reply_to_id = to;
+        send
+    };
+    let batch = vec![
+        replying(&alice, None).await,
+        replying(&bob, Some(foreign)).await,
+        replying(&alice, Some(original)).await,
+        replying(&bob, Some(Uuid::now_v7())).await,
+        replying(&bob, Some(original)).await,
+    ];
+    let answers = store(&app.state.db, &batch).await.expect("one call");
+    let outcomes: Vec<String> = answers.iter().map(outcome).collect();
+    assert_eq!(outcomes, ["created #2", "404 not_found", "created #3", "404 not_found", "created #4"]);
+    let replies: Vec<(i64, Option<Uuid>)> =
+        sqlx::query_as("SELECT seq, reply_to_id FROM messages WHERE conversation_id = $1 ORDER BY seq")
+            .bind(chat.conversation)
+            .fetch_all(&app.db.owner)
+            .await
+            .expect("messages");
+    assert_eq!(replies, [(1, None), (2, None), (3, Some(original)), (4, Some(original))]);
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 5, "four here, one in Mallory's organization");
+}
