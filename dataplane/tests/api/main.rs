@@ -1,19 +1,28 @@
 //! The data plane's HTTP API, served for real on a loopback port against a real PostgreSQL
 //! (a database of its own per test) and the stack's Redis.
+//!
+//! One file per feature folder of `dataplane/src` (`auth` holds TOTP as `auth/totp.rs` does,
+//! `metrics` the `/metrics` endpoint, `openapi` the document), plus `inputs` (malformed input
+//! swept across every feature), `contract` (every answer checked against the OpenAPI document)
+//! and `support`.
 
+mod attachments;
 mod auth;
 mod bots;
+mod connections;
 mod contacts;
 mod contract;
 mod devices;
 mod health;
 mod inputs;
 mod messaging;
-mod observability;
+mod metrics;
 mod openapi;
 mod outbox;
+mod pins;
+mod presence;
+mod reactions;
 mod realtime;
-mod rich;
 mod support;
 mod tenancy;
 mod totp;

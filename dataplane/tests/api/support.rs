@@ -6,7 +6,6 @@ use conclave_testkit::smtp::MailCatcher;
 use ed25519_dalek::{Signer, SigningKey};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::Duration;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -112,15 +111,9 @@ impl TestApp {
 
     /// Registers and confirms an account (through the emailed token); returns its id.
     pub async fn confirmed_user(&self, email: &str, password: &str) -> Uuid {
-        let (status, body) = self
-            .post("/v1/auth/register", json!({ "email": email, "password": password, "display_name": "Test" }), None)
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let mail = self.mail.wait_for(email, "Confirm", Duration::from_secs(10)).await.expect("confirmation email");
-        let token = mail.token("cve_").expect("token in email");
-        let (status, body) = self.post("/v1/auth/confirm-email", json!({ "token": token }), None).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["user_id"].as_str().and_then(|s| s.parse().ok()).expect("user id")
+        conclave_testkit::accounts::register_confirmed(&self.http, &self.base, &self.mail, email, password, "Test")
+            .await
+            .expect("a registered, confirmed account")
     }
 
     /// Logs in on a new device; returns the token pair JSON.
@@ -166,7 +159,7 @@ async fn serve(args: &[String]) -> (String, AppState, oneshot::Sender<()>) {
     (base, state, stop)
 }
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub use conclave_testkit::accounts::PASSWORD;
 
 /// Sends the request and checks the answer against the OpenAPI document ([`crate::contract`]).
 pub async fn exchange(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
@@ -285,31 +278,12 @@ impl TestApp {
         }
     }
 
-    /// An organization (as the operator would create it) with one workspace and these members.
+    /// An organization (as the operator would create it) with one workspace and these members;
+    /// the first is its owner.
     pub async fn organization(&self, slug: &str, members: &[&Person]) -> (Uuid, Uuid) {
-        let org: Uuid =
-            sqlx::query_scalar("INSERT INTO organizations (slug, display_name) VALUES ($1, $1) RETURNING id")
-                .bind(slug)
-                .fetch_one(&self.db.owner)
-                .await
-                .expect("organization");
-        let workspace: Uuid = sqlx::query_scalar(
-            "INSERT INTO workspaces (organization_id, slug, display_name) VALUES ($1, 'general', 'General') RETURNING id",
-        )
-        .bind(org)
-        .fetch_one(&self.db.owner)
-        .await
-        .expect("workspace");
-        for (i, person) in members.iter().enumerate() {
-            sqlx::query("INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, $3)")
-                .bind(org)
-                .bind(person.user_id)
-                .bind(if i == 0 { "owner" } else { "member" })
-                .execute(&self.db.owner)
-                .await
-                .expect("membership");
-        }
-        (org, workspace)
+        let users: Vec<Uuid> = members.iter().map(|p| p.user_id).collect();
+        let org = conclave_testkit::seed_organization(&self.db.owner, slug, &users).await.expect("organization");
+        (org.id, org.workspace_id)
     }
 
     pub async fn patch(&self, path: &str, body: Value, token: &str) -> (StatusCode, Value) {
