@@ -1,6 +1,9 @@
 //! Rate limits in Redis, shared by every replica: a fixed window per (limit, key), counted with
 //! one `INCR` and an expiry. Over the limit the caller gets 429 with `Retry-After` set to what is
 //! left of the window.
+//!
+//! Lockouts too: failures counted per key, and after enough of them a lock with an expiry
+//! ([`record_failure`], [`locked`]); sign-in uses them (`auth::login`).
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -44,5 +47,55 @@ pub async fn check(state: &AppState, limit: Limit, key: &str) -> ApiResult<()> {
         )
         .retry_after(retry));
     }
+    Ok(())
+}
+
+/// Counts one failure; when the count reaches the threshold, drops it and sets the lock (unless a
+/// lock is already there). Answers 1 when this very failure engaged the lock. One script, so
+/// concurrent failures are each counted and the lock engages exactly once.
+const RECORD_FAILURE: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if n >= tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 1 end
+end
+return 0
+";
+
+/// The failure counter and the lock of `key`. The braces are a hash tag: both keys live in the
+/// same Redis Cluster slot, as a script touching both requires.
+fn lockout_keys(state: &AppState, key: &str) -> (String, String) {
+    let base = format!("{}:lockout:{{{key}}}", state.config.redis_namespace);
+    (format!("{base}:failures"), format!("{base}:lock"))
+}
+
+/// Seconds until the lock of `key` ends, when it is locked.
+pub async fn locked(state: &AppState, key: &str) -> ApiResult<Option<u64>> {
+    let (_, lock) = lockout_keys(state, key);
+    let ttl: i64 = redis::cmd("TTL").arg(&lock).query_async(&mut state.redis.clone()).await?;
+    Ok(u64::try_from(ttl).ok().filter(|&seconds| seconds > 0))
+}
+
+/// Counts a failure for `key`: `threshold` failures within `seconds` of the first lock it for
+/// `seconds`. True when this failure engaged the lock.
+pub async fn record_failure(state: &AppState, key: &str, threshold: u32, seconds: u64) -> ApiResult<bool> {
+    let (failures, lock) = lockout_keys(state, key);
+    let engaged: i64 = redis::cmd("EVAL")
+        .arg(RECORD_FAILURE)
+        .arg(2)
+        .arg(&failures)
+        .arg(&lock)
+        .arg(threshold.max(1))
+        .arg(seconds.max(1))
+        .query_async(&mut state.redis.clone())
+        .await?;
+    Ok(engaged == 1)
+}
+
+/// Forgets the failures of `key` (after a success: failures count "in a row"). A lock stays.
+pub async fn clear_failures(state: &AppState, key: &str) -> ApiResult<()> {
+    let (failures, _) = lockout_keys(state, key);
+    redis::cmd("DEL").arg(&failures).query_async::<()>(&mut state.redis.clone()).await?;
     Ok(())
 }

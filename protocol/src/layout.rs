@@ -38,6 +38,8 @@ pub const REACTION_AAD_LABEL: &[u8] = b"conclave/v1/reaction";
 /// HKDF-SHA256 `info` that derives the reaction tag key from a conversation key. Used as is: no
 /// `0x00` terminator, as it is the whole `info` rather than a prefix.
 pub const REACTION_TAG_KEY_INFO: &[u8] = b"conclave/v1/reaction-tag";
+/// Label of a login proof's signature input.
+pub const LOGIN_PROOF_LABEL: &[u8] = b"conclave/v1/login-proof";
 
 /// Length of [`message_aad`]'s output.
 pub const MESSAGE_AAD_LEN: usize = MESSAGE_AAD_LABEL.len() + 1 + 16 + 4 + 16 + 16;
@@ -116,6 +118,22 @@ pub fn reaction_tag_input(message_id: Uuid, reactor_user_id: Uuid, value: &[u8])
     out.extend_from_slice(message_id.as_bytes());
     out.extend_from_slice(reactor_user_id.as_bytes());
     out.extend_from_slice(value);
+    out
+}
+
+/// What a registered device's Ed25519 key signs to prove, at sign-in, that the request comes
+/// from that device now:
+/// `"conclave/v1/login-proof" || 0x00 || len(email) (u32 BE) || email || device_id (16)
+///  || unix_seconds (u64 BE)`.
+///
+/// `email` is the address as the server normalises it (trimmed, lower-case), in UTF-8. A valid,
+/// fresh proof exempts the sign-in from the per-account lockout (`docs/protocol.md`, "Sign-in");
+/// it never replaces the password.
+pub fn login_proof_input(email: &str, device_id: Uuid, unix_seconds: u64) -> Vec<u8> {
+    let mut out = labelled(LOGIN_PROOF_LABEL, 4 + email.len() + 16 + 8);
+    push_length_prefixed(&mut out, email.as_bytes());
+    out.extend_from_slice(device_id.as_bytes());
+    out.extend_from_slice(&unix_seconds.to_be_bytes());
     out
 }
 
@@ -206,6 +224,17 @@ mod tests {
     }
 
     #[test]
+    fn login_proof_input_is_label_email_device_then_seconds() {
+        let input = login_proof_input("a@b.io", id(7), 0x0102_0304_0506_0708);
+        let mut expected = b"conclave/v1/login-proof\0".to_vec();
+        expected.extend_from_slice(&[0, 0, 0, 6]);
+        expected.extend_from_slice(b"a@b.io");
+        expected.extend_from_slice(&[7; 16]);
+        expected.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(input, expected);
+    }
+
+    #[test]
     fn every_label_is_versioned_and_distinct() {
         let labels = [
             DEVICE_BINDING_LABEL,
@@ -214,6 +243,7 @@ mod tests {
             MESSAGE_SIGNATURE_LABEL,
             REACTION_AAD_LABEL,
             REACTION_TAG_KEY_INFO,
+            LOGIN_PROOF_LABEL,
         ];
         for (i, a) in labels.iter().enumerate() {
             assert!(a.starts_with(crate::PROTOCOL_LABEL_PREFIX.as_bytes()));

@@ -142,10 +142,20 @@ pub fn decoy_hash() -> &'static str {
 }
 
 pub async fn verify_password(candidate: &str, stored_hash: &str) -> ApiResult<bool> {
+    verify_password_or_decoy(candidate, Some(stored_hash)).await
+}
+
+/// Verifies against `stored_hash`, or against the [`decoy_hash`] when there is none (an unknown
+/// account): the same work either way, all of it (the decoy's first hashing too) off the runtime.
+pub async fn verify_password_or_decoy(candidate: &str, stored_hash: Option<&str>) -> ApiResult<bool> {
     let candidate = candidate.to_owned();
-    let stored = stored_hash.to_owned();
+    let stored = stored_hash.map(str::to_owned);
     Ok(tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&stored) else { return false };
+        let stored = match &stored {
+            Some(hash) => hash.as_str(),
+            None => decoy_hash(),
+        };
+        let Ok(parsed) = PasswordHash::new(stored) else { return false };
         hasher().verify_password(candidate.as_bytes(), &parsed).is_ok()
     })
     .await?)
@@ -192,5 +202,12 @@ mod tests {
         assert!(verify_password("correct horse battery staple", &hash).await.expect("verify"));
         assert!(!verify_password("wrong horse battery staple", &hash).await.expect("verify"));
         assert!(!verify_password("anything", "not a phc string").await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn the_decoy_is_a_real_argon2id_hash_so_unknown_accounts_cost_a_verification() {
+        // An empty or unparsable decoy would answer unknown emails faster than wrong passwords.
+        assert!(decoy_hash().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", decoy_hash());
+        assert!(!verify_password_or_decoy("correct horse battery staple", None).await.expect("verify"));
     }
 }

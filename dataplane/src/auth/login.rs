@@ -1,8 +1,21 @@
 //! Login (password, then TOTP when enrolled), lockout after repeated failures, and logout.
+//!
+//! The lockout follows OWASP's, with its "device cookie" refinement so that strangers cannot
+//! keep an owner out. Failed sign-ins are counted per [`Subject`]:
+//! - the email address (by its digest), whether or not an account has it, so a locked unknown
+//!   address answers exactly like a locked account and nobody learns who is registered;
+//! - or, when the request carries a valid device proof, that device: a device that signed in
+//!   before is a subject of its own, so failures by strangers against the address never lock
+//!   its owner out of it, and failures made with the device's own proof lock only that device.
+//!
+//! `lockout_threshold` failures within `lockout_seconds` of the first lock the subject for
+//! `lockout_seconds`; its sign-ins are then refused before the password is checked. The per
+//! source address rate limit applies to every request, proven or not. `docs/protocol.md`
+//! ("Sign-in") states the policy for clients.
 
-use super::credentials::{Email, decoy_hash, verify_password};
+use super::credentials::{Email, verify_password_or_decoy};
 use super::session::AuthUser;
-use super::{TokenPair, open_session, totp};
+use super::{TokenPair, now_seconds, open_session, totp};
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::devices::{self, NewDevice};
@@ -11,6 +24,8 @@ use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use conclave_protocol::{b64, layout};
+use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -28,10 +43,111 @@ pub struct LoginRequest {
     device_id: Option<Uuid>,
     /// ...or register this one now.
     device: Option<NewDevice>,
+    /// With `device_id`: that device's proof that it is the one signing in, now. A valid proof
+    /// exempts the sign-in from the lockout of the email address; an invalid one is refused as a
+    /// failed sign-in.
+    device_proof: Option<DeviceProof>,
+}
+
+/// An Ed25519 signature by a registered device over [`layout::login_proof_input`].
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceProof {
+    /// When the proof was made (Unix seconds); accepted within [`PROOF_MAX_SKEW_SECONDS`] of the
+    /// server's clock.
+    unix_seconds: u64,
+    /// The device's Ed25519 signature over `login_proof_input(email, device_id, unix_seconds)`.
+    #[serde(with = "b64")]
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86)]
+    signature: [u8; 64],
+}
+
+/// How far a device proof's time may be from the server's, either way.
+pub const PROOF_MAX_SKEW_SECONDS: u64 = 300;
+
+/// What failed sign-ins are counted against (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+enum Subject<'a> {
+    Email(&'a Email),
+    Device(Uuid),
+}
+
+impl Subject<'_> {
+    fn key(self) -> String {
+        match self {
+            Subject::Email(email) => format!("login:email:{}", hex::encode(crate::tokens::digest(email.as_str()))),
+            Subject::Device(device_id) => format!("login:device:{device_id}"),
+        }
+    }
 }
 
 fn invalid_credentials() -> ApiError {
     ApiError::new(ErrorCode::InvalidCredentials, "the email or password is wrong")
+}
+
+/// The same answer for a locked account and a locked unknown address.
+fn locked(seconds: u64) -> ApiError {
+    ApiError::new(ErrorCode::AccountLocked, "too many failed sign-ins; try again later").retry_after(seconds)
+}
+
+/// Whether `proof` is a fresh signature by `device_key`, the key of this account's unrevoked
+/// device `device_id` (none when the account or the device does not exist).
+fn proof_holds(proof: &DeviceProof, email: &Email, device_id: Uuid, device_key: Option<&[u8]>) -> bool {
+    if now_seconds().abs_diff(proof.unix_seconds) > PROOF_MAX_SKEW_SECONDS {
+        return false;
+    }
+    let Some(key) =
+        device_key.and_then(|key| <[u8; 32]>::try_from(key).ok()).and_then(|key| VerifyingKey::from_bytes(&key).ok())
+    else {
+        return false;
+    };
+    let input = layout::login_proof_input(email.as_str(), device_id, proof.unix_seconds);
+    key.verify_strict(&input, &Signature::from_bytes(&proof.signature)).is_ok()
+}
+
+/// Counts a failed sign-in against `subject` and, when the account exists, in its security state
+/// (one upsert, so concurrent failures are each counted) and the audit log. Returns the answer.
+async fn count_failure(
+    state: &AppState,
+    ip: &ClientIp,
+    subject: Subject<'_>,
+    user_id: Option<Uuid>,
+    invalid_proof: bool,
+) -> ApiResult<ApiError> {
+    let threshold = u32::try_from(state.config.lockout_threshold).unwrap_or(1);
+    let seconds = u64::try_from(state.config.lockout_seconds).unwrap_or(1);
+    let engaged = ratelimit::record_failure(state, &subject.key(), threshold, seconds).await?;
+    let Some(user_id) = user_id else { return Ok(invalid_credentials()) };
+    // The account's lock mirrors the address's, for people reading the database.
+    let account_locked = engaged && matches!(subject, Subject::Email(_));
+    let mut tx = state.db.begin().await?;
+    let failed = sqlx::query_scalar!(
+        "INSERT INTO user_security_states (user_id, failed_login_count, last_failed_at, locked_until)
+         VALUES ($1, 1, now(), CASE WHEN $2 THEN now() + make_interval(secs => $3) END)
+         ON CONFLICT (user_id) DO UPDATE SET failed_login_count = user_security_states.failed_login_count + 1,
+             last_failed_at = now(), locked_until = coalesce(EXCLUDED.locked_until, user_security_states.locked_until)
+         RETURNING failed_login_count",
+        user_id,
+        account_locked,
+        state.config.lockout_seconds as f64,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let by_device = matches!(subject, Subject::Device(_));
+    let entry = |action| audit::Entry {
+        organization_id: None,
+        actor: Actor::User { user_id, device_id: None },
+        action,
+        target: Some(("user", user_id)),
+        ip: ip.0,
+        details: json!({ "failed_attempts": failed, "invalid_device_proof": invalid_proof, "proven_device": by_device }),
+    };
+    audit::record(&mut tx, entry("auth.login_failed")).await?;
+    if engaged {
+        audit::record(&mut tx, entry("auth.locked_out")).await?;
+    }
+    tx.commit().await?;
+    Ok(invalid_credentials())
 }
 
 #[utoipa::path(
@@ -45,6 +161,7 @@ fn invalid_credentials() -> ApiError {
         (status = 200, description = "Signed in", body = TokenPair),
         (status = 401, description = "`invalid_credentials`, `totp_required`, `invalid_totp`", body = crate::error::ErrorBody),
         (status = 403, description = "`account_locked` (with `Retry-After`), `account_disabled`, `email_not_confirmed`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited` (with `Retry-After`): too many sign-ins from this source address", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -54,79 +171,63 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<axum::Json<TokenPair>> {
+    // Per source address; the per-address limit is the lockout below, which a proven device escapes.
     ratelimit::check(&state, ratelimit::LOGIN, &ip.key()).await?;
     let email = Email::parse(&body.email)?;
-    ratelimit::check(&state, ratelimit::LOGIN, &hex::encode(crate::tokens::digest(email.as_str()))).await?;
     if body.device_id.is_some() == body.device.is_some() {
         return Err(ApiError::validation(
             "device",
             "give either device_id (a registered device) or device (a new one)",
         ));
     }
+    if body.device_proof.is_some() && body.device_id.is_none() {
+        return Err(ApiError::validation("device_proof", "proves a registered device: give its device_id too"));
+    }
     if let Some(device) = &body.device {
-        device.validate()?;
+        devices::validate(device)?;
     }
 
-    let mut tx = state.db.begin().await?;
+    // No row lock: failures are counted by atomic updates, and hashing must not hold a lock.
     let account = sqlx::query!(
         r#"SELECT u.id, u.password_hash, u.email_confirmed_at IS NOT NULL AS "confirmed!", u.status,
-                  s.failed_login_count AS "failed?", s.locked_until,
-                  (s.locked_until > now()) AS "locked?",
-                  ceil(extract(epoch FROM s.locked_until - now()))::bigint AS "lock_seconds?"
-             FROM user_accounts u LEFT JOIN user_security_states s ON s.user_id = u.id
-            WHERE u.email = $1
-            FOR UPDATE OF u"#,
-        email.as_str()
+                  d.ed25519_public_key AS "device_key?"
+             FROM user_accounts u
+             LEFT JOIN devices d ON d.id = $2 AND d.user_id = u.id AND d.revoked_at IS NULL
+            WHERE u.email = $1"#,
+        email.as_str(),
+        body.device_id,
     )
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&state.db)
     .await?;
-    let Some(account) = account else {
-        // Spend the same time as a wrong password, so timing does not reveal who has an account.
-        verify_password(&body.password, decoy_hash()).await?;
-        return Err(invalid_credentials());
+    // None: no proof given; Some(false): forged, stale, or not this account's device.
+    let proof = body.device_proof.as_ref().zip(body.device_id).map(|(proof, device_id)| {
+        proof_holds(proof, &email, device_id, account.as_ref().and_then(|a| a.device_key.as_deref()))
+    });
+    let subject = match (proof, body.device_id) {
+        (Some(true), Some(device_id)) => Subject::Device(device_id),
+        _ => Subject::Email(&email),
+    };
+    // Up to here, and from here to the answer, an unknown address takes the same path as an
+    // account: the same lock, the same hashing (against a decoy), the same counting.
+    if let Some(seconds) = ratelimit::locked(&state, &subject.key()).await? {
+        return Err(locked(seconds));
+    }
+    let password_ok =
+        verify_password_or_decoy(&body.password, account.as_ref().map(|a| a.password_hash.as_str())).await?;
+    let account = match account {
+        Some(account) if password_ok && proof != Some(false) => account,
+        account => {
+            return Err(count_failure(&state, &ip, subject, account.map(|a| a.id), proof == Some(false)).await?);
+        }
     };
     let actor = Actor::User { user_id: account.id, device_id: None };
-    if account.locked == Some(true) {
-        let seconds = account.lock_seconds.unwrap_or(60).max(1) as u64;
-        return Err(ApiError::new(ErrorCode::AccountLocked, "too many failed sign-ins; the account is locked for now")
-            .retry_after(seconds));
-    }
-    if !verify_password(&body.password, &account.password_hash).await? {
-        let failed = account.failed.unwrap_or(0) + 1;
-        let lock = failed >= state.config.lockout_threshold;
-        sqlx::query!(
-            "INSERT INTO user_security_states (user_id, failed_login_count, last_failed_at, locked_until)
-             VALUES ($1, $2, now(), CASE WHEN $3 THEN now() + make_interval(secs => $4) END)
-             ON CONFLICT (user_id) DO UPDATE SET failed_login_count = EXCLUDED.failed_login_count,
-                 last_failed_at = now(), locked_until = coalesce(EXCLUDED.locked_until, user_security_states.locked_until)",
-            account.id,
-            if lock { 0 } else { failed },
-            lock,
-            state.config.lockout_seconds as f64,
-        )
-        .execute(&mut *tx)
-        .await?;
-        let entry = |action| audit::Entry {
-            organization_id: None,
-            actor,
-            action,
-            target: Some(("user", account.id)),
-            ip: ip.0,
-            details: json!({ "failed_attempts": failed }),
-        };
-        audit::record(&mut tx, entry("auth.login_failed")).await?;
-        if lock {
-            audit::record(&mut tx, entry("auth.locked_out")).await?;
-        }
-        tx.commit().await?;
-        return Err(invalid_credentials());
-    }
     if account.status != "active" {
         return Err(ApiError::new(ErrorCode::AccountDisabled, "this account is disabled"));
     }
     if !account.confirmed {
         return Err(ApiError::new(ErrorCode::EmailNotConfirmed, "confirm your email address before signing in"));
     }
+    let mut tx = state.db.begin().await?;
     if let Err(err) =
         totp::check_login(&mut tx, &state, account.id, body.totp_code.as_deref(), body.recovery_code.as_deref()).await
     {
@@ -163,8 +264,9 @@ pub async fn login(
     };
     let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let pair = open_session(&mut tx, &state, account.id, device_id, user_agent).await?;
+    // The lock, if any, stays until it ends: it is the address's, not this device's.
     sqlx::query!(
-        "UPDATE user_security_states SET failed_login_count = 0, locked_until = NULL, last_login_at = now() WHERE user_id = $1",
+        "UPDATE user_security_states SET failed_login_count = 0, last_login_at = now() WHERE user_id = $1",
         account.id
     )
     .execute(&mut *tx)
@@ -178,11 +280,15 @@ pub async fn login(
             action: "auth.login",
             target: Some(("session", pair.session_id)),
             ip: ip.0,
-            details: json!({ "new_device": body.device.is_some() }),
+            details: json!({ "new_device": body.device.is_some(), "proven_device": proof == Some(true) }),
         },
     )
     .await?;
     tx.commit().await?;
+    if let Err(err) = ratelimit::clear_failures(&state, &subject.key()).await {
+        // The sign-in stands; the count only ends sooner or later by its expiry.
+        tracing::warn!(error = %err.message, "clearing failed sign-ins failed");
+    }
     Ok(axum::Json(pair))
 }
 

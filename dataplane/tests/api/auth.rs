@@ -1,7 +1,9 @@
-use crate::support::{PASSWORD, TestApp, error_code, new_device};
-use reqwest::StatusCode;
-use serde_json::json;
-use std::time::Duration;
+use crate::support::{PASSWORD, TestApp, TestDevice, b64, error_code, new_device, read};
+use ed25519_dalek::Signer as _;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
 
 #[tokio::test]
 async fn a_person_registers_confirms_by_email_and_signs_in() {
@@ -261,4 +263,195 @@ async fn registration_is_rate_limited_with_retry_after() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(app.count("SELECT count(*) FROM user_accounts").await, 10, "the refused attempt wrote nothing");
+}
+
+/// One request from the source address `from` (the server trusts `X-Forwarded-For` in these
+/// tests), its answer checked against the document when `documented`: (status, Retry-After, body).
+async fn attempt(
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+    from: &str,
+    documented: bool,
+) -> (StatusCode, Option<u64>, Value) {
+    let response =
+        app.http.post(app.url(path)).header("x-forwarded-for", from).json(body).send().await.expect("request");
+    let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (status, body) = read(response).await;
+    if documented {
+        crate::contract::check(&Method::POST, path, status, content_type.as_deref(), &body);
+    }
+    (status, retry, body)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
+}
+
+/// What the SDK sends: the device's signature over the login proof layout.
+fn device_proof(device: &TestDevice, email: &str, device_id: Uuid, unix_seconds: u64) -> Value {
+    let input = conclave_protocol::layout::login_proof_input(email, device_id, unix_seconds);
+    json!({ "unix_seconds": unix_seconds, "signature": b64(&device.signing.sign(&input).to_bytes()) })
+}
+
+async fn failed_login_count(app: &TestApp, user_id: Uuid) -> i32 {
+    sqlx::query_scalar("SELECT failed_login_count FROM user_security_states WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(&app.db.owner)
+        .await
+        .expect("security state")
+}
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_are_each_counted_and_lock_the_account() {
+    // The attack: wrong passwords sent at once were counted as one or two, so the lock never
+    // engaged. With the threshold at N, N concurrent failures must count N and lock exactly once.
+    const N: usize = 24;
+    let threshold = N.to_string();
+    let app = TestApp::start_with(&["--rate-limit-factor", "1000", "--lockout-threshold", &threshold]).await;
+    let user_id = app.confirmed_user("olga@example.org", PASSWORD).await;
+    let wrong = json!({ "email": "olga@example.org", "password": "not olga's password", "device": new_device("x") });
+    let answers = futures::future::join_all((0..N).map(|_| app.post("/v1/auth/login", wrong.clone(), None))).await;
+    for (status, body) in &answers {
+        assert_eq!((*status, error_code(body)), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
+    }
+    assert_eq!(failed_login_count(&app, user_id).await, N as i32, "every concurrent failure is counted");
+    assert_eq!(app.count("SELECT count(*) FROM audit_logs WHERE action = 'auth.login_failed'").await, N as i64);
+    assert_eq!(app.count("SELECT count(*) FROM audit_logs WHERE action = 'auth.locked_out'").await, 1);
+    let (status, body) = app
+        .post(
+            "/v1/auth/login",
+            json!({ "email": "olga@example.org", "password": PASSWORD, "device": new_device("x") }),
+            None,
+        )
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "account_locked"), "the lock engaged");
+}
+
+#[tokio::test]
+async fn a_locked_account_answers_exactly_like_an_unknown_email() {
+    // The attack: after five wrong passwords an account answered 403 `account_locked` while an
+    // unknown address kept answering 401, which told who is registered.
+    let app = TestApp::start_with(&["--rate-limit-factor", "1000", "--trust-forwarded-for"]).await;
+    app.confirmed_user("paula@example.org", PASSWORD).await;
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    // Wrong passwords past the threshold (5), then the right one: a locked account refuses it
+    // exactly as an unknown address refuses anything. Interleaved, so both locks start together.
+    for i in 0..8 {
+        let password = if i == 7 { PASSWORD } else { "a wrong password" };
+        for (email, answers, from) in
+            [("paula@example.org", &mut known, "192.0.2.1"), ("nobody-here@example.org", &mut unknown, "192.0.2.2")]
+        {
+            let body = json!({ "email": email, "password": password, "device": new_device("x") });
+            answers.push(attempt(&app, "/v1/auth/login", &body, from, true).await);
+        }
+    }
+    let codes: Vec<(StatusCode, &str)> = known.iter().map(|(s, _, b)| (*s, error_code(b))).collect();
+    assert_eq!(codes[..5], [(StatusCode::UNAUTHORIZED, "invalid_credentials"); 5]);
+    assert_eq!(codes[5..], [(StatusCode::FORBIDDEN, "account_locked"); 3]);
+    assert_same_answers(&known, &unknown);
+}
+
+/// Answer for answer, the same status, body and `Retry-After` (counted from moments a few
+/// milliseconds apart, so at most a second boundary apart).
+fn assert_same_answers(known: &[(StatusCode, Option<u64>, Value)], unknown: &[(StatusCode, Option<u64>, Value)]) {
+    assert_eq!(known.len(), unknown.len());
+    for (i, ((ks, kr, kb), (us, ur, ub))) in known.iter().zip(unknown).enumerate() {
+        assert_eq!((ks, kb, kr.is_some()), (us, ub, ur.is_some()), "answer {i}");
+        assert!(kr.unwrap_or(0).abs_diff(ur.unwrap_or(0)) <= 1, "answer {i}: Retry-After {kr:?} vs {ur:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_password_reset_answers_alike_for_registered_and_unknown_addresses() {
+    let app = TestApp::start_with(&["--rate-limit-factor", "1", "--trust-forwarded-for"]).await;
+    app.confirmed_user("quinn@example.org", PASSWORD).await;
+    // Past the per-address limit (5 an hour), from two sources so the per-source limit is the same.
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for _ in 0..7 {
+        let body = json!({ "email": "quinn@example.org" });
+        known.push(attempt(&app, "/v1/auth/password-reset", &body, "192.0.2.3", false).await);
+        let body = json!({ "email": "nobody-at-all@example.org" });
+        unknown.push(attempt(&app, "/v1/auth/password-reset", &body, "192.0.2.4", false).await);
+    }
+    let statuses: Vec<StatusCode> = known.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(statuses[..5], [StatusCode::ACCEPTED; 5]);
+    assert_eq!(statuses[5..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+    assert_same_answers(&known, &unknown);
+    assert!(app.mail.wait_for("quinn@example.org", "Reset", Duration::from_secs(10)).await.is_some());
+    assert!(app.mail.wait_for("nobody-at-all@example.org", "Reset", Duration::from_millis(200)).await.is_none());
+}
+
+#[tokio::test]
+async fn strangers_failures_do_not_lock_the_owner_out_of_a_device_that_proves_itself() {
+    // The attack: wrong passwords from anywhere refused the owner's right password too. Limits
+    // here are production's (factor 1).
+    let app = TestApp::start_with(&["--rate-limit-factor", "1", "--trust-forwarded-for"]).await;
+    let owner = app.person("rosa@example.org").await;
+    // The per-source limit counts in fixed five-minute windows: start well inside one.
+    let into_window = unix_now() % 300;
+    if into_window > 280 {
+        tokio::time::sleep(Duration::from_secs(301 - into_window)).await;
+    }
+    let mut stranger = Vec::new();
+    for _ in 0..30 {
+        let body = json!({ "email": "rosa@example.org", "password": "guessing again", "device": new_device("x") });
+        stranger.push(attempt(&app, "/v1/auth/login", &body, "203.0.113.9", true).await.0);
+    }
+    assert_eq!(stranger[..5], [StatusCode::UNAUTHORIZED; 5], "counted");
+    assert_eq!(stranger[5..20], [StatusCode::FORBIDDEN; 15], "then the address is locked");
+    assert_eq!(stranger[20..], [StatusCode::TOO_MANY_REQUESTS; 10], "and the source is limited");
+
+    // Without a proof, even the owner's right password waits for the lock to end...
+    let plain = json!({ "email": "rosa@example.org", "password": PASSWORD, "device_id": owner.device_id });
+    let (status, retry, body) = attempt(&app, "/v1/auth/login", &plain, "198.51.100.7", true).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "account_locked"));
+    assert!(retry.is_some_and(|r| r > 800), "{retry:?}");
+
+    // ...but the device that signed in before proves it and signs in.
+    let mut proven = plain.clone();
+    proven["device_proof"] = device_proof(&owner.device, "rosa@example.org", owner.device_id, unix_now());
+    let (status, _, body) = attempt(&app, "/v1/auth/login", &proven, "198.51.100.7", true).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["device_id"], json!(owner.device_id));
+    assert_eq!(app.count("SELECT count(*) FROM audit_logs WHERE action = 'auth.login'").await, 2);
+}
+
+#[tokio::test]
+async fn forged_or_stale_device_proofs_are_refused_and_counted_as_failures() {
+    let app = TestApp::start().await;
+    let owner = app.person("sven@example.org").await;
+    let other = app.person("tara@example.org").await;
+    let login = |device_id: Uuid, proof: Value| {
+        let mut body = json!({ "email": "sven@example.org", "password": PASSWORD, "device_id": device_id });
+        body["device_proof"] = proof;
+        body
+    };
+    let now = unix_now();
+    let refused = [
+        // Signed by another key.
+        (owner.device_id, device_proof(&TestDevice::new(), "sven@example.org", owner.device_id, now)),
+        // A real device, properly signed, but another account's.
+        (other.device_id, device_proof(&other.device, "sven@example.org", other.device_id, now)),
+        // Too old, and too far ahead.
+        (owner.device_id, device_proof(&owner.device, "sven@example.org", owner.device_id, now - 600)),
+        (owner.device_id, device_proof(&owner.device, "sven@example.org", owner.device_id, now + 600)),
+        // Made for another address.
+        (owner.device_id, device_proof(&owner.device, "tara@example.org", owner.device_id, now)),
+    ];
+    for (i, (device_id, proof)) in refused.into_iter().enumerate() {
+        let (status, body) = app.post("/v1/auth/login", login(device_id, proof), None).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "invalid_credentials"), "proof {i}");
+    }
+    assert_eq!(failed_login_count(&app, owner.user_id).await, 5, "each refused proof is a failed sign-in");
+    // Five failures lock the address: now only a valid proof gets through.
+    let new_device_login = json!({ "email": "sven@example.org", "password": PASSWORD, "device": new_device("x") });
+    let (status, body) = app.post("/v1/auth/login", new_device_login, None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "account_locked"));
+    let proof = device_proof(&owner.device, "sven@example.org", owner.device_id, now);
+    let (status, body) = app.post("/v1/auth/login", login(owner.device_id, proof), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
