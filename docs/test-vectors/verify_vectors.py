@@ -60,6 +60,11 @@ def reaction_aad(conversation_id, generation, message_id, reactor_user_id):
     return b"conclave/v1/reaction\x00" + conversation_id + u32(generation) + message_id + reactor_user_id
 
 
+def login_proof_input(email, device_id, unix_seconds):
+    data = email.encode("utf-8")
+    return b"conclave/v1/login-proof\x00" + u32(len(data)) + data + device_id + struct.pack(">Q", unix_seconds)
+
+
 # --- HPKE, RFC 9180, from its pseudocode ---
 
 KEM_SUITE = b"KEM" + struct.pack(">H", 0x0020)
@@ -187,6 +192,13 @@ def main():
         check(f"reaction[{i}] aad", aad.hex() == v["aad"])
         ct = ChaCha20Poly1305(key).encrypt(h(v["nonce"]), v["value"].encode("utf-8"), aad)
         check(f"reaction[{i}] ciphertext", ct.hex() == v["ciphertext"])
+
+    for i, v in enumerate(vectors["login_proof"]):
+        ed_sk = Ed25519PrivateKey.from_private_bytes(h(v["ed25519_secret_key"]))
+        check(f"login_proof[{i}] public key", ed_sk.public_key().public_bytes(*RAW).hex() == v["ed25519_public_key"])
+        data = login_proof_input(v["email"], uid(v["device_id"]), v["unix_seconds"])
+        check(f"login_proof[{i}] input", data.hex() == v["input"])
+        check(f"login_proof[{i}] signature", ed_sk.sign(data).hex() == v["signature"])
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

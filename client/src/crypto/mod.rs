@@ -27,6 +27,7 @@ pub mod attachment;
 mod device;
 mod error;
 mod keys;
+mod login;
 mod message;
 mod random;
 mod reaction;

@@ -36,6 +36,7 @@ struct Vectors {
     key_wrap: Vec<KeyWrapVector>,
     message: Vec<MessageVector>,
     reaction: Vec<ReactionVector>,
+    login_proof: Vec<LoginProofVector>,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -94,6 +95,17 @@ struct ReactionVector {
     aad: String,
     nonce: String,
     ciphertext: String,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct LoginProofVector {
+    ed25519_secret_key: String,
+    ed25519_public_key: String,
+    email: String,
+    device_id: Uuid,
+    unix_seconds: u64,
+    input: String,
+    signature: String,
 }
 
 /// Fixed input bytes, different for every name: the first `N` bytes of SHA-256("conclave test
@@ -232,6 +244,20 @@ fn reaction_vector(name: &str, generation: u32, value: &str) -> ReactionVector {
     }
 }
 
+fn login_proof_vector(name: &str, email: &str, unix_seconds: u64) -> LoginProofVector {
+    let device = device(name);
+    let device_id = fixed_id(&format!("{name} device"));
+    LoginProofVector {
+        ed25519_secret_key: hex::encode(*device.secret_bytes().1),
+        ed25519_public_key: hex::encode(device.public().ed25519),
+        email: email.to_owned(),
+        device_id,
+        unix_seconds,
+        input: hex::encode(layout::login_proof_input(email, device_id, unix_seconds)),
+        signature: hex::encode(device.login_proof(email, device_id, unix_seconds)),
+    }
+}
+
 fn generate() -> Vectors {
     Vectors {
         description: "Conclave end-to-end encryption, protocol version 1: deterministic test vectors. Byte strings \
@@ -246,6 +272,10 @@ fn generate() -> Vectors {
             message_vector("message-2", 7, "{\"text\":\"Bonjour à tous 👋\"}".as_bytes()),
         ],
         reaction: vec![reaction_vector("reaction-1", 1, "👍"), reaction_vector("reaction-2", 2, "🎉 party")],
+        login_proof: vec![
+            login_proof_vector("login-1", "alice@example.org", 1_764_763_200),
+            login_proof_vector("login-2", "bob.o'neil+work@mail.example.co.uk", 4_102_444_800),
+        ],
     }
 }
 
@@ -345,5 +375,13 @@ fn committed_vectors_open_and_verify() {
         let sealed =
             SealedReaction { nonce: array(&v.nonce), ciphertext: bytes(&v.ciphertext), value_tag: array(&v.value_tag) };
         assert_eq!(open_reaction(&key, &header, &sealed).expect("opens"), v.value);
+    }
+
+    for v in &vectors.login_proof {
+        let device = DeviceKeys::from_secret_bytes(&[0; 32], &array(&v.ed25519_secret_key));
+        assert_eq!(hex::encode(device.public().ed25519), v.ed25519_public_key);
+        let input = layout::login_proof_input(&v.email, v.device_id, v.unix_seconds);
+        assert_eq!(input, bytes(&v.input));
+        super::device::verify(&array(&v.ed25519_public_key), &input, &array(&v.signature)).expect("proof verifies");
     }
 }
