@@ -72,6 +72,23 @@ pub struct Config {
     /// Take the client address from the last hop of `X-Forwarded-For` (behind a trusted proxy).
     #[arg(long, env = "CONCLAVE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
+    /// Seconds a connection has to send a whole request head (request line and headers): on a
+    /// new connection, and between requests on a kept-alive one (so it is also the keep-alive
+    /// idle timeout). A client that is slower, or sends nothing, is disconnected (slow-loris).
+    /// Upgraded WebSockets are not affected.
+    #[arg(long, env = "CONCLAVE_HEADER_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may go without sending a byte before the request fails and the
+    /// connection is closed. An idle timeout, not a total one: an attachment upload streams for
+    /// as long as its bytes keep coming.
+    #[arg(long, env = "CONCLAVE_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_idle_timeout_secs: u64,
+    /// Most connections open at once from one peer address (HTTP and WebSocket alike); one more is
+    /// closed as soon as it is accepted, before anything is read. 0 removes the cap. With
+    /// `--trust-forwarded-for` the peers are proxies that carry every client's connections, so
+    /// there is no cap here (the proxy must apply its own).
+    #[arg(long, env = "CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 1024)]
+    pub max_connections_per_address: usize,
     /// Failed logins in a row before an account is locked.
     #[arg(long, env = "CONCLAVE_LOCKOUT_THRESHOLD", default_value_t = 5)]
     pub lockout_threshold: i32,

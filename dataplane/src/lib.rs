@@ -35,6 +35,7 @@ mod ratelimit;
 mod reactions;
 pub mod realtime;
 pub mod sealing;
+mod server;
 mod state;
 pub mod telemetry;
 pub mod tenancy;
@@ -44,7 +45,6 @@ pub use devices::revocations_channel;
 pub use state::{AppState, app_pool};
 
 use anyhow::Context;
-use axum::serve::ListenerExt as _;
 use axum::{Extension, Router};
 use std::future::Future;
 use tokio::net::TcpListener;
@@ -100,6 +100,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets requests in flight finish.
+/// Connections are held to the read timeouts and the cap per address of the configuration
+/// ([`server`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -113,19 +115,8 @@ pub async fn serve(
         // Sockets are long-lived: tell them to close so the graceful shutdown can finish.
         signal_state.begin_shutdown();
     };
-    // TCP_NODELAY: frames are small and often several in a row to one socket (a batch of sends
-    // to one conversation); with Nagle's algorithm the second waits for the client's delayed
-    // ACK, up to 40 ms (measured: p50 send→deliver 40 ms at 1,100 messages/s in groups of 10,
-    // 5 ms with TCP_NODELAY).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
-        }
-    });
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    let limits = server::Limits::from_config(&state.config);
+    server::run(listener, router(state), limits, shutdown).await;
     tracing::info!("data plane stopped");
     Ok(())
 }
