@@ -9,8 +9,9 @@
 use anyhow::{Context, Result, bail};
 use argon2::password_hash::PasswordHasher as _;
 use argon2::{Algorithm, Argon2, Params, Version};
-use conclave_client::api::types::{Login, LoginDevice, NewDevice};
 use conclave_client::crypto::{ConversationKey, DeviceKeys, wrap_for_device};
+use conclave_protocol::auth::LoginRequest;
+use conclave_protocol::devices::Platform;
 use futures::StreamExt as _;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -101,13 +102,8 @@ pub async fn login_all(users: &[(Uuid, String)], bases: &[String], parallel: usi
             async move {
                 let keys = tokio::task::spawn_blocking(DeviceKeys::generate).await??;
                 let client = conclave_client::Client::new(&base)?;
-                let login = Login {
-                    email: email.clone(),
-                    password: PASSWORD.to_owned(),
-                    totp_code: None,
-                    recovery_code: None,
-                    device: LoginDevice::New(NewDevice::cli("bench", &keys)),
-                };
+                let login =
+                    LoginRequest::with_new_device(email.clone(), PASSWORD, keys.registration("bench", Platform::Cli));
                 let pair = client.login(&login).await.with_context(|| format!("logging in {email}"))?;
                 if pair.user_id != *user_id {
                     bail!("logged in as the wrong user");

@@ -10,6 +10,8 @@
 //! - [`b64`] is the serde encoding of every byte field in JSON (base64url without padding);
 //! - [`api`] holds the JSON bodies of the messaging HTTP API, and [`events`] the WebSocket frames,
 //!   so the server and the SDK (de)serialize one definition;
+//! - [`auth`], [`devices`] and [`tenancy`] hold the bodies of the account, session, device,
+//!   organization and workspace endpoints;
 //! - [`rich`] holds the bodies of reactions, pins, attachments and presence;
 //! - [`limits`] holds the sizes the server enforces and the client must respect.
 //!
@@ -17,11 +19,14 @@
 //! `docs/test-vectors/protocol-v1.json` pin every byte.
 
 pub mod api;
+pub mod auth;
 pub mod b64;
+pub mod devices;
 pub mod events;
 pub mod layout;
 pub mod limits;
 pub mod rich;
+pub mod tenancy;
 
 /// The protocol version this crate implements. Every domain-separation label carries it as
 /// `conclave/v1/...`, so a future version can never be confused with this one.

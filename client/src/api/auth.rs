@@ -1,26 +1,32 @@
 //! Accounts, sessions and devices.
 
+use conclave_protocol::auth::{ConfirmEmailRequest, LoginRequest, Me, RegisterRequest, Registered, TokenPair};
+use conclave_protocol::devices::{Device, NewDevice};
 use reqwest::Method;
-use serde_json::json;
 use uuid::Uuid;
 
-use super::types::{Device, Login, Me, NewDevice, Register, Registered, TokenPair};
 use super::{Call, Client, Result, Tokens};
 
 impl Client {
     /// `POST /v1/auth/register`: creates an account; the server emails a confirmation token.
     pub async fn register(&self, email: &str, password: &str, display_name: &str) -> Result<Registered> {
-        self.post_unauthenticated("/v1/auth/register", &Register { email, password, display_name }).await
+        let body = RegisterRequest {
+            email: email.to_owned(),
+            password: password.to_owned(),
+            display_name: display_name.to_owned(),
+        };
+        self.post_unauthenticated("/v1/auth/register", &body).await
     }
 
     /// `POST /v1/auth/confirm-email`: confirms the address with the emailed token.
     pub async fn confirm_email(&self, token: &str) -> Result<()> {
-        self.send_ignoring_body(Call::post("/v1/auth/confirm-email", &json!({ "token": token }), false)?).await
+        let body = ConfirmEmailRequest { token: token.to_owned() };
+        self.send_ignoring_body(Call::post("/v1/auth/confirm-email", &body, false)?).await
     }
 
     /// `POST /v1/auth/login`: opens a session (registering the device when it is new). The
     /// client uses the new tokens from then on; persisting them is the caller's job.
-    pub async fn login(&self, login: &Login) -> Result<TokenPair> {
+    pub async fn login(&self, login: &LoginRequest) -> Result<TokenPair> {
         let pair: TokenPair = self.post_unauthenticated("/v1/auth/login", login).await?;
         self.set_tokens(Some(Tokens {
             access_token: pair.access_token.clone(),

@@ -1,7 +1,12 @@
 //! The data plane's HTTP API, typed: one method per endpoint on [`Client`].
 //!
-//! - Bodies of the messaging API are [`conclave_protocol::api`] types, shared with the server;
-//!   the account, device and organization bodies are in [`types`].
+//! - Request and response bodies are the server's own types, from [`conclave_protocol`]: [`api`]
+//!   (messaging), [`auth`], [`devices`], [`tenancy`] and [`rich`](conclave_protocol::rich).
+//!
+//! [`api`]: conclave_protocol::api
+//! [`auth`]: conclave_protocol::auth
+//! [`devices`]: conclave_protocol::devices
+//! [`tenancy`]: conclave_protocol::tenancy
 //! - A failed request is an [`ApiError`] (status, stable `code`, `message`, `details`).
 //! - Authenticated calls send the access token; on `401 invalid_token` (typically expired) the
 //!   client refreshes once with the refresh token and retries. Refresh tokens rotate on every
@@ -16,11 +21,11 @@ mod conversations;
 mod error;
 mod rich;
 mod tenancy;
-pub mod types;
 
 use std::fmt;
 use std::sync::Arc;
 
+use conclave_protocol::auth::{RefreshRequest, TokenPair};
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -124,9 +129,9 @@ impl Client {
         if used.is_some_and(|used| used != current.access_token) {
             return Ok(current.access_token.clone());
         }
-        let body = serde_json::json!({ "refresh_token": current.refresh_token });
+        let body = RefreshRequest { refresh_token: current.refresh_token.clone() };
         let call = Call::post("/v1/auth/refresh", &body, false)?;
-        let pair: types::TokenPair = match self.send(&call, None).await {
+        let pair: TokenPair = match self.send(&call, None).await {
             Ok(bytes) => decode(&bytes)?,
             Err(Error::Api(err)) if err.status == StatusCode::UNAUTHORIZED => {
                 return Err(Error::SessionEnded(err.code));

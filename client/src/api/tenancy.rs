@@ -1,9 +1,11 @@
 //! Organizations and workspaces (created by the operator; members read and join them).
 
-use serde_json::{Value, json};
+use conclave_protocol::tenancy::{
+    AcceptOrganizationInvitation, JoinedOrganization, Organization, OrganizationMember, Workspace,
+};
+use serde_json::json;
 use uuid::Uuid;
 
-use super::types::{Organization, OrganizationMember, Workspace};
 use super::{Call, Client, Result};
 
 impl Client {
@@ -29,8 +31,9 @@ impl Client {
     }
 
     /// `POST /v1/organizations/{org}/invitations/accept`: joins an organization with an
-    /// invitation token; returns the server's answer as it is.
-    pub async fn accept_organization_invitation(&self, org: Uuid, token: &str) -> Result<Value> {
-        self.post(&format!("/v1/organizations/{org}/invitations/accept"), &json!({ "token": token })).await
+    /// invitation token.
+    pub async fn accept_organization_invitation(&self, org: Uuid, token: &str) -> Result<JoinedOrganization> {
+        let body = AcceptOrganizationInvitation { token: token.to_owned() };
+        self.post(&format!("/v1/organizations/{org}/invitations/accept"), &body).await
     }
 }

@@ -1,10 +1,11 @@
 //! `register`, `confirm`, `login`, `logout`, `whoami`, `devices`.
 
 use anyhow::{Result, bail};
+use conclave_protocol::auth::{DeviceProof, LoginRequest};
+use conclave_protocol::devices::Platform;
 use uuid::Uuid;
 
 use super::Context;
-use crate::api::types::{Login, LoginDevice, NewDevice};
 use crate::api::{Client, Tokens};
 use crate::store::{SESSION_VERSION, Session};
 
@@ -60,15 +61,25 @@ pub(super) async fn login(
     // never leaves a registered device whose secrets were lost.
     let (mut keystore, _created) = ctx.profile.load_or_create_keystore()?;
     let registered = keystore.device_id();
-    let device = match registered {
-        Some(id) => LoginDevice::Existing(id),
-        None => {
-            let name = device_name.unwrap_or_else(default_device_name);
-            LoginDevice::New(NewDevice::cli(&name, keystore.device()))
-        }
+    let new_device = match registered {
+        Some(_) => None,
+        None => Some(keystore.device().registration(&device_name.unwrap_or_else(default_device_name), Platform::Cli)),
     };
     let password = ctx.prompt.password("Password: ", false)?;
-    let login = Login { email: email.clone(), password, totp_code, recovery_code, device };
+    // A device registered before proves it, so failures by others against the address (a lockout)
+    // do not keep it out.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let device_proof = registered
+        .map(|id| DeviceProof { unix_seconds: now, signature: keystore.device().login_proof(&email, id, now) });
+    let login = LoginRequest {
+        email: email.clone(),
+        password,
+        totp_code,
+        recovery_code,
+        device_id: registered,
+        device: new_device,
+        device_proof,
+    };
     let pair = match client.login(&login).await {
         Ok(pair) => pair,
         Err(err) if registered.is_some() && err.is_api("not_found") => bail!(

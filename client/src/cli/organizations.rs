@@ -14,8 +14,7 @@ pub(super) async fn list(ctx: &mut Context<'_>) -> Result<()> {
         writeln!(ctx.out, "You belong to no organization yet (accept an invitation: conclave accept-invitation).")?;
     }
     for org in organizations {
-        let role = org.role.as_deref().unwrap_or("-");
-        writeln!(ctx.out, "{:<24} {:<32} {:<7} {}", org.slug, org.display_name, role, org.id)?;
+        writeln!(ctx.out, "{:<24} {:<32} {:<7} {}", org.slug, org.display_name, org.role, org.id)?;
     }
     Ok(())
 }

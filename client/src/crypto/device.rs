@@ -1,5 +1,6 @@
 use std::fmt;
 
+use conclave_protocol::devices::{NewDevice, Platform};
 use conclave_protocol::{b64, layout};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use hpke::{Deserializable as _, Kem as _, Serializable as _};
@@ -60,6 +61,19 @@ impl DeviceKeys {
     pub fn binding_signature(&self) -> [u8; 64] {
         let public = self.public();
         self.sign(&layout::device_binding_input(&public.x25519, &public.ed25519))
+    }
+
+    /// These keys registered as a device called `name`: the body of `POST /v1/devices`, or the
+    /// `device` of a login that registers it.
+    pub fn registration(&self, name: &str, platform: Platform) -> NewDevice {
+        let public = self.public();
+        NewDevice {
+            name: name.to_owned(),
+            platform,
+            x25519_public_key: public.x25519,
+            ed25519_public_key: public.ed25519,
+            key_signature: self.binding_signature(),
+        }
     }
 
     /// The two secrets, for the keystore: the X25519 private key (clamped) and the Ed25519 seed.

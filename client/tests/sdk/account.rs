@@ -1,8 +1,9 @@
 use std::time::Duration;
 
-use conclave_client::api::types::{Login, LoginDevice, NewDevice};
 use conclave_client::crypto::DeviceKeys;
 use conclave_client::{Client, Error};
+use conclave_protocol::auth::LoginRequest;
+use conclave_protocol::devices::Platform;
 use reqwest::StatusCode;
 
 use crate::support::{PASSWORD, TestApp};
@@ -16,13 +17,8 @@ async fn a_person_registers_confirms_by_email_and_signs_in_through_the_sdk() {
     assert!(registered.confirmation_email_sent);
 
     let keys = DeviceKeys::generate().expect("keys");
-    let login = Login {
-        email: "alice@example.org".into(),
-        password: PASSWORD.into(),
-        totp_code: None,
-        recovery_code: None,
-        device: LoginDevice::New(NewDevice::cli("laptop", &keys)),
-    };
+    let login =
+        LoginRequest::with_new_device("alice@example.org", PASSWORD, keys.registration("laptop", Platform::Cli));
     let refused = client.login(&login).await.expect_err("not confirmed yet");
     let api = refused.api().expect("an API error");
     assert_eq!((api.status, api.code.as_str()), (StatusCode::FORBIDDEN, "email_not_confirmed"));
@@ -43,7 +39,7 @@ async fn a_person_registers_confirms_by_email_and_signs_in_through_the_sdk() {
     // Signing in again on the registered device, by id.
     let again = Client::new(&app.base).expect("client");
     let pair2 = again
-        .login(&Login { device: LoginDevice::Existing(pair.device_id), ..login.clone() })
+        .login(&LoginRequest::on_device(login.email.clone(), PASSWORD, pair.device_id))
         .await
         .expect("login by device id");
     assert_eq!(pair2.device_id, pair.device_id);
@@ -57,13 +53,7 @@ async fn a_wrong_password_is_an_api_error_with_the_servers_code() {
     let app = TestApp::start().await;
     let person = app.person("bob@example.org").await;
     let client = Client::new(&app.base).expect("client");
-    let login = Login {
-        email: person.email.clone(),
-        password: "not the password at all".into(),
-        totp_code: None,
-        recovery_code: None,
-        device: LoginDevice::Existing(person.device_id),
-    };
+    let login = LoginRequest::on_device(person.email.clone(), "not the password at all", person.device_id);
     let err = client.login(&login).await.expect_err("wrong password");
     let api = err.api().expect("an API error");
     assert_eq!((api.status, api.code.as_str()), (StatusCode::UNAUTHORIZED, "invalid_credentials"));

@@ -7,10 +7,11 @@
 //! testkit, and the data plane's tests on testkit without the SDK). The part that needs no SDK,
 //! registering and confirming the account by email, is testkit's `accounts::register_confirmed`.
 
-use conclave_client::api::types::{Login, LoginDevice, NewDevice};
 use conclave_client::api::{Client, TokenSink};
 use conclave_client::messenger::{DeviceDirectory, Messenger};
 use conclave_client::store::{Profile, SESSION_VERSION, Session};
+use conclave_protocol::auth::LoginRequest;
+use conclave_protocol::devices::Platform;
 use conclave_testkit::accounts::{PASSWORD, register_confirmed};
 use conclave_testkit::smtp::MailCatcher;
 use std::path::PathBuf;
@@ -37,13 +38,7 @@ pub async fn sign_up(base: &str, mail: &MailCatcher, email: &str, display_name: 
     let profile = Profile::open(profile_dir).expect("profile");
     let (mut keystore, created) = profile.load_or_create_keystore().expect("keystore");
     assert!(created, "a new device");
-    let login = Login {
-        email: email.to_owned(),
-        password: PASSWORD.to_owned(),
-        totp_code: None,
-        recovery_code: None,
-        device: LoginDevice::New(NewDevice::cli("laptop", keystore.device())),
-    };
+    let login = LoginRequest::with_new_device(email, PASSWORD, keystore.device().registration("laptop", Platform::Cli));
     let pair = Client::new(base).expect("client").login(&login).await.expect("login");
     assert_eq!(pair.user_id, user_id);
     keystore.set_device_id(pair.device_id);

@@ -13,7 +13,7 @@ mod totp;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::State;
-use serde::Serialize;
+use conclave_protocol::auth::{Me, TokenPair, TokenType};
 use serde_json::Value;
 use session::AuthUser;
 use sqlx::PgConnection;
@@ -37,21 +37,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(totp::disable))
         .routes(routes!(me))
         .routes(routes!(jwks))
-}
-
-/// What a successful login or refresh returns.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenPair {
-    pub access_token: String,
-    /// Always `Bearer`.
-    #[schema(value_type = String)]
-    pub token_type: &'static str,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    pub refresh_token: String,
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    pub device_id: Uuid,
 }
 
 fn now_seconds() -> u64 {
@@ -109,7 +94,7 @@ pub async fn open_session(
     .await?;
     Ok(TokenPair {
         access_token: access_token(state, user_id, session_id, device_id)?,
-        token_type: "Bearer",
+        token_type: TokenType::Bearer,
         expires_in: state.config.access_token_ttl,
         refresh_token,
         user_id,
@@ -144,17 +129,6 @@ pub async fn revoke_sessions(
     .await?
     .rows_affected();
     Ok(ended)
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct Me {
-    user_id: Uuid,
-    email: String,
-    display_name: Option<String>,
-    email_confirmed: bool,
-    totp_enabled: bool,
-    session_id: Uuid,
-    device_id: Uuid,
 }
 
 #[utoipa::path(

@@ -12,14 +12,8 @@ use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;
 use crate::tokens::{self, Kind};
 use axum::extract::State;
-use serde::Deserialize;
+use conclave_protocol::auth::{RefreshRequest, TokenType};
 use serde_json::json;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RefreshRequest {
-    refresh_token: String,
-}
 
 fn invalid() -> ApiError {
     ApiError::new(ErrorCode::InvalidRefreshToken, "the refresh token is invalid, expired or revoked")
@@ -133,7 +127,7 @@ pub async fn refresh(
     tx.commit().await?;
     Ok(axum::Json(TokenPair {
         access_token: access_token(&state, token.user_id, token.session_id, token.device_id)?,
-        token_type: "Bearer",
+        token_type: TokenType::Bearer,
         expires_in: state.config.access_token_ttl,
         refresh_token: next,
         user_id: token.user_id,

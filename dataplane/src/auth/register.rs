@@ -8,31 +8,12 @@ use crate::ratelimit;
 use crate::tokens::{self, Kind};
 use axum::extract::State;
 use axum::http::StatusCode;
+use conclave_protocol::auth::{ConfirmEmailRequest, RegisterRequest, Registered};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 const CONFIRMATION_HOURS: f64 = 48.0;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterRequest {
-    #[schema(format = Email, max_length = 254)]
-    email: String,
-    /// At least 12 characters, at most 256 bytes; not a common password, not the email address.
-    #[schema(min_length = 12, max_length = 256)]
-    password: String,
-    #[schema(min_length = 1, max_length = 100)]
-    display_name: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Registered {
-    user_id: Uuid,
-    email: String,
-    /// False when this deployment sends no email (then confirmation cannot happen).
-    confirmation_email_sent: bool,
-}
 
 #[utoipa::path(
     post,
@@ -111,20 +92,13 @@ fn send_confirmation(state: &AppState, email: Email, token: String) -> bool {
     true
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[schema(as = ConfirmEmailRequest)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    token: String,
-}
-
 #[utoipa::path(
     post,
     path = "/v1/auth/confirm-email",
     tag = "auth",
     operation_id = "confirm_email",
     security(()),
-    request_body = TokenRequest,
+    request_body = ConfirmEmailRequest,
     responses(
         (status = 200, description = "The address is confirmed", body = EmailConfirmed),
         (status = 400, description = "`invalid_emailed_token`", body = crate::error::ErrorBody),
@@ -132,7 +106,7 @@ pub struct TokenRequest {
 )]
 pub async fn confirm_email(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<TokenRequest>,
+    ApiJson(body): ApiJson<ConfirmEmailRequest>,
 ) -> ApiResult<axum::Json<EmailConfirmed>> {
     let invalid =
         || ApiError::new(ErrorCode::InvalidEmailedToken, "the confirmation token is invalid, used or expired");

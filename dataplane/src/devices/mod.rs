@@ -16,9 +16,8 @@ use crate::extract::{ApiJson, ApiPath, ClientIp};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use conclave_protocol::b64;
+pub use conclave_protocol::devices::{Device, NewDevice, Platform};
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,112 +34,63 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, register)).routes(routes!(revoke)).merge(push::router())
 }
 
-/// What kind of client a device is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
-#[serde(rename_all = "snake_case")]
-#[sqlx(type_name = "text", rename_all = "snake_case")]
-pub enum Platform {
-    Ios,
-    Android,
-    Web,
-    Desktop,
-    Cli,
-    Bot,
-}
-
-impl Platform {
-    /// The word stored in `devices.platform` (its check constraint lists the same words).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ios => "ios",
-            Self::Android => "android",
-            Self::Web => "web",
-            Self::Desktop => "desktop",
-            Self::Cli => "cli",
-            Self::Bot => "bot",
-        }
+/// Checks the name and the binding signature (the key sizes are fixed by the type); the server
+/// stores nothing it has not verified.
+pub fn validate(device: &NewDevice) -> ApiResult<()> {
+    let name = device.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::validation("name", "must have 1 to 100 characters"));
     }
+    let verifying = VerifyingKey::from_bytes(&device.ed25519_public_key)
+        .map_err(|_| ApiError::validation("ed25519_public_key", "is not a valid key"))?;
+    let input = conclave_protocol::layout::device_binding_input(&device.x25519_public_key, &device.ed25519_public_key);
+    verifying
+        .verify_strict(&input, &Signature::from_bytes(&device.key_signature))
+        .map_err(|_| ApiError::validation("key_signature", "does not verify with the device's signing key"))?;
+    Ok(())
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewDevice {
-    #[schema(min_length = 1, max_length = 100)]
-    pub name: String,
-    pub platform: Platform,
-    #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43)]
-    pub x25519_public_key: Vec<u8>,
-    #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43)]
-    pub ed25519_public_key: Vec<u8>,
-    #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86)]
-    pub key_signature: Vec<u8>,
+/// A `devices` row as read; the keys' sizes are checked by the table.
+struct DeviceRow {
+    id: Uuid,
+    name: String,
+    platform: Platform,
+    x25519_public_key: Vec<u8>,
+    ed25519_public_key: Vec<u8>,
+    created_at: DateTime<Utc>,
+    last_seen_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    current: bool,
 }
 
-impl NewDevice {
-    /// Checks shapes and the binding signature; the server stores nothing it has not verified.
-    pub fn validate(&self) -> ApiResult<()> {
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(ApiError::validation("name", "must have 1 to 100 characters"));
-        }
-        let x: [u8; 32] = self
-            .x25519_public_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| ApiError::validation("x25519_public_key", "must be 32 bytes"))?;
-        let ed: [u8; 32] = self
-            .ed25519_public_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| ApiError::validation("ed25519_public_key", "must be 32 bytes"))?;
-        let signature: [u8; 64] = self
-            .key_signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| ApiError::validation("key_signature", "must be 64 bytes"))?;
-        let verifying = VerifyingKey::from_bytes(&ed)
-            .map_err(|_| ApiError::validation("ed25519_public_key", "is not a valid key"))?;
-        let input = conclave_protocol::layout::device_binding_input(&x, &ed);
-        verifying
-            .verify_strict(&input, &Signature::from_bytes(&signature))
-            .map_err(|_| ApiError::validation("key_signature", "does not verify with the device's signing key"))?;
-        Ok(())
+impl DeviceRow {
+    fn into_device(self) -> ApiResult<Device> {
+        Ok(Device {
+            id: self.id,
+            name: self.name,
+            platform: self.platform,
+            x25519_public_key: self.x25519_public_key.try_into().map_err(|_| ApiError::internal())?,
+            ed25519_public_key: self.ed25519_public_key.try_into().map_err(|_| ApiError::internal())?,
+            created_at: self.created_at,
+            last_seen_at: self.last_seen_at,
+            revoked_at: self.revoked_at,
+            current: self.current,
+        })
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Device {
-    pub id: Uuid,
-    pub name: String,
-    pub platform: Platform,
-    #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43)]
-    pub x25519_public_key: Vec<u8>,
-    #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43)]
-    pub ed25519_public_key: Vec<u8>,
-    pub created_at: DateTime<Utc>,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// Whether this is the device the request was made from.
-    pub current: bool,
 }
 
 /// Stores a validated device for `user_id`.
 pub async fn insert(conn: &mut PgConnection, user_id: Uuid, device: &NewDevice) -> ApiResult<Uuid> {
-    device.validate()?;
+    validate(device)?;
     let id = sqlx::query_scalar!(
         "INSERT INTO devices (user_id, name, platform, x25519_public_key, ed25519_public_key, key_signature)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         user_id,
         device.name.trim(),
         device.platform.as_str(),
-        device.x25519_public_key,
-        device.ed25519_public_key,
-        device.key_signature,
+        &device.x25519_public_key[..],
+        &device.ed25519_public_key[..],
+        &device.key_signature[..],
     )
     .fetch_one(conn)
     .await?;
@@ -168,8 +118,8 @@ async fn register(
 }
 
 async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<Option<Device>> {
-    Ok(sqlx::query_as!(
-        Device,
+    sqlx::query_as!(
+        DeviceRow,
         r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
                   id = $2 AS "current!"
              FROM devices WHERE user_id = $1 AND id = $3"#,
@@ -178,7 +128,9 @@ async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<O
         id,
     )
     .fetch_optional(conn)
-    .await?)
+    .await?
+    .map(DeviceRow::into_device)
+    .transpose()
 }
 
 #[utoipa::path(
@@ -190,7 +142,7 @@ async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<O
 )]
 async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Device>>> {
     let devices = sqlx::query_as!(
-        Device,
+        DeviceRow,
         r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
                   id = $2 AS "current!"
              FROM devices WHERE user_id = $1 ORDER BY created_at"#,
@@ -198,7 +150,10 @@ async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::
         auth.device_id,
     )
     .fetch_all(&state.db)
-    .await?;
+    .await?
+    .into_iter()
+    .map(DeviceRow::into_device)
+    .collect::<ApiResult<_>>()?;
     Ok(axum::Json(devices))
 }
 

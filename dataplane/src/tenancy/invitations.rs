@@ -23,6 +23,7 @@ use crate::tokens::{self, Kind};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use conclave_protocol::tenancy::{AcceptOrganizationInvitation as AcceptRequest, JoinedOrganization as Joined};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
@@ -326,20 +327,6 @@ async fn resend(
     tx.commit().await?;
     let email_sent = send(&state, organization_id, &policy.display_name, &invitation.email, &invitation.role, &token);
     Ok(axum::Json(Sent { invitation, email_sent }))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = AcceptOrganizationInvitation)]
-#[serde(deny_unknown_fields)]
-pub struct AcceptRequest {
-    token: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = JoinedOrganization)]
-pub struct Joined {
-    organization_id: Uuid,
-    role: String,
 }
 
 /// Accepting is the one organization route a non-member calls, so it cannot go through

@@ -14,8 +14,8 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use conclave_protocol::tenancy::OrganizationMember as Member;
+use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,18 +29,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Parses a role sent by a client, naming the field when it is not one.
 pub(super) fn role_field(text: &str) -> ApiResult<Role> {
     Role::parse(text.trim()).ok_or_else(|| ApiError::validation("role", "must be one of owner, admin, member, guest"))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = OrganizationMember)]
-pub struct Member {
-    pub user_id: Uuid,
-    /// Shown to admins and owners only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    pub display_name: Option<String>,
-    pub role: String,
-    pub joined_at: DateTime<Utc>,
 }
 
 #[utoipa::path(

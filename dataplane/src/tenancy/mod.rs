@@ -10,8 +10,7 @@ use crate::db;
 use crate::error::ApiResult;
 use crate::extract::ApiPath;
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use conclave_protocol::tenancy::Organization;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -28,17 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(invitations::router())
         .merge(members::router())
         .merge(workspaces::router())
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Organization {
-    pub id: Uuid,
-    pub slug: String,
-    pub display_name: String,
-    pub role: String,
-    pub require_totp: bool,
-    pub allowed_email_domains: Vec<String>,
-    pub created_at: DateTime<Utc>,
 }
 
 #[utoipa::path(

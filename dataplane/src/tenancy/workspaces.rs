@@ -13,6 +13,7 @@ use crate::extract::{ApiPath, ClientIp};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use conclave_protocol::tenancy::Workspace;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -27,19 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(join))
         .routes(routes!(leave))
         .routes(routes!(members))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Workspace {
-    pub id: Uuid,
-    pub slug: String,
-    pub display_name: String,
-    pub guest_access: bool,
-    pub message_retention_days: Option<i32>,
-    /// Whether the caller is a member of it.
-    pub joined: bool,
-    pub member_count: i64,
-    pub created_at: DateTime<Utc>,
 }
 
 /// One workspace of the organization, or all of them (`workspace_id` NULL).
