@@ -60,8 +60,9 @@ impl fmt::Debug for ConfirmEmailRequest {
 }
 
 /// `POST /v1/auth/login`. Exactly one of `device_id` and `device` is given (the server answers
-/// 422 `validation_failed` otherwise): [`LoginRequest::on_device`] and
-/// [`LoginRequest::with_new_device`] build one of each kind.
+/// 422 `validation_failed` otherwise).
+// (A doc comment is the schema's description: `LoginRequest::on_device` and
+// `LoginRequest::with_new_device` build one of each kind.)
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -86,8 +87,9 @@ pub struct LoginRequest {
     pub device_proof: Option<DeviceProof>,
 }
 
-/// A registered device's Ed25519 signature over
-/// [`login_proof_input`](crate::layout::login_proof_input)`(email, device_id, unix_seconds)`.
+/// A registered device's Ed25519 signature over `login_proof_input(email, device_id,
+/// unix_seconds)` (`docs/protocol.md`, "Sign-in").
+// The signed bytes: `crate::layout::login_proof_input`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -18,49 +18,17 @@ use super::session::AuthUser;
 use super::{TokenPair, now_seconds, open_session, totp};
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::devices::{self, NewDevice};
+use crate::devices;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use conclave_protocol::{b64, layout};
+use conclave_protocol::auth::{DeviceProof, LoginRequest};
+use conclave_protocol::layout;
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    email: String,
-    password: String,
-    /// A current TOTP code, when the account has TOTP enabled.
-    totp_code: Option<String>,
-    /// Or one of the recovery codes issued when TOTP was enabled (each works once).
-    recovery_code: Option<String>,
-    /// Sign in on a device registered before...
-    device_id: Option<Uuid>,
-    /// ...or register this one now.
-    device: Option<NewDevice>,
-    /// With `device_id`: that device's proof that it is the one signing in, now. A valid proof
-    /// exempts the sign-in from the lockout of the email address; an invalid one is refused as a
-    /// failed sign-in.
-    device_proof: Option<DeviceProof>,
-}
-
-/// An Ed25519 signature by a registered device over [`layout::login_proof_input`].
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceProof {
-    /// When the proof was made (Unix seconds); accepted within [`PROOF_MAX_SKEW_SECONDS`] of the
-    /// server's clock.
-    unix_seconds: u64,
-    /// The device's Ed25519 signature over `login_proof_input(email, device_id, unix_seconds)`.
-    #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86)]
-    signature: [u8; 64],
-}
 
 /// How far a device proof's time may be from the server's, either way.
 pub const PROOF_MAX_SKEW_SECONDS: u64 = 300;
