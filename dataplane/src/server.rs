@@ -54,7 +54,11 @@ impl Limits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
             body_idle_timeout: Duration::from_secs(config.body_idle_timeout_secs),
             // Behind trusted proxies every peer address is a proxy's: capping it would cap everyone.
-            max_connections_per_address: if config.trust_forwarded_for { 0 } else { config.max_connections_per_address },
+            max_connections_per_address: if config.trust_forwarded_for {
+                0
+            } else {
+                config.max_connections_per_address
+            },
         }
     }
 }

@@ -5,7 +5,9 @@
 //! `blocked`: blocking removes the other person's accepted row, closes pending invitations both
 //! ways, and from then on the blocked person's invitations are refused. Removing the contact
 //! (`DELETE /v1/contacts/{user_id}`) is also how a block is lifted; it never touches a block
-//! the other person holds.
+//! the other person holds. Only people the blocker already knows (a contact either way, a
+//! pending invitation either way, a co-member of an organization) can be blocked; any other id
+//! answers 404 like one that does not exist, so blocking reveals nothing about other tenants.
 
 mod invitations;
 
@@ -159,7 +161,10 @@ async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(them): Ap
     path = "/v1/contacts/{user_id}/block",
     tag = "contacts",
     operation_id = "block_contact",
-    responses((status = 200, description = "Blocked", body = Contact), (status = 422, description = "`validation_failed`", body = crate::error::ErrorBody))
+    responses(
+        (status = 200, description = "Blocked", body = Contact),
+        (status = 422, description = "`validation_failed`", body = crate::error::ErrorBody),
+    )
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn block(
@@ -172,10 +177,13 @@ async fn block(
         return Err(ApiError::validation("user_id", "you cannot block yourself"));
     }
     let mut tx = state.db.begin().await?;
-    let exists = sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM user_accounts WHERE id = $1) AS "exists!""#, them)
+    // Only someone the caller already knows (a contact, a pending invitation either way, a
+    // co-member): any other account answers exactly like an id that does not exist, so the
+    // answer cannot be used to probe other organizations' accounts and names (migration 14).
+    let visible = sqlx::query_scalar!(r#"SELECT conclave_can_see_user($1, $2) AS "visible!""#, auth.user_id, them)
         .fetch_one(&mut *tx)
         .await?;
-    if !exists {
+    if !visible {
         return Err(ApiError::not_found("user"));
     }
     sqlx::query!(

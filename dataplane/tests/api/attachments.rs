@@ -1,7 +1,7 @@
 //! Encrypted attachments: streamed upload and download, quotas, integrity checks and collection.
 //! (The bytes are random here: the server cannot tell.)
 
-use crate::messaging::Chat;
+use crate::conversations::Chat;
 use crate::support::{Person, TestApp, error_code, rand32};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -161,4 +161,3 @@ async fn attachments_stream_round_trip_respect_the_quota_and_are_collected() {
     assert_eq!(used, 0);
     let _ = std::fs::remove_dir_all(&files.dir);
 }
-

@@ -2,7 +2,7 @@
 //! timeout and the cap on connections per address (`server.rs`), none of which may cost a
 //! legitimate WebSocket its connection.
 
-use crate::messaging::group;
+use crate::conversations::group;
 use crate::realtime::{connect, next_of};
 use crate::support::TestApp;
 use reqwest::StatusCode;

@@ -183,3 +183,54 @@ async fn blocking_closes_pending_invitations_and_lifting_it_allows_new_ones() {
     assert_eq!((status, error_code(&body)), (StatusCode::GONE, "invitation_declined"));
     assert!(links(&app).await.is_empty());
 }
+
+#[tokio::test]
+async fn blocking_is_only_for_people_the_caller_knows_and_anyone_else_answers_like_an_unknown_id() {
+    let app = TestApp::start().await;
+    let ann = app.person("ann@example.org").await;
+    let colleague = app.person("colleague@example.org").await;
+    let contact = app.person("contact@example.org").await;
+    let invitee = app.person("invitee@example.org").await;
+    let inviter = app.person("inviter@example.org").await;
+    let stranger = app.person("stranger@example.org").await;
+    app.organization("ann-org", &[&ann, &colleague]).await;
+    app.organization("stranger-org", &[&stranger]).await;
+    let (_, created) = app.post("/v1/contacts/invitations", json!({}), Some(&contact.access)).await;
+    let (status, _) =
+        app.post("/v1/contacts/invitations/accept", json!({ "code": created["code"] }), Some(&ann.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    let invitation = json!({ "email": "invitee@example.org" });
+    assert_eq!(app.post("/v1/contacts/invitations", invitation, Some(&ann.access)).await.0, StatusCode::CREATED);
+    let invitation = json!({ "email": "ann@example.org" });
+    assert_eq!(app.post("/v1/contacts/invitations", invitation, Some(&inviter.access)).await.0, StatusCode::CREATED);
+    let before = links(&app).await;
+
+    // Another organization's real account and an id nobody has: the same answer, byte for byte,
+    // with no name in it, and nothing stored or audited.
+    let block = |id: Uuid| app.post_owned(format!("/v1/contacts/{id}/block"), json!({}), ann.access.clone());
+    let (status, other_tenant) = block(stranger.user_id).await;
+    assert_eq!((status, error_code(&other_tenant)), (StatusCode::NOT_FOUND, "not_found"), "{other_tenant}");
+    let (status, unknown) = block(Uuid::now_v7()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(other_tenant, unknown);
+    assert!(!other_tenant.to_string().contains("Test"), "{other_tenant}");
+    assert_eq!(links(&app).await, before);
+    assert_eq!(app.count("SELECT count(*) FROM audit_logs WHERE action = 'contact.blocked'").await, 0);
+    let (_, list) = app.get("/v1/contacts", Some(&ann.access)).await;
+    assert!(!list.to_string().contains(&stranger.user_id.to_string()), "{list}");
+
+    // A co-member, a contact, and either end of a pending invitation can still be blocked.
+    for person in [&colleague, &contact, &invitee, &inviter] {
+        let (status, blocked) = block(person.user_id).await;
+        assert_eq!(status, StatusCode::OK, "{blocked}");
+        assert_eq!(blocked["user_id"], person.user_id.to_string());
+        assert_eq!(blocked["status"], "blocked");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM audit_logs WHERE action = 'contact.blocked'").await, 4);
+    // The invitations are closed, so nothing pending links the two any more; the block itself
+    // still does, so blocking again stays idempotent.
+    assert_eq!(app.count("SELECT count(*) FROM contact_invitations WHERE status = 'pending'").await, 0);
+    assert_eq!(block(invitee.user_id).await.0, StatusCode::OK);
+    // The stranger still cannot be blocked, and is still nowhere in the list.
+    assert_eq!(block(stranger.user_id).await, (StatusCode::NOT_FOUND, unknown));
+}

@@ -1,10 +1,10 @@
 //! The data plane's HTTP API, served for real on a loopback port against a real PostgreSQL
 //! (a database of its own per test) and the stack's Redis.
 //!
-//! One file per feature folder of `dataplane/src` (`auth` holds TOTP as `auth/totp.rs` does,
+//! One file per feature folder of `dataplane/src` (`auth/totp.rs` beside `auth` as in the source,
 //! `metrics` the `/metrics` endpoint, `openapi` the document), plus `inputs` (malformed input
-//! swept across every feature), `contract` (every answer checked against the OpenAPI document)
-//! and `support`.
+//! swept across every feature), `connections` (slow and greedy clients), `contract` (every
+//! answer checked against the OpenAPI document) and `support`.
 
 mod attachments;
 mod auth;
@@ -12,10 +12,11 @@ mod bots;
 mod connections;
 mod contacts;
 mod contract;
+mod conversations;
 mod devices;
 mod health;
 mod inputs;
-mod messaging;
+mod messages;
 mod metrics;
 mod openapi;
 mod outbox;
@@ -25,4 +26,3 @@ mod reactions;
 mod realtime;
 mod support;
 mod tenancy;
-mod totp;

@@ -1,7 +1,7 @@
 //! The outbox worker against real endpoints: signed webhook deliveries with their result written
 //! back for the operator, retries with backoff, and the owner invitations the operator queues.
 
-use crate::messaging::group;
+use crate::conversations::group;
 use crate::support::{PASSWORD, TestApp};
 use axum::body::Bytes;
 use axum::http::HeaderMap;

@@ -1,6 +1,6 @@
 //! Pins: who may pin in which kind of conversation.
 
-use crate::messaging::Chat;
+use crate::conversations::Chat;
 use crate::support::{TestApp, error_code};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -28,4 +28,3 @@ async fn in_a_channel_only_admins_pin() {
     let (status, _) = app.post(&chat.path("/pins"), json!({ "message_id": message["id"] }), Some(&alice.access)).await;
     assert_eq!(status, StatusCode::CREATED);
 }
-

@@ -1,8 +1,8 @@
 //! Typing and presence: they reach a conversation's members on the WebSocket, and nobody else.
 
 use crate::realtime::{Socket, connect, next_frame, next_of};
-use futures::SinkExt;
 use crate::support::TestApp;
+use futures::SinkExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -30,7 +30,6 @@ async fn none_of(socket: &mut Socket, kind: &str, wait: Duration) {
         assert_ne!(frame["type"], kind, "unexpected {frame}");
     }
 }
-
 
 #[tokio::test]
 async fn typing_and_presence_reach_members_and_nobody_else() {

@@ -2,7 +2,7 @@
 //! the HTTP API and the WebSocket. (Reaction bytes are random here: the server cannot tell; the
 //! SDK's tests encrypt for real.)
 
-use crate::messaging::{Chat, group};
+use crate::conversations::{Chat, group};
 use crate::realtime::{connect, next_of};
 use crate::support::{Person, TestApp, b64, error_code, rand32};
 use reqwest::StatusCode;
@@ -13,7 +13,6 @@ pub async fn ready_chat<'a>(app: &'a TestApp, alice: &Person, bob: &Person) -> C
     assert_eq!(chat.rotate(alice, 1).await.0, StatusCode::CREATED);
     chat
 }
-
 
 fn reaction(generation: i32, tag: [u8; 32]) -> Value {
     json!({ "key_generation": generation, "nonce": b64(&[3u8; 12]), "ciphertext": b64(&[5u8; 20]), "value_tag": b64(&tag) })
@@ -100,4 +99,3 @@ async fn reactions_and_pins_round_trip_between_two_users_on_two_replicas() {
     let (status, body) = app.post(&reactions, reaction(1, rand32()), Some(&bob.access)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "message_deleted"));
 }
-

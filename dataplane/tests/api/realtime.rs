@@ -1,7 +1,7 @@
 //! Real-time delivery across two replicas through Redis, with PostgreSQL as the record: resume
 //! after a dropped socket, a Redis restart, device revocation.
 
-use crate::messaging::{Chat, group};
+use crate::conversations::{Chat, group};
 use crate::support::{Person, TestApp};
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;

@@ -1,3 +1,5 @@
+mod totp;
+
 use crate::support::{PASSWORD, TestApp, TestDevice, b64, error_code, new_device, read};
 use ed25519_dalek::Signer as _;
 use reqwest::{Method, StatusCode};
