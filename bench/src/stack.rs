@@ -203,6 +203,9 @@ pub async fn start_dataplanes(
             .args(["--database-max-connections", &settings.db_connections.to_string()])
             .args(["--jwt-keys-dir", &keys.to_string_lossy()])
             .args(["--rate-limit-factor", "1000000", "--outbox-poll-ms", &settings.outbox_poll_ms.to_string()])
+            // Every simulated client connects from loopback: the per-address cap would stop the
+            // load at 1,024 sockets.
+            .args(["--max-connections-per-address", "0"])
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

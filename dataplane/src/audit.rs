@@ -13,7 +13,7 @@ pub enum Actor {
 
 impl Actor {
     /// The signed-in user acting from their session's device.
-    pub fn of(auth: crate::auth::session::AuthUser) -> Self {
+    pub fn of(auth: crate::context::session::AuthUser) -> Self {
         Self::User { user_id: auth.user_id, device_id: Some(auth.device_id) }
     }
 }

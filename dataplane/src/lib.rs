@@ -4,19 +4,19 @@
 //! (fan-out between replicas, presence, rate limits).
 //!
 //! The code is split by feature (`auth`, `devices`, `tenancy`, `contacts`, `conversations`,
-//! `messages`, `reactions`, `pins`, `attachments`, `presence`, `realtime`, `bots`, `health`), each
+//! `messages`, `reactions`, `pins`, `attachments`, `presence`, `websocket`, `bots`, `health`), each
 //! owning its routes, handlers and SQL. Features stand on shared plumbing below them and never on
-//! each other's handlers: [`error`] (the one error type and its codes), [`extract`] (request
+//! each other's handlers: [`error`] (the one error type and its codes), `extract` (request
 //! extractors), [`context`] (the caller's tenant transaction, membership and conversation seat),
-//! [`db`], [`AppState`], [`realtime`]'s publisher. [`router`] merges the features from the
-//! one list in [`features`], which also yields the OpenAPI document ([`openapi`]).
+//! [`db`], [`AppState`], [`realtime`] (fan-out through Redis). [`router`] merges the features from the
+//! one list in `features()`, which also yields the OpenAPI document ([`openapi`]).
 pub mod attachments;
 mod audit;
 pub mod auth;
 mod bots;
 pub mod config;
 mod contacts;
-mod context;
+pub mod context;
 pub mod conversations;
 pub mod db;
 mod devices;
@@ -40,8 +40,9 @@ mod state;
 pub mod telemetry;
 pub mod tenancy;
 mod tokens;
+mod websocket;
 
-pub use devices::revocations_channel;
+pub use realtime::revocations_channel;
 pub use state::{AppState, app_pool};
 
 use anyhow::Context;
@@ -63,7 +64,7 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(tenancy::router())
         .merge(conversations::router())
         .merge(messages::router())
-        .merge(realtime::router())
+        .merge(websocket::router())
         .merge(contacts::router())
         .merge(reactions::router())
         .merge(pins::router())
@@ -101,7 +102,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then stops accepting and lets requests in flight finish.
 /// Connections are held to the read timeouts and the cap per address of the configuration
-/// ([`server`]).
+/// (`server.rs`).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,

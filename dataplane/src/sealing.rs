@@ -6,7 +6,7 @@
 //! random nonce, then the ciphertext with its 16-byte tag, and its associated data names what is
 //! sealed and for whom ([`totp_context`], [`webhook_context`]), so a sealed value copied into
 //! another row does not open. This wrapper adds the data plane's policy: the nonce comes from
-//! [`crate::tokens::random_bytes`], so sealing does not fail, and a value that does not open is
+//! the data plane's token generator (`tokens::random_bytes`), so sealing does not fail, and a value that does not open is
 //! `None`.
 
 use conclave_credentials::seal::{self, KEY_LEN, KeyFileError, NONCE_LEN};

@@ -16,9 +16,9 @@ pub mod gc;
 pub mod storage;
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
 use crate::context::seat;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiPath, ApiQuery};
 use axum::body::Body;

@@ -14,10 +14,10 @@
 //! ("Sign-in") states the policy for clients.
 
 use super::credentials::{Email, verify_password_or_decoy};
-use super::session::AuthUser;
 use super::{TokenPair, now_seconds, open_session, totp};
 use crate::AppState;
 use crate::audit::{self, Actor};
+use crate::context::session::AuthUser;
 use crate::devices;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};

@@ -7,15 +7,14 @@ mod login;
 mod password;
 mod refresh;
 mod register;
-pub mod session;
 mod totp;
 
 use crate::AppState;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::State;
 use conclave_protocol::auth::{Me, TokenPair, TokenType};
 use serde_json::Value;
-use session::AuthUser;
 use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -3,9 +3,9 @@
 
 use super::credentials::{Email, Password, hash_password, verify_password};
 use super::revoke_sessions;
-use super::session::AuthUser;
 use crate::AppState;
 use crate::audit::{self, Actor};
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;

@@ -4,9 +4,9 @@
 //! a code for that step or an earlier one is refused: a code cannot be replayed inside its window.
 //! Enrolment returns ten recovery codes once; only their digests are kept, and each works once.
 
-use super::session::AuthUser;
 use crate::AppState;
 use crate::audit::{self, Actor};
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use crate::ratelimit;

@@ -6,7 +6,7 @@
 use super::{Contact, fetch_contact, standing};
 use crate::AppState;
 use crate::auth::credentials::Email;
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::ratelimit;

@@ -13,7 +13,7 @@ mod invitations;
 
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ClientIp};
 use axum::extract::State;

@@ -9,7 +9,7 @@
 //! `tests/api/tenancy.rs` hold the two to the same answers.
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};

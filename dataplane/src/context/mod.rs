@@ -3,12 +3,14 @@
 //!
 //! - [`membership`]: the tenant transaction and the caller's role in an organization
 //!   ([`member_tx`]), with the organization's security policy enforced on the way in;
-//! - [`seat`]: the caller's place in a conversation ([`seat()`](seat::seat)) and the key
+//! - [`seat`](mod@seat): the caller's place in a conversation ([`seat()`](seat::seat)) and the key
 //!   generation rule;
+//! - [`session`]: who is calling ([`AuthUser`](session::AuthUser), from the access token);
 //! - [`signing_keys`]: devices' verifying keys, cached.
 
 pub mod membership;
 pub mod seat;
+pub mod session;
 pub mod signing_keys;
 
 pub use membership::{Membership, Role, member_tx, session_expired_by_organization, totp_required_by_organization};

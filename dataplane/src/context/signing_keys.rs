@@ -1,7 +1,7 @@
 //! A cache of devices' Ed25519 verifying keys, shared by every handler that checks a device's
 //! signature.
 
-use crate::auth::session::session_revoked;
+use crate::context::session::session_revoked;
 use crate::error::{ApiError, ApiResult};
 use ed25519_dalek::VerifyingKey;
 use sqlx::PgPool;

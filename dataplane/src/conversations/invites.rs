@@ -8,9 +8,9 @@
 use super::members::insert_member;
 use super::{announce_rotation, load};
 use crate::AppState;
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
 use crate::context::seat;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};

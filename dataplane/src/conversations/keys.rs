@@ -2,9 +2,9 @@
 //! HPKE wraps, one per member device, and hands each device only its own.
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
 use crate::context::seat;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};

@@ -4,9 +4,9 @@
 use super::announce_rotation;
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
 use crate::context::seat;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
 use crate::realtime::{self, LiveEvent};

@@ -11,7 +11,7 @@ mod keys;
 mod members;
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::context::{kind_str, member_tx, parse_kind, seat};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};

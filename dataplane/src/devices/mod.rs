@@ -10,7 +10,7 @@ mod push;
 
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
 use axum::extract::State;
@@ -22,13 +22,6 @@ use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-
-/// The Redis channel (`<namespace>:revocations`) that carries device revocations to every
-/// replica. Payload: JSON `{"device_id": "...", "user_id": "..."}`. The WebSocket gateway closes
-/// that device's sockets.
-pub fn revocations_channel(namespace: &str) -> String {
-    format!("{namespace}:revocations")
-}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, register)).routes(routes!(revoke)).merge(push::router())
@@ -189,7 +182,7 @@ pub async fn publish_revocation(state: &AppState, user_id: Uuid, device_id: Uuid
     let payload = serde_json::json!({ "device_id": device_id, "user_id": user_id }).to_string();
     let mut redis = state.redis.clone();
     let published: Result<i64, _> = redis::cmd("PUBLISH")
-        .arg(revocations_channel(&state.config.redis_namespace))
+        .arg(crate::realtime::revocations_channel(&state.config.redis_namespace))
         .arg(payload)
         .query_async(&mut redis)
         .await;

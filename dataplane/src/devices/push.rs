@@ -1,7 +1,7 @@
 //! Web Push subscriptions (RFC 8030 endpoint, RFC 8291 keys), one set per device.
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use axum::extract::State;

@@ -18,7 +18,7 @@
 //! When a batch fails as a whole (a deadlock with another transaction, a lost connection), each
 //! of its sends is retried on its own, so one send's failure is never another's.
 
-use crate::auth::session::{AuthUser, session_revoked};
+use crate::context::session::{AuthUser, session_revoked};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::realtime::{LiveEvent, Publisher};
 use conclave_protocol::api::Message;

@@ -11,9 +11,9 @@ pub mod batch;
 mod receipts;
 
 use crate::AppState;
-use crate::auth::session::{AuthUser, SignedToken};
 use crate::context::member_tx;
 use crate::context::seat;
+use crate::context::session::{AuthUser, SignedToken};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::realtime::{self, LiveEvent};

@@ -4,9 +4,9 @@
 //! message's sequence number (docs/receipts.md).
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
 use crate::context::seat;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};

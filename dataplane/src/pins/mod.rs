@@ -7,8 +7,8 @@
 //! so the gap is visible; clients show it as deleted).
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
+use crate::context::session::AuthUser;
 use crate::context::{Seat, seat};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};

@@ -14,8 +14,8 @@
 //! members of that organization and the caller's accepted contacts; others are left out.
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::realtime::{self, LiveEvent};

@@ -7,9 +7,9 @@
 //! (`docs/protocol.md`, "Reactions"). A reaction is removed by its tag.
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
 use crate::context::seat;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};

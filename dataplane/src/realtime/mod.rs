@@ -1,5 +1,6 @@
-//! Real-time delivery: an authenticated WebSocket per client, fed through Redis so a message
-//! sent on any replica reaches sockets on every replica.
+//! Real-time fan-out, the plumbing under the WebSocket feature (`crate::websocket`): events
+//! published through Redis so that a message sent on any replica reaches sockets on every
+//! replica, and the hub that routes them to the sockets this replica holds.
 //!
 //! PostgreSQL is the record and Redis only the fast path. Each socket remembers the last
 //! sequence number it sent per conversation; a gap (a publish that never arrived) is filled from
@@ -10,12 +11,10 @@
 //! The publish is one `PUBLISH <namespace>:events` per event, whatever the number of members;
 //! each replica routes it to the sockets it holds through an in-memory index by conversation.
 
-mod hub;
-mod socket;
+pub(crate) mod hub;
 mod subscriber;
 
 pub use hub::Hub;
-pub use socket::router;
 pub use subscriber::spawn as spawn_subscriber;
 
 use crate::AppState;
@@ -76,6 +75,11 @@ pub struct Delivery {
     pub text: Arc<str>,
 }
 
+/// The channel device revocations are published on (every replica closes the device's sockets).
+pub fn revocations_channel(namespace: &str) -> String {
+    format!("{namespace}:revocations")
+}
+
 pub fn events_channel(namespace: &str) -> String {
     format!("{namespace}:events")
 }
@@ -122,4 +126,16 @@ impl Publisher {
             }
         }
     }
+}
+
+/// Published frames are decoded once per replica into a [`Delivery`] shared by its sockets.
+pub fn delivery_from(event: LiveEvent) -> Option<Delivery> {
+    let text: Arc<str> = serde_json::to_string(&event.frame).ok()?.into();
+    Some(Delivery {
+        organization_id: event.organization_id,
+        conversation_id: event.conversation_id,
+        seq: event.seq,
+        membership: event.membership,
+        text,
+    })
 }

@@ -3,7 +3,7 @@
 //! events published while the subscription was down are gone from Redis.
 
 use super::hub::Control;
-use super::{LiveEvent, events_channel, socket::delivery_from};
+use super::{LiveEvent, delivery_from, events_channel};
 use crate::AppState;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ pub fn spawn(state: AppState, client: redis::Client) {
     tokio::spawn(async move {
         let namespace = state.config.redis_namespace.clone();
         let events = events_channel(&namespace);
-        let revocations = crate::devices::revocations_channel(&namespace);
+        let revocations = super::revocations_channel(&namespace);
         let mut connected_before = false;
         let mut backoff = Duration::from_millis(100);
         let mut shutdown = state.shutdown.clone();

@@ -13,7 +13,7 @@ use super::policy;
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::auth::credentials::Email;
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::context::{Role, member_tx};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};

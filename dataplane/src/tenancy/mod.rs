@@ -4,8 +4,8 @@
 //! who is not a member gets exactly the 404 an unknown id gets.
 
 use crate::AppState;
-use crate::auth::session::AuthUser;
 use crate::context::member_tx;
+use crate::context::session::AuthUser;
 use crate::db;
 use crate::error::ApiResult;
 use crate::extract::ApiPath;

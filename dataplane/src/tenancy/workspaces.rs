@@ -6,7 +6,7 @@
 
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::context::{Membership, Role, member_tx};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiPath, ClientIp};

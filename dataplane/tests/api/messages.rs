@@ -4,7 +4,7 @@
 
 use crate::conversations::{Chat, group};
 use crate::support::{Person, TestApp, b64, error_code};
-use conclave_dataplane::auth::session::AuthUser;
+use conclave_dataplane::context::session::AuthUser;
 use conclave_dataplane::messages::batch::{BatchStats, Pending, Stored, store, write_batch};
 use reqwest::StatusCode;
 use serde_json::json;

@@ -1,17 +1,18 @@
-//! One client's WebSocket: authentication, subscriptions, resume, ordering, heartbeats.
+//! The WebSocket feature (`GET /v1/ws`): one client's socket with authentication, subscriptions,
+//! resume, ordering and heartbeats, fed by the fan-out in `crate::realtime`.
 //!
 //! A writer loop owns everything sent on the socket, so ordering has one place to live: live
 //! events arrive through a bounded queue; resume requests, resyncs and closes through a control
 //! channel. For messages the writer keeps the last sequence number sent per conversation,
 //! drops what it already sent and fills any gap from the database first.
 
-use super::hub::{Control, QUEUE};
-use super::{Delivery, LiveEvent};
 use crate::AppState;
-use crate::auth::session::AuthUser;
+use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiQuery, WebSocketRequest};
 use crate::messages::fetch_range;
+use crate::realtime::Delivery;
+use crate::realtime::hub::{Control, QUEUE};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use axum::http::HeaderMap;
@@ -359,16 +360,4 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
     }
     let _ = sink.close().await;
     presence.update(&state, false, &writer.conversations).await;
-}
-
-/// Published frames are decoded once per replica into a [`Delivery`] shared by its sockets.
-pub fn delivery_from(event: LiveEvent) -> Option<Delivery> {
-    let text: Arc<str> = serde_json::to_string(&event.frame).ok()?.into();
-    Some(Delivery {
-        organization_id: event.organization_id,
-        conversation_id: event.conversation_id,
-        seq: event.seq,
-        membership: event.membership,
-        text,
-    })
 }
