@@ -94,8 +94,10 @@ impl Drop for Staged {
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
     /// Size of the (encrypted) body in bytes.
+    #[param(minimum = 1)]
     size: i64,
     /// SHA-256 of the (encrypted) body, hexadecimal.
+    #[param(pattern = "^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
     sha256: String,
 }
 

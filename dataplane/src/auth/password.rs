@@ -96,6 +96,7 @@ pub struct ResetRequest {
     responses(
         (status = 202, description = "Accepted, whether or not the address has an account"),
         (status = 503, description = "`email_disabled`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn request_reset(

@@ -29,6 +29,7 @@ fn invalid() -> ApiError {
     responses(
         (status = 200, description = "A new access token and the next refresh token", body = TokenPair),
         (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]

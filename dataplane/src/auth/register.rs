@@ -26,6 +26,7 @@ const CONFIRMATION_HOURS: f64 = 48.0;
         (status = 201, description = "The account exists; a confirmation email is on its way when this deployment sends email", body = Registered),
         (status = 409, description = "`email_taken`", body = crate::error::ErrorBody),
         (status = 422, description = "`weak_password`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -158,7 +159,10 @@ pub struct EmailRequest {
     operation_id = "resend_confirmation",
     security(()),
     request_body = EmailRequest,
-    responses((status = 202, description = "Accepted, whether or not the address has an unconfirmed account"))
+    responses(
+        (status = 202, description = "Accepted, whether or not the address has an unconfirmed account"),
+        (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
+    )
 )]
 pub async fn resend_confirmation(
     State(state): State<AppState>,

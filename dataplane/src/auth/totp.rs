@@ -199,7 +199,10 @@ pub struct Confirmed {
     tag = "auth",
     operation_id = "confirm_totp",
     request_body = CodeRequest,
-    responses((status = 200, description = "TOTP is on; the recovery codes are shown once", body = Confirmed))
+    responses(
+        (status = 200, description = "TOTP is on; the recovery codes are shown once", body = Confirmed),
+        (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
+    )
 )]
 pub async fn confirm(
     State(state): State<AppState>,
@@ -260,6 +263,7 @@ pub async fn confirm(
     responses(
         (status = 204, description = "TOTP is off"),
         (status = 401, description = "`invalid_totp`, `totp_required`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn disable(

@@ -116,6 +116,7 @@ pub struct NewInvitation {
         (status = 409, description = "`invitation_exists`, `member_limit_reached`", body = crate::error::ErrorBody),
         (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
         (status = 422, description = "`email_domain_not_allowed`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip(state, auth, body), fields(actor = %auth.user_id))]
@@ -282,6 +283,7 @@ async fn revoke(
     responses(
         (status = 200, description = "A new token is sent; the old one stops working", body = Sent),
         (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip(state, auth), fields(actor = %auth.user_id))]
