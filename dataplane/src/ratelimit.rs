@@ -50,12 +50,28 @@ pub async fn check(state: &AppState, limit: Limit, key: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Counts one failure; when the count reaches the threshold, drops it and sets the lock (unless a
-/// lock is already there). Answers 1 when this very failure engaged the lock. One script, so
-/// concurrent failures are each counted and the lock engages exactly once.
-const RECORD_FAILURE: &str = r"
+/// Takes one of the `threshold` attempts a key may have before its lock: answers the lock's
+/// remaining seconds when it is locked, or when `threshold` attempts are already counted (in
+/// flight or failed), else 0 after counting this one. Counting before the password is hashed is
+/// what keeps concurrent guesses to the threshold: they cannot all pass the check while the
+/// first ones are still hashing.
+const TAKE_ATTEMPT: &str = r"
+local ttl = redis.call('TTL', KEYS[2])
+if ttl > 0 then return ttl end
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return tonumber(ARGV[2])
+end
+return 0
+";
+
+/// A taken attempt failed: when the attempts counted reach the threshold, drops the count and
+/// sets the lock (unless a lock is already there). Answers 1 when this very failure engaged the
+/// lock, so the lock engages exactly once however many failures finish together.
+const RECORD_FAILURE: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n >= tonumber(ARGV[1]) then
   redis.call('DEL', KEYS[1])
   if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 1 end
@@ -70,15 +86,23 @@ fn lockout_keys(state: &AppState, key: &str) -> (String, String) {
     (format!("{base}:failures"), format!("{base}:lock"))
 }
 
-/// Seconds until the lock of `key` ends, when it is locked.
-pub async fn locked(state: &AppState, key: &str) -> ApiResult<Option<u64>> {
-    let (_, lock) = lockout_keys(state, key);
-    let ttl: i64 = redis::cmd("TTL").arg(&lock).query_async(&mut state.redis.clone()).await?;
-    Ok(u64::try_from(ttl).ok().filter(|&seconds| seconds > 0))
+/// Takes an attempt for `key` ([`TAKE_ATTEMPT`]): the seconds to wait when it may not have one.
+pub async fn take_attempt(state: &AppState, key: &str, threshold: u32, seconds: u64) -> ApiResult<Option<u64>> {
+    let (failures, lock) = lockout_keys(state, key);
+    let wait: i64 = redis::cmd("EVAL")
+        .arg(TAKE_ATTEMPT)
+        .arg(2)
+        .arg(&failures)
+        .arg(&lock)
+        .arg(threshold.max(1))
+        .arg(seconds.max(1))
+        .query_async(&mut state.redis.clone())
+        .await?;
+    Ok(u64::try_from(wait).ok().filter(|&seconds| seconds > 0))
 }
 
-/// Counts a failure for `key`: `threshold` failures within `seconds` of the first lock it for
-/// `seconds`. True when this failure engaged the lock.
+/// Records that an attempt taken with [`take_attempt`] failed: `threshold` attempts within
+/// `seconds` of the first lock `key` for `seconds`. True when this failure engaged the lock.
 pub async fn record_failure(state: &AppState, key: &str, threshold: u32, seconds: u64) -> ApiResult<bool> {
     let (failures, lock) = lockout_keys(state, key);
     let engaged: i64 = redis::cmd("EVAL")

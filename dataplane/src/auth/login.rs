@@ -128,6 +128,7 @@ async fn count_failure(
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
         (status = 401, description = "`invalid_credentials`, `totp_required`, `invalid_totp`", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: the `device_id` is not one of this account's devices", body = crate::error::ErrorBody),
         (status = 403, description = "`account_locked` (with `Retry-After`), `account_disabled`, `email_not_confirmed`", body = crate::error::ErrorBody),
         (status = 429, description = "`rate_limited` (with `Retry-After`): too many sign-ins from this source address", body = crate::error::ErrorBody),
     )
@@ -177,7 +178,11 @@ pub async fn login(
     };
     // Up to here, and from here to the answer, an unknown address takes the same path as an
     // account: the same lock, the same hashing (against a decoy), the same counting.
-    if let Some(seconds) = ratelimit::locked(&state, &subject.key()).await? {
+    // The attempt is counted before the password is hashed, so concurrent guesses cannot all
+    // pass while the first are still hashing (a success forgets the count).
+    let threshold = u32::try_from(state.config.lockout_threshold).unwrap_or(1);
+    let lock_seconds = u64::try_from(state.config.lockout_seconds).unwrap_or(1);
+    if let Some(seconds) = ratelimit::take_attempt(&state, &subject.key(), threshold, lock_seconds).await? {
         return Err(locked(seconds));
     }
     let password_ok =

@@ -308,16 +308,21 @@ async fn failed_login_count(app: &TestApp, user_id: Uuid) -> i32 {
 #[tokio::test]
 async fn concurrent_wrong_passwords_are_each_counted_and_lock_the_account() {
     // The attack: wrong passwords sent at once were counted as one or two, so the lock never
-    // engaged. With the threshold at N, N concurrent failures must count N and lock exactly once.
+    // engaged. With the threshold at N, N concurrent failures must count N and lock exactly once,
+    // and guesses beyond N sent at the same moment must not be checked at all.
     const N: usize = 24;
     let threshold = N.to_string();
     let app = TestApp::start_with(&["--rate-limit-factor", "1000", "--lockout-threshold", &threshold]).await;
     let user_id = app.confirmed_user("olga@example.org", PASSWORD).await;
     let wrong = json!({ "email": "olga@example.org", "password": "not olga's password", "device": new_device("x") });
-    let answers = futures::future::join_all((0..N).map(|_| app.post("/v1/auth/login", wrong.clone(), None))).await;
-    for (status, body) in &answers {
-        assert_eq!((*status, error_code(body)), (StatusCode::UNAUTHORIZED, "invalid_credentials"));
-    }
+    // Sixteen more than the threshold at once: only N may have their password checked (each
+    // attempt is counted before hashing), the rest are refused as locked without a check.
+    const EXTRA: usize = 16;
+    let answers =
+        futures::future::join_all((0..N + EXTRA).map(|_| app.post("/v1/auth/login", wrong.clone(), None))).await;
+    let checked = answers.iter().filter(|(_, body)| error_code(body) == "invalid_credentials").count();
+    let refused = answers.iter().filter(|(_, body)| error_code(body) == "account_locked").count();
+    assert_eq!((checked, refused), (N, EXTRA), "{answers:?}");
     assert_eq!(failed_login_count(&app, user_id).await, N as i32, "every concurrent failure is counted");
     assert_eq!(app.count("SELECT count(*) FROM audit_logs WHERE action = 'auth.login_failed'").await, N as i64);
     assert_eq!(app.count("SELECT count(*) FROM audit_logs WHERE action = 'auth.locked_out'").await, 1);
