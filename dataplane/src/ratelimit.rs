@@ -86,35 +86,30 @@ fn lockout_keys(state: &AppState, key: &str) -> (String, String) {
     (format!("{base}:failures"), format!("{base}:lock"))
 }
 
-/// Takes an attempt for `key` ([`TAKE_ATTEMPT`]): the seconds to wait when it may not have one.
-pub async fn take_attempt(state: &AppState, key: &str, threshold: u32, seconds: u64) -> ApiResult<Option<u64>> {
+/// Runs one of the lockout scripts on `key`'s counter and lock.
+async fn lockout_script(state: &AppState, script: &str, key: &str, threshold: u32, seconds: u64) -> ApiResult<i64> {
     let (failures, lock) = lockout_keys(state, key);
-    let wait: i64 = redis::cmd("EVAL")
-        .arg(TAKE_ATTEMPT)
+    Ok(redis::cmd("EVAL")
+        .arg(script)
         .arg(2)
         .arg(&failures)
         .arg(&lock)
         .arg(threshold.max(1))
         .arg(seconds.max(1))
         .query_async(&mut state.redis.clone())
-        .await?;
+        .await?)
+}
+
+/// Takes an attempt for `key` ([`TAKE_ATTEMPT`]): the seconds to wait when it may not have one.
+pub async fn take_attempt(state: &AppState, key: &str, threshold: u32, seconds: u64) -> ApiResult<Option<u64>> {
+    let wait = lockout_script(state, TAKE_ATTEMPT, key, threshold, seconds).await?;
     Ok(u64::try_from(wait).ok().filter(|&seconds| seconds > 0))
 }
 
 /// Records that an attempt taken with [`take_attempt`] failed: `threshold` attempts within
 /// `seconds` of the first lock `key` for `seconds`. True when this failure engaged the lock.
 pub async fn record_failure(state: &AppState, key: &str, threshold: u32, seconds: u64) -> ApiResult<bool> {
-    let (failures, lock) = lockout_keys(state, key);
-    let engaged: i64 = redis::cmd("EVAL")
-        .arg(RECORD_FAILURE)
-        .arg(2)
-        .arg(&failures)
-        .arg(&lock)
-        .arg(threshold.max(1))
-        .arg(seconds.max(1))
-        .query_async(&mut state.redis.clone())
-        .await?;
-    Ok(engaged == 1)
+    Ok(lockout_script(state, RECORD_FAILURE, key, threshold, seconds).await? == 1)
 }
 
 /// Forgets the failures of `key` (after a success: failures count "in a row"). A lock stays.

@@ -73,6 +73,14 @@ fn proof_holds(proof: &DeviceProof, email: &Email, device_id: Uuid, device_key: 
     key.verify_strict(&input, &Signature::from_bytes(&proof.signature)).is_ok()
 }
 
+/// Failures before a lock, and how long the lock lasts, as configured.
+fn lockout_policy(state: &AppState) -> (u32, u64) {
+    (
+        u32::try_from(state.config.lockout_threshold).unwrap_or(1),
+        u64::try_from(state.config.lockout_seconds).unwrap_or(1),
+    )
+}
+
 /// Counts a failed sign-in against `subject` and, when the account exists, in its security state
 /// (one upsert, so concurrent failures are each counted) and the audit log. Returns the answer.
 async fn count_failure(
@@ -82,8 +90,7 @@ async fn count_failure(
     user_id: Option<Uuid>,
     invalid_proof: bool,
 ) -> ApiResult<ApiError> {
-    let threshold = u32::try_from(state.config.lockout_threshold).unwrap_or(1);
-    let seconds = u64::try_from(state.config.lockout_seconds).unwrap_or(1);
+    let (threshold, seconds) = lockout_policy(state);
     let engaged = ratelimit::record_failure(state, &subject.key(), threshold, seconds).await?;
     let Some(user_id) = user_id else { return Ok(invalid_credentials()) };
     // The account's lock mirrors the address's, for people reading the database.
@@ -180,8 +187,7 @@ pub async fn login(
     // account: the same lock, the same hashing (against a decoy), the same counting.
     // The attempt is counted before the password is hashed, so concurrent guesses cannot all
     // pass while the first are still hashing (a success forgets the count).
-    let threshold = u32::try_from(state.config.lockout_threshold).unwrap_or(1);
-    let lock_seconds = u64::try_from(state.config.lockout_seconds).unwrap_or(1);
+    let (threshold, lock_seconds) = lockout_policy(&state);
     if let Some(seconds) = ratelimit::take_attempt(&state, &subject.key(), threshold, lock_seconds).await? {
         return Err(locked(seconds));
     }
