@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The control-plane tools the end-to-end suite and the demo run: a real kube-apiserver, etcd,
-# kubectl and helm, built once from their official Go modules with this machine's Go toolchain
+# The Kubernetes parts the end-to-end suite and the demo run: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy, CoreDNS, kubectl and helm, built once from their official Go modules with this machine's Go toolchain
 # (there is no Docker engine here and Kubernetes release binaries cannot be downloaded; the Go
 # module proxy can be reached).
 #
@@ -9,11 +9,13 @@
 #   scripts/k8s-tools.sh check    exit 0 when every tool is already built
 #
 # With KUBEBUILDER_ASSETS set (the envtest convention) nothing is built: that directory is used
-# for kube-apiserver, etcd and kubectl, and only helm is built if it is not there.
+# for kube-apiserver, etcd and kubectl; the node's binaries, CoreDNS and helm are still built here.
 #
 # Binaries are cached outside the repository, keyed by version:
-#   ${CONCLAVE_CACHE:-$HOME/.cache/conclave}/k8s/<kubernetes version>/{kube-apiserver,kubectl,etcd,helm}
-# so the first run takes 10-20 minutes on two cores and every later run takes none. Progress
+#   ${CONCLAVE_CACHE:-$HOME/.cache/conclave}/k8s/<kubernetes version>/{kube-apiserver,kubectl,etcd,helm,
+#       kube-controller-manager,kube-scheduler,kubelet,kube-proxy,coredns}
+# so the first run takes 20-40 minutes on two cores (docs/e2e.md has the measured figures) and
+# every later run takes none. Progress
 # goes to stderr; the only thing on stdout is the directory.
 #
 # kube-apiserver cannot be `go install`ed: k8s.io/kubernetes requires its staging modules
@@ -26,9 +28,12 @@ set -euo pipefail
 K8S_VERSION="${CONCLAVE_K8S_VERSION:-1.34.4}"   # k8s-openapi 0.29 with feature v1_34
 ETCD_VERSION="${CONCLAVE_ETCD_VERSION:-3.6.16}" # at least 3.5.21
 HELM_VERSION="${CONCLAVE_HELM_VERSION:-3.19.5}"
+COREDNS_VERSION="${CONCLAVE_COREDNS_VERSION:-1.12.4}"
 CACHE="${CONCLAVE_CACHE:-$HOME/.cache/conclave}"
 OUT="$CACHE/k8s/$K8S_VERSION"
-TOOLS=(kube-apiserver kubectl etcd helm)
+# Built from the generated k8s.io/kubernetes module, each stamped with the version.
+K8S_BINS=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
+TOOLS=("${K8S_BINS[@]}" etcd helm coredns)
 
 say() { printf '\033[1;36m[k8s-tools]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[k8s-tools] error:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -38,11 +43,22 @@ have_all() {
     for t in "${TOOLS[@]}"; do [ -x "$(tool_path "$t")" ] || return 1; done
     # Built by an earlier version of this script without the version stamp: rebuild (a relink).
     [ -n "${KUBEBUILDER_ASSETS:-}" ] || "$OUT/kube-apiserver" --version 2>/dev/null | grep -q "v$K8S_VERSION" || return 1
-    helm_ok
+    k8s_missing >/dev/null && return 1
+    coredns_ok && helm_ok
 }
+# The binaries of the k8s.io/kubernetes module still to build (each missing one on a line).
+k8s_missing() {
+    local t any=1
+    for t in "${K8S_BINS[@]}"; do
+        if [ -n "${KUBEBUILDER_ASSETS:-}" ] && { [ "$t" = kube-apiserver ] || [ "$t" = kubectl ]; }; then continue; fi
+        [ -x "$OUT/$t" ] || { echo "$t"; any=0; }
+    done
+    return $any
+}
+coredns_ok() { "$OUT/coredns" -version 2>/dev/null | grep -q "CoreDNS-$COREDNS_VERSION"; }
 helm_ok() { [ "$("$OUT/helm" version --template '{{.Version}}' 2>/dev/null)" = "v$HELM_VERSION" ]; }
 tool_path() {
-    if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ "$1" != helm ]; then echo "$KUBEBUILDER_ASSETS/$1"; else echo "$OUT/$1"; fi
+    if [ -n "${KUBEBUILDER_ASSETS:-}" ] && { [ "$1" = kube-apiserver ] || [ "$1" = kubectl ] || [ "$1" = etcd ]; }; then echo "$KUBEBUILDER_ASSETS/$1"; else echo "$OUT/$1"; fi
 }
 
 case "${1:-build}" in
@@ -55,7 +71,7 @@ esac
 if have_all; then echo "$OUT"; exit 0; fi
 
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
-[ -x "$GO" ] || die "the Go toolchain is needed once to build kube-apiserver, etcd, kubectl and helm (install Go >= 1.24)"
+[ -x "$GO" ] || die "the Go toolchain is needed once to build the Kubernetes binaries, etcd, CoreDNS and helm (install Go >= 1.24)"
 mkdir -p "$OUT"
 WORK="$CACHE/k8s/build-$K8S_VERSION"
 mkdir -p "$WORK"
@@ -83,12 +99,17 @@ build_with_progress() {
     wait "$pid" || die "building $what failed"
 }
 
-say "building control-plane tools into $OUT (first run only; 10-20 minutes on two cores)"
+say "building Kubernetes tools into $OUT (first run only; 20-40 minutes on two cores)"
 
-if [ -z "${KUBEBUILDER_ASSETS:-}" ] && ! { "$OUT/kube-apiserver" --version 2>/dev/null | grep -q "v$K8S_VERSION" && [ -x "$OUT/kubectl" ]; }; then
+# An apiserver built without the version stamp is rebuilt.
+if [ -z "${KUBEBUILDER_ASSETS:-}" ] && ! "$OUT/kube-apiserver" --version 2>/dev/null | grep -q "v$K8S_VERSION"; then
+    rm -f "$OUT/kube-apiserver"
+fi
+missing="$(k8s_missing || true)"
+if [ -n "$missing" ]; then
     mod="$WORK/kubernetes"
     mkdir -p "$mod"
-    say "[1/3] kube-apiserver and kubectl $K8S_VERSION: resolving k8s.io/kubernetes@v$K8S_VERSION"
+    say "[1/4] $(echo $missing | tr ' ' ',') $K8S_VERSION: resolving k8s.io/kubernetes@v$K8S_VERSION"
     gomod="$(cd "$mod" && "$GO" mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
     [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@v$K8S_VERSION from the Go module proxy"
     staging_version="v0.${K8S_VERSION#1.}"
@@ -105,7 +126,13 @@ if [ -z "${KUBEBUILDER_ASSETS:-}" ] && ! { "$OUT/kube-apiserver" --version 2>/de
             while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_version"; done
         echo ")"
     } >"$mod/go.mod"
-    printf 'package tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n\t_ "k8s.io/kubectl/pkg/cmd"\n)\n' >"$mod/tools.go"
+    {
+        printf 'package tools\n\nimport (\n'
+        for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
+            printf '\t_ "k8s.io/kubernetes/cmd/%s/app"\n' "$c"
+        done
+        printf '\t_ "k8s.io/kubectl/pkg/cmd"\n)\n'
+    } >"$mod/tools.go"
     say "  downloading modules"
     (cd "$mod" && "$GO" mod tidy >/dev/null 2>"$WORK/tidy.log") || { cat "$WORK/tidy.log" >&2; die "go mod tidy failed"; }
     # The version the binaries report (/version, `kubectl version`), as Kubernetes' own build
@@ -116,19 +143,18 @@ if [ -z "${KUBEBUILDER_ASSETS:-}" ] && ! { "$OUT/kube-apiserver" --version 2>/de
         stamp+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
     done
     K8S_BUILD=(-p "$GOMAXPROCS" -trimpath "-ldflags=-s -w$stamp")
-    say "  compiling kube-apiserver (the long part)"
-    (cd "$mod" && build_with_progress kube-apiserver build "${K8S_BUILD[@]}" -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-    mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
-    say "  kube-apiserver built ($(elapsed)); compiling kubectl"
-    (cd "$mod" && build_with_progress kubectl build "${K8S_BUILD[@]}" -o "$OUT/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl)
-    mv "$OUT/kubectl.tmp" "$OUT/kubectl"
-    say "  kubectl built ($(elapsed))"
+    for t in $missing; do
+        say "  compiling $t ($(elapsed) so far)"
+        (cd "$mod" && build_with_progress "$t" build "${K8S_BUILD[@]}" -o "$OUT/$t.tmp" "k8s.io/kubernetes/cmd/$t")
+        mv "$OUT/$t.tmp" "$OUT/$t"
+        say "  $t built ($(elapsed))"
+    done
 fi
 
 if [ -z "${KUBEBUILDER_ASSETS:-}" ] && [ ! -x "$OUT/etcd" ]; then
     mod="$WORK/etcd"
     mkdir -p "$mod"
-    say "[2/3] etcd $ETCD_VERSION"
+    say "[2/4] etcd $ETCD_VERSION"
     printf '// Generated by scripts/k8s-tools.sh: builds etcd from its server module.\nmodule conclave.local/etcd-tools\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 v%s\n' "$ETCD_VERSION" >"$mod/go.mod"
     printf 'package tools\n\nimport _ "go.etcd.io/etcd/server/v3/etcdmain"\n' >"$mod/tools.go"
     (cd "$mod" && "$GO" mod tidy >/dev/null 2>"$WORK/tidy-etcd.log") || { cat "$WORK/tidy-etcd.log" >&2; die "go mod tidy failed for etcd"; }
@@ -138,7 +164,7 @@ if [ -z "${KUBEBUILDER_ASSETS:-}" ] && [ ! -x "$OUT/etcd" ]; then
 fi
 
 if ! helm_ok; then
-    say "[3/3] helm $HELM_VERSION"
+    say "[3/4] helm $HELM_VERSION"
     gobin="$WORK/helm-bin"
     mkdir -p "$gobin"
     # helm's version, and the Kubernetes version `helm template` and `helm lint` assume without a
@@ -152,6 +178,16 @@ if ! helm_ok; then
         "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION")
     mv "$gobin/helm" "$OUT/helm"
     say "  helm built ($(elapsed))"
+fi
+
+if ! coredns_ok; then
+    say "[4/4] CoreDNS $COREDNS_VERSION (cluster DNS of the end-to-end node)"
+    gobin="$WORK/coredns-bin"
+    mkdir -p "$gobin"
+    (cd "$WORK" && GOBIN="$gobin" build_with_progress coredns install "${BUILD[@]}" \
+        "github.com/coredns/coredns@v$COREDNS_VERSION")
+    mv "$gobin/coredns" "$OUT/coredns"
+    say "  CoreDNS built ($(elapsed))"
 fi
 
 have_all || die "some tools are still missing from $OUT"
