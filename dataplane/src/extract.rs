@@ -90,7 +90,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 }
 
 /// The client's address: the peer, or with `--trust-forwarded-for` the last `X-Forwarded-For`
-/// hop (the one our own proxy appended).
+/// hop (the one our own proxy appended). IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a
+/// dual-stack listener sees of an IPv4 client) are read as the IPv4 address they carry.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<std::net::IpAddr>);
 
@@ -104,18 +105,56 @@ impl FromRequestParts<crate::AppState> for ClientIp {
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok())
+                .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
         {
-            return Ok(Self(Some(ip)));
+            return Ok(Self(Some(ip.to_canonical())));
         }
         let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-        Ok(Self(peer))
+        Ok(Self(peer.map(|ip| ip.to_canonical())))
     }
 }
 
 impl ClientIp {
-    /// A rate-limit key for this address.
+    /// A rate-limit key for this address's [`source`]: `192.0.2.1`, `2001:db8:1:2::/64`.
     pub fn key(&self) -> String {
-        self.0.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".to_owned())
+        match self.0.map(source) {
+            Some(ip @ std::net::IpAddr::V4(_)) => ip.to_string(),
+            Some(ip @ std::net::IpAddr::V6(_)) => format!("{ip}/64"),
+            None => "unknown".to_owned(),
+        }
+    }
+}
+
+/// The source an address is counted as, by per-source limits and the cap on connections: an IPv4
+/// address on its own, an IPv6 address by its /64 (one subscriber's network: a client given a
+/// /64 can use any of its 2^64 addresses, so counting each alone would let it rotate past every
+/// limit). IPv4-mapped addresses are IPv4 first; taken as IPv6 they would all share `::/64`.
+pub fn source(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => std::net::Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1)).into(),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(source(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(source(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), ip("2001:db8:1:2::"));
+        assert_ne!(source(ip("2001:db8:1:3::1")), source(ip("2001:db8:1:2::1")), "another /64");
+        assert_eq!(source(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_ne!(source(ip("::ffff:192.0.2.7")), source(ip("::ffff:192.0.2.8")), "not all in ::/64");
+        assert_eq!(source(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(ClientIp(Some(ip("2001:db8:1:2::9"))).key(), "2001:db8:1:2::/64");
+        assert_eq!(ClientIp(Some(ip("::ffff:192.0.2.7"))).key(), "192.0.2.7");
+        assert_eq!(ClientIp(None).key(), "unknown");
     }
 }

@@ -10,8 +10,9 @@
 //!   timeout, not a total one, so an attachment upload streams for as long as bytes keep coming,
 //!   while a body that declares a gigabyte and stops after ten bytes is given up on.
 //! - **Connections per address** (`--max-connections-per-address`, none with
-//!   `--trust-forwarded-for`, where every peer is a proxy): each peer address may hold that many
-//!   connections at once; one more is closed as soon as it is accepted, before a byte is read
+//!   `--trust-forwarded-for`, where every peer is a proxy): each source may hold that many
+//!   connections at once, a source being an IPv4 address or an IPv6 /64
+//!   ([`crate::extract::source`]: a client with a /64 cannot rotate past the cap); one more is closed as soon as it is accepted, before a byte is read
 //!   (the cheapest refusal, and one a flood cannot make expensive). A WebSocket is one
 //!   connection like any other and, once upgraded, is no longer subject to either timeout (its
 //!   liveness is the socket's own heartbeat), so an idle client keeps its socket.
@@ -154,8 +155,8 @@ impl Connection {
     }
 }
 
-/// Open connections per peer address, for the cap. An address leaves the map with its last
-/// connection, so the map holds only addresses with connections open.
+/// Open connections per source (IPv4 address or IPv6 /64), for the cap. A source leaves the map
+/// with its last connection, so the map holds only sources with connections open.
 #[derive(Clone, Default)]
 struct Counts(Arc<Mutex<HashMap<IpAddr, usize>>>);
 
@@ -166,8 +167,9 @@ struct Slot {
 }
 
 impl Counts {
-    /// A slot for one more connection from `ip`, unless it already holds `max` (0: no cap).
+    /// A slot for one more connection from `ip`'s source, unless it already holds `max` (0: no cap).
     fn take(&self, ip: IpAddr, max: usize) -> Option<Slot> {
+        let ip = crate::extract::source(ip);
         let mut counts = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = counts.entry(ip).or_insert(0);
         if max > 0 && *count >= max {
@@ -299,5 +301,20 @@ mod tests {
         assert!(counts.0.lock().expect("lock").is_empty());
         let unlimited: Vec<Slot> = (0..10).filter_map(|_| counts.take(a, 0)).collect();
         assert_eq!(unlimited.len(), 10, "0 means no cap");
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source_and_a_mapped_ipv4_address_its_own() {
+        let counts = Counts::default();
+        let ip = |text: &str| -> IpAddr { text.parse().expect("an address") };
+        let first = counts.take(ip("2001:db8:1:2::1"), 2).expect("first");
+        let second = counts.take(ip("2001:db8:1:2:dead:beef:0:7"), 2).expect("second");
+        assert!(counts.take(ip("2001:db8:1:2:ffff::9"), 2).is_none(), "a third address of the same /64");
+        let next = counts.take(ip("2001:db8:1:3::1"), 2).expect("the next /64 is another source");
+        let mapped = counts.take(ip("::ffff:192.0.2.1"), 1).expect("mapped");
+        assert!(counts.take(ip("192.0.2.1"), 1).is_none(), "the same IPv4 address, mapped or not");
+        let other = counts.take(ip("::ffff:192.0.2.2"), 1).expect("another IPv4 address, though both are in ::/64");
+        drop((first, second, next, mapped, other));
+        assert!(counts.0.lock().expect("lock").is_empty());
     }
 }

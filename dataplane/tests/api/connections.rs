@@ -160,3 +160,51 @@ async fn shutdown_lets_a_request_in_flight_finish_closes_websockets_and_stops_se
     assert!(served.is_ok(), "{served:?}");
     assert!(TcpStream::connect(base.trim_start_matches("http://")).await.is_err(), "no longer listening");
 }
+
+/// Writes a whole `GET /healthz` that asks to close, and reads the answer up to the close.
+async fn health_over(socket: &mut TcpStream) -> String {
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: conclave\r\nConnection: close\r\n\r\n").await.expect("request");
+    closed_by(socket, Instant::now() + SLACK).await.expect("answered and closed")
+}
+
+/// A connection from `from` to `to`.
+async fn open_from(from: &str, to: std::net::SocketAddr) -> TcpStream {
+    let from: std::net::IpAddr = from.parse().expect("an address");
+    let socket = if from.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+    let socket = socket.expect("socket");
+    socket.bind((from, 0).into()).expect("bind the source address");
+    socket.connect(to).await.expect("connect")
+}
+
+#[tokio::test]
+async fn the_cap_counts_ipv4_clients_of_a_dual_stack_listener_each_on_its_own_and_ipv6_by_its_64() {
+    // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`, all inside `::/64`: counted
+    // as IPv6 by their /64 they would share one cap. Each IPv4 address is its own source.
+    let app = TestApp::start_with(&["--rate-limit-factor", "1000", "--max-connections-per-address", "2"]).await;
+    let listener = tokio::net::TcpListener::bind("[::]:0").await.expect("bind a dual-stack listener");
+    let port = listener.local_addr().expect("address").port();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(conclave_dataplane::serve(listener, app.state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let v4: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let v6: std::net::SocketAddr = (std::net::Ipv6Addr::LOCALHOST, port).into();
+
+    let held = [open_from("127.0.0.1", v4).await, open_from("127.0.0.1", v4).await];
+    let mut third = open_from("127.0.0.1", v4).await;
+    assert_eq!(closed_by(&mut third, Instant::now() + SLACK).await.as_deref(), Some(""), "beyond the cap");
+    let mut neighbour = open_from("127.0.0.2", v4).await;
+    let answer = health_over(&mut neighbour).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "another IPv4 address has a cap of its own: {answer}");
+
+    // IPv6 (loopback, the one IPv6 address a test can use; /64 bucketing of many addresses is
+    // the unit test `server::tests::an_ipv6_64_is_one_source…`) has a cap of its own too.
+    let held6 = [open_from("::1", v6).await, open_from("::1", v6).await];
+    let mut third6 = open_from("::1", v6).await;
+    assert_eq!(closed_by(&mut third6, Instant::now() + SLACK).await.as_deref(), Some(""), "beyond the cap");
+    drop(held6);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = health_over(&mut open_from("127.0.0.1", v4).await).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "closed connections free their slots: {answer}");
+}

@@ -462,3 +462,38 @@ async fn forged_or_stale_device_proofs_are_refused_and_counted_as_failures() {
     let (status, body) = app.post("/v1/auth/login", login(owner.device_id, proof), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn the_per_source_limit_counts_an_ipv6_64_as_one_source() {
+    // The attack: a client holding a /64 sends each attempt from another of its addresses, so a
+    // limit per address never fills. Production limits (factor 1): 20 sign-ins per 5 minutes.
+    let app = TestApp::start_with(&["--rate-limit-factor", "1", "--trust-forwarded-for"]).await;
+    let into_window = unix_now() % 300;
+    if into_window > 280 {
+        tokio::time::sleep(Duration::from_secs(301 - into_window)).await;
+    }
+    let login = |i: usize| {
+        // Unknown addresses, one each, so no lockout is involved: only the per-source limit.
+        json!({ "email": format!("nobody-{i}@example.org"), "password": "a guess", "device": new_device("x") })
+    };
+    for i in 0..20 {
+        let from = format!("2001:db8:16:1:{i:x}::{:x}", (i * 7919 + 1) % 0xffff);
+        let (status, _, body) = attempt(&app, "/v1/auth/login", &login(i), &from, true).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i} from {from}: {body}");
+    }
+    let (status, retry, _) = attempt(&app, "/v1/auth/login", &login(20), "2001:db8:16:1:ffff::1", true).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "a 21st address of the same /64 is the same source");
+    assert!(retry.is_some());
+    let (status, _, _) = attempt(&app, "/v1/auth/login", &login(21), "2001:db8:16:2::1", true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the next /64 is another source");
+
+    // An IPv4 address counts the same written plainly or IPv4-mapped.
+    for i in 0..20 {
+        let from = if i % 2 == 0 { "198.51.100.20" } else { "::ffff:198.51.100.20" };
+        assert_eq!(attempt(&app, "/v1/auth/login", &login(100 + i), from, true).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = attempt(&app, "/v1/auth/login", &login(200), "198.51.100.20", true).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, _) = attempt(&app, "/v1/auth/login", &login(201), "198.51.100.21", true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a neighbouring IPv4 address is its own source");
+}
