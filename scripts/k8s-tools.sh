@@ -55,7 +55,8 @@ k8s_missing() {
     done
     return $any
 }
-coredns_ok() { "$OUT/coredns" -version 2>/dev/null | grep -q "CoreDNS-$COREDNS_VERSION"; }
+# (Read whole: `grep -q` closing the pipe early would fail the pipeline under pipefail.)
+coredns_ok() { [[ "$("$OUT/coredns" -version 2>/dev/null)" == *"CoreDNS-$COREDNS_VERSION"* ]]; }
 helm_ok() { [ "$("$OUT/helm" version --template '{{.Version}}' 2>/dev/null)" = "v$HELM_VERSION" ]; }
 tool_path() {
     if [ -n "${KUBEBUILDER_ASSETS:-}" ] && { [ "$1" = kube-apiserver ] || [ "$1" = kubectl ] || [ "$1" = etcd ]; }; then echo "$KUBEBUILDER_ASSETS/$1"; else echo "$OUT/$1"; fi
