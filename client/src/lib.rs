@@ -23,6 +23,7 @@ pub mod content;
 pub mod crypto;
 pub mod keystore;
 pub mod messenger;
+pub mod mls;
 pub mod store;
 
 pub use api::{ApiError, Client, Error, Result};

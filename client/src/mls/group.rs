@@ -1,0 +1,572 @@
+//! One device's MLS state: its leaf signing key and credential, its key packages, and the groups
+//! (one per conversation) it belongs to, with every leaf checked against the identity chain.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::identity::{DeviceCredential, IdentityKey, IdentityPublicKey};
+use super::trust::TrustStore;
+use super::{CIPHERSUITE, MlsError};
+
+/// Epochs whose secrets are kept after the group moves on, so that messages sent just before a
+/// commit (and delivered after it) still decrypt. Older epoch secrets are deleted: forward secrecy.
+pub const PAST_EPOCHS: usize = 3;
+/// Messages of one sender that may arrive out of order within an epoch.
+pub const OUT_OF_ORDER_TOLERANCE: u32 = 100;
+/// How far ahead of the last one seen a sender's message may be (messages lost in between).
+pub const MAXIMUM_FORWARD_DISTANCE: u32 = 1000;
+
+/// The delivery service's removal key as group members know it: an MLS external sender (RFC 9420
+/// section 12.1.8.1) allowed to propose `Remove` and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalSenderKey {
+    /// Raw Ed25519 public key.
+    pub public_key: [u8; 32],
+}
+
+/// The basic credential's identity of the delivery service's external sender.
+pub const DELIVERY_SERVICE_IDENTITY: &[u8] = b"conclave/v2/delivery-service";
+
+/// What a device expects of a group's roster, from the server's membership listing: which users
+/// may have leaves, and which of their devices were revoked (and may not come back, by an external
+/// commit for instance). Everything else about a leaf is checked cryptographically.
+#[derive(Clone, Debug, Default)]
+pub struct Roster {
+    pub members: BTreeSet<Uuid>,
+    pub revoked: BTreeSet<Uuid>,
+}
+
+/// A device of the group, as its credential says (the credential was verified).
+pub type Leaf = DeviceCredential;
+
+/// A commit this device made, to hand to the server: the commit itself, the Welcome for the devices
+/// it adds (and which devices those are), and the group info that lets a device of a member rejoin
+/// by external commit.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The epoch the commit was made in (the server accepts one commit per epoch).
+    pub epoch: u64,
+    pub commit: Vec<u8>,
+    pub welcome: Option<Vec<u8>>,
+    pub welcomed: Vec<(Uuid, Uuid)>,
+    pub group_info: Vec<u8>,
+}
+
+/// What an incoming MLS message turned out to be, after every check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// An application message: its sender's device (verified) and the plaintext.
+    Application { sender: Leaf, epoch: u64, plaintext: Vec<u8> },
+    /// A commit was merged: the group is at `epoch` now.
+    Commit { epoch: u64, committer: Option<Leaf>, added: Vec<Leaf>, removed: Vec<Leaf> },
+    /// The delivery service proposed removing `device`; stored, to be committed by the next member
+    /// device that acts ([`Device::commit_pending`]).
+    RemovalProposed { removed: Leaf },
+    /// A message of this device's own, echoed back.
+    Own,
+}
+
+/// One device's MLS side.
+pub struct Device {
+    provider: OpenMlsRustCrypto,
+    signer: SignatureKeyPair,
+    credential: DeviceCredential,
+    user_id: Uuid,
+    device_id: Uuid,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").field("credential", &self.credential).finish_non_exhaustive()
+    }
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(PAST_EPOCHS)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(OUT_OF_ORDER_TOLERANCE, MAXIMUM_FORWARD_DISTANCE))
+        .use_ratchet_tree_extension(true)
+        .build()
+}
+
+fn mls<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> MlsError {
+    move |e| MlsError::Protocol { context, reason: e.to_string() }
+}
+
+/// The group id of a conversation's group: the conversation id's 16 bytes.
+pub fn group_id(conversation_id: Uuid) -> GroupId {
+    GroupId::from_slice(conversation_id.as_bytes())
+}
+
+impl Device {
+    /// This device's MLS side: its leaves are signed with the device's Ed25519 key (`leaf_seed`,
+    /// the key registered with the server) and carry a credential signed by the user's identity.
+    pub fn new(identity: &IdentityKey, user_id: Uuid, device_id: Uuid, leaf_seed: &[u8; 32]) -> Result<Self, MlsError> {
+        let public = ed25519_dalek::SigningKey::from_bytes(leaf_seed).verifying_key().to_bytes();
+        let credential = identity.certify(user_id, device_id, &public);
+        Self::with_credential(credential, leaf_seed)
+    }
+
+    /// Rebuilds the device from a credential made earlier (the identity key is not needed then).
+    pub fn with_credential(credential: DeviceCredential, leaf_seed: &[u8; 32]) -> Result<Self, MlsError> {
+        let public = ed25519_dalek::SigningKey::from_bytes(leaf_seed).verifying_key().to_bytes();
+        credential.verify(&public)?;
+        let signer = SignatureKeyPair::from_raw(SignatureScheme::ED25519, leaf_seed.to_vec(), public.to_vec());
+        let provider = OpenMlsRustCrypto::default();
+        signer.store(provider.storage()).map_err(mls("storing the leaf key"))?;
+        Ok(Self { provider, signer, user_id: credential.user_id, device_id: credential.device_id, credential })
+    }
+
+    pub fn credential(&self) -> &DeviceCredential {
+        &self.credential
+    }
+
+    fn credential_with_key(&self) -> CredentialWithKey {
+        CredentialWithKey {
+            credential: BasicCredential::new(self.credential.encode().to_vec()).into(),
+            signature_key: self.signer.to_public_vec().into(),
+        }
+    }
+
+    fn capabilities() -> Capabilities {
+        Capabilities::new(None, Some(&[CIPHERSUITE]), None, None, Some(&[CredentialType::Basic]))
+    }
+
+    /// A fresh key package (TLS-encoded `MLSMessage`), one-time unless `last_resort`.
+    pub fn key_package(&self, last_resort: bool) -> Result<Vec<u8>, MlsError> {
+        let mut builder = KeyPackage::builder().leaf_node_capabilities(Self::capabilities());
+        if last_resort {
+            builder = builder.mark_as_last_resort();
+        }
+        let bundle = builder
+            .build(CIPHERSUITE, &self.provider, &self.signer, self.credential_with_key())
+            .map_err(mls("building a key package"))?;
+        MlsMessageOut::from(bundle.key_package().clone()).to_bytes().map_err(mls("encoding a key package"))
+    }
+
+    /// Starts the group of `conversation_id` with this device as its only leaf.
+    pub fn create_group(
+        &self,
+        conversation_id: Uuid,
+        external_sender: Option<&ExternalSenderKey>,
+    ) -> Result<MlsGroup, MlsError> {
+        let mut extensions = Vec::new();
+        if let Some(sender) = external_sender {
+            let credential: Credential = BasicCredential::new(DELIVERY_SERVICE_IDENTITY.to_vec()).into();
+            extensions.push(Extension::ExternalSenders(vec![ExternalSender::new(
+                sender.public_key.to_vec().into(),
+                credential,
+            )]));
+        }
+        let extensions = Extensions::from_vec(extensions).map_err(mls("group extensions"))?;
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(CIPHERSUITE)
+            .capabilities(Self::capabilities())
+            .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(PAST_EPOCHS)
+            .sender_ratchet_configuration(SenderRatchetConfiguration::new(
+                OUT_OF_ORDER_TOLERANCE,
+                MAXIMUM_FORWARD_DISTANCE,
+            ))
+            .use_ratchet_tree_extension(true)
+            .with_group_context_extensions(extensions)
+            .build();
+        MlsGroup::new_with_group_id(
+            &self.provider,
+            &self.signer,
+            &config,
+            group_id(conversation_id),
+            self.credential_with_key(),
+        )
+        .map_err(mls("creating the group"))
+    }
+
+    /// Commits adding the devices whose key packages are given (as the server handed them out),
+    /// each checked first: a valid key package of our suite, whose credential is signed by the
+    /// pinned identity of a user the roster lists. The commit stays pending until the server
+    /// accepts it ([`Self::merge_pending`]) or refuses it ([`Self::discard_pending`]).
+    pub fn add(
+        &self,
+        group: &mut MlsGroup,
+        key_packages: &[Vec<u8>],
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<Outgoing, MlsError> {
+        let epoch = group.epoch().as_u64();
+        let mut packages = Vec::with_capacity(key_packages.len());
+        let mut welcomed = Vec::with_capacity(key_packages.len());
+        for bytes in key_packages {
+            let package = self.validate_key_package(bytes)?;
+            let leaf = verify_leaf(
+                package.leaf_node().credential(),
+                package.leaf_node().signature_key().as_slice(),
+                roster,
+                trust,
+            )?;
+            welcomed.push((leaf.user_id, leaf.device_id));
+            packages.push(package);
+        }
+        let (commit, welcome, _) =
+            group.add_members(&self.provider, &self.signer, &packages).map_err(mls("adding devices"))?;
+        self.outgoing(group, epoch, commit, Some(welcome), welcomed)
+    }
+
+    fn validate_key_package(&self, bytes: &[u8]) -> Result<KeyPackage, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::MalformedKeyPackage)?;
+        let MlsMessageBodyIn::KeyPackage(package) = message.extract() else {
+            return Err(MlsError::MalformedKeyPackage);
+        };
+        let package = package
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(|_| MlsError::MalformedKeyPackage)?;
+        if package.ciphersuite() != CIPHERSUITE {
+            return Err(MlsError::MalformedKeyPackage);
+        }
+        Ok(package)
+    }
+
+    /// Commits removing these devices (a member leaving, or removing another).
+    pub fn remove(&self, group: &mut MlsGroup, devices: &[Uuid]) -> Result<Outgoing, MlsError> {
+        let epoch = group.epoch().as_u64();
+        let wanted: BTreeSet<Uuid> = devices.iter().copied().collect();
+        let leaves: Vec<LeafNodeIndex> = group
+            .members()
+            .filter(|m| {
+                DeviceCredential::decode(m.credential.serialized_content()).is_ok_and(|c| wanted.contains(&c.device_id))
+            })
+            .map(|m| m.index)
+            .collect();
+        if leaves.is_empty() {
+            return Err(MlsError::NotInGroup);
+        }
+        let (commit, welcome, _) =
+            group.remove_members(&self.provider, &self.signer, &leaves).map_err(mls("removing devices"))?;
+        self.outgoing(group, epoch, commit, welcome, Vec::new())
+    }
+
+    /// Commits the proposals received and stored (the delivery service's removals).
+    pub fn commit_pending(&self, group: &mut MlsGroup) -> Result<Outgoing, MlsError> {
+        let epoch = group.epoch().as_u64();
+        let (commit, welcome, _) = group
+            .commit_to_pending_proposals(&self.provider, &self.signer)
+            .map_err(mls("committing pending proposals"))?;
+        self.outgoing(group, epoch, commit, welcome, Vec::new())
+    }
+
+    /// A commit that only refreshes this device's leaf and path keys: post-compromise security.
+    pub fn self_update(&self, group: &mut MlsGroup) -> Result<Outgoing, MlsError> {
+        let epoch = group.epoch().as_u64();
+        let bundle = group
+            .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .map_err(mls("self update"))?;
+        let (commit, welcome, _) = bundle.into_contents();
+        let welcome = welcome.map(|w| MlsMessageOut::from_welcome(w, ProtocolVersion::Mls10));
+        self.outgoing(group, epoch, commit, welcome, Vec::new())
+    }
+
+    fn outgoing(
+        &self,
+        group: &MlsGroup,
+        epoch: u64,
+        commit: MlsMessageOut,
+        welcome: Option<MlsMessageOut>,
+        welcomed: Vec<(Uuid, Uuid)>,
+    ) -> Result<Outgoing, MlsError> {
+        let group_info = self.group_info(group)?;
+        Ok(Outgoing {
+            epoch,
+            commit: commit.to_bytes().map_err(mls("encoding a commit"))?,
+            welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(mls("encoding a welcome"))?,
+            welcomed,
+            group_info,
+        })
+    }
+
+    /// The signed group info (with the ratchet tree) a member's device needs to rejoin by external
+    /// commit.
+    pub fn group_info(&self, group: &MlsGroup) -> Result<Vec<u8>, MlsError> {
+        group
+            .export_group_info(self.provider.crypto(), &self.signer, true)
+            .map_err(mls("exporting group info"))?
+            .to_bytes()
+            .map_err(mls("encoding group info"))
+    }
+
+    /// The server accepted this device's commit: the group moves to the next epoch.
+    pub fn merge_pending(&self, group: &mut MlsGroup) -> Result<(), MlsError> {
+        group.merge_pending_commit(&self.provider).map_err(mls("merging own commit"))
+    }
+
+    /// The server refused this device's commit (another was first): forget it.
+    pub fn discard_pending(&self, group: &mut MlsGroup) -> Result<(), MlsError> {
+        group.clear_pending_commit(self.provider.storage()).map_err(mls("discarding own commit"))
+    }
+
+    /// Joins a group from a Welcome meant for this device, after checking every leaf of the
+    /// group it describes.
+    pub fn join(&self, welcome: &[u8], roster: &Roster, trust: &mut TrustStore) -> Result<MlsGroup, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::MalformedMessage)?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(MlsError::MalformedMessage);
+        };
+        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+            .map_err(|e| MlsError::WelcomeRejected(e.to_string()))?;
+        for member in staged.members() {
+            verify_leaf(&member.credential, &member.signature_key, roster, trust)?;
+        }
+        staged.into_group(&self.provider).map_err(|e| MlsError::WelcomeRejected(e.to_string()))
+    }
+
+    /// Rejoins a group whose state this device lost (or that it fell behind in), by an external
+    /// commit from the group info a member published. The commit must be accepted by the server
+    /// like any other; until then the returned group has it pending.
+    pub fn rejoin(
+        &self,
+        group_info: &[u8],
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<(MlsGroup, Outgoing), MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(group_info).map_err(|_| MlsError::MalformedMessage)?;
+        let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
+            return Err(MlsError::MalformedMessage);
+        };
+        let (mut group, bundle) = MlsGroup::external_commit_builder()
+            .with_config(join_config())
+            .build_group(&self.provider, info, self.credential_with_key())
+            .map_err(mls("rejoining"))?
+            .load_psks(self.provider.storage())
+            .map_err(mls("rejoining"))?
+            .build(self.provider.rand(), self.provider.crypto(), &self.signer, |_| true)
+            .map_err(mls("rejoining"))?
+            .finalize(&self.provider)
+            .map_err(mls("rejoining"))?;
+        for member in group.members() {
+            verify_leaf(&member.credential, &member.signature_key, roster, trust)?;
+        }
+        // The commit moved us into the new epoch once merged; it is made in the group info's epoch.
+        let epoch = group.epoch().as_u64();
+        let (commit, welcome, _) = bundle.into_contents();
+        let welcome = welcome.map(|w| MlsMessageOut::from_welcome(w, ProtocolVersion::Mls10));
+        let outgoing = self.outgoing(&group, epoch, commit, welcome, Vec::new())?;
+        // Our own leaf is in the pending commit; stale copies of ourselves are removed by it.
+        let _ = &mut group;
+        Ok((group, outgoing))
+    }
+
+    /// Encrypts an application message for the group's current epoch.
+    pub fn encrypt(&self, group: &mut MlsGroup, plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
+        group
+            .create_message(&self.provider, &self.signer, plaintext)
+            .map_err(mls("encrypting"))?
+            .to_bytes()
+            .map_err(mls("encoding a message"))
+    }
+
+    /// Processes a message the server relayed for `group`: application messages are decrypted and
+    /// their sender's leaf verified; commits are checked (every new or updated leaf against the
+    /// identity chain and the roster) and merged; removal proposals from the delivery service are
+    /// stored. Anything else is refused with a specific error.
+    pub fn process(
+        &self,
+        group: &mut MlsGroup,
+        bytes: &[u8],
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<Incoming, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::MalformedMessage)?;
+        let protocol = message.try_into_protocol_message().map_err(|_| MlsError::MalformedMessage)?;
+        if protocol.group_id() != group.group_id() {
+            return Err(MlsError::WrongGroup);
+        }
+        let message_epoch = protocol.epoch().as_u64();
+        let current = group.epoch().as_u64();
+        if protocol.is_handshake_message() && message_epoch != current {
+            return Err(MlsError::WrongEpoch { message: message_epoch, group: current });
+        }
+        let processed =
+            group.process_message(&self.provider, protocol).map_err(|e| classify(e, message_epoch, current))?;
+        let sender_leaf = match processed.sender() {
+            Sender::Member(_) => Some(verify_leaf(
+                processed.credential(),
+                sender_signature_key(group, processed.sender()).unwrap_or_default().as_slice(),
+                roster,
+                trust,
+            )),
+            _ => None,
+        };
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                let sender = sender_leaf.ok_or(MlsError::UnauthorizedSender)??;
+                Ok(Incoming::Application { sender, epoch: message_epoch, plaintext: app.into_bytes() })
+            }
+            ProcessedMessageContent::ProposalMessage(proposal) => {
+                let Sender::External(_) = proposal.sender() else {
+                    // Members commit their changes directly; a standalone member proposal is not
+                    // part of this protocol.
+                    return Err(MlsError::UnauthorizedSender);
+                };
+                let Proposal::Remove(remove) = proposal.proposal() else {
+                    return Err(MlsError::UnauthorizedSender);
+                };
+                let removed = group
+                    .member_at(remove.removed())
+                    .and_then(|m| DeviceCredential::decode(m.credential.serialized_content()).ok())
+                    .ok_or(MlsError::NotInGroup)?;
+                group.store_pending_proposal(self.provider.storage(), *proposal).map_err(mls("storing a proposal"))?;
+                Ok(Incoming::RemovalProposed { removed })
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                let mut committer = sender_leaf.transpose()?;
+                for leaf in staged.add_proposals() {
+                    let node = leaf.add_proposal().key_package().leaf_node();
+                    verify_leaf(node.credential(), node.signature_key().as_slice(), roster, trust)?;
+                }
+                if let Some(node) = staged.update_path_leaf_node() {
+                    // The committer's new leaf; for an external commit (a device rejoining), the
+                    // only statement of who it is.
+                    let leaf = verify_leaf(node.credential(), node.signature_key().as_slice(), roster, trust)?;
+                    committer.get_or_insert(leaf);
+                }
+                let added: Vec<Leaf> = staged
+                    .add_proposals()
+                    .filter_map(|p| {
+                        DeviceCredential::decode(
+                            p.add_proposal().key_package().leaf_node().credential().serialized_content(),
+                        )
+                        .ok()
+                    })
+                    .collect();
+                let removed: Vec<Leaf> = staged
+                    .remove_proposals()
+                    .filter_map(|p| group.member_at(p.remove_proposal().removed()))
+                    .filter_map(|m| DeviceCredential::decode(m.credential.serialized_content()).ok())
+                    .collect();
+                group.merge_staged_commit(&self.provider, *staged).map_err(mls("merging a commit"))?;
+                Ok(Incoming::Commit { epoch: group.epoch().as_u64(), committer, added, removed })
+            }
+            ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(MlsError::UnauthorizedSender),
+            _ => Ok(Incoming::Own),
+        }
+    }
+
+    /// Loads a group this device belongs to from its storage.
+    pub fn load(&self, conversation_id: Uuid) -> Result<Option<MlsGroup>, MlsError> {
+        MlsGroup::load(self.provider.storage(), &group_id(conversation_id)).map_err(mls("loading a group"))
+    }
+
+    /// Forgets a group (state lost, or left).
+    pub fn forget(&self, group: &mut MlsGroup) -> Result<(), MlsError> {
+        group.delete(self.provider.storage()).map_err(mls("deleting a group"))
+    }
+
+    /// The devices of a group, as their verified credentials say.
+    pub fn leaves(group: &MlsGroup) -> Vec<Leaf> {
+        group.members().filter_map(|m| DeviceCredential::decode(m.credential.serialized_content()).ok()).collect()
+    }
+
+    /// Everything this device's MLS side stores (key packages' private keys, group states), for the
+    /// keystore to seal. Restored with [`Self::restore`].
+    pub fn snapshot(&self) -> Zeroizing<Vec<u8>> {
+        let values = self.provider.storage().values.read().map(|v| v.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        let sorted: BTreeMap<_, _> = values.into_iter().collect();
+        out.extend_from_slice(&(sorted.len() as u64).to_be_bytes());
+        for (k, v) in sorted {
+            out.extend_from_slice(&(k.len() as u64).to_be_bytes());
+            out.extend_from_slice(&k);
+            out.extend_from_slice(&(v.len() as u64).to_be_bytes());
+            out.extend_from_slice(&v);
+        }
+        Zeroizing::new(out)
+    }
+
+    /// Restores what [`Self::snapshot`] saved into this device's storage.
+    pub fn restore(&self, snapshot: &[u8]) -> Result<(), MlsError> {
+        let mut rest = snapshot;
+        let mut take = |n: usize| -> Result<&[u8], MlsError> {
+            if rest.len() < n {
+                return Err(MlsError::MalformedSnapshot);
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let read_len = |bytes: &[u8]| -> Result<usize, MlsError> {
+            let array: [u8; 8] = bytes.try_into().map_err(|_| MlsError::MalformedSnapshot)?;
+            usize::try_from(u64::from_be_bytes(array)).map_err(|_| MlsError::MalformedSnapshot)
+        };
+        let count = read_len(take(8)?)?;
+        let mut values = BTreeMap::new();
+        for _ in 0..count {
+            let len = read_len(take(8)?)?;
+            let key = take(len)?.to_vec();
+            let len = read_len(take(8)?)?;
+            let value = take(len)?.to_vec();
+            values.insert(key, value);
+        }
+        let mut store = self.provider.storage().values.write().map_err(|_| MlsError::MalformedSnapshot)?;
+        store.extend(values);
+        Ok(())
+    }
+
+    pub fn user_id(&self) -> Uuid {
+        self.user_id
+    }
+
+    pub fn device_id(&self) -> Uuid {
+        self.device_id
+    }
+
+    /// This device's identity key as its credential carries it.
+    pub fn identity_key(&self) -> IdentityPublicKey {
+        self.credential.identity_key
+    }
+}
+
+fn sender_signature_key(group: &MlsGroup, sender: &Sender) -> Option<Vec<u8>> {
+    match sender {
+        Sender::Member(index) => group.member_at(*index).map(|m| m.signature_key),
+        _ => None,
+    }
+}
+
+/// Checks one leaf: a credential of our layout, signed by the pinned identity key of its user over
+/// the leaf's signature key, for a user the roster lists.
+pub fn verify_leaf(
+    credential: &Credential,
+    signature_key: &[u8],
+    roster: &Roster,
+    trust: &mut TrustStore,
+) -> Result<Leaf, MlsError> {
+    if credential.credential_type() != CredentialType::Basic {
+        return Err(MlsError::MalformedCredential);
+    }
+    let leaf = DeviceCredential::decode(credential.serialized_content())?;
+    leaf.verify(signature_key)?;
+    trust.check(leaf.user_id, &leaf.identity_key)?;
+    if !roster.members.contains(&leaf.user_id) {
+        return Err(MlsError::NotAMember { user_id: leaf.user_id, device_id: leaf.device_id });
+    }
+    if roster.revoked.contains(&leaf.device_id) {
+        return Err(MlsError::RevokedDevice { user_id: leaf.user_id, device_id: leaf.device_id });
+    }
+    Ok(leaf)
+}
+
+fn classify<E: std::fmt::Display>(error: ProcessMessageError<E>, message: u64, group: u64) -> MlsError {
+    match error {
+        ProcessMessageError::ValidationError(ValidationError::WrongEpoch) => MlsError::WrongEpoch { message, group },
+        ProcessMessageError::ValidationError(ValidationError::UnableToDecrypt(_)) => MlsError::CannotDecrypt,
+        ProcessMessageError::ValidationError(ValidationError::NoPastEpochData) => MlsError::CannotDecrypt,
+        ProcessMessageError::ValidationError(ValidationError::WrongGroupId) => MlsError::WrongGroup,
+        ProcessMessageError::InvalidCommit(e) => MlsError::InvalidCommit(e.to_string()),
+        other => MlsError::Protocol { context: "processing a message", reason: other.to_string() },
+    }
+}
