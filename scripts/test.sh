@@ -52,6 +52,11 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "binaries the end-to-end suite runs (operator, data plane, CLI)"
 cargo build --workspace --bins --locked
 
+step "container images (scripts/images.sh: release binaries, umoci, skopeo; no daemon)"
+images_started=$SECONDS
+scripts/images.sh build >/dev/null
+echo "images built in $((SECONDS - images_started))s: $(scripts/images.sh dir)"
+
 step "tests (the end-to-end suite prints its steps as [e2e] lines)"
 tests_started=$SECONDS
 status=0

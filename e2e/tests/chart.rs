@@ -84,6 +84,55 @@ fn the_chart_lints_and_renders_with_standard_labels_and_least_privilege_rbac() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("operator.database.secretName is required"));
 }
 
+/// The images the chart's defaults name are the ones `scripts/images.sh` and the Containerfiles
+/// build, at the version of the chart's `appVersion`, which is also the crates' version (what the
+/// binaries report and the images' `org.opencontainers.image.version` label).
+#[test]
+fn the_chart_names_the_images_the_project_builds_at_its_app_version() {
+    let root = repo_root();
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let chart_yaml: serde_json::Value =
+        serde_saphyr::from_str(&read("charts/conclave/Chart.yaml")).expect("Chart.yaml");
+    let values: serde_json::Value = serde_saphyr::from_str(&read("charts/conclave/values.yaml")).expect("values.yaml");
+    let app_version = chart_yaml["appVersion"].as_str().expect("appVersion is a string");
+    assert_eq!(app_version, env!("CARGO_PKG_VERSION"), "Chart.yaml appVersion and the workspace version differ");
+
+    let operator = &values["operator"]["image"];
+    assert_eq!(operator["repository"], "ghcr.io/conclave/conclave-operator");
+    let tag = operator["tag"].as_str().expect("operator.image.tag");
+    assert!(tag.is_empty() || tag == app_version, "operator.image.tag {tag:?} is not appVersion {app_version}");
+    let dataplane_image = format!("ghcr.io/conclave/conclave-dataplane:{app_version}");
+    assert_eq!(values["dataPlane"]["spec"]["image"], dataplane_image.as_str(), "values.yaml dataPlane.spec.image");
+    let example: serde_json::Value = serde_saphyr::from_str(&read("examples/dataplane.yaml")).expect("example");
+    assert_eq!(example["spec"]["image"], dataplane_image.as_str(), "examples/dataplane.yaml");
+
+    // The rendered operator Deployment runs that tag.
+    let db = format!("operator.database.secretName={OPERATOR_DB_SECRET}");
+    let rendered = ok(&helm(&["template", "conclave", &chart(), "--set", &db]));
+    assert!(rendered.contains(&format!("image: \"ghcr.io/conclave/conclave-operator:{app_version}\"")), "{rendered}");
+
+    // What builds them: the script's default registry and tag, and a Containerfile per program
+    // with a numeric non-root user (runAsNonRoot needs one) and the OCI labels.
+    let script = read("scripts/images.sh");
+    assert!(script.contains("REGISTRY=\"${CONCLAVE_IMAGE_REGISTRY:-ghcr.io/conclave}\""), "scripts/images.sh registry");
+    assert!(script.contains("TAG=\"${CONCLAVE_IMAGE_TAG:-$APP_VERSION}\""), "scripts/images.sh tag");
+    for program in ["operator", "dataplane"] {
+        let containerfile = read(&format!("images/{program}/Containerfile"));
+        assert!(containerfile.contains("\nUSER 65532:65532\n"), "images/{program}/Containerfile user");
+        assert!(
+            containerfile.contains(&format!("ARG VERSION={app_version}\n")),
+            "images/{program}/Containerfile version"
+        );
+        for label in ["source", "version", "revision"] {
+            assert!(
+                containerfile.contains(&format!("org.opencontainers.image.{label}=")),
+                "images/{program}/Containerfile has no {label} label"
+            );
+        }
+        assert!(containerfile.contains(&format!("ENTRYPOINT [\"/usr/local/bin/conclave-{program}\"]")));
+    }
+}
+
 /// The chart's CRDs are the generated ones, byte for byte (crdgen writes crds/; the chart ships
 /// a copy because Helm can only read files inside the chart).
 #[test]
