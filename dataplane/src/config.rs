@@ -83,6 +83,12 @@ pub struct Config {
     /// as long as its bytes keep coming.
     #[arg(long, env = "CONCLAVE_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_idle_timeout_secs: u64,
+    /// Seconds a JSON request body has in total, counted from the arrival of the request head;
+    /// one still arriving then is answered 408 `request_timeout` and the connection closes (a
+    /// client trickling a byte just inside every idle timeout holds its socket no longer than
+    /// this). Attachment uploads stream and have only the idle timeout.
+    #[arg(long, env = "CONCLAVE_BODY_READ_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_secs: u64,
     /// Most connections open at once from one peer address (HTTP and WebSocket alike); one more is
     /// closed as soon as it is accepted, before anything is read. 0 removes the cap. With
     /// `--trust-forwarded-for` the peers are proxies that carry every client's connections, so

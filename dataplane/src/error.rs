@@ -123,6 +123,9 @@ error_codes! {
     /// Wait `Retry-After` seconds.
     RateLimited = "rate_limited", TOO_MANY_REQUESTS;
     ReactionExists = "reaction_exists", CONFLICT;
+    /// The JSON request body did not arrive within the deadline counted from the request head
+    /// (`--body-read-timeout-secs`); the connection closes.
+    RequestTimeout = "request_timeout", REQUEST_TIMEOUT;
     ReactionTooLarge = "reaction_too_large", PAYLOAD_TOO_LARGE;
     /// Redis is unavailable: retry after `Retry-After`.
     RealtimeUnavailable = "realtime_unavailable", SERVICE_UNAVAILABLE;

@@ -9,18 +9,42 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 /// `Json<T>` with our errors: 400 `malformed_json` (syntax), 422 `invalid_body` (shape: wrong
-/// types, unknown or missing fields), 415 `unsupported_media_type`, 413 `payload_too_large`.
+/// types, unknown or missing fields), 415 `unsupported_media_type`, 413 `payload_too_large`,
+/// 408 `request_timeout` when the body is not all there by the request's [`BodyDeadline`].
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let deadline = req.extensions().get::<BodyDeadline>().copied();
+        let read = axum::Json::<T>::from_request(req, state);
+        let read = match deadline {
+            Some(BodyDeadline { at, total }) => match tokio::time::timeout_at(at, read).await {
+                Ok(read) => read,
+                // Dropping the body unread makes the server close the connection after answering.
+                Err(_) => {
+                    return Err(ApiError::new(
+                        ErrorCode::RequestTimeout,
+                        format!("the request body did not arrive within {} seconds", total.as_secs()),
+                    ));
+                }
+            },
+            None => read.await,
+        };
+        match read {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// When a request's JSON body must have arrived by: `total` (`--body-read-timeout-secs`) after
+/// its head did. The server puts it on every request ([`crate::server`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline {
+    pub at: tokio::time::Instant,
+    pub total: std::time::Duration,
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {

@@ -141,6 +141,7 @@ fn shared_errors(operation: &Operation, has_path_ids: bool) -> BTreeMap<u16, Vec
             E::ValidationFailed,
             E::UnsupportedMediaType,
             E::PayloadTooLarge,
+            E::RequestTimeout,
         ]);
     }
     let query = operation

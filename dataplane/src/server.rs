@@ -9,6 +9,10 @@
 //!   long fails; the handler answers with an error and the connection closes. It is an idle
 //!   timeout, not a total one, so an attachment upload streams for as long as bytes keep coming,
 //!   while a body that declares a gigabyte and stops after ten bytes is given up on.
+//! - **JSON body deadline** (`--body-read-timeout-secs`): a JSON body must have arrived in full
+//!   that long after its request head, or the request is answered 408 `request_timeout` and the
+//!   connection closes; a client trickling one byte just inside every idle timeout is cut there.
+//!   Each request carries its [`BodyDeadline`], which [`crate::extract::ApiJson`] reads by.
 //! - **Connections per address** (`--max-connections-per-address`, none with
 //!   `--trust-forwarded-for`, where every peer is a proxy): each source may hold that many
 //!   connections at once, a source being an IPv4 address or an IPv6 /64
@@ -22,6 +26,7 @@
 //! HTTP connections; [`crate::serve`] tells them to close ("going away").
 
 use crate::config::Config;
+use crate::extract::BodyDeadline;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -45,6 +50,7 @@ use tower::ServiceExt as _;
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_idle_timeout: Duration,
+    pub body_read_timeout: Duration,
     /// 0: no cap.
     pub max_connections_per_address: usize,
 }
@@ -54,6 +60,7 @@ impl Limits {
         Self {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
             body_idle_timeout: Duration::from_secs(config.body_idle_timeout_secs),
+            body_read_timeout: Duration::from_secs(config.body_read_timeout_secs),
             // Behind trusted proxies every peer address is a proxy's: capping it would cap everyone.
             max_connections_per_address: if config.trust_forwarded_for {
                 0
@@ -127,10 +134,12 @@ impl Connection {
     async fn serve(self, _open: watch::Receiver<()>) {
         let Self { tcp, peer, app, limits, mut stopping } = self;
         let idle = limits.body_idle_timeout;
+        let total = limits.body_read_timeout;
         let service = app.map_request(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(|body| Body::new(IdleTimeout::new(body, idle)));
             // What `into_make_service_with_connect_info` would add: `ClientIp` reads it.
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(BodyDeadline { at: tokio::time::Instant::now() + total, total });
             request
         });
         let mut http = hyper::server::conn::http1::Builder::new();

@@ -93,6 +93,50 @@ async fn a_body_that_stalls_is_given_up_on_within_the_idle_timeout_and_one_that_
 }
 
 #[tokio::test]
+async fn a_json_body_trickled_inside_the_idle_timeout_is_cut_at_the_total_deadline() {
+    // The attack: one byte just inside every idle timeout keeps a request (and its socket) open
+    // for as long as the body is long. A JSON body has a deadline in total.
+    let mut args = FAST.to_vec();
+    args.extend(["--body-read-timeout-secs", "2"]);
+    let app = TestApp::start_with(&args).await;
+    let mut socket = open(&app).await;
+    let body = format!(r#"{{"email": "trickle@example.org", "password": "{}"}}"#, "x".repeat(100));
+    let head = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: conclave\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.expect("head");
+    let started = Instant::now();
+    let (mut reader, mut writer) = socket.into_split();
+    // A byte every 400 ms: never idle for the one-second idle timeout, 50 s for the whole body.
+    let trickle = tokio::spawn(async move {
+        for byte in body.into_bytes() {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    });
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2) + SLACK, reader.read_to_end(&mut received)).await;
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&received).into_owned();
+    assert!(closed.is_ok(), "still open {:?} after the head: {answer}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(1900), "not before the deadline: {:?}", started.elapsed());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let json: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).expect("a body")).expect("a JSON error body");
+    assert_eq!(json["error"]["code"], "request_timeout", "{json}");
+    crate::contract::check(
+        &reqwest::Method::POST,
+        "/v1/auth/login",
+        StatusCode::REQUEST_TIMEOUT,
+        Some("application/json"),
+        &json,
+    );
+}
+
+#[tokio::test]
 async fn an_idle_websocket_outlives_the_timeouts_and_the_cap_refuses_only_connections_beyond_it() {
     let mut args = FAST.to_vec();
     args.extend(["--max-connections-per-address", "4"]);
