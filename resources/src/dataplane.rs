@@ -30,6 +30,8 @@ use std::collections::BTreeMap;
 )]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))")
     .message("set replicas or autoscaling, not both"))]
+#[x_kube(validation = Rule::new("!(has(self.trustForwardedFor) && self.trustForwardedFor && has(self.maxConnectionsPerAddress) && self.maxConnectionsPerAddress > 0)")
+    .message("maxConnectionsPerAddress caps direct clients: with trustForwardedFor the proxy must cap connections"))]
 #[serde(rename_all = "camelCase")]
 pub struct DataPlaneSpec {
     /// The data-plane container image, such as `ghcr.io/example/conclave-dataplane:1.4.0`.
@@ -68,6 +70,20 @@ pub struct DataPlaneSpec {
     #[serde(default = "default_key_overlap")]
     #[schemars(range(min = 0, max = 2592000))]
     pub key_rotation_overlap_seconds: i64,
+    /// The data plane is reached through a proxy (an ingress controller) that appends each
+    /// client's address to `X-Forwarded-For`: per-source rate limits and sign-in limits read the
+    /// client from there, and the data plane caps no connections (every peer is a proxy; cap
+    /// connections per client on the proxy). Only when every request passes that proxy: a client
+    /// reaching the data plane directly could name any address. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trust_forwarded_for: bool,
+    /// Most connections (HTTP and WebSocket) one source, an IPv4 address or an IPv6 /64, may hold
+    /// open at once; beyond, a new connection is closed unanswered. 0 removes the cap. Absent,
+    /// the data plane's default (1024). Applies to clients that connect directly: not with
+    /// `trustForwardedFor`, and behind a proxy that is not trusted all clients share its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub max_connections_per_address: Option<i32>,
 }
 
 fn default_key_overlap() -> i64 {

@@ -214,6 +214,16 @@ impl DataPlaneSpec {
         {
             return invalid("autoscaling.maxReplicas must be at least minReplicas");
         }
+        if let Some(max) = self.max_connections_per_address {
+            if !(0..=1_000_000).contains(&max) {
+                return invalid("maxConnectionsPerAddress must be between 0 and 1000000");
+            }
+            if self.trust_forwarded_for && max > 0 {
+                return invalid(
+                    "maxConnectionsPerAddress caps direct clients: with trustForwardedFor the proxy must cap connections",
+                );
+            }
+        }
         if let Some(resources) = &self.resources {
             for (name, quantity) in resources.requests.iter().chain(&resources.limits) {
                 if quantity.trim().is_empty() {

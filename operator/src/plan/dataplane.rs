@@ -102,6 +102,12 @@ pub fn config_map(dp: &DataPlane) -> Value {
     if let Some(url) = &spec.public_url {
         put("CONCLAVE_PUBLIC_URL", url.clone());
     }
+    if spec.trust_forwarded_for {
+        put("CONCLAVE_TRUST_FORWARDED_FOR", "true".into());
+    }
+    if let Some(max) = spec.max_connections_per_address {
+        put("CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS", max.to_string());
+    }
     if let Some(smtp) = &spec.smtp {
         put("CONCLAVE_MAIL_FROM", smtp.from.clone());
     }

@@ -55,4 +55,5 @@ fn immutable_fields_and_cross_field_rules_are_declared_in_cel() {
     assert!(all.contains("set exactly one of workspaceRef and organizationRef"));
     assert!(all.contains("url must use https unless allowInsecureHttp is true"));
     assert!(all.contains("set replicas or autoscaling, not both"));
+    assert!(all.contains("maxConnectionsPerAddress caps direct clients"));
 }

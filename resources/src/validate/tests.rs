@@ -73,3 +73,24 @@ fn a_dataplane_cannot_have_both_replicas_and_autoscaling() {
     assert_eq!(spec.postgres.uri_key, "uri");
     assert!(spec.validate().is_err());
 }
+
+#[test]
+fn a_dataplane_caps_connections_of_direct_clients_only() {
+    let spec = |extra: serde_json::Value| -> crate::DataPlaneSpec {
+        let mut spec = serde_json::json!({
+            "image": "conclave:1",
+            "postgres": {"secretName": "pg-app"},
+            "redis": {"secretName": "redis"}
+        });
+        spec.as_object_mut().expect("an object").extend(extra.as_object().expect("an object").clone());
+        serde_json::from_value(spec).expect("a spec")
+    };
+    let plain = spec(serde_json::json!({}));
+    assert_eq!((plain.trust_forwarded_for, plain.max_connections_per_address), (false, None));
+    assert!(spec(serde_json::json!({"maxConnectionsPerAddress": 64})).validate().is_ok());
+    assert!(spec(serde_json::json!({"maxConnectionsPerAddress": 0, "trustForwardedFor": true})).validate().is_ok());
+    assert!(spec(serde_json::json!({"trustForwardedFor": true})).validate().is_ok());
+    assert!(spec(serde_json::json!({"maxConnectionsPerAddress": -1})).validate().is_err());
+    let both = spec(serde_json::json!({"maxConnectionsPerAddress": 64, "trustForwardedFor": true}));
+    assert!(both.validate().is_err(), "a cap the data plane would ignore");
+}

@@ -86,6 +86,28 @@ fn smtp_and_turn_settings_reach_the_config_and_their_secrets_the_env() {
 }
 
 #[test]
+fn the_connection_settings_reach_the_data_plane_as_its_flags() {
+    // Absent: the data plane's own defaults (1024 per source, X-Forwarded-For not trusted).
+    let data = config_map(&mk_dataplane(json!({})))["data"].clone();
+    assert!(data.get("CONCLAVE_TRUST_FORWARDED_FOR").is_none(), "{data}");
+    assert!(data.get("CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS").is_none(), "{data}");
+    // A direct deployment with its own cap.
+    let direct = config_map(&mk_dataplane(json!({"maxConnectionsPerAddress": 64})));
+    assert_eq!(direct["data"]["CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS"], "64");
+    assert!(direct["data"].get("CONCLAVE_TRUST_FORWARDED_FOR").is_none());
+    // Behind an ingress: the client is the proxy's last X-Forwarded-For hop.
+    let proxied = config_map(&mk_dataplane(json!({"trustForwardedFor": true, "maxConnectionsPerAddress": 0})));
+    assert_eq!(proxied["data"]["CONCLAVE_TRUST_FORWARDED_FOR"], "true");
+    assert_eq!(proxied["data"]["CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS"], "0");
+    // Changing them restarts the pods.
+    assert_ne!(config_hash(&direct), config_hash(&proxied));
+    // The names are the data plane's (its `--help` lists them under `[env: ...]`).
+    let deployment = deployment(&mk_dataplane(json!({"trustForwardedFor": true})), "i", "r", "kid1");
+    let env_from = &deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"];
+    assert_eq!(env_from[0]["configMapRef"]["name"], "chat", "{env_from}");
+}
+
+#[test]
 fn the_keys_are_mounted_where_the_data_plane_reads_them() {
     let dp = mk_dataplane(json!({}));
     let cm = config_map(&dp);
