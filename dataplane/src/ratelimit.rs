@@ -112,6 +112,28 @@ pub async fn record_failure(state: &AppState, key: &str, threshold: u32, seconds
     Ok(lockout_script(state, RECORD_FAILURE, key, threshold, seconds).await? == 1)
 }
 
+/// Forgets the failures of `key` and lifts its lock (a password reset proved the owner).
+pub async fn lift(state: &AppState, key: &str) -> ApiResult<()> {
+    let (failures, lock) = lockout_keys(state, key);
+    redis::cmd("DEL").arg(&failures).arg(&lock).query_async::<()>(&mut state.redis.clone()).await?;
+    Ok(())
+}
+
+/// Marks `key` as used for `seconds`: true the first time, false while it is still marked (a
+/// replay). One `SET NX`, so of two concurrent uses exactly one is the first.
+pub async fn use_once(state: &AppState, key: &str, seconds: u64) -> ApiResult<bool> {
+    let key = format!("{}:used:{key}", state.config.redis_namespace);
+    let set: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(1)
+        .arg("NX")
+        .arg("EX")
+        .arg(seconds.max(1))
+        .query_async(&mut state.redis.clone())
+        .await?;
+    Ok(set.is_some())
+}
+
 /// Forgets the failures of `key` (after a success: failures count "in a row"). A lock stays.
 pub async fn clear_failures(state: &AppState, key: &str) -> ApiResult<()> {
     let (failures, _) = lockout_keys(state, key);

@@ -9,9 +9,11 @@
 //!   its owner out of it, and failures made with the device's own proof lock only that device.
 //!
 //! `lockout_threshold` failures within `lockout_seconds` of the first lock the subject for
-//! `lockout_seconds`; its sign-ins are then refused before the password is checked. The per
-//! source address rate limit applies to every request, proven or not. `docs/protocol.md`
-//! ("Sign-in") states the policy for clients.
+//! `lockout_seconds`; its sign-ins are then refused before the password is checked. A password
+//! reset lifts the locks of the account's address and devices ([`lift_locks`]). The per
+//! source rate limit applies to every request, proven or not. A device proof serves one sign-in:
+//! a proof seen before is refused like a forged one, so one captured on the way cannot be
+//! replayed within its window. `docs/protocol.md` ("Sign-in") states the policy for clients.
 
 use super::credentials::{Email, verify_password_or_decoy};
 use super::{TokenPair, now_seconds, open_session, totp};
@@ -71,6 +73,24 @@ fn proof_holds(proof: &DeviceProof, email: &Email, device_id: Uuid, device_key: 
     };
     let input = layout::login_proof_input(email.as_str(), device_id, proof.unix_seconds);
     key.verify_strict(&input, &Signature::from_bytes(&proof.signature)).is_ok()
+}
+
+/// Whether `proof` is used for the first time: it is remembered (by its signature, which
+/// `verify_strict` admits in one encoding only) until it is too old to hold anyway. Only a proof that holds is remembered, so forgeries cannot fill Redis.
+async fn first_use_of(state: &AppState, proof: &DeviceProof) -> ApiResult<bool> {
+    let remaining = (proof.unix_seconds + PROOF_MAX_SKEW_SECONDS).saturating_sub(now_seconds()) + 1;
+    let key = format!("login-proof:{}", hex::encode(proof.signature));
+    ratelimit::use_once(state, &key, remaining).await
+}
+
+/// Lifts the sign-in locks of an account (its address and each of its devices) and forgets
+/// their failures: after a password reset the owner is proven, and the new password must work.
+pub async fn lift_locks(state: &AppState, email: &Email, device_ids: &[Uuid]) -> ApiResult<()> {
+    ratelimit::lift(state, &Subject::Email(email).key()).await?;
+    for device_id in device_ids {
+        ratelimit::lift(state, &Subject::Device(*device_id).key()).await?;
+    }
+    Ok(())
 }
 
 /// Failures before a lock, and how long the lock lasts, as configured.
@@ -175,10 +195,14 @@ pub async fn login(
     )
     .fetch_optional(&state.db)
     .await?;
-    // None: no proof given; Some(false): forged, stale, or not this account's device.
-    let proof = body.device_proof.as_ref().zip(body.device_id).map(|(proof, device_id)| {
-        proof_holds(proof, &email, device_id, account.as_ref().and_then(|a| a.device_key.as_deref()))
-    });
+    // None: no proof given; Some(false): forged, stale, not this account's device, or replayed.
+    let proof = match body.device_proof.as_ref().zip(body.device_id) {
+        None => None,
+        Some((proof, device_id)) => Some(
+            proof_holds(proof, &email, device_id, account.as_ref().and_then(|a| a.device_key.as_deref()))
+                && first_use_of(&state, proof).await?,
+        ),
+    };
     let subject = match (proof, body.device_id) {
         (Some(true), Some(device_id)) => Subject::Device(device_id),
         _ => Subject::Email(&email),

@@ -213,6 +213,11 @@ pub async fn confirm_reset(
     .execute(&mut *tx)
     .await?;
     let ended = revoke_sessions(&mut tx, account.id, None, "password_reset").await?;
+    // The owner proved the address: the sign-in locks go (before the commit, so a failure here
+    // leaves the token usable for another try rather than a reset password still locked out).
+    let devices =
+        sqlx::query_scalar!("SELECT id FROM devices WHERE user_id = $1", account.id).fetch_all(&mut *tx).await?;
+    super::login::lift_locks(&state, &email, &devices).await?;
     audit::record(
         &mut tx,
         audit::Entry {

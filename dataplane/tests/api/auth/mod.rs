@@ -497,3 +497,82 @@ async fn the_per_source_limit_counts_an_ipv6_64_as_one_source() {
     let (status, _, _) = attempt(&app, "/v1/auth/login", &login(201), "198.51.100.21", true).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a neighbouring IPv4 address is its own source");
 }
+
+#[tokio::test]
+async fn a_replayed_device_proof_is_refused_inside_its_window() {
+    // The attack: a proof captured on the way (a log, a proxy) signed in again within its
+    // 300-second window. Each proof serves one sign-in.
+    let app = TestApp::start().await;
+    let owner = app.person("ulla@example.org").await;
+    let now = unix_now();
+    let mut login = json!({ "email": "ulla@example.org", "password": PASSWORD, "device_id": owner.device_id });
+    login["device_proof"] = device_proof(&owner.device, "ulla@example.org", owner.device_id, now);
+    let (status, body) = app.post("/v1/auth/login", login.clone(), None).await;
+    assert_eq!(status, StatusCode::OK, "the first use: {body}");
+    let (status, body) = app.post("/v1/auth/login", login.clone(), None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "invalid_credentials"), "the replay");
+    assert_eq!(failed_login_count(&app, owner.user_id).await, 1, "a replay is a failed sign-in");
+    // A proof of another second is a new proof.
+    login["device_proof"] = device_proof(&owner.device, "ulla@example.org", owner.device_id, now - 1);
+    let (status, body) = app.post("/v1/auth/login", login, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Remembered until it could not hold anyway, not for ever.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:used:login-proof:*", app.state.config.redis_namespace))
+        .query_async(&mut app.state.redis.clone())
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in keys {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut app.state.redis.clone()).await.expect("ttl");
+        assert!((1..=301).contains(&ttl), "{key}: {ttl}");
+    }
+}
+
+#[tokio::test]
+async fn a_password_reset_lifts_the_sign_in_locks_of_the_account() {
+    // The owner who proves the address by a reset must be able to sign in with the new password,
+    // on a new device as on one whose own lock engaged.
+    let app = TestApp::start().await;
+    let owner = app.person("vera@example.org").await;
+    let now = unix_now();
+    for i in 0..5 {
+        // Failures with the device's own (fresh, distinct) proofs lock that device.
+        let mut guess = json!({ "email": "vera@example.org", "password": "a wrong one", "device_id": owner.device_id });
+        guess["device_proof"] = device_proof(&owner.device, "vera@example.org", owner.device_id, now - i);
+        assert_eq!(app.post("/v1/auth/login", guess, None).await.0, StatusCode::UNAUTHORIZED);
+        // Failures without one lock the address.
+        let guess = json!({ "email": "vera@example.org", "password": "a wrong one", "device": new_device("x") });
+        assert_eq!(app.post("/v1/auth/login", guess, None).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let on_new_device =
+        |password: &str| json!({ "email": "vera@example.org", "password": password, "device": new_device("x") });
+    let on_own_device = |password: &str, at: u64| {
+        let mut body = json!({ "email": "vera@example.org", "password": password, "device_id": owner.device_id });
+        body["device_proof"] = device_proof(&owner.device, "vera@example.org", owner.device_id, at);
+        body
+    };
+    let (status, body) = app.post("/v1/auth/login", on_new_device(PASSWORD), None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "account_locked"), "the address is locked");
+    let (status, body) = app.post("/v1/auth/login", on_own_device(PASSWORD, now - 10), None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "account_locked"), "so is the device");
+
+    let (status, _) = app.post("/v1/auth/password-reset", json!({ "email": "vera@example.org" }), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mail = app.mail.wait_for("vera@example.org", "Reset", Duration::from_secs(10)).await.expect("email");
+    let token = mail.token("cvp_").expect("token");
+    let new_password = "a fresh passphrase 7 for her";
+    let (status, body) = app
+        .post("/v1/auth/password-reset/confirm", json!({ "token": token, "new_password": new_password }), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    let (status, body) = app.post("/v1/auth/login", on_new_device(new_password), None).await;
+    assert_eq!(status, StatusCode::OK, "the address's lock is lifted: {body}");
+    let (status, body) = app.post("/v1/auth/login", on_own_device(new_password, now - 11), None).await;
+    assert_eq!(status, StatusCode::OK, "the device's lock is lifted: {body}");
+    // The failures were forgotten too: one more wrong password does not lock again at once.
+    let (status, _) = app.post("/v1/auth/login", on_new_device("wrong again"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.post("/v1/auth/login", on_new_device(new_password), None).await.0, StatusCode::OK);
+}
