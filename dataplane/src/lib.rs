@@ -23,6 +23,7 @@ mod devices;
 pub mod error;
 mod extract;
 mod health;
+mod keypackages;
 mod limits;
 mod mail;
 pub mod messages;
@@ -61,6 +62,7 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(bots::router())
         .merge(devices::router())
+        .merge(keypackages::router())
         .merge(tenancy::router())
         .merge(conversations::router())
         .merge(messages::router())

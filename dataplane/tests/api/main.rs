@@ -16,6 +16,7 @@ mod conversations;
 mod devices;
 mod health;
 mod inputs;
+mod keypackages;
 mod messages;
 mod metrics;
 mod openapi;
