@@ -4,7 +4,8 @@
 //! One file per feature folder of `dataplane/src` (`auth/totp.rs` beside `auth` as in the source,
 //! `metrics` the `/metrics` endpoint, `openapi` the document), plus `inputs` (malformed input
 //! swept across every feature), `connections` (slow and greedy clients), `contract` (every
-//! answer checked against the OpenAPI document) and `support`.
+//! answer checked against the OpenAPI document), `sweep` (another organization's ids through every
+//! operation of the document) and `support`.
 
 mod attachments;
 mod auth;
@@ -26,4 +27,5 @@ mod presence;
 mod reactions;
 mod realtime;
 mod support;
+mod sweep;
 mod tenancy;

@@ -1,0 +1,299 @@
+//! The cross-tenant sweep, driven by the OpenAPI document: every operation with an id in its path
+//! is called by a signed-in owner of one organization with the real ids of another
+//! organization's rows (organization, workspace, conversation, message, attachment, invitation,
+//! member, device, push subscription), one path parameter at a time, and must answer exactly as
+//! it does for an id that does not exist (status and body, the id itself aside). The other
+//! organization's rows, and its people's, are compared before and after: nothing may change.
+//!
+//! The operations come from the document, so a new endpoint is swept without anyone listing it.
+//! A request body that gets past validation to the id check is a sample in [`sample_body`] for
+//! the operations known here; any other gets one made from its schema ([`from_schema`]: required
+//! fields, sizes and formats), which may stop at validation before the id is looked at. A sweep
+//! whose unknown ids mostly never got a 404 would prove nothing: it fails.
+
+use crate::conversations::Chat;
+use crate::reactions::ready_chat;
+use crate::support::{Person, TestApp, b64, exchange};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// What one tenant has, by the path parameter name that addresses it.
+struct Tenant<'a> {
+    chat: Chat<'a>,
+    ids: BTreeMap<&'static str, String>,
+}
+
+/// An organization with a conversation and one of everything a path can name, made by `owner`
+/// with `member` beside them.
+async fn tenant<'a>(app: &'a TestApp, owner: &Person, member: &Person, invitee: &str) -> Tenant<'a> {
+    let chat = ready_chat(app, owner, member).await;
+    let id = |v: &Value| v["id"].as_str().expect("an id").to_owned();
+    let (status, workspaces) =
+        app.get(&format!("/v1/organizations/{}/workspaces", chat.org), Some(&owner.access)).await;
+    assert_eq!(status, StatusCode::OK, "{workspaces}");
+    let workspace = id(&workspaces[0]);
+    let (status, message) = chat.send(owner, 1, &[1u8; 40]).await;
+    assert_eq!(status, StatusCode::CREATED, "{message}");
+    let tag = [4u8; 32];
+    let reaction =
+        json!({ "key_generation": 1, "nonce": b64(&[3u8; 12]), "ciphertext": b64(&[5u8; 20]), "value_tag": b64(&tag) });
+    let (status, body) =
+        app.post(&chat.path(&format!("/messages/{}/reactions", id(&message))), reaction, Some(&owner.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) =
+        app.post(&chat.path("/pins"), json!({ "message_id": id(&message) }), Some(&owner.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let data = b"attachment bytes";
+    let url =
+        app.url(&chat.path(&format!("/attachments?size={}&sha256={}", data.len(), hex::encode(Sha256::digest(data)))));
+    let (status, attachment) = exchange(app.http.post(url).bearer_auth(&owner.access).body(data.to_vec())).await;
+    assert_eq!(status, StatusCode::CREATED, "{attachment}");
+    let (status, invitation) = app
+        .post(
+            &format!("/v1/organizations/{}/invitations", chat.org),
+            json!({ "email": invitee, "role": "member" }),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let (status, contact_invitation) = app
+        .post("/v1/contacts/invitations", json!({ "email": format!("contact-{invitee}") }), Some(&owner.access))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{contact_invitation}");
+    let (status, subscription) = app
+        .post(&format!("/v1/devices/{}/push-subscriptions", owner.device_id), push_subscription(), Some(&owner.access))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{subscription}");
+    let ids = BTreeMap::from([
+        ("organization_id", chat.org.to_string()),
+        ("workspace_id", workspace),
+        ("conversation_id", chat.conversation.to_string()),
+        ("message_id", id(&message)),
+        ("attachment_id", attachment["id"].as_str().or(attachment["attachment_id"].as_str()).expect("id").to_owned()),
+        ("invitation_id", id(&invitation)),
+        ("contact_invitation_id", id(&contact_invitation)),
+        ("user_id", member.user_id.to_string()),
+        ("device_id", owner.device_id.to_string()),
+        ("subscription_id", id(&subscription)),
+        ("value_tag", b64(&tag)),
+    ]);
+    Tenant { chat, ids }
+}
+
+fn push_subscription() -> Value {
+    json!({ "endpoint": "https://push.example/sweep", "p256dh": b64(&[4u8; 65]), "auth": b64(&[6u8; 16]) })
+}
+
+/// A body that passes validation for `operation` as `caller` in its own organization `own`, so
+/// that the answer depends on the ids alone. `None`: the operation has no JSON body.
+fn sample_body(operation: &str, caller: &Person, own: &Tenant<'_>) -> Option<Value> {
+    let message = |generation: i32| own.chat.message(caller, generation, Uuid::now_v7(), &[2u8; 32]);
+    Some(match operation {
+        "subscribe_push" => push_subscription(),
+        "accept_conversation_invite" => json!({ "token": format!("cvj_{}", "A".repeat(43)) }),
+        "create_conversation_invite" => json!({ "expires_in_seconds": 3600 }),
+        "upload_key_generation" => {
+            json!({ "generation": 2, "wraps": [{ "device_id": caller.device_id, "encapsulated_key": b64(&[1u8; 32]), "wrapped_key": b64(&[7u8; 48]) }] })
+        }
+        "add_conversation_member" => json!({ "user_id": own.ids["user_id"] }),
+        "send_message" => message(1),
+        "edit_message" => {
+            let mut edit = message(1);
+            edit.as_object_mut().expect("an object").remove("client_message_id");
+            edit
+        }
+        "add_reaction" => {
+            json!({ "key_generation": 1, "nonce": b64(&[3u8; 12]), "ciphertext": b64(&[5u8; 20]), "value_tag": b64(&[8u8; 32]) })
+        }
+        "pin_message" => json!({ "message_id": own.ids["message_id"] }),
+        "update_receipts" => json!({ "read_seq": 1 }),
+        "create_invitation" => json!({ "email": "sweep-invitee@example.org", "role": "member" }),
+        "accept_invitation" => json!({ "token": format!("cvi_{}", "A".repeat(43)) }),
+        "claim_key_packages" => json!({ "user_ids": [own.ids["user_id"]] }),
+        "change_member_role" => json!({ "role": "admin" }),
+        "create_conversation" => json!({ "kind": "group", "member_user_ids": [own.ids["user_id"]] }),
+        _ => return None,
+    })
+}
+
+/// The rows of `organization` and of `people`, one digest per table, read as the schema owner.
+async fn rows_of(app: &TestApp, organization: Uuid, people: &[Uuid]) -> BTreeMap<String, String> {
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.table_name::text, c.column_name::text FROM information_schema.columns c
+           JOIN information_schema.tables t USING (table_schema, table_name)
+          WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+            AND c.column_name IN ('organization_id', 'user_id')",
+    )
+    .fetch_all(&app.db.owner)
+    .await
+    .expect("columns");
+    let mut rows = BTreeMap::new();
+    for (table, column) in columns {
+        // Table and column names come from the catalogue, not from input.
+        let sql = format!(
+            "SELECT count(*)::text || ':' || coalesce(md5(string_agg(r::text, ',' ORDER BY r::text)), '')
+               FROM {table} r WHERE {column}::text = ANY($1)"
+        );
+        let keys: Vec<String> = if column == "organization_id" {
+            vec![organization.to_string()]
+        } else {
+            people.iter().map(Uuid::to_string).collect()
+        };
+        let digest: String =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(&keys).fetch_one(&app.db.owner).await.expect("rows");
+        rows.insert(format!("{table}.{column}"), digest);
+    }
+    rows
+}
+
+async fn call(app: &TestApp, method: &Method, path: &str, body: Option<&Value>, token: &str) -> (StatusCode, Value) {
+    let mut request = app.http.request(method.clone(), app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    exchange(request).await
+}
+
+#[tokio::test]
+async fn another_organizations_ids_answer_exactly_like_unknown_ids_on_every_operation() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let carol = app.person("carol@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let dave = app.person("dave@example.org").await;
+    let ours = tenant(&app, &alice, &carol, "ours@example.org").await;
+    let theirs = tenant(&app, &bob, &dave, "theirs@example.org").await;
+    let people = [bob.user_id, dave.user_id];
+    let before = rows_of(&app, theirs.chat.org, &people).await;
+    assert!(before.get("messages.organization_id").is_some_and(|d| !d.starts_with("0:")), "the owner reads their rows");
+
+    let document = serde_json::to_value(conclave_dataplane::openapi_document()).expect("the document");
+    let mut swept = 0;
+    let mut reached = 0;
+    let mut generated = Vec::new();
+    let mut differences = Vec::new();
+    for (template, item) in document["paths"].as_object().expect("paths") {
+        let names = conclave_dataplane::openapi::template_names(template);
+        if names.is_empty() {
+            continue;
+        }
+        for (method, operation) in item.as_object().expect("an item") {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else { continue };
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            let content = &operation["requestBody"]["content"];
+            if content.get("application/octet-stream").is_some() {
+                // Uploads are swept below with a body of their own.
+                continue;
+            }
+            let schema = &content["application/json"]["schema"];
+            let body = match sample_body(id, &alice, &ours) {
+                Some(body) => Some(body),
+                None if !schema.is_null() => {
+                    generated.push(id.to_owned());
+                    Some(from_schema(&document, schema))
+                }
+                None => None,
+            };
+            for (position, name) in names.iter().enumerate() {
+                if *name == "value_tag" {
+                    continue;
+                }
+                let key = if template.starts_with("/v1/contacts/invitations") { "contact_invitation_id" } else { name };
+                let unknown = Uuid::new_v4().to_string();
+                let path_with = |value: &str| {
+                    let mut path = template.clone();
+                    for (i, other) in names.iter().enumerate() {
+                        let other_key = if template.starts_with("/v1/contacts/invitations") {
+                            "contact_invitation_id"
+                        } else {
+                            other
+                        };
+                        let v = if i == position { value } else { ours.ids[other_key].as_str() };
+                        path = path.replace(&format!("{{{other}}}"), v);
+                    }
+                    path
+                };
+                let (theirs_status, theirs_body) =
+                    call(&app, &method, &path_with(&theirs.ids[key]), body.as_ref(), &alice.access).await;
+                let (unknown_status, unknown_body) =
+                    call(&app, &method, &path_with(&unknown), body.as_ref(), &alice.access).await;
+                let theirs_text = theirs_body.to_string().replace(&theirs.ids[key], "<id>");
+                let unknown_text = unknown_body.to_string().replace(&unknown, "<id>");
+                swept += 1;
+                if unknown_status == StatusCode::NOT_FOUND {
+                    reached += 1;
+                }
+                if (theirs_status, &theirs_text) != (unknown_status, &unknown_text) {
+                    differences.push(format!(
+                        "{method} {template} with their {name}: {theirs_status} {theirs_text}, unknown: {unknown_status} {unknown_text}"
+                    ));
+                }
+            }
+        }
+    }
+    // The upload names the conversation; their conversation and an unknown one answer alike.
+    let data = b"sweep";
+    let query = format!("?size={}&sha256={}", data.len(), hex::encode(Sha256::digest(data)));
+    for conversation in [theirs.ids["conversation_id"].clone(), Uuid::new_v4().to_string()] {
+        let path = format!("/v1/organizations/{}/conversations/{conversation}/attachments{query}", ours.chat.org);
+        let (status, body) =
+            exchange(app.http.post(app.url(&path)).bearer_auth(&alice.access).body(data.to_vec())).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{path}");
+    }
+
+    println!("swept {swept} calls, {reached} unknown ids answered 404");
+    if !generated.is_empty() {
+        println!("bodies made from the schema (a sample in sweep.rs would reach further): {generated:?}");
+    }
+    assert!(
+        differences.is_empty(),
+        "answers that tell another organization's ids from unknown ones:\n{}",
+        differences.join("\n")
+    );
+    assert!(swept >= 60, "only {swept} calls swept");
+    assert!(reached * 10 >= swept * 8, "only {reached} of {swept} unknown ids reached the id check (404)");
+    assert_eq!(rows_of(&app, theirs.chat.org, &people).await, before, "their rows changed");
+}
+
+/// A value of `schema` (resolving `$ref`s in `document`): required properties only, strings of
+/// their least length (base64url ones decodable), the least number, the fewest items.
+fn from_schema(document: &Value, schema: &Value) -> Value {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        return from_schema(document, &document["components"]["schemas"][name]);
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    if let Some(first) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()).and_then(|e| e.first()) {
+        return from_schema(document, first);
+    }
+    let kind = match &schema["type"] {
+        Value::Array(kinds) => kinds.iter().find(|k| *k != "null").cloned().unwrap_or(Value::Null),
+        kind => kind.clone(),
+    };
+    let least = |key: &str| schema[key].as_u64().unwrap_or(0) as usize;
+    match kind.as_str().unwrap_or(if schema["properties"].is_object() { "object" } else { "" }) {
+        "object" => {
+            let mut object = serde_json::Map::new();
+            for name in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                object.insert(name.to_owned(), from_schema(document, &schema["properties"][name]));
+            }
+            Value::Object(object)
+        }
+        "array" => Value::Array((0..least("minItems")).map(|_| from_schema(document, &schema["items"])).collect()),
+        "integer" | "number" => json!(schema["minimum"].as_f64().map_or(1, |m| m.max(1.0) as i64)),
+        "boolean" => json!(false),
+        "string" => match schema["format"].as_str() {
+            Some("uuid") => json!(Uuid::new_v4()),
+            Some("email") => json!("sweep@example.org"),
+            Some("date-time") => json!("2026-01-01T00:00:00Z"),
+            Some("byte") => json!(b64(&vec![0u8; least("minLength").max(1) * 3 / 4])),
+            _ => json!("x".repeat(least("minLength").max(1))),
+        },
+        _ => Value::Null,
+    }
+}
