@@ -74,6 +74,23 @@ fi
 cargo clippy -p conclave-dataplane --features s3 --all-targets --locked -- -D warnings
 cargo test -p conclave-dataplane --features s3 --locked --lib attachments::storage || status=$?
 
+step "property-based fuzzing of the API against its OpenAPI document (schemathesis, on loopback)"
+# Generated requests, valid and invalid, to every operation of a live data plane; any 5xx, or any
+# answer the document does not describe, fails. Bounded: CONCLAVE_FUZZ_EXAMPLES per operation and
+# CONCLAVE_FUZZ_SECONDS in all (dataplane/tests/api/fuzz.rs).
+scripts_dir="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+if ! "${CONCLAVE_SCHEMATHESIS:-$scripts_dir/st}" --version >/dev/null 2>&1 && ! command -v st >/dev/null; then
+    python3 -m pip install --quiet 'schemathesis>=4,<5' \
+        || python3 -m pip install --quiet --break-system-packages 'schemathesis>=4,<5'
+fi
+if [ -z "${CONCLAVE_SCHEMATHESIS:-}" ]; then
+    if [ -x "$scripts_dir/st" ]; then CONCLAVE_SCHEMATHESIS="$scripts_dir/st"; else CONCLAVE_SCHEMATHESIS="$(command -v st)"; fi
+fi
+export CONCLAVE_SCHEMATHESIS
+fuzz_started=$SECONDS
+cargo test -p conclave-dataplane --test api --locked -- fuzz:: --ignored --nocapture || status=$?
+echo "fuzzing finished in $((SECONDS - fuzz_started))s"
+
 step "end-to-end suite: etcd + kube-apiserver, Helm chart, operator, data plane, two people chatting"
 e2e_started=$SECONDS
 # --nocapture: each scenario step is printed as it happens; one test at a time (two cores).

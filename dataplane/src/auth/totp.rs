@@ -263,6 +263,7 @@ pub async fn confirm(
     responses(
         (status = 204, description = "TOTP is off"),
         (status = 401, description = "`invalid_totp`, `totp_required`", body = crate::error::ErrorBody),
+        (status = 409, description = "`totp_not_enabled`: there is no confirmed TOTP to turn off", body = crate::error::ErrorBody),
         (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
     )
 )]

@@ -5,7 +5,8 @@
 //! `metrics` the `/metrics` endpoint, `openapi` the document), plus `inputs` (malformed input
 //! swept across every feature), `connections` (slow and greedy clients), `contract` (every
 //! answer checked against the OpenAPI document), `sweep` (another organization's ids through every
-//! operation of the document) and `support`.
+//! operation of the document), `fuzz` (schemathesis over the document; ignored in a plain run,
+//! run by scripts/test.sh) and `support`.
 
 mod attachments;
 mod auth;
@@ -15,6 +16,7 @@ mod contacts;
 mod contract;
 mod conversations;
 mod devices;
+mod fuzz;
 mod health;
 mod inputs;
 mod keypackages;
