@@ -138,11 +138,15 @@ build() {
     git diff --quiet HEAD 2>/dev/null || revision="$revision-dirty"
     created="$(date -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)" +%Y-%m-%dT%H:%M:%SZ)"
     mkdir -p "$OUT"
+    # Two builds at once (a test run and the demo) take turns on the same directory.
+    exec 8>"$OUT/.lock"
+    flock 8
     rm -rf "$OUT/oci"
     umoci init --layout "$OUT/oci"
     local p
     for p in "${PROGRAMS[@]}" pause; do build_one "$p" "$revision" "$created"; done
     say "images built in $((SECONDS - started))s"
+    exec 8>&-
 }
 
 import() {

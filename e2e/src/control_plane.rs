@@ -14,6 +14,7 @@ use crate::proc::{Proc, free_port, run};
 use crate::tools::Tools;
 use anyhow::{Context, Result, bail};
 use base64::Engine;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,8 +24,21 @@ pub const OPERATOR_NAMESPACE: &str = "conclave-system";
 /// The operator's ServiceAccount (the chart's `conclave-operator`).
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "conclave-operator";
 
+/// Where a node's network reaches the API server (see [`crate::node`]): the host's end of the
+/// link to the node, which the API server advertises (the `kubernetes` Service's endpoint), and
+/// the Service range that exists only inside the node.
+#[derive(Debug, Clone)]
+pub struct NodeAccess {
+    pub advertise: Ipv4Addr,
+    pub service_cidr: String,
+    /// The `kubernetes` Service's address (the range's first).
+    pub service_ip: Ipv4Addr,
+}
+
 pub struct ControlPlane {
     pub tools: Tools,
+    /// Set when started for a node.
+    pub node_access: Option<NodeAccess>,
     /// Everything of this control plane: certificates, etcd data, logs, kubeconfigs.
     pub dir: PathBuf,
     /// `https://127.0.0.1:<port>`
@@ -52,7 +66,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     run(c).map(|_| ()).context("openssl (the harness makes its certificates with the openssl command)")
 }
 
-fn make_certificates(dir: &Path) -> Result<()> {
+fn make_certificates(dir: &Path, extra_sans: &str) -> Result<()> {
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
@@ -64,7 +78,9 @@ fn make_certificates(dir: &Path) -> Result<()> {
     openssl(dir, &csr)?;
     std::fs::write(
         dir.join("loopback.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
+        format!(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost{extra_sans}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+        ),
     )?;
     openssl(
         dir,
@@ -114,9 +130,29 @@ impl ControlPlane {
 
     /// Starts in a given directory (the demo keeps one under its state directory).
     pub fn start_in(tools: Tools, dir: PathBuf) -> Result<Self> {
+        Self::start_with(tools, dir, None)
+    }
+
+    /// Starts for a node: the API server also answers, through the node's relay, on the
+    /// addresses pods and the node use (`access`), and reaches the kubelet with a client
+    /// certificate.
+    pub fn start_for_node(access: NodeAccess) -> Result<Self> {
+        let tools = Tools::ensure()?;
+        let dir = std::env::temp_dir().join(format!("conclave-e2e-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        Self::start_with(tools, dir, Some(access))
+    }
+
+    pub fn start_with(tools: Tools, dir: PathBuf, node_access: Option<NodeAccess>) -> Result<Self> {
         let started = Instant::now();
         std::fs::create_dir_all(dir.join("etcd"))?;
-        make_certificates(&dir)?;
+        let extra_sans = node_access.as_ref().map_or_else(String::new, |a| {
+            format!(
+                ",IP:{},IP:{},DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local",
+                a.advertise, a.service_ip
+            )
+        });
+        make_certificates(&dir, &extra_sans)?;
         let (apiserver_port, etcd_port, etcd_peer_port) = (free_port()?, free_port()?, free_port()?);
         let server = format!("https://127.0.0.1:{apiserver_port}");
         let admin_token = random_token();
@@ -155,14 +191,25 @@ impl ControlPlane {
         ]);
         let etcd = Proc::spawn("etcd", etcd, &dir.join("etcd.log"))?;
 
+        let (advertise, service_cidr) =
+            node_access.as_ref().map_or(("127.0.0.1".to_owned(), "10.96.0.0/24".to_owned()), |a| {
+                (a.advertise.to_string(), a.service_cidr.clone())
+            });
         let mut apiserver = Command::new(&tools.kube_apiserver);
+        if node_access.is_some() {
+            apiserver.args([
+                format!("--kubelet-client-certificate={}", path("loopback.crt")),
+                format!("--kubelet-client-key={}", path("loopback.key")),
+                "--kubelet-preferred-address-types=InternalIP".to_owned(),
+            ]);
+        }
         apiserver.args([
             &format!("--etcd-servers=https://127.0.0.1:{etcd_port}"),
             &format!("--etcd-cafile={}", path("ca.crt")),
             &format!("--etcd-certfile={}", path("loopback.crt")),
             &format!("--etcd-keyfile={}", path("loopback.key")),
             "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            &format!("--advertise-address={advertise}"),
             &format!("--secure-port={apiserver_port}"),
             &format!("--cert-dir={}", path("certs")),
             &format!("--tls-cert-file={}", path("loopback.crt")),
@@ -173,7 +220,7 @@ impl ControlPlane {
             &format!("--service-account-issuer={server}"),
             &format!("--service-account-key-file={}", path("sa.pub")),
             &format!("--service-account-signing-key-file={}", path("sa.key")),
-            "--service-cluster-ip-range=10.96.0.0/24",
+            &format!("--service-cluster-ip-range={service_cidr}"),
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
             "--profiling=false",
@@ -182,6 +229,7 @@ impl ControlPlane {
         let apiserver = Proc::spawn("kube-apiserver", apiserver, &dir.join("kube-apiserver.log"))?;
         let mut plane = Self {
             tools,
+            node_access,
             dir,
             server,
             apiserver_port,

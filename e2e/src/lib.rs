@@ -13,8 +13,10 @@
 pub mod chart;
 pub mod control_plane;
 pub mod kubelet;
+pub mod node;
 pub mod operator;
 pub mod proc;
+pub mod relay;
 pub mod stack;
 pub mod system;
 pub mod tools;

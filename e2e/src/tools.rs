@@ -2,7 +2,8 @@
 //!
 //! kube-apiserver, etcd and kubectl come from `KUBEBUILDER_ASSETS` when it is set (the envtest
 //! convention), else from the cache `scripts/k8s-tools.sh` builds them into (it is run here when
-//! they are missing, showing its progress). helm always comes from that cache. Our programs
+//! they are missing, showing its progress). helm, the node's binaries (kubelet,
+//! kube-controller-manager, kube-scheduler, kube-proxy) and CoreDNS always come from that cache. Our programs
 //! (`conclave-operator`, `conclave-dataplane`, `conclave`) come from the cargo target directory
 //! this test binary was built in.
 
@@ -21,6 +22,12 @@ pub struct Tools {
     pub etcd: PathBuf,
     pub kubectl: PathBuf,
     pub helm: PathBuf,
+    /// The node's binaries (always from the cache; see [`crate::node`]).
+    pub kubelet: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
+    pub kube_proxy: PathBuf,
+    pub coredns: PathBuf,
 }
 
 impl Tools {
@@ -48,8 +55,23 @@ impl Tools {
             etcd: from_assets("etcd"),
             kubectl: from_assets("kubectl"),
             helm: cache.join("helm"),
+            kubelet: cache.join("kubelet"),
+            kube_controller_manager: cache.join("kube-controller-manager"),
+            kube_scheduler: cache.join("kube-scheduler"),
+            kube_proxy: cache.join("kube-proxy"),
+            coredns: cache.join("coredns"),
         };
-        for path in [&tools.kube_apiserver, &tools.etcd, &tools.kubectl, &tools.helm] {
+        for path in [
+            &tools.kube_apiserver,
+            &tools.etcd,
+            &tools.kubectl,
+            &tools.helm,
+            &tools.kubelet,
+            &tools.kube_controller_manager,
+            &tools.kube_scheduler,
+            &tools.kube_proxy,
+            &tools.coredns,
+        ] {
             if !path.is_file() {
                 bail!("{} is missing (scripts/k8s-tools.sh builds it)", path.display());
             }
