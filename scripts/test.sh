@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every test Conclave has, on a fresh machine or a warm one: installs what is missing, brings up
-# the local stack (PostgreSQL, Redis) and the control-plane tools (kube-apiserver, etcd, kubectl,
-# helm: built once from their Go modules, then cached), then checks formatting, lints, sqlx
-# offline data and runs the whole test suite against the real services, the end-to-end suite
-# (e2e/: a real kube-apiserver, the Helm chart, the operator, the data plane) included.
+# the local stack (PostgreSQL, Redis), the end-to-end node's Debian packages (containerd, runc, CNI
+# plugins) and the Kubernetes tools (kube-apiserver, etcd, kubectl, helm, kubelet, controller
+# manager, scheduler, kube-proxy, CoreDNS: built once from their Go modules, then cached), then
+# checks formatting, lints, sqlx offline data, builds the container images and runs the whole test
+# suite against the real services, the end-to-end suite (e2e/: a real kube-apiserver and node,
+# the Helm chart, the operator, the data plane) included.
 # `.ci/run` calls exactly this.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +34,22 @@ eval "$(scripts/stack.sh env)"
 # (each is marked with it), so a demo, another test run or a benchmark beside this one keeps its own.
 cargo run --quiet --locked -p conclave-testkit --bin conclave-test-sweep
 
-step "control-plane tools (first run: builds kube-apiserver, etcd, kubectl, helm; later runs: cached)"
+step "the end-to-end node's Debian packages (containerd, runc, CNI plugins, iptables)"
+node_pkgs=()
+command -v containerd >/dev/null || node_pkgs+=(containerd)
+command -v runc >/dev/null || node_pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] || node_pkgs+=(containernetworking-plugins)
+command -v iptables >/dev/null || node_pkgs+=(iptables)
+command -v nsenter >/dev/null || node_pkgs+=(util-linux)
+command -v ip >/dev/null || node_pkgs+=(iproute2)
+command -v cc >/dev/null || node_pkgs+=(gcc libc6-dev)
+if [ ${#node_pkgs[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${node_pkgs[@]}" >/dev/null
+fi
+echo "containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1 {print $3}')"
+
+step "Kubernetes tools (first run: builds kube-apiserver, etcd, kubectl, helm, the node's binaries, CoreDNS; later runs: cached)"
 tools_started=$SECONDS
 scripts/k8s-tools.sh >/dev/null
 echo "control-plane tools ready in $((SECONDS - tools_started))s: $(scripts/k8s-tools.sh dir)"
