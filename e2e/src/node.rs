@@ -87,6 +87,7 @@ impl NodeNet {
     /// Creates the namespace, the link and the bridge, on a 10.N.0.0/16 nothing else uses.
     pub fn create() -> Result<Self> {
         std::fs::create_dir_all(REGISTRY)?;
+        sweep_dead_nodes();
         let id = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
         let used = run(cmd("ip", &["-4", "-o", "addr"]))? + &run(cmd("ip", &["-4", "route", "show", "table", "all"]))?;
         let mut chosen = None;
@@ -246,10 +247,12 @@ impl Node {
         std::fs::write(
             Path::new(REGISTRY).join(format!("{name}.node")),
             format!(
-                "pid={}\ndir={}\nnetns={}\ncgroup={cgroup}\nvar_lib_kubelet_created={created_var_lib_kubelet}\n",
+                "pid={}\nplane_dir={}\ndir={}\nnetns={}\noctet={}\ncgroup={cgroup}\nvar_lib_kubelet_created={created_var_lib_kubelet}\n",
                 std::process::id(),
+                plane.dir.display(),
                 dir.display(),
-                net.netns
+                net.netns,
+                net.octet
             ),
         )?;
         let mut node = Self {
@@ -591,16 +594,7 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 
     /// Mount points under the run directory (deepest first).
     fn mounts(&self) -> Vec<String> {
-        let dir = self.dir.to_string_lossy().into_owned();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        mounts.dedup();
-        mounts
+        mounts_under(&self.dir.to_string_lossy())
     }
 
     /// Stops everything and removes what the node made; an error lists what is left.
@@ -687,6 +681,101 @@ impl Drop for Node {
         }
         if self.keep_dir || std::thread::panicking() {
             eprintln!("[e2e] node files and logs kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// Processes with `needle` in one of their command-line arguments (this one excepted).
+fn processes_naming(needle: &str) -> Vec<u32> {
+    let own = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if pid != own && cmdline.split(|b| *b == 0).any(|a| String::from_utf8_lossy(a).contains(needle)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Mount points under `dir` (deepest first).
+fn mounts_under(dir: &str) -> Vec<String> {
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    mounts.dedup();
+    mounts
+}
+
+/// Clears what the nodes of earlier runs left when their process died without stopping them
+/// (a killed test run): every process whose command line names that run's directory (etcd, the
+/// API server, containerd and its shims, the kubelet…: all are started with paths inside it),
+/// the containers in its cgroup, its mounts, cgroups and network namespace, then the directory.
+/// Nodes whose process is alive are left alone.
+fn sweep_dead_nodes() {
+    let Ok(entries) = std::fs::read_dir(REGISTRY) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "node") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let pid = field("pid");
+        if pid.is_empty() || Path::new("/proc").join(&pid).exists() {
+            continue;
+        }
+        let (plane_dir, dir, netns, cgroup, octet) =
+            (field("plane_dir"), field("dir"), field("netns"), field("cgroup"), field("octet"));
+        // Only what this harness makes: a conclave-e2e directory, a conclave-<id> namespace and cgroup.
+        if !plane_dir.contains("conclave-")
+            || !dir.starts_with(&plane_dir)
+            || !netns.starts_with("conclave-")
+            || !cgroup.starts_with("conclave-")
+        {
+            continue;
+        }
+        eprintln!("[e2e] clearing node {netns}, left by process {pid}, which is gone");
+        for _ in 0..20 {
+            let mut pids = processes_naming(&plane_dir);
+            for h in cgroup_hierarchies() {
+                collect_pids(&h.join(&cgroup), &mut pids);
+            }
+            if pids.is_empty() {
+                break;
+            }
+            let _ = Command::new("kill").arg("-KILL").args(pids.iter().map(u32::to_string)).output();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for m in mounts_under(&dir) {
+            let _ = Command::new("umount").args(["-l", &m]).output();
+        }
+        for h in cgroup_hierarchies() {
+            remove_cgroup(&h.join(&cgroup));
+        }
+        let _ = Command::new("ip").args(["netns", "delete", &netns]).output();
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(Path::new(REGISTRY).join(format!("net-10.{octet}.lock")));
+        let others_alive = std::fs::read_dir(REGISTRY)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".node"));
+        if field("var_lib_kubelet_created") == "true" && !others_alive {
+            let _ = std::fs::remove_dir_all("/var/lib/kubelet");
+        }
+        if mounts_under(&dir).is_empty() {
+            let _ = std::fs::remove_dir_all(&plane_dir);
         }
     }
 }

@@ -84,3 +84,81 @@ async fn a_job_from_the_data_plane_image_runs_on_the_node_and_reaches_postgres_b
     drop(node);
     drop(plane);
 }
+
+/// The chart's operator runs as a pod from the operator image: the in-cluster configuration
+/// (the `kubernetes` Service, a projected ServiceAccount token, `kube-root-ca.crt`) reaches the
+/// API server, the chart's RBAC authorises it, its readiness probe makes the Deployment
+/// available, it takes the leader Lease under its pod's name, and its log has no error line.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_charts_operator_runs_as_a_pod_from_its_image_and_takes_the_lease() {
+    use conclave_e2e::chart::{self, OPERATOR_DB_SECRET};
+    use conclave_e2e::control_plane::OPERATOR_NAMESPACE;
+    use conclave_e2e::stack::cnpg_app_secret;
+
+    let net = NodeNet::create().expect("node network");
+    let plane = ControlPlane::start_for_node(net.access()).expect("control plane");
+    let mut node = Node::start(&plane, net).expect("node");
+    let stack = Stack::new("conclave_test").await.expect("stack");
+    let pg = parse_pg_url(&stack.owner_url()).expect("url");
+    let relay = node.relay(pg.port.parse().expect("port")).expect("relay");
+
+    plane.kubectl(&["create", "namespace", OPERATOR_NAMESPACE]).expect("namespace");
+    let ns = OPERATOR_NAMESPACE;
+    let in_cluster =
+        format!("postgres://{}:{}@postgres.{ns}.svc.cluster.local:{}/{}", pg.username, pg.password, pg.port, pg.dbname);
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres", "namespace": ns},
+         "spec": {"ports": [{"name": "pg", "port": relay.port(), "protocol": "TCP"}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "postgres-host", "namespace": ns, "labels": {"kubernetes.io/service-name": "postgres"}},
+         "addressType": "IPv4",
+         "endpoints": [{"addresses": [relay.ip().to_string()], "conditions": {"ready": true}}],
+         "ports": [{"name": "pg", "port": relay.port(), "protocol": "TCP"}]},
+        cnpg_app_secret(OPERATOR_DB_SECRET, ns, &in_cluster).expect("secret"),
+    ]});
+    plane.kubectl_stdin(&["apply", "-f", "-"], &objects.to_string()).expect("apply");
+    node.wait_service_programmed(ns, "postgres").expect("kube-proxy programs the Service");
+
+    chart::install(&plane, &["operator.image.pullPolicy=Never", "operator.logFormat=json"]).expect("helm install");
+    let rollout = plane.kubectl(&["-n", ns, "rollout", "status", "deployment/conclave-operator", "--timeout=120s"]);
+    let pods = plane.kubectl(&["-n", ns, "get", "pods", "-o", "wide"]).unwrap_or_default();
+    let logs = plane.kubectl(&["-n", ns, "logs", "deployment/conclave-operator"]).unwrap_or_else(|e| e.to_string());
+    assert!(rollout.is_ok(), "the operator's Deployment did not become available: {rollout:?}\n{pods}\n{logs}");
+    eprintln!("[e2e] the chart's operator runs as a pod on the node:\n{pods}");
+
+    let pod = plane
+        .kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/component=operator",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ])
+        .expect("operator pod");
+    conclave_e2e::operator::wait_for_leader(&plane, &pod, std::time::Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{logs}"));
+    let uid = plane
+        .kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "pod",
+            &pod,
+            "-o",
+            "jsonpath={.spec.containers[0].securityContext.readOnlyRootFilesystem}",
+        ])
+        .expect("security context");
+    assert_eq!(uid, "true");
+
+    // The operator's own log: JSON lines, none at ERROR level.
+    let logs = plane.kubectl(&["-n", ns, "logs", &pod]).expect("operator log");
+    assert!(!logs.trim().is_empty(), "the operator logged nothing");
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("\"level\":\"ERROR\"")).collect();
+    assert!(errors.is_empty(), "the operator logged errors:\n{}", errors.join("\n"));
+
+    node.stop().expect("the node leaves nothing behind");
+}
