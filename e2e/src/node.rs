@@ -535,7 +535,11 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
     }
 
     /// Makes a host loopback port reachable from the node and its pods at `10.N.0.1:<port>`.
+    /// Asking twice for the same port gives the same relay.
     pub fn relay(&mut self, loopback_port: u16) -> Result<SocketAddr> {
+        if let Some(existing) = self.relays.iter().find(|r| r.target.port() == loopback_port) {
+            return Ok(existing.listen);
+        }
         let relay = Relay::start(
             SocketAddrV4::new(self.net.host_ip(), loopback_port).into(),
             SocketAddrV4::new(Ipv4Addr::LOCALHOST, loopback_port).into(),

@@ -162,3 +162,172 @@ async fn the_charts_operator_runs_as_a_pod_from_its_image_and_takes_the_lease() 
 
     node.stop().expect("the node leaves nothing behind");
 }
+
+/// A host service (PostgreSQL, Redis) as a Service without selector in `namespace`, whose
+/// EndpointSlice is the node link's relay to its loopback port; returns the in-cluster host name.
+fn host_service(plane: &ControlPlane, node: &mut Node, namespace: &str, name: &str, loopback_port: u16) -> String {
+    let relay = node.relay(loopback_port).expect("relay");
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"ports": [{"name": "tcp", "port": relay.port(), "protocol": "TCP"}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": format!("{name}-host"), "namespace": namespace, "labels": {"kubernetes.io/service-name": name}},
+         "addressType": "IPv4",
+         "endpoints": [{"addresses": [relay.ip().to_string()], "conditions": {"ready": true}}],
+         "ports": [{"name": "tcp", "port": relay.port(), "protocol": "TCP"}]},
+    ]});
+    plane.kubectl_stdin(&["apply", "-f", "-"], &objects.to_string()).expect("apply the host Service");
+    node.wait_service_programmed(namespace, name).expect("kube-proxy programs the Service");
+    format!("{name}.{namespace}.svc.cluster.local")
+}
+
+/// The example DataPlane, reconciled by the chart's operator pod, runs on the node: its
+/// migration Job runs as a Job, its data-plane pods (from the image) become Ready through their
+/// probes, the DataPlane reports Ready; the HPA is accepted. Deleting the DataPlane lets the
+/// controller manager's garbage collector remove its Deployment, Service, ConfigMap and
+/// PodDisruptionBudget by owner reference.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dataplane_runs_as_pods_and_the_garbage_collector_removes_it_on_delete() {
+    use conclave_e2e::chart::{self, OPERATOR_DB_SECRET};
+    use conclave_e2e::control_plane::OPERATOR_NAMESPACE;
+    use conclave_e2e::stack::{cnpg_app_secret, redis_secret};
+    const TENANTS: &str = "tenants";
+
+    let net = NodeNet::create().expect("node network");
+    let plane = ControlPlane::start_for_node(net.access()).expect("control plane");
+    let mut node = Node::start(&plane, net).expect("node");
+    let stack = Stack::new("conclave_test").await.expect("stack");
+    let pg = parse_pg_url(&stack.owner_url()).expect("url");
+    let redis_port: u16 = stack
+        .redis_url
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("redis port");
+
+    for ns in [OPERATOR_NAMESPACE, TENANTS] {
+        plane.kubectl(&["create", "namespace", ns]).expect("namespace");
+    }
+    let pg_port: u16 = pg.port.parse().expect("port");
+    let op_pg = host_service(&plane, &mut node, OPERATOR_NAMESPACE, "postgres", pg_port);
+    let url = |host: &str| format!("postgres://{}:{}@{host}:{}/{}", pg.username, pg.password, pg.port, pg.dbname);
+    plane
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            &cnpg_app_secret(OPERATOR_DB_SECRET, OPERATOR_NAMESPACE, &url(&op_pg)).expect("secret").to_string(),
+        )
+        .expect("operator db secret");
+    let tenant_pg = host_service(&plane, &mut node, TENANTS, "postgres", pg_port);
+    let tenant_redis = host_service(&plane, &mut node, TENANTS, "redis", redis_port);
+    let redis_url = stack.redis_url.replace("127.0.0.1", &tenant_redis);
+    plane
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            &cnpg_app_secret("conclave-db-app", TENANTS, &url(&tenant_pg)).expect("secret").to_string(),
+        )
+        .expect("tenant db secret");
+    plane
+        .kubectl_stdin(&["apply", "-f", "-"], &redis_secret("conclave-redis", TENANTS, &redis_url).to_string())
+        .expect("redis secret");
+
+    chart::install(
+        &plane,
+        &[&format!("operator.atRestKeySecret={TENANTS}/conclave-at-rest-key"), "operator.logFormat=json"],
+    )
+    .expect("helm install");
+    plane
+        .kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/conclave-operator", "--timeout=120s"])
+        .expect("the operator pod is available");
+
+    // The example DataPlane, with a smaller CPU request so two replicas fit the two-core node.
+    let manifest = std::fs::read_to_string(conclave_e2e::tools::repo_root().join("examples/dataplane.yaml"))
+        .expect("example")
+        .replace("requests: {cpu: 250m, memory: 256Mi}", "requests: {cpu: 50m, memory: 64Mi}");
+    plane.kubectl_stdin(&["-n", TENANTS, "apply", "-f", "-"], &manifest).expect("apply the DataPlane");
+    let ready =
+        plane.kubectl(&["-n", TENANTS, "wait", "--for=condition=Ready", "--timeout=240s", "dataplane/conclave"]);
+    let everything =
+        plane.kubectl(&["-n", TENANTS, "get", "jobs,deploy,pods,svc,hpa,pdb,cm", "-o", "wide"]).unwrap_or_default();
+    let op_logs =
+        plane.kubectl(&["-n", OPERATOR_NAMESPACE, "logs", "deployment/conclave-operator"]).unwrap_or_default();
+    assert!(ready.is_ok(), "the DataPlane was not Ready: {ready:?}\n{everything}\n{op_logs}");
+    eprintln!("[e2e] the DataPlane runs on the node:\n{everything}");
+
+    // The migration Job ran as a Job; two data-plane pods are Ready and are the Service's endpoints.
+    let succeeded =
+        plane.kubectl(&["-n", TENANTS, "get", "jobs", "-o", "jsonpath={.items[*].status.succeeded}"]).expect("jobs");
+    assert!(succeeded.split_whitespace().any(|n| n == "1"), "no migration Job succeeded: {succeeded:?}\n{everything}");
+    // The HPA scales the Deployment to its two minimum replicas; both become the Service's ready
+    // endpoints once their readiness probes pass.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let endpoints = loop {
+        let endpoints = plane
+            .kubectl(&[
+                "-n",
+                TENANTS,
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=conclave",
+                "-o",
+                "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+            ])
+            .expect("endpoints");
+        if endpoints.split_whitespace().count() == 2 || std::time::Instant::now() > deadline {
+            break endpoints;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let everything = plane.kubectl(&["-n", TENANTS, "get", "deploy,pods,hpa", "-o", "wide"]).unwrap_or_default();
+    assert_eq!(endpoints.split_whitespace().count(), 2, "ready endpoints: {endpoints:?}\n{everything}");
+    eprintln!("[e2e] two data-plane pods are the Service's ready endpoints: {endpoints}");
+    plane.kubectl(&["-n", TENANTS, "get", "hpa", "conclave"]).expect("the HPA is accepted");
+
+    // Deleting the DataPlane: the garbage collector removes what it owns.
+    let owned = plane
+        .kubectl(&[
+            "-n",
+            TENANTS,
+            "get",
+            "deploy,svc,cm,pdb",
+            "-l",
+            "app.kubernetes.io/instance=conclave",
+            "-o",
+            "name",
+        ])
+        .expect("owned objects");
+    for kind in ["deployment.apps/", "service/", "configmap/", "poddisruptionbudget.policy/"] {
+        assert!(owned.contains(kind), "no {kind} owned by the DataPlane before its deletion: {owned}");
+    }
+    plane
+        .kubectl(&["-n", TENANTS, "delete", "dataplane", "conclave", "--wait=true", "--timeout=120s"])
+        .expect("delete");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let left = plane
+            .kubectl(&[
+                "-n",
+                TENANTS,
+                "get",
+                "deploy,svc,cm,pdb",
+                "-l",
+                "app.kubernetes.io/instance=conclave",
+                "-o",
+                "name",
+            ])
+            .unwrap_or_default();
+        let left: Vec<&str> = left.lines().filter(|l| !l.contains("kube-root-ca")).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the garbage collector left {left:?}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    eprintln!("[e2e] deleting the DataPlane removed its Deployment, Service, ConfigMap and PDB (garbage collector)");
+
+    let op_logs =
+        plane.kubectl(&["-n", OPERATOR_NAMESPACE, "logs", "deployment/conclave-operator"]).expect("operator log");
+    let errors: Vec<&str> = op_logs.lines().filter(|l| l.contains("\"level\":\"ERROR\"")).collect();
+    assert!(errors.is_empty(), "the operator logged errors:\n{}", errors.join("\n"));
+    node.stop().expect("the node leaves nothing behind");
+}

@@ -182,7 +182,10 @@ pub fn deployment(dp: &DataPlane, image: &str, revision: &str, jwt_key_id: &str)
         "volumeMounts": [
             {"name": "jwt", "mountPath": format!("{KEYS_DIR}/jwt"), "readOnly": true},
             {"name": "vapid", "mountPath": format!("{KEYS_DIR}/vapid"), "readOnly": true},
-            {"name": "at-rest", "mountPath": format!("{KEYS_DIR}/at-rest"), "readOnly": true}
+            {"name": "at-rest", "mountPath": format!("{KEYS_DIR}/at-rest"), "readOnly": true},
+            // The root filesystem is read-only: /tmp (the default attachment store's place) is
+            // the pod's own scratch space.
+            {"name": "tmp", "mountPath": "/tmp"}
         ],
     });
     if let Some(policy) = spec.image_pull_policy {
@@ -207,7 +210,8 @@ pub fn deployment(dp: &DataPlane, image: &str, revision: &str, jwt_key_id: &str)
                 "volumes": [
                     {"name": "jwt", "secret": {"secretName": n.jwt_secret}},
                     {"name": "vapid", "secret": {"secretName": n.vapid_secret}},
-                    {"name": "at-rest", "secret": {"secretName": n.at_rest_secret}}
+                    {"name": "at-rest", "secret": {"secretName": n.at_rest_secret}},
+                    {"name": "tmp", "emptyDir": {}}
                 ],
             }
         }
