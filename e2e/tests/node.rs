@@ -283,6 +283,126 @@ async fn a_dataplane_runs_as_pods_and_the_garbage_collector_removes_it_on_delete
     eprintln!("[e2e] two data-plane pods are the Service's ready endpoints: {endpoints}");
     plane.kubectl(&["-n", TENANTS, "get", "hpa", "conclave"]).expect("the HPA is accepted");
 
+    let ready_endpoints = |want: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let endpoints = plane
+                .kubectl(&[
+                    "-n",
+                    TENANTS,
+                    "get",
+                    "endpointslices",
+                    "-l",
+                    "kubernetes.io/service-name=conclave",
+                    "-o",
+                    "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+                ])
+                .unwrap_or_default();
+            if endpoints.split_whitespace().count() == want {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "not {want} ready endpoints: {endpoints:?}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    };
+    let server_pods = || {
+        plane
+            .kubectl(&[
+                "-n",
+                TENANTS,
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/component=server",
+                "--field-selector=status.phase=Running",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ])
+            .expect("pods")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    // The PodDisruptionBudget (maxUnavailable 1) is honoured by the eviction API: one of the two
+    // replicas may be evicted, the second not while the first is gone.
+    let pods = server_pods();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    // (once the disruption controller has counted both healthy replicas)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let allowed = plane
+            .kubectl(&["-n", TENANTS, "get", "pdb", "conclave", "-o", "jsonpath={.status.disruptionsAllowed}"])
+            .unwrap_or_default();
+        if allowed == "1" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the PDB never allowed a disruption ({allowed:?})");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let evict = |pod: &str| {
+        let body =
+            json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": TENANTS}});
+        plane.kubectl_stdin(
+            &["create", "--raw", &format!("/api/v1/namespaces/{TENANTS}/pods/{pod}/eviction"), "-f", "-"],
+            &body.to_string(),
+        )
+    };
+    evict(&pods[0]).expect("the first eviction is allowed");
+    let refused = evict(&pods[1]).expect_err("the second eviction must wait for the budget");
+    assert!(refused.to_string().contains("disruption budget"), "{refused}");
+    eprintln!("[e2e] eviction: one replica evicted, the second refused by the PodDisruptionBudget");
+    ready_endpoints(2);
+
+    // A data-plane container killed (SIGKILL, through containerd) is restarted by the kubelet.
+    let pod = server_pods().into_iter().next().expect("a server pod");
+    let container_id = plane
+        .kubectl(&["-n", TENANTS, "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"])
+        .expect("container id");
+    let container_id = container_id.trim_start_matches("containerd://");
+    node.ctr(&["tasks", "kill", "--signal", "SIGKILL", container_id]).expect("kill the container");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let restarts = plane
+            .kubectl(&["-n", TENANTS, "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"])
+            .unwrap_or_default();
+        if restarts == "1" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the killed container was not restarted ({restarts:?})");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    ready_endpoints(2);
+    eprintln!("[e2e] a data-plane container killed with SIGKILL was restarted by the kubelet; two endpoints again");
+
+    // The operator's pod deleted: its replacement takes the Lease.
+    let operator_pods = |phase: &str| {
+        plane
+            .kubectl(&[
+                "-n",
+                OPERATOR_NAMESPACE,
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/component=operator",
+                &format!("--field-selector=status.phase={phase}"),
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ])
+            .unwrap_or_default()
+    };
+    let old_operator = operator_pods("Running");
+    plane.kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "pod", old_operator.trim(), "--wait=true"]).expect("delete");
+    plane
+        .kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/conclave-operator", "--timeout=120s"])
+        .expect("a new operator pod");
+    let new_operator = operator_pods("Running");
+    assert_ne!(new_operator.trim(), old_operator.trim());
+    conclave_e2e::operator::wait_for_leader(&plane, new_operator.trim(), std::time::Duration::from_secs(90))
+        .await
+        .expect("the new operator pod takes the Lease");
+    eprintln!("[e2e] the operator pod deleted: {} took the Lease", new_operator.trim());
+
     // Deleting the DataPlane: the garbage collector removes what it owns.
     let owned = plane
         .kubectl(&[

@@ -77,6 +77,15 @@ fn selector(dp: &DataPlane) -> Value {
     })
 }
 
+/// The serving pods only: the Service and the PodDisruptionBudget must not select the migration
+/// Job's pod, which carries the same name and instance labels (a PDB over a Job's pod cannot be
+/// computed: Jobs have no scale subresource).
+fn server_selector(dp: &DataPlane) -> Value {
+    let mut s = selector(dp);
+    s["app.kubernetes.io/component"] = json!("server");
+    s
+}
+
 fn metadata(dp: &DataPlane, name: &str, component: &str) -> Value {
     let owner = dp.controller_owner_ref(&()).map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
     json!({
@@ -235,7 +244,7 @@ pub fn service(dp: &DataPlane) -> Value {
         "kind": "Service",
         "metadata": metadata(dp, &name_of(dp), "server"),
         "spec": {
-            "selector": selector(dp),
+            "selector": server_selector(dp),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         }
     })
@@ -255,7 +264,7 @@ pub fn pod_disruption_budget(dp: &DataPlane) -> Value {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(dp, &name_of(dp), "server"),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(dp)}},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": server_selector(dp)}},
     })
 }
 
