@@ -34,7 +34,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     let examples = setting("CONCLAVE_FUZZ_EXAMPLES", "25");
     let seconds = setting("CONCLAVE_FUZZ_SECONDS", "90");
     let report = std::env::temp_dir().join(format!("conclave-fuzz-{}", uuid::Uuid::new_v4().simple()));
+    // Run inside its report directory: schemathesis keeps a cache in its working directory.
+    std::fs::create_dir_all(&report).expect("a report directory");
     let output = tokio::process::Command::new(&program)
+        .current_dir(&report)
         .args(["run", &app.url("/openapi.json"), "--url", &app.base])
         .args(["--header", &format!("Authorization: Bearer {}", alice.access)])
         .args([
