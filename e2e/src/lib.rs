@@ -7,6 +7,9 @@
 //! * [`kubelet`]: no kubelet runs here, so pods' programs run on the host, configured exactly
 //!   as Kubernetes would configure their containers from the objects the chart and the operator
 //!   wrote; [`operator`] runs the chart's operator that way.
+//! * [`node`]: a real node (containerd + runc, kubelet, kube-proxy, CoreDNS in a network namespace
+//!   of the run's own; controller manager and scheduler) running the project's images; [`relay`]
+//!   makes loopback services reachable from it.
 //! * [`stack`]: PostgreSQL (a database per run) and Redis, handed over as Secrets.
 //! * [`proc`], [`tools`]: child processes that stop with their guard; where the binaries are.
 
