@@ -23,6 +23,7 @@ pub mod auth;
 pub mod b64;
 pub mod devices;
 pub mod events;
+pub mod handshake;
 pub mod keypackages;
 pub mod layout;
 pub mod limits;

@@ -19,6 +19,7 @@
 mod auth;
 mod conversations;
 mod error;
+mod handshake;
 mod rich;
 mod tenancy;
 

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use openmls::messages::group_info::GroupInfo;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -114,6 +115,17 @@ impl Device {
         Self::with_credential(credential, leaf_seed)
     }
 
+    /// The MLS side of a device registered with `keys` (its Ed25519 key signs its leaves).
+    pub fn for_device_keys(
+        identity: &IdentityKey,
+        user_id: Uuid,
+        device_id: Uuid,
+        keys: &crate::crypto::DeviceKeys,
+    ) -> Result<Self, MlsError> {
+        let (_, seed) = keys.secret_bytes();
+        Self::new(identity, user_id, device_id, &seed)
+    }
+
     /// Rebuilds the device from a credential made earlier (the identity key is not needed then).
     pub fn with_credential(credential: DeviceCredential, leaf_seed: &[u8; 32]) -> Result<Self, MlsError> {
         let public = ed25519_dalek::SigningKey::from_bytes(leaf_seed).verifying_key().to_bytes();
@@ -213,9 +225,9 @@ impl Device {
             welcomed.push((leaf.user_id, leaf.device_id));
             packages.push(package);
         }
-        let (commit, welcome, _) =
+        let (commit, welcome, info) =
             group.add_members(&self.provider, &self.signer, &packages).map_err(mls("adding devices"))?;
-        self.outgoing(group, epoch, commit, Some(welcome), welcomed)
+        outgoing(epoch, commit, Some(welcome), info, welcomed)
     }
 
     fn validate_key_package(&self, bytes: &[u8]) -> Result<KeyPackage, MlsError> {
@@ -246,18 +258,18 @@ impl Device {
         if leaves.is_empty() {
             return Err(MlsError::NotInGroup);
         }
-        let (commit, welcome, _) =
+        let (commit, welcome, info) =
             group.remove_members(&self.provider, &self.signer, &leaves).map_err(mls("removing devices"))?;
-        self.outgoing(group, epoch, commit, welcome, Vec::new())
+        outgoing(epoch, commit, welcome, info, Vec::new())
     }
 
     /// Commits the proposals received and stored (the delivery service's removals).
     pub fn commit_pending(&self, group: &mut MlsGroup) -> Result<Outgoing, MlsError> {
         let epoch = group.epoch().as_u64();
-        let (commit, welcome, _) = group
+        let (commit, welcome, info) = group
             .commit_to_pending_proposals(&self.provider, &self.signer)
             .map_err(mls("committing pending proposals"))?;
-        self.outgoing(group, epoch, commit, welcome, Vec::new())
+        outgoing(epoch, commit, welcome, info, Vec::new())
     }
 
     /// A commit that only refreshes this device's leaf and path keys: post-compromise security.
@@ -266,27 +278,9 @@ impl Device {
         let bundle = group
             .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
             .map_err(mls("self update"))?;
-        let (commit, welcome, _) = bundle.into_contents();
+        let (commit, welcome, info) = bundle.into_contents();
         let welcome = welcome.map(|w| MlsMessageOut::from_welcome(w, ProtocolVersion::Mls10));
-        self.outgoing(group, epoch, commit, welcome, Vec::new())
-    }
-
-    fn outgoing(
-        &self,
-        group: &MlsGroup,
-        epoch: u64,
-        commit: MlsMessageOut,
-        welcome: Option<MlsMessageOut>,
-        welcomed: Vec<(Uuid, Uuid)>,
-    ) -> Result<Outgoing, MlsError> {
-        let group_info = self.group_info(group)?;
-        Ok(Outgoing {
-            epoch,
-            commit: commit.to_bytes().map_err(mls("encoding a commit"))?,
-            welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(mls("encoding a welcome"))?,
-            welcomed,
-            group_info,
-        })
+        outgoing(epoch, commit, welcome, info, Vec::new())
     }
 
     /// The signed group info (with the ratchet tree) a member's device needs to rejoin by external
@@ -337,7 +331,9 @@ impl Device {
         let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
             return Err(MlsError::MalformedMessage);
         };
-        let (mut group, bundle) = MlsGroup::external_commit_builder()
+        // The commit is made in the group info's epoch (the server's current one, if the info is fresh).
+        let epoch = info.epoch().as_u64();
+        let (group, bundle) = MlsGroup::external_commit_builder()
             .with_config(join_config())
             .build_group(&self.provider, info, self.credential_with_key())
             .map_err(mls("rejoining"))?
@@ -350,13 +346,9 @@ impl Device {
         for member in group.members() {
             verify_leaf(&member.credential, &member.signature_key, roster, trust)?;
         }
-        // The commit moved us into the new epoch once merged; it is made in the group info's epoch.
-        let epoch = group.epoch().as_u64();
-        let (commit, welcome, _) = bundle.into_contents();
+        let (commit, welcome, info) = bundle.into_contents();
         let welcome = welcome.map(|w| MlsMessageOut::from_welcome(w, ProtocolVersion::Mls10));
-        let outgoing = self.outgoing(&group, epoch, commit, welcome, Vec::new())?;
-        // Our own leaf is in the pending commit; stale copies of ourselves are removed by it.
-        let _ = &mut group;
+        let outgoing = outgoing(epoch, commit, welcome, info, Vec::new())?;
         Ok((group, outgoing))
     }
 
@@ -528,6 +520,27 @@ impl Device {
     pub fn identity_key(&self) -> IdentityPublicKey {
         self.credential.identity_key
     }
+}
+
+/// A commit ready for the server, with the group info of the epoch it opens.
+fn outgoing(
+    epoch: u64,
+    commit: MlsMessageOut,
+    welcome: Option<MlsMessageOut>,
+    group_info: Option<GroupInfo>,
+    welcomed: Vec<(Uuid, Uuid)>,
+) -> Result<Outgoing, MlsError> {
+    let group_info = group_info.ok_or_else(|| MlsError::Protocol {
+        context: "committing",
+        reason: "openmls made no group info for the new epoch".to_owned(),
+    })?;
+    Ok(Outgoing {
+        epoch,
+        commit: commit.to_bytes().map_err(mls("encoding a commit"))?,
+        welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(mls("encoding a welcome"))?,
+        welcomed,
+        group_info: MlsMessageOut::from(group_info).to_bytes().map_err(mls("encoding group info"))?,
+    })
 }
 
 fn sender_signature_key(group: &MlsGroup, sender: &Sender) -> Option<Vec<u8>> {

@@ -13,6 +13,7 @@
 //!
 //! Cryptography happens here only: the data plane orders and relays opaque MLS messages.
 
+mod delivery;
 mod group;
 pub mod identity;
 pub mod safety;
@@ -22,6 +23,7 @@ pub mod trust;
 #[cfg(test)]
 mod vectors;
 
+pub use delivery::{DeliveryError, GroupAddress};
 pub use group::{
     DELIVERY_SERVICE_IDENTITY, Device, ExternalSenderKey, Incoming, Leaf, MAXIMUM_FORWARD_DISTANCE,
     OUT_OF_ORDER_TOLERANCE, Outgoing, PAST_EPOCHS, Roster, group_id, verify_leaf,

@@ -3,6 +3,7 @@
 mod account;
 mod cli;
 mod messaging;
+mod mls;
 mod rich;
 mod signin;
 mod support;

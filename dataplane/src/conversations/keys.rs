@@ -210,7 +210,7 @@ impl RotationReason {
         }
     }
 
-    fn parse(word: &str) -> Option<Self> {
+    pub(crate) fn parse(word: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == word)
     }
 }
@@ -230,8 +230,8 @@ async fn my_wraps(
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     seat(&mut tx, auth.user_id, conversation_id, false).await?;
     let rows = sqlx::query!(
-        "SELECT generation, encapsulated_key, wrapped_key FROM member_key_wraps
-          WHERE conversation_id = $1 AND recipient_device_id = $2 ORDER BY generation",
+        r#"SELECT generation, encapsulated_key AS "encapsulated_key!", wrapped_key AS "wrapped_key!" FROM member_key_wraps
+          WHERE conversation_id = $1 AND recipient_device_id = $2 AND wrapped_key IS NOT NULL ORDER BY generation"#,
         conversation_id,
         auth.device_id
     )

@@ -6,8 +6,9 @@
 //! `rotation_required`, and no message is accepted until a member uploads the next generation
 //! wrapped for exactly the devices of the current members.
 
+mod commits;
 mod invites;
-mod keys;
+pub(crate) mod keys;
 mod members;
 
 use crate::AppState;
@@ -34,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(show))
         .merge(members::router())
         .merge(keys::router())
+        .merge(commits::router())
         .merge(invites::router())
 }
 

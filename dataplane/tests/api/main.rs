@@ -11,6 +11,7 @@
 mod attachments;
 mod auth;
 mod bots;
+mod commits;
 mod connections;
 mod contacts;
 mod contract;

@@ -1,0 +1,257 @@
+//! The MLS delivery service's ordering (protocol v2): one commit per epoch, the first to arrive;
+//! the commits kept so a device that was away catches up in order; a Welcome handed only to the
+//! devices it names; the latest group info for a device that rejoins by external commit. The
+//! server cannot read any of them: it checks the epoch, who may commit, and which devices may be
+//! welcomed (active devices of current members).
+
+use std::collections::BTreeSet;
+
+use crate::AppState;
+use crate::context::member_tx;
+use crate::context::seat;
+use crate::context::session::AuthUser;
+use crate::conversations::keys::{RotationReason, member_devices};
+use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::realtime::{self, LiveEvent};
+use axum::extract::State;
+use axum::http::StatusCode;
+use conclave_protocol::events::ServerFrame;
+use conclave_protocol::handshake::{
+    CommitAccepted, CommitsQuery, MAX_HANDSHAKE_BYTES, MlsBytes, StoredCommit, StoredGroupInfo, StoredWelcome,
+    UploadCommit,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// The most commits one catch-up page returns.
+const PAGE: i64 = 100;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, commit)).routes(routes!(welcome)).routes(routes!(group_info))
+}
+
+fn check_size(field: &'static str, bytes: &MlsBytes) -> ApiResult<()> {
+    if (2..=MAX_HANDSHAKE_BYTES).contains(&bytes.0.len()) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(field, "an MLS message has 2 bytes to 1 MiB"))
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/commits",
+    tag = "conversations",
+    operation_id = "upload_commit",
+    request_body = UploadCommit,
+    responses(
+        (status = 201, description = "The commit opened the next epoch", body = CommitAccepted),
+        (status = 409, description = "`stale_generation`: another commit won this epoch (details: the current one); process it and commit again", body = crate::error::ErrorBody),
+        (status = 422, description = "`not_next_generation`: the epoch is ahead of the conversation's; `wrap_set_mismatch`: a welcomed device is not an active device of a member (details name them)", body = crate::error::ErrorBody),
+    )
+)]
+async fn commit(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<UploadCommit>,
+) -> ApiResult<(StatusCode, axum::Json<CommitAccepted>)> {
+    check_size("commit", &body.commit)?;
+    check_size("group_info", &body.group_info)?;
+    if let Some(welcome) = &body.welcome {
+        check_size("welcome", welcome)?;
+    }
+    if body.welcome.is_some() == body.welcomed_devices.is_empty() {
+        return Err(ApiError::validation("welcome", "a Welcome comes with the devices it is for, and only then"));
+    }
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    // The conversation row lock orders commits: the first in an epoch wins, the others see it.
+    let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
+    if body.epoch != seat.current_key_generation {
+        let code = if body.epoch < seat.current_key_generation {
+            ErrorCode::StaleGeneration
+        } else {
+            ErrorCode::NotNextGeneration
+        };
+        return Err(ApiError::new(code, format!("the conversation is at epoch {}", seat.current_key_generation))
+            .with_details(ErrorDetails::KeyGeneration { current_key_generation: seat.current_key_generation }));
+    }
+    let welcomed: BTreeSet<Uuid> = body.welcomed_devices.iter().copied().collect();
+    if !welcomed.is_empty() {
+        let allowed: BTreeSet<Uuid> =
+            member_devices(&mut tx, conversation_id).await?.iter().map(|d| d.device_id).collect();
+        let unexpected: Vec<Uuid> = welcomed.difference(&allowed).copied().collect();
+        if !unexpected.is_empty() || welcomed.len() != body.welcomed_devices.len() {
+            return Err(ApiError::new(
+                ErrorCode::WrapSetMismatch,
+                "a Welcome is for active devices of the conversation's members, each named once",
+            )
+            .with_details(ErrorDetails::WrapSet {
+                missing: Vec::new(),
+                unexpected,
+                duplicates: welcomed.len() != body.welcomed_devices.len(),
+            }));
+        }
+    }
+    let epoch = seat.current_key_generation + 1;
+    let reason = if seat.rotation_required {
+        let stored = sqlx::query_scalar!("SELECT rotation_reason FROM conversations WHERE id = $1", conversation_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .unwrap_or_else(|| "manual".to_owned());
+        RotationReason::parse(&stored).ok_or_else(ApiError::internal)?
+    } else if body.welcome.is_some() {
+        if seat.current_key_generation == 0 { RotationReason::Initial } else { RotationReason::MemberAdded }
+    } else {
+        RotationReason::Manual
+    };
+    sqlx::query!(
+        "INSERT INTO conversation_encryption_keys
+             (organization_id, conversation_id, generation, created_by_device_id, reason, commit_message, group_info, welcome)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        organization_id,
+        conversation_id,
+        epoch,
+        auth.device_id,
+        reason.as_str(),
+        body.commit.0,
+        body.group_info.0,
+        body.welcome.map(|w| w.0)
+    )
+    .execute(&mut *tx)
+    .await?;
+    let welcomed: Vec<Uuid> = welcomed.into_iter().collect();
+    sqlx::query!(
+        "INSERT INTO member_key_wraps (organization_id, conversation_id, generation, recipient_user_id, recipient_device_id)
+         SELECT $1, $2, $3, d.user_id, d.id FROM devices d WHERE d.id = ANY($4)",
+        organization_id,
+        conversation_id,
+        epoch,
+        &welcomed[..]
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE conversations SET current_key_generation = $2, rotation_required = false, rotation_reason = NULL WHERE id = $1",
+        conversation_id,
+        epoch
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    realtime::publish(
+        &state,
+        LiveEvent::frame(
+            organization_id,
+            conversation_id,
+            ServerFrame::KeyRotated { conversation_id, generation: epoch },
+        ),
+    )
+    .await;
+    Ok((StatusCode::CREATED, axum::Json(CommitAccepted { epoch })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/commits",
+    tag = "conversations",
+    operation_id = "list_commits",
+    params(CommitsQuery),
+    responses((status = 200, description = "The commits that opened the epochs after `after`, oldest first, at most 100", body = Vec<StoredCommit>))
+)]
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(query): ApiQuery<CommitsQuery>,
+) -> ApiResult<axum::Json<Vec<StoredCommit>>> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let rows = sqlx::query!(
+        r#"SELECT generation, commit_message AS "commit_message!", created_by_device_id, created_at
+             FROM conversation_encryption_keys
+            WHERE conversation_id = $1 AND generation > $2 AND commit_message IS NOT NULL
+            ORDER BY generation LIMIT $3"#,
+        conversation_id,
+        query.after,
+        PAGE
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(
+        rows.into_iter()
+            .map(|r| StoredCommit {
+                epoch: r.generation,
+                commit: MlsBytes(r.commit_message),
+                committed_by_device_id: r.created_by_device_id,
+                created_at: r.created_at,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/welcome",
+    tag = "conversations",
+    operation_id = "get_welcome",
+    responses(
+        (status = 200, description = "The latest Welcome addressed to the calling device", body = StoredWelcome),
+        (status = 404, description = "`not_found`: no Welcome names this device", body = crate::error::ErrorBody),
+    )
+)]
+async fn welcome(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<StoredWelcome>> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let row = sqlx::query!(
+        r#"SELECT k.generation, k.welcome AS "welcome!"
+             FROM member_key_wraps w
+             JOIN conversation_encryption_keys k ON k.conversation_id = w.conversation_id AND k.generation = w.generation
+            WHERE w.conversation_id = $1 AND w.recipient_device_id = $2 AND k.welcome IS NOT NULL
+            ORDER BY k.generation DESC LIMIT 1"#,
+        conversation_id,
+        auth.device_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("welcome"))?;
+    tx.commit().await?;
+    Ok(axum::Json(StoredWelcome { epoch: row.generation, welcome: MlsBytes(row.welcome) }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/group-info",
+    tag = "conversations",
+    operation_id = "get_group_info",
+    responses(
+        (status = 200, description = "The group info of the current epoch", body = StoredGroupInfo),
+        (status = 404, description = "`not_found`: the group has no commit yet", body = crate::error::ErrorBody),
+    )
+)]
+async fn group_info(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<StoredGroupInfo>> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    let seat = seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let info = sqlx::query_scalar!(
+        r#"SELECT group_info AS "group_info!" FROM conversation_encryption_keys
+            WHERE conversation_id = $1 AND generation = $2 AND group_info IS NOT NULL"#,
+        conversation_id,
+        seat.current_key_generation
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("group info"))?;
+    tx.commit().await?;
+    Ok(axum::Json(StoredGroupInfo { epoch: seat.current_key_generation, group_info: MlsBytes(info) }))
+}
