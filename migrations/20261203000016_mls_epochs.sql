@@ -3,6 +3,7 @@
 -- device rejoining by external commit) and the Welcome for the devices the commit added; the
 -- devices a Welcome is for get a member_key_wraps row without HPKE wraps, so the server hands the
 -- Welcome to them only.
+-- Epoch 0 is the group its creator made alone; the first commit opens epoch 1.
 ALTER TABLE conversation_encryption_keys
     ADD COLUMN commit_message bytea CHECK (octet_length(commit_message) BETWEEN 2 AND 1048576),
     ADD COLUMN group_info bytea CHECK (octet_length(group_info) BETWEEN 2 AND 1048576),
@@ -10,7 +11,7 @@ ALTER TABLE conversation_encryption_keys
     ADD CONSTRAINT conversation_encryption_keys_mls_whole
         CHECK ((commit_message IS NULL) = (group_info IS NULL) AND (welcome IS NULL OR commit_message IS NOT NULL));
 
--- Epoch 0 is the group its creator made alone; the first commit opens epoch 1.
+-- A Welcome row names its device and carries no HPKE wraps.
 ALTER TABLE member_key_wraps
     ALTER COLUMN encapsulated_key DROP NOT NULL,
     ALTER COLUMN wrapped_key DROP NOT NULL,

@@ -28,7 +28,7 @@ pub enum MessageQuery {
     },
 }
 
-fn conversation_path(org: Uuid, conversation: Uuid) -> String {
+pub(super) fn conversation_path(org: Uuid, conversation: Uuid) -> String {
     format!("/v1/organizations/{org}/conversations/{conversation}")
 }
 

@@ -5,11 +5,8 @@ use conclave_protocol::handshake::{CommitAccepted, StoredCommit, StoredGroupInfo
 use conclave_protocol::keypackages::{ClaimKeyPackages, ClaimedKeyPackages, KeyPackageStock, UploadKeyPackages};
 use uuid::Uuid;
 
+use super::conversations::conversation_path;
 use super::{Client, Result};
-
-fn conversation_path(org: Uuid, conversation: Uuid) -> String {
-    format!("/v1/organizations/{org}/conversations/{conversation}")
-}
 
 impl Client {
     /// `POST /v1/key-packages`: key packages of this device.

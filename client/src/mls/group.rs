@@ -250,9 +250,7 @@ impl Device {
         let wanted: BTreeSet<Uuid> = devices.iter().copied().collect();
         let leaves: Vec<LeafNodeIndex> = group
             .members()
-            .filter(|m| {
-                DeviceCredential::decode(m.credential.serialized_content()).is_ok_and(|c| wanted.contains(&c.device_id))
-            })
+            .filter(|m| leaf_of(&m.credential).is_some_and(|c| wanted.contains(&c.device_id)))
             .map(|m| m.index)
             .collect();
         if leaves.is_empty() {
@@ -409,36 +407,30 @@ impl Device {
                 };
                 let removed = group
                     .member_at(remove.removed())
-                    .and_then(|m| DeviceCredential::decode(m.credential.serialized_content()).ok())
+                    .and_then(|m| leaf_of(&m.credential))
                     .ok_or(MlsError::NotInGroup)?;
                 group.store_pending_proposal(self.provider.storage(), *proposal).map_err(mls("storing a proposal"))?;
                 Ok(Incoming::RemovalProposed { removed })
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 let mut committer = sender_leaf.transpose()?;
-                for leaf in staged.add_proposals() {
-                    let node = leaf.add_proposal().key_package().leaf_node();
-                    verify_leaf(node.credential(), node.signature_key().as_slice(), roster, trust)?;
-                }
+                let added = staged
+                    .add_proposals()
+                    .map(|p| {
+                        let node = p.add_proposal().key_package().leaf_node();
+                        verify_leaf(node.credential(), node.signature_key().as_slice(), roster, trust)
+                    })
+                    .collect::<Result<Vec<Leaf>, _>>()?;
                 if let Some(node) = staged.update_path_leaf_node() {
                     // The committer's new leaf; for an external commit (a device rejoining), the
                     // only statement of who it is.
                     let leaf = verify_leaf(node.credential(), node.signature_key().as_slice(), roster, trust)?;
                     committer.get_or_insert(leaf);
                 }
-                let added: Vec<Leaf> = staged
-                    .add_proposals()
-                    .filter_map(|p| {
-                        DeviceCredential::decode(
-                            p.add_proposal().key_package().leaf_node().credential().serialized_content(),
-                        )
-                        .ok()
-                    })
-                    .collect();
                 let removed: Vec<Leaf> = staged
                     .remove_proposals()
                     .filter_map(|p| group.member_at(p.remove_proposal().removed()))
-                    .filter_map(|m| DeviceCredential::decode(m.credential.serialized_content()).ok())
+                    .filter_map(|m| leaf_of(&m.credential))
                     .collect();
                 group.merge_staged_commit(&self.provider, *staged).map_err(mls("merging a commit"))?;
                 Ok(Incoming::Commit { epoch: group.epoch().as_u64(), committer, added, removed })
@@ -460,7 +452,7 @@ impl Device {
 
     /// The devices of a group, as their verified credentials say.
     pub fn leaves(group: &MlsGroup) -> Vec<Leaf> {
-        group.members().filter_map(|m| DeviceCredential::decode(m.credential.serialized_content()).ok()).collect()
+        group.members().filter_map(|m| leaf_of(&m.credential)).collect()
     }
 
     /// Everything this device's MLS side stores (key packages' private keys, group states), for the
@@ -541,6 +533,12 @@ fn outgoing(
         welcomed,
         group_info: MlsMessageOut::from(group_info).to_bytes().map_err(mls("encoding group info"))?,
     })
+}
+
+/// The device a leaf's credential names (unverified: for leaves already in the group, which were
+/// verified when they entered it).
+fn leaf_of(credential: &Credential) -> Option<Leaf> {
+    DeviceCredential::decode(credential.serialized_content()).ok()
 }
 
 fn sender_signature_key(group: &MlsGroup, sender: &Sender) -> Option<Vec<u8>> {

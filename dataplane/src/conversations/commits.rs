@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::context::member_tx;
 use crate::context::seat;
 use crate::context::session::AuthUser;
-use crate::conversations::keys::{RotationReason, member_devices};
+use crate::conversations::keys::{RotationReason, make_current, member_devices, require_next, required_reason};
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::realtime::{self, LiveEvent};
@@ -69,15 +69,8 @@ async fn commit(
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     // The conversation row lock orders commits: the first in an epoch wins, the others see it.
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
-    if body.epoch != seat.current_key_generation {
-        let code = if body.epoch < seat.current_key_generation {
-            ErrorCode::StaleGeneration
-        } else {
-            ErrorCode::NotNextGeneration
-        };
-        return Err(ApiError::new(code, format!("the conversation is at epoch {}", seat.current_key_generation))
-            .with_details(ErrorDetails::KeyGeneration { current_key_generation: seat.current_key_generation }));
-    }
+    // The commit opens the epoch after the one it was made in.
+    require_next(&seat, body.epoch.saturating_add(1))?;
     let welcomed: BTreeSet<Uuid> = body.welcomed_devices.iter().copied().collect();
     if !welcomed.is_empty() {
         let allowed: BTreeSet<Uuid> =
@@ -97,11 +90,7 @@ async fn commit(
     }
     let epoch = seat.current_key_generation + 1;
     let reason = if seat.rotation_required {
-        let stored = sqlx::query_scalar!("SELECT rotation_reason FROM conversations WHERE id = $1", conversation_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .unwrap_or_else(|| "manual".to_owned());
-        RotationReason::parse(&stored).ok_or_else(ApiError::internal)?
+        required_reason(&mut tx, conversation_id).await?
     } else if body.welcome.is_some() {
         if seat.current_key_generation == 0 { RotationReason::Initial } else { RotationReason::MemberAdded }
     } else {
@@ -133,13 +122,7 @@ async fn commit(
     )
     .execute(&mut *tx)
     .await?;
-    sqlx::query!(
-        "UPDATE conversations SET current_key_generation = $2, rotation_required = false, rotation_reason = NULL WHERE id = $1",
-        conversation_id,
-        epoch
-    )
-    .execute(&mut *tx)
-    .await?;
+    make_current(&mut tx, conversation_id, epoch).await?;
     tx.commit().await?;
     realtime::publish(
         &state,

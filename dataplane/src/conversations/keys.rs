@@ -3,8 +3,8 @@
 
 use crate::AppState;
 use crate::context::member_tx;
-use crate::context::seat;
 use crate::context::session::AuthUser;
+use crate::context::{Seat, seat};
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
 use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};
@@ -85,17 +85,7 @@ async fn upload(
 ) -> ApiResult<(StatusCode, axum::Json<GenerationUploaded>)> {
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
-    if body.generation != seat.current_key_generation + 1 {
-        // At or below the current one: someone else rotated first (a race the client resolves by
-        // fetching the current generation). Beyond the next one: the client skipped a generation.
-        let code = if body.generation <= seat.current_key_generation {
-            ErrorCode::StaleGeneration
-        } else {
-            ErrorCode::NotNextGeneration
-        };
-        return Err(ApiError::new(code, format!("the next generation is {}", seat.current_key_generation + 1))
-            .with_details(ErrorDetails::KeyGeneration { current_key_generation: seat.current_key_generation }));
-    }
+    require_next(&seat, body.generation)?;
     let expected: BTreeSet<Uuid> =
         member_devices(&mut tx, conversation_id).await?.iter().map(|d| d.device_id).collect();
     let given: BTreeSet<Uuid> = body.wraps.iter().map(|w| w.device_id).collect();
@@ -112,11 +102,7 @@ async fn upload(
             duplicates: given.len() != body.wraps.len(),
         }));
     }
-    let reason = sqlx::query_scalar!("SELECT rotation_reason FROM conversations WHERE id = $1", conversation_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .unwrap_or_else(|| "manual".to_owned());
-    let reason = RotationReason::parse(&reason).ok_or_else(ApiError::internal)?;
+    let reason = required_reason(&mut tx, conversation_id).await?;
     sqlx::query!(
         "INSERT INTO conversation_encryption_keys (organization_id, conversation_id, generation, created_by_device_id, reason)
          VALUES ($1, $2, $3, $4, $5)",
@@ -145,13 +131,7 @@ async fn upload(
     )
     .execute(&mut *tx)
     .await?;
-    sqlx::query!(
-        "UPDATE conversations SET current_key_generation = $2, rotation_required = false, rotation_reason = NULL WHERE id = $1",
-        conversation_id,
-        body.generation
-    )
-    .execute(&mut *tx)
-    .await?;
+    make_current(&mut tx, conversation_id, body.generation).await?;
     tx.commit().await?;
     realtime::publish(
         &state,
@@ -163,6 +143,40 @@ async fn upload(
     )
     .await;
     Ok((StatusCode::CREATED, axum::Json(GenerationUploaded { generation: body.generation, reason })))
+}
+
+/// Refuses a new generation (v1) or epoch (v2) unless it is the conversation's next one. At or
+/// below the current one: someone else rotated or committed first (a race the client resolves by
+/// catching up). Beyond the next one: the client skipped one.
+pub(crate) fn require_next(seat: &Seat, next: i32) -> ApiResult<()> {
+    let current = seat.current_key_generation;
+    if next == current.saturating_add(1) {
+        return Ok(());
+    }
+    let code = if next <= current { ErrorCode::StaleGeneration } else { ErrorCode::NotNextGeneration };
+    Err(ApiError::new(code, format!("the next generation is {}", current.saturating_add(1)))
+        .with_details(ErrorDetails::KeyGeneration { current_key_generation: current }))
+}
+
+/// Why the next generation is made: the rotation the conversation requires, `manual` when none.
+pub(crate) async fn required_reason(conn: &mut PgConnection, conversation_id: Uuid) -> ApiResult<RotationReason> {
+    let stored = sqlx::query_scalar!("SELECT rotation_reason FROM conversations WHERE id = $1", conversation_id)
+        .fetch_one(conn)
+        .await?
+        .unwrap_or_else(|| "manual".to_owned());
+    RotationReason::parse(&stored).ok_or_else(ApiError::internal)
+}
+
+/// Makes `generation` the conversation's current one and clears any rotation it required.
+pub(crate) async fn make_current(conn: &mut PgConnection, conversation_id: Uuid, generation: i32) -> ApiResult<()> {
+    sqlx::query!(
+        "UPDATE conversations SET current_key_generation = $2, rotation_required = false, rotation_reason = NULL WHERE id = $1",
+        conversation_id,
+        generation
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// `POST .../conversations/{conversation_id}/keys`.
@@ -210,7 +224,7 @@ impl RotationReason {
         }
     }
 
-    pub(crate) fn parse(word: &str) -> Option<Self> {
+    fn parse(word: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == word)
     }
 }
