@@ -40,7 +40,13 @@ const DESIGN_TABLES: &[&str] = &[
 ];
 
 /// Tables the features need beyond the design's list.
-const SUPPORTING_TABLES: &[&str] = &["organization_invitations", "totp_recovery_codes", "device_key_packages"];
+const SUPPORTING_TABLES: &[&str] = &[
+    "organization_invitations",
+    "totp_recovery_codes",
+    "device_key_packages",
+    "unsubscribe_tokens",
+    "message_mentions",
+];
 
 async fn public_tables(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
