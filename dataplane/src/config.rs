@@ -104,10 +104,23 @@ pub struct Config {
     /// Multiplies every rate limit (tests and benchmarks raise it; 1 in production).
     #[arg(long, env = "CONCLAVE_RATE_LIMIT_FACTOR", default_value_t = 1)]
     pub rate_limit_factor: u32,
-    /// How often (milliseconds) an idle outbox worker looks for due webhooks and emails; 0
+    /// How often (milliseconds) an idle outbox worker looks for due webhooks, pushes and emails; 0
     /// disables the worker on this replica.
     #[arg(long, env = "CONCLAVE_OUTBOX_POLL_MS", default_value_t = 1000)]
     pub outbox_poll_ms: u64,
+    /// A file holding the VAPID (RFC 8292) private key: the P-256 scalar, base64url (the
+    /// operator's `<name>-vapid` Secret). Without it an ephemeral key is generated, and push
+    /// subscriptions made against it stop working when the process restarts.
+    #[arg(long, env = "CONCLAVE_VAPID_PRIVATE_KEY_FILE")]
+    pub vapid_private_key_file: Option<PathBuf>,
+    /// The contact in every VAPID token (`mailto:` or `https:`); default: the public URL when it
+    /// is https.
+    #[arg(long, env = "CONCLAVE_VAPID_SUBJECT")]
+    pub vapid_subject: Option<String>,
+    /// Accept push subscriptions at plain `http://` loopback endpoints (tests and local trials
+    /// only; every other endpoint must be https).
+    #[arg(long, env = "CONCLAVE_PUSH_ALLOW_LOOPBACK_HTTP", default_value_t = false)]
+    pub push_allow_loopback_http: bool,
     /// Directory of attachment blobs (`blobs/`) and of uploads in progress (`staging/`); a
     /// volume shared by the replicas in Kubernetes. Default: `conclave-attachments` in the
     /// system's temporary directory. With an S3 bucket, only staging happens here.

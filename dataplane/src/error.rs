@@ -60,6 +60,8 @@ error_codes! {
     /// The database pool is exhausted: retry after `Retry-After`.
     DatabaseBusy = "database_busy", SERVICE_UNAVAILABLE;
     DirectConversation = "direct_conversation", CONFLICT;
+    /// `email_delay_minutes` is outside 5..=10080 (a week).
+    EmailDelayOutOfRange = "email_delay_out_of_range", UNPROCESSABLE_ENTITY;
     /// A uniqueness rule of the schema refused the write.
     Duplicate = "duplicate", CONFLICT;
     EmailDisabled = "email_disabled", SERVICE_UNAVAILABLE;
@@ -80,7 +82,15 @@ error_codes! {
     InvalidEmailedToken = "invalid_emailed_token", BAD_REQUEST;
     /// A conversation invite token is unknown, expired, revoked or used up.
     InvalidInvite = "invalid_invite", BAD_REQUEST;
+    /// A mentioned user is not a member of the conversation, or is the sender.
+    InvalidMention = "invalid_mention", UNPROCESSABLE_ENTITY;
+    /// A locale is not a BCP 47 language tag (`fr`, `pt-BR`).
+    InvalidLocale = "invalid_locale", UNPROCESSABLE_ENTITY;
+    /// `muted_until` is in the past or more than a year ahead.
+    InvalidMuteUntil = "invalid_mute_until", UNPROCESSABLE_ENTITY;
     InvalidPath = "invalid_path", BAD_REQUEST;
+    /// Quiet hours need `start` and `end` as different `HH:MM` times.
+    InvalidQuietHours = "invalid_quiet_hours", UNPROCESSABLE_ENTITY;
     /// The query string has the wrong shape.
     InvalidQuery = "invalid_query", UNPROCESSABLE_ENTITY;
     /// A reference of the schema refused the write (something it names does not exist).
@@ -89,9 +99,13 @@ error_codes! {
     InvalidRequest = "invalid_request", BAD_REQUEST;
     /// A signature does not verify with the device's key.
     InvalidSignature = "invalid_signature", UNPROCESSABLE_ENTITY;
+    /// A time zone is not an IANA name (`Europe/Paris`).
+    InvalidTimeZone = "invalid_time_zone", UNPROCESSABLE_ENTITY;
     /// The access token is invalid or expired: refresh it.
     InvalidToken = "invalid_token", UNAUTHORIZED;
     InvalidTotp = "invalid_totp", UNAUTHORIZED;
+    /// An unsubscribe link is unknown, used or expired.
+    InvalidUnsubscribeToken = "invalid_unsubscribe_token", BAD_REQUEST;
     /// A check rule of the schema refused the value.
     InvalidValue = "invalid_value", UNPROCESSABLE_ENTITY;
     InvitationDeclined = "invitation_declined", GONE;

@@ -4,8 +4,8 @@
 //! (fan-out between replicas, presence, rate limits).
 //!
 //! The code is split by feature (`auth`, `devices`, `tenancy`, `contacts`, `conversations`,
-//! `messages`, `reactions`, `pins`, `attachments`, `presence`, `websocket`, `bots`, `health`), each
-//! owning its routes, handlers and SQL. Features stand on shared plumbing below them and never on
+//! `messages`, `reactions`, `pins`, `attachments`, `presence`, `profiles`, `notifications`,
+//! `websocket`, `bots`, `health`), each owning its routes, handlers and SQL. Features stand on shared plumbing below them and never on
 //! each other's handlers: [`error`] (the one error type and its codes), `extract` (request
 //! extractors), [`context`] (the caller's tenant transaction, membership and conversation seat),
 //! [`db`], [`AppState`], [`realtime`] (fan-out through Redis). [`router`] merges the features from the
@@ -28,10 +28,12 @@ mod limits;
 mod mail;
 pub mod messages;
 mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod outbox;
 mod pins;
 mod presence;
+mod profiles;
 mod ratelimit;
 mod reactions;
 pub mod realtime;
@@ -72,6 +74,8 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(pins::router())
         .merge(attachments::router())
         .merge(presence::router())
+        .merge(profiles::router())
+        .merge(notifications::router())
         .merge(metrics::router())
         .merge(openapi::router())
 }

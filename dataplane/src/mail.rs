@@ -6,6 +6,7 @@ use crate::auth::credentials::Email;
 use crate::config::Config;
 use anyhow::{Context, bail};
 use lettre::message::Mailbox;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 pub struct Mailer {
@@ -40,11 +41,26 @@ impl Mailer {
 
     /// Sends one plain-text email. Errors are logged without the body (it holds a token).
     pub async fn send(&self, to: &Email, subject: &str, body: String) -> anyhow::Result<()> {
+        self.send_with_headers(to, subject, body, &[]).await
+    }
+
+    /// Sends one plain-text email with extra headers (`List-Unsubscribe`, ...).
+    pub async fn send_with_headers(
+        &self,
+        to: &Email,
+        subject: &str,
+        body: String,
+        headers: &[(&'static str, String)],
+    ) -> anyhow::Result<()> {
         let Some(transport) = &self.transport else {
             bail!("email is not configured (CONCLAVE_SMTP_URL)");
         };
         let to: Mailbox = to.as_str().parse().context("recipient address")?;
-        let message = Message::builder().from(self.from.clone()).to(to).subject(subject).body(body)?;
+        let mut builder = Message::builder().from(self.from.clone()).to(to).subject(subject);
+        for (name, value) in headers {
+            builder = builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), value.clone()));
+        }
+        let message = builder.body(body)?;
         transport.send(message).await.context("SMTP delivery failed")?;
         Ok(())
     }

@@ -66,6 +66,16 @@ impl Metrics {
             "How long HTTP requests take to answer, per method, route and status",
             duration.clone(),
         );
+        let push = &state.push.stats;
+        registry.register("push_sent", "Web Push messages a push service accepted", push.sent.clone());
+        registry.register("push_failed", "Web Push requests that failed, per reason", push.failed.clone());
+        registry.register("push_skipped", "Push rows not sent on purpose, per reason", push.skipped.clone());
+        registry.register("outbox_pending", "Outbox rows waiting to be delivered, per channel", push.pending.clone());
+        registry.register(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest outbox row waiting, per channel",
+            push.oldest_pending_seconds.clone(),
+        );
         registry.register_collector(Box::new(Live {
             hub: state.hub.clone(),
             db: state.db.clone(),

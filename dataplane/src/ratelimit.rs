@@ -23,6 +23,10 @@ pub const TOTP: Limit = Limit { name: "totp", max: 10, window_seconds: 300 };
 pub const CONTACT_INVITATION: Limit = Limit { name: "contact_invitation", max: 30, window_seconds: 3600 };
 /// Organization invitations (and resends) send email too: bounded per admin.
 pub const ORGANIZATION_INVITATION: Limit = Limit { name: "organization_invitation", max: 100, window_seconds: 3600 };
+/// The exact-email member lookup: enough to add colleagues, too few to guess addresses in bulk.
+pub const MEMBER_LOOKUP: Limit = Limit { name: "member_lookup", max: 30, window_seconds: 600 };
+/// Notification email digests per recipient, whatever their frequency (a second fence).
+pub const DIGEST: Limit = Limit { name: "digest", max: 30, window_seconds: 24 * 3600 };
 pub const REFRESH: Limit = Limit { name: "refresh", max: 60, window_seconds: 60 };
 
 /// Counts one attempt against `limit` for `key` (an IP address, an email digest, a user id).

@@ -29,6 +29,8 @@ pub struct AppState {
     pub signing_keys: Arc<crate::context::SigningKeys>,
     /// Where encrypted attachment blobs are stored.
     pub blobs: Arc<dyn crate::attachments::BlobStore>,
+    /// Web Push: the VAPID key and the pipeline's metrics.
+    pub push: Arc<crate::outbox::push::Push>,
     /// Flips to true when the server starts shutting down: sockets close with "going away".
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     shutdown_tx: Arc<tokio::sync::watch::Sender<bool>>,
@@ -58,6 +60,7 @@ impl AppState {
         };
         let mailer = Mailer::from_config(config)?;
         let blobs = crate::attachments::open_store(config).context("opening the attachment store")?;
+        let push = Arc::new(crate::outbox::push::Push::from_config(config)?);
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
         let hub = Arc::new(crate::realtime::Hub::default());
         let publisher = crate::realtime::Publisher::new(redis.clone(), &config.redis_namespace, hub.clone());
@@ -79,6 +82,7 @@ impl AppState {
             ),
             signing_keys: Arc::default(),
             blobs,
+            push,
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
         };

@@ -5,6 +5,7 @@
 //! are added without a version bump; a breaking change would be `/v2/ws`.
 
 use crate::api::{Member, Message};
+use crate::notifications::Profile;
 use crate::rich::{Pin, Presence, PresenceStatus, Reaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,6 +109,21 @@ pub enum ServerFrame {
     Presence {
         conversation_id: Uuid,
         presence: Presence,
+    },
+    /// A member of a conversation this socket receives changed their profile. Like presence, it
+    /// may arrive once per shared conversation.
+    ProfileUpdated {
+        conversation_id: Uuid,
+        profile: Profile,
+    },
+    /// Sent to the user's own sockets only: their unread count of a conversation changed because
+    /// their read cursor moved (on any of their devices). Messages from others arriving as
+    /// `message_created` add one each without this frame.
+    UnreadChanged {
+        organization_id: Uuid,
+        conversation_id: Uuid,
+        unread: i64,
+        organization_unread: i64,
     },
 }
 

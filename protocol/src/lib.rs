@@ -13,6 +13,7 @@
 //! - [`auth`], [`devices`] and [`tenancy`] hold the bodies of the account, session, device,
 //!   organization and workspace endpoints;
 //! - [`rich`] holds the bodies of reactions, pins, attachments and presence;
+//! - [`notifications`] holds the bodies of notification preferences, profiles and unread counts;
 //! - [`limits`] holds the sizes the server enforces and the client must respect.
 //!
 //! The normative description is `docs/protocol.md`; the committed test vectors in
@@ -27,6 +28,7 @@ pub mod handshake;
 pub mod keypackages;
 pub mod layout;
 pub mod limits;
+pub mod notifications;
 pub mod rich;
 pub mod tenancy;
 

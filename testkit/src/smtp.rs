@@ -12,9 +12,16 @@ pub struct Mail {
     pub to: Vec<String>,
     pub subject: String,
     pub body: String,
+    /// Every header, unfolded, in order.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Mail {
+    /// The first header of this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
     /// The first token with this prefix (e.g. `cve_`) in the body.
     pub fn token(&self, prefix: &str) -> Option<String> {
         let start = self.body.find(prefix)?;
@@ -121,9 +128,9 @@ async fn session(socket: tokio::net::TcpStream, store: Arc<Mutex<Vec<Mail>>>) ->
                 let unstuffed = line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line);
                 data.push_str(unstuffed);
             }
-            let (subject, body) = parse_message(&data);
+            let (headers, subject, body) = parse_message(&data);
             if let Ok(mut mails) = store.lock() {
-                mails.push(Mail { from: from.clone(), to: to.clone(), subject, body });
+                mails.push(Mail { from: from.clone(), to: to.clone(), subject, body, headers });
             }
             to.clear();
             write.write_all(b"250 OK queued\r\n").await?;
@@ -141,7 +148,7 @@ fn address(raw: &str) -> String {
 }
 
 /// Headers (with folded lines) and the body, decoding quoted-printable or base64 bodies.
-fn parse_message(data: &str) -> (String, String) {
+fn parse_message(data: &str) -> (Vec<(String, String)>, String, String) {
     let normalised = data.replace("\r\n", "\n");
     let (head, body) = normalised.split_once("\n\n").unwrap_or((&normalised, ""));
     let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
@@ -162,7 +169,11 @@ fn parse_message(data: &str) -> (String, String) {
         }
         _ => body.to_owned(),
     };
-    (header("Subject"), body)
+    let headers = unfolded
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+        .collect();
+    (headers, header("Subject"), body)
 }
 
 fn decode_quoted_printable(text: &str) -> String {
@@ -217,8 +228,13 @@ mod tests {
 
     #[test]
     fn tokens_are_found_in_bodies() {
-        let mail =
-            Mail { from: String::new(), to: vec![], subject: String::new(), body: "use cve_abc-DEF_1 now".into() };
+        let mail = Mail {
+            from: String::new(),
+            to: vec![],
+            subject: String::new(),
+            body: "use cve_abc-DEF_1 now".into(),
+            headers: vec![],
+        };
         assert_eq!(mail.token("cve_").as_deref(), Some("cve_abc-DEF_1"));
     }
 }

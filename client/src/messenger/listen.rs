@@ -409,6 +409,8 @@ impl Listener {
                     self.pending.push_back(ListenEvent::Presence(presence));
                 }
             }
+            // Notifications: the CLI reads profiles and unread counts through the API.
+            ServerFrame::ProfileUpdated { .. } | ServerFrame::UnreadChanged { .. } => {}
         }
         Ok(())
     }

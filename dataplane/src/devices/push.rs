@@ -13,7 +13,26 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(subscribe)).routes(routes!(unsubscribe))
+    OpenApiRouter::new().routes(routes!(subscribe)).routes(routes!(unsubscribe)).routes(routes!(vapid_public_key))
+}
+
+/// The key browsers subscribe with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct VapidPublicKey {
+    /// The uncompressed P-256 point (65 bytes), base64url: `applicationServerKey`.
+    #[schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 87, max_length = 87)]
+    public_key: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/push/vapid-public-key",
+    tag = "devices",
+    operation_id = "get_vapid_public_key",
+    responses((status = 200, description = "The VAPID public key pushes are signed with", body = VapidPublicKey))
+)]
+async fn vapid_public_key(State(state): State<AppState>, _auth: AuthUser) -> axum::Json<VapidPublicKey> {
+    axum::Json(VapidPublicKey { public_key: b64::encode(&state.push.keys.public_key) })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -51,7 +70,7 @@ async fn subscribe(
     ApiPath(device_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<NewSubscription>,
 ) -> ApiResult<(StatusCode, axum::Json<Subscription>)> {
-    if !body.endpoint.starts_with("https://") || body.endpoint.len() > 2048 {
+    if !state.push.keys.endpoint_allowed(&body.endpoint) || body.endpoint.len() > 2048 {
         return Err(ApiError::validation("endpoint", "must be an https URL of at most 2048 characters"));
     }
     if body.p256dh.len() != 65 || body.p256dh.first() != Some(&0x04) {

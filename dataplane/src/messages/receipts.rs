@@ -69,5 +69,7 @@ async fn update(
         ),
     )
     .await;
+    // The reader's own devices update their unread badges (notifications feature).
+    crate::notifications::unread::announce(&state, organization_id, conversation_id, auth.user_id).await;
     Ok(axum::Json(member))
 }

@@ -4,12 +4,16 @@
 //! Each replica polls; `conclave_claim_outbox` hands out due rows with `FOR UPDATE SKIP LOCKED` and
 //! a lease, so replicas never deliver the same row at the same time and a crashed worker's rows
 //! come back after the lease. Each row is processed in a transaction acting for its own
-//! organization. Channels handled here: `webhook` (signed HTTP POST, see docs/webhooks.md) and
-//! `email` (owner invitations queued by the operator). `push` rows wait for Web Push delivery,
-//! which is not implemented yet.
+//! organization. Channels handled here: `webhook` (signed HTTP POST, see docs/webhooks.md),
+//! `email` (owner invitations queued by the operator) and `push` (Web Push, [`push`];
+//! docs/notifications.md).
 
+pub mod digests;
 mod invitations;
+pub mod push;
 mod webhooks;
+
+pub use webhooks::{Http, client as http_client};
 
 use crate::AppState;
 use conclave_schema::TenantContext;
@@ -40,8 +44,12 @@ pub enum Outcome {
     Delivered,
     /// Try again later (network trouble, a 5xx, email not configured yet).
     Retry(String),
+    /// Try again after this many seconds (the receiver's `Retry-After`, at most an hour).
+    RetryAfter(u64, String),
     /// Never going to work (the invitation closed, the endpoint is gone or disabled).
     Drop(String),
+    /// Nothing to deliver, on purpose (the recipient's preferences, already read): `skipped`.
+    Skip(String),
 }
 
 /// Seconds before attempt `n + 1`: 10 s, 20 s, 40 s, ... at most an hour.
@@ -96,7 +104,7 @@ pub async fn run_once(state: &AppState, http: &webhooks::Http) -> Result<usize, 
         Job,
         r#"SELECT id AS "id!", organization_id AS "organization_id!", channel AS "channel!", event_type AS "event_type!",
                   recipient_user_id, webhook_endpoint_id, payload AS "payload!", attempts AS "attempts!"
-             FROM conclave_claim_outbox(ARRAY['webhook', 'email'], $1, $2)"#,
+             FROM conclave_claim_outbox(ARRAY['webhook', 'email', 'push'], $1, $2)"#,
         BATCH,
         LEASE_SECONDS
     )
@@ -111,6 +119,7 @@ pub async fn run_once(state: &AppState, http: &webhooks::Http) -> Result<usize, 
             let outcome = match job.channel.as_str() {
                 "webhook" => webhooks::deliver(&state, &http, &job).await,
                 "email" => invitations::deliver(&state, &job).await,
+                "push" => push::deliver(&state, &http, &job).await,
                 other => Outcome::Drop(format!("no worker for channel {other}")),
             };
             if let Err(e) = record(&state, &job, outcome).await {
@@ -119,6 +128,12 @@ pub async fn run_once(state: &AppState, http: &webhooks::Http) -> Result<usize, 
         });
     }
     while set.join_next().await.is_some() {}
+    if let Err(e) = digests::run_once(state).await {
+        tracing::warn!(error = %e, "digest run failed");
+    }
+    if let Err(e) = push::measure_backlog(state).await {
+        tracing::debug!(error = %e, "cannot measure the outbox backlog");
+    }
     Ok(claimed)
 }
 
@@ -133,19 +148,22 @@ async fn record(state: &AppState, job: &Job, outcome: Outcome) -> Result<(), sql
             .execute(&mut *tx)
             .await?;
         }
-        Outcome::Retry(error) if job.attempts < MAX_ATTEMPTS => {
-            tracing::info!(job = %job.id, attempts = job.attempts, %error, "delivery failed; will retry");
+        Outcome::Skip(reason) => {
             sqlx::query!(
-                "UPDATE outbound_notifications SET status = 'failed', last_error = left($2, 1024),
-                        next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+                "UPDATE outbound_notifications SET status = 'skipped', last_error = left($2, 1024) WHERE id = $1",
                 job.id,
-                error,
-                backoff_seconds(job.attempts) as f64
+                reason
             )
             .execute(&mut *tx)
             .await?;
         }
-        Outcome::Retry(error) | Outcome::Drop(error) => {
+        Outcome::Retry(error) if job.attempts < MAX_ATTEMPTS => {
+            retry(&mut tx, job, backoff_seconds(job.attempts), &error).await?;
+        }
+        Outcome::RetryAfter(seconds, error) if job.attempts < MAX_ATTEMPTS => {
+            retry(&mut tx, job, (seconds as i64).clamp(1, 3600), &error).await?;
+        }
+        Outcome::Retry(error) | Outcome::RetryAfter(_, error) | Outcome::Drop(error) => {
             tracing::warn!(job = %job.id, attempts = job.attempts, %error, "delivery given up");
             sqlx::query!(
                 "UPDATE outbound_notifications SET status = 'dead', last_error = left($2, 1024) WHERE id = $1",
@@ -157,6 +175,25 @@ async fn record(state: &AppState, job: &Job, outcome: Outcome) -> Result<(), sql
         }
     }
     tx.commit().await
+}
+
+async fn retry(
+    tx: &mut Transaction<'static, Postgres>,
+    job: &Job,
+    seconds: i64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    tracing::info!(job = %job.id, attempts = job.attempts, seconds, %error, "delivery failed; will retry");
+    sqlx::query!(
+        "UPDATE outbound_notifications SET status = 'failed', last_error = left($2, 1024),
+                next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+        job.id,
+        error,
+        seconds as f64
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

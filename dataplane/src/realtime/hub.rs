@@ -113,8 +113,11 @@ impl Hub {
             let sockets: Vec<u64> = inner.by_user.get(&user).map(|s| s.iter().copied().collect()).unwrap_or_default();
             inner.by_conversation.entry(conversation).or_default().extend(sockets);
         }
-        let targets: Vec<u64> =
-            inner.by_conversation.get(&conversation).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let targets: Vec<u64> = match delivery.user {
+            // The user's sockets; each forwards it only if it receives the conversation.
+            Some(user) => inner.by_user.get(&user).map(|s| s.iter().copied().collect()).unwrap_or_default(),
+            None => inner.by_conversation.get(&conversation).map(|s| s.iter().copied().collect()).unwrap_or_default(),
+        };
         let mut slow = Vec::new();
         for id in targets {
             let Some(entry) = inner.sockets.get(&id) else { continue };
@@ -181,8 +184,32 @@ mod tests {
             conversation_id: conversation,
             seq: None,
             membership,
+            user: None,
             text: "{}".into(),
         })
+    }
+
+    #[tokio::test]
+    async fn an_event_for_one_user_reaches_that_users_sockets_only() {
+        let hub = Arc::new(Hub::default());
+        let conversation = Uuid::now_v7();
+        let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let (tx2, mut rx2) = mpsc::channel(4);
+        let (c1, _) = mpsc::unbounded_channel();
+        let (c2, _) = mpsc::unbounded_channel();
+        let _r1 = hub.register(me, Uuid::now_v7(), [conversation], tx1, c1);
+        let _r2 = hub.register(other, Uuid::now_v7(), [conversation], tx2, c2);
+        hub.dispatch(Arc::new(Delivery {
+            organization_id: Uuid::nil(),
+            conversation_id: conversation,
+            seq: None,
+            membership: None,
+            user: Some(me),
+            text: "{}".into(),
+        }));
+        assert!(rx1.try_recv().is_ok());
+        assert!(rx2.try_recv().is_err());
     }
 
     #[tokio::test]

@@ -37,17 +37,26 @@ pub struct LiveEvent {
     /// conversation's events.
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     pub membership: Option<(bool, Uuid)>,
+    /// For one user only (their unread counts): only that user's sockets in the conversation
+    /// receive it, not the other members'.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Uuid>,
     #[serde(rename = "f")]
     pub frame: ServerFrame,
 }
 
 impl LiveEvent {
     pub fn frame(organization_id: Uuid, conversation_id: Uuid, frame: ServerFrame) -> Self {
-        Self { organization_id, conversation_id, seq: None, membership: None, frame }
+        Self { organization_id, conversation_id, seq: None, membership: None, user: None, frame }
     }
 
     pub fn message(organization_id: Uuid, conversation_id: Uuid, seq: i64, frame: ServerFrame) -> Self {
         Self { seq: Some(seq), ..Self::frame(organization_id, conversation_id, frame) }
+    }
+
+    /// A frame for `user`'s own sockets that receive the conversation.
+    pub fn for_user(organization_id: Uuid, conversation_id: Uuid, user: Uuid, frame: ServerFrame) -> Self {
+        Self { user: Some(user), ..Self::frame(organization_id, conversation_id, frame) }
     }
 
     pub fn member_added(organization_id: Uuid, conversation_id: Uuid, user_id: Uuid) -> Self {
@@ -72,6 +81,7 @@ pub struct Delivery {
     pub conversation_id: Uuid,
     pub seq: Option<i64>,
     pub membership: Option<(bool, Uuid)>,
+    pub user: Option<Uuid>,
     pub text: Arc<str>,
 }
 
@@ -136,6 +146,7 @@ pub fn delivery_from(event: LiveEvent) -> Option<Delivery> {
         conversation_id: event.conversation_id,
         seq: event.seq,
         membership: event.membership,
+        user: event.user,
         text,
     })
 }

@@ -5,7 +5,8 @@
 //! `metrics` the `/metrics` endpoint, `openapi` the document), plus `inputs` (malformed input
 //! swept across every feature), `connections` (slow and greedy clients), `contract` (every
 //! answer checked against the OpenAPI document), `sweep` (another organization's ids through every
-//! operation of the document), `fuzz` (schemathesis over the document; ignored in a plain run,
+//! operation of the document), `webpush` (the outbox's Web Push against a test push service),
+//! `fuzz` (schemathesis over the document; ignored in a plain run,
 //! run by scripts/test.sh) and `support`.
 
 mod attachments;
@@ -17,18 +18,22 @@ mod contacts;
 mod contract;
 mod conversations;
 mod devices;
+mod digests;
 mod fuzz;
 mod health;
 mod inputs;
 mod keypackages;
 mod messages;
 mod metrics;
+mod notifications;
 mod openapi;
 mod outbox;
 mod pins;
 mod presence;
+mod profiles;
 mod reactions;
 mod realtime;
 mod support;
 mod sweep;
 mod tenancy;
+mod webpush;

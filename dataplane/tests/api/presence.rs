@@ -24,7 +24,7 @@ async fn presence_of(socket: &mut Socket, user: Uuid) -> Value {
 }
 
 /// Asserts that no frame of `kind` arrives within `wait`.
-async fn none_of(socket: &mut Socket, kind: &str, wait: Duration) {
+pub async fn none_of(socket: &mut Socket, kind: &str, wait: Duration) {
     let deadline = tokio::time::Instant::now() + wait;
     while let Ok(frame) = tokio::time::timeout_at(deadline, next_frame(socket)).await {
         assert_ne!(frame["type"], kind, "unexpected {frame}");

@@ -289,4 +289,8 @@ impl TestApp {
     pub async fn patch(&self, path: &str, body: Value, token: &str) -> (StatusCode, Value) {
         exchange(self.http.patch(self.url(path)).json(&body).bearer_auth(token)).await
     }
+
+    pub async fn put(&self, path: &str, body: Value, token: &str) -> (StatusCode, Value) {
+        exchange(self.http.put(self.url(path)).json(&body).bearer_auth(token)).await
+    }
 }
