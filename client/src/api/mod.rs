@@ -20,6 +20,7 @@ mod auth;
 mod conversations;
 mod error;
 mod handshake;
+mod notifications;
 mod rich;
 mod tenancy;
 
@@ -35,6 +36,7 @@ use tokio::sync::Mutex;
 
 pub use conversations::MessageQuery;
 pub use error::{ApiError, Error, Result};
+pub use notifications::OverrideScope;
 
 /// An access token and the refresh token that renews it. `Debug` prints neither.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 
 mod account;
 mod chat;
+mod notifications;
 mod organizations;
 mod output;
 mod resolve;
@@ -232,6 +233,16 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Your profile (show, set), or a member's by exact email.
+    Profile {
+        #[command(subcommand)]
+        action: Option<notifications::ProfileAction>,
+    },
+    /// Notification preferences, overrides and unread counts.
+    Notifications {
+        #[command(subcommand)]
+        action: Option<notifications::NotificationsAction>,
+    },
     /// Print messages as they arrive, decrypted (and mark them delivered and read).
     Listen {
         #[arg(long)]
@@ -352,6 +363,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write, prompt: &mut dyn Prompt) -> Resu
         Command::Pins { org, conversation } => rich::pins(&mut ctx, &org, &conversation).await,
         Command::History { org, conversation, limit } => chat::history(&mut ctx, &org, &conversation, limit).await,
         Command::Listen { org, conversations, count } => chat::listen(&mut ctx, &org, &conversations, count).await,
+        Command::Profile { action } => notifications::profile(&mut ctx, action).await,
+        Command::Notifications { action } => notifications::notifications(&mut ctx, action).await,
     }
 }
 

@@ -55,9 +55,14 @@ pub(super) async fn member(client: &Client, org: Uuid, given: &str) -> Result<Uu
         return Ok(member.user_id);
     }
     if members.iter().all(|m| m.email.is_none()) {
-        bail!(
-            "cannot look up {given:?}: the server shows members' emails to organization admins only; give the member's user id"
-        );
+        // Emails are shown to admins only; anyone else asks for this one exact address.
+        return match client.lookup_member(org, given).await {
+            Ok(profile) => Ok(profile.user_id),
+            Err(crate::api::Error::Api(e)) if e.is("not_found") => {
+                bail!("{given:?} is not a member of this organization")
+            }
+            Err(e) => Err(e.into()),
+        };
     }
     bail!("{given:?} is not a member of this organization")
 }

@@ -4,6 +4,7 @@ mod account;
 mod cli;
 mod messaging;
 mod mls;
+mod notifications;
 mod rich;
 mod signin;
 mod support;
