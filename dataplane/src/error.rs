@@ -68,6 +68,9 @@ error_codes! {
     EmailNotConfirmed = "email_not_confirmed", FORBIDDEN;
     EmailTaken = "email_taken", CONFLICT;
     GuestAccessDisabled = "guest_access_disabled", FORBIDDEN;
+    /// The account has another identity key (protocol v2): receive it from one of its devices,
+    /// or replace it explicitly.
+    IdentityExists = "identity_exists", CONFLICT;
     /// The uploaded bytes do not have the declared SHA-256.
     HashMismatch = "hash_mismatch", UNPROCESSABLE_ENTITY;
     InsufficientRole = "insufficient_role", FORBIDDEN;
@@ -75,6 +78,8 @@ error_codes! {
     /// The JSON body has the wrong shape (types, unknown or missing fields).
     InvalidBody = "invalid_body", UNPROCESSABLE_ENTITY;
     InvalidBotToken = "invalid_bot_token", UNAUTHORIZED;
+    /// A device credential is malformed, names another user or device, or does not verify.
+    InvalidCredential = "invalid_credential", UNPROCESSABLE_ENTITY;
     InvalidCredentials = "invalid_credentials", UNAUTHORIZED;
     /// An emailed token (email confirmation, password reset) is unknown, used or expired.
     InvalidEmailedToken = "invalid_emailed_token", BAD_REQUEST;

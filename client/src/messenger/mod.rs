@@ -25,6 +25,7 @@
 
 mod directory;
 mod files;
+mod identity;
 mod listen;
 mod rich;
 
@@ -41,6 +42,7 @@ use uuid::Uuid;
 
 pub use directory::DeviceDirectory;
 pub use files::{DownloadedFile, media_type_for};
+pub use identity::{IdentityState, SafetyCheck};
 pub use listen::{ListenEvent, Listener, ListenerOptions};
 pub use rich::{ReactionValue, ReceivedReaction};
 
@@ -535,6 +537,7 @@ impl Messenger {
                     device_id: d.id,
                     x25519_public_key: d.x25519_public_key,
                     ed25519_public_key: d.ed25519_public_key,
+                    credential: d.credential,
                 })
                 .collect();
             self.directory().remember(&own)?;

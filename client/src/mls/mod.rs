@@ -19,6 +19,7 @@ pub mod identity;
 pub mod safety;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 pub mod trust;
 #[cfg(test)]
 mod vectors;
@@ -94,6 +95,13 @@ pub enum MlsError {
     /// The saved MLS state is corrupt.
     #[error("the saved MLS state is corrupt")]
     MalformedSnapshot,
+    /// A link code is not one (wrong prefix, length or checksum: probably mistyped).
+    #[error("the link code is malformed or mistyped")]
+    MalformedLinkCode,
+    /// A sealed identity key does not open with this device's link key (not for this device, or
+    /// tampered with).
+    #[error("the identity key received does not open with this device's link key")]
+    TransferRejected,
     /// A lower-level cryptographic failure.
     #[error(transparent)]
     Crypto(#[from] crate::crypto::CryptoError),

@@ -2,6 +2,7 @@
 
 mod account;
 mod cli;
+mod identity;
 mod messaging;
 mod mls;
 mod rich;

@@ -19,6 +19,7 @@ mod conversations;
 mod devices;
 mod fuzz;
 mod health;
+mod identity;
 mod inputs;
 mod keypackages;
 mod messages;

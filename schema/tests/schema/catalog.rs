@@ -40,7 +40,8 @@ const DESIGN_TABLES: &[&str] = &[
 ];
 
 /// Tables the features need beyond the design's list.
-const SUPPORTING_TABLES: &[&str] = &["organization_invitations", "totp_recovery_codes", "device_key_packages"];
+const SUPPORTING_TABLES: &[&str] =
+    &["organization_invitations", "totp_recovery_codes", "device_key_packages", "identity_keys", "identity_transfers"];
 
 async fn public_tables(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
