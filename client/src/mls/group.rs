@@ -391,6 +391,7 @@ impl Device {
             )),
             _ => None,
         };
+        let external = matches!(processed.sender(), Sender::NewMemberCommit);
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 let sender = sender_leaf.ok_or(MlsError::UnauthorizedSender)??;
@@ -432,6 +433,15 @@ impl Device {
                     .filter_map(|p| group.member_at(p.remove_proposal().removed()))
                     .filter_map(|m| leaf_of(&m.credential))
                     .collect();
+                if external {
+                    // An external commit only brings back a device that is in the group (its old
+                    // leaf goes in the same commit): whoever holds the group info, the server
+                    // included, could otherwise join any device of anyone it lists as a member.
+                    let joiner = committer.ok_or(MlsError::UnauthorizedSender)?;
+                    if !removed.iter().any(|l| (l.user_id, l.device_id) == (joiner.user_id, joiner.device_id)) {
+                        return Err(MlsError::ExternalJoin { user_id: joiner.user_id, device_id: joiner.device_id });
+                    }
+                }
                 group.merge_staged_commit(&self.provider, *staged).map_err(mls("merging a commit"))?;
                 Ok(Incoming::Commit { epoch: group.epoch().as_u64(), committer, added, removed })
             }

@@ -89,6 +89,11 @@ pub enum MlsError {
     /// proposal, an external proposal other than Remove).
     #[error("the sender may not send this message")]
     UnauthorizedSender,
+    /// An external commit bringing in a device that had no leaf in the group. External commits only
+    /// bring back a device already in the group (its state lost); a new device comes in by a
+    /// member's commit and a Welcome.
+    #[error("device {device_id} of user {user_id} joined by external commit without having been in the group")]
+    ExternalJoin { user_id: Uuid, device_id: Uuid },
     /// The device named is not in the group.
     #[error("the device is not in the group")]
     NotInGroup,
