@@ -99,8 +99,15 @@ impl Device {
         roster: &Roster,
         trust: &mut TrustStore,
     ) -> Result<i32, DeliveryError> {
-        let claimed = client.claim_key_packages(at.organization_id, users).await?;
+        let claimed = client.claim_key_packages(at.organization_id, users.clone()).await?;
         let packages: Vec<Vec<u8>> = claimed.key_packages.into_iter().map(|p| p.key_package.0).collect();
+        // Only devices of the users asked for, checked before any of their identity keys is pinned.
+        for package in &packages {
+            let leaf = self.key_package_leaf(package)?;
+            if !users.contains(&leaf.user_id) {
+                return Err(MlsError::Unrequested { user_id: leaf.user_id, device_id: leaf.device_id }.into());
+            }
+        }
         let outgoing = self.add(group, &packages, roster, trust)?;
         self.push(client, at, group, outgoing).await
     }

@@ -244,6 +244,12 @@ impl Device {
         Ok(package)
     }
 
+    /// The device a key package claims to be (its credential parsed, not yet verified).
+    pub(super) fn key_package_leaf(&self, bytes: &[u8]) -> Result<Leaf, MlsError> {
+        let package = self.validate_key_package(bytes)?;
+        DeviceCredential::decode(package.leaf_node().credential().serialized_content())
+    }
+
     /// Commits removing these devices (a member leaving, or removing another).
     pub fn remove(&self, group: &mut MlsGroup, devices: &[Uuid]) -> Result<Outgoing, MlsError> {
         let epoch = group.epoch().as_u64();

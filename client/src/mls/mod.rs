@@ -89,6 +89,9 @@ pub enum MlsError {
     /// proposal, an external proposal other than Remove).
     #[error("the sender may not send this message")]
     UnauthorizedSender,
+    /// A key package of a device of a user nobody asked to add: the server slipped it into a claim.
+    #[error("device {device_id} of user {user_id} was handed out but not asked for")]
+    Unrequested { user_id: Uuid, device_id: Uuid },
     /// An external commit bringing in a device that had no leaf in the group. External commits only
     /// bring back a device already in the group (its state lost); a new device comes in by a
     /// member's commit and a Welcome.
