@@ -143,7 +143,7 @@ impl Device {
         trust: &mut TrustStore,
     ) -> Result<MlsGroup, DeliveryError> {
         let welcome = client.welcome(at.organization_id, at.conversation_id).await?;
-        Ok(self.join(&welcome.welcome.0, roster, trust)?)
+        Ok(self.join_group(&welcome.welcome.0, Some(at.conversation_id), roster, trust)?)
     }
 
     /// Rejoins by external commit from the current group info (state lost, or too far behind).

@@ -310,12 +310,27 @@ impl Device {
     /// Joins a group from a Welcome meant for this device, after checking every leaf of the
     /// group it describes.
     pub fn join(&self, welcome: &[u8], roster: &Roster, trust: &mut TrustStore) -> Result<MlsGroup, MlsError> {
+        self.join_group(welcome, None, roster, trust)
+    }
+
+    /// [`Self::join`], refusing a Welcome into another group than `expected`'s (the server handed
+    /// out another conversation's Welcome) before the group is stored.
+    pub(super) fn join_group(
+        &self,
+        welcome: &[u8],
+        expected: Option<Uuid>,
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<MlsGroup, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::MalformedMessage)?;
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
             return Err(MlsError::MalformedMessage);
         };
         let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
             .map_err(|e| MlsError::WelcomeRejected(e.to_string()))?;
+        if expected.is_some_and(|conversation| staged.group_context().group_id() != &group_id(conversation)) {
+            return Err(MlsError::WrongGroup);
+        }
         for member in staged.members() {
             verify_leaf(&member.credential, &member.signature_key, roster, trust)?;
         }
