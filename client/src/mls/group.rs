@@ -609,6 +609,7 @@ fn classify<E: std::fmt::Display>(error: ProcessMessageError<E>, message: u64, g
         ProcessMessageError::ValidationError(ValidationError::NoPastEpochData) => MlsError::CannotDecrypt,
         ProcessMessageError::ValidationError(ValidationError::WrongGroupId) => MlsError::WrongGroup,
         ProcessMessageError::InvalidCommit(e) => MlsError::InvalidCommit(e.to_string()),
+        ProcessMessageError::GroupStateError(MlsGroupStateError::UseAfterEviction) => MlsError::NotInGroup,
         other => MlsError::Protocol { context: "processing a message", reason: other.to_string() },
     }
 }
