@@ -1,10 +1,12 @@
 //! The SDK and the CLI against a real data plane started in-process.
 
 mod account;
+mod attacks;
 mod cli;
 mod identity;
 mod messaging;
 mod mls;
+mod proxy;
 mod rich;
 mod signin;
 mod support;
