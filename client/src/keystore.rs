@@ -10,6 +10,7 @@
 //!   "identity_seed": "…or absent until the device has its user's identity key…",
 //!   "link_seed": "…the one-time link key while waiting for the identity key, else absent…",
 //!   "trust": { "pins": { "…user id…": { "key": [32 bytes], "verified": false } } },
+//!   "mls_state": "…the MLS side's storage (key packages' private keys, group states), or absent…",
 //!   "conversation_keys": [ { "conversation_id": "…", "generation": 1, "key": "…" } ]
 //! }
 //! ```
@@ -108,6 +109,7 @@ pub struct Keystore {
     identity: Option<IdentityKey>,
     link: Option<LinkSecret>,
     trust: TrustStore,
+    mls_state: Option<Zeroizing<Vec<u8>>>,
     conversation_keys: BTreeMap<(Uuid, u32), ConversationKey>,
 }
 
@@ -121,6 +123,7 @@ impl Keystore {
             identity: None,
             link: None,
             trust: TrustStore::default(),
+            mls_state: None,
             conversation_keys: BTreeMap::new(),
         };
         if keystore.path.try_exists().map_err(|source| keystore.io(source))? {
@@ -158,6 +161,7 @@ impl Keystore {
             identity: stored.identity_seed.as_ref().map(IdentityKey::from_seed),
             link: stored.link_seed.as_ref().map(LinkSecret::from_seed),
             trust: stored.trust.clone(),
+            mls_state: stored.mls_state.clone().map(Zeroizing::new),
             conversation_keys,
         })
     }
@@ -175,6 +179,7 @@ impl Keystore {
             identity_seed: self.identity.as_ref().map(|identity| *identity.seed()),
             link_seed: self.link.as_ref().map(|link| *link.seed()),
             trust: self.trust.clone(),
+            mls_state: self.mls_state.as_ref().map(|state| state.to_vec()),
             conversation_keys: self
                 .conversation_keys
                 .values()
@@ -242,6 +247,16 @@ impl Keystore {
         &mut self.trust
     }
 
+    /// What the device's MLS side stored ([`crate::mls::Device::snapshot`]), if anything yet.
+    pub fn mls_state(&self) -> Option<&[u8]> {
+        self.mls_state.as_deref().map(Vec::as_slice)
+    }
+
+    /// Replaces the MLS side's stored state (saved by the next [`Self::save`]).
+    pub fn set_mls_state(&mut self, state: Zeroizing<Vec<u8>>) {
+        self.mls_state = Some(state);
+    }
+
     /// Keeps a conversation key (typically just unwrapped), replacing any for the same
     /// conversation and generation.
     pub fn insert_key(&mut self, key: ConversationKey) {
@@ -293,6 +308,8 @@ struct StoredKeystore {
     #[zeroize(skip)]
     #[serde(default)]
     trust: TrustStore,
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    mls_state: Option<Vec<u8>>,
     conversation_keys: Vec<StoredKey>,
 }
 

@@ -45,6 +45,14 @@ impl Messenger {
     /// creates the key on the account's first device, takes a transfer another device sealed for
     /// this one, or (when neither) returns the link code to enter on a device that has the key.
     pub async fn ensure_identity(&self) -> Result<IdentityState> {
+        let state = self.settle_identity().await?;
+        if let IdentityState::Ready { .. } = state {
+            self.top_up_key_packages().await?;
+        }
+        Ok(state)
+    }
+
+    async fn settle_identity(&self) -> Result<IdentityState> {
         let client = self.client();
         let held = self.with_keystore(|k| k.identity().map(|i| IdentityKey::from_seed(&i.seed())));
         if let Some(identity) = held {
@@ -101,6 +109,8 @@ impl Messenger {
         let identity = IdentityKey::generate()?;
         let published = self.publish(&identity, true).await?;
         self.keep_identity(identity)?;
+        self.reset_mls();
+        self.top_up_key_packages().await?;
         Ok(IdentityPublicKey(published.public_key))
     }
 

@@ -26,6 +26,7 @@
 mod directory;
 mod files;
 mod identity;
+mod keypackages;
 mod listen;
 mod rich;
 
@@ -43,6 +44,7 @@ use uuid::Uuid;
 pub use directory::DeviceDirectory;
 pub use files::{DownloadedFile, media_type_for};
 pub use identity::{IdentityState, SafetyCheck};
+pub use keypackages::{KEY_PACKAGE_LOW_WATER, KEY_PACKAGE_TARGET};
 pub use listen::{ListenEvent, Listener, ListenerOptions};
 pub use rich::{ReactionValue, ReceivedReaction};
 
@@ -142,6 +144,9 @@ struct Inner {
     client: Client,
     keystore: Mutex<Keystore>,
     directory: Mutex<DeviceDirectory>,
+    /// This device's MLS side, built on first use (`keypackages.rs`). Locked before the keystore
+    /// whenever both are.
+    mls: Mutex<Option<Arc<crate::mls::Device>>>,
     user_id: Uuid,
     device_id: Uuid,
 }
@@ -168,6 +173,7 @@ impl Messenger {
                 client,
                 keystore: Mutex::new(keystore),
                 directory: Mutex::new(directory),
+                mls: Mutex::new(None),
                 user_id,
                 device_id,
             }),

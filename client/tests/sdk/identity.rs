@@ -119,3 +119,68 @@ async fn a_device_takes_a_transferred_key_only_if_it_is_the_accounts() {
     let reloaded = phone.profile.load_keystore().expect("keystore");
     assert_eq!(reloaded.identity().map(|i| i.public()), Some(laptop_key), "kept on disk");
 }
+
+#[tokio::test]
+async fn key_packages_are_kept_topped_up_and_their_keys_survive_a_restart() {
+    use conclave_client::messenger::{KEY_PACKAGE_LOW_WATER, KEY_PACKAGE_TARGET};
+    use conclave_client::mls::{GroupAddress, Roster, TrustStore};
+    use conclave_protocol::api::{ConversationKind, CreateConversation};
+
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, workspace) = app.organization("kp", &[alice.user_id, bob.user_id]).await;
+    for person in [&alice, &bob] {
+        person.messenger.ensure_identity().await.expect("identity");
+    }
+    let bob_api = bob.messenger.client();
+    let stock = bob_api.key_package_stock().await.expect("stock");
+    assert_eq!((stock.available, stock.last_resort), (KEY_PACKAGE_TARGET, true));
+
+    // Claimed down below the low-water mark, the stock is topped up again (and only then).
+    let claims = KEY_PACKAGE_TARGET - KEY_PACKAGE_LOW_WATER + 1;
+    for _ in 0..claims {
+        alice.messenger.client().claim_key_packages(org, vec![bob.user_id]).await.expect("claim");
+    }
+    assert_eq!(bob.messenger.top_up_key_packages().await.expect("top up").available, KEY_PACKAGE_TARGET);
+    assert_eq!(bob.messenger.top_up_key_packages().await.expect("nothing to do").available, KEY_PACKAGE_TARGET);
+
+    // Alice adds Bob's device with a package claimed now; Bob's process restarts (a new engine
+    // from his profile on disk) and still opens the Welcome: the package's private key was saved.
+    let conversation = alice
+        .messenger
+        .client()
+        .create_conversation(
+            org,
+            workspace,
+            &CreateConversation { kind: ConversationKind::Group, name: None, member_user_ids: vec![bob.user_id] },
+        )
+        .await
+        .expect("conversation");
+    let at = GroupAddress { organization_id: org, conversation_id: conversation.id };
+    let roster = Roster { members: [alice.user_id, bob.user_id].into(), ..Roster::default() };
+    let device = alice.messenger.mls().expect("alice's mls side");
+    let mut group = device.create_group(conversation.id, None).expect("group");
+    let mut trust = TrustStore::default();
+    let epoch = device
+        .add_users(alice.messenger.client(), at, &mut group, vec![bob.user_id], &roster, &mut trust)
+        .await
+        .expect("add bob");
+    assert_eq!(epoch, 1);
+    alice.messenger.save_mls().expect("save");
+
+    let restarted = bob.on(&app.base);
+    let bob_device = restarted.mls().expect("bob's mls side from disk");
+    let mut bob_group = bob_device
+        .join_from_server(restarted.client(), at, &roster, &mut TrustStore::default())
+        .await
+        .expect("the welcome opens after a restart");
+    restarted.save_mls().expect("save");
+    let sealed = device.encrypt(&mut group, b"hello after the restart").expect("encrypt");
+    match bob_device.process(&mut bob_group, &sealed, &roster, &mut TrustStore::default()).expect("read") {
+        conclave_client::mls::Incoming::Application { plaintext, .. } => {
+            assert_eq!(plaintext, b"hello after the restart")
+        }
+        other => panic!("expected a message, got {other:?}"),
+    }
+}

@@ -150,10 +150,17 @@ async fn publish(
                 )
                 .execute(&mut *tx)
                 .await?;
-                // Credentials under the old key no longer verify against the account's key.
+                // Credentials under the old key no longer verify against the account's key, nor
+                // do the key packages that carry them.
                 sqlx::query!("UPDATE devices SET credential = NULL WHERE user_id = $1", auth.user_id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query!(
+                    "DELETE FROM device_key_packages WHERE device_id IN (SELECT id FROM devices WHERE user_id = $1)",
+                    auth.user_id
+                )
+                .execute(&mut *tx)
+                .await?;
             }
             sqlx::query!(
                 "INSERT INTO identity_keys (user_id, public_key) VALUES ($1, $2)",
