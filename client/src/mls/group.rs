@@ -592,13 +592,14 @@ pub fn verify_leaf(
     }
     let leaf = DeviceCredential::decode(credential.serialized_content())?;
     leaf.verify(signature_key)?;
-    trust.check(leaf.user_id, &leaf.identity_key)?;
     if !roster.members.contains(&leaf.user_id) {
         return Err(MlsError::NotAMember { user_id: leaf.user_id, device_id: leaf.device_id });
     }
     if roster.revoked.contains(&leaf.device_id) {
         return Err(MlsError::RevokedDevice { user_id: leaf.user_id, device_id: leaf.device_id });
     }
+    // Last: a leaf refused for who it is must not pin its identity key as that user's.
+    trust.check(leaf.user_id, &leaf.identity_key)?;
     Ok(leaf)
 }
 
