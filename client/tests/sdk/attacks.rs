@@ -559,6 +559,15 @@ async fn a_ghost_device_is_refused_in_a_claim_and_as_an_external_commit() {
     let refused = alice.catch_up(first, &mut a_first, &roster).await.expect_err("a phantom member joined");
     assert_eq!(refused, MlsError::ExternalJoin { user_id: mallory, device_id: phantom_id });
     w.proxy.clear_rules();
+    // A phantom the server does not even list: refused, and its identity key is not pinned, so it
+    // cannot stand for that user later.
+    let stranger = Uuid::new_v4();
+    let phantom = Forger::certified(&mallory_identity, stranger, Uuid::new_v4());
+    inject_into_commits(&w.proxy, "alice", first, stored(2, phantom.external_commit(&info)));
+    let refused = alice.catch_up(first, &mut a_first, &roster).await.expect_err("a stranger joined");
+    assert!(matches!(refused, MlsError::NotAMember { user_id, .. } if user_id == stranger), "{refused:?}");
+    assert_eq!(alice.trust.pin(stranger), None, "a refused leaf's identity key was pinned");
+    w.proxy.clear_rules();
 
     // Nothing was let in: Alice's group is as it was, and Bob reads her.
     assert_eq!(a_first.epoch().as_u64(), 1);
