@@ -913,6 +913,40 @@ async fn a_member_kept_behind_does_not_encrypt_for_a_removed_device() {
     assert!(read.is_err(), "the removed device read a message sent after its removal: {read:?}");
 }
 
+/// The server tells two devices that each won the same epoch (it takes Alice's commit and answers
+/// Bob's as accepted too): the group forks into two epoch-2 states under one number. Neither reads
+/// the other (`CannotDecrypt`: same epoch, other secrets), so nothing leaks across the fork, and
+/// Bob's device gets back by rejoining from the group info.
+#[tokio::test]
+async fn an_epoch_forked_by_two_acknowledged_commits_is_detected() {
+    let Two { w, mut alice, mut bob, at, mut a_group, mut b_group, .. } = two_conversations().await;
+    let from_alice = alice.device.self_update(&mut a_group).expect("alice's update");
+    let from_bob = bob.device.self_update(&mut b_group).expect("bob's update");
+    assert_eq!(alice.device.push(&alice.api, at, &mut a_group, from_alice).await.expect("alice's accepted"), 2);
+    w.proxy.on_request(|request: &mut Request| {
+        request
+            .is("bob", Method::POST, "/commits")
+            .then(|| Response::json(StatusCode::CREATED, &CommitAccepted { epoch: 2 }))
+    });
+    assert_eq!(bob.device.push(&bob.api, at, &mut b_group, from_bob).await.expect("bob's 'accepted'"), 2);
+    w.proxy.clear_rules();
+    assert_eq!((a_group.epoch().as_u64(), b_group.epoch().as_u64()), (2, 2));
+
+    let secrets: [&[u8]; 2] = [b"fork test: alice in her epoch 2", b"fork test: bob in his epoch 2"];
+    let from_alice = alice.send(at, &mut a_group, secrets[0]).await;
+    let from_bob = bob.send(at, &mut b_group, secrets[1]).await;
+    let roster = bob.roster(at).await;
+    assert_eq!(bob.open(&mut b_group, &from_alice, &roster), Err(MlsError::CannotDecrypt));
+    assert_eq!(alice.open(&mut a_group, &from_bob, &roster), Err(MlsError::CannotDecrypt));
+
+    bob.device.forget(&mut b_group).expect("forget the forked state");
+    let mut b_group = bob.device.rejoin_from_server(&bob.api, at, &roster, &mut bob.trust).await.expect("bob rejoins");
+    alice.catch_up(at, &mut a_group, &roster).await.expect("alice takes bob's rejoin");
+    let secret: &[u8] = b"fork test: one epoch again";
+    w.finish(&alice, &mut a_group, &mut bob, &mut b_group, at, secret).await;
+    w.assert_no_plaintext(&alice, at, &secrets).await;
+}
+
 /// Carol and Bob's revoked second device are removed; the server keeps serving them the later
 /// epochs' commits, messages and group info. Catching up, each learns it was removed and reads
 /// nothing after (`NotInGroup`). Rejoining by external commit from the group info, which the
