@@ -85,6 +85,9 @@ error_codes! {
     InvalidEmailedToken = "invalid_emailed_token", BAD_REQUEST;
     /// A conversation invite token is unknown, expired, revoked or used up.
     InvalidInvite = "invalid_invite", BAD_REQUEST;
+    /// Bytes are not the MLS message they are said to be (details: the field and why): not MLS
+    /// 1.0, another kind of message, another conversation's group, another epoch or cipher suite.
+    InvalidMlsMessage = "invalid_mls_message", UNPROCESSABLE_ENTITY;
     InvalidPath = "invalid_path", BAD_REQUEST;
     /// The query string has the wrong shape.
     InvalidQuery = "invalid_query", UNPROCESSABLE_ENTITY;
@@ -198,7 +201,7 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ErrorDetails {
-    /// `validation_failed`: the field and what is wrong with it.
+    /// `validation_failed`, `invalid_mls_message`: the field and what is wrong with it.
     Field { field: Cow<'static, str>, reason: Cow<'static, str> },
     /// `rotation_required`, `stale_generation`, `unknown_generation`, `not_next_generation`.
     KeyGeneration { current_key_generation: i32 },
@@ -251,6 +254,13 @@ impl ApiError {
     pub fn validation(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         let message = message.into();
         Self::new(ErrorCode::ValidationFailed, format!("{field}: {message}"))
+            .with_details(ErrorDetails::Field { field: field.into(), reason: message })
+    }
+
+    /// `invalid_mls_message` for `field`.
+    pub fn invalid_mls(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        let message = message.into();
+        Self::new(ErrorCode::InvalidMlsMessage, format!("{field}: {message}"))
             .with_details(ErrorDetails::Field { field: field.into(), reason: message })
     }
 

@@ -30,6 +30,7 @@ pub mod identity;
 pub mod keypackages;
 pub mod layout;
 pub mod limits;
+pub mod mls_wire;
 pub mod rich;
 pub mod tenancy;
 

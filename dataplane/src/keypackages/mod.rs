@@ -51,12 +51,12 @@ async fn stock(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum:
     Ok(axum::Json(stock_of(&mut conn, auth.device_id).await?))
 }
 
-fn check_size(field: &'static str, package: &KeyPackageBytes) -> ApiResult<()> {
-    if KEY_PACKAGE_BYTES.contains(&package.0.len()) {
-        Ok(())
-    } else {
-        Err(ApiError::validation(field, "a key package has 64 to 8192 bytes"))
+/// A key package's size, and its framing: an MLS 1.0 key package of the protocol's suite.
+fn check_package(field: &'static str, package: &KeyPackageBytes) -> ApiResult<()> {
+    if !KEY_PACKAGE_BYTES.contains(&package.0.len()) {
+        return Err(ApiError::validation(field, "a key package has 64 to 8192 bytes"));
     }
+    conclave_protocol::mls_wire::key_package(&package.0).map_err(|e| ApiError::invalid_mls(field, e.to_string()))
 }
 
 #[utoipa::path(
@@ -65,7 +65,10 @@ fn check_size(field: &'static str, package: &KeyPackageBytes) -> ApiResult<()> {
     tag = "devices",
     operation_id = "upload_key_packages",
     request_body = UploadKeyPackages,
-    responses((status = 200, description = "Stored; the calling device's stock now", body = KeyPackageStock))
+    responses(
+        (status = 200, description = "Stored; the calling device's stock now", body = KeyPackageStock),
+        (status = 422, description = "`validation_failed`: a size or the stock limit; `invalid_mls_message`: not an MLS 1.0 key package of the protocol's suite", body = crate::error::ErrorBody),
+    )
 )]
 async fn upload(
     State(state): State<AppState>,
@@ -73,10 +76,10 @@ async fn upload(
     ApiJson(body): ApiJson<UploadKeyPackages>,
 ) -> ApiResult<axum::Json<KeyPackageStock>> {
     for package in &body.key_packages {
-        check_size("key_packages", package)?;
+        check_package("key_packages", package)?;
     }
     if let Some(package) = &body.last_resort {
-        check_size("last_resort", package)?;
+        check_package("last_resort", package)?;
     }
     let mut tx = state.db.begin().await?;
     // The device row is locked so that two uploads of one device cannot both pass the cap.
