@@ -76,13 +76,16 @@ if ! scripts/k8s-tools.sh check; then
 fi
 scripts/k8s-tools.sh >/dev/null
 TOOLS="$(scripts/k8s-tools.sh dir)"
-export PATH="$TOOLS:$PATH"
 say "kube-apiserver, etcd, kubectl, helm, kubelet and the rest are in $TOOLS"
 
 step "building Conclave (CLI, local system runner) and the images (operator, data plane)"
 cargo build --quiet --locked -p conclave-client -p conclave-e2e --bins
 scripts/images.sh build >/dev/null
 say "images built into $(scripts/images.sh dir); the node imports them into its containerd"
+# kubectl from the tools, without putting them in PATH: build scripts (the cc crate's, for ring)
+# watch PATH, so the node's image build (run by conclave-local) would rebuild every release
+# binary that depends on ring under another PATH than the tests'.
+kubectl() { "$TOOLS/kubectl" "$@"; }
 
 step "bringing the system up: etcd + kube-apiserver, the node, helm install, operator pod, DataPlane, data-plane pods"
 "$BIN/conclave-local" up --state-dir "$STATE" --port "$PORT" &
