@@ -57,7 +57,8 @@ error_codes! {
     ChannelNameTaken = "channel_name_taken", CONFLICT;
     ContactBlocked = "contact_blocked", CONFLICT;
     ContactRefused = "contact_refused", FORBIDDEN;
-    /// The database pool is exhausted: retry after `Retry-After`.
+    /// The database pool is exhausted, or the database cannot be reached for now (restarting,
+    /// connection lost): retry after `Retry-After`.
     DatabaseBusy = "database_busy", SERVICE_UNAVAILABLE;
     DirectConversation = "direct_conversation", CONFLICT;
     /// A uniqueness rule of the schema refused the write.
@@ -318,8 +319,26 @@ impl From<sqlx::Error> for ApiError {
             tracing::error!(error = %err, "database pool exhausted");
             return Self::new(ErrorCode::DatabaseBusy, "the service is overloaded, try again shortly").retry_after(1);
         }
+        if database_unreachable(&err) {
+            tracing::error!(error = %err, "database unreachable");
+            return Self::new(ErrorCode::DatabaseBusy, "the database is unavailable, try again shortly").retry_after(1);
+        }
         tracing::error!(error = %err, "database error");
         Self::internal()
+    }
+}
+
+/// The database went away under the request (a restart, a failover, a lost connection) or does
+/// not accept connections yet: nothing was committed by a statement that failed so, and the same
+/// request may succeed once it is back, so it is answered as retryable rather than as our bug.
+fn database_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01-57P03: admin or crash shutdown, cannot connect now.
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
     }
 }
 
@@ -369,6 +388,15 @@ mod tests {
         assert_eq!(retry.as_deref(), Some("42"));
         assert_eq!(json["error"]["code"], "rate_limited");
         assert_eq!(json["error"]["details"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn a_database_that_went_away_is_retryable() {
+        let lost = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer"));
+        let (status, retry, json) = body(ApiError::from(lost)).await;
+        assert_eq!((status, retry.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("1")));
+        assert_eq!(json["error"]["code"], "database_busy");
+        assert!(!json.to_string().contains("reset by peer"));
     }
 
     #[tokio::test]
