@@ -16,6 +16,9 @@
 //! seconds. Afterwards each conversation is read back: every acknowledged message is stored
 //! exactly once, nothing else is stored, and sequence numbers have no gap. The figures are
 //! printed (`--nocapture`) and recorded in docs/reliability.md.
+//!
+//! One more fault is known to fail and is ignored: a cut after which the old connections stay
+//! silent for ever instead of closing (`-- --ignored` runs it).
 
 use conclave_testkit::accounts::{PASSWORD, register_confirmed};
 use conclave_testkit::smtp::MailCatcher;
@@ -219,6 +222,8 @@ impl Redis {
 struct Proxy {
     port: u16,
     cut: watch::Sender<bool>,
+    /// Whether connections black-holed by the next cut stay silent for ever instead of closing.
+    silent: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -227,15 +232,17 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy listener");
         let port = listener.local_addr().expect("proxy address").port();
         let (cut, watching) = watch::channel(false);
+        let silent = Arc::new(AtomicBool::new(false));
+        let silence = silent.clone();
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                tokio::spawn(Self::relay(inbound, upstream, watching.clone()));
+                tokio::spawn(Self::relay(inbound, upstream, watching.clone(), silence.clone()));
             }
         });
-        Self { port, cut, task }
+        Self { port, cut, silent, task }
     }
 
-    async fn relay(mut inbound: TcpStream, upstream: u16, mut cut: watch::Receiver<bool>) {
+    async fn relay(mut inbound: TcpStream, upstream: u16, mut cut: watch::Receiver<bool>, silent: Arc<AtomicBool>) {
         if cut.wait_for(|cut| !*cut).await.is_err() {
             return;
         }
@@ -245,6 +252,9 @@ impl Proxy {
             _ = cut.wait_for(|cut| *cut) => true,
         };
         if black_holed {
+            if silent.load(Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
             let _ = cut.wait_for(|cut| !*cut).await;
         }
     }
@@ -597,6 +607,7 @@ enum Fault {
     RedisKill,
     DataPlaneKill,
     NetworkCut,
+    NetworkSilent,
 }
 
 impl Fault {
@@ -607,6 +618,7 @@ impl Fault {
             Fault::RedisKill => "Redis SIGKILLed, restarted 3 s later",
             Fault::DataPlaneKill => "data plane SIGKILLed and restarted",
             Fault::NetworkCut => "network to PostgreSQL cut for 3 s",
+            Fault::NetworkSilent => "network to PostgreSQL cut for 3 s, old connections silent for ever",
         }
     }
 
@@ -628,7 +640,8 @@ impl Fault {
                 world.dataplane.kill().await;
                 world.dataplane.start().await;
             }
-            Fault::NetworkCut => {
+            Fault::NetworkCut | Fault::NetworkSilent => {
+                world.proxy.silent.store(matches!(self, Fault::NetworkSilent), Ordering::Relaxed);
                 world.proxy.cut.send_replace(true);
                 tokio::time::sleep(CUT).await;
                 world.proxy.cut.send_replace(false);
@@ -745,6 +758,21 @@ async fn scenario(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
+    run(&[Fault::PostgresRestart, Fault::PostgresCrash, Fault::RedisKill, Fault::DataPlaneKill, Fault::NetworkCut])
+        .await;
+}
+
+/// Known to fail (docs/reliability.md, "Not covered yet"): a connection whose packets vanish
+/// without a FIN or RST holds its writer's sends until the kernel gives up on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known to fail: sends hang on a connection that a partition left silent (docs/reliability.md)"]
+async fn a_partition_that_leaves_connections_silent_loses_nothing() {
+    run(&[Fault::NetworkSilent]).await;
+}
+
+/// Runs each fault in turn under load on one world, prints its figures, and fails when any
+/// message was lost, duplicated or stored unasked.
+async fn run(faults: &[Fault]) {
     let mut world = World::start().await;
     let mut people = Vec::new();
     for n in 0..CONVERSATIONS * MEMBERS {
@@ -752,10 +780,8 @@ async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
     }
     let users: Vec<Uuid> = people.iter().map(|p| p.user_id).collect();
     let org = conclave_testkit::seed_organization(&world.owner, "faults", &users).await.expect("organization");
-    let faults =
-        [Fault::PostgresRestart, Fault::PostgresCrash, Fault::RedisKill, Fault::DataPlaneKill, Fault::NetworkCut];
     let mut failures = Vec::new();
-    for fault in faults {
+    for &fault in faults {
         let figures = scenario(&mut world, &people, org.id, org.workspace_id, fault).await;
         println!(
             "[faults] {}: sent {}, lost {}, duplicates {}, unexpected {}, fault lasted {:.2} s, recovery {} ms, longest gap between acks {} ms, retries answered 200 {}, retryable errors {:?}",
