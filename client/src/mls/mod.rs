@@ -17,6 +17,7 @@ mod delivery;
 mod group;
 pub mod identity;
 pub mod safety;
+mod sync;
 #[cfg(test)]
 mod tests;
 pub mod transfer;
@@ -31,6 +32,7 @@ pub use group::{
 };
 pub use identity::{DeviceCredential, IdentityKey, IdentityPublicKey};
 pub use openmls::group::MlsGroup;
+pub use sync::{MAX_REBASES, Membership, Opened};
 pub use trust::{Pin, Trust, TrustStore};
 
 use thiserror::Error;

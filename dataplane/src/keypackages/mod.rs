@@ -141,6 +141,9 @@ async fn claim(
     if users.is_empty() || users.len() > MAX_CLAIMED_USERS {
         return Err(ApiError::validation("user_ids", "name 1 to 100 users"));
     }
+    if body.device_ids.len() > 1000 {
+        return Err(ApiError::validation("device_ids", "name at most 1,000 devices"));
+    }
     let users: Vec<Uuid> = users.into_iter().collect();
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     // Someone outside the organization is answered exactly like an unknown id.
@@ -158,7 +161,8 @@ async fn claim(
     // (SKIP LOCKED: a concurrent claim takes the next one instead of waiting for this one).
     let claimed = sqlx::query!(
         r#"WITH targets AS (
-               SELECT d.id, d.user_id FROM devices d WHERE d.user_id = ANY($1) AND d.revoked_at IS NULL
+               SELECT d.id, d.user_id FROM devices d
+                WHERE d.user_id = ANY($1) AND d.revoked_at IS NULL AND (cardinality($2::uuid[]) = 0 OR d.id = ANY($2))
            ), picked AS (
                SELECT k.id FROM targets t CROSS JOIN LATERAL (
                    SELECT id FROM device_key_packages
@@ -168,7 +172,8 @@ async fn claim(
            DELETE FROM device_key_packages p USING picked, devices d
             WHERE p.id = picked.id AND d.id = p.device_id
         RETURNING d.user_id, p.device_id, p.key_package"#,
-        &users[..]
+        &users[..],
+        &body.device_ids[..]
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -177,9 +182,11 @@ async fn claim(
         r#"SELECT d.user_id, d.id AS device_id, p.key_package AS "key_package?"
              FROM devices d
              LEFT JOIN device_key_packages p ON p.device_id = d.id AND p.last_resort
-            WHERE d.user_id = ANY($1) AND d.revoked_at IS NULL AND d.id <> ALL($2)"#,
+            WHERE d.user_id = ANY($1) AND d.revoked_at IS NULL AND d.id <> ALL($2)
+              AND (cardinality($3::uuid[]) = 0 OR d.id = ANY($3))"#,
         &users[..],
-        &served[..]
+        &served[..],
+        &body.device_ids[..]
     )
     .fetch_all(&mut *tx)
     .await?;

@@ -155,3 +155,23 @@ async fn bad_uploads_are_refused_whole() {
     let (_, stock) = app.get("/v1/key-packages", Some(&bob.access)).await;
     assert_eq!(stock, json!({ "available": 60, "last_resort": false }), "nothing of a refused upload is stored");
 }
+
+#[tokio::test]
+async fn a_claim_can_name_the_devices_it_wants() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let laptop = app.person("bob@example.org").await;
+    let phone = app.another_device(&laptop, "bob@example.org").await;
+    let (org, _) = app.organization("kp-devices", &[&alice, &laptop]).await;
+    upload(&app, &laptop, vec![package(1, 0)], None).await;
+    upload(&app, &phone, vec![package(2, 0)], None).await;
+    let body = json!({ "user_ids": [laptop.user_id], "device_ids": [phone.device_id, alice.device_id] });
+    let (status, claimed) =
+        app.post(&format!("/v1/organizations/{org}/key-packages/claim"), body, Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    let devices: Vec<&Value> =
+        claimed["key_packages"].as_array().expect("list").iter().map(|p| &p["device_id"]).collect();
+    assert_eq!(devices, vec![&json!(phone.device_id)], "only the phone: Alice's device is not Bob's");
+    let (_, stock) = app.get("/v1/key-packages", Some(&laptop.access)).await;
+    assert_eq!(stock["available"], json!(1), "the laptop's package was not used up");
+}
