@@ -29,8 +29,18 @@ use uuid::Uuid;
 /// The most commits one catch-up page returns.
 const PAGE: i64 = 100;
 
+/// The largest commit upload: a commit, a group info and a Welcome of up to 1 MiB each, base64 in
+/// JSON. A Welcome or group info carries the whole ratchet tree (about 300 bytes per device), so
+/// the data plane's general 512 KiB body limit would refuse adding a device to a group of about
+/// 570 devices or more.
+pub const MAX_COMMIT_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, commit)).routes(routes!(welcome)).routes(routes!(group_info))
+    OpenApiRouter::new()
+        .routes(routes!(list, commit))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_COMMIT_UPLOAD_BYTES))
+        .routes(routes!(welcome))
+        .routes(routes!(group_info))
 }
 
 /// Checks what the server can read of a commit upload without any key: the commit is a commit of

@@ -126,3 +126,33 @@ async fn the_first_commit_of_an_epoch_wins_and_the_welcome_reaches_only_its_devi
         1
     );
 }
+
+#[tokio::test]
+async fn a_commit_for_a_large_group_fits_in_one_upload() {
+    // Adding a device to a group of 1,000 devices: a Welcome and a group info of about 300 KB each
+    // (the ratchet tree), about 900 KB of JSON in all, beyond the data plane's general body limit.
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, workspace) = app.organization("large", &[&alice, &bob]).await;
+    let (_, conversation) = app
+        .post(
+            &format!("/v1/organizations/{org}/workspaces/{workspace}/conversations"),
+            json!({ "kind": "group", "member_user_ids": [bob.user_id] }),
+            Some(&alice.access),
+        )
+        .await;
+    let group: Uuid = conversation["id"].as_str().expect("id").parse().expect("uuid");
+    let tree = vec![7u8; 310_000];
+    let upload = json!({
+        "epoch": 0,
+        "commit": b64(&fake::private_message(group.as_bytes(), 0, content_type::COMMIT, &tree[..85_000])),
+        "group_info": b64(&fake::group_info(group.as_bytes(), 1, &tree)),
+        "welcome": b64(&fake::welcome(&tree)),
+        "welcomed_devices": [bob.device_id],
+    });
+    assert!(upload.to_string().len() > 900_000);
+    let (status, body) =
+        app.post(&format!("/v1/organizations/{org}/conversations/{group}/commits"), upload, Some(&alice.access)).await;
+    assert_eq!((status, body.clone()), (StatusCode::CREATED, json!({ "epoch": 1 })), "{body}");
+}
