@@ -2,13 +2,17 @@
 # The demo: the whole Conclave system on this machine, then a scripted two-person end-to-end
 # encrypted conversation with the `conclave` CLI, then it keeps running for you.
 #
-#   PostgreSQL + Redis (scripts/stack.sh)  ->  a real etcd + kube-apiserver (TLS, RBAC)
-#   -> helm install charts/conclave  ->  the operator (under the chart's ServiceAccount)
-#   -> kubectl apply examples/  ->  the data plane as the operator configured it
+#   PostgreSQL + Redis (scripts/stack.sh)  ->  a real etcd + kube-apiserver (TLS, RBAC) and a
+#   real node (containerd + runc, kubelet, kube-proxy, CoreDNS, controller manager, scheduler)
+#   -> helm install charts/conclave  ->  the operator as a pod from its image
+#   -> kubectl apply examples/  ->  the migration Job and the data-plane pods, behind their Service
 #   -> alice and bob register, accept their invitations, join a workspace and talk.
 #
-# The first run builds kube-apiserver, etcd, kubectl and helm from their Go modules (10-20
-# minutes, once; cached in ~/.cache/conclave/k8s/). Later runs start in seconds.
+# It runs the same path as the end-to-end suite's platform scenario (e2e/src/system.rs), so it
+# needs root (the node's network namespace, mounts and cgroups) and the node's Debian packages
+# (installed when missing). The first run builds kube-apiserver, etcd, kubectl, helm and the
+# node's binaries from their Go modules (20-40 minutes, once; cached in ~/.cache/conclave/k8s/)
+# and the images (release builds, minutes). Later runs start in well under a minute.
 # Ctrl-C stops everything it started; `scripts/stack.sh down` stops PostgreSQL and Redis.
 #
 # Settings: CONCLAVE_DEMO_PORT (the data plane's port, default 8080), CONCLAVE_DEMO_DIR (state,
@@ -56,26 +60,34 @@ rm -rf "$STATE/env" "$STATE/env.partial" "$STATE/people" "$STATE/bob-listen.txt"
 echo "$$ $(started_at $$)" >"$RUN"
 trap 'rm -f "$RUN"' EXIT
 
+[ "$(id -u)" = 0 ] || die "the demo runs a Kubernetes node (network namespace, mounts, cgroups): run it as root"
+
 step "PostgreSQL and Redis on loopback"
 # No migration of the shared `conclave` database: the demo runs on a database of its own,
 # migrated from the current schema (and dropped when the demo stops).
 scripts/stack.sh up --no-migrate
 eval "$(scripts/stack.sh env)"
 
-step "the Kubernetes control-plane tools"
+step "the Kubernetes tools and the node's packages"
+scripts/node-packages.sh
 if ! scripts/k8s-tools.sh check; then
-    say "first run: building kube-apiserver, etcd, kubectl and helm from their official Go modules."
-    say "This takes 10-20 minutes once; the binaries are cached in $(scripts/k8s-tools.sh dir)."
+    say "first run: building kube-apiserver, etcd, kubectl, helm and the node's binaries from their official Go modules."
+    say "This takes 20-40 minutes once; the binaries are cached in $(scripts/k8s-tools.sh dir)."
 fi
 scripts/k8s-tools.sh >/dev/null
 TOOLS="$(scripts/k8s-tools.sh dir)"
-export PATH="$TOOLS:$PATH"
-say "kube-apiserver, etcd, kubectl and helm are in $TOOLS"
+say "kube-apiserver, etcd, kubectl, helm, kubelet and the rest are in $TOOLS"
 
-step "building Conclave (operator, data plane, CLI, local system runner)"
-cargo build --quiet --locked -p conclave-operator -p conclave-dataplane -p conclave-client -p conclave-e2e --bins
+step "building Conclave (CLI, local system runner) and the images (operator, data plane)"
+cargo build --quiet --locked -p conclave-client -p conclave-e2e --bins
+scripts/images.sh build >/dev/null
+say "images built into $(scripts/images.sh dir); the node imports them into its containerd"
+# kubectl from the tools, without putting them in PATH: build scripts (the cc crate's, for ring)
+# watch PATH, so the node's image build (run by conclave-local) would rebuild every release
+# binary that depends on ring under another PATH than the tests'.
+kubectl() { "$TOOLS/kubectl" "$@"; }
 
-step "bringing the system up: etcd + kube-apiserver, helm install, operator, DataPlane, data plane"
+step "bringing the system up: etcd + kube-apiserver, the node, helm install, operator pod, DataPlane, data-plane pods"
 "$BIN/conclave-local" up --state-dir "$STATE" --port "$PORT" &
 local_pid=$!
 echo "$local_pid $(started_at "$local_pid")" >>"$RUN"
@@ -88,18 +100,19 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-for _ in $(seq 1 600); do
+for _ in $(seq 1 1200); do
     [ -f "$STATE/env" ] && break
     kill -0 "$local_pid" 2>/dev/null || die "the local system did not start (see above)"
     sleep 0.5
 done
-[ -f "$STATE/env" ] || die "the local system did not come up within 5 minutes"
+[ -f "$STATE/env" ] || die "the local system did not come up within 10 minutes"
 # shellcheck disable=SC1091
 . "$STATE/env"
 [ "${CONCLAVE_LOCAL_PID:-}" = "$local_pid" ] || die "$STATE/env was not written by this run's conclave-local (pid $local_pid)"
 NS="$CONCLAVE_NAMESPACE"
 conclave() { CONCLAVE_PASSWORD="$PASSWORD" "$BIN/conclave" --server "$CONCLAVE_SERVER" --home "$STATE/people" "$@"; }
 show kubectl -n "$NS" get dataplane
+show kubectl get pods -A -o wide
 
 # The newest email to $1 whose subject contains $2, waiting up to $3 seconds; prints its token $4.
 mailed_token() {
@@ -175,10 +188,10 @@ cat <<EOF
   Look at the cluster:
     export KUBECONFIG='$KUBECONFIG' PATH='$TOOLS':\$PATH
     kubectl -n $NS get conclave
-    kubectl -n $NS get deploy,svc,hpa,pdb,cm,secrets
+    kubectl -n $NS get pods,deploy,svc,hpa,pdb,cm,secrets
     kubectl explain organization.spec
 
-  Stop: Ctrl-C here (data plane, operator, kube-apiserver, etcd; this run's database is dropped).
+  Stop: Ctrl-C here (the node with its pods, kube-apiserver, etcd; this run's database is dropped).
         scripts/stack.sh down stops PostgreSQL and Redis.
 EOF
 if [ -n "${CONCLAVE_DEMO_NO_WAIT:-}" ]; then exit 0; fi

@@ -35,19 +35,7 @@ eval "$(scripts/stack.sh env)"
 cargo run --quiet --locked -p conclave-testkit --bin conclave-test-sweep
 
 step "the end-to-end node's Debian packages (containerd, runc, CNI plugins, iptables)"
-node_pkgs=()
-command -v containerd >/dev/null || node_pkgs+=(containerd)
-command -v runc >/dev/null || node_pkgs+=(runc)
-[ -x /usr/lib/cni/bridge ] || node_pkgs+=(containernetworking-plugins)
-command -v iptables >/dev/null || node_pkgs+=(iptables)
-command -v nsenter >/dev/null || node_pkgs+=(util-linux)
-command -v ip >/dev/null || node_pkgs+=(iproute2)
-command -v cc >/dev/null || node_pkgs+=(gcc libc6-dev)
-if [ ${#node_pkgs[@]} -gt 0 ]; then
-    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq && $sudo apt-get install -y -qq "${node_pkgs[@]}" >/dev/null
-fi
-echo "containerd $(containerd --version | awk '{print $3}'), runc $(runc --version | awk 'NR==1 {print $3}')"
+scripts/node-packages.sh
 
 step "Kubernetes tools (first run: builds kube-apiserver, etcd, kubectl, helm, the node's binaries, CoreDNS; later runs: cached)"
 tools_started=$SECONDS
@@ -66,7 +54,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "API documentation (broken links and unescaped markup fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
-step "binaries the end-to-end suite runs (operator, data plane, CLI)"
+step "binaries (operator, data plane, CLI, the demo's conclave-local)"
 cargo build --workspace --bins --locked
 
 step "container images (scripts/images.sh: release binaries, umoci, skopeo; no daemon)"

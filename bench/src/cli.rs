@@ -1,6 +1,6 @@
 //! The command line: each mode's arguments, with the defaults the documented runs use.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ pub enum Command {
     Baseline(BaselineArgs),
     /// 1,000 Organizations and 5,000 Workspaces against a real kube-apiserver, timed to Ready.
     Operator(OperatorArgs),
+    /// Protocol v2 (MLS): commits in a group of 1,000 devices, key-package claims against the
+    /// data plane, and the client's application-message throughput.
+    Mls(MlsArgs),
     /// Writes the generated part of docs/benchmarks.md from a results file.
     Report {
         /// The results file.
@@ -167,6 +170,59 @@ pub struct OperatorArgs {
     /// `operator.reconcileConcurrency=64`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub chart_values: Vec<String>,
+}
+
+/// The parts of the `mls` mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MlsPart {
+    /// Add and remove commits in a large group.
+    Group,
+    /// Key-package claims per second against the data plane.
+    Claims,
+    /// Application messages encrypted and decrypted in this process.
+    Throughput,
+}
+
+#[derive(Args, Clone)]
+pub struct MlsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Devices in the large group (one per user, each a signed-in device).
+    #[arg(long, default_value_t = 1000)]
+    pub group_size: usize,
+    /// Key packages per commit while the large group is built (not measured).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Rounds in the large group, each a commit adding one device and one removing it.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Devices (one per user) that stock key packages for the claims.
+    #[arg(long, default_value_t = 300)]
+    pub claim_devices: usize,
+    /// One-time key packages each of them uploads (the server keeps at most 100 per device).
+    #[arg(long, default_value_t = 100)]
+    pub packages_per_device: usize,
+    /// Claim requests in flight (closed loop).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Users named per claim request.
+    #[arg(long, default_value_t = 1)]
+    pub users_per_claim: usize,
+    /// The claims' window; it ends earlier when the stock would run out.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Group sizes for the client throughput (2 is a direct conversation).
+    #[arg(long, value_delimiter = ',', default_value = "2,10")]
+    pub throughput_sizes: Vec<usize>,
+    /// Messages per throughput group (each processed by every other member).
+    #[arg(long, default_value_t = 2000)]
+    pub messages: u64,
+    /// Plaintext size of an application message in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub message_bytes: usize,
+    /// Parts not to run (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<MlsPart>,
 }
 
 /// `20s`, `500ms`, `2m`, or plain seconds.

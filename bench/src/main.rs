@@ -9,7 +9,7 @@
 //!
 //! * [`cli`]: the arguments; [`modes`]: each mode's setup and headline; [`run`]: the database,
 //!   work directory and results file every run shares; [`stack`]: the data plane processes.
-//! * The measurements: [`messages`], [`connections`], [`baseline`], [`operator`], with
+//! * The measurements: [`messages`], [`connections`], [`baseline`], [`operator`], [`mls`], with
 //!   [`provision`] (users, logins, conversations), [`socket`] and [`system`] (CPU, RSS).
 //! * [`results`] (the results file) and [`report`] (`docs/benchmarks.md`, comparisons).
 
@@ -17,6 +17,7 @@ mod baseline;
 mod cli;
 mod connections;
 mod messages;
+mod mls;
 mod modes;
 mod operator;
 mod provision;
@@ -37,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Connections(args) => modes::connections(args).await,
         Command::Baseline(args) => modes::baseline_only(args).await,
         Command::Operator(args) => modes::operator_mode(args).await,
+        Command::Mls(args) => modes::mls_mode(args).await,
         Command::Report { results, output } => modes::write_report(&results, &output),
         Command::Compare { a, b } => modes::compare(&a, &b),
     }

@@ -45,7 +45,7 @@ struct Pending {
     measured: bool,
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     // 1 µs to 60 s, three significant digits.
     #[allow(clippy::expect_used)]
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")

@@ -2,11 +2,11 @@
 //! [`Bench`](crate::run::Bench), runs the measurement (in the module named after it), prints the
 //! headline and appends the figures.
 
-use crate::cli::{BaselineArgs, Common, ConnectionsArgs, MessagesArgs, OperatorArgs};
+use crate::cli::{BaselineArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, OperatorArgs};
 use crate::results::{self, Figures};
 use crate::run::{append_run, raise_file_limit, read_results, with_bench};
 use crate::stack::{self, DataplaneSettings};
-use crate::{connections, messages, operator, provision, report, system};
+use crate::{connections, messages, mls, operator, provision, report, system};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Duration;
@@ -244,6 +244,111 @@ pub async fn operator_mode(args: OperatorArgs) -> Result<()> {
         append_run(&args.out, bench.machine(), Figures::Operator(f))
     })
     .await
+}
+
+pub async fn mls_mode(args: MlsArgs) -> Result<()> {
+    let runs = |part| !args.skip.contains(&part);
+    let server = runs(MlsPart::Group) || runs(MlsPart::Claims);
+    raise_file_limit(65_536);
+    let binary = if server { Some(stack::dataplane_binary(args.common.dataplane_bin.clone()).await?) } else { None };
+    let common = args.common.clone();
+    with_bench(&common, async |bench| {
+        // The client alone first, with no data plane running.
+        let mut throughput = Vec::new();
+        if runs(MlsPart::Throughput) {
+            for &size in &args.throughput_sizes {
+                let t = tokio::task::block_in_place(|| mls::throughput(size, args.messages, args.message_bytes))?;
+                println!(
+                    "mls throughput, group of {}: {:.0} encrypts/s, {:.0} decrypts/s (one core each), {:.0} messages/s with every member reading; {} B for {} B of plaintext",
+                    t.group_size, t.encrypts_per_sec, t.decrypts_per_sec, t.messages_per_sec, t.message_bytes, t.plaintext_bytes
+                );
+                throughput.push(t);
+            }
+        }
+        let (mut group, mut claims) = (None, None);
+        if let Some(binary) = binary.clone() {
+            let settings = DataplaneSettings {
+                binary,
+                db_connections: args.common.db_connections,
+                outbox_poll_ms: args.common.outbox_poll_ms,
+            };
+            let planes =
+                stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
+            let result = async {
+                let group_users = if runs(MlsPart::Group) { args.group_size + args.rounds } else { 0 };
+                let claim_users = if runs(MlsPart::Claims) { args.claim_devices } else { 0 };
+                let tenant = provision::tenant(&bench.db.owner, group_users + claim_users).await?;
+                let bases = vec![planes[0].base.clone()];
+                let members = provision::login_all(&tenant.users, &bases, args.common.login_parallelism).await?;
+                let (in_group, claiming) = members.split_at(group_users);
+                if runs(MlsPart::Group) {
+                    let settings = mls::GroupSettings { group_size: args.group_size, batch: args.batch, rounds: args.rounds };
+                    group = Some(mls::group(&bench.db.owner, &tenant, in_group, &settings).await?);
+                }
+                if runs(MlsPart::Claims) {
+                    let settings = mls::ClaimSettings {
+                        packages_per_device: args.packages_per_device,
+                        concurrency: args.concurrency,
+                        users_per_claim: args.users_per_claim,
+                        duration: args.duration,
+                    };
+                    let watch = system::Watch::new(vec![planes[0].pid()]);
+                    claims = Some(mls::claims(&bench.db.name, tenant.organization_id, claiming, &settings, &watch).await?);
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            stack::stop_dataplanes(planes).await;
+            result?;
+        }
+        let figures = results::MlsFigures { group, claims, throughput };
+        print_mls(&figures);
+        append_run(&args.common.out, bench.machine(), Figures::Mls(Box::new(figures)))
+    })
+    .await
+}
+
+fn print_mls(f: &results::MlsFigures) {
+    if let Some(g) = &f.group {
+        for (name, c) in [("add 1", &g.add), ("remove 1", &g.remove)] {
+            println!(
+                "mls group of {}: {name}: commit {} B, Welcome {} B, group info {} B (request {} B); make {:.1} ms, merge {:.1} ms, a member processes {:.1} ms, POST {:.1} ms {:?} (medians of {})",
+                g.group_size,
+                c.commit_bytes,
+                c.welcome_bytes.unwrap_or(0),
+                c.group_info_bytes,
+                c.request_bytes,
+                c.create_ms.median,
+                c.merge_ms.median,
+                c.process_ms.median,
+                c.post_ms.median,
+                c.post_outcomes,
+                g.rounds
+            );
+        }
+        println!(
+            "mls group of {}: joining from the Welcome {:.1} ms; claiming one key package {:.1} ms",
+            g.group_size, g.join_ms.median, g.claim_ms.median
+        );
+    }
+    if let Some(c) = &f.claims {
+        println!(
+            "mls claims: {:.0} claims/s ({:.0} key packages/s) with {} in flight over {:.1} s; p50 {:.2} ms p99 {:.2} ms; exhausted {}; errors {} {:?}; data plane CPU {:.0} %, postgres {:.0} % (this run's backends {:.0} %), machine {:.0} %",
+            c.claims_per_sec,
+            c.packages_per_sec,
+            c.concurrency,
+            c.duration_secs,
+            c.latency.p50_ms,
+            c.latency.p99_ms,
+            c.exhausted,
+            c.errors,
+            c.error_kinds,
+            c.resources.dataplane_cpu_percent,
+            c.resources.postgres_cpu_percent,
+            c.run_postgres_cpu_percent.unwrap_or(f64::NAN),
+            c.resources.machine_cpu_percent
+        );
+    }
 }
 
 /// Writes the generated part of `output` from the results file `results`.

@@ -8,7 +8,8 @@ use crate::system::{self, Watch};
 use anyhow::{Context, Result, bail};
 use conclave_e2e::chart::{self, OPERATOR_DB_SECRET};
 use conclave_e2e::control_plane::{ControlPlane, OPERATOR_NAMESPACE};
-use conclave_e2e::operator::{self as e2e_operator, Operator};
+use conclave_e2e::operator as e2e_operator;
+use conclave_e2e::proc::{Proc, free_port, port_open};
 use conclave_e2e::stack::cnpg_app_secret;
 use futures::StreamExt as _;
 use kube::api::{ApiResource, DynamicObject, PostParams};
@@ -181,12 +182,12 @@ pub async fn run(settings: &Settings, owner_url: &str, run_id: &str) -> Result<O
         };
         let identity = "bench-operator-0";
         let started = Instant::now();
-        let mut op = e2e_operator::start(&plane, identity).await?;
+        let mut op = start_operator(&plane, identity, owner_url).await?;
         e2e_operator::wait_for_leader(&plane, identity, Duration::from_secs(30)).await?;
-        eprintln!("[bench] operator (pid {:?}) holds the leader Lease", op.pod.proc.pid());
+        eprintln!("[bench] operator (pid {:?}) holds the leader Lease", op.proc.pid());
         let measured = measure(settings, &client, &mut op, run_id, precreated.map(|p| (p, started))).await;
         if measured.is_err() {
-            eprintln!("[bench] operator log (last lines):\n{}", op.pod.proc.tail(30));
+            eprintln!("[bench] operator log (last lines):\n{}", op.proc.tail(30));
         }
         drop(op);
         measured
@@ -196,6 +197,54 @@ pub async fn run(settings: &Settings, owner_url: &str, run_id: &str) -> Result<O
     let figures = result?;
     stopped??;
     Ok(figures)
+}
+
+/// The release operator binary as a host process, run as the chart's Deployment runs its
+/// container: its args and literal env values (so chart values such as
+/// `operator.reconcileConcurrency` apply), with what a pod would get from elsewhere given here:
+/// the database URL (the Secret's), the pod name, the operator's ServiceAccount identity and a
+/// free loopback port for its HTTP endpoints.
+pub struct Operator {
+    pub proc: Proc,
+    pub http_port: u16,
+}
+
+async fn start_operator(plane: &ControlPlane, identity: &str, owner_url: &str) -> Result<Operator> {
+    let deployment: Value = serde_json::from_str(&plane.kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "get",
+        "deployment",
+        &format!("{}-operator", chart::RELEASE),
+        "-o",
+        "json",
+    ])?)?;
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let http_port = free_port()?;
+    let mut command = std::process::Command::new(conclave_e2e::tools::our_binary("conclave-operator")?);
+    command.env_clear().envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME"));
+    for var in container["env"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(value)) = (var["name"].as_str(), var["value"].as_str()) {
+            command.env(name, value);
+        }
+    }
+    command
+        .args(container["args"].as_array().into_iter().flatten().filter_map(Value::as_str))
+        .env("CONCLAVE_DATABASE_URL", owner_url)
+        .env("POD_NAME", identity)
+        .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+        .env("KUBECONFIG", &plane.operator_kubeconfig)
+        .env("CONCLAVE_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+        .env("RUST_LOG", "info");
+    let mut proc = Proc::spawn("conclave-operator", command, &plane.dir.join(format!("{identity}.log")))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !port_open(http_port) {
+        if !proc.running() || Instant::now() > deadline {
+            bail!("the operator did not serve /healthz:\n{}", proc.tail(40));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Operator { proc, http_port })
 }
 
 /// What the creates came to: the errors by kind and the seconds they took.
@@ -245,7 +294,7 @@ async fn measure(
     run: &str,
     precreated: Option<(Created, Instant)>,
 ) -> Result<OperatorFigures> {
-    let pid = op.pod.proc.pid().context("the operator has no pid")?;
+    let pid = op.proc.pid().context("the operator has no pid")?;
     let (orgs, workspaces) = apis(client);
     let existing_objects = precreated.is_some();
     let created =
@@ -272,8 +321,8 @@ async fn measure(
     let (mut ready_orgs, mut ready_ws);
     let mut last_report = Instant::now();
     loop {
-        if !op.pod.proc.running() {
-            bail!("the operator exited:\n{}", op.pod.proc.tail(40));
+        if !op.proc.running() {
+            bail!("the operator exited:\n{}", op.proc.tail(40));
         }
         if creating.as_ref().is_some_and(tokio::task::JoinHandle::is_finished)
             && let Some(handle) = creating.take()
@@ -305,7 +354,7 @@ async fn measure(
         }
         if start.elapsed() > settings.timeout {
             eprintln!("[bench] timed out after {:.0} s", settings.timeout.as_secs_f64());
-            eprintln!("[bench] operator log (last lines):\n{}", op.pod.proc.tail(60));
+            eprintln!("[bench] operator log (last lines):\n{}", op.proc.tail(60));
             if let Some(handle) = creating.take() {
                 handle.abort();
             }

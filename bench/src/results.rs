@@ -41,6 +41,7 @@ pub enum Figures {
     Connections(ConnectionFigures),
     Baseline(Baseline),
     Operator(OperatorFigures),
+    Mls(Box<MlsFigures>),
 }
 
 impl Figures {
@@ -50,6 +51,7 @@ impl Figures {
             Self::Connections(_) => "connections",
             Self::Baseline(_) => "baseline",
             Self::Operator(_) => "operator",
+            Self::Mls(_) => "mls",
         }
     }
 
@@ -66,6 +68,12 @@ impl Figures {
             Self::Connections(c) => format!("connections sockets={}", c.sockets),
             Self::Baseline(b) => format!("baseline clients={}", b.pg_clients),
             Self::Operator(o) => format!("operator organizations={} workspaces={}", o.organizations, o.workspaces),
+            Self::Mls(m) => format!(
+                "mls group={} claims={} throughput={}",
+                m.group.as_ref().map_or(0, |g| g.group_size),
+                m.claims.as_ref().map_or(0, |c| c.concurrency),
+                m.throughput.iter().map(|t| t.group_size.to_string()).collect::<Vec<_>>().join("+")
+            ),
         }
     }
 
@@ -98,6 +106,32 @@ impl Figures {
                 ("operator idle CPU %", o.idle_cpu_percent, false),
                 ("operator idle RSS MiB", o.idle_rss_mib, false),
             ],
+            Self::Mls(m) => {
+                let mut out = Vec::new();
+                if let Some(g) = &m.group {
+                    out.push(("add: commit create ms", g.add.create_ms.median, false));
+                    out.push(("add: commit bytes", g.add.commit_bytes as f64, false));
+                    out.push(("remove: commit create ms", g.remove.create_ms.median, false));
+                    out.push(("remove: commit bytes", g.remove.commit_bytes as f64, false));
+                    out.push(("welcome bytes", g.add.welcome_bytes.unwrap_or(0) as f64, false));
+                }
+                if let Some(c) = &m.claims {
+                    out.push(("claims/s", c.claims_per_sec, true));
+                }
+                for t in &m.throughput {
+                    out.push((
+                        if t.group_size == 2 { "1:1 encrypts/s" } else { "group encrypts/s" },
+                        t.encrypts_per_sec,
+                        true,
+                    ));
+                    out.push((
+                        if t.group_size == 2 { "1:1 decrypts/s" } else { "group decrypts/s" },
+                        t.decrypts_per_sec,
+                        true,
+                    ));
+                }
+                out
+            }
         }
     }
 }
@@ -255,6 +289,127 @@ impl OperatorFigures {
     }
 }
 
+/// Protocol v2 (MLS): commits in a large group, key-package claims against the data plane, and
+/// the client's application-message throughput. Each part is optional (`--skip`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MlsFigures {
+    pub group: Option<GroupFigures>,
+    pub claims: Option<ClaimFigures>,
+    pub throughput: Vec<ThroughputFigures>,
+}
+
+/// Median, smallest and largest of a few samples (milliseconds).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Spread {
+    pub samples: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Self {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        sorted.sort_by(f64::total_cmp);
+        match (sorted.first(), sorted.last()) {
+            (Some(&min), Some(&max)) => {
+                let mid = sorted.len() / 2;
+                let median =
+                    if sorted.len().is_multiple_of(2) { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] };
+                Self { samples: sorted.len(), median, min, max }
+            }
+            _ => Self::default(),
+        }
+    }
+}
+
+/// A group of `group_size` devices (one per user, every leaf a real signed-in device) built by one
+/// committer in batches, then `rounds` times: a commit adding one device, and one removing it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupFigures {
+    pub group_size: usize,
+    /// Key packages per provisioning commit.
+    pub batch: usize,
+    /// Seconds to build the group (not measured: context).
+    pub build_secs: f64,
+    pub rounds: usize,
+    /// Claiming the added device's key package from the data plane (one round trip).
+    pub claim_ms: Spread,
+    /// The commit adding one device: the group grows from `group_size` to `group_size + 1`.
+    pub add: CommitFigures,
+    /// Joining from the add's Welcome (the new device: checks every leaf, builds its state).
+    pub join_ms: Spread,
+    /// The commit removing that device again: `group_size + 1` back to `group_size`.
+    pub remove: CommitFigures,
+}
+
+/// One kind of commit in the large group: its bytes, the client's work and the server's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommitFigures {
+    /// The commit (TLS-encoded `MLSMessage`), from the last round.
+    pub commit_bytes: usize,
+    pub welcome_bytes: Option<usize>,
+    /// The new epoch's group info (with the ratchet tree).
+    pub group_info_bytes: usize,
+    /// The JSON body of `POST .../commits` (base64url of the above).
+    pub request_bytes: usize,
+    /// The committer making the commit (checks included: key packages, leaves).
+    pub create_ms: Spread,
+    /// The committer merging it once the server accepted it.
+    pub merge_ms: Spread,
+    /// An existing member processing it (checks included) and merging it.
+    pub process_ms: Spread,
+    /// `POST .../commits`, request to answer, whatever the answer.
+    pub post_ms: Spread,
+    /// The answers: "201", or the status and error code of a refusal, with their counts.
+    pub post_outcomes: Vec<(String, u64)>,
+}
+
+/// Key-package claims against the real data plane, closed loop.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClaimFigures {
+    /// Devices that published key packages (one per user).
+    pub devices: usize,
+    /// One-time key packages stored before the window.
+    pub stocked: usize,
+    pub concurrency: usize,
+    /// Users named per claim request (one device each).
+    pub users_per_claim: usize,
+    pub duration_secs: f64,
+    pub claims: u64,
+    pub claims_per_sec: f64,
+    /// Key packages handed out per second.
+    pub packages_per_sec: f64,
+    pub latency: Latency,
+    /// Claims that found a device with nothing left.
+    pub exhausted: u64,
+    pub errors: u64,
+    pub error_kinds: Vec<(String, u64)>,
+    pub key_package_bytes: usize,
+    pub resources: Resources,
+    /// The CPU of the PostgreSQL backends serving this run's database only (`resources` counts
+    /// every PostgreSQL process of the machine, other people's work included).
+    #[serde(default)]
+    pub run_postgres_cpu_percent: Option<f64>,
+}
+
+/// Application messages in one group, in this process only (no server): every message encrypted
+/// by one member and processed by every other.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThroughputFigures {
+    pub group_size: usize,
+    pub plaintext_bytes: usize,
+    /// The `PrivateMessage` as sent.
+    pub message_bytes: usize,
+    pub messages: u64,
+    /// One core: encryptions per second of encrypting time.
+    pub encrypts_per_sec: f64,
+    /// One core: decryptions (with the sender's leaf checked) per second of decrypting time.
+    pub decrypts_per_sec: f64,
+    /// Messages per second with every member's decryption (`group_size - 1` each) included.
+    pub messages_per_sec: f64,
+}
+
 /// The machine's limits for the same work, measured with the standard tools.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Baseline {
@@ -297,6 +452,14 @@ mod tests {
     fn an_empty_histogram_reads_as_zero() {
         let histogram = Histogram::<u64>::new(3).expect("histogram");
         assert_eq!(Latency::from_micros(&histogram), Latency::default());
+    }
+
+    #[test]
+    fn spreads_take_the_median_of_what_was_measured() {
+        assert_eq!(Spread::of(&[3.0, 1.0, 2.0]), Spread { samples: 3, median: 2.0, min: 1.0, max: 3.0 });
+        assert_eq!(Spread::of(&[4.0, 1.0]).median, 2.5);
+        assert_eq!(Spread::of(&[f64::NAN]), Spread::default());
+        assert_eq!(Spread::of(&[]), Spread::default());
     }
 
     #[test]

@@ -69,6 +69,21 @@ fn ticks_named(name: &str) -> u64 {
     pids_named(name).into_iter().filter_map(process_ticks).sum()
 }
 
+/// CPU ticks of the PostgreSQL backends serving `database` (their process title names it): a
+/// run's own share of PostgreSQL on a machine whose other work uses PostgreSQL too. Backends that
+/// end between two samples are not counted; the data plane's pool keeps its connections.
+pub fn database_backend_ticks(database: &str) -> u64 {
+    pids_named("postgres")
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|title| {
+                String::from_utf8_lossy(&title).split(|c: char| c.is_whitespace() || c == '\0').any(|w| w == database)
+            })
+        })
+        .filter_map(process_ticks)
+        .sum()
+}
+
 /// Busy and total jiffies of the whole machine, from the first line of `/proc/stat`.
 pub fn parse_machine_jiffies(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
@@ -118,6 +133,11 @@ impl Watch {
             machine_busy,
             machine_total,
         }
+    }
+
+    /// `ticks` of CPU over `secs` seconds as a percentage (100 = one core).
+    pub fn ticks_percent(&self, ticks: u64, secs: f64) -> f64 {
+        ticks as f64 / self.ticks_per_sec / secs.max(1e-6) * 100.0
     }
 
     pub fn dataplane_rss_mib(&self) -> f64 {

@@ -1,14 +1,21 @@
-//! The device's local keystore: its secret keys and the conversation keys it has unwrapped.
+//! The device's local keystore: its secret keys, its user's identity key, the identity keys it
+//! pinned for others, and the conversation keys it has unwrapped.
 //!
 //! One JSON file (byte fields in base64url, like the wire protocol):
 //!
 //! ```json
 //! {
-//!   "version": 1,
+//!   "version": 2,
 //!   "device": { "device_id": "…uuid or null…", "x25519_secret_key": "…", "ed25519_secret_key": "…" },
+//!   "identity_seed": "…or absent until the device has its user's identity key…",
+//!   "link_seed": "…the one-time link key while waiting for the identity key, else absent…",
+//!   "trust": { "pins": { "…user id…": { "key": [32 bytes], "verified": false } } },
+//!   "mls_state": "…the MLS side's storage (key packages' private keys, group states), or absent…",
 //!   "conversation_keys": [ { "conversation_id": "…", "generation": 1, "key": "…" } ]
 //! }
 //! ```
+//!
+//! A version 1 file (no identity fields) is read as one whose device has no identity key yet.
 //!
 //! Anyone who reads this file reads every conversation the device is in, so:
 //! - it is created with mode `0600` (set explicitly, whatever the umask), and loading refuses a
@@ -32,9 +39,12 @@ use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::crypto::{ConversationKey, CryptoError, DeviceKeys};
+use crate::mls::IdentityKey;
+use crate::mls::TrustStore;
+use crate::mls::transfer::LinkSecret;
 
 /// The keystore file format this client reads and writes.
-pub const KEYSTORE_VERSION: u32 = 1;
+pub const KEYSTORE_VERSION: u32 = 2;
 
 /// Why the keystore could not be created, loaded or saved.
 #[derive(Debug, Error)]
@@ -96,13 +106,26 @@ pub struct Keystore {
     path: PathBuf,
     device: DeviceKeys,
     device_id: Option<Uuid>,
+    identity: Option<IdentityKey>,
+    link: Option<LinkSecret>,
+    trust: TrustStore,
+    mls_state: Option<Zeroizing<Vec<u8>>>,
     conversation_keys: BTreeMap<(Uuid, u32), ConversationKey>,
 }
 
 impl Keystore {
     /// Creates a new keystore file at `path` for `device`; fails if the file exists.
     pub fn create(path: impl Into<PathBuf>, device: DeviceKeys) -> Result<Self, KeystoreError> {
-        let keystore = Self { path: path.into(), device, device_id: None, conversation_keys: BTreeMap::new() };
+        let keystore = Self {
+            path: path.into(),
+            device,
+            device_id: None,
+            identity: None,
+            link: None,
+            trust: TrustStore::default(),
+            mls_state: None,
+            conversation_keys: BTreeMap::new(),
+        };
         if keystore.path.try_exists().map_err(|source| keystore.io(source))? {
             return Err(KeystoreError::AlreadyExists(keystore.path));
         }
@@ -121,7 +144,7 @@ impl Keystore {
         file.read_to_string(&mut text).map_err(io)?;
         let stored: StoredKeystore =
             serde_json::from_str(&text).map_err(|source| KeystoreError::Malformed { path: path.clone(), source })?;
-        if stored.version != KEYSTORE_VERSION {
+        if !(1..=KEYSTORE_VERSION).contains(&stored.version) {
             return Err(KeystoreError::UnsupportedVersion { path, found: stored.version });
         }
         let device = DeviceKeys::from_secret_bytes(&stored.device.x25519_secret_key, &stored.device.ed25519_secret_key);
@@ -131,7 +154,16 @@ impl Keystore {
                 .map_err(|source| KeystoreError::InvalidKey { path: path.clone(), source })?;
             conversation_keys.insert((key.conversation_id(), key.generation()), key);
         }
-        Ok(Self { path, device, device_id: stored.device.device_id, conversation_keys })
+        Ok(Self {
+            path,
+            device,
+            device_id: stored.device.device_id,
+            identity: stored.identity_seed.as_ref().map(IdentityKey::from_seed),
+            link: stored.link_seed.as_ref().map(LinkSecret::from_seed),
+            trust: stored.trust.clone(),
+            mls_state: stored.mls_state.clone().map(Zeroizing::new),
+            conversation_keys,
+        })
     }
 
     /// Writes the keystore atomically (temporary file, sync, rename) with mode `0600`.
@@ -144,6 +176,10 @@ impl Keystore {
                 x25519_secret_key: *x25519_secret_key,
                 ed25519_secret_key: *ed25519_secret_key,
             },
+            identity_seed: self.identity.as_ref().map(|identity| *identity.seed()),
+            link_seed: self.link.as_ref().map(|link| *link.seed()),
+            trust: self.trust.clone(),
+            mls_state: self.mls_state.as_ref().map(|state| state.to_vec()),
             conversation_keys: self
                 .conversation_keys
                 .values()
@@ -179,6 +215,48 @@ impl Keystore {
         self.device_id = Some(device_id);
     }
 
+    /// The user's identity key, once this device has it (made here, or received from another
+    /// device of the user's).
+    pub fn identity(&self) -> Option<&IdentityKey> {
+        self.identity.as_ref()
+    }
+
+    /// Keeps the user's identity key; the pending link key, if any, is no longer needed.
+    pub fn set_identity(&mut self, identity: IdentityKey) {
+        self.identity = Some(identity);
+        self.link = None;
+    }
+
+    /// The one-time link key this device waits for its identity key with.
+    pub fn link(&self) -> Option<&LinkSecret> {
+        self.link.as_ref()
+    }
+
+    /// Keeps a one-time link key (replacing an earlier one).
+    pub fn set_link(&mut self, link: LinkSecret) {
+        self.link = Some(link);
+    }
+
+    /// The identity keys this client pinned for other users.
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
+    }
+
+    /// The pins, to check or change them (saved by the next [`Self::save`]).
+    pub fn trust_mut(&mut self) -> &mut TrustStore {
+        &mut self.trust
+    }
+
+    /// What the device's MLS side stored ([`crate::mls::Device::snapshot`]), if anything yet.
+    pub fn mls_state(&self) -> Option<&[u8]> {
+        self.mls_state.as_deref().map(Vec::as_slice)
+    }
+
+    /// Replaces the MLS side's stored state (saved by the next [`Self::save`]).
+    pub fn set_mls_state(&mut self, state: Zeroizing<Vec<u8>>) {
+        self.mls_state = Some(state);
+    }
+
     /// Keeps a conversation key (typically just unwrapped), replacing any for the same
     /// conversation and generation.
     pub fn insert_key(&mut self, key: ConversationKey) {
@@ -211,6 +289,8 @@ impl fmt::Debug for Keystore {
             .field("path", &self.path)
             .field("device", &self.device)
             .field("device_id", &self.device_id)
+            .field("identity", &self.identity.as_ref().map(IdentityKey::public))
+            .field("link_pending", &self.link.is_some())
             .field("conversation_keys", &self.conversation_keys.len())
             .finish()
     }
@@ -220,6 +300,16 @@ impl fmt::Debug for Keystore {
 struct StoredKeystore {
     version: u32,
     device: StoredDevice,
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    identity_seed: Option<[u8; 32]>,
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    link_seed: Option<[u8; 32]>,
+    // Public keys only.
+    #[zeroize(skip)]
+    #[serde(default)]
+    trust: TrustStore,
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    mls_state: Option<Vec<u8>>,
     conversation_keys: Vec<StoredKey>,
 }
 

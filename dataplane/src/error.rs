@@ -57,7 +57,8 @@ error_codes! {
     ChannelNameTaken = "channel_name_taken", CONFLICT;
     ContactBlocked = "contact_blocked", CONFLICT;
     ContactRefused = "contact_refused", FORBIDDEN;
-    /// The database pool is exhausted: retry after `Retry-After`.
+    /// The database pool is exhausted, or the database cannot be reached for now (restarting,
+    /// connection lost): retry after `Retry-After`.
     DatabaseBusy = "database_busy", SERVICE_UNAVAILABLE;
     DirectConversation = "direct_conversation", CONFLICT;
     /// `email_delay_minutes` is outside 5..=10080 (a week).
@@ -70,6 +71,9 @@ error_codes! {
     EmailNotConfirmed = "email_not_confirmed", FORBIDDEN;
     EmailTaken = "email_taken", CONFLICT;
     GuestAccessDisabled = "guest_access_disabled", FORBIDDEN;
+    /// The account has another identity key (protocol v2): receive it from one of its devices,
+    /// or replace it explicitly.
+    IdentityExists = "identity_exists", CONFLICT;
     /// The uploaded bytes do not have the declared SHA-256.
     HashMismatch = "hash_mismatch", UNPROCESSABLE_ENTITY;
     InsufficientRole = "insufficient_role", FORBIDDEN;
@@ -77,6 +81,8 @@ error_codes! {
     /// The JSON body has the wrong shape (types, unknown or missing fields).
     InvalidBody = "invalid_body", UNPROCESSABLE_ENTITY;
     InvalidBotToken = "invalid_bot_token", UNAUTHORIZED;
+    /// A device credential is malformed, names another user or device, or does not verify.
+    InvalidCredential = "invalid_credential", UNPROCESSABLE_ENTITY;
     InvalidCredentials = "invalid_credentials", UNAUTHORIZED;
     /// An emailed token (email confirmation, password reset) is unknown, used or expired.
     InvalidEmailedToken = "invalid_emailed_token", BAD_REQUEST;
@@ -88,6 +94,9 @@ error_codes! {
     InvalidLocale = "invalid_locale", UNPROCESSABLE_ENTITY;
     /// `muted_until` is in the past or more than a year ahead.
     InvalidMuteUntil = "invalid_mute_until", UNPROCESSABLE_ENTITY;
+    /// Bytes are not the MLS message they are said to be (details: the field and why): not MLS
+    /// 1.0, another kind of message, another conversation's group, another epoch or cipher suite.
+    InvalidMlsMessage = "invalid_mls_message", UNPROCESSABLE_ENTITY;
     InvalidPath = "invalid_path", BAD_REQUEST;
     /// Quiet hours need `start` and `end` as different `HH:MM` times.
     InvalidQuietHours = "invalid_quiet_hours", UNPROCESSABLE_ENTITY;
@@ -207,7 +216,7 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ErrorDetails {
-    /// `validation_failed`: the field and what is wrong with it.
+    /// `validation_failed`, `invalid_mls_message`: the field and what is wrong with it.
     Field { field: Cow<'static, str>, reason: Cow<'static, str> },
     /// `rotation_required`, `stale_generation`, `unknown_generation`, `not_next_generation`.
     KeyGeneration { current_key_generation: i32 },
@@ -260,6 +269,13 @@ impl ApiError {
     pub fn validation(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         let message = message.into();
         Self::new(ErrorCode::ValidationFailed, format!("{field}: {message}"))
+            .with_details(ErrorDetails::Field { field: field.into(), reason: message })
+    }
+
+    /// `invalid_mls_message` for `field`.
+    pub fn invalid_mls(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        let message = message.into();
+        Self::new(ErrorCode::InvalidMlsMessage, format!("{field}: {message}"))
             .with_details(ErrorDetails::Field { field: field.into(), reason: message })
     }
 
@@ -317,8 +333,26 @@ impl From<sqlx::Error> for ApiError {
             tracing::error!(error = %err, "database pool exhausted");
             return Self::new(ErrorCode::DatabaseBusy, "the service is overloaded, try again shortly").retry_after(1);
         }
+        if database_unreachable(&err) {
+            tracing::error!(error = %err, "database unreachable");
+            return Self::new(ErrorCode::DatabaseBusy, "the database is unavailable, try again shortly").retry_after(1);
+        }
         tracing::error!(error = %err, "database error");
         Self::internal()
+    }
+}
+
+/// The database went away under the request (a restart, a failover, a lost connection) or does
+/// not accept connections yet: nothing was committed by a statement that failed so, and the same
+/// request may succeed once it is back, so it is answered as retryable rather than as our bug.
+fn database_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01-57P03: admin or crash shutdown, cannot connect now.
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
     }
 }
 
@@ -368,6 +402,15 @@ mod tests {
         assert_eq!(retry.as_deref(), Some("42"));
         assert_eq!(json["error"]["code"], "rate_limited");
         assert_eq!(json["error"]["details"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn a_database_that_went_away_is_retryable() {
+        let lost = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer"));
+        let (status, retry, json) = body(ApiError::from(lost)).await;
+        assert_eq!((status, retry.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("1")));
+        assert_eq!(json["error"]["code"], "database_busy");
+        assert!(!json.to_string().contains("reset by peer"));
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ mod devices;
 pub mod error;
 mod extract;
 mod health;
+mod identity;
 mod keypackages;
 mod limits;
 mod mail;
@@ -65,6 +66,7 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(bots::router())
         .merge(devices::router())
         .merge(keypackages::router())
+        .merge(identity::router())
         .merge(tenancy::router())
         .merge(conversations::router())
         .merge(messages::router())

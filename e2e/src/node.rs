@@ -549,6 +549,32 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
         Ok(addr)
     }
 
+    /// Makes a host loopback service (PostgreSQL, Redis, a mail relay) reachable from pods as
+    /// `<name>.<namespace>.svc.cluster.local:<relay port>`: a Service without selector whose
+    /// EndpointSlice is this node's relay to the loopback port. Returns that host name and port.
+    pub fn host_service(
+        &mut self,
+        plane: &ControlPlane,
+        namespace: &str,
+        name: &str,
+        loopback_port: u16,
+    ) -> Result<(String, u16)> {
+        let relay = self.relay(loopback_port)?;
+        let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+             "spec": {"ports": [{"name": "tcp", "port": relay.port(), "protocol": "TCP"}]}},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {"name": format!("{name}-host"), "namespace": namespace,
+                          "labels": {"kubernetes.io/service-name": name}},
+             "addressType": "IPv4",
+             "endpoints": [{"addresses": [relay.ip().to_string()], "conditions": {"ready": true}}],
+             "ports": [{"name": "tcp", "port": relay.port(), "protocol": "TCP"}]},
+        ]});
+        plane.kubectl_stdin(&["apply", "-f", "-"], &objects.to_string()).context("the host Service")?;
+        self.wait_service_programmed(namespace, name)?;
+        Ok((format!("{name}.{namespace}.svc.cluster.local"), relay.port()))
+    }
+
     /// Builds the project's images (`scripts/images.sh`: cargo rebuilds only what changed, so
     /// the pods run this tree's code) and imports them into this containerd.
     fn import_images(&self) -> Result<()> {

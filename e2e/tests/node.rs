@@ -18,23 +18,12 @@ async fn a_job_from_the_data_plane_image_runs_on_the_node_and_reaches_postgres_b
     // PostgreSQL stays on the host's loopback; pods reach it as `postgres.default.svc` (a
     // Service without selector whose EndpointSlice is the node link's relay).
     let pg = parse_pg_url(&stack.owner_url()).expect("url");
-    let relay = node.relay(pg.port.parse().expect("port")).expect("relay");
-    let in_cluster_url = format!(
-        "postgres://{}:{}@postgres.default.svc.cluster.local:{}/{}",
-        pg.username, pg.password, pg.port, pg.dbname
-    );
-    let service = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres"},
-         "spec": {"ports": [{"name": "pg", "port": relay.port(), "protocol": "TCP"}]}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": "postgres-host", "labels": {"kubernetes.io/service-name": "postgres"}},
-         "addressType": "IPv4",
-         "endpoints": [{"addresses": [relay.ip().to_string()], "conditions": {"ready": true}}],
-         "ports": [{"name": "pg", "port": relay.port(), "protocol": "TCP"}]},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"uri": in_cluster_url}},
-    ]});
-    plane.kubectl_stdin(&["apply", "-f", "-"], &service.to_string()).expect("apply the Service");
-    node.wait_service_programmed("default", "postgres").expect("kube-proxy programs the Service");
+    let (host, port) =
+        node.host_service(&plane, "default", "postgres", pg.port.parse().expect("port")).expect("host Service");
+    assert_eq!(host, "postgres.default.svc.cluster.local");
+    let in_cluster_url = format!("postgres://{}:{}@{host}:{port}/{}", pg.username, pg.password, pg.dbname);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"uri": in_cluster_url}});
+    plane.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string()).expect("apply the Secret");
     let job = json!(
     {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
      "spec": {"backoffLimit": 0, "template": {"spec": {
@@ -100,24 +89,17 @@ async fn the_charts_operator_runs_as_a_pod_from_its_image_and_takes_the_lease() 
     let mut node = Node::start(&plane, net).expect("node");
     let stack = Stack::new("conclave_test").await.expect("stack");
     let pg = parse_pg_url(&stack.owner_url()).expect("url");
-    let relay = node.relay(pg.port.parse().expect("port")).expect("relay");
 
     plane.kubectl(&["create", "namespace", OPERATOR_NAMESPACE]).expect("namespace");
     let ns = OPERATOR_NAMESPACE;
-    let in_cluster =
-        format!("postgres://{}:{}@postgres.{ns}.svc.cluster.local:{}/{}", pg.username, pg.password, pg.port, pg.dbname);
-    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres", "namespace": ns},
-         "spec": {"ports": [{"name": "pg", "port": relay.port(), "protocol": "TCP"}]}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": "postgres-host", "namespace": ns, "labels": {"kubernetes.io/service-name": "postgres"}},
-         "addressType": "IPv4",
-         "endpoints": [{"addresses": [relay.ip().to_string()], "conditions": {"ready": true}}],
-         "ports": [{"name": "pg", "port": relay.port(), "protocol": "TCP"}]},
-        cnpg_app_secret(OPERATOR_DB_SECRET, ns, &in_cluster).expect("secret"),
-    ]});
-    plane.kubectl_stdin(&["apply", "-f", "-"], &objects.to_string()).expect("apply");
-    node.wait_service_programmed(ns, "postgres").expect("kube-proxy programs the Service");
+    let (host, port) = node.host_service(&plane, ns, "postgres", pg.port.parse().expect("port")).expect("host Service");
+    let in_cluster = format!("postgres://{}:{}@{host}:{port}/{}", pg.username, pg.password, pg.dbname);
+    plane
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            &cnpg_app_secret(OPERATOR_DB_SECRET, ns, &in_cluster).expect("secret").to_string(),
+        )
+        .expect("apply");
 
     chart::install(&plane, &["operator.image.pullPolicy=Never", "operator.logFormat=json"]).expect("helm install");
     let rollout = plane.kubectl(&["-n", ns, "rollout", "status", "deployment/conclave-operator", "--timeout=120s"]);
@@ -163,173 +145,40 @@ async fn the_charts_operator_runs_as_a_pod_from_its_image_and_takes_the_lease() 
     node.stop().expect("the node leaves nothing behind");
 }
 
-/// A host service (PostgreSQL, Redis) as a Service without selector in `namespace`, whose
-/// EndpointSlice is the node link's relay to its loopback port; returns the in-cluster host name.
-fn host_service(plane: &ControlPlane, node: &mut Node, namespace: &str, name: &str, loopback_port: u16) -> String {
-    let relay = node.relay(loopback_port).expect("relay");
-    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
-         "spec": {"ports": [{"name": "tcp", "port": relay.port(), "protocol": "TCP"}]}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": format!("{name}-host"), "namespace": namespace, "labels": {"kubernetes.io/service-name": name}},
-         "addressType": "IPv4",
-         "endpoints": [{"addresses": [relay.ip().to_string()], "conditions": {"ready": true}}],
-         "ports": [{"name": "tcp", "port": relay.port(), "protocol": "TCP"}]},
-    ]});
-    plane.kubectl_stdin(&["apply", "-f", "-"], &objects.to_string()).expect("apply the host Service");
-    node.wait_service_programmed(namespace, name).expect("kube-proxy programs the Service");
-    format!("{name}.{namespace}.svc.cluster.local")
-}
-
-/// The example DataPlane, reconciled by the chart's operator pod, runs on the node: its
-/// migration Job runs as a Job, its data-plane pods (from the image) become Ready through their
-/// probes, the DataPlane reports Ready; the HPA is accepted. Deleting the DataPlane lets the
-/// controller manager's garbage collector remove its Deployment, Service, ConfigMap and
-/// PodDisruptionBudget by owner reference.
+/// The example DataPlane, reconciled by the chart's operator pod, runs on the node
+/// (`System`, as the platform scenario and the demo run it): its migration Job runs as a Job,
+/// its data-plane pods (from the image) become Ready through their probes and are the Service's
+/// ready endpoints, the DataPlane reports Ready; the HPA is accepted. The PodDisruptionBudget is
+/// honoured by the eviction API, a SIGKILLed container is restarted, a deleted operator pod is
+/// replaced and leads. Deleting the DataPlane lets the controller manager's garbage collector
+/// remove its Deployment, Service, ConfigMap and PodDisruptionBudget by owner reference.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dataplane_runs_as_pods_and_the_garbage_collector_removes_it_on_delete() {
-    use conclave_e2e::chart::{self, OPERATOR_DB_SECRET};
     use conclave_e2e::control_plane::OPERATOR_NAMESPACE;
-    use conclave_e2e::stack::{cnpg_app_secret, redis_secret};
-    const TENANTS: &str = "tenants";
+    use conclave_e2e::system::{System, TENANTS};
+    use std::time::{Duration, Instant};
 
-    let net = NodeNet::create().expect("node network");
-    let plane = ControlPlane::start_for_node(net.access()).expect("control plane");
-    let mut node = Node::start(&plane, net).expect("node");
-    let stack = Stack::new("conclave_test").await.expect("stack");
-    let pg = parse_pg_url(&stack.owner_url()).expect("url");
-    let redis_port: u16 = stack
-        .redis_url
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .expect("redis port");
-
-    for ns in [OPERATOR_NAMESPACE, TENANTS] {
-        plane.kubectl(&["create", "namespace", ns]).expect("namespace");
-    }
-    let pg_port: u16 = pg.port.parse().expect("port");
-    let op_pg = host_service(&plane, &mut node, OPERATOR_NAMESPACE, "postgres", pg_port);
-    let url = |host: &str| format!("postgres://{}:{}@{host}:{}/{}", pg.username, pg.password, pg.port, pg.dbname);
-    plane
-        .kubectl_stdin(
-            &["apply", "-f", "-"],
-            &cnpg_app_secret(OPERATOR_DB_SECRET, OPERATOR_NAMESPACE, &url(&op_pg)).expect("secret").to_string(),
-        )
-        .expect("operator db secret");
-    let tenant_pg = host_service(&plane, &mut node, TENANTS, "postgres", pg_port);
-    let tenant_redis = host_service(&plane, &mut node, TENANTS, "redis", redis_port);
-    let redis_url = stack.redis_url.replace("127.0.0.1", &tenant_redis);
-    plane
-        .kubectl_stdin(
-            &["apply", "-f", "-"],
-            &cnpg_app_secret("conclave-db-app", TENANTS, &url(&tenant_pg)).expect("secret").to_string(),
-        )
-        .expect("tenant db secret");
-    plane
-        .kubectl_stdin(&["apply", "-f", "-"], &redis_secret("conclave-redis", TENANTS, &redis_url).to_string())
-        .expect("redis secret");
-
-    chart::install(
-        &plane,
-        &[&format!("operator.atRestKeySecret={TENANTS}/conclave-at-rest-key"), "operator.logFormat=json"],
-    )
-    .expect("helm install");
-    plane
-        .kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/conclave-operator", "--timeout=120s"])
-        .expect("the operator pod is available");
-
-    // The example DataPlane, with a smaller CPU request so two replicas fit the two-core node.
-    let manifest = std::fs::read_to_string(conclave_e2e::tools::repo_root().join("examples/dataplane.yaml"))
-        .expect("example")
-        .replace("requests: {cpu: 250m, memory: 256Mi}", "requests: {cpu: 50m, memory: 64Mi}");
-    plane.kubectl_stdin(&["-n", TENANTS, "apply", "-f", "-"], &manifest).expect("apply the DataPlane");
-    let ready =
-        plane.kubectl(&["-n", TENANTS, "wait", "--for=condition=Ready", "--timeout=240s", "dataplane/conclave"]);
+    let mut sys = System::start(None, conclave_testkit::TEST_PREFIX).await.expect("node, control plane, stack");
+    sys.install_chart_and_operator().await.unwrap_or_else(|e| panic!("{e:#}"));
+    sys.deploy_dataplane().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let plane = &sys.plane;
     let everything =
         plane.kubectl(&["-n", TENANTS, "get", "jobs,deploy,pods,svc,hpa,pdb,cm", "-o", "wide"]).unwrap_or_default();
-    let op_logs =
-        plane.kubectl(&["-n", OPERATOR_NAMESPACE, "logs", "deployment/conclave-operator"]).unwrap_or_default();
-    assert!(ready.is_ok(), "the DataPlane was not Ready: {ready:?}\n{everything}\n{op_logs}");
     eprintln!("[e2e] the DataPlane runs on the node:\n{everything}");
 
     // The migration Job ran as a Job; two data-plane pods are Ready and are the Service's endpoints.
     let succeeded =
         plane.kubectl(&["-n", TENANTS, "get", "jobs", "-o", "jsonpath={.items[*].status.succeeded}"]).expect("jobs");
     assert!(succeeded.split_whitespace().any(|n| n == "1"), "no migration Job succeeded: {succeeded:?}\n{everything}");
-    // The HPA scales the Deployment to its two minimum replicas; both become the Service's ready
-    // endpoints once their readiness probes pass.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let endpoints = loop {
-        let endpoints = plane
-            .kubectl(&[
-                "-n",
-                TENANTS,
-                "get",
-                "endpointslices",
-                "-l",
-                "kubernetes.io/service-name=conclave",
-                "-o",
-                "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
-            ])
-            .expect("endpoints");
-        if endpoints.split_whitespace().count() == 2 || std::time::Instant::now() > deadline {
-            break endpoints;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
-    let everything = plane.kubectl(&["-n", TENANTS, "get", "deploy,pods,hpa", "-o", "wide"]).unwrap_or_default();
-    assert_eq!(endpoints.split_whitespace().count(), 2, "ready endpoints: {endpoints:?}\n{everything}");
-    eprintln!("[e2e] two data-plane pods are the Service's ready endpoints: {endpoints}");
+    eprintln!("[e2e] two data-plane pods are the Service's ready endpoints: {:?}", sys.ready_endpoints());
     plane.kubectl(&["-n", TENANTS, "get", "hpa", "conclave"]).expect("the HPA is accepted");
-
-    let ready_endpoints = |want: usize| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            let endpoints = plane
-                .kubectl(&[
-                    "-n",
-                    TENANTS,
-                    "get",
-                    "endpointslices",
-                    "-l",
-                    "kubernetes.io/service-name=conclave",
-                    "-o",
-                    "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
-                ])
-                .unwrap_or_default();
-            if endpoints.split_whitespace().count() == want {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "not {want} ready endpoints: {endpoints:?}");
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-    };
-    let server_pods = || {
-        plane
-            .kubectl(&[
-                "-n",
-                TENANTS,
-                "get",
-                "pods",
-                "-l",
-                "app.kubernetes.io/component=server",
-                "--field-selector=status.phase=Running",
-                "-o",
-                "jsonpath={.items[*].metadata.name}",
-            ])
-            .expect("pods")
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
 
     // The PodDisruptionBudget (maxUnavailable 1) is honoured by the eviction API: one of the two
     // replicas may be evicted, the second not while the first is gone.
-    let pods = server_pods();
+    let pods = sys.running_pods(TENANTS, "server");
     assert_eq!(pods.len(), 2, "{pods:?}");
     // (once the disruption controller has counted both healthy replicas)
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let allowed = plane
             .kubectl(&["-n", TENANTS, "get", "pdb", "conclave", "-o", "jsonpath={.status.disruptionsAllowed}"])
@@ -337,8 +186,8 @@ async fn a_dataplane_runs_as_pods_and_the_garbage_collector_removes_it_on_delete
         if allowed == "1" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the PDB never allowed a disruption ({allowed:?})");
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(Instant::now() < deadline, "the PDB never allowed a disruption ({allowed:?})");
+        std::thread::sleep(Duration::from_millis(500));
     }
     let evict = |pod: &str| {
         let body =
@@ -352,7 +201,7 @@ async fn a_dataplane_runs_as_pods_and_the_garbage_collector_removes_it_on_delete
     let refused = evict(&pods[1]).expect_err("the second eviction must wait for the budget");
     assert!(refused.to_string().contains("disruption budget"), "{refused}");
     eprintln!("[e2e] eviction: one replica evicted, the second refused by the PodDisruptionBudget");
-    ready_endpoints(2);
+    sys.wait_ready_endpoints(2, Duration::from_secs(120)).await.expect("two endpoints again");
 
     // A data-plane container killed (SIGKILL, through containerd) is restarted by the kubelet. The
     // pod whose eviction was refused is the one to kill: the evicted one may still be listed while
@@ -362,8 +211,8 @@ async fn a_dataplane_runs_as_pods_and_the_garbage_collector_removes_it_on_delete
         .kubectl(&["-n", TENANTS, "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"])
         .expect("container id");
     let container_id = container_id.trim_start_matches("containerd://");
-    node.ctr(&["tasks", "kill", "--signal", "SIGKILL", container_id]).expect("kill the container");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    sys.node.ctr(&["tasks", "kill", "--signal", "SIGKILL", container_id]).expect("kill the container");
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let restarts = plane
             .kubectl(&["-n", TENANTS, "get", "pod", &pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"])
@@ -371,62 +220,23 @@ async fn a_dataplane_runs_as_pods_and_the_garbage_collector_removes_it_on_delete
         if restarts.parse::<u32>().is_ok_and(|count| count >= 1) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the killed container was not restarted ({restarts:?})");
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(Instant::now() < deadline, "the killed container was not restarted ({restarts:?})");
+        std::thread::sleep(Duration::from_millis(500));
     }
-    ready_endpoints(2);
+    sys.wait_ready_endpoints(2, Duration::from_secs(120)).await.expect("two endpoints again");
     eprintln!("[e2e] a data-plane container killed with SIGKILL was restarted by the kubelet; two endpoints again");
 
     // The operator's pod deleted: its replacement takes the Lease.
-    let operator_pods = |phase: &str| {
-        plane
-            .kubectl(&[
-                "-n",
-                OPERATOR_NAMESPACE,
-                "get",
-                "pods",
-                "-l",
-                "app.kubernetes.io/component=operator",
-                &format!("--field-selector=status.phase={phase}"),
-                "-o",
-                "jsonpath={.items[*].metadata.name}",
-            ])
-            .unwrap_or_default()
-    };
-    let old_operator = operator_pods("Running");
-    plane.kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "pod", old_operator.trim(), "--wait=true"]).expect("delete");
-    plane
-        .kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/conclave-operator", "--timeout=120s"])
-        .expect("a new operator pod");
-    let new_operator = operator_pods("Running");
-    assert_ne!(new_operator.trim(), old_operator.trim());
-    conclave_e2e::operator::wait_for_leader(&plane, new_operator.trim(), std::time::Duration::from_secs(90))
-        .await
-        .expect("the new operator pod takes the Lease");
-    eprintln!("[e2e] the operator pod deleted: {} took the Lease", new_operator.trim());
+    let old_operator = sys.running_pods(OPERATOR_NAMESPACE, "operator");
+    assert_eq!(old_operator.len(), 1, "{old_operator:?}");
+    plane.kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "pod", &old_operator[0], "--wait=true"]).expect("delete");
+    let new_operator = sys.wait_operator_leading(Duration::from_secs(120)).await.expect("a new operator pod leads");
+    assert_ne!(new_operator, old_operator[0]);
+    eprintln!("[e2e] the operator pod deleted: {new_operator} took the Lease");
 
     // Deleting the DataPlane: the garbage collector removes what it owns.
-    let owned = plane
-        .kubectl(&[
-            "-n",
-            TENANTS,
-            "get",
-            "deploy,svc,cm,pdb",
-            "-l",
-            "app.kubernetes.io/instance=conclave",
-            "-o",
-            "name",
-        ])
-        .expect("owned objects");
-    for kind in ["deployment.apps/", "service/", "configmap/", "poddisruptionbudget.policy/"] {
-        assert!(owned.contains(kind), "no {kind} owned by the DataPlane before its deletion: {owned}");
-    }
-    plane
-        .kubectl(&["-n", TENANTS, "delete", "dataplane", "conclave", "--wait=true", "--timeout=120s"])
-        .expect("delete");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let left = plane
+    let owned = || {
+        plane
             .kubectl(&[
                 "-n",
                 TENANTS,
@@ -437,19 +247,29 @@ async fn a_dataplane_runs_as_pods_and_the_garbage_collector_removes_it_on_delete
                 "-o",
                 "name",
             ])
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    let before = owned();
+    for kind in ["deployment.apps/", "service/", "configmap/", "poddisruptionbudget.policy/"] {
+        assert!(before.contains(kind), "no {kind} owned by the DataPlane before its deletion: {before}");
+    }
+    plane
+        .kubectl(&["-n", TENANTS, "delete", "dataplane", "conclave", "--wait=true", "--timeout=120s"])
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = owned();
         let left: Vec<&str> = left.lines().filter(|l| !l.contains("kube-root-ca")).collect();
         if left.is_empty() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the garbage collector left {left:?}");
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(Instant::now() < deadline, "the garbage collector left {left:?}");
+        std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!("[e2e] deleting the DataPlane removed its Deployment, Service, ConfigMap and PDB (garbage collector)");
 
-    let op_logs =
-        plane.kubectl(&["-n", OPERATOR_NAMESPACE, "logs", "deployment/conclave-operator"]).expect("operator log");
+    let op_logs = plane.kubectl(&["-n", OPERATOR_NAMESPACE, "logs", &new_operator]).expect("operator log");
     let errors: Vec<&str> = op_logs.lines().filter(|l| l.contains("\"level\":\"ERROR\"")).collect();
     assert!(errors.is_empty(), "the operator logged errors:\n{}", errors.join("\n"));
-    node.stop().expect("the node leaves nothing behind");
+    sys.stop().expect("the node leaves nothing behind");
 }

@@ -76,6 +76,11 @@ pub struct MemberDevice {
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub ed25519_public_key: [u8; 32],
+    /// The device's credential under its user's identity key (protocol v2, 133 bytes; see
+    /// [`crate::identity`]), once the device published it: what a client verifies the device with.
+    #[serde(with = "crate::b64::option", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url", min_length = 178, max_length = 178))]
+    pub credential: Option<[u8; crate::identity::CREDENTIAL_LEN]>,
 }
 
 /// One device's HPKE wrap of a generation's key.

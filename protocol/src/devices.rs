@@ -85,6 +85,10 @@ pub struct Device {
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub ed25519_public_key: [u8; 32],
+    /// The device's credential under the account's identity key (protocol v2), once published.
+    #[serde(with = "crate::b64::option", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url", min_length = 178, max_length = 178))]
+    pub credential: Option<[u8; crate::identity::CREDENTIAL_LEN]>,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,

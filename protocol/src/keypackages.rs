@@ -49,13 +49,19 @@ pub struct KeyPackageStock {
 }
 
 /// `POST /v1/organizations/{organization_id}/key-packages/claim`: one key package for every active
-/// device of these users (members of the organization).
+/// device of these users (members of the organization), or only for the devices named.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimKeyPackages {
     #[cfg_attr(feature = "utoipa", schema(min_items = 1, max_items = 100))]
     pub user_ids: Vec<Uuid>,
+    /// Only these devices of those users (a member adding the one device of a user that is not in
+    /// the group yet does not use up the packages of the others); all their active devices when
+    /// empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "utoipa", schema(max_items = 1000))]
+    pub device_ids: Vec<Uuid>,
 }
 
 /// A claimed key package and the device it is for.

@@ -12,6 +12,8 @@
 //!   so the server and the SDK (de)serialize one definition;
 //! - [`auth`], [`devices`] and [`tenancy`] hold the bodies of the account, session, device,
 //!   organization and workspace endpoints;
+//! - [`keypackages`], [`handshake`] and [`identity`] hold protocol v2's (MLS) key packages,
+//!   commits and identity chain;
 //! - [`rich`] holds the bodies of reactions, pins, attachments and presence;
 //! - [`notifications`] holds the bodies of notification preferences, profiles and unread counts;
 //! - [`limits`] holds the sizes the server enforces and the client must respect.
@@ -25,9 +27,11 @@ pub mod b64;
 pub mod devices;
 pub mod events;
 pub mod handshake;
+pub mod identity;
 pub mod keypackages;
 pub mod layout;
 pub mod limits;
+pub mod mls_wire;
 pub mod notifications;
 pub mod rich;
 pub mod tenancy;

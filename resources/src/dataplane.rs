@@ -168,6 +168,12 @@ pub struct RedisRef {
     /// The key holding a `redis://` or `rediss://` URL (default `url`).
     #[serde(default = "default_url_key")]
     pub url_key: String,
+    /// The prefix of every Redis key and channel the data plane uses (default `conclave`), so
+    /// several deployments can share one Redis without touching each other's rate limits,
+    /// presence or fan-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"))]
+    pub key_prefix: Option<String>,
 }
 
 fn default_url_key() -> String {

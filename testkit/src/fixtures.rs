@@ -186,6 +186,12 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
         .bind(org).bind(conv).bind(message_id).bind(user_id).bind(digest("blob")).bind(format!("{slug}/blob-1")).execute(&mut *c).await?;
     sqlx::query("INSERT INTO message_reactions (organization_id, message_id, user_id, key_generation, nonce, ciphertext, value_tag) VALUES ($1, $2, $3, 1, $4, $5, $6)")
         .bind(org).bind(message_id).bind(user_id).bind(bytes(12, 13)).bind(bytes(20, 14)).bind(digest("thumbs-up")).execute(&mut *c).await?;
+    sqlx::query("INSERT INTO message_mentions (organization_id, message_id, mentioned_user_id) VALUES ($1, $2, $3)")
+        .bind(org)
+        .bind(message_id)
+        .bind(user_id)
+        .execute(&mut *c)
+        .await?;
     sqlx::query(
         "INSERT INTO message_pins (organization_id, conversation_id, message_id, pinned_by) VALUES ($1, $2, $3, $4)",
     )

@@ -104,6 +104,9 @@ pub enum Error {
     /// A cryptographic operation failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// Protocol v2 (MLS, the identity chain) refused something: an attack, or corrupt state.
+    #[error(transparent)]
+    Mls(#[from] crate::mls::MlsError),
     /// The local keystore could not be used.
     #[error(transparent)]
     Keystore(#[from] KeystoreError),

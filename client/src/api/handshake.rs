@@ -21,7 +21,18 @@ impl Client {
 
     /// `POST /v1/organizations/{org}/key-packages/claim`: one per active device of these users.
     pub async fn claim_key_packages(&self, org: Uuid, user_ids: Vec<Uuid>) -> Result<ClaimedKeyPackages> {
-        self.post(&format!("/v1/organizations/{org}/key-packages/claim"), &ClaimKeyPackages { user_ids }).await
+        self.claim_device_key_packages(org, user_ids, Vec::new()).await
+    }
+
+    /// `POST /v1/organizations/{org}/key-packages/claim`, for only `device_ids` of these users.
+    pub async fn claim_device_key_packages(
+        &self,
+        org: Uuid,
+        user_ids: Vec<Uuid>,
+        device_ids: Vec<Uuid>,
+    ) -> Result<ClaimedKeyPackages> {
+        self.post(&format!("/v1/organizations/{org}/key-packages/claim"), &ClaimKeyPackages { user_ids, device_ids })
+            .await
     }
 
     /// `POST .../conversations/{c}/commits`: a commit made in the conversation's current epoch.

@@ -20,6 +20,7 @@ mod auth;
 mod conversations;
 mod error;
 mod handshake;
+mod identity;
 mod notifications;
 mod rich;
 mod tenancy;

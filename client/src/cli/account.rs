@@ -104,13 +104,20 @@ pub(super) async fn login(
         tokens: Tokens { access_token: pair.access_token.clone(), refresh_token: pair.refresh_token.clone() },
     };
     ctx.profile.save_session(&session)?;
+    if !ctx.json() {
+        let what = if registered.is_none() { "new device registered" } else { "existing device" };
+        writeln!(ctx.out, "Signed in as {} on device {} ({what}).", session.email, pair.device_id)?;
+    }
+    let (_, messenger) = ctx.messenger()?;
+    let identity = super::identity::ensure(ctx, &messenger).await.map_err(|err| {
+        err.context("signed in, but this device's identity key could not be set up (retry with `conclave identity`)")
+    })?;
     if ctx.json() {
         return ctx.print_json(&serde_json::json!({
-            "user_id": pair.user_id, "device_id": pair.device_id, "new_device": registered.is_none()
+            "user_id": pair.user_id, "device_id": pair.device_id, "new_device": registered.is_none(),
+            "identity": super::identity::state_json(&identity),
         }));
     }
-    let what = if registered.is_none() { "new device registered" } else { "existing device" };
-    writeln!(ctx.out, "Signed in as {} on device {} ({what}).", session.email, pair.device_id)?;
     Ok(())
 }
 

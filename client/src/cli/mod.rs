@@ -8,6 +8,7 @@
 
 mod account;
 mod chat;
+mod identity;
 mod notifications;
 mod organizations;
 mod output;
@@ -102,6 +103,25 @@ pub enum Command {
     Devices {
         #[command(subcommand)]
         action: Option<DevicesAction>,
+    },
+    /// This device's identity key: made on your first device, received from another of yours on
+    /// later ones (the signing in tells you how); `replace` starts a new one.
+    Identity {
+        #[command(subcommand)]
+        action: Option<IdentityAction>,
+    },
+    /// Show the safety number you share with someone, to compare with theirs; `--confirm` once equal.
+    Verify {
+        #[arg(long)]
+        org: String,
+        /// Their email or user id.
+        member: String,
+        /// You compared the numbers and they are equal: mark the key verified.
+        #[arg(long, conflicts_with = "accept_change")]
+        confirm: bool,
+        /// Their identity key changed and you made sure why: accept the new key (unverified).
+        #[arg(long)]
+        accept_change: bool,
     },
     /// List your organizations.
     Orgs,
@@ -263,6 +283,18 @@ pub enum DevicesAction {
     List,
     /// Revoke a device: its sessions end and its conversations rotate their keys.
     Revoke { id: uuid::Uuid },
+    /// Send your identity key, sealed, to your new device whose link code you enter here.
+    Link { code: String },
+}
+
+/// `conclave identity ...`
+#[derive(Debug, Subcommand)]
+pub enum IdentityAction {
+    /// Show (and complete) this device's identity key (the default).
+    Show,
+    /// Start a new identity key, when every device holding the old one is lost. Everyone you talk
+    /// to is warned that your key changed.
+    Replace,
 }
 
 /// `conclave conversations ...`
@@ -331,6 +363,17 @@ pub async fn run(cli: Cli, out: &mut dyn Write, prompt: &mut dyn Prompt) -> Resu
         Command::Whoami => account::whoami(&mut ctx).await,
         Command::Devices { action: None | Some(DevicesAction::List) } => account::devices(&mut ctx).await,
         Command::Devices { action: Some(DevicesAction::Revoke { id }) } => account::revoke(&mut ctx, id).await,
+        Command::Devices { action: Some(DevicesAction::Link { code }) } => identity::link(&mut ctx, &code).await,
+        Command::Identity { action: None | Some(IdentityAction::Show) } => identity::show(&mut ctx).await,
+        Command::Identity { action: Some(IdentityAction::Replace) } => identity::replace(&mut ctx).await,
+        Command::Verify { org, member, confirm, accept_change } => {
+            let action = match (confirm, accept_change) {
+                (true, _) => identity::Verify::Confirm,
+                (_, true) => identity::Verify::AcceptChange,
+                _ => identity::Verify::Show,
+            };
+            identity::verify(&mut ctx, &org, &member, action).await
+        }
         Command::Orgs => organizations::list(&mut ctx).await,
         Command::Workspaces { org } => organizations::workspaces(&mut ctx, &org).await,
         Command::Join { org, workspace } => organizations::join(&mut ctx, &org, &workspace).await,

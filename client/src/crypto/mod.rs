@@ -45,7 +45,7 @@ pub use reaction::{ReactionHeader, SealedReaction, open_reaction, reaction_value
 
 /// The HPKE suite of RFC 9180 the protocol uses: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
 /// ChaCha20-Poly1305 (ids 0x0020, 0x0001, 0x0003).
-mod suite {
+pub(crate) mod suite {
     pub(crate) type Kem = hpke::kem::X25519HkdfSha256;
     pub(crate) type Kdf = hpke::kdf::HkdfSha256;
     pub(crate) type Aead = hpke::aead::ChaCha20Poly1305;

@@ -119,9 +119,47 @@ fn a_keystore_of_another_format_version_is_refused() {
     let dir = TempDir::new();
     Keystore::create(dir.keystore(), device()).expect("create");
     let text = fs::read_to_string(dir.keystore()).expect("read");
-    fs::write(dir.keystore(), text.replace("\"version\": 1", "\"version\": 2")).expect("write");
-    let err = Keystore::load(dir.keystore()).expect_err("version 2");
-    assert!(matches!(err, KeystoreError::UnsupportedVersion { found: 2, .. }), "{err:?}");
+    fs::write(dir.keystore(), text.replace("\"version\": 2", "\"version\": 3")).expect("write");
+    let err = Keystore::load(dir.keystore()).expect_err("version 3");
+    assert!(matches!(err, KeystoreError::UnsupportedVersion { found: 3, .. }), "{err:?}");
+}
+
+#[test]
+fn a_version_1_keystore_is_read_as_a_device_without_identity() {
+    let dir = TempDir::new();
+    Keystore::create(dir.keystore(), device()).expect("create");
+    let text = fs::read_to_string(dir.keystore()).expect("read");
+    fs::write(dir.keystore(), text.replace("\"version\": 2", "\"version\": 1")).expect("write");
+    let keystore = Keystore::load(dir.keystore()).expect("version 1");
+    assert!(keystore.identity().is_none() && keystore.link().is_none());
+}
+
+#[test]
+fn the_identity_link_and_pins_survive_a_save() {
+    use crate::mls::transfer::LinkSecret;
+    use crate::mls::{IdentityKey, Trust};
+    let dir = TempDir::new();
+    let mut keystore = Keystore::create(dir.keystore(), device()).expect("create");
+    let link = LinkSecret::generate().expect("link");
+    keystore.set_link(LinkSecret::from_seed(link.seed()));
+    keystore.save().expect("save");
+    let device_id = Uuid::now_v7();
+    assert_eq!(
+        Keystore::load(dir.keystore()).expect("load").link().map(|l| l.code(device_id)),
+        Some(link.code(device_id))
+    );
+
+    let (identity, alice) = (IdentityKey::generate().expect("identity"), Uuid::now_v7());
+    let alices = IdentityKey::generate().expect("alice's").public();
+    keystore.set_identity(IdentityKey::from_seed(&identity.seed()));
+    assert_eq!(keystore.trust_mut().check(alice, &alices), Ok(Trust::New));
+    keystore.save().expect("save");
+    let mut loaded = Keystore::load(dir.keystore()).expect("load");
+    assert_eq!(loaded.identity().map(IdentityKey::public), Some(identity.public()));
+    assert!(loaded.link().is_none(), "the link key is dropped once the identity arrived");
+    assert_eq!(loaded.trust_mut().check(alice, &alices), Ok(Trust::Unverified));
+    let debug = format!("{loaded:?}");
+    assert!(!debug.contains(&b64::encode(*identity.seed())), "{debug}");
 }
 
 #[test]

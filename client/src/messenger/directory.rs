@@ -92,6 +92,7 @@ mod tests {
             device_id: Uuid::from_u128(u128::from(byte)),
             x25519_public_key: [byte; 32],
             ed25519_public_key: [byte; 32],
+            credential: None,
         }
     }
 

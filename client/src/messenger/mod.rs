@@ -25,6 +25,8 @@
 
 mod directory;
 mod files;
+mod identity;
+mod keypackages;
 mod listen;
 mod rich;
 
@@ -41,6 +43,8 @@ use uuid::Uuid;
 
 pub use directory::DeviceDirectory;
 pub use files::{DownloadedFile, media_type_for};
+pub use identity::{IdentityState, SafetyCheck};
+pub use keypackages::{KEY_PACKAGE_LOW_WATER, KEY_PACKAGE_TARGET};
 pub use listen::{ListenEvent, Listener, ListenerOptions};
 pub use rich::{ReactionValue, ReceivedReaction};
 
@@ -140,6 +144,9 @@ struct Inner {
     client: Client,
     keystore: Mutex<Keystore>,
     directory: Mutex<DeviceDirectory>,
+    /// This device's MLS side, built on first use (`keypackages.rs`). Locked before the keystore
+    /// whenever both are.
+    mls: Mutex<Option<Arc<crate::mls::Device>>>,
     user_id: Uuid,
     device_id: Uuid,
 }
@@ -166,6 +173,7 @@ impl Messenger {
                 client,
                 keystore: Mutex::new(keystore),
                 directory: Mutex::new(directory),
+                mls: Mutex::new(None),
                 user_id,
                 device_id,
             }),
@@ -535,6 +543,7 @@ impl Messenger {
                     device_id: d.id,
                     x25519_public_key: d.x25519_public_key,
                     ed25519_public_key: d.ed25519_public_key,
+                    credential: d.credential,
                 })
                 .collect();
             self.directory().remember(&own)?;

@@ -99,8 +99,15 @@ impl Device {
         roster: &Roster,
         trust: &mut TrustStore,
     ) -> Result<i32, DeliveryError> {
-        let claimed = client.claim_key_packages(at.organization_id, users).await?;
+        let claimed = client.claim_key_packages(at.organization_id, users.clone()).await?;
         let packages: Vec<Vec<u8>> = claimed.key_packages.into_iter().map(|p| p.key_package.0).collect();
+        // Only devices of the users asked for, checked before any of their identity keys is pinned.
+        for package in &packages {
+            let leaf = self.key_package_leaf(package)?;
+            if !users.contains(&leaf.user_id) {
+                return Err(MlsError::Unrequested { user_id: leaf.user_id, device_id: leaf.device_id }.into());
+            }
+        }
         let outgoing = self.add(group, &packages, roster, trust)?;
         self.push(client, at, group, outgoing).await
     }
@@ -136,7 +143,7 @@ impl Device {
         trust: &mut TrustStore,
     ) -> Result<MlsGroup, DeliveryError> {
         let welcome = client.welcome(at.organization_id, at.conversation_id).await?;
-        Ok(self.join(&welcome.welcome.0, roster, trust)?)
+        Ok(self.join_group(&welcome.welcome.0, Some(at.conversation_id), roster, trust)?)
     }
 
     /// Rejoins by external commit from the current group info (state lost, or too far behind).

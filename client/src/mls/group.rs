@@ -244,6 +244,12 @@ impl Device {
         Ok(package)
     }
 
+    /// The device a key package claims to be (its credential parsed, not yet verified).
+    pub(super) fn key_package_leaf(&self, bytes: &[u8]) -> Result<Leaf, MlsError> {
+        let package = self.validate_key_package(bytes)?;
+        DeviceCredential::decode(package.leaf_node().credential().serialized_content())
+    }
+
     /// Commits removing these devices (a member leaving, or removing another).
     pub fn remove(&self, group: &mut MlsGroup, devices: &[Uuid]) -> Result<Outgoing, MlsError> {
         let epoch = group.epoch().as_u64();
@@ -304,12 +310,27 @@ impl Device {
     /// Joins a group from a Welcome meant for this device, after checking every leaf of the
     /// group it describes.
     pub fn join(&self, welcome: &[u8], roster: &Roster, trust: &mut TrustStore) -> Result<MlsGroup, MlsError> {
+        self.join_group(welcome, None, roster, trust)
+    }
+
+    /// [`Self::join`], refusing a Welcome into another group than `expected`'s (the server handed
+    /// out another conversation's Welcome) before the group is stored.
+    pub(super) fn join_group(
+        &self,
+        welcome: &[u8],
+        expected: Option<Uuid>,
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<MlsGroup, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::MalformedMessage)?;
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
             return Err(MlsError::MalformedMessage);
         };
         let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
             .map_err(|e| MlsError::WelcomeRejected(e.to_string()))?;
+        if expected.is_some_and(|conversation| staged.group_context().group_id() != &group_id(conversation)) {
+            return Err(MlsError::WrongGroup);
+        }
         for member in staged.members() {
             verify_leaf(&member.credential, &member.signature_key, roster, trust)?;
         }
@@ -391,6 +412,7 @@ impl Device {
             )),
             _ => None,
         };
+        let external = matches!(processed.sender(), Sender::NewMemberCommit);
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 let sender = sender_leaf.ok_or(MlsError::UnauthorizedSender)??;
@@ -432,6 +454,15 @@ impl Device {
                     .filter_map(|p| group.member_at(p.remove_proposal().removed()))
                     .filter_map(|m| leaf_of(&m.credential))
                     .collect();
+                if external {
+                    // An external commit only brings back a device that is in the group (its old
+                    // leaf goes in the same commit): whoever holds the group info, the server
+                    // included, could otherwise join any device of anyone it lists as a member.
+                    let joiner = committer.ok_or(MlsError::UnauthorizedSender)?;
+                    if !removed.iter().any(|l| (l.user_id, l.device_id) == (joiner.user_id, joiner.device_id)) {
+                        return Err(MlsError::ExternalJoin { user_id: joiner.user_id, device_id: joiner.device_id });
+                    }
+                }
                 group.merge_staged_commit(&self.provider, *staged).map_err(mls("merging a commit"))?;
                 Ok(Incoming::Commit { epoch: group.epoch().as_u64(), committer, added, removed })
             }
@@ -561,13 +592,14 @@ pub fn verify_leaf(
     }
     let leaf = DeviceCredential::decode(credential.serialized_content())?;
     leaf.verify(signature_key)?;
-    trust.check(leaf.user_id, &leaf.identity_key)?;
     if !roster.members.contains(&leaf.user_id) {
         return Err(MlsError::NotAMember { user_id: leaf.user_id, device_id: leaf.device_id });
     }
     if roster.revoked.contains(&leaf.device_id) {
         return Err(MlsError::RevokedDevice { user_id: leaf.user_id, device_id: leaf.device_id });
     }
+    // Last: a leaf refused for who it is must not pin its identity key as that user's.
+    trust.check(leaf.user_id, &leaf.identity_key)?;
     Ok(leaf)
 }
 
@@ -578,6 +610,7 @@ fn classify<E: std::fmt::Display>(error: ProcessMessageError<E>, message: u64, g
         ProcessMessageError::ValidationError(ValidationError::NoPastEpochData) => MlsError::CannotDecrypt,
         ProcessMessageError::ValidationError(ValidationError::WrongGroupId) => MlsError::WrongGroup,
         ProcessMessageError::InvalidCommit(e) => MlsError::InvalidCommit(e.to_string()),
+        ProcessMessageError::GroupStateError(MlsGroupStateError::UseAfterEviction) => MlsError::NotInGroup,
         other => MlsError::Protocol { context: "processing a message", reason: other.to_string() },
     }
 }

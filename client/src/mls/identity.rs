@@ -26,26 +26,10 @@ use zeroize::Zeroizing;
 use super::MlsError;
 use crate::crypto::CryptoError;
 
-/// The first bytes of every device credential.
-pub const CREDENTIAL_MAGIC: &[u8; 4] = b"CNC2";
-/// The credential layout's version byte.
-pub const CREDENTIAL_VERSION: u8 = 1;
-/// The length of an encoded [`DeviceCredential`].
-pub const CREDENTIAL_LEN: usize = 4 + 1 + 16 + 16 + 32 + 64;
-/// Domain separation of the identity signature.
-pub const DEVICE_SIGNING_LABEL: &[u8] = b"conclave/v2/device-credential";
-
-/// What the identity key signs for a device: `label || 0x00 || user_id || device_id ||
-/// leaf_signature_key` (the leaf's raw Ed25519 MLS signature key, 32 bytes).
-pub fn device_signing_input(user_id: Uuid, device_id: Uuid, leaf_signature_key: &[u8; 32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(DEVICE_SIGNING_LABEL.len() + 1 + 16 + 16 + 32);
-    out.extend_from_slice(DEVICE_SIGNING_LABEL);
-    out.push(0);
-    out.extend_from_slice(user_id.as_bytes());
-    out.extend_from_slice(device_id.as_bytes());
-    out.extend_from_slice(leaf_signature_key);
-    out
-}
+use conclave_protocol::identity::CredentialFields;
+pub use conclave_protocol::identity::{
+    CREDENTIAL_LEN, CREDENTIAL_MAGIC, CREDENTIAL_VERSION, DEVICE_SIGNING_LABEL, device_signing_input,
+};
 
 /// A user's identity signing key (Ed25519). Created on the user's first device, carried to later
 /// devices by a device that has it; never sent to the server.
@@ -110,36 +94,24 @@ impl DeviceCredential {
     /// The 133-byte encoding (see the module documentation), the `identity` of an MLS basic
     /// credential.
     pub fn encode(&self) -> [u8; CREDENTIAL_LEN] {
-        let mut out = [0u8; CREDENTIAL_LEN];
-        out[0..4].copy_from_slice(CREDENTIAL_MAGIC);
-        out[4] = CREDENTIAL_VERSION;
-        out[5..21].copy_from_slice(self.user_id.as_bytes());
-        out[21..37].copy_from_slice(self.device_id.as_bytes());
-        out[37..69].copy_from_slice(&self.identity_key.0);
-        out[69..133].copy_from_slice(&self.signature);
-        out
+        CredentialFields {
+            user_id: self.user_id,
+            device_id: self.device_id,
+            identity_key: self.identity_key.0,
+            signature: self.signature,
+        }
+        .encode()
     }
 
     /// Parses an encoded credential. Only the layout is checked here; [`Self::verify`] checks the
     /// signature.
     pub fn decode(bytes: &[u8]) -> Result<Self, MlsError> {
-        if bytes.len() != CREDENTIAL_LEN || &bytes[0..4] != CREDENTIAL_MAGIC || bytes[4] != CREDENTIAL_VERSION {
-            return Err(MlsError::MalformedCredential);
-        }
-        let uuid = |range: std::ops::Range<usize>| {
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&bytes[range]);
-            Uuid::from_bytes(id)
-        };
-        let mut identity_key = [0u8; 32];
-        identity_key.copy_from_slice(&bytes[37..69]);
-        let mut signature = [0u8; 64];
-        signature.copy_from_slice(&bytes[69..133]);
+        let fields = CredentialFields::decode(bytes).ok_or(MlsError::MalformedCredential)?;
         Ok(Self {
-            user_id: uuid(5..21),
-            device_id: uuid(21..37),
-            identity_key: IdentityPublicKey(identity_key),
-            signature,
+            user_id: fields.user_id,
+            device_id: fields.device_id,
+            identity_key: IdentityPublicKey(fields.identity_key),
+            signature: fields.signature,
         })
     }
 

@@ -17,8 +17,10 @@ mod delivery;
 mod group;
 pub mod identity;
 pub mod safety;
+mod sync;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 pub mod trust;
 #[cfg(test)]
 mod vectors;
@@ -30,6 +32,7 @@ pub use group::{
 };
 pub use identity::{DeviceCredential, IdentityKey, IdentityPublicKey};
 pub use openmls::group::MlsGroup;
+pub use sync::{MAX_REBASES, Membership, Opened};
 pub use trust::{Pin, Trust, TrustStore};
 
 use thiserror::Error;
@@ -88,12 +91,27 @@ pub enum MlsError {
     /// proposal, an external proposal other than Remove).
     #[error("the sender may not send this message")]
     UnauthorizedSender,
+    /// A key package of a device of a user nobody asked to add: the server slipped it into a claim.
+    #[error("device {device_id} of user {user_id} was handed out but not asked for")]
+    Unrequested { user_id: Uuid, device_id: Uuid },
+    /// An external commit bringing in a device that had no leaf in the group. External commits only
+    /// bring back a device already in the group (its state lost); a new device comes in by a
+    /// member's commit and a Welcome.
+    #[error("device {device_id} of user {user_id} joined by external commit without having been in the group")]
+    ExternalJoin { user_id: Uuid, device_id: Uuid },
     /// The device named is not in the group.
     #[error("the device is not in the group")]
     NotInGroup,
     /// The saved MLS state is corrupt.
     #[error("the saved MLS state is corrupt")]
     MalformedSnapshot,
+    /// A link code is not one (wrong prefix, length or checksum: probably mistyped).
+    #[error("the link code is malformed or mistyped")]
+    MalformedLinkCode,
+    /// A sealed identity key does not open with this device's link key (not for this device, or
+    /// tampered with).
+    #[error("the identity key received does not open with this device's link key")]
+    TransferRejected,
     /// A lower-level cryptographic failure.
     #[error(transparent)]
     Crypto(#[from] crate::crypto::CryptoError),

@@ -391,3 +391,19 @@ fn a_removed_member_or_revoked_device_cannot_rejoin_by_external_commit() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn an_external_commit_only_brings_back_a_device_that_is_in_the_group() {
+    let mut c = conversation();
+    let r = c.roster();
+    let info = c.a1.group_info(&c.g_a1).expect("group info");
+    // A new device of Bob's, certified by his identity key but never added by a member: whoever
+    // holds the group info (the server) could bring it in this way.
+    let b2 = c.bob.device();
+    let (_, out) = b2.rejoin(&info, &r, &mut c.bob.trust).expect("b2 builds the commit");
+    assert_eq!(
+        c.a1.process(&mut c.g_a1, &out.commit, &r, &mut c.alice.trust).expect_err("joined without being added"),
+        MlsError::ExternalJoin { user_id: c.bob.user_id, device_id: b2.device_id() }
+    );
+    assert_eq!(Device::leaves(&c.g_a1).len(), 3);
+}

@@ -74,12 +74,13 @@ async fn the_cli_takes_two_people_from_registration_to_an_encrypted_conversation
     assert!(lines[0].starts_with('[') && lines[0].ends_with("] alice@example.org: pizza at noon?"), "{history}");
     assert!(lines[1].ends_with("] bob@example.org: yes!"), "{history}");
 
-    // Bob is not an admin: he cannot see emails, and is told how to proceed.
+    // Bob is not an admin: he may name a colleague by exact email, and an address that is not a
+    // member of the organization is refused without saying whether it exists elsewhere.
     let err = app
         .cli(&["--profile", "bob", "invite", "--org", "acme", "--conversation", "lunch", "--member", "x@example.org"])
         .await
-        .expect_err("no emails for members");
-    assert!(err.to_string().contains("admins only"), "{err}");
+        .expect_err("not a member");
+    assert!(err.to_string().contains("\"x@example.org\" is not a member of this organization"), "{err}");
 
     // Errors carry the server's message and code.
     let err = app

@@ -1,10 +1,14 @@
 //! The SDK and the CLI against a real data plane started in-process.
 
 mod account;
+mod attacks;
 mod cli;
+mod groups;
+mod identity;
 mod messaging;
 mod mls;
 mod notifications;
+mod proxy;
 mod rich;
 mod signin;
 mod support;

@@ -6,6 +6,7 @@ use conclave_client::mls::DeliveryError;
 use conclave_client::mls::{Device, GroupAddress, IdentityKey, Incoming, MlsError, Roster, TrustStore};
 use conclave_protocol::api::{ConversationKind, CreateConversation};
 use conclave_protocol::handshake::{MlsBytes, UploadCommit};
+use conclave_protocol::mls_wire::{content_type, fake};
 
 use crate::support::{Person, TestApp};
 
@@ -97,11 +98,12 @@ async fn devices_form_a_group_through_the_server_which_orders_commits_and_routes
     assert_eq!(alice_group.epoch().as_u64(), 3);
 
     // The server welcomes only active devices of members.
+    let group = conversation.id.as_bytes();
     let bogus = UploadCommit {
         epoch: 3,
-        commit: MlsBytes(vec![1, 2, 3]),
-        group_info: MlsBytes(vec![4, 5, 6]),
-        welcome: Some(MlsBytes(vec![7, 8, 9])),
+        commit: MlsBytes(fake::private_message(group, 3, content_type::COMMIT, &[1, 2, 3])),
+        group_info: MlsBytes(fake::group_info(group, 4, &[4, 5, 6])),
+        welcome: Some(MlsBytes(fake::welcome(&[7, 8, 9]))),
         welcomed_devices: vec![carol.person.device_id],
     };
     let refused = alice_api.upload_commit(org, conversation.id, &bogus).await.expect_err("carol welcomed");
@@ -111,7 +113,7 @@ async fn devices_form_a_group_through_the_server_which_orders_commits_and_routes
     let replay = UploadCommit {
         epoch: 1,
         commit: old[0].commit.clone(),
-        group_info: MlsBytes(vec![1, 1]),
+        group_info: MlsBytes(fake::group_info(group, 2, &[1, 1])),
         welcome: None,
         welcomed_devices: vec![],
     };

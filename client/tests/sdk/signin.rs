@@ -35,12 +35,19 @@ pub async fn sign_up(base: &str, mail: &MailCatcher, email: &str, display_name: 
     let user_id = register_confirmed(&reqwest::Client::new(), base, mail, email, PASSWORD, display_name)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
+    let person = sign_in_new_device(base, email, profile_dir).await;
+    assert_eq!(person.user_id, user_id);
+    person
+}
+
+/// Signs `email` (an existing account) in through the SDK with a new device whose keys and
+/// session go to the profile in `profile_dir`.
+pub async fn sign_in_new_device(base: &str, email: &str, profile_dir: PathBuf) -> Person {
     let profile = Profile::open(profile_dir).expect("profile");
     let (mut keystore, created) = profile.load_or_create_keystore().expect("keystore");
     assert!(created, "a new device");
     let login = LoginRequest::with_new_device(email, PASSWORD, keystore.device().registration("laptop", Platform::Cli));
     let pair = Client::new(base).expect("client").login(&login).await.expect("login");
-    assert_eq!(pair.user_id, user_id);
     keystore.set_device_id(pair.device_id);
     keystore.save().expect("save keystore");
     let session = Session {

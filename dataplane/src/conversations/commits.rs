@@ -21,6 +21,7 @@ use conclave_protocol::handshake::{
     CommitAccepted, CommitsQuery, MAX_HANDSHAKE_BYTES, MlsBytes, StoredCommit, StoredGroupInfo, StoredWelcome,
     UploadCommit,
 };
+use conclave_protocol::mls_wire;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -28,8 +29,41 @@ use uuid::Uuid;
 /// The most commits one catch-up page returns.
 const PAGE: i64 = 100;
 
+/// The largest commit upload: a commit, a group info and a Welcome of up to 1 MiB each, base64 in
+/// JSON. A Welcome or group info carries the whole ratchet tree (about 300 bytes per device), so
+/// the data plane's general 512 KiB body limit would refuse adding a device to a group of about
+/// 570 devices or more.
+pub const MAX_COMMIT_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, commit)).routes(routes!(welcome)).routes(routes!(group_info))
+    OpenApiRouter::new()
+        .routes(routes!(list, commit))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_COMMIT_UPLOAD_BYTES))
+        .routes(routes!(welcome))
+        .routes(routes!(group_info))
+}
+
+/// Checks what the server can read of a commit upload without any key: the commit is a commit of
+/// this conversation's group made in `epoch`, the group info is this group's at `epoch + 1`, the
+/// Welcome is a Welcome of the protocol's suite.
+fn check_framing(conversation_id: Uuid, body: &UploadCommit) -> ApiResult<()> {
+    let group = conversation_id.as_bytes();
+    let framed = mls_wire::framing(&body.commit.0).map_err(|e| ApiError::invalid_mls("commit", e.to_string()))?;
+    if framed.content_type != mls_wire::content_type::COMMIT {
+        return Err(ApiError::invalid_mls("commit", "is not a commit"));
+    }
+    if framed.group_id != group || framed.epoch != body.epoch as u64 {
+        return Err(ApiError::invalid_mls("commit", "belongs to another group or epoch than the upload says"));
+    }
+    let (info_group, info_epoch) =
+        mls_wire::group_info(&body.group_info.0).map_err(|e| ApiError::invalid_mls("group_info", e.to_string()))?;
+    if info_group != group || info_epoch != body.epoch as u64 + 1 {
+        return Err(ApiError::invalid_mls("group_info", "is not this group's at the epoch the commit opens"));
+    }
+    if let Some(welcome) = &body.welcome {
+        mls_wire::welcome(&welcome.0).map_err(|e| ApiError::invalid_mls("welcome", e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn check_size(field: &'static str, bytes: &MlsBytes) -> ApiResult<()> {
@@ -49,7 +83,7 @@ fn check_size(field: &'static str, bytes: &MlsBytes) -> ApiResult<()> {
     responses(
         (status = 201, description = "The commit opened the next epoch", body = CommitAccepted),
         (status = 409, description = "`stale_generation`: another commit won this epoch (details: the current one); process it and commit again", body = crate::error::ErrorBody),
-        (status = 422, description = "`not_next_generation`: the epoch is ahead of the conversation's; `wrap_set_mismatch`: a welcomed device is not an active device of a member (details name them)", body = crate::error::ErrorBody),
+        (status = 422, description = "`not_next_generation`: the epoch is ahead of the conversation's; `wrap_set_mismatch`: a welcomed device is not an active device of a member (details name them); `invalid_mls_message`: the commit, group info or Welcome is not what it is said to be (another group, epoch, kind or suite)", body = crate::error::ErrorBody),
     )
 )]
 async fn commit(
@@ -66,6 +100,10 @@ async fn commit(
     if body.welcome.is_some() == body.welcomed_devices.is_empty() {
         return Err(ApiError::validation("welcome", "a Welcome comes with the devices it is for, and only then"));
     }
+    if body.epoch < 0 {
+        return Err(ApiError::validation("epoch", "is 0 or more"));
+    }
+    check_framing(conversation_id, &body)?;
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     // The conversation row lock orders commits: the first in an epoch wins, the others see it.
     let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;

@@ -50,6 +50,7 @@ struct DeviceRow {
     platform: Platform,
     x25519_public_key: Vec<u8>,
     ed25519_public_key: Vec<u8>,
+    credential: Option<Vec<u8>>,
     created_at: DateTime<Utc>,
     last_seen_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
@@ -64,6 +65,7 @@ impl DeviceRow {
             platform: self.platform,
             x25519_public_key: self.x25519_public_key.try_into().map_err(|_| ApiError::internal())?,
             ed25519_public_key: self.ed25519_public_key.try_into().map_err(|_| ApiError::internal())?,
+            credential: self.credential.map(|c| c.try_into().map_err(|_| ApiError::internal())).transpose()?,
             created_at: self.created_at,
             last_seen_at: self.last_seen_at,
             revoked_at: self.revoked_at,
@@ -113,7 +115,7 @@ async fn register(
 async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<Option<Device>> {
     sqlx::query_as!(
         DeviceRow,
-        r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
+        r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, credential, created_at, last_seen_at, revoked_at,
                   id = $2 AS "current!"
              FROM devices WHERE user_id = $1 AND id = $3"#,
         auth.user_id,
@@ -136,7 +138,7 @@ async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<O
 async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Device>>> {
     let devices = sqlx::query_as!(
         DeviceRow,
-        r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, created_at, last_seen_at, revoked_at,
+        r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, credential, created_at, last_seen_at, revoked_at,
                   id = $2 AS "current!"
              FROM devices WHERE user_id = $1 ORDER BY created_at"#,
         auth.user_id,

@@ -51,12 +51,12 @@ async fn stock(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum:
     Ok(axum::Json(stock_of(&mut conn, auth.device_id).await?))
 }
 
-fn check_size(field: &'static str, package: &KeyPackageBytes) -> ApiResult<()> {
-    if KEY_PACKAGE_BYTES.contains(&package.0.len()) {
-        Ok(())
-    } else {
-        Err(ApiError::validation(field, "a key package has 64 to 8192 bytes"))
+/// A key package's size, and its framing: an MLS 1.0 key package of the protocol's suite.
+fn check_package(field: &'static str, package: &KeyPackageBytes) -> ApiResult<()> {
+    if !KEY_PACKAGE_BYTES.contains(&package.0.len()) {
+        return Err(ApiError::validation(field, "a key package has 64 to 8192 bytes"));
     }
+    conclave_protocol::mls_wire::key_package(&package.0).map_err(|e| ApiError::invalid_mls(field, e.to_string()))
 }
 
 #[utoipa::path(
@@ -65,7 +65,10 @@ fn check_size(field: &'static str, package: &KeyPackageBytes) -> ApiResult<()> {
     tag = "devices",
     operation_id = "upload_key_packages",
     request_body = UploadKeyPackages,
-    responses((status = 200, description = "Stored; the calling device's stock now", body = KeyPackageStock))
+    responses(
+        (status = 200, description = "Stored; the calling device's stock now", body = KeyPackageStock),
+        (status = 422, description = "`validation_failed`: a size or the stock limit; `invalid_mls_message`: not an MLS 1.0 key package of the protocol's suite", body = crate::error::ErrorBody),
+    )
 )]
 async fn upload(
     State(state): State<AppState>,
@@ -73,10 +76,10 @@ async fn upload(
     ApiJson(body): ApiJson<UploadKeyPackages>,
 ) -> ApiResult<axum::Json<KeyPackageStock>> {
     for package in &body.key_packages {
-        check_size("key_packages", package)?;
+        check_package("key_packages", package)?;
     }
     if let Some(package) = &body.last_resort {
-        check_size("last_resort", package)?;
+        check_package("last_resort", package)?;
     }
     let mut tx = state.db.begin().await?;
     // The device row is locked so that two uploads of one device cannot both pass the cap.
@@ -138,6 +141,9 @@ async fn claim(
     if users.is_empty() || users.len() > MAX_CLAIMED_USERS {
         return Err(ApiError::validation("user_ids", "name 1 to 100 users"));
     }
+    if body.device_ids.len() > 1000 {
+        return Err(ApiError::validation("device_ids", "name at most 1,000 devices"));
+    }
     let users: Vec<Uuid> = users.into_iter().collect();
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     // Someone outside the organization is answered exactly like an unknown id.
@@ -155,7 +161,8 @@ async fn claim(
     // (SKIP LOCKED: a concurrent claim takes the next one instead of waiting for this one).
     let claimed = sqlx::query!(
         r#"WITH targets AS (
-               SELECT d.id, d.user_id FROM devices d WHERE d.user_id = ANY($1) AND d.revoked_at IS NULL
+               SELECT d.id, d.user_id FROM devices d
+                WHERE d.user_id = ANY($1) AND d.revoked_at IS NULL AND (cardinality($2::uuid[]) = 0 OR d.id = ANY($2))
            ), picked AS (
                SELECT k.id FROM targets t CROSS JOIN LATERAL (
                    SELECT id FROM device_key_packages
@@ -165,7 +172,8 @@ async fn claim(
            DELETE FROM device_key_packages p USING picked, devices d
             WHERE p.id = picked.id AND d.id = p.device_id
         RETURNING d.user_id, p.device_id, p.key_package"#,
-        &users[..]
+        &users[..],
+        &body.device_ids[..]
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -174,9 +182,11 @@ async fn claim(
         r#"SELECT d.user_id, d.id AS device_id, p.key_package AS "key_package?"
              FROM devices d
              LEFT JOIN device_key_packages p ON p.device_id = d.id AND p.last_resort
-            WHERE d.user_id = ANY($1) AND d.revoked_at IS NULL AND d.id <> ALL($2)"#,
+            WHERE d.user_id = ANY($1) AND d.revoked_at IS NULL AND d.id <> ALL($2)
+              AND (cardinality($3::uuid[]) = 0 OR d.id = ANY($3))"#,
         &users[..],
-        &served[..]
+        &served[..],
+        &body.device_ids[..]
     )
     .fetch_all(&mut *tx)
     .await?;

@@ -100,6 +100,12 @@ pub async fn publish(state: &AppState, event: LiveEvent) {
     state.publisher.publish(std::slice::from_ref(&event)).await;
 }
 
+/// The longest a publish may take. The send writers publish each batch before taking the next
+/// one, so a Redis that is down (its client then waits while it reconnects, seconds) would
+/// otherwise hold every send for as long: Redis is a fast path, not the record, and sockets
+/// back-fill what was not published (tests/faults.rs measures this).
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Publishes events to every replica's sockets.
 #[derive(Clone)]
 pub struct Publisher {
@@ -127,12 +133,15 @@ impl Publisher {
             pipe.cmd("PUBLISH").arg(&*self.channel).arg(payload).ignore();
         }
         let mut redis = self.redis.clone();
-        match pipe.query_async::<()>(&mut redis).await {
-            Ok(()) => {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut redis)).await {
+            Ok(Ok(())) => {
                 self.hub.stats.published.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, events = events.len(), "could not publish events; sockets will back-fill")
+            }
+            Err(_) => {
+                tracing::warn!(events = events.len(), "Redis did not take the events in time; sockets will back-fill")
             }
         }
     }

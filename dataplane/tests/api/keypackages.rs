@@ -3,15 +3,17 @@
 //! device's, and nobody's outside the organization.
 
 use crate::support::{Person, TestApp, b64, error_code};
+use conclave_protocol::mls_wire;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
-/// A distinct, plausible key package (the server checks only its size).
+/// A distinct key package as the server sees one: the framing of an MLS 1.0 key package of the
+/// protocol's suite (the rest is opaque to it).
 fn package(tag: u8, n: usize) -> String {
-    let mut bytes = vec![tag; 200];
-    bytes[..8].copy_from_slice(&(n as u64).to_be_bytes());
-    b64(&bytes)
+    let mut body = vec![tag; 200];
+    body[..8].copy_from_slice(&(n as u64).to_be_bytes());
+    b64(&mls_wire::fake::key_package(&body))
 }
 
 async fn upload(
@@ -120,7 +122,7 @@ async fn a_revoked_device_gets_no_package_and_outsiders_are_unknown() {
     let (status, body) = claim(&app, other_org, &alice, &[mallory.user_id]).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     assert_eq!(
-        app.count("SELECT count(*) FROM device_key_packages WHERE octet_length(key_package) = 200").await,
+        app.count("SELECT count(*) FROM device_key_packages").await,
         2,
         "Mallory's and Bob's second are still there"
     );
@@ -142,6 +144,34 @@ async fn bad_uploads_are_refused_whole() {
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{body}");
     let (status, body) = upload(&app, &bob, vec![package(6, 0), b64(&[1u8; 10])], None).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{body}");
+    // A blob of the right size, or a key package of another suite, is not a key package.
+    let (status, body) = upload(&app, &bob, vec![package(6, 1), b64(&[1u8; 200])], None).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_mls_message"), "{body}");
+    let mut other_suite = mls_wire::fake::key_package(&[2u8; 200]);
+    other_suite[7] = 0x01;
+    let (status, body) = upload(&app, &bob, vec![], Some(b64(&other_suite))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_mls_message"), "{body}");
+    assert_eq!(body["error"]["details"]["field"], json!("last_resort"));
     let (_, stock) = app.get("/v1/key-packages", Some(&bob.access)).await;
     assert_eq!(stock, json!({ "available": 60, "last_resort": false }), "nothing of a refused upload is stored");
+}
+
+#[tokio::test]
+async fn a_claim_can_name_the_devices_it_wants() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let laptop = app.person("bob@example.org").await;
+    let phone = app.another_device(&laptop, "bob@example.org").await;
+    let (org, _) = app.organization("kp-devices", &[&alice, &laptop]).await;
+    upload(&app, &laptop, vec![package(1, 0)], None).await;
+    upload(&app, &phone, vec![package(2, 0)], None).await;
+    let body = json!({ "user_ids": [laptop.user_id], "device_ids": [phone.device_id, alice.device_id] });
+    let (status, claimed) =
+        app.post(&format!("/v1/organizations/{org}/key-packages/claim"), body, Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    let devices: Vec<&Value> =
+        claimed["key_packages"].as_array().expect("list").iter().map(|p| &p["device_id"]).collect();
+    assert_eq!(devices, vec![&json!(phone.device_id)], "only the phone: Alice's device is not Bob's");
+    let (_, stock) = app.get("/v1/key-packages", Some(&laptop.access)).await;
+    assert_eq!(stock["available"], json!(1), "the laptop's package was not used up");
 }

@@ -21,6 +21,7 @@ mod devices;
 mod digests;
 mod fuzz;
 mod health;
+mod identity;
 mod inputs;
 mod keypackages;
 mod messages;

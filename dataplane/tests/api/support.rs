@@ -293,4 +293,23 @@ impl TestApp {
     pub async fn put(&self, path: &str, body: Value, token: &str) -> (StatusCode, Value) {
         exchange(self.http.put(self.url(path)).json(&body).bearer_auth(token)).await
     }
+
+    /// Another device of `person`'s account (`email`), signed in.
+    pub async fn another_device(&self, person: &Person, email: &str) -> Person {
+        let device = TestDevice::new();
+        let (status, body) = self
+            .post(
+                "/v1/auth/login",
+                json!({ "email": email, "password": PASSWORD, "device": device.registration("phone") }),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        Person {
+            user_id: person.user_id,
+            device_id: body["device_id"].as_str().and_then(|s| s.parse().ok()).expect("device id"),
+            access: body["access_token"].as_str().expect("token").to_owned(),
+            device,
+        }
+    }
 }

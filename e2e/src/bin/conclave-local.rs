@@ -1,10 +1,13 @@
 //! `conclave-local up`: the whole system on this machine, for the demo (`scripts/demo.sh`).
 //!
-//! A real etcd + kube-apiserver, the Helm chart, the operator (as the chart's Deployment would
-//! run it), the example DataPlane with its migration Job and its data plane, a mail relay whose
-//! messages are written to `<state>/mail/` (so the demo can read confirmation and invitation
-//! tokens), and `<state>/env` with the settings to talk to all of it. Runs until Ctrl-C or
-//! SIGTERM, then stops everything it started.
+//! A real etcd + kube-apiserver and a real node (containerd, kubelet, kube-proxy, CoreDNS,
+//! controller manager, scheduler: `conclave_e2e::node`), the Helm chart, the operator as the
+//! chart's pod, the example DataPlane with its migration Job and its data-plane pods (from the
+//! images `scripts/images.sh` builds), its Service relayed to `127.0.0.1:<port>`, a mail relay
+//! whose messages are written to `<state>/mail/` (so the demo can read confirmation and
+//! invitation tokens), and `<state>/env` with the settings to talk to all of it. Runs until
+//! Ctrl-C or SIGTERM, then stops everything it started. Needs root (the node's network
+//! namespace, mounts and cgroups), like the end-to-end suite.
 //!
 //! Its database is `conclave_demo_…`, not a test's name, and is marked as this process's, so a
 //! test run's sweep beside the demo leaves it alone. `<state>/env` is removed first thing and
@@ -55,27 +58,33 @@ async fn up(state: PathBuf, port: u16) -> Result<()> {
     let _ = std::fs::remove_file(state.join("env"));
 
     let mut sys = System::start(Some(plane_dir), DATABASE_PREFIX).await?;
-    eprintln!("[local] kube-apiserver {} and etcd are up (TLS, RBAC, token auth)", sys.plane.server);
+    eprintln!(
+        "[local] kube-apiserver {} and etcd are up (TLS, RBAC, token auth), and the node {}",
+        sys.plane.server, sys.node.name
+    );
     let result = async {
-        sys.install_chart_and_operator("operator-0").await?;
-        sys.deploy_dataplane(port).await?;
-        anyhow::Ok(())
+        sys.install_chart_and_operator().await?;
+        sys.deploy_dataplane().await?;
+        sys.serve_on_loopback(port)
     }
     .await;
-    if let Err(e) = result {
-        let _ = sys.stop();
-        return Err(e);
-    }
+    let server = match result {
+        Ok(server) => server,
+        Err(e) => {
+            let _ = sys.stop();
+            return Err(e);
+        }
+    };
     let env = format!(
         "export KUBECONFIG='{}'\nexport CONCLAVE_SERVER='{}'\nexport CONCLAVE_NAMESPACE='{TENANTS}'\nexport CONCLAVE_MAIL_DIR='{}'\nexport CONCLAVE_DATABASE_NAME='{}'\nexport CONCLAVE_LOCAL_PID='{}'\n",
         sys.plane.kubeconfig.display(),
-        sys.base,
+        server,
         mail_dir.display(),
         sys.stack.db.name,
         std::process::id()
     );
     write_whole(&state.join("env"), &env).context("writing the env file")?;
-    eprintln!("[local] everything is up: data plane {}, state in {}", sys.base, state.display());
+    eprintln!("[local] everything is up: data plane {server} (Service {}), state in {}", sys.base, state.display());
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut written = 0;
@@ -93,14 +102,12 @@ async fn up(state: PathBuf, port: u16) -> Result<()> {
             _ = terminate.recv() => break,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        if let Some(p) = sys.dataplane.as_mut()
-            && !p.proc.running()
-        {
-            eprintln!("[local] the data plane exited:\n{}", p.proc.tail(20));
+        if let Err(e) = sys.node.check_running() {
+            eprintln!("[local] the node stopped: {e}");
             break;
         }
     }
-    eprintln!("[local] stopping the data plane, the operator, kube-apiserver and etcd");
+    eprintln!("[local] stopping the node (data plane and operator pods), kube-apiserver and etcd");
     let _ = std::fs::remove_file(state.join("env"));
     sys.stop()?;
     eprintln!("[local] stopped (this run's database {} is dropped)", sys.stack.db.name);

@@ -54,7 +54,7 @@ impl Scenario {
         token
     }
 
-    pub async fn people_chat(&self) {
+    pub async fn people_chat(&mut self) {
         let [alice, bob] = &self.people[..] else { panic!("two people") };
         let org = self.org_id("acme");
         let workspace = self.workspace_id("acme-general");
@@ -97,6 +97,7 @@ impl Scenario {
         assert_eq!(texts, ["hello bob, from a cluster-provisioned workspace", "hi alice, loud and clear"]);
         eprintln!("[e2e]     alice decrypted the history: {texts:?}");
         bob_listens.close().await;
+        self.conversation = Some((org, conversation));
 
         // PostgreSQL holds ciphertext only.
         let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT ciphertext FROM messages WHERE conversation_id = $1")

@@ -1,6 +1,7 @@
 //! The scenario's state and steps (see `platform.rs`).
 
 mod chat;
+mod operations;
 // Signing in through the SDK: one copy, shared with the SDK's tests (the file says why it is
 // shared by path). The scenario reads fewer of a person's fields than those tests do.
 #[path = "../../../client/tests/sdk/signin.rs"]
@@ -24,6 +25,8 @@ pub struct Scenario {
     pub started: Instant,
     pub home: std::path::PathBuf,
     pub people: Vec<signin::Person>,
+    /// The organization and conversation alice and bob talk in, once they do.
+    pub conversation: Option<(uuid::Uuid, uuid::Uuid)>,
 }
 
 impl std::ops::Deref for Scenario {
@@ -46,7 +49,7 @@ impl Scenario {
             .await
             .expect("control plane, PostgreSQL, Redis (scripts/stack.sh up)");
         let home = sys.plane.dir.join("people");
-        Self { sys, started, home, people: vec![] }
+        Self { sys, started, home, people: vec![], conversation: None }
     }
 
     pub fn kubectl(&self, args: &[&str]) -> String {

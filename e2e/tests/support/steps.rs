@@ -3,7 +3,6 @@
 use super::{NS, Scenario, eventually};
 use base64::Engine;
 use conclave_e2e::operator;
-use conclave_e2e::proc::free_port;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use std::time::Duration;
@@ -13,13 +12,13 @@ const SECS_30: Duration = Duration::from_secs(30);
 const SECS_60: Duration = Duration::from_secs(60);
 
 impl Scenario {
-    pub async fn install_chart_and_start_operator(&mut self, identity: &str) {
-        let notes = self.sys.install_chart_and_operator(identity).await.unwrap_or_else(|e| panic!("{e:#}"));
+    pub async fn install_chart_and_start_operator(&mut self) {
+        let notes = self.sys.install_chart_and_operator().await.unwrap_or_else(|e| panic!("{e:#}"));
         assert!(notes.contains("conclave-operator"), "{notes}");
     }
 
     pub async fn apply_dataplane_and_run_it(&mut self) {
-        self.sys.deploy_dataplane(free_port().expect("port")).await.unwrap_or_else(|e| panic!("{e:#}"));
+        self.sys.deploy_dataplane().await.unwrap_or_else(|e| panic!("{e:#}"));
 
         // Keys: three generated Secrets, owned by the DataPlane.
         let owner = self.k(&["get", "dataplane", "conclave", "-o", "jsonpath={.metadata.uid}"]);
@@ -27,14 +26,7 @@ impl Scenario {
             let owners = self.k(&["get", "secret", secret, "-o", "jsonpath={.metadata.ownerReferences[0].uid}"]);
             assert_eq!(owners, owner, "{secret} is owned by the DataPlane");
         }
-        let job = self.k(&[
-            "get",
-            "jobs",
-            "-l",
-            "app.kubernetes.io/component=migrate",
-            "-o",
-            "jsonpath={.items[0].metadata.name}:{.items[0].status.succeeded}",
-        ]);
+        let job = self.migration_jobs("{.items[0].metadata.name}:{.items[0].status.succeeded}");
         assert!(job.starts_with("conclave-migrate-") && job.ends_with(":1"), "{job}");
 
         // The children, as declared.
@@ -65,7 +57,7 @@ impl Scenario {
             "-o",
             r#"jsonpath={.spec.template.spec.containers[0].env[?(@.name=="CONCLAVE_SMTP_URL")].value}"#,
         ]);
-        assert_eq!(smtp, format!("smtp://127.0.0.1:{}", self.mail.port));
+        assert!(smtp.starts_with(&format!("smtp://smtp.{NS}.svc.cluster.local:")), "{smtp}");
         for kind in ["configmap", "serviceaccount", "deployment", "service", "hpa", "pdb"] {
             let managed = self.k(&[
                 "get",
@@ -76,11 +68,18 @@ impl Scenario {
             ]);
             assert_eq!(managed, "conclave-operator", "{kind}");
         }
-        // The host "pod" got exactly the operator's configuration.
-        let env = &self.dataplane.as_ref().expect("data plane").container.env;
-        assert!(env["CONCLAVE_JWT_KEYS_DIR"].ends_with("var/run/conclave/keys/jwt"));
-        assert!(env["CONCLAVE_DATABASE_URL"].contains(&self.stack.db.name));
-        assert_eq!(env["CONCLAVE_REDIS_URL"], self.stack.redis_url);
+        // The pods run the image the DataPlane names, with this run's Redis key prefix.
+        let images = self.k(&[
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/component=server",
+            "-o",
+            "jsonpath={.items[*].status.containerStatuses[0].image}",
+        ]);
+        assert!(images.contains("ghcr.io/conclave/conclave-dataplane:0.1.0"), "{images}");
+        let prefix = self.k(&["get", "configmap", "conclave", "-o", "jsonpath={.data.CONCLAVE_REDIS_NAMESPACE}"]);
+        assert_eq!(prefix, self.redis_prefix);
 
         let status = self.k(&[
             "get",
@@ -95,6 +94,11 @@ impl Scenario {
         let kid = parts[2];
         let keys = self.k(&["get", "secret", "conclave-jwt-signing", "-o", "jsonpath={.data}"]);
         assert!(keys.contains(&format!("{kid}.pem")), "the signing key {kid} is in the Secret: {keys}");
+    }
+
+    /// The DataPlane's migration Jobs, as a jsonpath template shows them.
+    pub fn migration_jobs(&self, template: &str) -> String {
+        self.k(&["get", "jobs", "-l", "app.kubernetes.io/component=migrate", "-o", &format!("jsonpath={template}")])
     }
 
     pub async fn apply_tenants(&mut self) {
@@ -358,10 +362,24 @@ impl Scenario {
     }
 
     pub async fn operator_crash_and_takeover(&mut self) {
+        use conclave_e2e::control_plane::OPERATOR_NAMESPACE;
         let before = operator::lease_holder(&self.plane).await.expect("lease").expect("a holder");
-        let mut old = self.operator.take().expect("operator");
-        old.pod.proc.crash();
-        eprintln!("[e2e]     killed {} (SIGKILL); changing a Workspace while no operator runs", old.identity);
+        // A crash as a lost node would bring it: the container killed (SIGKILL, through
+        // containerd), and its pod removed at once, so the ReplicaSet makes another.
+        let container = self.kubectl(&[
+            "-n",
+            OPERATOR_NAMESPACE,
+            "get",
+            "pod",
+            &before,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].containerID}",
+        ]);
+        self.node
+            .ctr(&["tasks", "kill", "--signal", "SIGKILL", container.trim_start_matches("containerd://")])
+            .expect("kill the operator's container");
+        self.kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "pod", &before, "--grace-period=0", "--force"]);
+        eprintln!("[e2e]     killed operator pod {before} (SIGKILL, pod deleted); changing a Workspace meanwhile");
         let ws = self.workspace_id("acme-engineering");
         self.k(&[
             "patch",
@@ -372,12 +390,9 @@ impl Scenario {
             "-p",
             r#"{"spec":{"displayName":"Platform Engineering"}}"#,
         ]);
-        let new = operator::start(&self.plane, "operator-b").await.expect("operator-b");
-        operator::wait_for_leader(&self.plane, "operator-b", Duration::from_secs(45)).await.expect("takeover");
-        let after = operator::lease_holder(&self.plane).await.expect("lease").expect("a holder");
+        let after = self.sys.wait_operator_leading(Duration::from_secs(90)).await.expect("takeover");
         assert_ne!(before, after);
         eprintln!("[e2e]     the Lease moved from {before} to {after}");
-        self.operator = Some(new);
         eventually("the change made while the operator was down", SECS_60, || async {
             (self.workspace_row(ws).await?.0 == "Platform Engineering").then_some(())
         })

@@ -117,6 +117,9 @@ pub fn config_map(dp: &DataPlane) -> Value {
     if let Some(max) = spec.max_connections_per_address {
         put("CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS", max.to_string());
     }
+    if let Some(prefix) = &spec.redis.key_prefix {
+        put("CONCLAVE_REDIS_NAMESPACE", prefix.clone());
+    }
     if let Some(smtp) = &spec.smtp {
         put("CONCLAVE_MAIL_FROM", smtp.from.clone());
     }

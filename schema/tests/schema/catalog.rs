@@ -44,6 +44,8 @@ const SUPPORTING_TABLES: &[&str] = &[
     "organization_invitations",
     "totp_recovery_codes",
     "device_key_packages",
+    "identity_keys",
+    "identity_transfers",
     "unsubscribe_tokens",
     "message_mentions",
 ];

@@ -86,6 +86,15 @@ fn smtp_and_turn_settings_reach_the_config_and_their_secrets_the_env() {
 }
 
 #[test]
+fn a_redis_key_prefix_keeps_deployments_sharing_one_redis_apart() {
+    let default = config_map(&mk_dataplane(json!({})));
+    assert!(default["data"].get("CONCLAVE_REDIS_NAMESPACE").is_none(), "the data plane's default");
+    let prefixed = config_map(&mk_dataplane(json!({"redis": {"secretName": "redis", "keyPrefix": "team-a"}})));
+    assert_eq!(prefixed["data"]["CONCLAVE_REDIS_NAMESPACE"], "team-a");
+    assert_ne!(config_hash(&default), config_hash(&prefixed), "a new prefix restarts the pods");
+}
+
+#[test]
 fn the_connection_settings_reach_the_data_plane_as_its_flags() {
     // Absent: the data plane's own defaults (1024 per source, X-Forwarded-For not trusted).
     let data = config_map(&mk_dataplane(json!({})))["data"].clone();
