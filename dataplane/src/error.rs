@@ -54,6 +54,8 @@ error_codes! {
     /// The organization's attachment storage is full (details: `Quota`).
     AttachmentQuotaExceeded = "attachment_quota_exceeded", PAYLOAD_TOO_LARGE;
     AttachmentTooLarge = "attachment_too_large", PAYLOAD_TOO_LARGE;
+    /// An avatar is at most 256 KiB.
+    AvatarTooLarge = "avatar_too_large", PAYLOAD_TOO_LARGE;
     ChannelNameTaken = "channel_name_taken", CONFLICT;
     ContactBlocked = "contact_blocked", CONFLICT;
     ContactRefused = "contact_refused", FORBIDDEN;
@@ -92,6 +94,8 @@ error_codes! {
     InvalidMention = "invalid_mention", UNPROCESSABLE_ENTITY;
     /// A locale is not a BCP 47 language tag (`fr`, `pt-BR`).
     InvalidLocale = "invalid_locale", UNPROCESSABLE_ENTITY;
+    /// An avatar's bytes are not the image its `Content-Type` says (PNG, JPEG or WebP).
+    InvalidImage = "invalid_image", UNPROCESSABLE_ENTITY;
     /// `muted_until` is in the past or more than a year ahead.
     InvalidMuteUntil = "invalid_mute_until", UNPROCESSABLE_ENTITY;
     /// Bytes are not the MLS message they are said to be (details: the field and why): not MLS

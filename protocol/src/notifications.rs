@@ -183,6 +183,12 @@ pub struct Profile {
     pub locale: Option<String>,
     /// An https URL of the picture.
     pub avatar_url: Option<String>,
+    /// The uploaded picture's type (`image/png`, `image/jpeg`, `image/webp`), when there is one:
+    /// `GET /v1/organizations/{org}/members/{user}/avatar` serves it (`updated_at` tells a cached
+    /// copy from a newer one).
+    pub avatar_media_type: Option<String>,
+    /// The uploaded picture's size in bytes.
+    pub avatar_size_bytes: Option<i32>,
     pub updated_at: DateTime<Utc>,
 }
 

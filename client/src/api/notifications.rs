@@ -6,6 +6,7 @@ use conclave_protocol::notifications::{
     UpdateNotificationPreferences, UpdateProfile,
 };
 use reqwest::Method;
+use reqwest::header::CONTENT_TYPE;
 use uuid::Uuid;
 
 use super::{Call, Client, Result};
@@ -35,6 +36,44 @@ impl Client {
     /// `PATCH /v1/profile`.
     pub async fn update_profile(&self, body: &UpdateProfile) -> Result<Profile> {
         super::decode(&self.execute(Call::with_body(Method::PATCH, "/v1/profile", body, true)?).await?)
+    }
+
+    /// `PUT /v1/profile/avatar`: uploads a picture (`media_type`: `image/png`, `image/jpeg` or
+    /// `image/webp`, at most 256 KiB); the old one is deleted.
+    pub async fn upload_avatar(&self, media_type: &str, bytes: Vec<u8>) -> Result<Profile> {
+        let url = format!("{}/v1/profile/avatar", self.inner.base);
+        let response = self
+            .with_token(|token: String| {
+                let request = self
+                    .inner
+                    .http
+                    .put(url.clone())
+                    .header(CONTENT_TYPE, media_type)
+                    .bearer_auth(token)
+                    .body(bytes.clone());
+                async move { super::rich::finish(request.send().await?).await }
+            })
+            .await?;
+        super::decode(&response.bytes().await?)
+    }
+
+    /// `DELETE /v1/profile/avatar`.
+    pub async fn delete_avatar(&self) -> Result<Profile> {
+        super::decode(&self.execute(Call::new(Method::DELETE, "/v1/profile/avatar".into(), true)).await?)
+    }
+
+    /// `GET /v1/organizations/{org}/members/{user}/avatar`: a member's picture and its media type.
+    pub async fn member_avatar(&self, org: Uuid, user: Uuid) -> Result<(String, Vec<u8>)> {
+        let url = format!("{}/v1/organizations/{org}/members/{user}/avatar", self.inner.base);
+        let response = self
+            .with_token(|token: String| {
+                let request = self.inner.http.get(url.clone()).bearer_auth(token);
+                async move { super::rich::finish(request.send().await?).await }
+            })
+            .await?;
+        let media_type =
+            response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        Ok((media_type, response.bytes().await?.to_vec()))
     }
 
     /// `GET /v1/organizations/{org}/members/{user}/profile`.

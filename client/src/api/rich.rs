@@ -96,14 +96,7 @@ impl Client {
                 finish(request.send().await?).await
             }
         };
-        let token = self.access_token().await?;
-        let response = match send(token.clone()).await {
-            Err(Error::Api(err)) if err.status == StatusCode::UNAUTHORIZED && err.is("invalid_token") => {
-                send(self.refresh_after(Some(&token)).await?).await?
-            }
-            other => other?,
-        };
-        decode(&response.bytes().await?)
+        decode(&self.with_token(send).await?.bytes().await?)
     }
 
     /// `GET .../attachments/{a}`: the encrypted blob, as a response whose body the caller streams
@@ -115,10 +108,20 @@ impl Client {
         attachment: Uuid,
     ) -> Result<reqwest::Response> {
         let url = format!("{}{}/attachments/{attachment}", self.inner.base, conversation_path(org, conversation));
-        let send = |token: String| {
+        self.with_token(|token: String| {
             let request = self.inner.http.get(url.clone()).timeout(TRANSFER_TIMEOUT).bearer_auth(token);
             async move { finish(request.send().await?).await }
-        };
+        })
+        .await
+    }
+
+    /// Runs `send` (a request that cannot go through [`Call`]: a streamed or raw body) with the
+    /// access token, and once more with a refreshed one when the server says it expired.
+    pub(super) async fn with_token<F, Fut>(&self, send: F) -> Result<reqwest::Response>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::Response>>,
+    {
         let token = self.access_token().await?;
         match send(token.clone()).await {
             Err(Error::Api(err)) if err.status == StatusCode::UNAUTHORIZED && err.is("invalid_token") => {
@@ -130,7 +133,7 @@ impl Client {
 }
 
 /// A successful response as it is (its body still to read), or the error body parsed.
-async fn finish(response: reqwest::Response) -> Result<reqwest::Response> {
+pub(super) async fn finish(response: reqwest::Response) -> Result<reqwest::Response> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);

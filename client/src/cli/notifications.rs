@@ -39,6 +39,13 @@ pub enum ProfileAction {
         #[arg(long)]
         avatar_url: Option<String>,
     },
+    /// Upload your picture (PNG, JPEG or WebP, at most 256 KiB), or remove it with --remove.
+    Avatar {
+        #[arg(required_unless_present = "remove")]
+        file: Option<std::path::PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        remove: bool,
+    },
 }
 
 /// A level as the command line spells it (`inherit` only for overrides).
@@ -181,6 +188,16 @@ pub(super) async fn profile(ctx: &mut Context<'_>, action: Option<ProfileAction>
             };
             client.update_profile(&update).await?
         }
+        ProfileAction::Avatar { remove: true, .. } => client.delete_avatar().await?,
+        ProfileAction::Avatar { file, .. } => {
+            let file = file.unwrap_or_default();
+            let media_type = crate::messenger::media_type_for(&file.to_string_lossy());
+            if !matches!(media_type, "image/png" | "image/jpeg" | "image/webp") {
+                bail!("{}: an avatar is a .png, .jpg or .webp file", file.display());
+            }
+            let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            client.upload_avatar(media_type, bytes).await?
+        }
     };
     print_profile(ctx, &profile)
 }
@@ -194,7 +211,12 @@ fn print_profile(ctx: &mut Context<'_>, profile: &Profile) -> Result<()> {
     writeln!(ctx.out, "  status:    {}", profile.status_text.as_ref().unwrap_or(&none))?;
     writeln!(ctx.out, "  time zone: {}", profile.time_zone.as_ref().unwrap_or(&none))?;
     writeln!(ctx.out, "  locale:    {}", profile.locale.as_ref().unwrap_or(&none))?;
-    writeln!(ctx.out, "  avatar:    {}", profile.avatar_url.as_ref().unwrap_or(&none))?;
+    let avatar = match (&profile.avatar_media_type, profile.avatar_size_bytes, &profile.avatar_url) {
+        (Some(media_type), Some(size), _) => format!("uploaded, {media_type}, {size} bytes"),
+        (_, _, Some(url)) => url.clone(),
+        _ => none,
+    };
+    writeln!(ctx.out, "  avatar:    {avatar}")?;
     Ok(())
 }
 

@@ -39,6 +39,26 @@ async fn the_cli_sets_a_profile_and_notification_preferences_and_finds_a_colleag
     let err = app.cli(&["--profile", "bob", "profile", "set", "--time-zone", "Mars/Base"]).await.expect_err("refused");
     assert!(format!("{err:#}").contains("time zone"), "{err:#}");
 
+    // A picture: uploaded from a file, read back through the SDK by a colleague, then removed.
+    let picture = app.home.0.join("bob.png");
+    let png = [&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], &[7u8; 100]].concat();
+    std::fs::write(&picture, &png).expect("picture");
+    let path = picture.to_str().expect("utf-8");
+    let out = app.cli(&["--profile", "bob", "profile", "avatar", path]).await.expect("avatar");
+    assert!(out.contains(&format!("uploaded, image/png, {} bytes", png.len())), "{out}");
+    let (media_type, bytes) =
+        alice.messenger.client().member_avatar(org.parse().expect("org id"), bob.user_id).await.expect("avatar");
+    assert_eq!((media_type.as_str(), bytes), ("image/png", png.clone()));
+    let gif = app.home.0.join("bob.gif");
+    std::fs::write(&gif, b"GIF89a").expect("gif");
+    let err = app.cli(&["--profile", "bob", "profile", "avatar", gif.to_str().expect("utf-8")]).await.expect_err("gif");
+    assert!(format!("{err:#}").contains(".png, .jpg or .webp"), "{err:#}");
+    std::fs::write(&picture, b"not a picture at all").expect("overwrite");
+    let err = app.cli(&["--profile", "bob", "profile", "avatar", path]).await.expect_err("not a png");
+    assert!(format!("{err:#}").contains("not an image of type image/png"), "{err:#}");
+    let out = app.cli(&["--profile", "bob", "profile", "avatar", "--remove"]).await.expect("remove");
+    assert!(out.contains("avatar:    -"), "{out}");
+
     // Bob is a member, not an admin: he finds Carol by her exact address, and adds her.
     let out = app
         .cli(&["--profile", "bob", "profile", "show", "--org", &org, "--member", "carol@example.org"])

@@ -24,14 +24,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+mod avatar;
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_own, update_own)).routes(routes!(get_member)).routes(routes!(lookup))
+    OpenApiRouter::new()
+        .routes(routes!(get_own, update_own))
+        .routes(routes!(get_member))
+        .routes(routes!(lookup))
+        .merge(avatar::router())
 }
 
 async fn load(conn: &mut PgConnection, user_id: Uuid) -> ApiResult<Profile> {
     sqlx::query_as!(
         Profile,
-        "SELECT user_id, display_name, status_text, time_zone, locale, avatar_url, updated_at
+        "SELECT user_id, display_name, status_text, time_zone, locale, avatar_url, avatar_media_type, avatar_size_bytes, updated_at
            FROM user_profiles WHERE user_id = $1",
         user_id
     )
@@ -128,7 +134,7 @@ async fn update_own(
                 locale = CASE WHEN $7 THEN $8 ELSE locale END,
                 avatar_url = CASE WHEN $9 THEN $10 ELSE avatar_url END
           WHERE user_id = $1
-          RETURNING user_id, display_name, status_text, time_zone, locale, avatar_url, updated_at",
+          RETURNING user_id, display_name, status_text, time_zone, locale, avatar_url, avatar_media_type, avatar_size_bytes, updated_at",
         auth.user_id,
         body.display_name,
         body.status_text.is_some(),

@@ -125,3 +125,85 @@ async fn the_email_lookup_finds_members_only_and_is_rate_limited() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn an_uploaded_avatar_is_served_to_members_only_and_replacing_it_deletes_the_old_blob() {
+    let dir = std::env::temp_dir().join(format!("conclave-test-avatars-{}", uuid::Uuid::new_v4().simple()));
+    let app = TestApp::start_with(&["--attachments-dir", dir.to_str().expect("utf-8")]).await;
+    let blobs = || -> Vec<Vec<u8>> {
+        std::fs::read_dir(dir.join("blobs"))
+            .map(|entries| entries.filter_map(|e| e.ok().and_then(|e| std::fs::read(e.path()).ok())).collect())
+            .unwrap_or_default()
+    };
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let carol = app.person("carol@example.org").await;
+    let chat = ready_chat(&app, &alice, &bob).await;
+    let mut bob_socket = connect(&app.base, &bob).await;
+    let put = |bytes: Vec<u8>, media_type: &str| {
+        let request = app.http.put(app.url("/v1/profile/avatar")).bearer_auth(&alice.access);
+        crate::support::exchange(request.header("content-type", media_type).body(bytes))
+    };
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend(crate::support::rand32());
+
+    let (status, profile) = put(png.clone(), "image/png").await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(
+        (profile["avatar_media_type"].as_str(), profile["avatar_size_bytes"].as_u64()),
+        (Some("image/png"), Some(png.len() as u64))
+    );
+    assert_eq!(next_of(&mut bob_socket, "profile_updated").await["profile"], profile);
+    assert_eq!(blobs(), vec![png.clone()]);
+
+    // A member of the organization gets the picture with its type, sniffing off; someone outside
+    // it gets exactly what an unknown member's picture answers.
+    let avatar = |user: uuid::Uuid| app.url(&format!("/v1/organizations/{}/members/{user}/avatar", chat.org));
+    let response = app.http.get(avatar(alice.user_id)).bearer_auth(&bob.access).send().await.expect("get");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.bytes().await.expect("bytes").to_vec(), png);
+    let (status, hidden) =
+        crate::support::exchange(app.http.get(avatar(alice.user_id)).bearer_auth(&carol.access)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, unknown) =
+        crate::support::exchange(app.http.get(avatar(uuid::Uuid::now_v7())).bearer_auth(&carol.access)).await;
+    assert_eq!(hidden, unknown);
+    let (status, _) = crate::support::exchange(app.http.get(avatar(bob.user_id)).bearer_auth(&alice.access)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "Bob has no picture");
+
+    // Replaced: the old blob goes. Refused uploads change nothing and leave nothing behind.
+    let mut jpeg = b"\xff\xd8\xff\xe0\0\x10JFIF".to_vec();
+    jpeg.extend(crate::support::rand32());
+    assert_eq!(put(jpeg.clone(), "image/jpeg").await.0, StatusCode::OK);
+    assert_eq!(blobs(), vec![jpeg.clone()]);
+    for (bytes, media_type, status, code) in [
+        (
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(),
+            "image/svg+xml",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (png.clone(), "image/jpeg", StatusCode::UNPROCESSABLE_ENTITY, "invalid_image"),
+        ([png.clone(), vec![0; 300 * 1024]].concat(), "image/png", StatusCode::PAYLOAD_TOO_LARGE, "avatar_too_large"),
+    ] {
+        let (answer, body) = put(bytes, media_type).await;
+        assert_eq!((answer, error_code(&body)), (status, code), "{media_type}: {body}");
+    }
+    let (_, profile) = app.get("/v1/profile", Some(&alice.access)).await;
+    assert_eq!(profile["avatar_media_type"], "image/jpeg");
+    assert_eq!(blobs(), vec![jpeg]);
+    assert_eq!(std::fs::read_dir(dir.join("staging")).map(|e| e.count()).unwrap_or(0), 0);
+
+    // Removed: the blob goes, the picture answers 404, the profile says none.
+    let (status, profile) =
+        crate::support::exchange(app.http.delete(app.url("/v1/profile/avatar")).bearer_auth(&alice.access)).await;
+    assert_eq!((status, profile["avatar_media_type"].clone()), (StatusCode::OK, json!(null)));
+    assert!(blobs().is_empty());
+    let (status, _) =
+        crate::support::exchange(app.http.get(app.url("/v1/profile/avatar")).bearer_auth(&alice.access)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    drop(app);
+    let _ = std::fs::remove_dir_all(&dir);
+}
