@@ -24,6 +24,9 @@ pub enum Command {
     /// Protocol v2 (MLS): commits in a group of 1,000 devices, key-package claims against the
     /// data plane, and the client's application-message throughput.
     Mls(MlsArgs),
+    /// Web Push: what notifications add to a send, and pushes per second through the outbox
+    /// worker to a push service of our own.
+    Notifications(NotificationsArgs),
     /// Writes the generated part of docs/benchmarks.md from a results file.
     Report {
         /// The results file.
@@ -251,4 +254,19 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3h").is_err());
     }
+}
+
+#[derive(Args, Clone)]
+pub struct NotificationsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Messages sent to the member with subscriptions, and as many to the member without.
+    #[arg(long, default_value_t = 2000)]
+    pub messages: usize,
+    /// Push subscriptions of the receiving member's device (each message is pushed to each).
+    #[arg(long, default_value_t = 4)]
+    pub subscriptions: usize,
+    /// Sends in flight (closed loop).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
 }

@@ -2,11 +2,13 @@
 //! [`Bench`](crate::run::Bench), runs the measurement (in the module named after it), prints the
 //! headline and appends the figures.
 
-use crate::cli::{BaselineArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, OperatorArgs};
+use crate::cli::{
+    BaselineArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, NotificationsArgs, OperatorArgs,
+};
 use crate::results::{self, Figures};
 use crate::run::{append_run, raise_file_limit, read_results, with_bench};
 use crate::stack::{self, DataplaneSettings};
-use crate::{connections, messages, mls, operator, provision, report, system};
+use crate::{connections, messages, mls, notify, operator, provision, report, system};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Duration;
@@ -44,6 +46,7 @@ pub async fn messages(args: MessagesArgs) -> Result<()> {
             binary: binary.clone(),
             db_connections: args.common.db_connections,
             outbox_poll_ms: args.common.outbox_poll_ms,
+            push_loopback: false,
         };
         let planes = stack::start_dataplanes(
             &settings,
@@ -145,6 +148,7 @@ pub async fn connections(args: ConnectionsArgs) -> Result<()> {
             binary: binary.clone(),
             db_connections: args.common.db_connections,
             outbox_poll_ms: args.common.outbox_poll_ms,
+            push_loopback: false,
         };
         let planes = stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
         let result = async {
@@ -271,6 +275,7 @@ pub async fn mls_mode(args: MlsArgs) -> Result<()> {
                 binary,
                 db_connections: args.common.db_connections,
                 outbox_poll_ms: args.common.outbox_poll_ms,
+                push_loopback: false,
             };
             let planes =
                 stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
@@ -364,4 +369,85 @@ pub fn write_report(results: &Path, output: &Path) -> Result<()> {
 pub fn compare(a: &Path, b: &Path) -> Result<()> {
     print!("{}", report::compare(&read_results(a)?, &read_results(b)?));
     Ok(())
+}
+
+pub async fn notifications_mode(args: NotificationsArgs) -> Result<()> {
+    if args.messages == 0 || args.subscriptions == 0 {
+        bail!("--messages and --subscriptions must be at least 1");
+    }
+    let binary = stack::dataplane_binary(args.common.dataplane_bin.clone()).await?;
+    let common = args.common.clone();
+    with_bench(&common, async |bench| {
+        let push = conclave_testkit::webpush::PushService::start().await?;
+        // The replica that takes the sends runs no outbox worker: the rows wait for the drain.
+        let settings = |outbox_poll_ms| DataplaneSettings {
+            binary: binary.clone(),
+            db_connections: args.common.db_connections,
+            outbox_poll_ms,
+            push_loopback: true,
+        };
+        let planes =
+            stack::start_dataplanes(&settings(0), &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
+        let result = async {
+            let tenant = provision::tenant(&bench.db.owner, 4).await?;
+            let members = provision::login_all(&tenant.users, &[planes[0].base.clone()], 4).await?;
+            // Two direct conversations: members 0 and 1 (1 subscribed), 2 and 3 (no subscription).
+            let conversations = provision::conversations(&bench.db.owner, &tenant, &members, 2).await?;
+            notify::subscribe(&planes[0].base, &members[1], &push, args.subscriptions).await?;
+            let org = tenant.organization_id;
+            let (send_with_push, errors_with) =
+                notify::send_cost(org, &members[0], &conversations[0], args.messages, args.concurrency).await?;
+            let (send_without_push, errors_without) =
+                notify::send_cost(org, &members[2], &conversations[1], args.messages, args.concurrency).await?;
+            let pushes_expected = (args.messages - errors_with as usize) * args.subscriptions;
+            eprintln!("[bench] {pushes_expected} pushes waiting; starting a replica with the outbox worker");
+            let started = std::time::Instant::now();
+            let workers =
+                stack::start_dataplanes(&settings(50), &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1)
+                    .await?;
+            let watch = system::Watch::new(vec![workers[0].pid()]);
+            let (before, window) = (watch.sample(), std::time::Instant::now());
+            let drained = notify::drain(&push, pushes_expected, started, Duration::from_secs(600)).await;
+            let (after, window) = (watch.sample(), window.elapsed().as_secs_f64());
+            stack::stop_dataplanes(workers).await;
+            let drained = drained?;
+            // The rate from the first push to the last (the replica's start-up left out); CPU over
+            // the whole window from start-up, so it is not understated.
+            let drain_secs = (drained.last_secs - drained.first_secs).max(1e-3);
+            let worker_cpu_percent = watch.cpu_between(&before, &after)[0];
+            let cpu_secs = worker_cpu_percent / 100.0 * window;
+            anyhow::Ok(results::NotificationFigures {
+                messages: args.messages,
+                subscriptions: args.subscriptions,
+                concurrency: args.concurrency,
+                send_with_push,
+                send_without_push,
+                send_errors: errors_with + errors_without,
+                pushes_expected,
+                pushes_received: drained.received,
+                drain_secs,
+                pushes_per_sec: drained.received.saturating_sub(1) as f64 / drain_secs,
+                worker_cpu_percent,
+                worker_cpu_ms_per_push: cpu_secs * 1000.0 / drained.received.max(1) as f64,
+            })
+        }
+        .await;
+        stack::stop_dataplanes(planes).await;
+        let f = result?;
+        println!(
+            "notifications: send p50 {:.2} ms (p99 {:.2}) writing push rows, {:.2} ms (p99 {:.2}) without; {} of {} pushes in {:.2} s = {:.0} pushes/s; worker CPU {:.0} % = {:.2} ms per push",
+            f.send_with_push.p50_ms,
+            f.send_with_push.p99_ms,
+            f.send_without_push.p50_ms,
+            f.send_without_push.p99_ms,
+            f.pushes_received,
+            f.pushes_expected,
+            f.drain_secs,
+            f.pushes_per_sec,
+            f.worker_cpu_percent,
+            f.worker_cpu_ms_per_push
+        );
+        append_run(&args.common.out, bench.machine(), Figures::Notifications(f))
+    })
+    .await
 }

@@ -42,6 +42,7 @@ pub enum Figures {
     Baseline(Baseline),
     Operator(OperatorFigures),
     Mls(Box<MlsFigures>),
+    Notifications(NotificationFigures),
 }
 
 impl Figures {
@@ -52,6 +53,7 @@ impl Figures {
             Self::Baseline(_) => "baseline",
             Self::Operator(_) => "operator",
             Self::Mls(_) => "mls",
+            Self::Notifications(_) => "notifications",
         }
     }
 
@@ -74,6 +76,9 @@ impl Figures {
                 m.claims.as_ref().map_or(0, |c| c.concurrency),
                 m.throughput.iter().map(|t| t.group_size.to_string()).collect::<Vec<_>>().join("+")
             ),
+            Self::Notifications(n) => {
+                format!("notifications messages={} subscriptions={}", n.messages, n.subscriptions)
+            }
         }
     }
 
@@ -132,6 +137,12 @@ impl Figures {
                 }
                 out
             }
+            Self::Notifications(n) => vec![
+                ("pushes/s", n.pushes_per_sec, true),
+                ("send p50 ms with push", n.send_with_push.p50_ms, false),
+                ("send p50 ms without", n.send_without_push.p50_ms, false),
+                ("worker CPU ms per push", n.worker_cpu_ms_per_push, false),
+            ],
         }
     }
 }
@@ -476,4 +487,27 @@ mod tests {
         let back: ResultsFile = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, file);
     }
+}
+
+/// Web Push (`notifications`): the cost a send pays for notifications, and the outbox worker's
+/// push rate to the test push service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotificationFigures {
+    pub messages: usize,
+    pub subscriptions: usize,
+    pub concurrency: usize,
+    /// Sends to a member whose device has the subscriptions (the send writes a push row).
+    pub send_with_push: Latency,
+    /// Sends to a member with no subscription (no push row).
+    pub send_without_push: Latency,
+    pub send_errors: u64,
+    /// Pushes expected (`messages` × `subscriptions`) and received by the service.
+    pub pushes_expected: usize,
+    pub pushes_received: usize,
+    /// From the worker's data plane being ready to the last push received.
+    pub drain_secs: f64,
+    pub pushes_per_sec: f64,
+    /// The worker's data plane CPU over the drain, in percent of one core and per push.
+    pub worker_cpu_percent: f64,
+    pub worker_cpu_ms_per_push: f64,
 }

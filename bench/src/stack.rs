@@ -158,6 +158,8 @@ pub struct DataplaneSettings {
     pub binary: PathBuf,
     pub db_connections: u32,
     pub outbox_poll_ms: u64,
+    /// Accept push subscriptions at `http://` loopback endpoints (the test push service).
+    pub push_loopback: bool,
 }
 
 /// A running data plane; killed when dropped.
@@ -188,10 +190,17 @@ pub async fn start_dataplanes(
     namespace: &str,
     count: usize,
 ) -> Result<Vec<Dataplane>> {
+    // Replicas started later in the same run share the first ones' signing key and log beside them.
     let keys = work_dir.join("jwt");
-    write_jwt_key(&keys)?;
+    if !keys.join("bench-1.pem").exists() {
+        write_jwt_key(&keys)?;
+    }
+    let started = std::fs::read_dir(work_dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("dataplane-"))
+        .count();
     let mut planes = Vec::new();
-    for i in 0..count {
+    for i in started..started + count {
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let log = work_dir.join(format!("dataplane-{i}.log"));
@@ -206,6 +215,7 @@ pub async fn start_dataplanes(
             // Every simulated client connects from loopback: the per-address cap would stop the
             // load at 1,024 sockets.
             .args(["--max-connections-per-address", "0"])
+            .args(settings.push_loopback.then_some("--push-allow-loopback-http"))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
