@@ -404,31 +404,3 @@ async fn calls_are_pushed_as_addressed_to_the_callee_even_at_mentions_level() {
         ]
     );
 }
-
-/// Pushes per second through the whole pipeline (claim, preferences, encryption, VAPID signing,
-/// the HTTP request to the test push service, the row's update), one replica's worker.
-/// `cargo test -p conclave-dataplane --test api --release -- --ignored webpush::throughput --nocapture`
-#[tokio::test]
-#[ignore = "a measurement, run by hand (docs/benchmarks.md)"]
-async fn throughput() {
-    let s = setup().await;
-    let alice = s.app.person("alice@example.org").await;
-    let bob = s.app.person("bob@example.org").await;
-    let chat = ready_chat(&s.app, &alice, &bob).await;
-    for _ in 0..4 {
-        subscribe(&s.app, &s.push, &bob).await;
-    }
-    let messages = 250;
-    for _ in 0..messages {
-        send(&chat, &alice).await;
-    }
-    let started = std::time::Instant::now();
-    while conclave_dataplane::outbox::run_once(&s.app.state, &s.http).await.expect("run") > 0 {}
-    let elapsed = started.elapsed().as_secs_f64();
-    let pushes = s.push.received().len();
-    assert_eq!(pushes, messages * 4);
-    println!(
-        "webpush throughput: {pushes} pushes ({messages} rows x 4 subscriptions) in {elapsed:.2} s = {:.0} pushes/s",
-        pushes as f64 / elapsed
-    );
-}
