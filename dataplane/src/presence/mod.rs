@@ -114,6 +114,47 @@ impl Connection {
         Ok((before, after))
     }
 
+    /// The socket's heartbeat: extends this connection's entry in one round trip, reading only
+    /// the entry's previous value. Only when that was missing or expired (Redis lost it, or the
+    /// socket missed its beats) can the user's status have changed, and then it does what
+    /// [`Self::update`] does. (The status others read is computed with every entry's expiry, so
+    /// another connection expiring is not a change a heartbeat would see either way.)
+    pub async fn refresh(&self, state: &AppState, conversations: &HashMap<Uuid, Uuid>) {
+        let mut redis = state.redis.clone();
+        let key = key(state, self.user_id);
+        let field = format!("c:{}", self.id);
+        let at = now();
+        let kind = if self.status == PresenceStatus::Idle { "idle" } else { "online" };
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET").arg(&key).arg(&field);
+        pipe.cmd("HSET").arg(&key).arg(&field).arg(format!("{kind}:{}", at + CONNECTION_TTL_SECS)).ignore();
+        pipe.cmd("HSET").arg(&key).arg("last_seen").arg(at).ignore();
+        pipe.cmd("EXPIRE").arg(&key).arg(LAST_SEEN_TTL_SECS).ignore();
+        let previous = match pipe.query_async::<(Option<String>,)>(&mut redis).await {
+            Ok((previous,)) => previous,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot refresh presence");
+                return;
+            }
+        };
+        let counted = previous
+            .and_then(|p| p.split_once(':').map(|(was, expiry)| (was == kind, expiry.parse::<i64>())))
+            .is_some_and(|(same, expiry)| same && expiry.is_ok_and(|e| e >= at));
+        if counted {
+            return;
+        }
+        // This connection was not counted as it is until now: the status is what the others say
+        // without it, before, and with it, after.
+        let mut fields: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(&key).query_async(&mut redis).await.unwrap_or_default();
+        let (after, last_seen_at) = status_of(&fields, at);
+        fields.remove(&field);
+        let (before, _) = status_of(&fields, at);
+        if before != after {
+            broadcast(state, conversations, Presence { user_id: self.user_id, status: after, last_seen_at }).await;
+        }
+    }
+
     /// Writes and, when the user's status changed, tells the members of `conversations`.
     pub async fn update(&self, state: &AppState, alive: bool, conversations: &HashMap<Uuid, Uuid>) {
         match self.write(state, alive).await {

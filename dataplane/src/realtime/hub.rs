@@ -3,10 +3,10 @@
 //! than letting its queue grow without bound.
 
 use super::Delivery;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Live events a socket may have queued before it counts as a slow consumer.
@@ -23,8 +23,83 @@ pub enum Control {
 struct Entry {
     user_id: Uuid,
     device_id: Uuid,
-    live: mpsc::Sender<Arc<Delivery>>,
-    control: mpsc::UnboundedSender<Control>,
+    mailbox: Arc<Mailbox>,
+}
+
+/// A socket's inbox: its queue of live events (at most `capacity`) and at most one control
+/// order, a close winning over a resync. One small allocation (about 150 bytes, the queue's
+/// storage only once an event arrives) where a bounded and an unbounded tokio channel took about
+/// 2 KiB per socket, most of it held while the socket is idle (docs/benchmarks.md).
+pub struct Mailbox {
+    capacity: usize,
+    queue: Mutex<Queue>,
+    live_ready: Notify,
+    control_ready: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    live: VecDeque<Arc<Delivery>>,
+    control: Option<Control>,
+}
+
+impl Mailbox {
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity, queue: Mutex::default(), live_ready: Notify::new(), control_ready: Notify::new() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a live event; false when the queue is full.
+    fn push_live(&self, delivery: Arc<Delivery>) -> bool {
+        let mut queue = self.lock();
+        if queue.live.len() >= self.capacity {
+            return false;
+        }
+        queue.live.push_back(delivery);
+        drop(queue);
+        self.live_ready.notify_one();
+        true
+    }
+
+    fn push_control(&self, control: Control) {
+        let mut queue = self.lock();
+        if !matches!(queue.control, Some(Control::Close(..))) {
+            queue.control = Some(control);
+        }
+        drop(queue);
+        self.control_ready.notify_one();
+    }
+
+    pub fn try_live(&self) -> Option<Arc<Delivery>> {
+        self.lock().live.pop_front()
+    }
+
+    pub fn try_control(&self) -> Option<Control> {
+        self.lock().control.take()
+    }
+
+    /// The next live event (cancel-safe: nothing is taken until it is returned).
+    pub async fn live(&self) -> Arc<Delivery> {
+        loop {
+            if let Some(delivery) = self.try_live() {
+                return delivery;
+            }
+            self.live_ready.notified().await;
+        }
+    }
+
+    /// The next control order (cancel-safe).
+    pub async fn control(&self) -> Control {
+        loop {
+            if let Some(control) = self.try_control() {
+                return control;
+            }
+            self.control_ready.notified().await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +132,8 @@ pub struct HubStats {
 pub struct Registration {
     hub: Arc<Hub>,
     pub id: u64,
+    /// Where the hub puts the socket's events and orders.
+    pub mailbox: Arc<Mailbox>,
 }
 
 impl Drop for Registration {
@@ -76,17 +153,17 @@ impl Hub {
         user_id: Uuid,
         device_id: Uuid,
         conversations: impl IntoIterator<Item = Uuid>,
-        live: mpsc::Sender<Arc<Delivery>>,
-        control: mpsc::UnboundedSender<Control>,
+        capacity: usize,
     ) -> Registration {
+        let mailbox = Arc::new(Mailbox::new(capacity));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         for conversation in conversations {
             inner.by_conversation.entry(conversation).or_default().insert(id);
         }
         inner.by_user.entry(user_id).or_default().insert(id);
-        inner.sockets.insert(id, Entry { user_id, device_id, live, control });
-        Registration { hub: self.clone(), id }
+        inner.sockets.insert(id, Entry { user_id, device_id, mailbox: mailbox.clone() });
+        Registration { hub: self.clone(), id, mailbox }
     }
 
     fn unregister(&self, id: u64) {
@@ -118,19 +195,15 @@ impl Hub {
         let mut slow = Vec::new();
         for id in targets {
             let Some(entry) = inner.sockets.get(&id) else { continue };
-            match entry.live.try_send(delivery.clone()) {
-                Ok(()) => {
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    let _ = entry.control.send(Control::Close(
-                        conclave_protocol::events::close::SLOW_CONSUMER,
-                        "too far behind; reconnect and resume",
-                    ));
-                    self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    slow.push(id);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if entry.mailbox.push_live(delivery.clone()) {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                entry.mailbox.push_control(Control::Close(
+                    conclave_protocol::events::close::SLOW_CONSUMER,
+                    "too far behind; reconnect and resume",
+                ));
+                self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                slow.push(id);
             }
         }
         if let Some((false, user)) = delivery.membership {
@@ -153,7 +226,7 @@ impl Hub {
         let inner = self.lock();
         let mut closed = 0;
         for entry in inner.sockets.values().filter(|e| e.device_id == device_id) {
-            let _ = entry.control.send(Control::Close(conclave_protocol::events::close::REVOKED, "device revoked"));
+            entry.mailbox.push_control(Control::Close(conclave_protocol::events::close::REVOKED, "device revoked"));
             closed += 1;
         }
         closed
@@ -162,7 +235,7 @@ impl Hub {
     pub fn broadcast_control(&self, make: impl Fn() -> Control) {
         let inner = self.lock();
         for entry in inner.sockets.values() {
-            let _ = entry.control.send(make());
+            entry.mailbox.push_control(make());
         }
     }
 
@@ -189,45 +262,37 @@ mod tests {
     async fn events_reach_the_sockets_of_their_conversation_only() {
         let hub = Arc::new(Hub::default());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let (tx1, mut rx1) = mpsc::channel(4);
-        let (tx2, mut rx2) = mpsc::channel(4);
-        let (c1, _) = mpsc::unbounded_channel();
-        let (c2, _) = mpsc::unbounded_channel();
-        let _r1 = hub.register(Uuid::now_v7(), Uuid::now_v7(), [a], tx1, c1);
-        let _r2 = hub.register(Uuid::now_v7(), Uuid::now_v7(), [b], tx2, c2);
+        let r1 = hub.register(Uuid::now_v7(), Uuid::now_v7(), [a], 4);
+        let r2 = hub.register(Uuid::now_v7(), Uuid::now_v7(), [b], 4);
         hub.dispatch(delivery(a, None));
-        assert!(rx1.try_recv().is_ok());
-        assert!(rx2.try_recv().is_err());
+        assert!(r1.mailbox.try_live().is_some());
+        assert!(r2.mailbox.try_live().is_none());
     }
 
     #[tokio::test]
     async fn a_new_member_starts_receiving_and_a_removed_one_stops() {
         let hub = Arc::new(Hub::default());
         let (conversation, user) = (Uuid::now_v7(), Uuid::now_v7());
-        let (tx, mut rx) = mpsc::channel(8);
-        let (c, _) = mpsc::unbounded_channel();
-        let _r = hub.register(user, Uuid::now_v7(), [], tx, c);
+        let r = hub.register(user, Uuid::now_v7(), [], 8);
         hub.dispatch(delivery(conversation, None));
-        assert!(rx.try_recv().is_err());
+        assert!(r.mailbox.try_live().is_none());
         hub.dispatch(delivery(conversation, Some((true, user))));
-        assert!(rx.try_recv().is_ok(), "the member-added event itself");
+        assert!(r.mailbox.try_live().is_some(), "the member-added event itself");
         hub.dispatch(delivery(conversation, Some((false, user))));
-        assert!(rx.try_recv().is_ok(), "the member-removed event itself");
+        assert!(r.mailbox.try_live().is_some(), "the member-removed event itself");
         hub.dispatch(delivery(conversation, None));
-        assert!(rx.try_recv().is_err());
+        assert!(r.mailbox.try_live().is_none());
     }
 
     #[tokio::test]
     async fn a_slow_consumer_is_cut_off_instead_of_buffering_forever() {
         let hub = Arc::new(Hub::default());
         let conversation = Uuid::now_v7();
-        let (tx, _rx) = mpsc::channel(2);
-        let (c, mut control) = mpsc::unbounded_channel();
-        let _r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [conversation], tx, c);
+        let r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [conversation], 2);
         for _ in 0..3 {
             hub.dispatch(delivery(conversation, None));
         }
-        assert!(matches!(control.try_recv(), Ok(Control::Close(4008, _))));
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Close(4008, _))));
         assert_eq!(hub.stats.delivered.load(Ordering::Relaxed), 2);
         assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
     }
@@ -235,12 +300,26 @@ mod tests {
     #[tokio::test]
     async fn dropping_a_registration_forgets_the_socket() {
         let hub = Arc::new(Hub::default());
-        let (tx, _rx) = mpsc::channel(2);
-        let (c, _) = mpsc::unbounded_channel();
-        let registration = hub.register(Uuid::now_v7(), Uuid::now_v7(), [Uuid::now_v7()], tx, c);
+        let registration = hub.register(Uuid::now_v7(), Uuid::now_v7(), [Uuid::now_v7()], 2);
         assert_eq!(hub.socket_count(), 1);
         drop(registration);
         assert_eq!(hub.socket_count(), 0);
         assert!(hub.lock().by_conversation.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_close_wins_over_a_resync_and_a_waiting_socket_wakes() {
+        let hub = Arc::new(Hub::default());
+        let r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [], 2);
+        let mailbox = r.mailbox.clone();
+        let waiting = tokio::spawn(async move { mailbox.control().await });
+        tokio::task::yield_now().await;
+        hub.broadcast_control(|| Control::Resync);
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+        assert!(matches!(woke, Ok(Ok(Control::Resync))));
+        r.mailbox.push_control(Control::Close(4000, "closing"));
+        r.mailbox.push_control(Control::Resync);
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Close(4000, _))));
+        assert!(r.mailbox.try_control().is_none());
     }
 }
