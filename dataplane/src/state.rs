@@ -90,6 +90,7 @@ impl AppState {
         };
         crate::realtime::spawn_subscriber(state.clone(), client);
         crate::outbox::spawn(state.clone());
+        crate::presence::spawn_heartbeat(state.clone(), crate::websocket::PING_EVERY, crate::websocket::IDLE_TIMEOUT);
         crate::attachments::gc::spawn(state.clone());
         Ok(state)
     }

@@ -18,6 +18,26 @@ pub enum Control {
     Close(u16, &'static str),
     /// Redis was reconnected: back-fill every conversation from the database.
     Resync,
+    /// The client has not been heard from for a heartbeat period: send it a ping.
+    Ping,
+    /// This socket's presence entry was missing or expired when the heartbeat renewed it: the
+    /// user's status may have changed, tell the members if it has.
+    PresenceRestored,
+}
+
+/// Monotonic milliseconds since the first call in this process.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
+/// What the heartbeat (`crate::presence::spawn_heartbeat`) renews for one socket.
+pub struct Beat {
+    pub user_id: Uuid,
+    /// The socket's presence connection id, and whether it says idle.
+    pub connection: Uuid,
+    pub idle: bool,
+    pub mailbox: Arc<Mailbox>,
 }
 
 struct Entry {
@@ -35,17 +55,41 @@ pub struct Mailbox {
     queue: Mutex<Queue>,
     live_ready: Notify,
     control_ready: Notify,
+    /// When the client was last heard from (`now_ms`).
+    heard_ms: AtomicU64,
 }
 
 #[derive(Default)]
 struct Queue {
     live: VecDeque<Arc<Delivery>>,
-    control: Option<Control>,
+    /// Pending orders, taken in this order: a close, a resync, a ping, a presence check.
+    close: Option<(u16, &'static str)>,
+    resync: bool,
+    ping: bool,
+    presence_restored: bool,
+    /// The socket's presence connection (id, idle), once it has recorded itself.
+    presence: Option<(Uuid, bool)>,
 }
 
 impl Mailbox {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, queue: Mutex::default(), live_ready: Notify::new(), control_ready: Notify::new() }
+        Self {
+            capacity,
+            queue: Mutex::default(),
+            live_ready: Notify::new(),
+            control_ready: Notify::new(),
+            heard_ms: AtomicU64::new(now_ms()),
+        }
+    }
+
+    /// The client sent something (any frame, a pong included).
+    pub fn heard(&self) {
+        self.heard_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The socket's presence connection, renewed by the heartbeat from now on (`None`: no longer).
+    pub fn set_presence(&self, presence: Option<(Uuid, bool)>) {
+        self.lock().presence = presence;
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -66,11 +110,21 @@ impl Mailbox {
 
     fn push_control(&self, control: Control) {
         let mut queue = self.lock();
-        if !matches!(queue.control, Some(Control::Close(..))) {
-            queue.control = Some(control);
+        match control {
+            Control::Close(code, reason) => {
+                queue.close.get_or_insert((code, reason));
+            }
+            Control::Resync => queue.resync = true,
+            Control::Ping => queue.ping = true,
+            Control::PresenceRestored => queue.presence_restored = true,
         }
         drop(queue);
         self.control_ready.notify_one();
+    }
+
+    /// See [`Control::PresenceRestored`].
+    pub fn push_presence_restored(&self) {
+        self.push_control(Control::PresenceRestored);
     }
 
     pub fn try_live(&self) -> Option<Arc<Delivery>> {
@@ -78,7 +132,18 @@ impl Mailbox {
     }
 
     pub fn try_control(&self) -> Option<Control> {
-        self.lock().control.take()
+        let mut queue = self.lock();
+        if let Some((code, reason)) = queue.close.take() {
+            Some(Control::Close(code, reason))
+        } else if std::mem::take(&mut queue.resync) {
+            Some(Control::Resync)
+        } else if std::mem::take(&mut queue.ping) {
+            Some(Control::Ping)
+        } else if std::mem::take(&mut queue.presence_restored) {
+            Some(Control::PresenceRestored)
+        } else {
+            None
+        }
     }
 
     /// The next live event (cancel-safe: nothing is taken until it is returned).
@@ -239,6 +304,32 @@ impl Hub {
         }
     }
 
+    /// The heartbeat's pass over this replica's sockets: a socket whose client has been silent
+    /// longer than `timeout` is told to close, one silent for `ping_every` or more to ping it
+    /// (a client that pings on its own, as the SDK does every 20 s, is never pinged); returns
+    /// the presence entries to renew. One pass every `ping_every` replaces a timer per socket,
+    /// which woke every idle socket once a period.
+    pub fn sweep(&self, ping_every: std::time::Duration, timeout: std::time::Duration) -> Vec<Beat> {
+        let now = now_ms();
+        let (ping_every, timeout) = (ping_every.as_millis() as u64, timeout.as_millis() as u64);
+        let inner = self.lock();
+        let mut beats = Vec::with_capacity(inner.sockets.len());
+        for entry in inner.sockets.values() {
+            let silent = now.saturating_sub(entry.mailbox.heard_ms.load(Ordering::Relaxed));
+            if silent > timeout {
+                entry.mailbox.push_control(Control::Close(conclave_protocol::events::close::TIMEOUT, "no heartbeat"));
+                continue;
+            }
+            if silent >= ping_every {
+                entry.mailbox.push_control(Control::Ping);
+            }
+            if let Some((connection, idle)) = entry.mailbox.lock().presence {
+                beats.push(Beat { user_id: entry.user_id, connection, idle, mailbox: entry.mailbox.clone() });
+            }
+        }
+        beats
+    }
+
     pub fn socket_count(&self) -> usize {
         self.lock().sockets.len()
     }
@@ -319,7 +410,27 @@ mod tests {
         assert!(matches!(woke, Ok(Ok(Control::Resync))));
         r.mailbox.push_control(Control::Close(4000, "closing"));
         r.mailbox.push_control(Control::Resync);
-        assert!(matches!(r.mailbox.try_control(), Some(Control::Close(4000, _))));
+        r.mailbox.push_control(Control::Close(4001, "a second close"));
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Close(4000, _))), "the first close, first");
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Resync)));
         assert!(r.mailbox.try_control().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_sweep_pings_a_silent_client_and_closes_one_gone_quiet() {
+        use std::time::Duration;
+        let hub = Arc::new(Hub::default());
+        let r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [], 2);
+        r.mailbox.set_presence(Some((Uuid::now_v7(), false)));
+        // Just heard from: no ping, the presence entry renewed.
+        assert_eq!(hub.sweep(Duration::from_secs(20), Duration::from_secs(60)).len(), 1);
+        assert!(r.mailbox.try_control().is_none());
+        // Silent for a period (the clock moved on by a zero period): pinged.
+        assert_eq!(hub.sweep(Duration::ZERO, Duration::from_secs(60)).len(), 1);
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Ping)));
+        // Silent past the timeout: closed, and no longer renewed.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(hub.sweep(Duration::ZERO, Duration::from_millis(1)).is_empty());
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Close(4009, _))));
     }
 }

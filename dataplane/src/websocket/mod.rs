@@ -27,9 +27,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-const PING_EVERY: Duration = Duration::from_secs(20);
+/// How often the replica's heartbeat runs: a client silent this long is pinged.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// A client not heard from (any frame, pongs included) for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const BACKFILL_PAGE: i64 = 200;
 /// Each socket's read buffer. Clients send only small control frames (resume, ping, typing);
 /// a larger frame still arrives whole, the buffer grows to fit it.
@@ -248,12 +249,12 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
         return;
     }
     Box::pin(presence.update(&state, true, &writer.conversations)).await;
+    mailbox.set_presence(Some((presence.id, presence.status == PresenceStatus::Idle)));
 
     // One task per socket: client frames are read in the same loop that writes (an idle socket
-    // costs one task, not a reader and a writer with a channel between them).
-    let mut last_seen = std::time::Instant::now();
-    let mut ticker = tokio::time::interval(PING_EVERY);
-    ticker.tick().await;
+    // costs one task, not a reader and a writer with a channel between them), and no timer of
+    // its own: the replica's heartbeat (`crate::presence::spawn_heartbeat`) renews its presence
+    // and orders the pings and the closing of a silent client through the mailbox.
     let mut shutdown = state.shutdown.clone();
     let close = loop {
         tokio::select! {
@@ -272,11 +273,15 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                     }
                     if failed { break None; }
                 }
+                Control::Ping => {
+                    if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() { break None; }
+                }
+                Control::PresenceRestored => Box::pin(presence.restored(&state, &writer.conversations)).await,
             },
             frame = stream.next() => {
                 let request = match frame {
                     Some(Ok(frame)) => {
-                        last_seen = std::time::Instant::now();
+                        mailbox.heard();
                         incoming(frame)
                     }
                     Some(Err(_)) | None => break None,
@@ -326,6 +331,7 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                         } else {
                             presence.status = status;
                             Box::pin(presence.update(&state, true, &writer.conversations)).await;
+                            mailbox.set_presence(Some((presence.id, status == PresenceStatus::Idle)));
                         }
                     }
                     Some(Incoming::Invalid(message)) => {
@@ -337,21 +343,12 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
             delivery = mailbox.live() => {
                 if writer.live(&mut sink, &delivery).await.is_err() { break None; }
             },
-            _ = ticker.tick() => {
-                let silent = last_seen.elapsed();
-                if silent > IDLE_TIMEOUT {
-                    break Some((close::TIMEOUT, "no heartbeat"));
-                }
-                // A client heard from within the period (its own pings, as the SDK sends) needs
-                // no ping: an idle socket then costs one write a period, not two and a read.
-                if silent >= PING_EVERY && sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() { break None; }
-                Box::pin(presence.refresh(&state, &writer.conversations)).await;
-            }
         }
     };
     if let Some((code, reason)) = close {
         let _ = sink.send(WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     }
     let _ = sink.close().await;
+    mailbox.set_presence(None);
     Box::pin(presence.update(&state, false, &writer.conversations)).await;
 }
