@@ -30,6 +30,21 @@ pub struct Config {
     /// Most PostgreSQL connections this replica holds.
     #[arg(long, env = "CONCLAVE_DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
     pub database_max_connections: u32,
+    /// Milliseconds a request may wait for a pooled PostgreSQL connection (including the health
+    /// check of an idle one, or opening a new one) before it is answered 503 `database_busy`.
+    #[arg(long, env = "CONCLAVE_DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub database_acquire_timeout_ms: u64,
+    /// Milliseconds a pooled connection has to answer a health check (a `Sync` round trip),
+    /// when it is handed out and when it is given back. One that does not is dropped: after a
+    /// partition that left connections silent (no FIN, no RST), this is what finds them.
+    #[arg(long, env = "CONCLAVE_DATABASE_PING_TIMEOUT_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub database_ping_timeout_ms: u64,
+    /// Milliseconds a send batch has in all (a connection, then its one statement and commit).
+    /// Past it the connection is abandoned (closed, never returned to the pool) and each send is
+    /// answered 503 `database_busy` with `Retry-After`: it may have been stored, and a retry with
+    /// the same `client_message_id` answers with the stored message.
+    #[arg(long, env = "CONCLAVE_DATABASE_SEND_DEADLINE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub database_send_deadline_ms: u64,
     /// Writers storing queued sends in batches (group commit), each serving a share of the
     /// conversations and using one database connection while it writes (at most half the
     /// pool). Sends gather into batches while their writer is busy; fewer writers make larger

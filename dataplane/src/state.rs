@@ -7,6 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything a handler needs, cloned cheaply into each request.
 #[derive(Clone)]
@@ -40,7 +41,11 @@ impl AppState {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(&config.database_url)
             .context("CONCLAVE_DATABASE_URL is not a valid PostgreSQL URL")?;
-        let db = app_pool(options, &config.database_role, config.database_max_connections).await?;
+        let timeouts = PoolTimeouts {
+            acquire: Duration::from_millis(config.database_acquire_timeout_ms),
+            ping: Duration::from_millis(config.database_ping_timeout_ms),
+        };
+        let db = app_pool(options, &config.database_role, config.database_max_connections, timeouts).await?;
         let client =
             redis::Client::open(config.redis_url.as_str()).context("CONCLAVE_REDIS_URL is not a valid Redis URL")?;
         let redis = redis::aio::ConnectionManager::new(client.clone()).await.context("connecting to Redis")?;
@@ -79,6 +84,7 @@ impl AppState {
                 db.clone(),
                 publisher,
                 usize::from(config.send_writers).min((config.database_max_connections as usize / 2).max(1)),
+                Duration::from_millis(config.database_send_deadline_ms),
             ),
             signing_keys: Arc::default(),
             blobs,
@@ -88,6 +94,7 @@ impl AppState {
         };
         crate::realtime::spawn_subscriber(state.clone(), client);
         crate::outbox::spawn(state.clone());
+        crate::presence::spawn_heartbeat(state.clone(), crate::websocket::PING_EVERY, crate::websocket::IDLE_TIMEOUT);
         crate::attachments::gc::spawn(state.clone());
         Ok(state)
     }
@@ -98,21 +105,62 @@ impl AppState {
     }
 }
 
+/// How long the pool waits on PostgreSQL (docs/reliability.md, the silent partition).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolTimeouts {
+    /// For a connection: a health-checked idle one, or a new one.
+    pub acquire: Duration,
+    /// For a pooled connection to answer a health check.
+    pub ping: Duration,
+}
+
+impl Default for PoolTimeouts {
+    fn default() -> Self {
+        Self { acquire: Duration::from_secs(5), ping: Duration::from_secs(1) }
+    }
+}
+
+/// The server ends a session whose client has vanished (its backend's locks and transaction go
+/// with it) after about this long without an acknowledgement: keepalive probes from 20 s of
+/// silence, every 5 s, 4 missed; and 30 s for data sent and never acknowledged. Ignored on Unix
+/// sockets. sqlx 0.9 has no option for keepalives on the client's own socket; the client finds
+/// dead connections with the bounded health checks instead.
+const SERVER_KEEPALIVES: &str = "SET tcp_keepalives_idle = 20; SET tcp_keepalives_interval = 5; \
+     SET tcp_keepalives_count = 4; SET tcp_user_timeout = 30000";
+
 /// A pool whose every connection works as `role`. When the login is another role (for example a
 /// CloudNativePG `app` user that is a member of `conclave_app`) each new connection switches
 /// with `SET ROLE`, so row-level security applies whichever credentials were handed to us.
-pub async fn app_pool(options: PgConnectOptions, role: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+///
+/// A connection whose network went silent (no FIN, no RST: a partition behind a firewall that
+/// drops the old flows) would otherwise hang whoever uses it for ever, and sqlx's own checks
+/// (the ping before handing out an idle connection and after taking one back) have no time
+/// limit: here both are bounded by `timeouts.ping`, and a connection that misses it is dropped
+/// rather than pooled, so that neither a request nor the pool's capacity stays stuck on it.
+pub async fn app_pool(
+    options: PgConnectOptions,
+    role: &str,
+    max_connections: u32,
+    timeouts: PoolTimeouts,
+) -> anyhow::Result<PgPool> {
     let role = role.to_owned();
+    let ping = timeouts.ping;
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
+        .acquire_timeout(timeouts.acquire)
+        .test_before_acquire(false)
+        .before_acquire(move |conn, _meta| Box::pin(async move { ping_within(conn, ping).await.map(|()| true) }))
+        .after_release(move |conn, _meta| Box::pin(async move { ping_within(conn, ping).await.map(|()| true) }))
         .after_connect(move |conn, _meta| {
             let role = role.clone();
             Box::pin(async move {
                 let current: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *conn).await?;
+                let mut setup = SERVER_KEEPALIVES.to_owned();
                 if current != role {
                     let quoted = role.replace('"', "\"\"");
-                    sqlx::raw_sql(AssertSqlSafe(format!("SET ROLE \"{quoted}\""))).execute(&mut *conn).await?;
+                    setup.push_str(&format!("; SET ROLE \"{quoted}\""));
                 }
+                sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut *conn).await?;
                 Ok(())
             })
         })
@@ -120,4 +168,20 @@ pub async fn app_pool(options: PgConnectOptions, role: &str, max_connections: u3
         .await
         .context("connecting to PostgreSQL as the data plane's role")?;
     Ok(pool)
+}
+
+/// A health check (one `Sync` round trip) that fails when the connection does not answer
+/// within `limit`; the pool then drops the connection without a goodbye.
+async fn ping_within(conn: &mut sqlx::PgConnection, limit: Duration) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    match tokio::time::timeout(limit, conn.ping()).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::warn!(
+                after_ms = limit.as_millis() as u64,
+                "a pooled PostgreSQL connection did not answer; dropping it"
+            );
+            Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "health check timed out")))
+        }
+    }
 }

@@ -17,8 +17,8 @@
 //! exactly once, nothing else is stored, and sequence numbers have no gap. The figures are
 //! printed (`--nocapture`) and recorded in docs/reliability.md.
 //!
-//! One more fault is known to fail and is ignored: a cut after which the old connections stay
-//! silent for ever instead of closing (`-- --ignored` runs it).
+//! One more fault has a test of its own: a cut after which the old connections stay silent for
+//! ever instead of closing. The data plane's deadlines find them (docs/reliability.md).
 
 use conclave_testkit::accounts::{PASSWORD, register_confirmed};
 use conclave_testkit::smtp::MailCatcher;
@@ -762,10 +762,10 @@ async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
         .await;
 }
 
-/// Known to fail (docs/reliability.md, "Not covered yet"): a connection whose packets vanish
-/// without a FIN or RST holds its writer's sends until the kernel gives up on it.
+/// A connection whose packets vanish without a FIN or RST would hold its writer's sends for ever
+/// (the kernel never gives up on a loopback peer that acknowledges everything): the send batch's
+/// deadline abandons it, and the pool's bounded health checks drop the other silent ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known to fail: sends hang on a connection that a partition left silent (docs/reliability.md)"]
 async fn a_partition_that_leaves_connections_silent_loses_nothing() {
     run(&[Fault::NetworkSilent]).await;
 }

@@ -17,6 +17,14 @@
 //!
 //! When a batch fails as a whole (a deadlock with another transaction, a lost connection), each
 //! of its sends is retried on its own, so one send's failure is never another's.
+//!
+//! A batch has a deadline (`--database-send-deadline-ms`): a connection that a partition left
+//! silent would otherwise hold its writer, and every send of that writer's conversations, for
+//! ever. Past it the connection is abandoned (closed, not returned to the pool) and each send of
+//! the batch is answered 503 `database_busy` with `Retry-After`, without the one-by-one retries:
+//! they would meet the same database. The batch may have been committed all the same (only its
+//! answer was lost); a retry with the same `client_message_id` then answers 200 with what was
+//! stored, so nothing is lost or stored twice.
 
 use crate::context::session::{AuthUser, session_revoked};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -26,6 +34,7 @@ use conclave_protocol::events::ServerFrame;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -34,6 +43,9 @@ pub const MAX_BATCH: usize = 128;
 
 /// Sends queued beyond this wait for room (back-pressure on the handlers).
 const QUEUE_DEPTH: usize = 4096;
+
+/// The default time a batch has, from asking for a connection to its commit.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A send that passed every check needing no database.
 #[derive(Debug, Clone)]
@@ -84,12 +96,13 @@ pub struct BatchStats {
 impl SendQueue {
     /// Starts `writers` writer tasks on `db`; they stop when the last handle is dropped. Each
     /// publishes what its batch stored through `publisher` before answering the handlers.
-    pub fn start(db: PgPool, publisher: Publisher, writers: usize) -> Self {
+    /// A batch not stored within `deadline` is abandoned (see the module's documentation).
+    pub fn start(db: PgPool, publisher: Publisher, writers: usize, deadline: Duration) -> Self {
         let stats = Arc::new(BatchStats::default());
         let writers = (0..writers.max(1))
             .map(|_| {
                 let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(writer(db.clone(), publisher.clone(), queue, stats.clone()));
+                tokio::spawn(writer(db.clone(), publisher.clone(), queue, stats.clone(), deadline));
                 jobs
             })
             .collect();
@@ -114,7 +127,13 @@ fn writer_for(conversation_id: Uuid, writers: usize) -> usize {
     (hasher.finish() % writers.max(1) as u64) as usize
 }
 
-async fn writer(db: PgPool, publisher: Publisher, mut queue: mpsc::Receiver<Job>, stats: Arc<BatchStats>) {
+async fn writer(
+    db: PgPool,
+    publisher: Publisher,
+    mut queue: mpsc::Receiver<Job>,
+    stats: Arc<BatchStats>,
+    deadline: Duration,
+) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -123,13 +142,13 @@ async fn writer(db: PgPool, publisher: Publisher, mut queue: mpsc::Receiver<Job>
                 Err(_) => break,
             }
         }
-        write(&db, &publisher, batch, &stats).await;
+        write(&db, &publisher, batch, &stats, deadline).await;
     }
 }
 
-async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &BatchStats) {
+async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &BatchStats, deadline: Duration) {
     let (sends, replies): (Vec<Pending>, Vec<_>) = batch.into_iter().map(|job| (job.send, job.reply)).unzip();
-    let answers = write_batch(db, &sends, stats).await;
+    let answers = write_batch(db, &sends, stats, deadline).await;
     // Published here, in queue order (which is each conversation's sequence order), rather than
     // by each handler in whatever order they wake up: out of order, every member's socket would
     // see a gap and fill it from the database.
@@ -153,11 +172,17 @@ async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &Batc
 }
 
 /// Stores `sends` as one batch (or a few: see `parts`), or, when a batch fails as a whole,
-/// each of its sends on its own; one answer per send, in order.
-pub async fn write_batch(db: &PgPool, sends: &[Pending], stats: &BatchStats) -> Vec<ApiResult<Stored>> {
+/// each of its sends on its own; one answer per send, in order. Each call to the database has
+/// `deadline`.
+pub async fn write_batch(
+    db: &PgPool,
+    sends: &[Pending],
+    stats: &BatchStats,
+    deadline: Duration,
+) -> Vec<ApiResult<Stored>> {
     let mut answers = Vec::with_capacity(sends.len());
     for part in parts(sends) {
-        answers.extend(write_part(db, &sends[part], stats).await);
+        answers.extend(write_part(db, &sends[part], stats, deadline).await);
     }
     answers
 }
@@ -182,20 +207,23 @@ fn parts(sends: &[Pending]) -> Vec<std::ops::Range<usize>> {
     parts
 }
 
-async fn write_part(db: &PgPool, sends: &[Pending], stats: &BatchStats) -> Vec<ApiResult<Stored>> {
+async fn write_part(db: &PgPool, sends: &[Pending], stats: &BatchStats, deadline: Duration) -> Vec<ApiResult<Stored>> {
     let counted = |n: usize| {
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.sends.fetch_add(n as u64, Ordering::Relaxed);
     };
     counted(sends.len());
-    match store(db, sends).await {
+    match store(db, sends, deadline).await {
         Ok(answers) => answers,
+        // The database did not answer in time, or no connection was to be had: one by one
+        // would wait as long again for each send.
+        Err(error) if timed_out(&error) => sends.iter().map(|_| Err(unanswered(&error))).collect(),
         Err(error) if sends.len() > 1 => {
             tracing::warn!(%error, sends = sends.len(), "a send batch failed as a whole; retrying its sends one by one");
             let mut answers = Vec::with_capacity(sends.len());
             for send in sends {
                 counted(1);
-                answers.push(match store(db, std::slice::from_ref(send)).await {
+                answers.push(match store(db, std::slice::from_ref(send), deadline).await {
                     Ok(mut one) => one.pop().unwrap_or_else(|| Err(ApiError::internal())),
                     Err(error) => Err(ApiError::from(error)),
                 });
@@ -206,8 +234,35 @@ async fn write_part(db: &PgPool, sends: &[Pending], stats: &BatchStats) -> Vec<A
     }
 }
 
-/// Stores `sends` in one call and one transaction; one answer per send, in order.
-pub async fn store(db: &PgPool, sends: &[Pending]) -> Result<Vec<ApiResult<Stored>>, sqlx::Error> {
+/// Whether a batch failed for want of an answer in time (rather than with one).
+fn timed_out(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::TimedOut,
+        _ => false,
+    }
+}
+
+/// The answer to each send of a batch that timed out: retryable, and perhaps stored already.
+fn unanswered(error: &sqlx::Error) -> ApiError {
+    tracing::warn!(%error, "a send batch got no answer in time");
+    ApiError::new(
+        ErrorCode::DatabaseBusy,
+        "the database did not answer in time; retry with the same client_message_id shortly",
+    )
+    .retry_after(1)
+}
+
+/// Stores `sends` in one call and one transaction; one answer per send, in order. The whole
+/// call, a connection included, has `deadline`; past it the connection is closed rather than
+/// returned to the pool (it may be one a partition left silent) and the call fails with a
+/// `TimedOut` I/O error (or `PoolTimedOut` when no connection came).
+pub async fn store(db: &PgPool, sends: &[Pending], deadline: Duration) -> Result<Vec<ApiResult<Stored>>, sqlx::Error> {
+    let started = Instant::now();
+    let mut conn = match tokio::time::timeout(deadline, db.acquire()).await {
+        Ok(conn) => conn?,
+        Err(_) => return Err(sqlx::Error::PoolTimedOut),
+    };
     let column = |f: fn(&Pending) -> Uuid| sends.iter().map(f).collect::<Vec<_>>();
     let (mut attachment_entries, mut attachment_ids) = (Vec::new(), Vec::new());
     for (n, send) in sends.iter().enumerate() {
@@ -216,7 +271,7 @@ pub async fn store(db: &PgPool, sends: &[Pending]) -> Result<Vec<ApiResult<Store
             attachment_ids.push(*id);
         }
     }
-    let rows = sqlx::query!(
+    let query = sqlx::query!(
         r#"SELECT entry AS "entry!", outcome AS "outcome!", current_generation, must_rotate, lifetime_seconds,
                   message_id, message_seq, message_sender_user_id, message_key_generation, message_nonce,
                   message_ciphertext, message_signature, message_reply_to_id, message_created_at,
@@ -235,9 +290,19 @@ pub async fn store(db: &PgPool, sends: &[Pending]) -> Result<Vec<ApiResult<Store
         &sends.iter().map(|s| s.reply_to_id).collect::<Vec<_>>() as &[Option<Uuid>],
         &attachment_entries,
         &attachment_ids,
-    )
-    .fetch_all(db)
-    .await?;
+    );
+    let rows = match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), query.fetch_all(&mut *conn)).await
+    {
+        Ok(rows) => rows?,
+        Err(_) => {
+            // Closed without a goodbye: on a silent connection even that would wait.
+            drop(conn.detach());
+            return Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from the database within {} ms", deadline.as_millis()),
+            )));
+        }
+    };
     let mut answers: Vec<Option<ApiResult<Stored>>> = (0..sends.len()).map(|_| None).collect();
     for row in rows {
         let index = usize::try_from(row.entry - 1).ok().filter(|i| *i < sends.len());

@@ -114,6 +114,22 @@ impl Connection {
         Ok((before, after))
     }
 
+    /// After the heartbeat found this connection's entry missing or expired (Redis lost it, or
+    /// the socket missed its beats) and wrote it again: the status is what the other entries
+    /// say without it, before, and with it, after; when they differ the members are told.
+    pub async fn restored(&self, state: &AppState, conversations: &HashMap<Uuid, Uuid>) {
+        let mut redis = state.redis.clone();
+        let mut fields: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(key(state, self.user_id)).query_async(&mut redis).await.unwrap_or_default();
+        let at = now();
+        let (after, last_seen_at) = status_of(&fields, at);
+        fields.remove(&format!("c:{}", self.id));
+        let (before, _) = status_of(&fields, at);
+        if before != after {
+            broadcast(state, conversations, Presence { user_id: self.user_id, status: after, last_seen_at }).await;
+        }
+    }
+
     /// Writes and, when the user's status changed, tells the members of `conversations`.
     pub async fn update(&self, state: &AppState, alive: bool, conversations: &HashMap<Uuid, Uuid>) {
         match self.write(state, alive).await {
@@ -122,6 +138,66 @@ impl Connection {
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "cannot record presence"),
+        }
+    }
+}
+
+/// Most presence entries renewed by one Redis call.
+const BEATS_PER_CALL: usize = 256;
+
+/// The replica's heartbeat: every `every`, one pass over its sockets (`Hub::sweep`: pings for
+/// silent clients, closes for clients gone quiet past `timeout`) and their presence entries
+/// renewed in pipelined calls, each entry's previous value read in the same call. A socket whose
+/// entry was missing or expired is told to check whether its user's status changed. Before,
+/// each socket did this on a timer of its own with its own Redis round trips: at 19,900 idle
+/// sockets that was most of the idle CPU (docs/benchmarks.md).
+pub fn spawn_heartbeat(state: AppState, every: std::time::Duration, timeout: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut shutdown = state.shutdown.clone();
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let beats = state.hub.sweep(every, timeout);
+            for chunk in beats.chunks(BEATS_PER_CALL) {
+                renew(&state, chunk).await;
+            }
+        }
+    });
+}
+
+async fn renew(state: &AppState, beats: &[realtime::hub::Beat]) {
+    let at = now();
+    let mut pipe = redis::pipe();
+    for beat in beats {
+        let key = key(state, beat.user_id);
+        let field = format!("c:{}", beat.connection);
+        let kind = if beat.idle { "idle" } else { "online" };
+        pipe.cmd("HGET").arg(&key).arg(&field);
+        pipe.cmd("HSET").arg(&key).arg(&field).arg(format!("{kind}:{}", at + CONNECTION_TTL_SECS)).ignore();
+        pipe.cmd("HSET").arg(&key).arg("last_seen").arg(at).ignore();
+        pipe.cmd("EXPIRE").arg(&key).arg(LAST_SEEN_TTL_SECS).ignore();
+    }
+    let mut redis = state.redis.clone();
+    let previous: Vec<Option<String>> = match pipe.query_async(&mut redis).await {
+        Ok(previous) => previous,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot renew presence");
+            return;
+        }
+    };
+    for (beat, previous) in beats.iter().zip(previous) {
+        let kind = if beat.idle { "idle" } else { "online" };
+        let counted = previous
+            .as_deref()
+            .and_then(|p| p.split_once(':'))
+            .is_some_and(|(was, expiry)| was == kind && expiry.parse::<i64>().is_ok_and(|e| e >= at));
+        if !counted {
+            beat.mailbox.push_presence_restored();
         }
     }
 }

@@ -3,10 +3,10 @@
 //! than letting its queue grow without bound.
 
 use super::Delivery;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Live events a socket may have queued before it counts as a slow consumer.
@@ -18,13 +18,153 @@ pub enum Control {
     Close(u16, &'static str),
     /// Redis was reconnected: back-fill every conversation from the database.
     Resync,
+    /// The client has not been heard from for a heartbeat period: send it a ping.
+    Ping,
+    /// This socket's presence entry was missing or expired when the heartbeat renewed it: the
+    /// user's status may have changed, tell the members if it has.
+    PresenceRestored,
+}
+
+/// Monotonic milliseconds since the first call in this process.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
+/// What the heartbeat (`crate::presence::spawn_heartbeat`) renews for one socket.
+pub struct Beat {
+    pub user_id: Uuid,
+    /// The socket's presence connection id, and whether it says idle.
+    pub connection: Uuid,
+    pub idle: bool,
+    pub mailbox: Arc<Mailbox>,
 }
 
 struct Entry {
     user_id: Uuid,
     device_id: Uuid,
-    live: mpsc::Sender<Arc<Delivery>>,
-    control: mpsc::UnboundedSender<Control>,
+    mailbox: Arc<Mailbox>,
+}
+
+/// A socket's inbox: its queue of live events (at most `capacity`) and at most one control
+/// order, a close winning over a resync. One small allocation (about 150 bytes, the queue's
+/// storage only once an event arrives) where a bounded and an unbounded tokio channel took about
+/// 2 KiB per socket, most of it held while the socket is idle (docs/benchmarks.md).
+pub struct Mailbox {
+    capacity: usize,
+    queue: Mutex<Queue>,
+    live_ready: Notify,
+    control_ready: Notify,
+    /// When the client was last heard from (`now_ms`).
+    heard_ms: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    live: VecDeque<Arc<Delivery>>,
+    /// Pending orders, taken in this order: a close, a resync, a ping, a presence check.
+    close: Option<(u16, &'static str)>,
+    resync: bool,
+    ping: bool,
+    presence_restored: bool,
+    /// The socket's presence connection (id, idle), once it has recorded itself.
+    presence: Option<(Uuid, bool)>,
+}
+
+impl Mailbox {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            queue: Mutex::default(),
+            live_ready: Notify::new(),
+            control_ready: Notify::new(),
+            heard_ms: AtomicU64::new(now_ms()),
+        }
+    }
+
+    /// The client sent something (any frame, a pong included).
+    pub fn heard(&self) {
+        self.heard_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The socket's presence connection, renewed by the heartbeat from now on (`None`: no longer).
+    pub fn set_presence(&self, presence: Option<(Uuid, bool)>) {
+        self.lock().presence = presence;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a live event; false when the queue is full.
+    fn push_live(&self, delivery: Arc<Delivery>) -> bool {
+        let mut queue = self.lock();
+        if queue.live.len() >= self.capacity {
+            return false;
+        }
+        queue.live.push_back(delivery);
+        drop(queue);
+        self.live_ready.notify_one();
+        true
+    }
+
+    fn push_control(&self, control: Control) {
+        let mut queue = self.lock();
+        match control {
+            Control::Close(code, reason) => {
+                queue.close.get_or_insert((code, reason));
+            }
+            Control::Resync => queue.resync = true,
+            Control::Ping => queue.ping = true,
+            Control::PresenceRestored => queue.presence_restored = true,
+        }
+        drop(queue);
+        self.control_ready.notify_one();
+    }
+
+    /// See [`Control::PresenceRestored`].
+    pub fn push_presence_restored(&self) {
+        self.push_control(Control::PresenceRestored);
+    }
+
+    pub fn try_live(&self) -> Option<Arc<Delivery>> {
+        self.lock().live.pop_front()
+    }
+
+    pub fn try_control(&self) -> Option<Control> {
+        let mut queue = self.lock();
+        if let Some((code, reason)) = queue.close.take() {
+            Some(Control::Close(code, reason))
+        } else if std::mem::take(&mut queue.resync) {
+            Some(Control::Resync)
+        } else if std::mem::take(&mut queue.ping) {
+            Some(Control::Ping)
+        } else if std::mem::take(&mut queue.presence_restored) {
+            Some(Control::PresenceRestored)
+        } else {
+            None
+        }
+    }
+
+    /// The next live event (cancel-safe: nothing is taken until it is returned).
+    pub async fn live(&self) -> Arc<Delivery> {
+        loop {
+            if let Some(delivery) = self.try_live() {
+                return delivery;
+            }
+            self.live_ready.notified().await;
+        }
+    }
+
+    /// The next control order (cancel-safe).
+    pub async fn control(&self) -> Control {
+        loop {
+            if let Some(control) = self.try_control() {
+                return control;
+            }
+            self.control_ready.notified().await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +197,8 @@ pub struct HubStats {
 pub struct Registration {
     hub: Arc<Hub>,
     pub id: u64,
+    /// Where the hub puts the socket's events and orders.
+    pub mailbox: Arc<Mailbox>,
 }
 
 impl Drop for Registration {
@@ -76,17 +218,17 @@ impl Hub {
         user_id: Uuid,
         device_id: Uuid,
         conversations: impl IntoIterator<Item = Uuid>,
-        live: mpsc::Sender<Arc<Delivery>>,
-        control: mpsc::UnboundedSender<Control>,
+        capacity: usize,
     ) -> Registration {
+        let mailbox = Arc::new(Mailbox::new(capacity));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         for conversation in conversations {
             inner.by_conversation.entry(conversation).or_default().insert(id);
         }
         inner.by_user.entry(user_id).or_default().insert(id);
-        inner.sockets.insert(id, Entry { user_id, device_id, live, control });
-        Registration { hub: self.clone(), id }
+        inner.sockets.insert(id, Entry { user_id, device_id, mailbox: mailbox.clone() });
+        Registration { hub: self.clone(), id, mailbox }
     }
 
     fn unregister(&self, id: u64) {
@@ -121,19 +263,15 @@ impl Hub {
         let mut slow = Vec::new();
         for id in targets {
             let Some(entry) = inner.sockets.get(&id) else { continue };
-            match entry.live.try_send(delivery.clone()) {
-                Ok(()) => {
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    let _ = entry.control.send(Control::Close(
-                        conclave_protocol::events::close::SLOW_CONSUMER,
-                        "too far behind; reconnect and resume",
-                    ));
-                    self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    slow.push(id);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if entry.mailbox.push_live(delivery.clone()) {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                entry.mailbox.push_control(Control::Close(
+                    conclave_protocol::events::close::SLOW_CONSUMER,
+                    "too far behind; reconnect and resume",
+                ));
+                self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                slow.push(id);
             }
         }
         if let Some((false, user)) = delivery.membership {
@@ -156,7 +294,7 @@ impl Hub {
         let inner = self.lock();
         let mut closed = 0;
         for entry in inner.sockets.values().filter(|e| e.device_id == device_id) {
-            let _ = entry.control.send(Control::Close(conclave_protocol::events::close::REVOKED, "device revoked"));
+            entry.mailbox.push_control(Control::Close(conclave_protocol::events::close::REVOKED, "device revoked"));
             closed += 1;
         }
         closed
@@ -165,8 +303,34 @@ impl Hub {
     pub fn broadcast_control(&self, make: impl Fn() -> Control) {
         let inner = self.lock();
         for entry in inner.sockets.values() {
-            let _ = entry.control.send(make());
+            entry.mailbox.push_control(make());
         }
+    }
+
+    /// The heartbeat's pass over this replica's sockets: a socket whose client has been silent
+    /// longer than `timeout` is told to close, one silent for `ping_every` or more to ping it
+    /// (a client that pings on its own, as the SDK does every 20 s, is never pinged); returns
+    /// the presence entries to renew. One pass every `ping_every` replaces a timer per socket,
+    /// which woke every idle socket once a period.
+    pub fn sweep(&self, ping_every: std::time::Duration, timeout: std::time::Duration) -> Vec<Beat> {
+        let now = now_ms();
+        let (ping_every, timeout) = (ping_every.as_millis() as u64, timeout.as_millis() as u64);
+        let inner = self.lock();
+        let mut beats = Vec::with_capacity(inner.sockets.len());
+        for entry in inner.sockets.values() {
+            let silent = now.saturating_sub(entry.mailbox.heard_ms.load(Ordering::Relaxed));
+            if silent > timeout {
+                entry.mailbox.push_control(Control::Close(conclave_protocol::events::close::TIMEOUT, "no heartbeat"));
+                continue;
+            }
+            if silent >= ping_every {
+                entry.mailbox.push_control(Control::Ping);
+            }
+            if let Some((connection, idle)) = entry.mailbox.lock().presence {
+                beats.push(Beat { user_id: entry.user_id, connection, idle, mailbox: entry.mailbox.clone() });
+            }
+        }
+        beats
     }
 
     pub fn socket_count(&self) -> usize {
@@ -194,12 +358,8 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let conversation = Uuid::now_v7();
         let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
-        let (tx1, mut rx1) = mpsc::channel(4);
-        let (tx2, mut rx2) = mpsc::channel(4);
-        let (c1, _) = mpsc::unbounded_channel();
-        let (c2, _) = mpsc::unbounded_channel();
-        let _r1 = hub.register(me, Uuid::now_v7(), [conversation], tx1, c1);
-        let _r2 = hub.register(other, Uuid::now_v7(), [conversation], tx2, c2);
+        let r1 = hub.register(me, Uuid::now_v7(), [conversation], 4);
+        let r2 = hub.register(other, Uuid::now_v7(), [conversation], 4);
         hub.dispatch(Arc::new(Delivery {
             organization_id: Uuid::nil(),
             conversation_id: conversation,
@@ -208,53 +368,45 @@ mod tests {
             user: Some(me),
             text: "{}".into(),
         }));
-        assert!(rx1.try_recv().is_ok());
-        assert!(rx2.try_recv().is_err());
+        assert!(r1.mailbox.try_live().is_some());
+        assert!(r2.mailbox.try_live().is_none());
     }
 
     #[tokio::test]
     async fn events_reach_the_sockets_of_their_conversation_only() {
         let hub = Arc::new(Hub::default());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let (tx1, mut rx1) = mpsc::channel(4);
-        let (tx2, mut rx2) = mpsc::channel(4);
-        let (c1, _) = mpsc::unbounded_channel();
-        let (c2, _) = mpsc::unbounded_channel();
-        let _r1 = hub.register(Uuid::now_v7(), Uuid::now_v7(), [a], tx1, c1);
-        let _r2 = hub.register(Uuid::now_v7(), Uuid::now_v7(), [b], tx2, c2);
+        let r1 = hub.register(Uuid::now_v7(), Uuid::now_v7(), [a], 4);
+        let r2 = hub.register(Uuid::now_v7(), Uuid::now_v7(), [b], 4);
         hub.dispatch(delivery(a, None));
-        assert!(rx1.try_recv().is_ok());
-        assert!(rx2.try_recv().is_err());
+        assert!(r1.mailbox.try_live().is_some());
+        assert!(r2.mailbox.try_live().is_none());
     }
 
     #[tokio::test]
     async fn a_new_member_starts_receiving_and_a_removed_one_stops() {
         let hub = Arc::new(Hub::default());
         let (conversation, user) = (Uuid::now_v7(), Uuid::now_v7());
-        let (tx, mut rx) = mpsc::channel(8);
-        let (c, _) = mpsc::unbounded_channel();
-        let _r = hub.register(user, Uuid::now_v7(), [], tx, c);
+        let r = hub.register(user, Uuid::now_v7(), [], 8);
         hub.dispatch(delivery(conversation, None));
-        assert!(rx.try_recv().is_err());
+        assert!(r.mailbox.try_live().is_none());
         hub.dispatch(delivery(conversation, Some((true, user))));
-        assert!(rx.try_recv().is_ok(), "the member-added event itself");
+        assert!(r.mailbox.try_live().is_some(), "the member-added event itself");
         hub.dispatch(delivery(conversation, Some((false, user))));
-        assert!(rx.try_recv().is_ok(), "the member-removed event itself");
+        assert!(r.mailbox.try_live().is_some(), "the member-removed event itself");
         hub.dispatch(delivery(conversation, None));
-        assert!(rx.try_recv().is_err());
+        assert!(r.mailbox.try_live().is_none());
     }
 
     #[tokio::test]
     async fn a_slow_consumer_is_cut_off_instead_of_buffering_forever() {
         let hub = Arc::new(Hub::default());
         let conversation = Uuid::now_v7();
-        let (tx, _rx) = mpsc::channel(2);
-        let (c, mut control) = mpsc::unbounded_channel();
-        let _r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [conversation], tx, c);
+        let r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [conversation], 2);
         for _ in 0..3 {
             hub.dispatch(delivery(conversation, None));
         }
-        assert!(matches!(control.try_recv(), Ok(Control::Close(4008, _))));
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Close(4008, _))));
         assert_eq!(hub.stats.delivered.load(Ordering::Relaxed), 2);
         assert_eq!(hub.stats.slow_consumers.load(Ordering::Relaxed), 1);
     }
@@ -262,12 +414,46 @@ mod tests {
     #[tokio::test]
     async fn dropping_a_registration_forgets_the_socket() {
         let hub = Arc::new(Hub::default());
-        let (tx, _rx) = mpsc::channel(2);
-        let (c, _) = mpsc::unbounded_channel();
-        let registration = hub.register(Uuid::now_v7(), Uuid::now_v7(), [Uuid::now_v7()], tx, c);
+        let registration = hub.register(Uuid::now_v7(), Uuid::now_v7(), [Uuid::now_v7()], 2);
         assert_eq!(hub.socket_count(), 1);
         drop(registration);
         assert_eq!(hub.socket_count(), 0);
         assert!(hub.lock().by_conversation.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_close_wins_over_a_resync_and_a_waiting_socket_wakes() {
+        let hub = Arc::new(Hub::default());
+        let r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [], 2);
+        let mailbox = r.mailbox.clone();
+        let waiting = tokio::spawn(async move { mailbox.control().await });
+        tokio::task::yield_now().await;
+        hub.broadcast_control(|| Control::Resync);
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+        assert!(matches!(woke, Ok(Ok(Control::Resync))));
+        r.mailbox.push_control(Control::Close(4000, "closing"));
+        r.mailbox.push_control(Control::Resync);
+        r.mailbox.push_control(Control::Close(4001, "a second close"));
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Close(4000, _))), "the first close, first");
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Resync)));
+        assert!(r.mailbox.try_control().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_sweep_pings_a_silent_client_and_closes_one_gone_quiet() {
+        use std::time::Duration;
+        let hub = Arc::new(Hub::default());
+        let r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [], 2);
+        r.mailbox.set_presence(Some((Uuid::now_v7(), false)));
+        // Just heard from: no ping, the presence entry renewed.
+        assert_eq!(hub.sweep(Duration::from_secs(20), Duration::from_secs(60)).len(), 1);
+        assert!(r.mailbox.try_control().is_none());
+        // Silent for a period (the clock moved on by a zero period): pinged.
+        assert_eq!(hub.sweep(Duration::ZERO, Duration::from_secs(60)).len(), 1);
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Ping)));
+        // Silent past the timeout: closed, and no longer renewed.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(hub.sweep(Duration::ZERO, Duration::from_millis(1)).is_empty());
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Close(4009, _))));
     }
 }

@@ -22,15 +22,15 @@ use conclave_protocol::rich::PresenceStatus;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-const PING_EVERY: Duration = Duration::from_secs(20);
-const IDLE_TIMEOUT_SECS: u64 = 60;
+/// How often the replica's heartbeat runs: a client silent this long is pinged.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+/// A client not heard from (any frame, pongs included) for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const BACKFILL_PAGE: i64 = 200;
 /// Each socket's read buffer. Clients send only small control frames (resume, ping, typing);
 /// a larger frame still arrives whole, the buffer grows to fit it.
@@ -125,10 +125,6 @@ async fn subscriptions(state: &AppState, auth: AuthUser, only: Option<Uuid>) -> 
     Ok(map)
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 fn text(frame: &ServerFrame) -> WsMessage {
     WsMessage::Text(serde_json::to_string(frame).unwrap_or_default().into())
 }
@@ -151,13 +147,15 @@ impl Writer {
         let Some(&organization) = self.conversations.get(&conversation) else { return Ok(()) };
         let mut cursor = after;
         loop {
-            let page = async {
+            // Boxed: the database calls' state is large, and inline it would be part of every
+            // socket's task for as long as the socket lives (docs/benchmarks.md, idle sockets).
+            let page = Box::pin(async {
                 let mut tx = crate::db::tenant_tx(&self.state, organization, self.auth.user_id).await?;
                 crate::context::seat(&mut tx, self.auth.user_id, conversation, false).await?;
                 let page = fetch_range(&mut tx, conversation, cursor, upto, BACKFILL_PAGE).await?;
                 tx.commit().await?;
                 ApiResult::Ok(page)
-            }
+            })
             .await;
             let Ok(page) = page else {
                 // No longer a member, or the database is unavailable: nothing to send now.
@@ -192,7 +190,7 @@ impl Writer {
         if let Some(seq) = delivery.seq {
             match self.last_seq.get(&conversation).copied() {
                 Some(last) if seq <= last => return Ok(()),
-                Some(last) if seq > last + 1 => self.backfill(sink, conversation, last, seq - 1).await?,
+                Some(last) if seq > last + 1 => Box::pin(self.backfill(sink, conversation, last, seq - 1)).await?,
                 _ => {}
             }
             self.last_seq.insert(conversation, seq);
@@ -235,10 +233,8 @@ fn incoming(frame: WsMessage) -> Option<Incoming> {
 
 async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (live_tx, mut live_rx) = mpsc::channel::<Arc<Delivery>>(QUEUE);
-    let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
-    let _registration =
-        state.hub.register(auth.user_id, auth.device_id, conversations.keys().copied(), live_tx, control_tx);
+    let registration = state.hub.register(auth.user_id, auth.device_id, conversations.keys().copied(), QUEUE);
+    let mailbox = registration.mailbox.clone();
     let mut writer = Writer { state: state.clone(), auth, conversations, last_seq: HashMap::new() };
     // This socket counts towards its user's presence until it ends (`crate::presence`).
     let mut presence = crate::presence::Connection::new(auth.user_id);
@@ -252,37 +248,40 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
     if sink.send(text(&hello)).await.is_err() {
         return;
     }
-    presence.update(&state, true, &writer.conversations).await;
+    Box::pin(presence.update(&state, true, &writer.conversations)).await;
+    mailbox.set_presence(Some((presence.id, presence.status == PresenceStatus::Idle)));
 
     // One task per socket: client frames are read in the same loop that writes (an idle socket
-    // costs one task, not a reader and a writer with a channel between them).
-    let mut last_seen = now_secs();
-    let mut ticker = tokio::time::interval(PING_EVERY);
-    ticker.tick().await;
+    // costs one task, not a reader and a writer with a channel between them), and no timer of
+    // its own: the replica's heartbeat (`crate::presence::spawn_heartbeat`) renews its presence
+    // and orders the pings and the closing of a silent client through the mailbox.
     let mut shutdown = state.shutdown.clone();
     let close = loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break Some((close::GOING_AWAY, "server shutting down")),
-            control = control_rx.recv() => match control {
-                Some(Control::Close(code, reason)) => break Some((code, reason)),
-                Some(Control::Resync) => {
+            control = mailbox.control() => match control {
+                Control::Close(code, reason) => break Some((code, reason)),
+                Control::Resync => {
                     let known: Vec<(Uuid, i64)> = writer.last_seq.iter().map(|(c, s)| (*c, *s)).collect();
                     let mut failed = false;
                     for (conversation, last) in known {
-                        if writer.backfill(&mut sink, conversation, last, i64::MAX).await.is_err() {
+                        if Box::pin(writer.backfill(&mut sink, conversation, last, i64::MAX)).await.is_err() {
                             failed = true;
                             break;
                         }
                     }
                     if failed { break None; }
                 }
-                None => break None,
+                Control::Ping => {
+                    if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() { break None; }
+                }
+                Control::PresenceRestored => Box::pin(presence.restored(&state, &writer.conversations)).await,
             },
             frame = stream.next() => {
                 let request = match frame {
                     Some(Ok(frame)) => {
-                        last_seen = now_secs();
+                        mailbox.heard();
                         incoming(frame)
                     }
                     Some(Err(_)) | None => break None,
@@ -298,7 +297,7 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                                 continue;
                             }
                             writer.last_seq.insert(conversation, after.max(0));
-                            if writer.backfill(&mut sink, conversation, after.max(0), i64::MAX).await.is_err() {
+                            if Box::pin(writer.backfill(&mut sink, conversation, after.max(0), i64::MAX)).await.is_err() {
                                 failed = true;
                                 break;
                             }
@@ -316,7 +315,7 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                         match writer.conversations.get(&conversation).copied() {
                             Some(organization) if due => {
                                 typed.insert(conversation, std::time::Instant::now());
-                                crate::presence::typing(&state, organization, conversation, auth.user_id).await;
+                                Box::pin(crate::presence::typing(&state, organization, conversation, auth.user_id)).await;
                             }
                             Some(_) => {}
                             None => {
@@ -331,7 +330,8 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                             if sink.send(text(&frame)).await.is_err() { break None; }
                         } else {
                             presence.status = status;
-                            presence.update(&state, true, &writer.conversations).await;
+                            Box::pin(presence.update(&state, true, &writer.conversations)).await;
+                            mailbox.set_presence(Some((presence.id, status == PresenceStatus::Idle)));
                         }
                     }
                     Some(Incoming::Invalid(message)) => {
@@ -340,24 +340,15 @@ async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>
                     }
                 }
             }
-            delivery = live_rx.recv() => match delivery {
-                Some(delivery) => {
-                    if writer.live(&mut sink, &delivery).await.is_err() { break None; }
-                }
-                None => break None,
+            delivery = mailbox.live() => {
+                if writer.live(&mut sink, &delivery).await.is_err() { break None; }
             },
-            _ = ticker.tick() => {
-                if now_secs().saturating_sub(last_seen) > IDLE_TIMEOUT_SECS {
-                    break Some((close::TIMEOUT, "no heartbeat"));
-                }
-                if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() { break None; }
-                presence.update(&state, true, &writer.conversations).await;
-            }
         }
     };
     if let Some((code, reason)) = close {
         let _ = sink.send(WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     }
     let _ = sink.close().await;
-    presence.update(&state, false, &writer.conversations).await;
+    mailbox.set_presence(None);
+    Box::pin(presence.update(&state, false, &writer.conversations)).await;
 }

@@ -5,7 +5,7 @@
 use crate::conversations::{Chat, group};
 use crate::support::{Person, TestApp, b64, error_code};
 use conclave_dataplane::context::session::AuthUser;
-use conclave_dataplane::messages::batch::{BatchStats, Pending, Stored, store, write_batch};
+use conclave_dataplane::messages::batch::{BatchStats, DEFAULT_DEADLINE, Pending, Stored, store, write_batch};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -202,7 +202,7 @@ async fn one_batch_answers_each_send_on_its_own_and_stores_only_the_accepted() {
         pending(&app, &Chat { org: unrotated.org, ..chat }, &bob, 1, Uuid::now_v7()).await,
         pending(&app, &chat, &alice, 1, Uuid::now_v7()).await,
     ];
-    let answers = store(&app.state.db, &batch).await.expect("one call");
+    let answers = store(&app.state.db, &batch, DEFAULT_DEADLINE).await.expect("one call");
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(
         outcomes,
@@ -285,7 +285,7 @@ async fn within_a_batch_the_first_acceptable_copy_is_stored_and_an_attachment_go
         pending(&app, &chat, &bob, 1, Uuid::now_v7()).await,
     ];
     let stats = BatchStats::default();
-    let answers = write_batch(&app.state.db, &batch, &stats).await;
+    let answers = write_batch(&app.state.db, &batch, &stats, DEFAULT_DEADLINE).await;
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(
         outcomes,
@@ -371,7 +371,7 @@ async fn a_batch_that_fails_as_a_whole_is_retried_send_by_send() {
         pending(&app, &chat, &bob, 1, Uuid::now_v7()).await,
     ];
     let stats = BatchStats::default();
-    let answers = write_batch(&app.state.db, &batch, &stats).await;
+    let answers = write_batch(&app.state.db, &batch, &stats, DEFAULT_DEADLINE).await;
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(outcomes[0], "created #1");
     assert!(outcomes[1].starts_with("422 "), "{outcomes:?}");
@@ -514,7 +514,7 @@ async fn a_batch_refuses_each_bad_reply_on_its_own_and_stores_the_rest() {
         replying(&bob, Some(Uuid::now_v7())).await,
         replying(&bob, Some(original)).await,
     ];
-    let answers = store(&app.state.db, &batch).await.expect("one call");
+    let answers = store(&app.state.db, &batch, DEFAULT_DEADLINE).await.expect("one call");
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(outcomes, ["created #2", "404 not_found", "created #3", "404 not_found", "created #4"]);
     let replies: Vec<(i64, Option<Uuid>)> =
