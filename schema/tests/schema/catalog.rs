@@ -40,8 +40,15 @@ const DESIGN_TABLES: &[&str] = &[
 ];
 
 /// Tables the features need beyond the design's list.
-const SUPPORTING_TABLES: &[&str] =
-    &["organization_invitations", "totp_recovery_codes", "device_key_packages", "identity_keys", "identity_transfers"];
+const SUPPORTING_TABLES: &[&str] = &[
+    "organization_invitations",
+    "totp_recovery_codes",
+    "device_key_packages",
+    "identity_keys",
+    "identity_transfers",
+    "legal_holds",
+    "worker_leases",
+];
 
 async fn public_tables(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
