@@ -5,7 +5,7 @@
 //!
 //! The code is split by feature (`auth`, `devices`, `tenancy`, `contacts`, `conversations`,
 //! `messages`, `reactions`, `pins`, `attachments`, `presence`, `websocket`, `bots`, `health`), each
-//! owning its routes, handlers and SQL. Features stand on shared plumbing below them and never on
+//! owning its routes, handlers and SQL; `retention` is the retention sweep and legal holds. Features stand on shared plumbing below them and never on
 //! each other's handlers: [`error`] (the one error type and its codes), `extract` (request
 //! extractors), [`context`] (the caller's tenant transaction, membership and conversation seat),
 //! [`db`], [`AppState`], [`realtime`] (fan-out through Redis). [`router`] merges the features from the
@@ -36,6 +36,7 @@ mod presence;
 mod ratelimit;
 mod reactions;
 pub mod realtime;
+pub mod retention;
 pub mod sealing;
 mod server;
 mod state;
@@ -74,6 +75,7 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(pins::router())
         .merge(attachments::router())
         .merge(presence::router())
+        .merge(retention::router())
         .merge(metrics::router())
         .merge(openapi::router())
 }

@@ -63,6 +63,7 @@ Real-time delivery is a WebSocket at `GET /v1/ws`; its frames are described in d
         (name = "pins", description = "Pinned messages of a conversation"),
         (name = "attachments", description = "Encrypted attachments: streamed upload and download"),
         (name = "presence", description = "Who is online, idle or offline (typing travels on the WebSocket)"),
+        (name = "compliance", description = "Legal holds (retention: docs/compliance.md)"),
         (name = "realtime", description = "The WebSocket (frames: docs/protocol.md)"),
         (name = "health", description = "Kubernetes probes"),
         (name = "operations", description = "Metrics and this document"),

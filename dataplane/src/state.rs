@@ -29,6 +29,8 @@ pub struct AppState {
     pub signing_keys: Arc<crate::context::SigningKeys>,
     /// Where encrypted attachment blobs are stored.
     pub blobs: Arc<dyn crate::attachments::BlobStore>,
+    /// This replica's side of the retention sweep (its lease holder id, its counts).
+    pub retention: Arc<crate::retention::Retention>,
     /// Flips to true when the server starts shutting down: sockets close with "going away".
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     shutdown_tx: Arc<tokio::sync::watch::Sender<bool>>,
@@ -79,12 +81,14 @@ impl AppState {
             ),
             signing_keys: Arc::default(),
             blobs,
+            retention: Arc::default(),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
         };
         crate::realtime::spawn_subscriber(state.clone(), client);
         crate::outbox::spawn(state.clone());
         crate::attachments::gc::spawn(state.clone());
+        crate::retention::spawn(state.clone());
         Ok(state)
     }
 

@@ -30,6 +30,7 @@ mod pins;
 mod presence;
 mod reactions;
 mod realtime;
+mod retention;
 mod support;
 mod sweep;
 mod tenancy;
