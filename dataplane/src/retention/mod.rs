@@ -223,7 +223,7 @@ pub async fn sweep_batch(state: &AppState, target: &Target, limit: i64) -> anyho
                           OR (h.scope = 'user' AND (h.target_id = m.sender_user_id
                               OR EXISTS (SELECT 1 FROM conversation_members cm
                                           WHERE cm.conversation_id = c.id AND cm.user_id = h.target_id)))))
-            ORDER BY m.created_at, m.id
+            ORDER BY m.created_at
             LIMIT $4
               FOR UPDATE OF m SKIP LOCKED"#,
         target.organization_id,
