@@ -124,7 +124,9 @@ fn sample_body(operation: &str, caller: &Person, own: &Tenant<'_>) -> Option<Val
         "claim_key_packages" => json!({ "user_ids": [own.ids["user_id"]] }),
         "change_member_role" => json!({ "role": "admin" }),
         "create_conversation" => json!({ "kind": "group", "member_user_ids": [own.ids["user_id"]] }),
-        "place_legal_hold" => json!({ "scope": "conversation", "target_id": own.ids["conversation_id"], "reason": "sweep" }),
+        "place_legal_hold" => {
+            json!({ "scope": "conversation", "target_id": own.ids["conversation_id"], "reason": "sweep" })
+        }
         _ => return None,
     })
 }
