@@ -2,11 +2,11 @@
 //! [`Bench`](crate::run::Bench), runs the measurement (in the module named after it), prints the
 //! headline and appends the figures.
 
-use crate::cli::{BaselineArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, OperatorArgs};
+use crate::cli::{BaselineArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, OperatorArgs, RetentionArgs};
 use crate::results::{self, Figures};
 use crate::run::{append_run, raise_file_limit, read_results, with_bench};
 use crate::stack::{self, DataplaneSettings};
-use crate::{connections, messages, mls, operator, provision, report, system};
+use crate::{connections, messages, mls, operator, provision, report, retention, system};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Duration;
@@ -44,6 +44,7 @@ pub async fn messages(args: MessagesArgs) -> Result<()> {
             binary: binary.clone(),
             db_connections: args.common.db_connections,
             outbox_poll_ms: args.common.outbox_poll_ms,
+            extra_args: Vec::new(),
         };
         let planes = stack::start_dataplanes(
             &settings,
@@ -145,6 +146,7 @@ pub async fn connections(args: ConnectionsArgs) -> Result<()> {
             binary: binary.clone(),
             db_connections: args.common.db_connections,
             outbox_poll_ms: args.common.outbox_poll_ms,
+            extra_args: Vec::new(),
         };
         let planes = stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
         let result = async {
@@ -271,6 +273,7 @@ pub async fn mls_mode(args: MlsArgs) -> Result<()> {
                 binary,
                 db_connections: args.common.db_connections,
                 outbox_poll_ms: args.common.outbox_poll_ms,
+                extra_args: Vec::new(),
             };
             let planes =
                 stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
@@ -364,4 +367,58 @@ pub fn write_report(results: &Path, output: &Path) -> Result<()> {
 pub fn compare(a: &Path, b: &Path) -> Result<()> {
     print!("{}", report::compare(&read_results(a)?, &read_results(b)?));
     Ok(())
+}
+
+pub async fn retention_mode(args: RetentionArgs) -> Result<()> {
+    if args.conversations == 0 || args.messages == 0 {
+        bail!("--conversations and --messages must be at least 1");
+    }
+    let binary = stack::dataplane_binary(args.common.dataplane_bin.clone()).await?;
+    let common = args.common.clone();
+    with_bench(&common, async |bench| {
+        let settings = DataplaneSettings {
+            binary: binary.clone(),
+            db_connections: args.common.db_connections,
+            outbox_poll_ms: args.common.outbox_poll_ms,
+            // A pass every second, so the sweep starts soon after the period is set.
+            extra_args: ["--retention-interval-ms", "1000", "--retention-batch", &args.batch.to_string()]
+                .map(str::to_owned)
+                .to_vec(),
+        };
+        let planes = stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
+        let result = async {
+            let tenant = provision::tenant(&bench.db.owner, args.conversations * 2).await?;
+            let members =
+                provision::login_all(&tenant.users, &[planes[0].base.clone()], args.common.login_parallelism).await?;
+            let conversations = provision::conversations(&bench.db.owner, &tenant, &members, 2).await?;
+            eprintln!("[bench] writing {} expired messages", args.messages);
+            retention::seed_expired(&bench.db.owner, tenant.organization_id, &conversations, args.messages).await?;
+            let settings = retention::Settings {
+                messages: args.messages,
+                batch: args.batch,
+                send_rate: args.send_rate,
+                before: args.before,
+            };
+            retention::run(&bench.db.owner, &planes[0].base, tenant.organization_id, members, conversations, &settings)
+                .await
+        }
+        .await;
+        stack::stop_dataplanes(planes).await;
+        let figures = result?;
+        println!(
+            "retention: {} expired messages deleted in {:.1} s ({:.0} rows/s, batches of {}); sends at {}/s p50/p99 {:.2}/{:.2} ms before, {:.2}/{:.2} ms during; {} send errors",
+            figures.messages,
+            figures.delete_secs,
+            figures.rows_per_sec,
+            figures.batch,
+            figures.send_rate,
+            figures.sends_before.p50_ms,
+            figures.sends_before.p99_ms,
+            figures.sends_during.p50_ms,
+            figures.sends_during.p99_ms,
+            figures.send_errors
+        );
+        append_run(&args.common.out, bench.machine(), Figures::Retention(figures))
+    })
+    .await
 }

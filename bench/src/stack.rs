@@ -158,6 +158,8 @@ pub struct DataplaneSettings {
     pub binary: PathBuf,
     pub db_connections: u32,
     pub outbox_poll_ms: u64,
+    /// More `serve` arguments (a mode's own settings).
+    pub extra_args: Vec<String>,
 }
 
 /// A running data plane; killed when dropped.
@@ -206,6 +208,7 @@ pub async fn start_dataplanes(
             // Every simulated client connects from loopback: the per-address cap would stop the
             // load at 1,024 sockets.
             .args(["--max-connections-per-address", "0"])
+            .args(&settings.extra_args)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
