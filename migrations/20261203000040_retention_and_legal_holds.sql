@@ -59,6 +59,11 @@ COMMENT ON COLUMN conversations.history_removed_before_seq IS 'Retention removed
 -- and deleting a generation checks the messages' foreign key through it instead of a scan.
 CREATE INDEX messages_key_generation ON messages (conversation_id, key_generation);
 
+-- Deleting a message sets `reply_to_id` to NULL in the replies to it (the foreign key), which
+-- without an index is a scan of every message for each one deleted: measured at over 100 s for a
+-- batch of 1 000 among a million messages. Only replies are indexed.
+CREATE INDEX messages_reply_to ON messages (reply_to_id) WHERE reply_to_id IS NOT NULL;
+
 -- Where the sweep has work: every workspace of an active organization with a retention period,
 -- unless the organization or the workspace is held. Read across tenants (as the owner); each
 -- workspace is then swept in a transaction acting for its organization, where holds on
