@@ -27,6 +27,8 @@ pub enum Command {
     /// Web Push: what notifications add to a send, and pushes per second through the outbox
     /// worker to a push service of our own.
     Notifications(NotificationsArgs),
+    /// The retention sweep deleting expired messages: rows/s, and send latency while it runs.
+    Retention(RetentionArgs),
     /// Writes the generated part of docs/benchmarks.md from a results file.
     Report {
         /// The results file.
@@ -226,6 +228,27 @@ pub struct MlsArgs {
     /// Parts not to run (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<MlsPart>,
+}
+
+#[derive(Args, Clone)]
+pub struct RetentionArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Expired messages to write and have deleted.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    /// Conversations they are spread over (two members each; one sends).
+    #[arg(long, default_value_t = 20)]
+    pub conversations: usize,
+    /// The data plane's `--retention-batch`.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: u32,
+    /// Sends per second in all, through the API, before and while the sweep runs.
+    #[arg(long, default_value_t = 50.0)]
+    pub send_rate: f64,
+    /// How long sends are measured before the retention period is set.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub before: Duration,
 }
 
 /// `20s`, `500ms`, `2m`, or plain seconds.

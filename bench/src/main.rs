@@ -10,7 +10,7 @@
 //! * [`cli`]: the arguments; [`modes`]: each mode's setup and headline; [`run`]: the database,
 //!   work directory and results file every run shares; [`stack`]: the data plane processes.
 //! * The measurements: [`messages`], [`connections`], [`baseline`], [`operator`], [`mls`],
-//!   [`notify`] (Web Push), with
+//!   [`notify`] (Web Push), [`retention`], with
 //!   [`provision`] (users, logins, conversations), [`socket`] and [`system`] (CPU, RSS).
 //! * [`results`] (the results file) and [`report`] (`docs/benchmarks.md`, comparisons).
 
@@ -25,6 +25,7 @@ mod operator;
 mod provision;
 mod report;
 mod results;
+mod retention;
 mod run;
 mod socket;
 mod stack;
@@ -42,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Operator(args) => modes::operator_mode(args).await,
         Command::Mls(args) => modes::mls_mode(args).await,
         Command::Notifications(args) => modes::notifications_mode(args).await,
+        Command::Retention(args) => modes::retention_mode(args).await,
         Command::Report { results, output } => modes::write_report(&results, &output),
         Command::Compare { a, b } => modes::compare(&a, &b),
     }

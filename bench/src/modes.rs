@@ -4,11 +4,12 @@
 
 use crate::cli::{
     BaselineArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, NotificationsArgs, OperatorArgs,
+    RetentionArgs,
 };
 use crate::results::{self, Figures};
 use crate::run::{append_run, raise_file_limit, read_results, with_bench};
 use crate::stack::{self, DataplaneSettings};
-use crate::{connections, messages, mls, notify, operator, provision, report, system};
+use crate::{connections, messages, mls, notify, operator, provision, report, retention, system};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub async fn messages(args: MessagesArgs) -> Result<()> {
             db_connections: args.common.db_connections,
             outbox_poll_ms: args.common.outbox_poll_ms,
             push_loopback: false,
+            extra_args: Vec::new(),
         };
         let planes = stack::start_dataplanes(
             &settings,
@@ -149,6 +151,7 @@ pub async fn connections(args: ConnectionsArgs) -> Result<()> {
             db_connections: args.common.db_connections,
             outbox_poll_ms: args.common.outbox_poll_ms,
             push_loopback: false,
+            extra_args: Vec::new(),
         };
         let planes = stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
         let result = async {
@@ -276,6 +279,7 @@ pub async fn mls_mode(args: MlsArgs) -> Result<()> {
                 db_connections: args.common.db_connections,
                 outbox_poll_ms: args.common.outbox_poll_ms,
                 push_loopback: false,
+                extra_args: Vec::new(),
             };
             let planes =
                 stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
@@ -385,6 +389,7 @@ pub async fn notifications_mode(args: NotificationsArgs) -> Result<()> {
             db_connections: args.common.db_connections,
             outbox_poll_ms,
             push_loopback: true,
+            extra_args: Vec::new(),
         };
         let planes =
             stack::start_dataplanes(&settings(0), &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
@@ -448,6 +453,61 @@ pub async fn notifications_mode(args: NotificationsArgs) -> Result<()> {
             f.worker_cpu_ms_per_push
         );
         append_run(&args.common.out, bench.machine(), Figures::Notifications(f))
+    })
+    .await
+}
+
+pub async fn retention_mode(args: RetentionArgs) -> Result<()> {
+    if args.conversations == 0 || args.messages == 0 {
+        bail!("--conversations and --messages must be at least 1");
+    }
+    let binary = stack::dataplane_binary(args.common.dataplane_bin.clone()).await?;
+    let common = args.common.clone();
+    with_bench(&common, async |bench| {
+        let settings = DataplaneSettings {
+            binary: binary.clone(),
+            db_connections: args.common.db_connections,
+            outbox_poll_ms: args.common.outbox_poll_ms,
+            push_loopback: false,
+            // A pass every second, so the sweep starts soon after the period is set.
+            extra_args: ["--retention-interval-ms", "1000", "--retention-batch", &args.batch.to_string()]
+                .map(str::to_owned)
+                .to_vec(),
+        };
+        let planes = stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
+        let result = async {
+            let tenant = provision::tenant(&bench.db.owner, args.conversations * 2).await?;
+            let members =
+                provision::login_all(&tenant.users, &[planes[0].base.clone()], args.common.login_parallelism).await?;
+            let conversations = provision::conversations(&bench.db.owner, &tenant, &members, 2).await?;
+            eprintln!("[bench] writing {} expired messages", args.messages);
+            retention::seed_expired(&bench.db.owner, tenant.organization_id, &conversations, args.messages).await?;
+            let settings = retention::Settings {
+                messages: args.messages,
+                batch: args.batch,
+                send_rate: args.send_rate,
+                before: args.before,
+            };
+            retention::run(&bench.db.owner, &planes[0].base, tenant.organization_id, members, conversations, &settings)
+                .await
+        }
+        .await;
+        stack::stop_dataplanes(planes).await;
+        let figures = result?;
+        println!(
+            "retention: {} expired messages deleted in {:.1} s ({:.0} rows/s, batches of {}); sends at {}/s p50/p99 {:.2}/{:.2} ms before, {:.2}/{:.2} ms during; {} send errors",
+            figures.messages,
+            figures.delete_secs,
+            figures.rows_per_sec,
+            figures.batch,
+            figures.send_rate,
+            figures.sends_before.p50_ms,
+            figures.sends_before.p99_ms,
+            figures.sends_during.p50_ms,
+            figures.sends_during.p99_ms,
+            figures.send_errors
+        );
+        append_run(&args.common.out, bench.machine(), Figures::Retention(figures))
     })
     .await
 }

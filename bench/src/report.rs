@@ -162,6 +162,7 @@ pub fn render(file: &ResultsFile) -> String {
 
     render_mls(&mut out, file);
     render_notifications(&mut out, file);
+    render_retention(&mut out, file);
 
     let baselines: Vec<_> = file
         .runs
@@ -169,7 +170,11 @@ pub fn render(file: &ResultsFile) -> String {
         .filter_map(|r| match &r.figures {
             Figures::Baseline(b) => Some(b),
             Figures::Messages(m) => m.baseline.as_ref(),
-            Figures::Connections(_) | Figures::Operator(_) | Figures::Mls(_) | Figures::Notifications(_) => None,
+            Figures::Connections(_)
+            | Figures::Operator(_)
+            | Figures::Mls(_)
+            | Figures::Notifications(_)
+            | Figures::Retention(_) => None,
         })
         .collect();
     if !baselines.is_empty() {
@@ -232,6 +237,57 @@ fn fmt_spread(s: &Spread) -> String {
 /// A Markdown table's header row and separator.
 fn table_head(out: &mut String, columns: &[&str]) {
     let _ = writeln!(out, "| {} |\n|{}", columns.join(" | "), " --- |".repeat(columns.len()));
+}
+
+/// Retention: rows deleted per second, and sends before and while the sweep runs.
+fn render_retention(out: &mut String, file: &ResultsFile) {
+    let runs: Vec<&crate::results::RetentionFigures> = file
+        .runs
+        .iter()
+        .filter_map(|r| match &r.figures {
+            Figures::Retention(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Retention\n");
+    let _ = writeln!(
+        out,
+        "Expired messages deleted by the data plane's sweep (one replica, under its lease), while members send \
+         through the API at a fixed rate. Latency: p50 / p99 / p99.9 (max) ms of the send request.\n"
+    );
+    table_head(
+        out,
+        &[
+            "Expired messages",
+            "Conversations",
+            "Batch",
+            "Deleted in s",
+            "Rows deleted/s",
+            "Sends/s",
+            "Send latency before",
+            "Send latency during",
+            "Send errors",
+        ],
+    );
+    for r in &runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            r.messages,
+            r.conversations,
+            r.batch,
+            r.delete_secs,
+            fmt_rate(r.rows_per_sec),
+            fmt_rate(r.send_rate),
+            fmt_latency(&r.sends_before),
+            fmt_latency(&r.sends_during),
+            r.send_errors
+        );
+    }
+    out.push('\n');
 }
 
 /// Protocol v2 (MLS): the large group's commits, key-package claims and the client's throughput.

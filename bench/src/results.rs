@@ -43,6 +43,7 @@ pub enum Figures {
     Operator(OperatorFigures),
     Mls(Box<MlsFigures>),
     Notifications(NotificationFigures),
+    Retention(RetentionFigures),
 }
 
 impl Figures {
@@ -54,6 +55,7 @@ impl Figures {
             Self::Operator(_) => "operator",
             Self::Mls(_) => "mls",
             Self::Notifications(_) => "notifications",
+            Self::Retention(_) => "retention",
         }
     }
 
@@ -70,6 +72,7 @@ impl Figures {
             Self::Connections(c) => format!("connections sockets={}", c.sockets),
             Self::Baseline(b) => format!("baseline clients={}", b.pg_clients),
             Self::Operator(o) => format!("operator organizations={} workspaces={}", o.organizations, o.workspaces),
+            Self::Retention(r) => format!("retention messages={} batch={}", r.messages, r.batch),
             Self::Mls(m) => format!(
                 "mls group={} claims={} throughput={}",
                 m.group.as_ref().map_or(0, |g| g.group_size),
@@ -110,6 +113,12 @@ impl Figures {
                 ("errors", o.errors as f64, false),
                 ("operator idle CPU %", o.idle_cpu_percent, false),
                 ("operator idle RSS MiB", o.idle_rss_mib, false),
+            ],
+            Self::Retention(r) => vec![
+                ("rows deleted/s", r.rows_per_sec, true),
+                ("send p99 ms before", r.sends_before.p99_ms, false),
+                ("send p99 ms during", r.sends_during.p99_ms, false),
+                ("send errors", r.send_errors as f64, false),
             ],
             Self::Mls(m) => {
                 let mut out = Vec::new();
@@ -298,6 +307,26 @@ impl OperatorFigures {
     pub fn all_ready_secs(&self) -> Option<f64> {
         Some(self.organizations_ready_secs?.max(self.workspaces_ready_secs?))
     }
+}
+
+/// Retention: the sweep deleting expired messages, and send latency before and while it runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct RetentionFigures {
+    /// Expired messages written before the sweep (all deleted).
+    pub messages: u64,
+    pub conversations: usize,
+    /// `--retention-batch` of the data plane.
+    pub batch: u32,
+    /// From the first deleted batch seen on `/metrics` to the last.
+    pub delete_secs: f64,
+    pub rows_per_sec: f64,
+    /// From setting the retention period to the first batch (the pass interval).
+    pub first_batch_after_secs: f64,
+    /// Sends per second in all, through the API, before and during.
+    pub send_rate: f64,
+    pub sends_before: Latency,
+    pub sends_during: Latency,
+    pub send_errors: u64,
 }
 
 /// Protocol v2 (MLS): commits in a large group, key-package claims against the data plane, and

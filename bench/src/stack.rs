@@ -160,6 +160,8 @@ pub struct DataplaneSettings {
     pub outbox_poll_ms: u64,
     /// Accept push subscriptions at `http://` loopback endpoints (the test push service).
     pub push_loopback: bool,
+    /// More `serve` arguments (a mode's own settings).
+    pub extra_args: Vec<String>,
 }
 
 /// A running data plane; killed when dropped.
@@ -216,6 +218,7 @@ pub async fn start_dataplanes(
             // load at 1,024 sockets.
             .args(["--max-connections-per-address", "0"])
             .args(settings.push_loopback.then_some("--push-allow-loopback-http"))
+            .args(&settings.extra_args)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

@@ -8,7 +8,12 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Actor {
-    User { user_id: Uuid, device_id: Option<Uuid> },
+    User {
+        user_id: Uuid,
+        device_id: Option<Uuid>,
+    },
+    /// The data plane itself, on nobody's request (the retention sweep).
+    System,
 }
 
 impl Actor {
@@ -33,6 +38,7 @@ pub struct Entry<'a> {
 pub async fn record(conn: &mut PgConnection, entry: Entry<'_>) -> Result<(), sqlx::Error> {
     let (kind, user, device) = match entry.actor {
         Actor::User { user_id, device_id } => ("user", Some(user_id), device_id),
+        Actor::System => ("system", None, None),
     };
     sqlx::query!(
         "INSERT INTO audit_logs (organization_id, actor_kind, actor_user_id, actor_device_id, action, target_type, target_id, ip_address, details)

@@ -160,6 +160,16 @@ pub struct Config {
     /// How often (milliseconds) the attachment collector runs; 0 disables it on this replica.
     #[arg(long, env = "CONCLAVE_ATTACHMENT_GC_MS", default_value_t = 60_000)]
     pub attachment_gc_ms: u64,
+    /// How often (milliseconds) the retention sweep runs (docs/compliance.md); one replica at a
+    /// time does the work, under a lease. 0 disables it on this replica.
+    #[arg(long, env = "CONCLAVE_RETENTION_INTERVAL_MS", default_value_t = 300_000)]
+    pub retention_interval_ms: u64,
+    /// The most messages the retention sweep deletes in one transaction.
+    #[arg(long, env = "CONCLAVE_RETENTION_BATCH", default_value_t = 1000)]
+    pub retention_batch: u32,
+    /// Pause (milliseconds) between two retention batches, leaving the database to sends.
+    #[arg(long, env = "CONCLAVE_RETENTION_BATCH_PAUSE_MS", default_value_t = 20)]
+    pub retention_batch_pause_ms: u64,
     #[arg(long, env = "CONCLAVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }

@@ -5,7 +5,8 @@
 //!
 //! The code is split by feature (`auth`, `devices`, `tenancy`, `contacts`, `conversations`,
 //! `messages`, `reactions`, `pins`, `attachments`, `presence`, `profiles`, `notifications`,
-//! `websocket`, `bots`, `health`), each owning its routes, handlers and SQL. Features stand on shared plumbing below them and never on
+//! `websocket`, `bots`, `health`), each owning its routes, handlers and SQL; `retention` is the
+//! retention sweep and legal holds. Features stand on shared plumbing below them and never on
 //! each other's handlers: [`error`] (the one error type and its codes), `extract` (request
 //! extractors), [`context`] (the caller's tenant transaction, membership and conversation seat),
 //! [`db`], [`AppState`], [`realtime`] (fan-out through Redis). [`router`] merges the features from the
@@ -38,6 +39,7 @@ mod profiles;
 mod ratelimit;
 mod reactions;
 pub mod realtime;
+pub mod retention;
 pub mod sealing;
 mod server;
 mod state;
@@ -78,6 +80,7 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(presence::router())
         .merge(profiles::router())
         .merge(notifications::router())
+        .merge(retention::router())
         .merge(metrics::router())
         .merge(openapi::router())
 }

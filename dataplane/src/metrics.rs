@@ -13,6 +13,7 @@
 use crate::AppState;
 use crate::messages::batch::BatchStats;
 use crate::realtime::Hub;
+use crate::retention::Retention;
 use axum::Extension;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
@@ -80,6 +81,7 @@ impl Metrics {
             hub: state.hub.clone(),
             db: state.db.clone(),
             sends: state.sends.stats.clone(),
+            retention: state.retention.clone(),
         }));
         Self { registry, requests, duration }
     }
@@ -144,6 +146,7 @@ struct Live {
     hub: Arc<Hub>,
     db: PgPool,
     sends: Arc<BatchStats>,
+    retention: Arc<Retention>,
 }
 
 impl std::fmt::Debug for Live {
@@ -196,6 +199,43 @@ impl Collector for Live {
             "send_batch_messages",
             "Sends carried by those batches (divided by send_batches: the mean batch size)",
             self.sends.sends.load(Ordering::Relaxed),
+        )?;
+        let retention = &self.retention;
+        counter(
+            &mut encoder,
+            "retention_passes",
+            "Retention passes this replica completed holding the lease",
+            retention.passes.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "retention_batches",
+            "Retention batches (one transaction each) this replica committed",
+            retention.batches.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "retention_messages_deleted",
+            "Messages past their retention period this replica deleted",
+            retention.messages.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "retention_attachments_deleted",
+            "Attachments of those messages (their blobs are collected with them)",
+            retention.attachments.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "retention_key_generations_deleted",
+            "Key generations no retained message needed any more, deleted",
+            retention.key_generations.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut encoder,
+            "retention_lease_held",
+            "1 while this replica holds the retention lease",
+            retention.lease_held.load(Ordering::Relaxed),
         )?;
         let size = i64::from(self.db.size());
         let idle = i64::try_from(self.db.num_idle()).unwrap_or(i64::MAX);

@@ -32,6 +32,8 @@ pub struct AppState {
     pub blobs: Arc<dyn crate::attachments::BlobStore>,
     /// Web Push: the VAPID key and the pipeline's metrics.
     pub push: Arc<crate::outbox::push::Push>,
+    /// This replica's side of the retention sweep (its lease holder id, its counts).
+    pub retention: Arc<crate::retention::Retention>,
     /// Flips to true when the server starts shutting down: sockets close with "going away".
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     shutdown_tx: Arc<tokio::sync::watch::Sender<bool>>,
@@ -89,6 +91,7 @@ impl AppState {
             signing_keys: Arc::default(),
             blobs,
             push,
+            retention: Arc::default(),
             shutdown,
             shutdown_tx: Arc::new(shutdown_tx),
         };
@@ -96,6 +99,7 @@ impl AppState {
         crate::outbox::spawn(state.clone());
         crate::presence::spawn_heartbeat(state.clone(), crate::websocket::PING_EVERY, crate::websocket::IDLE_TIMEOUT);
         crate::attachments::gc::spawn(state.clone());
+        crate::retention::spawn(state.clone());
         Ok(state)
     }
 

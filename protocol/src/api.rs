@@ -60,6 +60,10 @@ pub struct Conversation {
     pub rotation_required: bool,
     /// The sequence number of the newest message.
     pub last_seq: i64,
+    /// Retention removed the messages below this sequence number (a message under a legal hold
+    /// may remain); 0 when nothing was removed. Clients delete their local copies below it too.
+    #[serde(default)]
+    pub history_removed_before_seq: i64,
     pub members: Vec<Member>,
     pub created_at: DateTime<Utc>,
 }

@@ -73,6 +73,12 @@ pub enum ServerFrame {
     RotationRequired {
         conversation_id: Uuid,
     },
+    /// Retention removed the conversation's messages below `before_seq` (the conversation's
+    /// `history_removed_before_seq`): delete the local copies too.
+    HistoryRemoved {
+        conversation_id: Uuid,
+        before_seq: i64,
+    },
     Pong,
     /// A frame the server could not accept.
     Error {

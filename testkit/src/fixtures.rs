@@ -223,6 +223,8 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
         .bind(org).bind(webhook_id).bind(message_id).execute(&mut *c).await?;
     sqlx::query("INSERT INTO audit_logs (organization_id, actor_kind, actor_user_id, action, target_type, target_id) VALUES ($1, 'user', $2, 'organization.member_added', 'user', $2)")
         .bind(org).bind(user_id).execute(&mut *c).await?;
+    sqlx::query("INSERT INTO legal_holds (organization_id, scope, target_id, reason, placed_by) VALUES ($1, 'conversation', $2, 'matter 1', $3)")
+        .bind(org).bind(conversation_id).bind(user_id).execute(&mut *c).await?;
 
     // Global rows that reference this tenant's user.
     let other = insert_id(

@@ -107,6 +107,14 @@ pub enum ListenEvent {
         /// The conversation.
         conversation_id: Uuid,
     },
+    /// Retention removed the conversation's messages below `before_seq` on the server; the
+    /// application should delete its local copies too.
+    HistoryRemoved {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// Messages below this sequence number were removed.
+        before_seq: i64,
+    },
     /// A member's delivered or read cursor moved.
     Receipt {
         /// The conversation.
@@ -368,6 +376,11 @@ impl Listener {
             ServerFrame::RotationRequired { conversation_id } => {
                 if self.follows(conversation_id, None).await? {
                     self.pending.push_back(ListenEvent::RotationRequired { conversation_id });
+                }
+            }
+            ServerFrame::HistoryRemoved { conversation_id, before_seq } => {
+                if self.follows(conversation_id, None).await? {
+                    self.pending.push_back(ListenEvent::HistoryRemoved { conversation_id, before_seq });
                 }
             }
             ServerFrame::Error { code, message } => self.pending.push_back(ListenEvent::ServerError { code, message }),

@@ -42,7 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The whole conversation as its members see it.
 pub async fn load(conn: &mut PgConnection, conversation_id: Uuid) -> ApiResult<Conversation> {
     let row = sqlx::query!(
-        r#"SELECT id, organization_id, workspace_id, kind, name::text AS "name?", current_key_generation, rotation_required, last_seq, created_at
+        r#"SELECT id, organization_id, workspace_id, kind, name::text AS "name?", current_key_generation, rotation_required, last_seq, history_removed_before_seq, created_at
              FROM conversations WHERE id = $1"#,
         conversation_id
     )
@@ -65,6 +65,7 @@ pub async fn load(conn: &mut PgConnection, conversation_id: Uuid) -> ApiResult<C
         current_key_generation: row.current_key_generation,
         rotation_required: row.rotation_required,
         last_seq: row.last_seq,
+        history_removed_before_seq: row.history_removed_before_seq,
         members,
         created_at: row.created_at,
     })

@@ -34,6 +34,7 @@ mod presence;
 mod profiles;
 mod reactions;
 mod realtime;
+mod retention;
 mod support;
 mod sweep;
 mod tenancy;

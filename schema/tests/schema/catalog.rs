@@ -48,6 +48,8 @@ const SUPPORTING_TABLES: &[&str] = &[
     "identity_transfers",
     "unsubscribe_tokens",
     "message_mentions",
+    "legal_holds",
+    "worker_leases",
 ];
 
 async fn public_tables(pool: &PgPool) -> Vec<String> {
