@@ -1,7 +1,7 @@
 //! Notifications: what a person wants to hear about, and how many messages wait for them
 //! (docs/notifications.md).
 //!
-//! - [`preferences`](mod@preferences): account-wide defaults and overrides per organization,
+//! - `preferences`: account-wide defaults and overrides per organization,
 //!   workspace and conversation;
 //! - [`policy`]: the pure rules that turn preferences and an event into push or no push;
 //! - [`unread`]: unread counts from the receipts' read cursors, served and announced live;
