@@ -13,7 +13,7 @@ use crate::context::member_tx;
 use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::ApiPath;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -67,9 +67,13 @@ async fn forget(state: &AppState, key: Option<String>) {
     path = "/v1/profile/avatar",
     tag = "profiles",
     operation_id = "upload_avatar",
-    request_body(content = Vec<u8>, content_type = "image/png", description = "The picture: PNG, JPEG or WebP (the `Content-Type` says which), at most 256 KiB"),
+    request_body(
+        description = "The picture: PNG, JPEG or WebP (the `Content-Type` says which), at most 256 KiB",
+        content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"))
+    ),
     responses(
         (status = 200, description = "The profile with its new picture; the members of the caller's conversations receive `profile_updated`", body = Profile),
+        (status = 400, description = "`upload_interrupted`", body = crate::error::ErrorBody),
         (status = 413, description = "`avatar_too_large`", body = crate::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_image`: the bytes are not the declared type", body = crate::error::ErrorBody),
@@ -79,11 +83,17 @@ async fn put_own(
     State(state): State<AppState>,
     auth: AuthUser,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<axum::Json<Profile>> {
-    if body.len() > MAX_BYTES {
-        return Err(ApiError::new(ErrorCode::AvatarTooLarge, format!("an avatar is at most {MAX_BYTES} bytes")));
-    }
+    // Read here with the avatar's own limit (not an extractor's, whose refusal is not this
+    // endpoint's JSON error).
+    let body = axum::body::to_bytes(body, MAX_BYTES).await.map_err(|e| {
+        if e.into_inner().downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            ApiError::new(ErrorCode::AvatarTooLarge, format!("an avatar is at most {MAX_BYTES} bytes"))
+        } else {
+            ApiError::new(ErrorCode::UploadInterrupted, "the upload ended early")
+        }
+    })?;
     let media_type = checked_type(&headers, &body)?;
     if body.is_empty() {
         return Err(ApiError::new(ErrorCode::InvalidImage, "the body is empty"));

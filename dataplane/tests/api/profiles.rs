@@ -187,6 +187,8 @@ async fn an_uploaded_avatar_is_served_to_members_only_and_replacing_it_deletes_t
         ),
         (png.clone(), "image/jpeg", StatusCode::UNPROCESSABLE_ENTITY, "invalid_image"),
         ([png.clone(), vec![0; 300 * 1024]].concat(), "image/png", StatusCode::PAYLOAD_TOO_LARGE, "avatar_too_large"),
+        // Beyond the server's general body limit too: still this endpoint's JSON error.
+        ([png.clone(), vec![0; 700 * 1024]].concat(), "image/png", StatusCode::PAYLOAD_TOO_LARGE, "avatar_too_large"),
     ] {
         let (answer, body) = put(bytes, media_type).await;
         assert_eq!((answer, error_code(&body)), (status, code), "{media_type}: {body}");
