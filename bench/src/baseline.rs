@@ -22,15 +22,13 @@ pub struct Settings {
 pub fn pg_script(ciphertext_bytes: usize) -> String {
     let hex = |n: usize, b: u8| format!("\\x{}", format!("{b:02x}").repeat(n));
     format!(
-        "INSERT INTO bench_baseline (organization_id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation, nonce, ciphertext, signature) \
-         VALUES ('{}', '{}', nextval('bench_baseline_seq'), '{}', '{}', gen_random_uuid(), 1, '{}', '{}', '{}');\n",
+        "INSERT INTO bench_baseline (organization_id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation, ciphertext) \
+         VALUES ('{}', '{}', nextval('bench_baseline_seq'), '{}', '{}', gen_random_uuid(), 1, '{}');\n",
         Uuid::now_v7(),
         Uuid::now_v7(),
         Uuid::now_v7(),
         Uuid::now_v7(),
-        hex(12, 0xa1),
         hex(ciphertext_bytes, 0x5c),
-        hex(64, 0x3e)
     )
 }
 

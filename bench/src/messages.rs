@@ -13,10 +13,9 @@ use crate::results::{Latency, MessageFigures, Resources};
 use crate::socket::{self, Socket};
 use crate::system::{self, Watch};
 use anyhow::Result;
-use conclave_client::content::Content;
-use conclave_client::crypto::{MessageHeader, SealedMessage, open_message, seal_message};
 use conclave_protocol::api::SendMessage;
 use conclave_protocol::events::ServerFrame;
+use conclave_protocol::mls_wire;
 use futures::StreamExt as _;
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, HashMap};
@@ -66,9 +65,7 @@ struct Shared {
     delivered_measured: AtomicU64,
     verified: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
-    /// Device id → Ed25519 public key, to verify sampled deliveries.
-    signers: HashMap<Uuid, [u8; 32]>,
-    padding: String,
+    plaintext_bytes: usize,
     verify_every: u64,
 }
 
@@ -88,7 +85,7 @@ fn record(histogram: &Mutex<Histogram<u64>>, micros: u64) {
 }
 
 /// Reads one member's socket until it closes or the run ends.
-async fn receive(mut ws: Socket, key: conclave_client::crypto::ConversationKey, shared: Arc<Shared>) {
+async fn receive(mut ws: Socket, shared: Arc<Shared>) {
     let mut seen = 0u64;
     while let Some(frame) = ws.next().await {
         let text = match frame {
@@ -128,7 +125,7 @@ async fn receive(mut ws: Socket, key: conclave_client::crypto::ConversationKey, 
         }
         seen += 1;
         if shared.verify_every > 0 && seen % shared.verify_every == 1 % shared.verify_every {
-            match verify(&text, &key, &shared.signers) {
+            match verify(&text) {
                 Ok(()) => {
                     shared.verified.fetch_add(1, Ordering::Relaxed);
                 }
@@ -141,53 +138,61 @@ async fn receive(mut ws: Socket, key: conclave_client::crypto::ConversationKey, 
     }
 }
 
-/// Opens a delivered frame as a client would: signature, decryption, content.
-fn verify(text: &str, key: &conclave_client::crypto::ConversationKey, signers: &HashMap<Uuid, [u8; 32]>) -> Result<()> {
+/// Checks a delivered frame as far as the server's part goes: an MLS application message of the
+/// conversation's group, in the epoch the message names, carrying what was sent. (The members'
+/// decryption is measured on its own by `conclave-bench mls`.)
+fn verify(text: &str) -> Result<()> {
     let ServerFrame::MessageCreated { message } = serde_json::from_str(text)? else {
         anyhow::bail!("not a message_created frame");
     };
-    let sender = message.sender_device_id.ok_or_else(|| anyhow::anyhow!("no sender device"))?;
-    let public = signers.get(&sender).ok_or_else(|| anyhow::anyhow!("unknown sender device"))?;
-    let header = MessageHeader {
-        conversation_id: message.conversation_id,
-        generation: u32::try_from(message.key_generation)?,
-        sender_device_id: sender,
-        client_message_id: message.client_message_id,
-    };
-    let sealed = SealedMessage {
-        nonce: message.nonce.ok_or_else(|| anyhow::anyhow!("no nonce"))?,
-        ciphertext: message.ciphertext.ok_or_else(|| anyhow::anyhow!("no ciphertext"))?,
-        signature: message.signature.ok_or_else(|| anyhow::anyhow!("no signature"))?,
-    };
-    let plaintext = open_message(key, &header, &sealed, public)?;
-    match Content::decode(&plaintext)? {
-        Content::Text { body } if body.starts_with("bench ") => Ok(()),
-        other => anyhow::bail!("unexpected content {other:?}"),
+    let ciphertext = message.ciphertext.ok_or_else(|| anyhow::anyhow!("no ciphertext"))?;
+    let framed = mls_wire::framing(&ciphertext)?;
+    if framed.group_id != message.conversation_id.as_bytes()
+        || i64::try_from(framed.epoch).ok() != Some(i64::from(message.key_generation))
+        || framed.content_type != mls_wire::content_type::APPLICATION
+    {
+        anyhow::bail!("the frame's MLS framing does not match the message");
+    }
+    if !ciphertext.ends_with(message.client_message_id.as_bytes()) {
+        anyhow::bail!("the ciphertext is not the one sent");
+    }
+    Ok(())
+}
+
+/// What a member's client sends for `plaintext_len` bytes of content: an MLS application message
+/// framed for the conversation's group and epoch (checked by the server), whose encrypted part has
+/// the size openmls gives that content ([`MLS_OVERHEAD`] more) and ends with the client message id
+/// so that a delivery can be matched to its send.
+pub fn send_body(conversation: &Conversation, client_message_id: Uuid, plaintext_len: usize) -> SendMessage {
+    let mut body = vec![0x5c; plaintext_len + MLS_OVERHEAD - 16];
+    body.extend_from_slice(client_message_id.as_bytes());
+    SendMessage {
+        client_message_id,
+        key_generation: conversation.epoch,
+        ciphertext: mls_wire::fake::private_message(
+            conversation.id.as_bytes(),
+            conversation.epoch as u64,
+            mls_wire::content_type::APPLICATION,
+            &body,
+        ),
+        reply_to_id: None,
+        attachment_ids: Vec::new(),
     }
 }
 
-/// Seals and sends one message as `member` to `conversation`, through the SDK.
+/// Bytes an MLS `PrivateMessage` adds to its content after the clear-text framing (the encrypted
+/// sender data, the AEAD tags, the signature inside and the padding), as measured on openmls with
+/// protocol v2's suite: see `conclave-bench mls`.
+pub const MLS_OVERHEAD: usize = 112;
+
+/// The clear-text framing in front of it for a conversation's group: version, wire format, the
+/// 16-byte group id with its length, the epoch, the content type.
+pub const MLS_FRAMING: usize = 2 + 2 + 1 + 16 + 8 + 1;
+
+/// Sends one message as `member` to `conversation`, through the SDK's API client.
 async fn send_one(member: &Member, conversation: &Conversation, shared: &Shared) {
     let client_message_id = Uuid::new_v4();
-    let content = Content::text(format!("bench {}", shared.padding));
-    let sealed = content.encode().map_err(anyhow::Error::from).and_then(|plain| {
-        Ok(seal_message(&conversation.key, &member.keys, member.device_id, client_message_id, &plain)?)
-    });
-    let sealed = match sealed {
-        Ok(sealed) => sealed,
-        Err(e) => return shared.error(format!("sealing: {e}")),
-    };
-    // Through JSON so fields the protocol adds later (with defaults) keep this compiling.
-    let body: SendMessage = match serde_json::from_value(serde_json::json!({
-        "client_message_id": client_message_id,
-        "key_generation": conversation.key.generation(),
-        "nonce": conclave_protocol::b64::encode(sealed.nonce),
-        "ciphertext": conclave_protocol::b64::encode(&sealed.ciphertext),
-        "signature": conclave_protocol::b64::encode(sealed.signature),
-    })) {
-        Ok(body) => body,
-        Err(e) => return shared.error(format!("encoding: {e}")),
-    };
+    let body = send_body(conversation, client_message_id, shared.plaintext_bytes);
     let measured = shared.measuring.load(Ordering::Relaxed);
     let sent_at = Instant::now();
     shared
@@ -263,8 +268,7 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
         delivered_measured: AtomicU64::new(0),
         verified: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
-        signers: members.iter().map(|m| (m.device_id, m.keys.public().ed25519)).collect(),
-        padding: "x".repeat(load.plaintext_bytes.saturating_sub(40)),
+        plaintext_bytes: load.plaintext_bytes,
         verify_every: load.verify_every,
     });
 
@@ -283,9 +287,8 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
         .await;
     let mut receivers = Vec::new();
     for result in connected {
-        let (m, ws) = result?;
-        let key = conversations[conversation_of[m]].key.clone();
-        receivers.push(tokio::spawn(receive(ws, key, shared.clone())));
+        let (_, ws) = result?;
+        receivers.push(tokio::spawn(receive(ws, shared.clone())));
     }
 
     let started = Instant::now();
@@ -465,5 +468,26 @@ async fn progress(shared: Arc<Shared>, watch: Watch, started: Instant) {
             pg
         );
         (sent, delivered) = (s, d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MLS_FRAMING, MLS_OVERHEAD};
+    use conclave_client::mls::{Device, IdentityKey};
+    use uuid::Uuid;
+
+    /// The sizes the bench sends are the sizes a real MLS application message of that content has
+    /// (within its padding): measured on openmls with protocol v2's suite.
+    #[test]
+    fn the_bench_message_size_is_a_real_mls_message_size() {
+        let identity = IdentityKey::generate().expect("identity");
+        let device = Device::new(&identity, Uuid::now_v7(), Uuid::now_v7(), &[7u8; 32]).expect("device");
+        let mut group = device.create_group(Uuid::now_v7(), None).expect("group");
+        for len in [10usize, 200, 4_000] {
+            let ciphertext = device.encrypt(&mut group, &vec![b'x'; len]).expect("encrypt");
+            let overhead = ciphertext.len() - MLS_FRAMING - len;
+            assert!(overhead.abs_diff(MLS_OVERHEAD) <= 8, "{len} bytes: {overhead} bytes of overhead");
+        }
     }
 }

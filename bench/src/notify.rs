@@ -15,9 +15,6 @@ use crate::messages::histogram;
 use crate::provision::{Conversation, Member};
 use crate::results::Latency;
 use anyhow::{Result, bail};
-use conclave_client::content::Content;
-use conclave_client::crypto::seal_message;
-use conclave_protocol::api::SendMessage;
 use conclave_testkit::webpush::PushService;
 use futures::StreamExt as _;
 use std::time::{Duration, Instant};
@@ -59,17 +56,8 @@ pub async fn send_cost(
     let mut results = futures::stream::iter(0..messages)
         .map(|i| async move {
             let client_message_id = Uuid::now_v7();
-            let plaintext = Content::text(format!("bench notification {i}")).encode()?;
-            let sealed =
-                seal_message(&conversation.key, &sender.keys, sender.device_id, client_message_id, &plaintext)?;
-            // Through JSON so fields the protocol adds later (with defaults) keep this compiling.
-            let body: SendMessage = serde_json::from_value(serde_json::json!({
-                "client_message_id": client_message_id,
-                "key_generation": conversation.key.generation(),
-                "nonce": conclave_protocol::b64::encode(sealed.nonce),
-                "ciphertext": conclave_protocol::b64::encode(&sealed.ciphertext),
-                "signature": conclave_protocol::b64::encode(sealed.signature),
-            }))?;
+            let body =
+                crate::messages::send_body(conversation, client_message_id, format!("bench notification {i}").len());
             let started = Instant::now();
             sender.client.send_message(organization_id, conversation.id, &body).await?;
             anyhow::Ok(started.elapsed().as_micros() as u64)

@@ -9,7 +9,7 @@
 use anyhow::{Context, Result, bail};
 use argon2::password_hash::PasswordHasher as _;
 use argon2::{Algorithm, Argon2, Params, Version};
-use conclave_client::crypto::{ConversationKey, DeviceKeys, wrap_for_device};
+use conclave_client::crypto::DeviceKeys;
 use conclave_protocol::auth::LoginRequest;
 use conclave_protocol::devices::Platform;
 use futures::StreamExt as _;
@@ -134,12 +134,14 @@ pub async fn login_all(users: &[(Uuid, String)], bases: &[String], parallel: usi
 pub struct Conversation {
     pub id: Uuid,
     pub members: Vec<usize>,
-    pub key: ConversationKey,
+    /// The MLS epoch messages are sent in.
+    pub epoch: i32,
 }
 
 /// Groups consecutive members into conversations of `size` (the last one may be smaller, and is
-/// dropped when it would have a single member), each with generation 1 wrapped with HPKE for
-/// every member device, as a client creating it would.
+/// dropped when it would have a single member), each at MLS epoch 1 with every member device
+/// listed as in it (the bench's clients frame their messages for that epoch; see
+/// `messages::send_body`).
 pub async fn conversations(
     owner: &PgPool,
     tenant: &Tenant,
@@ -157,7 +159,7 @@ pub async fn conversations(
             continue;
         }
         let id = Uuid::now_v7();
-        out.push((index, id, chunk.to_vec(), ConversationKey::generate(id, 1)?));
+        out.push((index, id, chunk.to_vec()));
     }
     let mut tx = owner.begin().await?;
     for batch in out.chunks(500) {
@@ -187,17 +189,13 @@ pub async fn conversations(
         .bind(&creator_devices)
         .execute(&mut *tx)
         .await?;
-        let (mut conv, mut user, mut device, mut role, mut enc, mut wrapped) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (_, id, chunk, key) in batch {
+        let (mut conv, mut user, mut device, mut role) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (_, id, chunk) in batch {
             for (position, &m) in chunk.iter().enumerate() {
-                let wrap = wrap_for_device(key, &members[m].keys.public().x25519)?;
                 conv.push(*id);
                 user.push(members[m].user_id);
                 device.push(members[m].device_id);
                 role.push(if position == 0 { "owner" } else { "member" });
-                enc.push(wrap.encapsulated_key.to_vec());
-                wrapped.push(wrap.wrapped_key.to_vec());
             }
         }
         sqlx::query(
@@ -211,18 +209,16 @@ pub async fn conversations(
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO member_key_wraps (organization_id, conversation_id, generation, recipient_user_id, recipient_device_id, encapsulated_key, wrapped_key)
-             SELECT $1, c, 1, u, d, e, w FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::bytea[], $6::bytea[]) AS t(c, u, d, e, w)",
+            "INSERT INTO member_key_wraps (organization_id, conversation_id, generation, recipient_user_id, recipient_device_id)
+             SELECT $1, c, 1, u, d FROM unnest($2::uuid[], $3::uuid[], $4::uuid[]) AS t(c, u, d)",
         )
         .bind(tenant.organization_id)
         .bind(&conv)
         .bind(&user)
         .bind(&device)
-        .bind(&enc)
-        .bind(&wrapped)
         .execute(&mut *tx)
         .await?;
     }
     tx.commit().await?;
-    Ok(out.into_iter().map(|(_, id, members, key)| Conversation { id, members, key }).collect())
+    Ok(out.into_iter().map(|(_, id, members)| Conversation { id, members, epoch: 1 }).collect())
 }

@@ -12,9 +12,6 @@ use crate::messages::histogram;
 use crate::provision::{Conversation, Member};
 use crate::results::{Latency, RetentionFigures};
 use anyhow::{Result, bail};
-use conclave_client::content::Content;
-use conclave_client::crypto::seal_message;
-use conclave_protocol::api::SendMessage;
 use hdrhistogram::Histogram;
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,9 +41,8 @@ pub async fn seed_expired(
         let end = (start + chunk).min(count as i64);
         sqlx::query(
             "INSERT INTO messages (organization_id, conversation_id, seq, client_message_id, key_generation,
-                                   nonce, ciphertext, signature, created_at)
-             SELECT $1, ($2::uuid[])[1 + g % $3], 1 + g / $3, gen_random_uuid(), 1,
-                    decode(repeat('00', 12), 'hex'), decode(repeat('ab', 160), 'hex'), decode(repeat('cd', 64), 'hex'),
+                                   ciphertext, created_at)
+             SELECT $1, ($2::uuid[])[1 + g % $3], 1 + g / $3, gen_random_uuid(), 1, decode(repeat('ab', 160), 'hex'),
                     now() - interval '400 days' + g * interval '1 millisecond'
                FROM generate_series($4::bigint, $5::bigint - 1) AS g",
         )
@@ -86,16 +82,7 @@ struct Senders {
 }
 
 async fn send_one(organization_id: Uuid, member: &Member, conversation: &Conversation) -> Result<()> {
-    let client_message_id = Uuid::new_v4();
-    let plain = Content::text("retention bench".to_owned()).encode()?;
-    let sealed = seal_message(&conversation.key, &member.keys, member.device_id, client_message_id, &plain)?;
-    let body: SendMessage = serde_json::from_value(serde_json::json!({
-        "client_message_id": client_message_id,
-        "key_generation": conversation.key.generation(),
-        "nonce": conclave_protocol::b64::encode(sealed.nonce),
-        "ciphertext": conclave_protocol::b64::encode(&sealed.ciphertext),
-        "signature": conclave_protocol::b64::encode(sealed.signature),
-    }))?;
+    let body = crate::messages::send_body(conversation, Uuid::new_v4(), "retention bench".len());
     member.client.send_message(organization_id, conversation.id, &body).await?;
     Ok(())
 }

@@ -95,7 +95,7 @@ impl Bench {
             &baseline::Settings {
                 pg_clients: settings.pg_clients.unwrap_or(pg_clients),
                 pg_secs: settings.pg_seconds,
-                ciphertext_bytes: message_bytes + 16,
+                ciphertext_bytes: message_bytes + crate::messages::MLS_FRAMING + crate::messages::MLS_OVERHEAD,
                 redis_clients: settings.redis_clients,
                 redis_requests: settings.redis_requests,
             },

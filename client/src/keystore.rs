@@ -11,9 +11,21 @@
 //!   "link_seed": "…the one-time link key while waiting for the identity key, else absent…",
 //!   "trust": { "pins": { "…user id…": { "key": [32 bytes], "verified": false } } },
 //!   "mls_state": "…the MLS side's storage (key packages' private keys, group states), or absent…",
-//!   "conversation_keys": [ { "conversation_id": "…", "generation": 1, "key": "…" } ]
+//!   "conversation_keys": [ { "conversation_id": "…", "generation": 1, "key": "…" } ],
+//!   "received": [ { "message_id": "…", "conversation_id": "…", "sender_device_id": "…",
+//!                   "digest": "…", "plaintext": "…" } ],
+//!   "sending": [ { "conversation_id": "…", "epoch": 3, "since": 1796000000, "sent": 12 } ]
 //! }
 //! ```
+//!
+//! `conversation_keys` are the reaction keys exported from each MLS epoch the device entered
+//! (`generation` = the epoch). `received` is the plaintext of every message this device decrypted
+//! or sent: MLS deletes a message's key once it is used, so a message is decrypted once and read
+//! from here afterwards; `digest` is the SHA-256 of the ciphertext it came from (an edit replaces
+//! the ciphertext, and is decrypted again). The MLS state and the plaintexts it released are saved
+//! together, so a crash never leaves a ratchet advanced past a message whose plaintext was lost.
+//! `sending` counts what the device sent in each conversation's current epoch, for its periodic
+//! self-updates.
 //!
 //! A version 1 file (no identity fields) is read as one whose device has no identity key yet.
 //!
@@ -111,6 +123,38 @@ pub struct Keystore {
     trust: TrustStore,
     mls_state: Option<Zeroizing<Vec<u8>>>,
     conversation_keys: BTreeMap<(Uuid, u32), ConversationKey>,
+    received: BTreeMap<Uuid, Received>,
+    sending: BTreeMap<Uuid, Sending>,
+}
+
+/// How this device has been sending in a conversation's current epoch, for the self-update policy
+/// (`crate::messenger::UpdatePolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sending {
+    pub conversation_id: Uuid,
+    /// The epoch.
+    pub epoch: u64,
+    /// When this device first sent in it (Unix seconds).
+    pub since: i64,
+    /// How many messages it sent in it.
+    pub sent: u32,
+}
+
+/// The plaintext of a message this device decrypted (or sent), kept because MLS decrypts once.
+#[derive(Clone, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct Received {
+    #[zeroize(skip)]
+    pub message_id: Uuid,
+    #[zeroize(skip)]
+    pub conversation_id: Uuid,
+    /// The device MLS authenticated as its sender.
+    #[zeroize(skip)]
+    pub sender_device_id: Uuid,
+    /// SHA-256 of the ciphertext the plaintext came from.
+    #[serde(with = "b64")]
+    pub digest: [u8; 32],
+    #[serde(with = "b64")]
+    pub plaintext: Vec<u8>,
 }
 
 impl Keystore {
@@ -125,6 +169,8 @@ impl Keystore {
             trust: TrustStore::default(),
             mls_state: None,
             conversation_keys: BTreeMap::new(),
+            received: BTreeMap::new(),
+            sending: BTreeMap::new(),
         };
         if keystore.path.try_exists().map_err(|source| keystore.io(source))? {
             return Err(KeystoreError::AlreadyExists(keystore.path));
@@ -163,6 +209,8 @@ impl Keystore {
             trust: stored.trust.clone(),
             mls_state: stored.mls_state.clone().map(Zeroizing::new),
             conversation_keys,
+            received: stored.received.iter().map(|r| (r.message_id, r.clone())).collect(),
+            sending: stored.sending.iter().map(|s| (s.conversation_id, *s)).collect(),
         })
     }
 
@@ -189,6 +237,8 @@ impl Keystore {
                     key: *key.expose_secret(),
                 })
                 .collect(),
+            received: self.received.values().cloned().collect(),
+            sending: self.sending.values().copied().collect(),
         };
         let mut json = Zeroizing::new(serde_json::to_vec_pretty(&stored).map_err(|e| self.io(e.into()))?);
         json.push(b'\n');
@@ -273,9 +323,45 @@ impl Keystore {
         self.conversation_keys.range((conversation_id, 0)..=(conversation_id, u32::MAX)).next_back().map(|(_, key)| key)
     }
 
-    /// Forgets every key of a conversation (after leaving it).
+    /// Forgets every key and plaintext of a conversation (after leaving it).
     pub fn forget_conversation(&mut self, conversation_id: Uuid) {
         self.conversation_keys.retain(|(id, _), _| *id != conversation_id);
+        self.received.retain(|_, r| r.conversation_id != conversation_id);
+        self.sending.remove(&conversation_id);
+    }
+
+    /// Keeps the plaintext of a message this device decrypted or sent (replacing an earlier one:
+    /// an edit).
+    pub fn keep_received(&mut self, received: Received) {
+        self.received.insert(received.message_id, received);
+    }
+
+    /// What was kept of a message, when it came from the ciphertext whose SHA-256 is `digest`.
+    pub fn received(&self, message_id: Uuid, digest: &[u8; 32]) -> Option<&Received> {
+        self.received.get(&message_id).filter(|r| &r.digest == digest)
+    }
+
+    /// How this device has been sending in a conversation's current epoch.
+    pub fn sending(&self, conversation_id: Uuid) -> Option<Sending> {
+        self.sending.get(&conversation_id).copied()
+    }
+
+    /// Counts one message sent in `epoch` of a conversation at `now` (Unix seconds).
+    pub fn count_sent(&mut self, conversation_id: Uuid, epoch: u64, now: i64) {
+        let entry =
+            self.sending.entry(conversation_id).or_insert(Sending { conversation_id, epoch, since: now, sent: 0 });
+        if entry.epoch != epoch {
+            *entry = Sending { conversation_id, epoch, since: now, sent: 0 };
+        }
+        entry.sent = entry.sent.saturating_add(1);
+    }
+
+    /// Forgets the plaintexts of these messages (deleted by their sender, or removed by
+    /// retention).
+    pub fn forget_received(&mut self, message_ids: &[Uuid]) {
+        for id in message_ids {
+            self.received.remove(id);
+        }
     }
 
     fn io(&self, source: io::Error) -> KeystoreError {
@@ -311,6 +397,11 @@ struct StoredKeystore {
     #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
     mls_state: Option<Vec<u8>>,
     conversation_keys: Vec<StoredKey>,
+    #[serde(default)]
+    received: Vec<Received>,
+    #[zeroize(skip)]
+    #[serde(default)]
+    sending: Vec<Sending>,
 }
 
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]

@@ -3,8 +3,7 @@
 //! ```text
 //! <profile dir>/            mode 0700
 //!   session.json            0600  server URL, account, device, access and refresh tokens
-//!   keystore.json           0600  device secret keys and conversation keys (crate::keystore)
-//!   devices.json            0600  public keys of the devices seen in conversations (a cache)
+//!   keystore.json           0600  device secret keys, MLS state, plaintexts (crate::keystore)
 //! ```
 //!
 //! The directory is `$CONCLAVE_HOME/profiles/<profile>` when `CONCLAVE_HOME` is set (the
@@ -159,11 +158,6 @@ impl Profile {
     /// `keystore.json`.
     pub fn keystore_path(&self) -> PathBuf {
         self.dir.join("keystore.json")
-    }
-
-    /// `devices.json`.
-    pub fn devices_path(&self) -> PathBuf {
-        self.dir.join("devices.json")
     }
 
     /// The saved session, if there is one.

@@ -110,8 +110,6 @@ error_codes! {
     InvalidReference = "invalid_reference", UNPROCESSABLE_ENTITY;
     InvalidRefreshToken = "invalid_refresh_token", UNAUTHORIZED;
     InvalidRequest = "invalid_request", BAD_REQUEST;
-    /// A signature does not verify with the device's key.
-    InvalidSignature = "invalid_signature", UNPROCESSABLE_ENTITY;
     /// A time zone is not an IANA name (`Europe/Paris`).
     InvalidTimeZone = "invalid_time_zone", UNPROCESSABLE_ENTITY;
     /// The access token is invalid or expired: refresh it.

@@ -26,8 +26,6 @@ pub struct AppState {
     pub publisher: crate::realtime::Publisher,
     /// The send queue and its writers (group commit).
     pub sends: crate::messages::batch::SendQueue,
-    /// Devices' signing keys, kept after first use (they never change).
-    pub signing_keys: Arc<crate::context::SigningKeys>,
     /// Where encrypted attachment blobs are stored.
     pub blobs: Arc<dyn crate::attachments::BlobStore>,
     /// Web Push: the VAPID key and the pipeline's metrics.
@@ -88,7 +86,6 @@ impl AppState {
                 usize::from(config.send_writers).min((config.database_max_connections as usize / 2).max(1)),
                 Duration::from_millis(config.database_send_deadline_ms),
             ),
-            signing_keys: Arc::default(),
             blobs,
             push,
             retention: Arc::default(),

@@ -442,12 +442,7 @@ impl World {
         let (status, body) =
             self.post("/v1/auth/login", json!({ "email": email, "password": PASSWORD, "device": device }), None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        Person {
-            user_id,
-            device_id: body["device_id"].as_str().and_then(|s| s.parse().ok()).expect("device id"),
-            access: body["access_token"].as_str().expect("token").to_owned(),
-            signing,
-        }
+        Person { user_id, access: body["access_token"].as_str().expect("token").to_owned() }
     }
 
     /// A group conversation of `members` (the first creates it) with its first key generation.
@@ -508,24 +503,22 @@ fn b64(bytes: &[u8]) -> String {
 
 struct Person {
     user_id: Uuid,
-    device_id: Uuid,
     access: String,
-    signing: SigningKey,
 }
 
 impl Person {
     fn message(&self, conversation: Uuid, client_message_id: Uuid) -> Value {
-        let nonce = [9u8; 12];
-        let ciphertext = [client_message_id.as_bytes().as_slice(), &[5u8; 24]].concat();
-        let aad = conclave_protocol::layout::message_aad(conversation, 1, self.device_id, client_message_id);
-        let signature =
-            self.signing.sign(&conclave_protocol::layout::message_signature_input(&aad, &nonce, &ciphertext));
+        let body = [client_message_id.as_bytes().as_slice(), &[5u8; 24]].concat();
+        let ciphertext = conclave_protocol::mls_wire::fake::private_message(
+            conversation.as_bytes(),
+            1,
+            conclave_protocol::mls_wire::content_type::APPLICATION,
+            &body,
+        );
         json!({
             "client_message_id": client_message_id,
             "key_generation": 1,
-            "nonce": b64(&nonce),
             "ciphertext": b64(&ciphertext),
-            "signature": b64(&signature.to_bytes()),
         })
     }
 }

@@ -127,21 +127,22 @@ pub struct DeviceWrap {
 
 /// `POST .../conversations/{id}/messages`. Retrying with the same `client_message_id` returns
 /// the stored message (200) instead of storing it twice.
+///
+/// `ciphertext` is one MLS `PrivateMessage` (RFC 9420 section 6.3, TLS-encoded `MLSMessage`) of
+/// content type `application`, for the conversation's group (group id = the conversation id's 16
+/// bytes) in epoch `key_generation`, the conversation's current one. The server reads that framing
+/// and nothing else (`invalid_mls_message` when it does not match); MLS authenticates the sender
+/// to the group's members.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     pub client_message_id: Uuid,
+    /// The MLS epoch the message is encrypted in.
     pub key_generation: i32,
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 16, max_length = 16))]
-    pub nonce: [u8; 12],
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Vec<u8>,
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86))]
-    pub signature: [u8; 64],
     #[serde(default)]
     pub reply_to_id: Option<Uuid>,
     /// Attachments this device uploaded to the conversation that the message carries (their
@@ -150,22 +151,17 @@ pub struct SendMessage {
     pub attachment_ids: Vec<Uuid>,
 }
 
-/// `PATCH .../messages/{id}`: the sender replaces the ciphertext (same client message id, so
-/// the signature binds the same AAD).
+/// `PATCH .../messages/{id}`: the sender replaces the ciphertext with a new MLS application
+/// message (in the current epoch) carrying the edited content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EditMessage {
+    /// The MLS epoch the new ciphertext is encrypted in.
     pub key_generation: i32,
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 16, max_length = 16))]
-    pub nonce: [u8; 12],
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Vec<u8>,
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86))]
-    pub signature: [u8; 64],
 }
 
 /// A stored message. A deleted one keeps its place in the sequence with no content.
@@ -179,15 +175,10 @@ pub struct Message {
     pub sender_device_id: Option<Uuid>,
     pub client_message_id: Uuid,
     pub key_generation: i32,
-    #[serde(with = "crate::b64::option", default)]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url", min_length = 16, max_length = 16))]
-    pub nonce: Option<[u8; 12]>,
+    /// The MLS `PrivateMessage`; absent once the message is deleted.
     #[serde(with = "crate::b64::option", default)]
     #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url"))]
     pub ciphertext: Option<Vec<u8>>,
-    #[serde(with = "crate::b64::option", default)]
-    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86))]
-    pub signature: Option<[u8; 64]>,
     pub reply_to_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,

@@ -175,9 +175,9 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
         .bind(org).bind(conv).bind(user_id).bind(digest(&format!("{slug}-conv-invite"))).execute(&mut *c).await?;
     let message_id = insert_id(
         c,
-        "INSERT INTO messages (organization_id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation, nonce, ciphertext, signature)
-         VALUES ($1, $2, 1, $3, $4, gen_random_uuid(), 1, $5, $6, $7) RETURNING id",
-        &[Id(org), Id(conv), Id(user_id), Id(device_id), Bytes(bytes(12, 10)), Bytes(bytes(40, 11)), Bytes(bytes(64, 12))],
+        "INSERT INTO messages (organization_id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation, ciphertext)
+         VALUES ($1, $2, 1, $3, $4, gen_random_uuid(), 1, $5) RETURNING id",
+        &[Id(org), Id(conv), Id(user_id), Id(device_id), Bytes(bytes(40, 11))],
     )
     .await?;
     sqlx::query("INSERT INTO message_deliveries (organization_id, message_id, recipient_user_id, delivered_at) VALUES ($1, $2, $3, now())")

@@ -23,7 +23,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::api::{Client, TokenSink};
-use crate::messenger::{DeviceDirectory, Messenger};
+use crate::messenger::Messenger;
 use crate::store::{Profile, Session};
 
 /// The server used when neither `--server` nor a saved session names one.
@@ -446,8 +446,7 @@ impl Context<'_> {
     fn messenger(&self) -> Result<(Session, Messenger)> {
         let (session, client) = self.client()?;
         let keystore = self.profile.load_keystore()?;
-        let directory = DeviceDirectory::load(self.profile.devices_path())?;
-        let messenger = Messenger::new(client, keystore, directory, session.user_id, session.device_id);
+        let messenger = Messenger::new(client, keystore, session.user_id, session.device_id);
         Ok((session, messenger))
     }
 

@@ -1,47 +1,45 @@
-//! The messaging engine: end-to-end encryption applied to the API.
+//! The messaging engine: end-to-end encryption (protocol v2, MLS) applied to the API.
 //!
-//! [`Messenger`] holds a signed-in [`Client`], the device's [`Keystore`] and a
-//! [`DeviceDirectory`] of device public keys, and does what a client must do around each call:
+//! [`Messenger`] holds a signed-in [`Client`] and the device's [`Keystore`] (its keys, its MLS
+//! state and the plaintexts it decrypted), and does what a client must do around each call:
 //!
-//! - **Sending** ([`Messenger::send_text`]): encode the [content](crate::content), take the key
-//!   of the conversation's current generation (from the keystore, or by fetching and unwrapping
-//!   this device's wraps), seal and sign, post. When the conversation has no key yet, when the
-//!   server answers `409 rotation_required` (a member left, a device was revoked) or when this
-//!   device holds no wrap of the current generation, it *rotates*: fetches the member devices,
-//!   makes a fresh key for generation *n + 1*, wraps it for exactly those devices, uploads it
-//!   (refetching and retrying on `wrap_set_mismatch` or a concurrent rotation), keeps the key,
-//!   and sends again with the same `client_message_id` (so a retry is never stored twice).
-//! - **Reading** ([`Messenger::history`], [`Messenger::open`]): each message's signature is
-//!   checked with its sender device's Ed25519 key before decryption. Keys come from the device
-//!   directory, refreshed from the conversation's devices (and, for one's own devices, from
-//!   `GET /v1/devices`, which lists revoked ones too); a sender device that cannot be found is
-//!   shown as [`Body::CannotVerify`], never as unverified text.
+//! - **Sending** ([`Messenger::send_text`]): bring the conversation's MLS group up to date
+//!   ([`crate::mls::Device::sync_group`]: created, joined from a Welcome, rejoined, caught up,
+//!   members' devices added and removed as the server lists them), encrypt the
+//!   [content](crate::content) as an MLS application message in the current epoch, post it. When
+//!   the server answers that the epoch moved on (`stale_generation`) or that a commit is due
+//!   (`rotation_required`: a member left, a device was revoked) the group is synced again and the
+//!   message encrypted again, with the same `client_message_id` (so a retry is never stored twice).
+//!   The plaintext is kept: MLS cannot decrypt a device's own messages.
+//! - **Reading** ([`Messenger::history`], [`Messenger::open`]): each message is decrypted once, in
+//!   sequence order, the group taking the commits up to the message's epoch first; the plaintext is
+//!   kept in the keystore and read from there afterwards. MLS authenticates the sender's leaf, whose
+//!   credential the user's identity key signed; a message the server attributes to another device
+//!   is shown as [`Body::CannotVerify`]. What this device cannot decrypt (sent before it joined, or
+//!   in epochs it skipped by rejoining) is shown as [`Body::MissingKey`]: messages may be missing.
 //! - **Reactions and pins** ([`Messenger::react`], [`Messenger::unreact`],
-//!   [`Messenger::reactions`], [`Messenger::pin`]): reactions are sealed under the current key
-//!   and opened (tag checked) like messages.
+//!   [`Messenger::reactions`], [`Messenger::pin`]): reactions are sealed under the epoch's reaction
+//!   key (exported from MLS), whose tag lets the server de-duplicate them.
 //! - **Files** ([`Messenger::send_file`], [`Messenger::download`]): chunked encryption under a
-//!   per-file key, streamed both ways; see `files.rs`.
+//!   per-file key carried inside an MLS application message; see `files.rs`.
 //! - **Listening** ([`Messenger::listen`]): the WebSocket, see [`Listener`].
 
-mod directory;
 mod files;
 mod identity;
 mod keypackages;
 mod listen;
 mod rich;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use conclave_protocol::api::{
-    Conversation, DeviceWrap, EditMessage, KeyWrap, Member, MemberDevice, Message, SendMessage, UpdateReceipts,
-    UploadGeneration,
-};
+use conclave_protocol::api::{EditMessage, Member, Message, SendMessage, UpdateReceipts};
+use openmls::group::MlsGroup;
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-pub use directory::DeviceDirectory;
 pub use files::{DownloadedFile, media_type_for};
 pub use identity::{IdentityState, SafetyCheck};
 pub use keypackages::{KEY_PACKAGE_LOW_WATER, KEY_PACKAGE_TARGET};
@@ -50,15 +48,35 @@ pub use rich::{ReactionValue, ReceivedReaction};
 
 use crate::api::{Client, Error, MessageQuery, Result};
 use crate::content::Content;
-use crate::crypto::{
-    ConversationKey, CryptoError, MessageHeader, SealedMessage, Wrap, open_message, seal_message, unwrap_key,
-    wrap_for_device,
+use crate::crypto::{ConversationKey, CryptoError};
+use crate::keystore::{Keystore, Received};
+use crate::mls::{
+    DeliveryError, Device, GroupAddress, Incoming, Membership, MlsError, PAST_EPOCHS, Roster, TrustStore,
 };
-use crate::keystore::Keystore;
 
-/// How many times a send or a rotation is retried after the server reports a concurrent change
-/// (another member rotated, the member set changed) before giving up.
+/// How many times a send is encrypted again after the server reports a concurrent change (another
+/// device's commit moved the epoch on, the member set changed) before giving up.
 const MAX_ATTEMPTS: usize = 4;
+
+/// When a device refreshes its own leaf in a conversation (an MLS self-update: fresh keys for its
+/// leaf and path, so that a device whose keys were stolen is healed out of the group's secrets,
+/// RFC 9420 section 16.6): before sending, once it has sent `after_messages` messages in the
+/// current epoch, or the current epoch is older than `max_age` since it first sent in it. Any
+/// commit (another device's, a membership change) starts a new epoch and so resets both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdatePolicy {
+    /// Messages sent in one epoch before the next send updates first.
+    pub after_messages: u32,
+    /// How long this device sends in one epoch before the next send updates first.
+    pub max_age: std::time::Duration,
+}
+
+impl Default for UpdatePolicy {
+    /// After 1,000 messages or a week.
+    fn default() -> Self {
+        Self { after_messages: 1_000, max_age: std::time::Duration::from_secs(7 * 24 * 3600) }
+    }
+}
 
 /// A decrypted (or undecryptable) message, with the fields the server stores in clear.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -71,11 +89,11 @@ pub struct ReceivedMessage {
     pub seq: i64,
     /// The sender's account (as the server attributes it).
     pub sender_user_id: Option<Uuid>,
-    /// The device that signed it.
+    /// The device that sent it (MLS authenticates it as the sender's leaf).
     pub sender_device_id: Option<Uuid>,
     /// The sender's id for the message (stable across edits).
     pub client_message_id: Uuid,
-    /// The key generation it is encrypted with.
+    /// The MLS epoch it is encrypted in.
     pub key_generation: i32,
     /// The message it replies to.
     pub reply_to_id: Option<Uuid>,
@@ -91,22 +109,24 @@ pub struct ReceivedMessage {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Body {
-    /// Verified and decrypted.
+    /// Decrypted (its sender authenticated by MLS).
     Content {
         /// The content.
         content: Content,
     },
     /// Deleted by its sender: the place in the sequence stays, the content is gone.
     Deleted,
-    /// The sender device's signing key is unknown to this client, so the message is not shown.
+    /// The server attributes the message to another device than the one MLS says sent it.
     CannotVerify,
-    /// This device never received the key of the message's generation (it joined later, or was
-    /// removed before the message was sent).
+    /// This device cannot decrypt it: it was not in the group in that epoch (it joined later, was
+    /// removed before, or rejoined after losing its state), the epoch's secrets are gone, or it is
+    /// this device's own message whose plaintext it no longer holds. Messages may be missing.
     MissingKey {
-        /// The generation.
+        /// The epoch.
         generation: i32,
     },
-    /// The signature does not verify, the decryption failed, or the content is malformed.
+    /// MLS refused it (forged, tampered with, not an application message), or the content is
+    /// malformed.
     Rejected {
         /// Why.
         reason: String,
@@ -119,13 +139,15 @@ impl Body {
         match self {
             Self::Content { content } => content.display(),
             Self::Deleted => "[deleted]".into(),
-            Self::CannotVerify => "[cannot verify]".into(),
-            Self::MissingKey { generation } => format!("[no key for generation {generation}]"),
+            Self::CannotVerify => "[cannot verify the sender]".into(),
+            Self::MissingKey { generation } => {
+                format!("[messages may be missing: this device cannot read epoch {generation}]")
+            }
             Self::Rejected { reason } => format!("[rejected: {reason}]"),
         }
     }
 
-    /// The text, when the message is a verified text.
+    /// The text, when the message is a decrypted text.
     pub fn text(&self) -> Option<&str> {
         match self {
             Self::Content { content: Content::Text { body } } => Some(body),
@@ -143,20 +165,23 @@ pub struct Messenger {
 struct Inner {
     client: Client,
     keystore: Mutex<Keystore>,
-    directory: Mutex<DeviceDirectory>,
     /// This device's MLS side, built on first use (`keypackages.rs`). Locked before the keystore
     /// whenever both are.
     mls: Mutex<Option<Arc<crate::mls::Device>>>,
+    /// Held by whoever uses a group (MLS state is a ratchet: two uses at once would each advance
+    /// their own copy).
+    groups: tokio::sync::Mutex<()>,
+    policy: Mutex<UpdatePolicy>,
     user_id: Uuid,
     device_id: Uuid,
 }
 
-/// What one batch of openings already fetched, so a page of messages costs one refresh at most.
+/// What one batch of openings shares: each conversation's group, loaded once, and the server's
+/// roster to check commits against.
 #[derive(Default)]
 struct Opening {
-    keys_synced: HashSet<Uuid>,
-    devices_refreshed: HashSet<Uuid>,
-    own_devices_fetched: bool,
+    groups: HashMap<Uuid, Option<MlsGroup>>,
+    rosters: HashMap<Uuid, Roster>,
 }
 
 /// Whether a sealed payload is a new message or an edit of one.
@@ -167,13 +192,14 @@ enum Submit {
 
 impl Messenger {
     /// The engine for the device `device_id` of `user_id`, whose secrets are in `keystore`.
-    pub fn new(client: Client, keystore: Keystore, directory: DeviceDirectory, user_id: Uuid, device_id: Uuid) -> Self {
+    pub fn new(client: Client, keystore: Keystore, user_id: Uuid, device_id: Uuid) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
                 keystore: Mutex::new(keystore),
-                directory: Mutex::new(directory),
                 mls: Mutex::new(None),
+                groups: tokio::sync::Mutex::new(()),
+                policy: Mutex::new(UpdatePolicy::default()),
                 user_id,
                 device_id,
             }),
@@ -195,6 +221,11 @@ impl Messenger {
         self.inner.device_id
     }
 
+    /// Sets when this device refreshes its own leaf ([`UpdatePolicy`]; the default otherwise).
+    pub fn set_update_policy(&self, policy: UpdatePolicy) {
+        *self.inner.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
     /// Runs `f` on the keystore (held locked; do not block in it).
     pub fn with_keystore<R>(&self, f: impl FnOnce(&mut Keystore) -> R) -> R {
         f(&mut self.keystore())
@@ -203,10 +234,6 @@ impl Messenger {
     fn keystore(&self) -> MutexGuard<'_, Keystore> {
         // A panic while holding the lock leaves a keystore that is still consistent in memory.
         self.inner.keystore.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn directory(&self) -> MutexGuard<'_, DeviceDirectory> {
-        self.inner.directory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Encrypts and sends a text message.
@@ -242,128 +269,152 @@ impl Messenger {
         submit: Submit,
     ) -> Result<Message> {
         let plaintext = content.encode().map_err(|e| Error::Content(e.to_string()))?;
-        let mut conversation = self.inner.client.conversation(org, conversation_id).await?;
+        let at = address(org, conversation_id);
+        let _turn = self.inner.groups.lock().await;
+        let device = self.mls()?;
         let mut last_error = None;
         for _ in 0..MAX_ATTEMPTS {
-            let key = self.sending_key(org, &conversation).await?;
-            let sealed = {
-                let keystore = self.keystore();
-                seal_message(&key, keystore.device(), self.inner.device_id, client_message_id, &plaintext)?
-            };
-            let key_generation = generation_i32(key.generation())?;
+            let mut group = self.current_group(&device, at).await?;
+            self.update_when_due(&device, at, &mut group).await?;
+            let key_generation = generation_i32(group.epoch().as_u64())?;
+            let ciphertext = device.encrypt(&mut group, &plaintext);
+            // The sender's ratchet moved: saved before the message leaves, so that no key is ever
+            // used twice, even after a crash.
+            self.keep_state(&device, None)?;
+            let ciphertext = ciphertext?;
             let result = match &submit {
                 Submit::Send { reply_to_id, attachment_ids } => {
                     let body = SendMessage {
                         client_message_id,
                         key_generation,
-                        nonce: sealed.nonce,
-                        ciphertext: sealed.ciphertext,
-                        signature: sealed.signature,
+                        ciphertext,
                         reply_to_id: *reply_to_id,
                         attachment_ids: attachment_ids.clone(),
                     };
                     self.inner.client.send_message(org, conversation_id, &body).await
                 }
                 Submit::Edit { message_id } => {
-                    let body = EditMessage {
-                        key_generation,
-                        nonce: sealed.nonce,
-                        ciphertext: sealed.ciphertext,
-                        signature: sealed.signature,
-                    };
+                    let body = EditMessage { key_generation, ciphertext };
                     self.inner.client.edit_message(org, conversation_id, *message_id, &body).await
                 }
             };
             match result {
-                Ok(message) => return Ok(message),
-                Err(err) if err.is_api("rotation_required") => {
-                    conversation = self.inner.client.conversation(org, conversation_id).await?;
-                    // Whatever the copy says, the server wants a new generation now.
-                    conversation.rotation_required = true;
-                    last_error = Some(err);
+                Ok(message) => {
+                    self.keep_sent(&message, &plaintext, group.epoch().as_u64())?;
+                    return Ok(message);
                 }
-                Err(err) if err.is_api("stale_generation") || err.is_api("unknown_generation") => {
-                    conversation = self.inner.client.conversation(org, conversation_id).await?;
-                    last_error = Some(err);
-                }
+                Err(err) if epoch_moved(&err) => last_error = Some(err),
                 Err(err) => return Err(err),
             }
         }
         Err(last_error.unwrap_or_else(|| Error::Protocol("the message could not be sent".into())))
     }
 
-    /// The key to seal with: the current generation's, or a new generation when the conversation
-    /// has none, must rotate, or never gave this device the current one.
-    async fn sending_key(&self, org: Uuid, conversation: &Conversation) -> Result<ConversationKey> {
-        let current = generation_u32(conversation.current_key_generation)?;
-        if current == 0 || conversation.rotation_required {
-            return self.rotate_from(org, conversation.id, current).await;
-        }
-        match self.key_for(org, conversation.id, current, &mut Opening::default()).await {
-            Ok(key) => Ok(key),
-            Err(Error::MissingKey { .. }) => self.rotate_from(org, conversation.id, current).await,
-            Err(err) => Err(err),
-        }
+    /// The conversation's group, brought to the current epoch with exactly the members' active
+    /// devices in it. The caller holds `groups`.
+    async fn current_group(&self, device: &Device, at: GroupAddress) -> Result<MlsGroup> {
+        let mut trust = self.with_keystore(|k| k.trust().clone());
+        let synced = device.sync_group(&self.inner.client, at, &mut trust).await;
+        self.keep_state(device, Some(trust))?;
+        Ok(synced?.0)
     }
 
-    /// Creates, wraps and uploads the next generation of a conversation's key now (for example
-    /// right after removing a member); returns the new generation.
-    pub async fn rotate(&self, org: Uuid, conversation_id: Uuid) -> Result<u32> {
-        let conversation = self.inner.client.conversation(org, conversation_id).await?;
-        let current = generation_u32(conversation.current_key_generation)?;
-        Ok(self.rotate_from(org, conversation_id, current).await?.generation())
-    }
-
-    async fn rotate_from(&self, org: Uuid, conversation_id: Uuid, current: u32) -> Result<ConversationKey> {
-        let client = &self.inner.client;
-        let mut generation = current.checked_add(1).ok_or(CryptoError::InvalidGeneration(current))?;
-        let mut last_error = None;
-        for _ in 0..MAX_ATTEMPTS {
-            let devices = client.conversation_devices(org, conversation_id).await?;
-            self.directory().remember(&devices)?;
-            let key = ConversationKey::generate(conversation_id, generation)?;
-            let wraps = devices
-                .iter()
-                .map(|device| {
-                    let wrap = wrap_for_device(&key, &device.x25519_public_key)?;
-                    Ok(KeyWrap {
-                        device_id: device.device_id,
-                        encapsulated_key: wrap.encapsulated_key,
-                        wrapped_key: wrap.wrapped_key,
-                    })
-                })
-                .collect::<Result<Vec<_>, CryptoError>>()?;
-            let upload = UploadGeneration { generation: generation_i32(generation)?, wraps };
-            match client.upload_generation(org, conversation_id, &upload).await {
-                Ok(()) => {
-                    let mut keystore = self.keystore();
-                    keystore.insert_key(key.clone());
-                    keystore.save()?;
-                    return Ok(key);
-                }
-                // The member devices changed between the listing and the upload: list again.
-                Err(err) if err.is_api("wrap_set_mismatch") => last_error = Some(err),
-                // Someone else uploaded a generation first: use theirs if it is final.
-                Err(err) if err.is_api("stale_generation") => {
-                    let conversation = client.conversation(org, conversation_id).await?;
-                    let now = generation_u32(conversation.current_key_generation)?;
-                    if !conversation.rotation_required && now > 0 {
-                        match self.key_for(org, conversation_id, now, &mut Opening::default()).await {
-                            Ok(key) => return Ok(key),
-                            Err(Error::MissingKey { .. }) => {}
-                            Err(other) => return Err(other),
-                        }
-                    }
-                    generation = now.checked_add(1).ok_or(CryptoError::InvalidGeneration(now))?;
-                    last_error = Some(err);
-                }
-                Err(err) => return Err(err),
+    /// Saves, in one keystore write, the MLS state, the reaction keys of the epochs entered, the
+    /// identity keys pinned on the way (`trust`), and the plaintexts kept since the last save.
+    fn keep_state(&self, device: &Device, trust: Option<TrustStore>) -> Result<()> {
+        let snapshot = device.snapshot();
+        let entered = device.take_epoch_keys();
+        self.with_keystore(|keystore| -> Result<()> {
+            if let Some(trust) = trust {
+                *keystore.trust_mut() = trust;
             }
-        }
-        Err(last_error.unwrap_or_else(|| Error::Protocol("the key rotation did not converge".into())))
+            for key in entered {
+                // Epoch 0 has no messages (the server's epochs start at 1).
+                if let Ok(epoch @ 1..) = u32::try_from(key.epoch) {
+                    keystore.insert_key(ConversationKey::from_bytes(key.conversation_id, epoch, &key.secret)?);
+                }
+            }
+            keystore.set_mls_state(snapshot);
+            keystore.save()?;
+            Ok(())
+        })
     }
 
-    /// The key of a generation: from the keystore, else from this device's wraps on the server.
+    /// Refreshes this device's leaf first when the [`UpdatePolicy`] says it is due. Another
+    /// device's commit winning the epoch meanwhile does as well: the group is caught up instead.
+    async fn update_when_due(&self, device: &Device, at: GroupAddress, group: &mut MlsGroup) -> Result<()> {
+        let policy = *self.inner.policy.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = group.epoch().as_u64();
+        let due = self.keystore().sending(at.conversation_id).is_some_and(|sending| {
+            let age = Utc::now().timestamp().saturating_sub(sending.since);
+            sending.epoch == epoch
+                && (sending.sent >= policy.after_messages
+                    || u64::try_from(age).is_ok_and(|age| age >= policy.max_age.as_secs()))
+        });
+        if !due {
+            return Ok(());
+        }
+        let outgoing = device.self_update(group)?;
+        let pushed = device.push(&self.inner.client, at, group, outgoing).await;
+        self.keep_state(device, None)?;
+        match pushed {
+            Ok(_) => Ok(()),
+            Err(DeliveryError::Rebase { .. }) => {
+                *group = self.current_group(device, at).await?;
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Keeps the plaintext of a message this device sent (it cannot decrypt its own), and counts
+    /// it for the [`UpdatePolicy`].
+    fn keep_sent(&self, message: &Message, plaintext: &[u8], epoch: u64) -> Result<()> {
+        let Some(ciphertext) = message.ciphertext.as_deref() else { return Ok(()) };
+        self.with_keystore(|keystore| {
+            keystore.count_sent(message.conversation_id, epoch, Utc::now().timestamp());
+            keystore.keep_received(Received {
+                message_id: message.id,
+                conversation_id: message.conversation_id,
+                sender_device_id: self.inner.device_id,
+                digest: digest(ciphertext),
+                plaintext: plaintext.to_vec(),
+            });
+            keystore.save()
+        })?;
+        Ok(())
+    }
+
+    /// The reaction key of the conversation's current epoch (the group synced first).
+    async fn sending_key(&self, org: Uuid, conversation_id: Uuid) -> Result<ConversationKey> {
+        let _turn = self.inner.groups.lock().await;
+        let device = self.mls()?;
+        let group = self.current_group(&device, address(org, conversation_id)).await?;
+        let key = device.epoch_key(&group)?;
+        let epoch = u32::try_from(key.epoch).map_err(|_| CryptoError::InvalidGeneration(u32::MAX))?;
+        Ok(ConversationKey::from_bytes(conversation_id, epoch, &key.secret)?)
+    }
+
+    /// Makes sure the conversation moved to a new epoch now (for example right after removing a
+    /// member): the commit the membership calls for, or else a self-update (fresh keys for this
+    /// device's leaf). Returns the new epoch.
+    pub async fn rotate(&self, org: Uuid, conversation_id: Uuid) -> Result<u32> {
+        let at = address(org, conversation_id);
+        let _turn = self.inner.groups.lock().await;
+        let device = self.mls()?;
+        let before = self.inner.client.conversation(org, conversation_id).await?.current_key_generation;
+        let mut group = self.current_group(&device, at).await?;
+        if i64::try_from(group.epoch().as_u64()).ok() == Some(i64::from(before)) {
+            let outgoing = device.self_update(&mut group)?;
+            let pushed = device.push(&self.inner.client, at, &mut group, outgoing).await;
+            self.keep_state(&device, None)?;
+            pushed?;
+        }
+        u32::try_from(group.epoch().as_u64()).map_err(|_| Error::Crypto(CryptoError::InvalidGeneration(u32::MAX)))
+    }
+
+    /// The reaction key of an epoch, as this device kept it when it entered the epoch; when it
+    /// has not entered it yet, the group is joined or taken up to it first.
     async fn key_for(
         &self,
         org: Uuid,
@@ -371,40 +422,27 @@ impl Messenger {
         generation: u32,
         opening: &mut Opening,
     ) -> Result<ConversationKey> {
-        if let Some(key) = self.keystore().key(conversation_id, generation) {
-            return Ok(key.clone());
+        let kept = |this: &Self| this.keystore().key(conversation_id, generation).cloned();
+        if let Some(key) = kept(self) {
+            return Ok(key);
         }
-        if opening.keys_synced.insert(conversation_id) {
-            let wraps = self.inner.client.key_wraps(org, conversation_id).await?;
-            self.store_wraps(conversation_id, &wraps)?;
-        }
-        self.keystore()
-            .key(conversation_id, generation)
-            .cloned()
-            .ok_or(Error::MissingKey { conversation_id, generation })
-    }
-
-    /// Unwraps and keeps the wraps this device does not hold the key of yet.
-    fn store_wraps(&self, conversation_id: Uuid, wraps: &[DeviceWrap]) -> Result<()> {
-        let mut keystore = self.keystore();
-        let mut added = false;
-        for wrap in wraps {
-            let generation = generation_u32(wrap.generation)?;
-            if generation == 0 || keystore.key(conversation_id, generation).is_some() {
-                continue;
+        let _turn = self.inner.groups.lock().await;
+        let device = self.mls()?;
+        let at = address(org, conversation_id);
+        let mut trust = self.with_keystore(|k| k.trust().clone());
+        let entered = async {
+            if self.load_group(&device, at, opening, &mut trust).await? {
+                let current = opening.groups.get(&conversation_id).and_then(Option::as_ref).map(|g| g.epoch().as_u64());
+                if current.is_some_and(|epoch| epoch < u64::from(generation)) {
+                    self.follow(&device, at, u64::from(generation), opening, &mut trust).await?;
+                }
             }
-            let sealed = Wrap { encapsulated_key: wrap.encapsulated_key, wrapped_key: wrap.wrapped_key };
-            // A wrap that does not open is not for this device's key (or was tampered with): the
-            // messages of that generation will show as missing their key.
-            if let Ok(key) = unwrap_key(&sealed, conversation_id, generation, keystore.device()) {
-                keystore.insert_key(key);
-                added = true;
-            }
+            Ok::<_, Error>(())
         }
-        if added {
-            keystore.save()?;
-        }
-        Ok(())
+        .await;
+        self.keep_state(&device, Some(trust))?;
+        entered?;
+        kept(self).ok_or(Error::MissingKey { conversation_id, generation })
     }
 
     /// The newest `limit` messages of a conversation, oldest first, opened.
@@ -428,128 +466,178 @@ impl Messenger {
         Ok((self.open_all(org, &page.messages).await?, page.has_more))
     }
 
+    /// Opens messages (in the order given), decrypting in sequence order what this device has not
+    /// decrypted before.
     async fn open_all(&self, org: Uuid, messages: &[Message]) -> Result<Vec<ReceivedMessage>> {
+        let _turn = self.inner.groups.lock().await;
+        let device = self.mls()?;
+        let mut order: Vec<usize> = (0..messages.len()).collect();
+        order.sort_by_key(|&i| (messages[i].conversation_id, messages[i].seq));
         let mut opening = Opening::default();
-        let mut opened = Vec::with_capacity(messages.len());
-        for message in messages {
-            opened.push(self.open_with(org, message, &mut opening).await?);
+        let mut trust = self.with_keystore(|k| k.trust().clone());
+        let mut bodies: Vec<Option<Body>> = vec![None; messages.len()];
+        let mut result = Ok(());
+        for i in order {
+            match self.body(&device, org, &messages[i], &mut opening, &mut trust).await {
+                Ok(body) => bodies[i] = Some(body),
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
+            }
         }
-        Ok(opened)
+        // Whatever was decrypted is kept with the state that decrypted it, even when a later
+        // message could not be fetched.
+        self.keep_state(&device, Some(trust))?;
+        result?;
+        Ok(messages
+            .iter()
+            .zip(bodies)
+            .map(|(message, body)| {
+                received(message, body.unwrap_or(Body::MissingKey { generation: message.key_generation }))
+            })
+            .collect())
     }
 
-    /// Verifies and decrypts one message. Errors are only for failures to reach the server;
-    /// a message that cannot be read is returned with a [`Body`] that says why.
+    /// Opens one message (from the API or a frame). Errors are only for failures to reach the
+    /// server; a message that cannot be read is returned with a [`Body`] that says why.
     pub async fn open(&self, org: Uuid, message: &Message) -> Result<ReceivedMessage> {
-        self.open_with(org, message, &mut Opening::default()).await
+        let mut opened = self.open_all(org, std::slice::from_ref(message)).await?;
+        opened.pop().ok_or_else(|| Error::Protocol("no message opened".into()))
     }
 
-    async fn open_with(&self, org: Uuid, message: &Message, opening: &mut Opening) -> Result<ReceivedMessage> {
-        let body = self.body(org, message, opening).await?;
-        Ok(ReceivedMessage {
-            id: message.id,
-            conversation_id: message.conversation_id,
-            seq: message.seq,
-            sender_user_id: message.sender_user_id,
-            sender_device_id: message.sender_device_id,
-            client_message_id: message.client_message_id,
-            key_generation: message.key_generation,
-            reply_to_id: message.reply_to_id,
-            created_at: message.created_at,
-            edited_at: message.edited_at,
-            body,
-        })
-    }
-
-    async fn body(&self, org: Uuid, message: &Message, opening: &mut Opening) -> Result<Body> {
-        let (Some(nonce), Some(ciphertext), Some(signature)) = (message.nonce, &message.ciphertext, message.signature)
-        else {
-            return Ok(Body::Deleted);
-        };
+    async fn body(
+        &self,
+        device: &Device,
+        org: Uuid,
+        message: &Message,
+        opening: &mut Opening,
+        trust: &mut TrustStore,
+    ) -> Result<Body> {
+        let Some(ciphertext) = message.ciphertext.as_deref() else { return Ok(Body::Deleted) };
         if message.deleted_at.is_some() {
             return Ok(Body::Deleted);
         }
-        let Some(sender_device_id) = message.sender_device_id else { return Ok(Body::CannotVerify) };
-        let Ok(generation) = u32::try_from(message.key_generation) else {
-            return Ok(Body::Rejected { reason: format!("invalid key generation {}", message.key_generation) });
-        };
-        let Some(sender_key) =
-            self.sender_key(org, message.conversation_id, message.sender_user_id, sender_device_id, opening).await?
-        else {
-            return Ok(Body::CannotVerify);
-        };
-        let key = match self.key_for(org, message.conversation_id, generation, opening).await {
-            Ok(key) => key,
-            Err(Error::MissingKey { .. }) => return Ok(Body::MissingKey { generation: message.key_generation }),
-            // No longer a member: the keys this device holds still open what it was sent.
-            Err(Error::Api(err)) if err.status.as_u16() == 404 || err.status.as_u16() == 403 => {
-                return Ok(Body::MissingKey { generation: message.key_generation });
+        let digest = digest(ciphertext);
+        if let Some(kept) = self.keystore().received(message.id, &digest) {
+            // Decrypted before: shown only under the sender MLS authenticated then.
+            if message.sender_device_id != Some(kept.sender_device_id) {
+                return Ok(Body::CannotVerify);
             }
-            Err(err) => return Err(err),
+            return Ok(decoded(&kept.plaintext));
+        }
+        let missing = Body::MissingKey { generation: message.key_generation };
+        if message.sender_device_id == Some(self.inner.device_id) {
+            // MLS does not decrypt a device's own messages, and this one's plaintext is gone.
+            return Ok(missing);
+        }
+        let Ok(epoch) = u64::try_from(message.key_generation) else {
+            return Ok(Body::Rejected { reason: format!("invalid epoch {}", message.key_generation) });
         };
-        let header = MessageHeader {
-            conversation_id: message.conversation_id,
-            generation,
-            sender_device_id,
-            client_message_id: message.client_message_id,
-        };
-        let sealed = SealedMessage { nonce, ciphertext: ciphertext.clone(), signature };
-        Ok(match open_message(&key, &header, &sealed, &sender_key) {
-            Ok(plaintext) => match Content::decode(&plaintext) {
-                Ok(content) => Body::Content { content },
-                Err(err) => Body::Rejected { reason: err.to_string() },
-            },
+        let at = address(org, message.conversation_id);
+        if !self.load_group(device, at, opening, trust).await? {
+            return Ok(missing);
+        }
+        // A message of a later epoch: the group takes the commits up to it first.
+        let behind = opening.groups.get(&at.conversation_id).and_then(Option::as_ref).map(|g| g.epoch().as_u64());
+        if behind.is_some_and(|current| current < epoch) && !self.follow(device, at, epoch, opening, trust).await? {
+            return Ok(missing);
+        }
+        let Some(Some(group)) = opening.groups.get_mut(&at.conversation_id) else { return Ok(missing) };
+        if epoch.saturating_add(PAST_EPOCHS as u64) < group.epoch().as_u64() {
+            return Ok(missing);
+        }
+        let roster = leaves_roster(group);
+        Ok(match device.process(group, ciphertext, &roster, trust) {
+            Ok(Incoming::Application { sender, plaintext, .. }) => {
+                let attributed = message.sender_device_id == Some(sender.device_id)
+                    && message.sender_user_id == Some(sender.user_id);
+                let body = if attributed { decoded(&plaintext) } else { Body::CannotVerify };
+                // Kept either way: the message key is spent, and a true attribution must still
+                // show it.
+                self.with_keystore(|keystore| {
+                    keystore.keep_received(Received {
+                        message_id: message.id,
+                        conversation_id: message.conversation_id,
+                        sender_device_id: sender.device_id,
+                        digest,
+                        plaintext,
+                    })
+                });
+                body
+            }
+            Ok(_) => Body::Rejected { reason: "not an application message".into() },
+            Err(MlsError::CannotDecrypt | MlsError::WrongEpoch { .. } | MlsError::NotInGroup) => missing,
             Err(err) => Body::Rejected { reason: err.to_string() },
         })
     }
 
-    /// The Ed25519 key of a sender device: this device's own, the directory's, or refreshed from
-    /// the server once per batch.
-    async fn sender_key(
+    /// Loads the conversation's group into `opening` once: from this device's storage as it is
+    /// (it follows the epochs of the messages read), else joined or rejoined at the current epoch.
+    /// `false` when this device has no group and cannot have one (no longer a member).
+    async fn load_group(
         &self,
-        org: Uuid,
-        conversation_id: Uuid,
-        sender_user_id: Option<Uuid>,
-        device_id: Uuid,
+        device: &Device,
+        at: GroupAddress,
         opening: &mut Opening,
-    ) -> Result<Option<[u8; 32]>> {
-        if device_id == self.inner.device_id {
-            return Ok(Some(self.keystore().device().public().ed25519));
+        trust: &mut TrustStore,
+    ) -> Result<bool> {
+        if let Some(group) = opening.groups.get(&at.conversation_id) {
+            return Ok(group.is_some());
         }
-        let known = |this: &Self| this.directory().get(device_id).map(|d| d.ed25519_public_key);
-        if let Some(key) = known(self) {
-            return Ok(Some(key));
-        }
-        if opening.devices_refreshed.insert(conversation_id) {
-            match self.inner.client.conversation_devices(org, conversation_id).await {
-                Ok(devices) => self.directory().remember(&devices)?,
-                // After leaving, the list is closed to this client: rely on what it knew.
-                Err(Error::Api(_)) => {}
-                Err(err) => return Err(err),
+        let group = match device.load(at.conversation_id)? {
+            Some(group) => Some(group),
+            None => match Membership::fetch(&self.inner.client, at).await {
+                Ok(membership) => match device.open_group(&self.inner.client, at, &membership, trust).await {
+                    Ok((group, _)) => Some(group),
+                    Err(DeliveryError::Mls(_)) => None,
+                    Err(DeliveryError::Api(err)) if gone(&err) => None,
+                    Err(err) => return Err(err.into()),
+                },
+                Err(DeliveryError::Api(err)) if gone(&err) => None,
+                Err(err) => return Err(err.into()),
+            },
+        };
+        let loaded = group.is_some();
+        opening.groups.insert(at.conversation_id, group);
+        Ok(loaded)
+    }
+
+    /// Takes the commits up to `epoch`. When this device's state cannot follow them (corrupt, or
+    /// refused), it rejoins at the current epoch: the messages of the epochs between are missing.
+    async fn follow(
+        &self,
+        device: &Device,
+        at: GroupAddress,
+        epoch: u64,
+        opening: &mut Opening,
+        trust: &mut TrustStore,
+    ) -> Result<bool> {
+        let client = &self.inner.client;
+        let Some(Some(group)) = opening.groups.get_mut(&at.conversation_id) else { return Ok(false) };
+        let roster = match opening.rosters.get(&at.conversation_id) {
+            Some(roster) => roster.clone(),
+            None => match Membership::fetch(client, at).await {
+                Ok(membership) => {
+                    let roster = membership.roster(Some(group));
+                    opening.rosters.insert(at.conversation_id, roster.clone());
+                    roster
+                }
+                Err(DeliveryError::Api(err)) if gone(&err) => return Ok(false),
+                Err(err) => return Err(err.into()),
+            },
+        };
+        match device.catch_up_to(client, at, group, &roster, trust, epoch).await {
+            Ok(_) => Ok(true),
+            Err(DeliveryError::Api(err)) if gone(&err) => Ok(false),
+            Err(DeliveryError::Mls(_)) => {
+                device.forget(group)?;
+                opening.groups.remove(&at.conversation_id);
+                self.load_group(device, at, opening, trust).await?;
+                Ok(false)
             }
-            if let Some(key) = known(self) {
-                return Ok(Some(key));
-            }
+            Err(err) => Err(err.into()),
         }
-        if sender_user_id == Some(self.inner.user_id) && !opening.own_devices_fetched {
-            opening.own_devices_fetched = true;
-            let own: Vec<MemberDevice> = self
-                .inner
-                .client
-                .devices()
-                .await?
-                .into_iter()
-                .map(|d| MemberDevice {
-                    user_id: self.inner.user_id,
-                    device_id: d.id,
-                    x25519_public_key: d.x25519_public_key,
-                    ed25519_public_key: d.ed25519_public_key,
-                    credential: d.credential,
-                })
-                .collect();
-            self.directory().remember(&own)?;
-            return Ok(known(self));
-        }
-        Ok(None)
     }
 
     /// Moves this member's delivered and read cursors of a conversation forward.
@@ -563,9 +651,15 @@ impl Messenger {
         self.inner.client.update_receipts(org, conversation_id, &UpdateReceipts { delivered_seq, read_seq }).await
     }
 
-    /// Leaves a conversation and forgets its keys.
+    /// Leaves a conversation and forgets its group, keys and plaintexts.
     pub async fn leave(&self, org: Uuid, conversation_id: Uuid) -> Result<()> {
         self.inner.client.remove_member(org, conversation_id, self.inner.user_id).await?;
+        let _turn = self.inner.groups.lock().await;
+        let device = self.mls()?;
+        if let Some(mut group) = device.load(conversation_id)? {
+            device.forget(&mut group)?;
+        }
+        self.keep_state(&device, None)?;
         let mut keystore = self.keystore();
         keystore.forget_conversation(conversation_id);
         keystore.save()?;
@@ -579,10 +673,57 @@ impl Messenger {
     }
 }
 
-fn generation_u32(generation: i32) -> Result<u32> {
-    u32::try_from(generation).map_err(|_| Error::Protocol(format!("negative key generation {generation}")))
+fn generation_i32(epoch: u64) -> Result<i32> {
+    i32::try_from(epoch).map_err(|_| Error::Protocol(format!("epoch {epoch} is beyond 2^31 - 1")))
 }
 
-fn generation_i32(generation: u32) -> Result<i32> {
-    i32::try_from(generation).map_err(|_| Error::Crypto(CryptoError::InvalidGeneration(generation)))
+fn address(organization_id: Uuid, conversation_id: Uuid) -> GroupAddress {
+    GroupAddress { organization_id, conversation_id }
+}
+
+/// The server answered that the epoch moved on: sync the group and encrypt again.
+fn epoch_moved(error: &Error) -> bool {
+    error.is_api("rotation_required") || error.is_api("stale_generation") || error.is_api("unknown_generation")
+}
+
+/// The conversation is closed to this device (it left, or was removed).
+fn gone(error: &Error) -> bool {
+    matches!(error, Error::Api(err) if err.status.as_u16() == 404 || err.status.as_u16() == 403)
+}
+
+fn digest(ciphertext: &[u8]) -> [u8; 32] {
+    Sha256::digest(ciphertext).into()
+}
+
+fn decoded(plaintext: &[u8]) -> Body {
+    match Content::decode(plaintext) {
+        Ok(content) => Body::Content { content },
+        Err(err) => Body::Rejected { reason: err.to_string() },
+    }
+}
+
+fn received(message: &Message, body: Body) -> ReceivedMessage {
+    ReceivedMessage {
+        id: message.id,
+        conversation_id: message.conversation_id,
+        seq: message.seq,
+        sender_user_id: message.sender_user_id,
+        sender_device_id: message.sender_device_id,
+        client_message_id: message.client_message_id,
+        key_generation: message.key_generation,
+        reply_to_id: message.reply_to_id,
+        created_at: message.created_at,
+        edited_at: message.edited_at,
+        body,
+    }
+}
+
+/// The roster an application message's sender is checked against: the users with leaves in the
+/// group in the message's epoch (each leaf was checked against the identity chain and the roster
+/// of its day when it entered; a member removed since still sent what they sent while in).
+fn leaves_roster(group: &MlsGroup) -> Roster {
+    Roster {
+        members: Device::leaves(group).into_iter().map(|leaf| leaf.user_id).collect(),
+        revoked: Default::default(),
+    }
 }

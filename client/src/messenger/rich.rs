@@ -65,7 +65,7 @@ impl ReceivedReaction {
     pub fn display(&self) -> String {
         match &self.value {
             ReactionValue::Opened { value } => value.clone(),
-            ReactionValue::MissingKey { generation } => format!("[no key for generation {generation}]"),
+            ReactionValue::MissingKey { generation } => format!("[this device cannot read epoch {generation}]"),
             ReactionValue::Rejected { reason } => format!("[rejected: {reason}]"),
         }
     }
@@ -73,32 +73,23 @@ impl ReceivedReaction {
 
 impl Messenger {
     /// Reacts to message `message_id` with `value` (an emoji or a short text; send emoji in NFC),
-    /// sealed under the conversation's current key (rotating first when the server requires it).
+    /// sealed under the current epoch's reaction key (the group synced first).
     /// Reacting twice with the same value answers `409 reaction_exists`.
     pub async fn react(&self, org: Uuid, conversation_id: Uuid, message_id: Uuid, value: &str) -> Result<Reaction> {
         let client = &self.inner.client;
-        let mut conversation = client.conversation(org, conversation_id).await?;
         let mut last_error = None;
         for _ in 0..MAX_ATTEMPTS {
-            let key = self.sending_key(org, &conversation).await?;
+            let key = self.sending_key(org, conversation_id).await?;
             let sealed = seal_reaction(&key, message_id, self.inner.user_id, value)?;
             let body = AddReaction {
-                key_generation: generation_i32(key.generation())?,
+                key_generation: generation_i32(u64::from(key.generation()))?,
                 nonce: sealed.nonce,
                 ciphertext: sealed.ciphertext,
                 value_tag: sealed.value_tag,
             };
             match client.add_reaction(org, conversation_id, message_id, &body).await {
                 Ok(reaction) => return Ok(reaction),
-                Err(err) if err.is_api("rotation_required") => {
-                    conversation = client.conversation(org, conversation_id).await?;
-                    conversation.rotation_required = true;
-                    last_error = Some(err);
-                }
-                Err(err) if err.is_api("stale_generation") || err.is_api("unknown_generation") => {
-                    conversation = client.conversation(org, conversation_id).await?;
-                    last_error = Some(err);
-                }
+                Err(err) if super::epoch_moved(&err) => last_error = Some(err),
                 Err(err) => return Err(err),
             }
         }

@@ -27,6 +27,16 @@ pub enum DeliveryError {
     Rebase { made_in: u64, current: i64 },
 }
 
+impl From<DeliveryError> for ApiCallError {
+    fn from(error: DeliveryError) -> Self {
+        match error {
+            DeliveryError::Mls(error) => Self::Mls(error),
+            DeliveryError::Api(error) => error,
+            DeliveryError::Rebase { .. } => Self::Protocol(error.to_string()),
+        }
+    }
+}
+
 /// Where a group lives on the server.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupAddress {
@@ -121,17 +131,35 @@ impl Device {
         roster: &Roster,
         trust: &mut TrustStore,
     ) -> Result<Vec<Incoming>, DeliveryError> {
+        self.catch_up_to(client, at, group, roster, trust, u64::MAX).await
+    }
+
+    /// Processes, in order, the commits the group has missed up to epoch `until` (to read the
+    /// messages of an epoch before moving past it).
+    pub async fn catch_up_to(
+        &self,
+        client: &Client,
+        at: GroupAddress,
+        group: &mut MlsGroup,
+        roster: &Roster,
+        trust: &mut TrustStore,
+        until: u64,
+    ) -> Result<Vec<Incoming>, DeliveryError> {
         let mut seen = Vec::new();
-        loop {
+        while group.epoch().as_u64() < until {
             let after = epoch_i32(group.epoch().as_u64())?;
             let commits = client.commits(at.organization_id, at.conversation_id, after).await?;
             if commits.is_empty() {
-                return Ok(seen);
+                break;
             }
             for commit in commits {
+                if group.epoch().as_u64() >= until {
+                    break;
+                }
                 seen.push(self.process(group, &commit.commit.0, roster, trust)?);
             }
         }
+        Ok(seen)
     }
 
     /// Joins the group from the latest Welcome the server holds for this device.
@@ -142,8 +170,25 @@ impl Device {
         roster: &Roster,
         trust: &mut TrustStore,
     ) -> Result<MlsGroup, DeliveryError> {
+        self.join_from_server_at(client, at, roster, trust, 0).await
+    }
+
+    /// [`Self::join_from_server`] knowing that the conversation is at `current_epoch` now. A Welcome
+    /// of an earlier epoch describes the group as it was: its leaves may include members removed
+    /// since (the commits after it remove them), so a leaf of a user the roster no longer lists is
+    /// accepted in it; every leaf must still carry its user's identity signature, and a Welcome of
+    /// the current epoch must match the roster exactly.
+    pub async fn join_from_server_at(
+        &self,
+        client: &Client,
+        at: GroupAddress,
+        roster: &Roster,
+        trust: &mut TrustStore,
+        current_epoch: i32,
+    ) -> Result<MlsGroup, DeliveryError> {
         let welcome = client.welcome(at.organization_id, at.conversation_id).await?;
-        Ok(self.join_group(&welcome.welcome.0, Some(at.conversation_id), roster, trust)?)
+        let stale = welcome.epoch < current_epoch;
+        Ok(self.join_group(&welcome.welcome.0, Some(at.conversation_id), roster, stale, trust)?)
     }
 
     /// Rejoins by external commit from the current group info (state lost, or too far behind).

@@ -73,6 +73,18 @@ pub enum Incoming {
     Own,
 }
 
+/// The MLS exporter label (RFC 9420 section 8.5) of an epoch's reaction key: reactions are sealed
+/// under it so that the server can de-duplicate them by tag without reading them.
+pub const REACTION_KEY_LABEL: &str = "conclave/v2 reaction key";
+
+/// The reaction key of one epoch of a conversation's group, exported when the device entered it.
+#[derive(Clone)]
+pub struct EpochKey {
+    pub conversation_id: Uuid,
+    pub epoch: u64,
+    pub secret: Zeroizing<[u8; 32]>,
+}
+
 /// One device's MLS side.
 pub struct Device {
     provider: OpenMlsRustCrypto,
@@ -80,6 +92,10 @@ pub struct Device {
     credential: DeviceCredential,
     user_id: Uuid,
     device_id: Uuid,
+    /// Keys of the epochs entered since the owner last took them ([`Device::take_epoch_keys`]):
+    /// an epoch's secrets are gone once the group moves past [`PAST_EPOCHS`], its exported key is
+    /// what the owner keeps of it.
+    entered: std::sync::Mutex<Vec<EpochKey>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -133,7 +149,42 @@ impl Device {
         let signer = SignatureKeyPair::from_raw(SignatureScheme::ED25519, leaf_seed.to_vec(), public.to_vec());
         let provider = OpenMlsRustCrypto::default();
         signer.store(provider.storage()).map_err(mls("storing the leaf key"))?;
-        Ok(Self { provider, signer, user_id: credential.user_id, device_id: credential.device_id, credential })
+        Ok(Self {
+            provider,
+            signer,
+            user_id: credential.user_id,
+            device_id: credential.device_id,
+            credential,
+            entered: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The reaction key of the group's current epoch (exported, RFC 9420 section 8.5).
+    pub fn epoch_key(&self, group: &MlsGroup) -> Result<EpochKey, MlsError> {
+        let secret = group
+            .export_secret(self.provider.crypto(), REACTION_KEY_LABEL, &[], 32)
+            .map_err(mls("exporting the epoch's reaction key"))?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&secret);
+        let conversation_id = Uuid::from_slice(group.group_id().as_slice()).map_err(|_| MlsError::WrongGroup)?;
+        Ok(EpochKey { conversation_id, epoch: group.epoch().as_u64(), secret: key })
+    }
+
+    /// Keeps the current epoch's reaction key for the owner (none once this device is out of
+    /// the group).
+    fn entered(&self, group: &MlsGroup) -> Result<(), MlsError> {
+        if !group.is_active() {
+            return Ok(());
+        }
+        let key = self.epoch_key(group)?;
+        self.entered.lock().unwrap_or_else(|p| p.into_inner()).push(key);
+        Ok(())
+    }
+
+    /// The reaction keys of the epochs this device entered since the last call (a group made,
+    /// joined or rejoined, a commit merged).
+    pub fn take_epoch_keys(&self) -> Vec<EpochKey> {
+        std::mem::take(&mut *self.entered.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn credential(&self) -> &DeviceCredential {
@@ -190,14 +241,16 @@ impl Device {
             .use_ratchet_tree_extension(true)
             .with_group_context_extensions(extensions)
             .build();
-        MlsGroup::new_with_group_id(
+        let group = MlsGroup::new_with_group_id(
             &self.provider,
             &self.signer,
             &config,
             group_id(conversation_id),
             self.credential_with_key(),
         )
-        .map_err(mls("creating the group"))
+        .map_err(mls("creating the group"))?;
+        self.entered(&group)?;
+        Ok(group)
     }
 
     /// Commits adding the devices whose key packages are given (as the server handed them out),
@@ -299,7 +352,8 @@ impl Device {
 
     /// The server accepted this device's commit: the group moves to the next epoch.
     pub fn merge_pending(&self, group: &mut MlsGroup) -> Result<(), MlsError> {
-        group.merge_pending_commit(&self.provider).map_err(mls("merging own commit"))
+        group.merge_pending_commit(&self.provider).map_err(mls("merging own commit"))?;
+        self.entered(group)
     }
 
     /// The server refused this device's commit (another was first): forget it.
@@ -310,16 +364,20 @@ impl Device {
     /// Joins a group from a Welcome meant for this device, after checking every leaf of the
     /// group it describes.
     pub fn join(&self, welcome: &[u8], roster: &Roster, trust: &mut TrustStore) -> Result<MlsGroup, MlsError> {
-        self.join_group(welcome, None, roster, trust)
+        self.join_group(welcome, None, roster, false, trust)
     }
 
     /// [`Self::join`], refusing a Welcome into another group than `expected`'s (the server handed
-    /// out another conversation's Welcome) before the group is stored.
+    /// out another conversation's Welcome) before the group is stored. With `former_members`, a
+    /// leaf of a user the roster no longer lists is accepted (a Welcome of an earlier epoch, whose
+    /// later commits remove them); its identity signature is checked all the same. (openmls spends
+    /// the one-time key package when it reads the Welcome, whether or not it is accepted.)
     pub(super) fn join_group(
         &self,
         welcome: &[u8],
         expected: Option<Uuid>,
         roster: &Roster,
+        former_members: bool,
         trust: &mut TrustStore,
     ) -> Result<MlsGroup, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::MalformedMessage)?;
@@ -332,9 +390,15 @@ impl Device {
             return Err(MlsError::WrongGroup);
         }
         for member in staged.members() {
-            verify_leaf(&member.credential, &member.signature_key, roster, trust)?;
+            let mut roster = std::borrow::Cow::Borrowed(roster);
+            if former_members && let Some(leaf) = leaf_of(&member.credential) {
+                roster.to_mut().members.insert(leaf.user_id);
+            }
+            verify_leaf(&member.credential, &member.signature_key, &roster, trust)?;
         }
-        staged.into_group(&self.provider).map_err(|e| MlsError::WelcomeRejected(e.to_string()))
+        let group = staged.into_group(&self.provider).map_err(|e| MlsError::WelcomeRejected(e.to_string()))?;
+        self.entered(&group)?;
+        Ok(group)
     }
 
     /// Rejoins a group whose state this device lost (or that it fell behind in), by an external
@@ -464,6 +528,7 @@ impl Device {
                     }
                 }
                 group.merge_staged_commit(&self.provider, *staged).map_err(mls("merging a commit"))?;
+                self.entered(group)?;
                 Ok(Incoming::Commit { epoch: group.epoch().as_u64(), committer, added, removed })
             }
             ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(MlsError::UnauthorizedSender),

@@ -27,8 +27,8 @@ mod vectors;
 
 pub use delivery::{DeliveryError, GroupAddress};
 pub use group::{
-    DELIVERY_SERVICE_IDENTITY, Device, ExternalSenderKey, Incoming, Leaf, MAXIMUM_FORWARD_DISTANCE,
-    OUT_OF_ORDER_TOLERANCE, Outgoing, PAST_EPOCHS, Roster, group_id, verify_leaf,
+    DELIVERY_SERVICE_IDENTITY, Device, EpochKey, ExternalSenderKey, Incoming, Leaf, MAXIMUM_FORWARD_DISTANCE,
+    OUT_OF_ORDER_TOLERANCE, Outgoing, PAST_EPOCHS, REACTION_KEY_LABEL, Roster, group_id, verify_leaf,
 };
 pub use identity::{DeviceCredential, IdentityKey, IdentityPublicKey};
 pub use openmls::group::MlsGroup;

@@ -118,7 +118,7 @@ impl Device {
             return Ok((self.create_group(at.conversation_id, None)?, Opened::Created));
         }
         let roster = membership.roster(None);
-        match self.join_from_server(client, at, &roster, trust).await {
+        match self.join_from_server_at(client, at, &roster, trust, membership.epoch).await {
             Ok(mut group) => {
                 let roster = membership.roster(Some(&group));
                 match self.catch_up(client, at, &mut group, &roster, trust).await {

@@ -26,9 +26,7 @@ use conclave_protocol::auth::LoginRequest;
 use conclave_protocol::devices::Platform;
 use conclave_protocol::handshake::{CommitAccepted, MlsBytes, StoredCommit, StoredGroupInfo, UploadCommit};
 use conclave_protocol::keypackages::{ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageBytes};
-use conclave_protocol::layout;
 use conclave_testkit::accounts::{PASSWORD, register_confirmed};
-use ed25519_dalek::Signer as _;
 use uuid::Uuid;
 
 use crate::proxy::{ANYONE, Proxy, Request, Response};
@@ -41,15 +39,14 @@ struct User {
     identity: IdentityKey,
 }
 
-/// One device, signed in through its own port of the proxy: its API client, its MLS side, the
-/// Ed25519 seed it signs with (its leaf key and its registered key), and its trust store.
+/// One device, signed in through its own port of the proxy: its API client, its MLS side and its
+/// trust store.
 struct Member {
     label: String,
     user_id: Uuid,
     device_id: Uuid,
     api: Client,
     device: Device,
-    seed: [u8; 32],
     trust: TrustStore,
 }
 
@@ -106,7 +103,6 @@ impl World {
             device_id: pair.device_id,
             api,
             device,
-            seed,
             trust: TrustStore::default(),
         }
     }
@@ -148,7 +144,7 @@ impl World {
 
     /// No plaintext of `secrets` passed through the server, and, as a positive control, the same
     /// scan finds the first one once `via` sends it as a careless client would (as a message's
-    /// `ciphertext`, base64url in JSON; the server refuses it for its signature and stores nothing).
+    /// `ciphertext`, base64url in JSON; the server refuses it for its framing and stores nothing).
     async fn assert_no_plaintext(&self, via: &Member, at: GroupAddress, secrets: &[&[u8]]) {
         assert!(!self.proxy.exchanges().is_empty());
         for secret in secrets {
@@ -159,14 +155,12 @@ impl World {
         let leak = SendMessage {
             client_message_id: Uuid::new_v4(),
             key_generation: 1,
-            nonce: [0; 12],
             ciphertext: secrets[0].to_vec(),
-            signature: [0; 64],
             reply_to_id: None,
             attachment_ids: Vec::new(),
         };
-        let refused = via.api.send_message(at.organization_id, at.conversation_id, &leak).await.expect_err("unsigned");
-        assert!(refused.is_api("invalid_signature"), "{refused}");
+        let refused = via.api.send_message(at.organization_id, at.conversation_id, &leak).await.expect_err("not MLS");
+        assert!(refused.is_api("invalid_mls_message"), "{refused}");
         assert!(!self.proxy.sightings(secrets[0]).is_empty(), "the scan missed a plaintext that did pass");
     }
 }
@@ -218,18 +212,10 @@ impl Member {
     async fn send(&self, at: GroupAddress, group: &mut MlsGroup, plaintext: &[u8]) -> Message {
         let ciphertext = self.device.encrypt(group, plaintext).expect("encrypt");
         let generation = u32::try_from(group.epoch().as_u64()).expect("epoch");
-        let client_message_id = Uuid::new_v4();
-        let nonce = [0; 12];
-        let aad = layout::message_aad(at.conversation_id, generation, self.device_id, client_message_id);
-        let signature = ed25519_dalek::SigningKey::from_bytes(&self.seed)
-            .sign(&layout::message_signature_input(&aad, &nonce, &ciphertext))
-            .to_bytes();
         let body = SendMessage {
-            client_message_id,
+            client_message_id: Uuid::new_v4(),
             key_generation: generation as i32,
-            nonce,
             ciphertext,
-            signature,
             reply_to_id: None,
             attachment_ids: Vec::new(),
         };

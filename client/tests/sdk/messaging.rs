@@ -1,10 +1,12 @@
 use std::time::Duration;
 
 use conclave_client::api::MessageQuery;
-use conclave_client::messenger::{Body, ListenEvent, Listener, ListenerOptions};
+use conclave_client::messenger::{Body, ListenEvent, Listener, ListenerOptions, UpdatePolicy};
 use conclave_protocol::api::{ConversationKind, CreateConversation};
 use uuid::Uuid;
 
+use crate::identity::link_code;
+use crate::signin::sign_in_new_device;
 use crate::support::{Person, TestApp};
 
 pub(crate) async fn group(app: &TestApp, owner: &Person, others: &[&Person]) -> (Uuid, Uuid) {
@@ -127,17 +129,17 @@ async fn a_removed_member_cannot_decrypt_later_messages() {
     assert_eq!(seen[0].body.text(), Some("before"));
 
     alice.messenger.client().remove_member(org, conversation, carol.user_id).await.expect("remove carol");
-    // The server now refuses generation 1; the SDK rotates (fresh key, wrapped for Alice and Bob
-    // only) and resends.
+    // The server now refuses epoch 1 until a commit removes Carol's leaf; the SDK commits it and
+    // sends in epoch 2.
     let after = alice.messenger.send_text(org, conversation, "after").await.expect("send after removal");
     assert_eq!((before.key_generation, after.key_generation), (1, 2));
 
     let bob_reads = bob.messenger.history(org, conversation, 10).await.expect("bob reads");
     let texts: Vec<_> = bob_reads.iter().map(|m| m.body.text()).collect();
-    assert_eq!(texts, vec![Some("before"), Some("after")]);
+    assert_eq!(texts, vec![Some("before"), Some("after")], "{bob_reads:?}");
 
-    // Even handed the new ciphertext, Carol has no key for generation 2; she still reads what
-    // she was sent while a member.
+    // Even handed the new ciphertext, Carol cannot decrypt epoch 2; she still reads what she was
+    // sent while a member (kept since she first read it).
     assert_eq!(carol.messenger.open(org, &after).await.expect("open").body, Body::MissingKey { generation: 2 });
     assert_eq!(carol.messenger.open(org, &before).await.expect("open").body.text(), Some("before"));
     assert!(carol.messenger.with_keystore(|k| k.key(conversation, 2).is_none()));
@@ -145,31 +147,24 @@ async fn a_removed_member_cannot_decrypt_later_messages() {
 }
 
 #[tokio::test]
-async fn a_revoked_device_forces_a_rotation_that_the_next_sender_performs() {
+async fn a_revoked_device_forces_a_commit_that_the_next_sender_makes() {
     let app = TestApp::start().await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
     let (org, conversation) = group(&app, &alice, &[&bob]).await;
     alice.messenger.send_text(org, conversation, "one").await.expect("send");
 
-    // Bob signs in on a second device, which receives generation 2 when Alice rotates...
-    let second = app.cli(&["--profile", "bob-phone", "login", "--email", "bob@example.org"]).await.expect("login");
-    assert!(second.contains("new device registered"), "{second}");
+    // Bob signs in on a second device and links it (his identity key carried over); Alice's next
+    // commit adds it, opening epoch 2...
+    let phone = sign_in_new_device(&app.base, "bob@example.org", app.home.0.join("profiles").join("bob-phone")).await;
+    let code = link_code(&phone.messenger.ensure_identity().await.expect("the phone waits for a link"));
+    bob.messenger.link_device(&code).await.expect("link");
+    phone.messenger.ensure_identity().await.expect("the phone receives the identity key");
     assert_eq!(alice.messenger.rotate(org, conversation).await.expect("rotate"), 2);
-    let phone_reads = app
-        .cli(&[
-            "--profile",
-            "bob-phone",
-            "history",
-            "--org",
-            &org.to_string(),
-            "--conversation",
-            &conversation.to_string(),
-        ])
-        .await
-        .expect("the phone reads");
-    assert!(phone_reads.contains("[no key for generation 1]"), "joined after generation 1: {phone_reads}");
-    // ...then Bob revokes it: the server requires a generation the phone does not get.
+    let phone_reads = phone.messenger.history(org, conversation, 10).await.expect("the phone reads");
+    assert_eq!(phone_reads[0].body, Body::MissingKey { generation: 1 }, "joined after epoch 1");
+    assert!(phone_reads[0].body.display().contains("messages may be missing"));
+    // ...then Bob revokes it: the server requires a commit, which removes the phone's leaf.
     let devices = bob.messenger.client().devices().await.expect("devices");
     let phone = devices.iter().find(|d| !d.current).expect("the second device");
     bob.messenger.client().revoke_device(phone.id).await.expect("revoke");
@@ -190,19 +185,30 @@ async fn a_revoked_device_forces_a_rotation_that_the_next_sender_performs() {
 }
 
 #[tokio::test]
-async fn a_message_from_an_unknown_device_is_shown_as_unverifiable_not_as_text() {
+async fn a_message_attributed_to_another_device_is_shown_as_unverifiable_not_as_text() {
     let app = TestApp::start().await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
     let (org, conversation) = group(&app, &alice, &[&bob]).await;
     let mut message = alice.messenger.send_text(org, conversation, "signed by alice").await.expect("send");
 
-    // A message attributed to a device nobody has seen cannot be verified.
+    let genuine = message.clone();
+
+    // The server attributing it to another device than the one MLS authenticates: not shown.
     message.sender_device_id = Some(Uuid::new_v4());
     assert_eq!(bob.messenger.open(org, &message).await.expect("open").body, Body::CannotVerify);
-    // And one whose signature does not match its sender device is rejected.
     message.sender_device_id = Some(bob.device_id);
-    assert!(matches!(bob.messenger.open(org, &message).await.expect("open").body, Body::Rejected { .. }));
+    assert_eq!(bob.messenger.open(org, &message).await.expect("open").body, Body::CannotVerify);
+    // The lie spent nothing: under its true attribution it reads.
+    assert_eq!(bob.messenger.open(org, &genuine).await.expect("open").body.text(), Some("signed by alice"));
+    // A ciphertext changed in transit does not decrypt.
+    let mut tampered = genuine.clone();
+    tampered.id = Uuid::now_v7();
+    if let Some(byte) = tampered.ciphertext.as_mut().and_then(|c| c.last_mut()) {
+        *byte ^= 1;
+    }
+    let body = bob.messenger.open(org, &tampered).await.expect("open").body;
+    assert!(matches!(body, Body::Rejected { .. } | Body::MissingKey { .. }), "{body:?}");
 }
 
 #[tokio::test]
@@ -238,4 +244,75 @@ async fn a_listener_reconnects_after_a_server_restart_and_resumes_what_it_missed
     assert!(disconnected);
     assert_eq!(texts, vec![(2, "two".to_owned()), (3, "three".to_owned())]);
     assert_eq!(bob_listens.cursors().get(&conversation), Some(&3));
+}
+
+#[tokio::test]
+async fn a_device_that_loses_its_group_state_rejoins_and_says_what_it_missed() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    alice.messenger.send_text(org, conversation, "one").await.expect("send");
+    let read = bob.messenger.history(org, conversation, 10).await.expect("bob reads");
+    assert_eq!(read[0].body.text(), Some("one"));
+
+    // Bob's device loses its group (corrupt storage, a restore from an old backup...), and Alice
+    // sends while it has none.
+    bob.messenger
+        .with_mls(|device| {
+            let mut group = device.load(conversation)?.expect("bob's group");
+            Ok(device.forget(&mut group)?)
+        })
+        .expect("forget the group");
+    let two = alice.messenger.send_text(org, conversation, "two").await.expect("send");
+
+    // Within one read it rejoins by external commit: what it had read stays, what was sent in the
+    // epochs it skipped is marked, and it carries on in the new epoch.
+    let read = bob.messenger.history(org, conversation, 10).await.expect("bob reads again");
+    assert_eq!(read[0].body.text(), Some("one"), "kept from before");
+    assert_eq!(read[1].body, Body::MissingKey { generation: two.key_generation });
+    assert!(read[1].body.display().contains("messages may be missing"), "{}", read[1].body.display());
+    let three = bob.messenger.send_text(org, conversation, "three").await.expect("bob sends after rejoining");
+    assert!(three.key_generation > two.key_generation, "the rejoin opened a new epoch");
+    let texts: Vec<_> = alice
+        .messenger
+        .history(org, conversation, 10)
+        .await
+        .expect("alice reads")
+        .iter()
+        .map(|m| m.body.display())
+        .collect();
+    assert_eq!(texts, vec!["one", "two", "three"]);
+}
+
+#[tokio::test]
+async fn a_sender_refreshes_its_leaf_as_its_update_policy_says() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    alice.messenger.set_update_policy(UpdatePolicy { after_messages: 2, max_age: Duration::from_secs(3600) });
+
+    let mut epochs = Vec::new();
+    for text in ["one", "two", "three", "four", "five"] {
+        epochs.push(alice.messenger.send_text(org, conversation, text).await.expect("send").key_generation);
+    }
+    // Two messages per epoch, then a self-update before the next: each new epoch is a fresh leaf.
+    assert_eq!(epochs, vec![1, 1, 2, 2, 3]);
+    let commits = alice.messenger.client().commits(org, conversation, 1).await.expect("commits");
+    assert!(commits.iter().all(|c| c.committed_by_device_id == Some(alice.device_id)), "alice's own updates");
+    let texts: Vec<_> = bob
+        .messenger
+        .history(org, conversation, 10)
+        .await
+        .expect("bob reads")
+        .iter()
+        .map(|m| m.body.display())
+        .collect();
+    assert_eq!(texts, vec!["one", "two", "three", "four", "five"]);
+
+    // An epoch older than the policy's age is refreshed at the next send, whatever the count.
+    alice.messenger.set_update_policy(UpdatePolicy { after_messages: 1_000, max_age: Duration::ZERO });
+    let six = alice.messenger.send_text(org, conversation, "six").await.expect("send");
+    assert_eq!(six.key_generation, 4);
 }

@@ -2,8 +2,11 @@
 //! group, and the server orders their commits (one per epoch), routes the Welcome, and serves the
 //! group info a device that lost its state rejoins from.
 
+use std::sync::Arc;
+
+use conclave_client::messenger::KEY_PACKAGE_TARGET;
 use conclave_client::mls::DeliveryError;
-use conclave_client::mls::{Device, GroupAddress, IdentityKey, Incoming, MlsError, Roster, TrustStore};
+use conclave_client::mls::{Device, GroupAddress, Incoming, MlsError, Roster, TrustStore};
 use conclave_protocol::api::{ConversationKind, CreateConversation};
 use conclave_protocol::handshake::{MlsBytes, UploadCommit};
 use conclave_protocol::mls_wire::{content_type, fake};
@@ -12,16 +15,14 @@ use crate::support::{Person, TestApp};
 
 struct Member<'a> {
     person: &'a Person,
-    device: Device,
+    device: Arc<Device>,
     trust: TrustStore,
 }
 
 fn member(person: &Person) -> Member<'_> {
-    let identity = IdentityKey::generate().expect("identity");
-    let device = person
-        .messenger
-        .with_keystore(|k| Device::for_device_keys(&identity, person.user_id, person.device_id, k.device()))
-        .expect("mls device");
+    // The device's own MLS side: signing in made the account's identity key and published key
+    // packages from it, which the server may hand out below.
+    let device = person.messenger.mls().expect("mls device");
     Member { person, device, trust: TrustStore::default() }
 }
 
@@ -57,7 +58,7 @@ async fn devices_form_a_group_through_the_server_which_orders_commits_and_routes
     let (alice_api, bob_api) = (alice.person.messenger.client(), bob.person.messenger.client());
 
     let stock = bob.device.publish_key_packages(bob_api, 3, true).await.expect("bob's key packages");
-    assert_eq!((stock.available, stock.last_resort), (3, true));
+    assert_eq!((stock.available, stock.last_resort), (KEY_PACKAGE_TARGET + 3, true), "3 more than signing in left");
     carol.device.publish_key_packages(carol.person.messenger.client(), 1, false).await.expect("carol's");
 
     // Alice makes the group and adds Bob's device: epoch 0 -> 1, the Welcome goes to Bob's device.
@@ -68,7 +69,11 @@ async fn devices_form_a_group_through_the_server_which_orders_commits_and_routes
         .await
         .expect("add bob");
     assert_eq!(epoch, 1);
-    assert_eq!(bob_api.key_package_stock().await.expect("stock").available, 2, "one package was claimed");
+    assert_eq!(
+        bob_api.key_package_stock().await.expect("stock").available,
+        KEY_PACKAGE_TARGET + 2,
+        "one package was claimed"
+    );
     let mut bob_group = bob.device.join_from_server(bob_api, at, &roster, &mut bob.trust).await.expect("bob joins");
     assert_eq!(bob_group.epoch().as_u64(), 1);
     // Carol is not in the conversation: no Welcome for her, nor the commits.

@@ -8,7 +8,7 @@
 //! registering and confirming the account by email, is testkit's `accounts::register_confirmed`.
 
 use conclave_client::api::{Client, TokenSink};
-use conclave_client::messenger::{DeviceDirectory, Messenger};
+use conclave_client::messenger::Messenger;
 use conclave_client::store::{Profile, SESSION_VERSION, Session};
 use conclave_protocol::auth::LoginRequest;
 use conclave_protocol::devices::Platform;
@@ -64,7 +64,9 @@ pub async fn sign_in_new_device(base: &str, email: &str, profile_dir: PathBuf) -
     profile.save_session(&session).expect("save session");
     let sink: Arc<dyn TokenSink> = Arc::new(profile.token_sink(session.clone()));
     let client = Client::with_session(base, session.tokens.clone(), Some(sink)).expect("client");
-    let directory = DeviceDirectory::load(profile.devices_path()).expect("directory");
-    let messenger = Messenger::new(client, keystore, directory, pair.user_id, pair.device_id);
+    let messenger = Messenger::new(client, keystore, pair.user_id, pair.device_id);
+    // As `conclave login` does: the account's first device makes the identity key (a later one
+    // waits for a link) and publishes key packages, so that others can add it to groups.
+    messenger.ensure_identity().await.expect("identity");
     Person { user_id: pair.user_id, device_id: pair.device_id, email: email.to_owned(), profile, messenger }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use conclave_client::api::Client;
 use conclave_client::cli::{Cli, Prompt};
-use conclave_client::messenger::{DeviceDirectory, Messenger};
+use conclave_client::messenger::Messenger;
 use conclave_dataplane::AppState;
 use conclave_dataplane::config::Config;
 use conclave_testkit::TestDb;
@@ -174,8 +174,7 @@ impl Person {
         let session = self.profile.load_session().expect("session").expect("signed in");
         let client = Client::with_session(base, session.tokens, None).expect("client");
         let keystore = self.profile.load_keystore().expect("keystore");
-        let directory = DeviceDirectory::load(self.profile.devices_path()).expect("directory");
-        Messenger::new(client, keystore, directory, self.user_id, self.device_id)
+        Messenger::new(client, keystore, self.user_id, self.device_id)
     }
 }
 

@@ -5,14 +5,11 @@
 //!   ([`member_tx`]), with the organization's security policy enforced on the way in;
 //! - [`seat`](mod@seat): the caller's place in a conversation ([`seat()`](seat::seat)) and the key
 //!   generation rule;
-//! - [`session`]: who is calling ([`AuthUser`](session::AuthUser), from the access token);
-//! - [`signing_keys`]: devices' verifying keys, cached.
+//! - [`session`]: who is calling ([`AuthUser`](session::AuthUser), from the access token).
 
 pub mod membership;
 pub mod seat;
 pub mod session;
-pub mod signing_keys;
 
 pub use membership::{Membership, Role, member_tx, session_expired_by_organization, totp_required_by_organization};
 pub use seat::{Seat, check_key_generation, kind_str, parse_kind, seat};
-pub use signing_keys::SigningKeys;

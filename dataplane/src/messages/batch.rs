@@ -1,10 +1,10 @@
 //! Sends written in batches: group commit in the data plane.
 //!
 //! A send handler checks what needs no database (sizes, the access token's signature, the
-//! message's Ed25519 signature), then queues the send here and waits. Each writer has a queue
+//! ciphertext's MLS framing), then queues the send here and waits. Each writer has a queue
 //! of its own and serves a fixed share of the conversations (by id): it takes everything that
 //! has gathered in its queue (up to [`MAX_BATCH`]) and stores it with one call to
-//! `conclave_send_messages` (migration 11), one statement and one commit for the whole batch,
+//! `conclave_send_messages` (migrations 11, 14 and 50), one statement and one commit for the whole batch,
 //! which applies every check a single send had and answers each entry on its own. There is no
 //! timer: a send that finds its writer idle is written at once, alone; batches only grow while
 //! the writer is busy, which is exactly when round trips and commits are the bottleneck.
@@ -55,9 +55,7 @@ pub struct Pending {
     pub conversation_id: Uuid,
     pub client_message_id: Uuid,
     pub key_generation: i32,
-    pub nonce: [u8; 12],
     pub ciphertext: Vec<u8>,
-    pub signature: [u8; 64],
     pub reply_to_id: Option<Uuid>,
     /// Distinct, at most `attachments::MAX_PER_MESSAGE`.
     pub attachment_ids: Vec<Uuid>,
@@ -273,10 +271,9 @@ pub async fn store(db: &PgPool, sends: &[Pending], deadline: Duration) -> Result
     }
     let query = sqlx::query!(
         r#"SELECT entry AS "entry!", outcome AS "outcome!", current_generation, must_rotate, lifetime_seconds,
-                  message_id, message_seq, message_sender_user_id, message_key_generation, message_nonce,
-                  message_ciphertext, message_signature, message_reply_to_id, message_created_at,
-                  message_edited_at, message_deleted_at
-             FROM conclave_send_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"#,
+                  message_id, message_seq, message_sender_user_id, message_key_generation,
+                  message_ciphertext, message_reply_to_id, message_created_at, message_edited_at, message_deleted_at
+             FROM conclave_send_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
         &column(|s| s.organization_id),
         &column(|s| s.auth.user_id),
         &column(|s| s.auth.session_id),
@@ -284,9 +281,7 @@ pub async fn store(db: &PgPool, sends: &[Pending], deadline: Duration) -> Result
         &column(|s| s.conversation_id),
         &column(|s| s.client_message_id),
         &sends.iter().map(|s| s.key_generation).collect::<Vec<_>>(),
-        &sends.iter().map(|s| s.nonce.to_vec()).collect::<Vec<_>>(),
         &sends.iter().map(|s| s.ciphertext.clone()).collect::<Vec<_>>(),
-        &sends.iter().map(|s| s.signature.to_vec()).collect::<Vec<_>>(),
         &sends.iter().map(|s| s.reply_to_id).collect::<Vec<_>>() as &[Option<Uuid>],
         &attachment_entries,
         &attachment_ids,
@@ -317,9 +312,7 @@ pub async fn store(db: &PgPool, sends: &[Pending], deadline: Duration) -> Result
                 sender_device_id: Some(send.auth.device_id),
                 client_message_id: send.client_message_id,
                 key_generation: row.message_key_generation.ok_or_else(ApiError::internal)?,
-                nonce: row.message_nonce.clone().and_then(|n| n.try_into().ok()),
                 ciphertext: row.message_ciphertext.clone(),
-                signature: row.message_signature.clone().and_then(|s| s.try_into().ok()),
                 reply_to_id: row.message_reply_to_id,
                 created_at: row.message_created_at.ok_or_else(ApiError::internal)?,
                 edited_at: row.message_edited_at,

@@ -1,8 +1,9 @@
 //! Encrypted messages: send (idempotent per client message id), history by cursor, edit,
 //! delete, and delivered/read receipts.
 //!
-//! A send verifies the sender device's signature over exactly the bytes the client signed, then
-//! is stored by the send batch (`batch`: group commit): lock the conversation, check the
+//! A send checks that its ciphertext is framed as an MLS application message of the conversation's
+//! group in the epoch it names (the server reads nothing else: MLS authenticates the sender to the
+//! group), then is stored by the send batch (`batch`: group commit): lock the conversation, check the
 //! generation, take the next sequence number, store the ciphertext and the outbox rows for
 //! webhooks and push. After commit it is published to Redis for every replica's sockets;
 //! PostgreSQL stays the record.
@@ -21,8 +22,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use conclave_protocol::api::{EditMessage, Message, MessagePage, SendMessage};
 use conclave_protocol::events::ServerFrame;
-use conclave_protocol::layout;
-use ed25519_dalek::{Signature, VerifyingKey};
+use conclave_protocol::mls_wire;
 use serde::Deserialize;
 use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
@@ -41,9 +41,7 @@ struct Row {
     sender_device_id: Option<Uuid>,
     client_message_id: Uuid,
     key_generation: i32,
-    nonce: Option<Vec<u8>>,
     ciphertext: Option<Vec<u8>>,
-    signature: Option<Vec<u8>>,
     reply_to_id: Option<Uuid>,
     created_at: chrono::DateTime<chrono::Utc>,
     edited_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -60,9 +58,7 @@ impl From<Row> for Message {
             sender_device_id: r.sender_device_id,
             client_message_id: r.client_message_id,
             key_generation: r.key_generation,
-            nonce: r.nonce.and_then(|n| n.try_into().ok()),
             ciphertext: r.ciphertext,
-            signature: r.signature.and_then(|s| s.try_into().ok()),
             reply_to_id: r.reply_to_id,
             created_at: r.created_at,
             edited_at: r.edited_at,
@@ -82,7 +78,7 @@ pub async fn fetch_range(
     let rows = sqlx::query_as!(
         Row,
         "SELECT id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation,
-                nonce, ciphertext, signature, reply_to_id, created_at, edited_at, deleted_at
+                ciphertext, reply_to_id, created_at, edited_at, deleted_at
            FROM messages WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
         conversation_id,
         after,
@@ -98,7 +94,7 @@ async fn fetch_one(conn: &mut PgConnection, conversation_id: Uuid, message_id: U
     sqlx::query_as!(
         Row,
         "SELECT id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation,
-                nonce, ciphertext, signature, reply_to_id, created_at, edited_at, deleted_at
+                ciphertext, reply_to_id, created_at, edited_at, deleted_at
            FROM messages WHERE conversation_id = $1 AND id = $2",
         conversation_id,
         message_id
@@ -109,30 +105,26 @@ async fn fetch_one(conn: &mut PgConnection, conversation_id: Uuid, message_id: U
     .ok_or_else(|| ApiError::not_found("message"))
 }
 
-/// Checks the sender device's Ed25519 signature over the message's associated data, nonce and
-/// ciphertext, exactly as `docs/protocol.md` lays them out.
-/// What a sender signs: the message's identity and its encrypted content.
-struct Signed<'a> {
-    conversation_id: Uuid,
-    generation: i32,
-    client_message_id: Uuid,
-    nonce: &'a [u8; 12],
-    ciphertext: &'a [u8],
-    signature: &'a [u8; 64],
-}
-
-fn verify_signature(verifying: &VerifyingKey, auth: AuthUser, signed: Signed<'_>) -> ApiResult<()> {
-    let Signed { conversation_id, generation, client_message_id, nonce, ciphertext, signature } = signed;
-    let generation =
-        u32::try_from(generation).map_err(|_| ApiError::validation("key_generation", "must be positive"))?;
-    let aad = layout::message_aad(conversation_id, generation, auth.device_id, client_message_id);
-    let input = layout::message_signature_input(&aad, nonce, ciphertext);
-    verifying.verify_strict(&input, &Signature::from_bytes(signature)).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidSignature,
-            "the signature does not verify with this device's key over the message's associated data",
-        )
-    })
+/// Checks that `ciphertext` is framed as an MLS application message (`PrivateMessage`, content type
+/// `application`) of this conversation's group in epoch `generation`. Nothing else is readable, and
+/// nothing else needs to be: MLS authenticates the sender device to the members.
+fn check_framing(conversation_id: Uuid, generation: i32, ciphertext: &[u8]) -> ApiResult<()> {
+    let framed = mls_wire::framing(ciphertext).map_err(|e| ApiError::invalid_mls("ciphertext", e.to_string()))?;
+    if framed.wire_format != mls_wire::wire_format::PRIVATE_MESSAGE
+        || framed.content_type != mls_wire::content_type::APPLICATION
+    {
+        return Err(ApiError::invalid_mls("ciphertext", "is not an encrypted MLS application message"));
+    }
+    if framed.group_id != conversation_id.as_bytes() {
+        return Err(ApiError::invalid_mls("ciphertext", "belongs to another conversation's group"));
+    }
+    if i64::try_from(framed.epoch).ok() != Some(i64::from(generation)) {
+        return Err(ApiError::invalid_mls(
+            "ciphertext",
+            format!("is framed for epoch {}, not key_generation {generation}", framed.epoch),
+        ));
+    }
+    Ok(())
 }
 
 fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
@@ -162,7 +154,7 @@ fn check_size(ciphertext: &[u8]) -> ApiResult<()> {
         (status = 200, description = "Already stored under this `client_message_id`", body = Message),
         (status = 409, description = "`rotation_required`, `stale_generation`, `unknown_generation`", body = crate::error::ErrorBody),
         (status = 413, description = "`message_too_large`", body = crate::error::ErrorBody),
-        (status = 422, description = "`invalid_signature`, `unknown_attachment`", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_mls_message`, `unknown_attachment`", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all, fields(%conversation_id))]
@@ -176,25 +168,14 @@ async fn send(
     // attachments are checked by the batch that stores the send (`batch`), in one round trip.
     check_size(&body.ciphertext)?;
     let attachment_ids = crate::attachments::distinct(&body.attachment_ids)?;
-    let key = state.signing_keys.get(&state.db, auth.device_id).await?;
-    let signed = Signed {
-        conversation_id,
-        generation: body.key_generation,
-        client_message_id: body.client_message_id,
-        nonce: &body.nonce,
-        ciphertext: &body.ciphertext,
-        signature: &body.signature,
-    };
-    verify_signature(&key, auth, signed)?;
+    check_framing(conversation_id, body.key_generation, &body.ciphertext)?;
     let pending = batch::Pending {
         organization_id,
         auth,
         conversation_id,
         client_message_id: body.client_message_id,
         key_generation: body.key_generation,
-        nonce: body.nonce,
         ciphertext: body.ciphertext,
-        signature: body.signature,
         reply_to_id: body.reply_to_id,
         attachment_ids,
     };
@@ -248,7 +229,7 @@ async fn history(
             let rows = sqlx::query_as!(
                 Row,
                 "SELECT id, conversation_id, seq, sender_user_id, sender_device_id, client_message_id, key_generation,
-                        nonce, ciphertext, signature, reply_to_id, created_at, edited_at, deleted_at
+                        ciphertext, reply_to_id, created_at, edited_at, deleted_at
                    FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
                 conversation_id,
                 before,
@@ -292,26 +273,15 @@ async fn edit(
         return Err(ApiError::new(ErrorCode::MessageDeleted, "a deleted message cannot be edited"));
     }
     seat.check_generation(body.key_generation)?;
-    let signed = Signed {
-        conversation_id,
-        generation: body.key_generation,
-        client_message_id: message.client_message_id,
-        nonce: &body.nonce,
-        ciphertext: &body.ciphertext,
-        signature: &body.signature,
-    };
-    let key = state.signing_keys.get(&state.db, auth.device_id).await?;
-    verify_signature(&key, auth, signed)?;
+    check_framing(conversation_id, body.key_generation, &body.ciphertext)?;
     // The old ciphertext is replaced, not kept: the server never had the plaintext of either.
     sqlx::query!(
-        "UPDATE messages SET key_generation = $3, nonce = $4, ciphertext = $5, signature = $6, edited_at = now()
+        "UPDATE messages SET key_generation = $3, ciphertext = $4, edited_at = now()
           WHERE conversation_id = $1 AND id = $2",
         conversation_id,
         message_id,
         body.key_generation,
-        &body.nonce[..],
-        body.ciphertext,
-        &body.signature[..]
+        body.ciphertext
     )
     .execute(&mut *tx)
     .await?;
@@ -352,7 +322,7 @@ async fn remove(
     if message.deleted_at.is_none() {
         // A tombstone keeps the sequence gap-free; the ciphertext is gone.
         sqlx::query!(
-            "UPDATE messages SET nonce = NULL, ciphertext = NULL, signature = NULL, deleted_at = now()
+            "UPDATE messages SET ciphertext = NULL, deleted_at = now()
               WHERE conversation_id = $1 AND id = $2",
             conversation_id,
             message_id

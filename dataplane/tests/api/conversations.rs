@@ -5,6 +5,7 @@
 //! point; the SDK's own tests encrypt for real.)
 
 use crate::support::{Person, TestApp, b64, error_code, rand32};
+use conclave_protocol::mls_wire;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -33,23 +34,24 @@ impl Chat<'_> {
         self.app.post(&self.path("/keys"), json!({ "generation": generation, "wraps": wraps }), Some(&by.access)).await
     }
 
-    pub fn message(&self, by: &Person, generation: i32, client_message_id: Uuid, ciphertext: &[u8]) -> Value {
-        let nonce = [9u8; 12];
-        let signature = by.device.sign_message(
-            self.conversation,
-            generation as u32,
-            by.device_id,
-            client_message_id,
-            &nonce,
-            ciphertext,
-        );
+    /// A send whose ciphertext is framed as an MLS application message of this conversation's
+    /// group in epoch `generation`, with `body` as the (opaque) encrypted part.
+    pub fn message(&self, _by: &Person, generation: i32, client_message_id: Uuid, body: &[u8]) -> Value {
         json!({
             "client_message_id": client_message_id,
             "key_generation": generation,
-            "nonce": b64(&nonce),
-            "ciphertext": b64(ciphertext),
-            "signature": b64(&signature),
+            "ciphertext": b64(&self.application(generation, body)),
         })
+    }
+
+    /// `body` behind the framing of an MLS application message of this group in `generation`.
+    pub fn application(&self, generation: i32, body: &[u8]) -> Vec<u8> {
+        mls_wire::fake::private_message(
+            self.conversation.as_bytes(),
+            generation as u64,
+            mls_wire::content_type::APPLICATION,
+            body,
+        )
     }
 
     pub async fn send(&self, by: &Person, generation: i32, ciphertext: &[u8]) -> (StatusCode, Value) {

@@ -1,18 +1,20 @@
-//! Messages through the HTTP API, with signatures made like the SDK makes them: sends (idempotent,
-//! signed, sequenced, size-limited), history, edits and deletes, receipts, replies, and the send
-//! batch that stores them. (Content is random bytes here: the server cannot tell.)
+//! Messages through the HTTP API, framed like the SDK's MLS application messages: sends
+//! (idempotent, framing-checked, sequenced, size-limited), history, edits and deletes, receipts,
+//! replies, and the send batch that stores them. (The encrypted part is random bytes here: the
+//! server cannot tell, which is the point; the SDK's own tests encrypt for real.)
 
 use crate::conversations::{Chat, group};
 use crate::support::{Person, TestApp, b64, error_code};
 use conclave_dataplane::context::session::AuthUser;
 use conclave_dataplane::messages::batch::{BatchStats, DEFAULT_DEADLINE, Pending, Stored, store, write_batch};
+use conclave_protocol::mls_wire;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
 #[tokio::test]
-async fn sends_are_idempotent_signed_sequenced_and_size_limited() {
+async fn sends_are_idempotent_framing_checked_sequenced_and_size_limited() {
     let app = TestApp::start().await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
@@ -26,16 +28,25 @@ async fn sends_are_idempotent_signed_sequenced_and_size_limited() {
     assert_eq!((first_status, retry_status), (StatusCode::CREATED, StatusCode::OK));
     assert_eq!(first, retry, "a retry returns the stored message");
 
-    // Bob signing as if he were Alice's device: the signature does not verify with his key.
-    let mut forged = chat.message(&alice, 1, Uuid::now_v7(), &[6u8; 64]);
-    forged["signature"] = json!(b64(&[0u8; 64]));
-    let (status, body) = app.post(&chat.path("/messages"), forged, Some(&bob.access)).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_signature"));
-    // A tampered ciphertext breaks the signature too.
-    let mut tampered = chat.message(&bob, 1, Uuid::now_v7(), &[6u8; 64]);
-    tampered["ciphertext"] = json!(b64(&[7u8; 64]));
-    let (status, body) = app.post(&chat.path("/messages"), tampered, Some(&bob.access)).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_signature"));
+    // What is not an MLS application message of this group in the epoch named is refused, each
+    // with the reason: a blob, a commit, another conversation's group, another epoch.
+    let other_group =
+        mls_wire::fake::private_message(Uuid::now_v7().as_bytes(), 1, mls_wire::content_type::APPLICATION, &[6u8; 64]);
+    let commit =
+        mls_wire::fake::private_message(chat.conversation.as_bytes(), 1, mls_wire::content_type::COMMIT, &[6u8; 64]);
+    for (ciphertext, reason) in [
+        (vec![7u8; 64], "not an MLS 1.0 message"),
+        (commit, "not an encrypted MLS application message"),
+        (other_group, "another conversation's group"),
+        (chat.application(2, &[6u8; 64]), "framed for epoch 2, not key_generation 1"),
+    ] {
+        let mut bad = chat.message(&bob, 1, Uuid::now_v7(), &[6u8; 64]);
+        bad["ciphertext"] = json!(b64(&ciphertext));
+        let (status, body) = app.post(&chat.path("/messages"), bad, Some(&bob.access)).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_mls_message"), "{reason}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{message} should say {reason}");
+    }
 
     let (status, body) = chat.send(&bob, 1, &vec![1u8; 262_145]).await;
     assert_eq!((status, error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"));
@@ -69,7 +80,7 @@ async fn history_pages_in_both_directions_and_edits_and_deletes_replace_the_ciph
     let (status, body) = app.get(&format!("{}?limit=1000", chat.path("/messages")), Some(&bob.access)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
 
-    // Edit: same client message id, new ciphertext and signature; only the sending device may.
+    // Edit: a new ciphertext under the same message; only the sending device may.
     let (_, original) = app.get(&format!("{}?after_seq=0&limit=1", chat.path("/messages")), Some(&alice.access)).await;
     let original = &original["messages"][0];
     let client_id: Uuid = original["client_message_id"].as_str().and_then(|s| s.parse().ok()).expect("client id");
@@ -79,10 +90,10 @@ async fn history_pages_in_both_directions_and_edits_and_deletes_replace_the_ciph
     assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "not_the_sender"));
     let (status, edited) = app.patch(&chat.path(&format!("/messages/{}", ids[0])), edit, &alice.access).await;
     assert_eq!(status, StatusCode::OK, "{edited}");
-    assert_eq!(edited["ciphertext"], json!(b64(&[42u8; 24])));
+    assert_eq!(edited["ciphertext"], json!(b64(&chat.application(1, &[42u8; 24]))));
     assert!(edited["edited_at"].is_string());
     let old: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE ciphertext = $1")
-        .bind(vec![0u8; 20])
+        .bind(chat.application(1, &[0u8; 20]))
         .fetch_one(&app.db.owner)
         .await
         .expect("count");
@@ -132,31 +143,21 @@ async fn receipts_are_cursors_that_only_move_forward() {
     assert_eq!(app.count("SELECT count(*) FROM message_deliveries").await, 0, "no per-message rows");
 }
 
-/// A send as the batch writer receives it, signed by `by` like the SDK signs.
+/// A send as the batch writer receives it, framed like the SDK's MLS application messages.
 async fn pending(app: &TestApp, chat: &Chat<'_>, by: &Person, generation: i32, client_message_id: Uuid) -> Pending {
     let session_id: Uuid = sqlx::query_scalar("SELECT id FROM session_tokens WHERE device_id = $1")
         .bind(by.device_id)
         .fetch_one(&app.db.owner)
         .await
         .expect("session");
-    let (nonce, ciphertext) = ([3u8; 12], client_message_id.as_bytes().repeat(2));
-    let signature = by.device.sign_message(
-        chat.conversation,
-        generation as u32,
-        by.device_id,
-        client_message_id,
-        &nonce,
-        &ciphertext,
-    );
+    let ciphertext = chat.application(generation, &client_message_id.as_bytes().repeat(2));
     Pending {
         organization_id: chat.org,
         auth: AuthUser { user_id: by.user_id, session_id, device_id: by.device_id },
         conversation_id: chat.conversation,
         client_message_id,
         key_generation: generation,
-        nonce,
         ciphertext,
-        signature,
         reply_to_id: None,
         attachment_ids: Vec::new(),
     }

@@ -157,7 +157,7 @@ async fn unread_counts_follow_messages_and_the_read_cursor_live() {
     // A deleted message is not waiting to be read.
     let (_, counts) = app.get(&unread, Some(&bob.access)).await;
     assert_eq!(counts["total"], 1);
-    sqlx::query("UPDATE messages SET deleted_at = now(), ciphertext = NULL, nonce = NULL, signature = NULL WHERE conversation_id = $1 AND seq = 3")
+    sqlx::query("UPDATE messages SET deleted_at = now(), ciphertext = NULL WHERE conversation_id = $1 AND seq = 3")
         .bind(chat.conversation)
         .execute(&app.db.owner)
         .await

@@ -154,8 +154,8 @@ fn byte_fields_are_base64url_strings() {
         assert_eq!(property["format"], "byte", "{schema}.{field}");
         assert_eq!(property["contentEncoding"], "base64url", "{schema}.{field}");
     }
-    let nonce = &schemas["Message"]["properties"]["nonce"];
-    assert_eq!(nonce["contentEncoding"], "base64url", "{nonce}");
+    let ciphertext = &schemas["Message"]["properties"]["ciphertext"];
+    assert_eq!(ciphertext["contentEncoding"], "base64url", "{ciphertext}");
 }
 
 #[tokio::test]

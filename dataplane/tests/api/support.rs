@@ -234,20 +234,6 @@ impl TestDevice {
             "key_signature": b64(&signature.to_bytes()),
         })
     }
-
-    /// Signs like the SDK: Ed25519 over the message's AAD, nonce and ciphertext.
-    pub fn sign_message(
-        &self,
-        conversation: Uuid,
-        generation: u32,
-        device: Uuid,
-        client_message_id: Uuid,
-        nonce: &[u8],
-        ciphertext: &[u8],
-    ) -> [u8; 64] {
-        let aad = conclave_protocol::layout::message_aad(conversation, generation, device, client_message_id);
-        self.signing.sign(&conclave_protocol::layout::message_signature_input(&aad, nonce, ciphertext)).to_bytes()
-    }
 }
 
 /// A signed-in person with a device of their own.
