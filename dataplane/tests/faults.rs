@@ -20,6 +20,7 @@
 //! One more fault has a test of its own: a cut after which the old connections stay silent for
 //! ever instead of closing. The data plane's deadlines find them (docs/reliability.md).
 
+use conclave_protocol::mls_wire;
 use conclave_testkit::accounts::{PASSWORD, register_confirmed};
 use conclave_testkit::smtp::MailCatcher;
 use ed25519_dalek::{Signer, SigningKey};
@@ -460,15 +461,23 @@ impl World {
         let path = format!("/v1/organizations/{organization}/conversations/{id}");
         let (status, devices) = self.get(&format!("{path}/devices"), &members[0].access).await;
         assert_eq!(status, StatusCode::OK, "{devices}");
-        let wraps: Vec<Value> = devices
+        // The first commit (opaque behind its MLS framing) welcomes the other members' devices.
+        let welcomed: Vec<Value> = devices
             .as_array()
             .expect("devices")
             .iter()
-            .map(|d| json!({ "device_id": d["device_id"], "encapsulated_key": b64(&[1u8; 32]), "wrapped_key": b64(&[7u8; 48]) }))
+            .filter(|d| d["user_id"] != json!(members[0].user_id))
+            .map(|d| d["device_id"].clone())
             .collect();
-        let (status, body) = self
-            .post(&format!("{path}/keys"), json!({ "generation": 1, "wraps": wraps }), Some(&members[0].access))
-            .await;
+        let group = id.as_bytes();
+        let commit = json!({
+            "epoch": 0,
+            "commit": b64(&mls_wire::fake::private_message(group, 0, mls_wire::content_type::COMMIT, &[1u8; 40])),
+            "group_info": b64(&mls_wire::fake::group_info(group, 1, &[2u8; 40])),
+            "welcome": b64(&mls_wire::fake::welcome(&[3u8; 40])),
+            "welcomed_devices": welcomed,
+        });
+        let (status, body) = self.post(&format!("{path}/commits"), commit, Some(&members[0].access)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         id
     }
@@ -509,12 +518,8 @@ struct Person {
 impl Person {
     fn message(&self, conversation: Uuid, client_message_id: Uuid) -> Value {
         let body = [client_message_id.as_bytes().as_slice(), &[5u8; 24]].concat();
-        let ciphertext = conclave_protocol::mls_wire::fake::private_message(
-            conversation.as_bytes(),
-            1,
-            conclave_protocol::mls_wire::content_type::APPLICATION,
-            &body,
-        );
+        let ciphertext =
+            mls_wire::fake::private_message(conversation.as_bytes(), 1, mls_wire::content_type::APPLICATION, &body);
         json!({
             "client_message_id": client_message_id,
             "key_generation": 1,

@@ -87,44 +87,6 @@ pub struct MemberDevice {
     pub credential: Option<[u8; crate::identity::CREDENTIAL_LEN]>,
 }
 
-/// One device's HPKE wrap of a generation's key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct KeyWrap {
-    pub device_id: Uuid,
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
-    pub encapsulated_key: [u8; 32],
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 64, max_length = 64))]
-    pub wrapped_key: [u8; 48],
-}
-
-/// `POST .../conversations/{id}/keys`: a new generation, wrapped for exactly the current
-/// member devices (the server answers 422 `wrap_set_mismatch` otherwise, naming the devices).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct UploadGeneration {
-    /// Must be the current generation + 1.
-    pub generation: i32,
-    pub wraps: Vec<KeyWrap>,
-}
-
-/// `GET .../conversations/{id}/keys`: the caller's device's wraps, oldest generation first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
-pub struct DeviceWrap {
-    pub generation: i32,
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
-    pub encapsulated_key: [u8; 32],
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 64, max_length = 64))]
-    pub wrapped_key: [u8; 48],
-}
-
 /// `POST .../conversations/{id}/messages`. Retrying with the same `client_message_id` returns
 /// the stored message (200) instead of storing it twice.
 ///

@@ -1,9 +1,10 @@
-//! The byte strings that version 1 of the protocol signs, authenticates or feeds to HPKE.
+//! The byte strings of protocol version 1 that version 2 (MLS) keeps: what a device signs when it
+//! registers and when it signs in, and what a reaction authenticates.
 //!
 //! Every function here is pure and allocation-only: no cryptography happens in this crate. The
-//! client builds these bytes before it signs or encrypts; the server builds the same bytes from
-//! the stored columns to verify a signature. `docs/protocol.md` describes the same layouts in
-//! prose, and `docs/test-vectors/protocol-v1.json` pins them.
+//! client builds these bytes before it signs or encrypts; the server builds the same bytes to
+//! verify a signature. `docs/protocol.md` describes the same layouts in prose, and
+//! `docs/test-vectors/protocol-v1.json` pins them.
 //!
 //! Conventions, the same for every layout:
 //! - each starts with an ASCII label `conclave/v1/<purpose>` followed by one `0x00` byte, so no
@@ -14,25 +15,8 @@
 
 use uuid::Uuid;
 
-/// HPKE mode used for key wraps: `mode_base` (RFC 9180 §5.1.1).
-pub const HPKE_MODE_BASE: u8 = 0x00;
-/// HPKE KEM identifier: DHKEM(X25519, HKDF-SHA256) (RFC 9180 §7.1).
-pub const HPKE_KEM_ID: u16 = 0x0020;
-/// HPKE KDF identifier: HKDF-SHA256 (RFC 9180 §7.2).
-pub const HPKE_KDF_ID: u16 = 0x0001;
-/// HPKE AEAD identifier: ChaCha20-Poly1305 (RFC 9180 §7.3).
-pub const HPKE_AEAD_ID: u16 = 0x0003;
-
 /// Label of the device binding signature input.
 pub const DEVICE_BINDING_LABEL: &[u8] = b"conclave/v1/device-binding";
-/// Label of the HPKE `info` of a key wrap.
-pub const KEY_WRAP_INFO_LABEL: &[u8] = b"conclave/v1/key-wrap";
-/// The HPKE `aad` of a key wrap: empty. Everything a wrap is bound to is in the `info`.
-pub const KEY_WRAP_AAD: &[u8] = b"";
-/// Label of a message's AEAD associated data.
-pub const MESSAGE_AAD_LABEL: &[u8] = b"conclave/v1/message";
-/// Label of a message's signature input.
-pub const MESSAGE_SIGNATURE_LABEL: &[u8] = b"conclave/v1/message-signature";
 /// Label of a reaction's AEAD associated data.
 pub const REACTION_AAD_LABEL: &[u8] = b"conclave/v1/reaction";
 /// HKDF-SHA256 `info` that derives the reaction tag key from a conversation key. Used as is: no
@@ -41,8 +25,6 @@ pub const REACTION_TAG_KEY_INFO: &[u8] = b"conclave/v1/reaction-tag";
 /// Label of a login proof's signature input.
 pub const LOGIN_PROOF_LABEL: &[u8] = b"conclave/v1/login-proof";
 
-/// Length of [`message_aad`]'s output.
-pub const MESSAGE_AAD_LEN: usize = MESSAGE_AAD_LABEL.len() + 1 + 16 + 4 + 16 + 16;
 /// Length of [`reaction_aad`]'s output.
 pub const REACTION_AAD_LEN: usize = REACTION_AAD_LABEL.len() + 1 + 16 + 4 + 16 + 16;
 
@@ -52,42 +34,6 @@ pub fn device_binding_input(x25519_public_key: &[u8; 32], ed25519_public_key: &[
     let mut out = labelled(DEVICE_BINDING_LABEL, 64);
     out.extend_from_slice(x25519_public_key);
     out.extend_from_slice(ed25519_public_key);
-    out
-}
-
-/// The HPKE `info` of a key wrap:
-/// `"conclave/v1/key-wrap" || 0x00 || conversation_id (16) || generation (u32 BE)`.
-pub fn key_wrap_info(conversation_id: Uuid, generation: u32) -> Vec<u8> {
-    let mut out = labelled(KEY_WRAP_INFO_LABEL, 20);
-    out.extend_from_slice(conversation_id.as_bytes());
-    out.extend_from_slice(&generation.to_be_bytes());
-    out
-}
-
-/// A message's AEAD associated data:
-/// `"conclave/v1/message" || 0x00 || conversation_id (16) || generation (u32 BE)
-///  || sender_device_id (16) || client_message_id (16)`, [`MESSAGE_AAD_LEN`] bytes in all.
-pub fn message_aad(conversation_id: Uuid, generation: u32, sender_device_id: Uuid, client_message_id: Uuid) -> Vec<u8> {
-    let mut out = labelled(MESSAGE_AAD_LABEL, 52);
-    out.extend_from_slice(conversation_id.as_bytes());
-    out.extend_from_slice(&generation.to_be_bytes());
-    out.extend_from_slice(sender_device_id.as_bytes());
-    out.extend_from_slice(client_message_id.as_bytes());
-    out
-}
-
-/// What the sender device's Ed25519 key signs for a message:
-/// `"conclave/v1/message-signature" || 0x00 || len(aad) (u32 BE) || aad || len(nonce) (u32 BE)
-///  || nonce || len(ciphertext) (u32 BE) || ciphertext`.
-///
-/// Every part is length-prefixed, so no two different triples give the same bytes. The server
-/// rebuilds `aad` with [`message_aad`] from the stored columns and verifies the signature with the
-/// sender device's registered Ed25519 key.
-pub fn message_signature_input(aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> Vec<u8> {
-    let mut out = labelled(MESSAGE_SIGNATURE_LABEL, 12 + aad.len() + nonce.len() + ciphertext.len());
-    for part in [aad, nonce, ciphertext] {
-        push_length_prefixed(&mut out, part);
-    }
     out
 }
 
@@ -170,49 +116,14 @@ mod tests {
     }
 
     #[test]
-    fn key_wrap_info_encodes_the_generation_big_endian() {
-        let info = key_wrap_info(id(0xAA), 0x0102_0304);
-        assert_eq!(&info[..21], b"conclave/v1/key-wrap\0");
-        assert_eq!(&info[21..37], &[0xAA; 16]);
-        assert_eq!(&info[37..], &[1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn message_aad_has_a_fixed_length_and_field_order() {
-        let aad = message_aad(id(1), 7, id(2), id(3));
-        assert_eq!(aad.len(), MESSAGE_AAD_LEN);
-        assert_eq!(aad.len(), 72);
-        assert_eq!(&aad[..20], b"conclave/v1/message\0");
-        assert_eq!(&aad[20..36], &[1; 16]);
-        assert_eq!(&aad[36..40], &[0, 0, 0, 7]);
-        assert_eq!(&aad[40..56], &[2; 16]);
-        assert_eq!(&aad[56..72], &[3; 16]);
-    }
-
-    #[test]
-    fn message_signature_input_length_prefixes_every_part() {
-        let input = message_signature_input(b"ab", b"n", b"xyz");
-        let mut expected = b"conclave/v1/message-signature\0".to_vec();
-        expected.extend_from_slice(&[0, 0, 0, 2]);
-        expected.extend_from_slice(b"ab");
-        expected.extend_from_slice(&[0, 0, 0, 1]);
-        expected.extend_from_slice(b"n");
-        expected.extend_from_slice(&[0, 0, 0, 3]);
-        expected.extend_from_slice(b"xyz");
-        assert_eq!(input, expected);
-    }
-
-    #[test]
-    fn moving_bytes_between_signed_parts_changes_the_signature_input() {
-        assert_ne!(message_signature_input(b"ab", b"c", b""), message_signature_input(b"a", b"bc", b""));
-    }
-
-    #[test]
-    fn reaction_aad_differs_from_message_aad_for_the_same_ids() {
-        let reaction = reaction_aad(id(1), 1, id(2), id(3));
+    fn reaction_aad_has_a_fixed_length_and_field_order() {
+        let reaction = reaction_aad(id(1), 7, id(2), id(3));
         assert_eq!(reaction.len(), REACTION_AAD_LEN);
         assert_eq!(&reaction[..21], b"conclave/v1/reaction\0");
-        assert_ne!(reaction, message_aad(id(1), 1, id(2), id(3)));
+        assert_eq!(&reaction[21..37], &[1; 16]);
+        assert_eq!(&reaction[37..41], &[0, 0, 0, 7]);
+        assert_eq!(&reaction[41..57], &[2; 16]);
+        assert_eq!(&reaction[57..73], &[3; 16]);
     }
 
     #[test]
@@ -236,15 +147,7 @@ mod tests {
 
     #[test]
     fn every_label_is_versioned_and_distinct() {
-        let labels = [
-            DEVICE_BINDING_LABEL,
-            KEY_WRAP_INFO_LABEL,
-            MESSAGE_AAD_LABEL,
-            MESSAGE_SIGNATURE_LABEL,
-            REACTION_AAD_LABEL,
-            REACTION_TAG_KEY_INFO,
-            LOGIN_PROOF_LABEL,
-        ];
+        let labels = [DEVICE_BINDING_LABEL, REACTION_AAD_LABEL, REACTION_TAG_KEY_INFO, LOGIN_PROOF_LABEL];
         for (i, a) in labels.iter().enumerate() {
             assert!(a.starts_with(crate::PROTOCOL_LABEL_PREFIX.as_bytes()));
             for b in &labels[i + 1..] {

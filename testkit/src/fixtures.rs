@@ -169,8 +169,8 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
         .bind(org).bind(conv).bind(user_id).execute(&mut *c).await?;
     sqlx::query("INSERT INTO conversation_encryption_keys (organization_id, conversation_id, generation, created_by_device_id, reason) VALUES ($1, $2, 1, $3, 'initial')")
         .bind(org).bind(conv).bind(device_id).execute(&mut *c).await?;
-    sqlx::query("INSERT INTO member_key_wraps (organization_id, conversation_id, generation, recipient_user_id, recipient_device_id, encapsulated_key, wrapped_key) VALUES ($1, $2, 1, $3, $4, $5, $6)")
-        .bind(org).bind(conv).bind(user_id).bind(device_id).bind(bytes(32, 8)).bind(bytes(48, 9)).execute(&mut *c).await?;
+    sqlx::query("INSERT INTO member_key_wraps (organization_id, conversation_id, generation, recipient_user_id, recipient_device_id) VALUES ($1, $2, 1, $3, $4)")
+        .bind(org).bind(conv).bind(user_id).bind(device_id).execute(&mut *c).await?;
     sqlx::query("INSERT INTO conversation_invites (organization_id, conversation_id, created_by, token_hash, max_uses, expires_at) VALUES ($1, $2, $3, $4, 5, now() + interval '1 day')")
         .bind(org).bind(conv).bind(user_id).bind(digest(&format!("{slug}-conv-invite"))).execute(&mut *c).await?;
     let message_id = insert_id(

@@ -1,8 +1,8 @@
 //! Conversations, their keys, messages, receipts, members and invites (organization-scoped).
 
 use conclave_protocol::api::{
-    AcceptInvite, AddMember, Conversation, CreateConversation, CreateInvite, DeviceWrap, EditMessage, Invite, Member,
-    MemberDevice, Message, MessagePage, SendMessage, UpdateReceipts, UploadGeneration,
+    AcceptInvite, AddMember, Conversation, CreateConversation, CreateInvite, EditMessage, Invite, Member, MemberDevice,
+    Message, MessagePage, SendMessage, UpdateReceipts,
 };
 use reqwest::Method;
 use uuid::Uuid;
@@ -59,18 +59,7 @@ impl Client {
         self.get(format!("{}/devices", conversation_path(org, conversation))).await
     }
 
-    /// `POST .../conversations/{c}/keys`: uploads a new generation's wraps.
-    pub async fn upload_generation(&self, org: Uuid, conversation: Uuid, body: &UploadGeneration) -> Result<()> {
-        let call = Call::post(&format!("{}/keys", conversation_path(org, conversation)), body, true)?;
-        self.send_ignoring_body(call).await
-    }
-
-    /// `GET .../conversations/{c}/keys`: this device's wraps, oldest generation first.
-    pub async fn key_wraps(&self, org: Uuid, conversation: Uuid) -> Result<Vec<DeviceWrap>> {
-        self.get(format!("{}/keys", conversation_path(org, conversation))).await
-    }
-
-    /// `POST .../conversations/{c}/messages`: stores a sealed message (or returns the one
+    /// `POST .../conversations/{c}/messages`: stores an MLS application message (or returns the one
     /// already stored under the same `client_message_id`).
     pub async fn send_message(&self, org: Uuid, conversation: Uuid, body: &SendMessage) -> Result<Message> {
         self.post(&format!("{}/messages", conversation_path(org, conversation)), body).await

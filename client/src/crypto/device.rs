@@ -82,10 +82,6 @@ impl DeviceKeys {
         (x25519, Zeroizing::new(self.ed25519.to_bytes()))
     }
 
-    pub(crate) fn x25519_secret(&self) -> &X25519SecretKey {
-        &self.x25519_secret
-    }
-
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.ed25519.sign(message).to_bytes()
     }

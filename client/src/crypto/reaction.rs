@@ -1,11 +1,12 @@
+use chacha20poly1305::aead::{Aead as _, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit as _};
 use conclave_protocol::{layout, limits};
 use hkdf::Hkdf;
-use hmac::{Hmac, KeyInit as _, Mac as _};
+use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::message::{aead_open, aead_seal};
 use super::{ConversationKey, CryptoError, random::random_bytes};
 
 /// What a reaction is bound to: its AEAD associated data is [`layout::reaction_aad`] of these.
@@ -111,4 +112,24 @@ pub fn open_reaction(
         .verify_slice(&sealed.value_tag)
         .map_err(|_| CryptoError::ValueTagMismatch)?;
     Ok(value)
+}
+
+/// ChaCha20-Poly1305 (RFC 8439) under the epoch's reaction key itself.
+fn aead_seal(key: &ConversationKey, nonce: &[u8; 12], plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    ChaCha20Poly1305::new(key.expose_secret().into())
+        .encrypt(nonce.into(), Payload { msg: plaintext, aad })
+        // Only fails for inputs beyond 256 GiB, which the size checks exclude.
+        .map_err(|_| CryptoError::TooLarge { len: plaintext.len(), max: limits::MAX_MESSAGE_PLAINTEXT_LEN })
+}
+
+fn aead_open(
+    key: &ConversationKey,
+    nonce: &[u8; 12],
+    ciphertext: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    ChaCha20Poly1305::new(key.expose_secret().into())
+        .decrypt(nonce.into(), Payload { msg: ciphertext, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::DecryptionFailed)
 }

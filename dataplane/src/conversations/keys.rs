@@ -1,26 +1,24 @@
-//! Key generations. The server never holds a conversation key: it stores each generation's
-//! HPKE wraps, one per member device, and hands each device only its own.
+//! Epochs (what protocol v1 called key generations): the member devices a commit must account
+//! for, the rule that a commit opens the next epoch, why an epoch was opened, and the commit a
+//! removal or revocation makes due. The server never holds a key: MLS commits are opaque to it
+//! (`commits.rs`).
 
 use crate::AppState;
 use crate::context::member_tx;
 use crate::context::session::AuthUser;
 use crate::context::{Seat, seat};
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
-use crate::extract::{ApiJson, ApiPath};
-use crate::realtime::{self, LiveEvent};
+use crate::extract::ApiPath;
 use axum::extract::State;
-use axum::http::StatusCode;
-use conclave_protocol::api::{DeviceWrap, MemberDevice, UploadGeneration};
-use conclave_protocol::events::ServerFrame;
+use conclave_protocol::api::MemberDevice;
 use serde::Serialize;
 use sqlx::PgConnection;
-use std::collections::BTreeSet;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(devices)).routes(routes!(my_wraps, upload))
+    OpenApiRouter::new().routes(routes!(devices))
 }
 
 /// The active devices of the current members: exactly what a new generation is wrapped for.
@@ -66,87 +64,7 @@ async fn devices(
     Ok(axum::Json(devices))
 }
 
-#[utoipa::path(
-    post,
-    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/keys",
-    tag = "conversations",
-    operation_id = "upload_key_generation",
-    request_body = UploadGeneration,
-    responses(
-        (status = 201, description = "The generation is current", body = GenerationUploaded),
-        (status = 409, description = "`stale_generation`: someone else rotated first", body = crate::error::ErrorBody),
-        (status = 422, description = "`wrap_set_mismatch` (naming the devices), `not_next_generation`", body = crate::error::ErrorBody),
-    )
-)]
-async fn upload(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<UploadGeneration>,
-) -> ApiResult<(StatusCode, axum::Json<GenerationUploaded>)> {
-    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
-    let seat = seat(&mut tx, auth.user_id, conversation_id, true).await?;
-    require_next(&seat, body.generation)?;
-    let expected: BTreeSet<Uuid> =
-        member_devices(&mut tx, conversation_id).await?.iter().map(|d| d.device_id).collect();
-    let given: BTreeSet<Uuid> = body.wraps.iter().map(|w| w.device_id).collect();
-    if given.len() != body.wraps.len() || given != expected {
-        let missing = expected.difference(&given).copied().collect();
-        let unexpected = given.difference(&expected).copied().collect();
-        return Err(ApiError::new(
-            ErrorCode::WrapSetMismatch,
-            "a generation must be wrapped once for every active device of the current members, and no other",
-        )
-        .with_details(ErrorDetails::WrapSet {
-            missing,
-            unexpected,
-            duplicates: given.len() != body.wraps.len(),
-        }));
-    }
-    let reason = required_reason(&mut tx, conversation_id).await?;
-    sqlx::query!(
-        "INSERT INTO conversation_encryption_keys (organization_id, conversation_id, generation, created_by_device_id, reason)
-         VALUES ($1, $2, $3, $4, $5)",
-        organization_id,
-        conversation_id,
-        body.generation,
-        auth.device_id,
-        reason.as_str()
-    )
-    .execute(&mut *tx)
-    .await?;
-    let devices: Vec<Uuid> = body.wraps.iter().map(|w| w.device_id).collect();
-    let encapsulated: Vec<Vec<u8>> = body.wraps.iter().map(|w| w.encapsulated_key.to_vec()).collect();
-    let wrapped: Vec<Vec<u8>> = body.wraps.iter().map(|w| w.wrapped_key.to_vec()).collect();
-    sqlx::query!(
-        "INSERT INTO member_key_wraps (organization_id, conversation_id, generation, recipient_user_id, recipient_device_id, encapsulated_key, wrapped_key)
-         SELECT $1, $2, $3, d.user_id, w.device_id, w.enc, w.wrapped
-           FROM unnest($4::uuid[], $5::bytea[], $6::bytea[]) AS w(device_id, enc, wrapped)
-           JOIN devices d ON d.id = w.device_id",
-        organization_id,
-        conversation_id,
-        body.generation,
-        &devices,
-        &encapsulated,
-        &wrapped
-    )
-    .execute(&mut *tx)
-    .await?;
-    make_current(&mut tx, conversation_id, body.generation).await?;
-    tx.commit().await?;
-    realtime::publish(
-        &state,
-        LiveEvent::frame(
-            organization_id,
-            conversation_id,
-            ServerFrame::KeyRotated { conversation_id, generation: body.generation },
-        ),
-    )
-    .await;
-    Ok((StatusCode::CREATED, axum::Json(GenerationUploaded { generation: body.generation, reason })))
-}
-
-/// Refuses a new generation (v1) or epoch (v2) unless it is the conversation's next one. At or
+/// Refuses a new epoch unless it is the conversation's next one. At or
 /// below the current one: someone else rotated or committed first (a race the client resolves by
 /// catching up). Beyond the next one: the client skipped one.
 pub(crate) fn require_next(seat: &Seat, next: i32) -> ApiResult<()> {
@@ -178,13 +96,6 @@ pub(crate) async fn make_current(conn: &mut PgConnection, conversation_id: Uuid,
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// `POST .../conversations/{conversation_id}/keys`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct GenerationUploaded {
-    generation: i32,
-    reason: RotationReason,
 }
 
 /// Why a key generation was made: the rotation that was required, or `manual` when a member
@@ -228,42 +139,6 @@ impl RotationReason {
     fn parse(word: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == word)
     }
-}
-
-#[utoipa::path(
-    get,
-    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/keys",
-    tag = "conversations",
-    operation_id = "list_key_wraps",
-    responses((status = 200, description = "This device's wraps, oldest generation first", body = Vec<DeviceWrap>))
-)]
-async fn my_wraps(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
-) -> ApiResult<axum::Json<Vec<DeviceWrap>>> {
-    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
-    seat(&mut tx, auth.user_id, conversation_id, false).await?;
-    let rows = sqlx::query!(
-        r#"SELECT generation, encapsulated_key AS "encapsulated_key!", wrapped_key AS "wrapped_key!" FROM member_key_wraps
-          WHERE conversation_id = $1 AND recipient_device_id = $2 AND wrapped_key IS NOT NULL ORDER BY generation"#,
-        conversation_id,
-        auth.device_id
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let wraps = rows
-        .into_iter()
-        .map(|r| {
-            Ok(DeviceWrap {
-                generation: r.generation,
-                encapsulated_key: r.encapsulated_key.try_into().map_err(|_| ApiError::internal())?,
-                wrapped_key: r.wrapped_key.try_into().map_err(|_| ApiError::internal())?,
-            })
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
-    Ok(axum::Json(wraps))
 }
 
 /// After a device is revoked: every conversation whose current generation that device holds

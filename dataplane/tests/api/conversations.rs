@@ -1,8 +1,8 @@
-//! Conversations and their key generations through the HTTP API: a first generation before any
-//! message, rotations when the membership changes or a device is revoked, and other tenants'
+//! Conversations and their MLS epochs through the HTTP API: a first commit before any message, a
+//! commit required when the membership changes or a device is revoked, and other tenants'
 //! conversations answering 404. `Chat` and `group` are the helpers the other features' tests
-//! build conversations with. (Content is random bytes here: the server cannot tell, which is the
-//! point; the SDK's own tests encrypt for real.)
+//! build conversations with. (MLS messages are opaque bytes behind their clear framing here: the
+//! server cannot tell, which is the point; the SDK's own tests run real MLS groups.)
 
 use crate::support::{Person, TestApp, b64, error_code, rand32};
 use conclave_protocol::mls_wire;
@@ -21,17 +21,44 @@ impl Chat<'_> {
         format!("/v1/organizations/{}/conversations/{}{}", self.org, self.conversation, rest)
     }
 
-    /// Uploads `generation` with a (random) wrap for every device the server lists.
+    /// Opens epoch `generation` with a commit made in the one before it (opaque behind its MLS
+    /// framing), welcoming every active device of the members but the committer's, as the SDK's
+    /// commits adding them do.
     pub async fn rotate(&self, by: &Person, generation: i32) -> (StatusCode, Value) {
         let (status, devices) = self.app.get(&self.path("/devices"), Some(&by.access)).await;
         assert_eq!(status, StatusCode::OK, "{devices}");
-        let wraps: Vec<Value> = devices
+        let welcomed: Vec<Value> = devices
             .as_array()
             .expect("devices")
             .iter()
-            .map(|d| json!({ "device_id": d["device_id"], "encapsulated_key": b64(&rand32()), "wrapped_key": b64(&[7u8; 48]) }))
+            .filter(|d| d["device_id"] != json!(by.device_id))
+            .map(|d| d["device_id"].clone())
             .collect();
-        self.app.post(&self.path("/keys"), json!({ "generation": generation, "wraps": wraps }), Some(&by.access)).await
+        self.app.post(&self.path("/commits"), self.commit(generation - 1, welcomed), Some(&by.access)).await
+    }
+
+    /// A commit made in `epoch`, welcoming `welcomed` (no Welcome when empty).
+    pub fn commit(&self, epoch: i32, welcomed: Vec<Value>) -> Value {
+        let group = self.conversation.as_bytes();
+        json!({
+            "epoch": epoch,
+            "commit": b64(&mls_wire::fake::private_message(group, epoch as u64, mls_wire::content_type::COMMIT, &rand32())),
+            "group_info": b64(&mls_wire::fake::group_info(group, epoch as u64 + 1, &rand32())),
+            "welcome": if welcomed.is_empty() { None } else { Some(b64(&mls_wire::fake::welcome(&rand32()))) },
+            "welcomed_devices": welcomed,
+        })
+    }
+
+    /// Why epoch `generation` was opened, as recorded.
+    pub async fn reason(&self, generation: i32) -> String {
+        sqlx::query_scalar(
+            "SELECT reason FROM conversation_encryption_keys WHERE conversation_id = $1 AND generation = $2",
+        )
+        .bind(self.conversation)
+        .bind(generation)
+        .fetch_one(&self.app.db.owner)
+        .await
+        .expect("reason")
     }
 
     /// A send whose ciphertext is framed as an MLS application message of this conversation's
@@ -79,7 +106,7 @@ pub async fn group<'a>(app: &'a TestApp, owner: &Person, members: &[&Person]) ->
 }
 
 #[tokio::test]
-async fn a_new_conversation_needs_its_first_generation_before_any_message() {
+async fn a_new_conversation_needs_its_first_commit_before_any_message() {
     let app = TestApp::start().await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
@@ -93,35 +120,27 @@ async fn a_new_conversation_needs_its_first_generation_before_any_message() {
     let (status, body) = chat.send(&alice, 1, &[1u8; 40]).await;
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "rotation_required"));
 
-    // A generation that leaves out Bob's device is refused, naming it.
-    let (status, body) = app
-        .post(
-            &chat.path("/keys"),
-            json!({ "generation": 1, "wraps": [{ "device_id": alice.device_id, "encapsulated_key": b64(&rand32()), "wrapped_key": b64(&[1u8; 48]) }] }),
-            Some(&alice.access),
-        )
-        .await;
-    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "wrap_set_mismatch"));
-    assert_eq!(body["error"]["details"]["missing"], json!([bob.device_id]));
+    // A commit made in an epoch the conversation is not at is refused, saying where it is.
     let (status, body) = chat.rotate(&alice, 2).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "not_next_generation"));
     assert_eq!(body["error"]["details"]["current_key_generation"], 0);
     let (status, body) = chat.rotate(&alice, 1).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["reason"], "initial");
+    assert_eq!(body["epoch"], 1);
+    assert_eq!(chat.reason(1).await, "initial");
 
     let (status, message) = chat.send(&alice, 1, &[1u8; 40]).await;
     assert_eq!(status, StatusCode::CREATED, "{message}");
     assert_eq!(message["seq"], 1);
-    // Each device fetches only its own wrap.
-    let (status, wraps) = app.get(&chat.path("/keys"), Some(&bob.access)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(wraps.as_array().map(Vec::len), Some(1));
-    assert_eq!(app.count("SELECT count(*) FROM member_key_wraps").await, 2);
+    // The Welcome goes to Bob's device only.
+    let (status, welcome) = app.get(&chat.path("/welcome"), Some(&bob.access)).await;
+    assert_eq!((status, welcome["epoch"].as_i64()), (StatusCode::OK, Some(1)), "{welcome}");
+    assert_eq!(app.get(&chat.path("/welcome"), Some(&alice.access)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.count("SELECT count(*) FROM member_key_wraps").await, 1);
 }
 
 #[tokio::test]
-async fn removing_a_member_forces_a_rotation_that_leaves_them_out() {
+async fn removing_a_member_requires_a_commit_that_leaves_them_out() {
     let app = TestApp::start().await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
@@ -135,46 +154,37 @@ async fn removing_a_member_forces_a_rotation_that_leaves_them_out() {
     let (status, _) = app.delete(&chat.path(&format!("/members/{}", carol.user_id)), &alice.access).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
-    // The old generation is refused from now on.
+    // The epoch is refused from now on, until a commit lands.
     let (status, body) = chat.send(&bob, 1, &[2u8; 30]).await;
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "rotation_required"));
-    // Carol's device is no longer among those to wrap for, and including it is refused.
+    // Carol's device is no longer listed, and welcoming it is refused.
     let (_, devices) = app.get(&chat.path("/devices"), Some(&bob.access)).await;
     assert!(devices.as_array().expect("devices").iter().all(|d| d["user_id"] != json!(carol.user_id)));
-    let mut wraps: Vec<Value> = devices
-        .as_array()
-        .expect("devices")
-        .iter()
-        .map(|d| json!({ "device_id": d["device_id"], "encapsulated_key": b64(&rand32()), "wrapped_key": b64(&[3u8; 48]) }))
-        .collect();
-    wraps.push(
-        json!({ "device_id": carol.device_id, "encapsulated_key": b64(&rand32()), "wrapped_key": b64(&[3u8; 48]) }),
-    );
     let (status, body) =
-        app.post(&chat.path("/keys"), json!({ "generation": 2, "wraps": wraps }), Some(&bob.access)).await;
+        app.post(&chat.path("/commits"), chat.commit(1, vec![json!(carol.device_id)]), Some(&bob.access)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "wrap_set_mismatch"));
     assert_eq!(body["error"]["details"]["unexpected"], json!([carol.device_id]));
-    let (status, body) = chat.rotate(&bob, 2).await;
+    let (status, body) = app.post(&chat.path("/commits"), chat.commit(1, vec![]), Some(&bob.access)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["reason"], "member_removed");
+    assert_eq!(chat.reason(2).await, "member_removed");
     assert_eq!(chat.send(&bob, 2, &[2u8; 30]).await.0, StatusCode::CREATED);
     let (status, body) = chat.send(&alice, 1, &[2u8; 30]).await;
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "stale_generation"));
 
-    // Carol has no wrap of generation 2 and cannot read the conversation any more.
-    let wraps: i64 =
+    // Carol's device is named in no later epoch, and the conversation is closed to her.
+    let named: i64 =
         sqlx::query_scalar("SELECT count(*) FROM member_key_wraps WHERE recipient_user_id = $1 AND generation = 2")
             .bind(carol.user_id)
             .fetch_one(&app.db.owner)
             .await
             .expect("count");
-    assert_eq!(wraps, 0);
+    assert_eq!(named, 0);
     assert_eq!(app.get(&chat.path("/messages"), Some(&carol.access)).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(app.get(&chat.path("/keys"), Some(&carol.access)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&chat.path("/commits"), Some(&carol.access)).await.0, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
-async fn revoking_a_device_requires_a_new_generation() {
+async fn revoking_a_device_requires_a_new_epoch() {
     let app = TestApp::start().await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
@@ -187,7 +197,8 @@ async fn revoking_a_device_requires_a_new_generation() {
     let (_, devices) = app.get(&chat.path("/devices"), Some(&alice.access)).await;
     assert_eq!(devices.as_array().map(Vec::len), Some(1), "only Alice's device remains");
     let (status, body) = chat.rotate(&alice, 2).await;
-    assert_eq!((status, body["reason"].as_str()), (StatusCode::CREATED, Some("device_revoked")));
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(chat.reason(2).await, "device_revoked");
 }
 
 #[tokio::test]

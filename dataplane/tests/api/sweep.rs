@@ -104,9 +104,6 @@ fn sample_body(operation: &str, caller: &Person, own: &Tenant<'_>) -> Option<Val
         "subscribe_push" => push_subscription(),
         "accept_conversation_invite" => json!({ "token": format!("cvj_{}", "A".repeat(43)) }),
         "create_conversation_invite" => json!({ "expires_in_seconds": 3600 }),
-        "upload_key_generation" => {
-            json!({ "generation": 2, "wraps": [{ "device_id": caller.device_id, "encapsulated_key": b64(&[1u8; 32]), "wrapped_key": b64(&[7u8; 48]) }] })
-        }
         "add_conversation_member" => json!({ "user_id": own.ids["user_id"] }),
         "send_message" => message(1),
         "edit_message" => {
