@@ -190,15 +190,19 @@ async fn revoking_a_device_requires_a_new_epoch() {
     let bob = app.person("bob@example.org").await;
     let chat = group(&app, &alice, &[&bob]).await;
     chat.rotate(&alice, 1).await;
+    // A later commit (Alice updating her own leaf) welcomes nobody: Bob's device was added in
+    // epoch 1 and is still in the group in epoch 2.
+    let (status, body) = app.post(&chat.path("/commits"), chat.commit(1, vec![]), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, _) = app.delete(&format!("/v1/devices/{}", bob.device_id), &bob.access).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, body) = chat.send(&alice, 1, &[1u8; 30]).await;
+    let (status, body) = chat.send(&alice, 2, &[1u8; 30]).await;
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "rotation_required"));
     let (_, devices) = app.get(&chat.path("/devices"), Some(&alice.access)).await;
     assert_eq!(devices.as_array().map(Vec::len), Some(1), "only Alice's device remains");
-    let (status, body) = chat.rotate(&alice, 2).await;
+    let (status, body) = chat.rotate(&alice, 3).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(chat.reason(2).await, "device_revoked");
+    assert_eq!(chat.reason(3).await, "device_revoked");
 }
 
 #[tokio::test]
