@@ -12,7 +12,7 @@
 //!   "trust": { "pins": { "…user id…": { "key": [32 bytes], "verified": false } } },
 //!   "mls_state": "…the MLS side's storage (key packages' private keys, group states), or absent…",
 //!   "conversation_keys": [ { "conversation_id": "…", "generation": 1, "key": "…" } ],
-//!   "received": [ { "message_id": "…", "conversation_id": "…", "sender_device_id": "…",
+//!   "received": [ { "message_id": "…", "conversation_id": "…", "seq": 7, "sender_device_id": "…",
 //!                   "digest": "…", "plaintext": "…" } ],
 //!   "sending": [ { "conversation_id": "…", "epoch": 3, "since": 1796000000, "sent": 12 } ]
 //! }
@@ -22,7 +22,8 @@
 //! (`generation` = the epoch). `received` is the plaintext of every message this device decrypted
 //! or sent: MLS deletes a message's key once it is used, so a message is decrypted once and read
 //! from here afterwards; `digest` is the SHA-256 of the ciphertext it came from (an edit replaces
-//! the ciphertext, and is decrypted again). The MLS state and the plaintexts it released are saved
+//! the ciphertext, and is decrypted again); a message deleted by its sender, or removed by
+//! retention, is dropped from it as the device learns so. The MLS state and the plaintexts it released are saved
 //! together, so a crash never leaves a ratchet advanced past a message whose plaintext was lost.
 //! `sending` counts what the device sent in each conversation's current epoch, for its periodic
 //! self-updates.
@@ -147,6 +148,8 @@ pub struct Received {
     pub message_id: Uuid,
     #[zeroize(skip)]
     pub conversation_id: Uuid,
+    /// Its place in the conversation (for retention: copies below a point are dropped).
+    pub seq: i64,
     /// The device MLS authenticated as its sender.
     #[zeroize(skip)]
     pub sender_device_id: Uuid,
@@ -356,12 +359,22 @@ impl Keystore {
         entry.sent = entry.sent.saturating_add(1);
     }
 
-    /// Forgets the plaintexts of these messages (deleted by their sender, or removed by
-    /// retention).
-    pub fn forget_received(&mut self, message_ids: &[Uuid]) {
-        for id in message_ids {
-            self.received.remove(id);
-        }
+    /// The messages of a conversation whose plaintext this device keeps.
+    pub fn kept(&self, conversation_id: Uuid) -> Vec<Uuid> {
+        self.received.values().filter(|r| r.conversation_id == conversation_id).map(|r| r.message_id).collect()
+    }
+
+    /// Forgets the plaintext of a message (deleted by its sender); `true` when one was kept.
+    pub fn forget_received(&mut self, message_id: Uuid) -> bool {
+        self.received.remove(&message_id).is_some()
+    }
+
+    /// Forgets the plaintexts of a conversation's messages below `before_seq` (removed by
+    /// retention on the server); returns how many.
+    pub fn forget_received_before(&mut self, conversation_id: Uuid, before_seq: i64) -> usize {
+        let before = self.received.len();
+        self.received.retain(|_, r| r.conversation_id != conversation_id || r.seq >= before_seq);
+        before - self.received.len()
     }
 
     fn io(&self, source: io::Error) -> KeystoreError {

@@ -347,6 +347,7 @@ impl Listener {
             }
             ServerFrame::MessageDeleted { conversation_id, message_id, seq } => {
                 if self.follows(conversation_id, None).await? {
+                    self.messenger.forget_removed(conversation_id, Some(message_id), None)?;
                     self.pending.push_back(ListenEvent::Deleted { conversation_id, message_id, seq });
                 }
             }
@@ -380,6 +381,7 @@ impl Listener {
             }
             ServerFrame::HistoryRemoved { conversation_id, before_seq } => {
                 if self.follows(conversation_id, None).await? {
+                    self.messenger.forget_removed(conversation_id, None, Some(before_seq))?;
                     self.pending.push_back(ListenEvent::HistoryRemoved { conversation_id, before_seq });
                 }
             }

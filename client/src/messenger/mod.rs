@@ -376,6 +376,7 @@ impl Messenger {
             keystore.keep_received(Received {
                 message_id: message.id,
                 conversation_id: message.conversation_id,
+                seq: message.seq,
                 sender_device_id: self.inner.device_id,
                 digest: digest(ciphertext),
                 plaintext: plaintext.to_vec(),
@@ -514,10 +515,11 @@ impl Messenger {
         opening: &mut Opening,
         trust: &mut TrustStore,
     ) -> Result<Body> {
-        let Some(ciphertext) = message.ciphertext.as_deref() else { return Ok(Body::Deleted) };
-        if message.deleted_at.is_some() {
+        let Some(ciphertext) = message.ciphertext.as_deref().filter(|_| message.deleted_at.is_none()) else {
+            // Deleted by its sender: this device's copy goes too.
+            self.with_keystore(|keystore| keystore.forget_received(message.id));
             return Ok(Body::Deleted);
-        }
+        };
         let digest = digest(ciphertext);
         if let Some(kept) = self.keystore().received(message.id, &digest) {
             // Decrypted before: shown only under the sender MLS authenticated then.
@@ -559,6 +561,7 @@ impl Messenger {
                     keystore.keep_received(Received {
                         message_id: message.id,
                         conversation_id: message.conversation_id,
+                        seq: message.seq,
                         sender_device_id: sender.device_id,
                         digest,
                         plaintext,
@@ -638,6 +641,28 @@ impl Messenger {
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Drops this device's copies of what the server no longer holds: a message its sender
+    /// deleted (`message_id`), or a conversation's messages below `before_seq` (retention).
+    /// The listener calls it on `message_deleted` and `history_removed`; returns how many copies
+    /// went.
+    pub fn forget_removed(
+        &self,
+        conversation_id: Uuid,
+        message_id: Option<Uuid>,
+        before_seq: Option<i64>,
+    ) -> Result<usize> {
+        self.with_keystore(|keystore| {
+            let mut gone = message_id.is_some_and(|id| keystore.forget_received(id)) as usize;
+            if let Some(before_seq) = before_seq {
+                gone += keystore.forget_received_before(conversation_id, before_seq);
+            }
+            if gone > 0 {
+                keystore.save()?;
+            }
+            Ok(gone)
+        })
     }
 
     /// Moves this member's delivered and read cursors of a conversation forward.

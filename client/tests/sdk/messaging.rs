@@ -316,3 +316,42 @@ async fn a_sender_refreshes_its_leaf_as_its_update_policy_says() {
     let six = alice.messenger.send_text(org, conversation, "six").await.expect("send");
     assert_eq!(six.key_generation, 4);
 }
+
+#[tokio::test]
+async fn a_deleted_or_expired_message_leaves_no_copy_on_the_device() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    let mut sent = Vec::new();
+    for text in ["one", "two", "three"] {
+        sent.push(alice.messenger.send_text(org, conversation, text).await.expect("send"));
+    }
+    bob.messenger.history(org, conversation, 10).await.expect("bob reads");
+    let kept = |person: &Person| {
+        let mut ids = person.messenger.with_keystore(|k| k.kept(conversation));
+        ids.sort();
+        ids
+    };
+    assert_eq!(kept(&bob), vec![sent[0].id, sent[1].id, sent[2].id], "decrypted once, kept");
+
+    // Alice deletes "two": Bob's listener hears it and drops his copy; so does Alice's device.
+    let mut bob_listens = bob.messenger.listen(org, &[], ListenerOptions::default()).await.expect("listen");
+    alice.messenger.client().delete_message(org, conversation, sent[1].id).await.expect("delete");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(bob_listens.next().await.expect("listener"), ListenEvent::Deleted { .. }) {}
+    })
+    .await
+    .expect("the deletion within 10 s");
+    assert_eq!(kept(&bob), vec![sent[0].id, sent[2].id]);
+    let read = alice.messenger.history(org, conversation, 10).await.expect("alice reads");
+    assert_eq!(read[1].body, Body::Deleted);
+    assert!(!kept(&alice).contains(&sent[1].id), "a history read drops the copy too");
+
+    // Retention removed what is below seq 3 on the server: the copies below it go as well.
+    assert_eq!(bob.messenger.forget_removed(conversation, None, Some(3)).expect("forget"), 1);
+    assert_eq!(kept(&bob), vec![sent[2].id]);
+    let reloaded = bob.profile.load_keystore().expect("keystore");
+    assert_eq!(reloaded.kept(conversation), vec![sent[2].id], "on disk too");
+    bob_listens.close().await;
+}
