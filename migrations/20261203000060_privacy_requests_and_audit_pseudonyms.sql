@@ -78,30 +78,16 @@ END
 $$;
 REVOKE ALL ON FUNCTION conclave_audit_pseudonymize(audit_logs) FROM PUBLIC;
 
--- The chain trigger of part 4, pseudonymizing first: what is hashed is what is stored.
-CREATE OR REPLACE FUNCTION conclave_audit_chain() RETURNS trigger
+-- Runs before the chain trigger of part 4 (triggers fire in name order), so what is hashed is
+-- what is stored.
+CREATE FUNCTION conclave_audit_pseudonymize_row() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
-DECLARE
-    head audit_logs%ROWTYPE;
 BEGIN
-    NEW := conclave_audit_pseudonymize(NEW);
-    -- Serialise appends per chain so two transactions never pick the same predecessor.
-    PERFORM pg_advisory_xact_lock(hashtextextended('conclave.audit:' || coalesce(NEW.organization_id::text, '-'), 0));
-    SELECT * INTO head FROM audit_logs
-     WHERE organization_id IS NOT DISTINCT FROM NEW.organization_id
-     ORDER BY chain_seq DESC LIMIT 1;
-    NEW.created_at := clock_timestamp();
-    IF head.id IS NULL THEN
-        NEW.chain_seq := 1;
-        NEW.prev_hash := NULL;
-    ELSE
-        NEW.chain_seq := head.chain_seq + 1;
-        NEW.prev_hash := head.hash;
-    END IF;
-    NEW.hash := sha256(coalesce(NEW.prev_hash, '\x'::bytea) || convert_to(conclave_audit_row_text(NEW), 'UTF8'));
-    RETURN NEW;
+    RETURN conclave_audit_pseudonymize(NEW);
 END
 $$;
+CREATE TRIGGER audit_logs_a_pseudonymize BEFORE INSERT ON audit_logs
+    FOR EACH ROW EXECUTE FUNCTION conclave_audit_pseudonymize_row();
 
 -- The entries written before this migration named people directly. They are rewritten once,
 -- here, and every chain is hashed again from its first entry: the only time the trail is
@@ -159,8 +145,6 @@ ALTER TABLE privacy_requests DROP CONSTRAINT privacy_requests_check;
 UPDATE privacy_requests SET status = CASE status WHEN 'pending' THEN 'received' WHEN 'processing' THEN 'in_progress' ELSE status END;
 ALTER TABLE privacy_requests
     ALTER COLUMN status SET DEFAULT 'received',
-    ADD CONSTRAINT privacy_requests_status_check CHECK (status IN ('received', 'in_progress', 'completed', 'rejected')),
-    ADD CONSTRAINT privacy_requests_closed_check CHECK ((status IN ('completed', 'rejected')) = (completed_at IS NOT NULL)),
     -- Thirty days from filing (GDPR article 12(3)).
     ADD COLUMN due_at timestamptz NOT NULL DEFAULT now() + interval '30 days',
     ADD COLUMN decided_by uuid REFERENCES user_accounts (id) ON DELETE SET NULL,
@@ -171,7 +155,15 @@ ALTER TABLE privacy_requests
     -- when it was used.
     ADD COLUMN download_token_hash conclave_sha256,
     ADD COLUMN download_expires_at timestamptz,
-    ADD COLUMN downloaded_at timestamptz,
+    ADD COLUMN downloaded_at timestamptz;
+-- Requests filed before: due 30 days after they were filed, decided when they left `received`,
+-- and a rejection gets a reason.
+UPDATE privacy_requests SET due_at = requested_at + interval '30 days',
+    decided_at = CASE WHEN status = 'received' THEN NULL ELSE coalesce(completed_at, requested_at) END,
+    reason = CASE WHEN status = 'rejected' THEN 'rejected before reasons were recorded' END;
+ALTER TABLE privacy_requests
+    ADD CONSTRAINT privacy_requests_status_check CHECK (status IN ('received', 'in_progress', 'completed', 'rejected')),
+    ADD CONSTRAINT privacy_requests_closed_check CHECK ((status IN ('completed', 'rejected')) = (completed_at IS NOT NULL)),
     ADD CONSTRAINT privacy_requests_download_expiry_check CHECK ((download_token_hash IS NULL) = (download_expires_at IS NULL)),
     ADD CONSTRAINT privacy_requests_rejected_reason_check CHECK (status <> 'rejected' OR reason IS NOT NULL),
     ADD CONSTRAINT privacy_requests_decided_check CHECK ((status = 'received') = (decided_at IS NULL)),
