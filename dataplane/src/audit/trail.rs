@@ -4,8 +4,8 @@
 
 use crate::AppState;
 use crate::audit::{self, Actor};
+use crate::context::admin_tx;
 use crate::context::session::AuthUser;
-use crate::context::{Role, member_tx};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath, ApiQuery, ClientIp};
 use axum::body::Body;
@@ -172,8 +172,7 @@ async fn list(
         return Err(ApiError::validation("limit", "must be between 1 and 200"));
     }
     let before = filter.before_seq()?;
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let mut entries = page(&mut tx, organization_id, &filter, before, limit + 1).await?;
     tx.commit().await?;
     let next_cursor = if entries.len() as i64 > limit {
@@ -206,8 +205,7 @@ async fn export(
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> ApiResult<Response> {
     let mut before = filter.before_seq()?;
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     // Recorded first, so the export is in the trail whatever it is used for; the pages below
     // start before it (the first page reads from the head as it was).
     let head = sqlx::query_scalar!(
@@ -268,8 +266,7 @@ async fn verify(
     auth: AuthUser,
     ApiPath(organization_id): ApiPath<Uuid>,
 ) -> ApiResult<axum::Json<AuditVerification>> {
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let broken = sqlx::query!(
         r#"SELECT chain_seq AS "chain_seq!", id AS "id!", problem AS "problem!" FROM conclave_audit_verify($1)"#,
         organization_id

@@ -6,11 +6,9 @@
 //! the erasure. The audit trail is not touched: it names the person only by pseudonyms, and the
 //! links from those to the person go with the account.
 
-use super::{Row, closed, fetch, record_step};
+use super::{Row, Step, closed, complete, fetch};
 use crate::AppState;
-use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::ClientIp;
 use conclave_protocol::compliance::PrivacyRequestStatus;
 use conclave_schema::TenantContext;
 use serde_json::json;
@@ -121,18 +119,13 @@ async fn erase_in(
 }
 
 /// Carries out an approved (`in_progress`) erasure and completes the request.
-pub(super) async fn run(
-    state: &AppState,
-    auth: AuthUser,
-    ip: ClientIp,
-    organization_id: Uuid,
-    id: Uuid,
-    user_id: Uuid,
-) -> ApiResult<Row> {
+pub(super) async fn run(state: &AppState, step: Step, user_id: Uuid) -> ApiResult<Row> {
+    let organization_id = step.organization_id;
     let mut tx = state.db.begin().await?;
     // Acting for the person too: their memberships in other organizations become visible.
     TenantContext::organization(organization_id).with_user(user_id).apply(&mut tx).await?;
-    let request = fetch(&mut tx, organization_id, id).await?.ok_or_else(|| ApiError::not_found("privacy request"))?;
+    let request =
+        fetch(&mut tx, organization_id, step.id).await?.ok_or_else(|| ApiError::not_found("privacy request"))?;
     if request.status()? != PrivacyRequestStatus::InProgress {
         return Err(closed());
     }
@@ -177,28 +170,12 @@ pub(super) async fn run(
 
     TenantContext::organization(organization_id).apply(&mut tx).await?;
     let details = json!({
+        "kind": "erasure",
         "messages_deleted": messages_deleted,
         "attachments_deleted": attachments_deleted,
         "organizations": organizations.len(),
     });
-    let row = sqlx::query_as!(
-        Row,
-        "UPDATE privacy_requests SET status = 'completed', completed_at = now(), details = $3
-          WHERE organization_id = $1 AND id = $2
-         RETURNING id, organization_id, user_id, kind, status, requested_at, due_at, decided_at, decided_by, reason,
-                   completed_at, result_expires_at, downloaded_at, details",
-        organization_id,
-        id,
-        details.clone()
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    record_step(&mut tx, auth, ip, organization_id, id, "privacy_request.completed", {
-        let mut d = details;
-        d["kind"] = json!("erasure");
-        d
-    })
-    .await?;
+    let row = complete(&mut tx, step, details, None).await?;
     tx.commit().await?;
 
     for key in blobs {

@@ -5,11 +5,9 @@
 //! messages, reactions and attachments are the ciphertext the server holds, which only the
 //! person's devices can open.
 
-use super::{Row, closed, fetch, read_blob, record_step, tar};
+use super::{Row, Step, closed, complete, fetch, read_blob, tar};
 use crate::AppState;
-use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ClientIp;
 use conclave_protocol::compliance::PrivacyRequestStatus;
 use conclave_schema::TenantContext;
 use serde_json::{Value, json};
@@ -21,136 +19,89 @@ const KEEP_DAYS: i32 = 7;
 /// Bumped when a file's shape changes.
 const FORMAT_VERSION: u32 = 1;
 
-/// The JSON files, read in one transaction acting for the organization and the person.
-async fn documents(
-    conn: &mut PgConnection,
-    organization_id: Uuid,
-    user_id: Uuid,
-) -> ApiResult<Vec<(&'static str, Value)>> {
-    let account = sqlx::query_scalar!(
-        r#"SELECT jsonb_build_object(
+/// The JSON files (name and content), in the order of the archive.
+const FILES: &[&str] = &[
+    "account.json",
+    "security.json",
+    "devices.json",
+    "memberships.json",
+    "contacts.json",
+    "preferences.json",
+    "audit.json",
+    "messages.json",
+    "activity.json",
+    "privacy_requests.json",
+];
+
+/// Every JSON file, read in one statement (one snapshot) acting for the organization and the
+/// person: an object keyed by the names in [`FILES`].
+async fn documents(conn: &mut PgConnection, organization_id: Uuid, user_id: Uuid) -> ApiResult<Value> {
+    Ok(sqlx::query_scalar!(
+        r#"WITH mine AS (SELECT pseudonym FROM audit_pseudonyms WHERE user_id = $1)
+           SELECT jsonb_build_object(
+            'account.json', jsonb_build_object(
                 'account', (SELECT to_jsonb(u) - 'password_hash' FROM user_accounts u WHERE u.id = $1),
-                'profile', (SELECT to_jsonb(p) FROM user_profiles p WHERE p.user_id = $1)) AS "doc!""#,
-        user_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let security = sqlx::query_scalar!(
-        r#"SELECT jsonb_build_object(
+                'profile', (SELECT to_jsonb(p) FROM user_profiles p WHERE p.user_id = $1)),
+            'security.json', jsonb_build_object(
                 'state', (SELECT to_jsonb(s) FROM user_security_states s WHERE s.user_id = $1),
                 'totp', (SELECT to_jsonb(t) - 'secret_sealed' FROM totp_secrets t WHERE t.user_id = $1),
                 'recovery_codes', (SELECT coalesce(jsonb_agg(to_jsonb(r) - 'code_hash' ORDER BY r.created_at), '[]')
                                      FROM totp_recovery_codes r WHERE r.user_id = $1),
                 'identity_keys', (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.created_at), '[]')
-                                    FROM identity_keys k WHERE k.user_id = $1)) AS "doc!""#,
-        user_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let devices = sqlx::query_scalar!(
-        r#"SELECT jsonb_build_object(
+                                    FROM identity_keys k WHERE k.user_id = $1)),
+            'devices.json', jsonb_build_object(
                 'devices', (SELECT coalesce(jsonb_agg(to_jsonb(d) ORDER BY d.created_at), '[]') FROM devices d WHERE d.user_id = $1),
                 'sessions', (SELECT coalesce(jsonb_agg(to_jsonb(s) - 'token_hash' ORDER BY s.created_at), '[]')
                                FROM session_tokens s WHERE s.user_id = $1),
                 'refresh_tokens', (SELECT coalesce(jsonb_agg(to_jsonb(r) - 'token_hash' ORDER BY r.created_at), '[]')
                                      FROM refresh_tokens r WHERE r.user_id = $1),
                 'push_subscriptions', (SELECT coalesce(jsonb_agg(to_jsonb(p) - 'auth' ORDER BY p.created_at), '[]')
-                                         FROM push_subscriptions p WHERE p.user_id = $1)) AS "doc!""#,
-        user_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    // Row-level security limits the workspace and conversation rows to this organization.
-    let memberships = sqlx::query_scalar!(
-        r#"SELECT jsonb_build_object(
+                                         FROM push_subscriptions p WHERE p.user_id = $1)),
+            -- Row-level security limits the workspace and conversation rows to this organization.
+            'memberships.json', jsonb_build_object(
                 'organizations', (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.created_at), '[]')
                                     FROM organization_memberships m WHERE m.user_id = $1),
                 'workspaces', (SELECT coalesce(jsonb_agg(to_jsonb(w) ORDER BY w.created_at), '[]')
                                  FROM workspace_memberships w WHERE w.user_id = $1),
                 'conversations', (SELECT coalesce(jsonb_agg(to_jsonb(c) ORDER BY c.joined_at), '[]')
-                                    FROM conversation_members c WHERE c.user_id = $1)) AS "doc!""#,
-        user_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let contacts = sqlx::query_scalar!(
-        r#"SELECT jsonb_build_object(
+                                    FROM conversation_members c WHERE c.user_id = $1)),
+            'contacts.json', jsonb_build_object(
                 'links', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.created_at), '[]')
                             FROM contact_links l WHERE l.user_id = $1 OR l.contact_user_id = $1),
                 'invitations', (SELECT coalesce(jsonb_agg(to_jsonb(i) - 'code_hash' ORDER BY i.created_at), '[]')
                                   FROM contact_invitations i, user_accounts u
-                                 WHERE u.id = $1 AND (i.inviter_user_id = $1 OR i.invitee_user_id = $1 OR i.invitee_email = u.email)))
-           AS "doc!""#,
-        user_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let preferences = sqlx::query_scalar!(
-        r#"SELECT coalesce(jsonb_agg(to_jsonb(n) ORDER BY n.updated_at), '[]') AS "doc!"
-             FROM notification_preferences n WHERE n.user_id = $1"#,
-        user_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    // Entries of this organization's chain and of the account-level chain that name them.
-    let audit = sqlx::query_scalar!(
-        r#"WITH mine AS (SELECT pseudonym FROM audit_pseudonyms WHERE user_id = $1)
-           SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.organization_id NULLS FIRST, a.chain_seq), '[]') AS "doc!"
-             FROM audit_logs a
-            WHERE (a.organization_id = $2 OR a.organization_id IS NULL)
-              AND (a.actor_user_id IN (SELECT pseudonym FROM mine) OR a.target_id IN (SELECT pseudonym FROM mine)
-                   OR a.details ->> 'user_id' IN (SELECT pseudonym::text FROM mine)
-                   OR a.details ->> 'target_id' IN (SELECT pseudonym::text FROM mine))"#,
-        user_id,
-        organization_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let messages = sqlx::query_scalar!(
-        r#"SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                 WHERE u.id = $1 AND (i.inviter_user_id = $1 OR i.invitee_user_id = $1 OR i.invitee_email = u.email))),
+            'preferences.json', (SELECT coalesce(jsonb_agg(to_jsonb(n) ORDER BY n.updated_at), '[]')
+                                   FROM notification_preferences n WHERE n.user_id = $1),
+            -- Entries of this organization's chain and of the account-level chain that name them.
+            'audit.json', (SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.organization_id NULLS FIRST, a.chain_seq), '[]')
+                             FROM audit_logs a
+                            WHERE (a.organization_id = $2 OR a.organization_id IS NULL)
+                              AND (a.actor_user_id IN (SELECT pseudonym FROM mine) OR a.target_id IN (SELECT pseudonym FROM mine)
+                                   OR a.details ->> 'user_id' IN (SELECT pseudonym::text FROM mine)
+                                   OR a.details ->> 'target_id' IN (SELECT pseudonym::text FROM mine))),
+            'messages.json', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                     'id', m.id, 'conversation_id', m.conversation_id, 'seq', m.seq, 'sender_device_id', m.sender_device_id,
                     'client_message_id', m.client_message_id, 'key_generation', m.key_generation,
                     'ciphertext', m.ciphertext, 'reply_to_id', m.reply_to_id, 'created_at', m.created_at,
-                    'edited_at', m.edited_at, 'deleted_at', m.deleted_at) ORDER BY m.conversation_id, m.seq), '[]') AS "doc!"
-             FROM messages m WHERE m.organization_id = $2 AND m.sender_user_id = $1"#,
-        user_id,
-        organization_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let activity = sqlx::query_scalar!(
-        r#"SELECT jsonb_build_object(
+                    'edited_at', m.edited_at, 'deleted_at', m.deleted_at) ORDER BY m.conversation_id, m.seq), '[]')
+                FROM messages m WHERE m.organization_id = $2 AND m.sender_user_id = $1),
+            'activity.json', jsonb_build_object(
                 'reactions', (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at), '[]')
                                 FROM message_reactions r WHERE r.user_id = $1),
                 'receipts', (SELECT coalesce(jsonb_agg(to_jsonb(d) ORDER BY d.message_id), '[]')
                                FROM message_deliveries d WHERE d.recipient_user_id = $1),
                 'pins', (SELECT coalesce(jsonb_agg(to_jsonb(p) ORDER BY p.pinned_at), '[]')
                            FROM message_pins p WHERE p.pinned_by = $1),
-                'mentions', (SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]') FROM message_mentions x WHERE x.mentioned_user_id = $1))
-           AS "doc!""#,
-        user_id
+                'mentions', (SELECT coalesce(jsonb_agg(to_jsonb(x)), '[]') FROM message_mentions x WHERE x.mentioned_user_id = $1)),
+            'privacy_requests.json', (SELECT coalesce(jsonb_agg(to_jsonb(r) - 'download_token_hash' - 'result_location'
+                                                                 ORDER BY r.requested_at), '[]')
+                                        FROM privacy_requests r WHERE r.user_id = $1)) AS "docs!""#,
+        user_id,
+        organization_id
     )
-    .fetch_one(&mut *conn)
-    .await?;
-    let requests = sqlx::query_scalar!(
-        r#"SELECT coalesce(jsonb_agg(to_jsonb(r) - 'download_token_hash' - 'result_location' ORDER BY r.requested_at), '[]') AS "doc!"
-             FROM privacy_requests r WHERE r.user_id = $1"#,
-        user_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(vec![
-        ("account.json", account),
-        ("security.json", security),
-        ("devices.json", devices),
-        ("memberships.json", memberships),
-        ("contacts.json", contacts),
-        ("preferences.json", preferences),
-        ("audit.json", audit),
-        ("messages.json", messages),
-        ("activity.json", activity),
-        ("privacy_requests.json", requests),
-    ])
+    .fetch_one(conn)
+    .await?)
 }
 
 fn pretty(value: &Value) -> ApiResult<Vec<u8>> {
@@ -158,14 +109,8 @@ fn pretty(value: &Value) -> ApiResult<Vec<u8>> {
 }
 
 /// Builds the archive, stores it, and completes the (`in_progress`) request.
-pub(super) async fn run(
-    state: &AppState,
-    auth: AuthUser,
-    ip: ClientIp,
-    organization_id: Uuid,
-    id: Uuid,
-    user_id: Uuid,
-) -> ApiResult<Row> {
+pub(super) async fn run(state: &AppState, step: Step, user_id: Uuid) -> ApiResult<Row> {
+    let organization_id = step.organization_id;
     let mut tx = state.db.begin().await?;
     TenantContext::organization(organization_id).with_user(user_id).apply(&mut tx).await?;
     let docs = documents(&mut tx, organization_id, user_id).await?;
@@ -184,8 +129,8 @@ pub(super) async fn run(
     tx.commit().await?;
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    for (name, doc) in &docs {
-        files.push(((*name).to_owned(), pretty(doc)?));
+    for name in FILES {
+        files.push(((*name).to_owned(), pretty(&docs[*name])?));
     }
     files.push((
         "attachments.json".to_owned(),
@@ -209,8 +154,9 @@ pub(super) async fn run(
         "encryption": "messages, reactions and attachments are end-to-end encrypted: the server holds only ciphertext, which the person's devices can open",
     });
     let details = json!({
+        "kind": "export",
         "files": names.len() + 1,
-        "messages": docs.iter().find(|(n, _)| *n == "messages.json").and_then(|(_, d)| d.as_array()).map_or(0, Vec::len),
+        "messages": docs["messages.json"].as_array().map_or(0, Vec::len),
         "attachments": attachments.len(),
     });
     files.insert(0, ("manifest.json".to_owned(), pretty(&manifest)?));
@@ -232,31 +178,14 @@ pub(super) async fn run(
 
     let mut tx = state.db.begin().await?;
     TenantContext::organization(organization_id).apply(&mut tx).await?;
-    let request = fetch(&mut tx, organization_id, id).await?.ok_or_else(|| ApiError::not_found("privacy request"))?;
+    let request =
+        fetch(&mut tx, organization_id, step.id).await?.ok_or_else(|| ApiError::not_found("privacy request"))?;
     if request.status()? != PrivacyRequestStatus::InProgress {
         drop(tx);
         let _ = state.blobs.delete(&key).await;
         return Err(closed());
     }
-    let row = sqlx::query_as!(
-        Row,
-        "UPDATE privacy_requests
-            SET status = 'completed', completed_at = now(), details = $3, result_location = $4,
-                result_expires_at = now() + make_interval(days => $5)
-          WHERE organization_id = $1 AND id = $2
-         RETURNING id, organization_id, user_id, kind, status, requested_at, due_at, decided_at, decided_by, reason,
-                   completed_at, result_expires_at, downloaded_at, details",
-        organization_id,
-        id,
-        details.clone(),
-        key,
-        KEEP_DAYS
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let mut audited = details;
-    audited["kind"] = json!("export");
-    record_step(&mut tx, auth, ip, organization_id, id, "privacy_request.completed", audited).await?;
+    let row = complete(&mut tx, step, details, Some((&key, KEEP_DAYS))).await?;
     tx.commit().await?;
     Ok(row)
 }

@@ -13,7 +13,7 @@ mod tar;
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::context::session::AuthUser;
-use crate::context::{Role, member_tx};
+use crate::context::{Role, admin_tx, member_tx};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
@@ -94,10 +94,6 @@ impl Row {
     }
 }
 
-fn into_requests(rows: Vec<Row>) -> ApiResult<Vec<PrivacyRequest>> {
-    rows.into_iter().map(Row::into_request).collect()
-}
-
 /// The request, locked; `None` when it is not in this organization.
 async fn fetch(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> ApiResult<Option<Row>> {
     Ok(sqlx::query_as!(
@@ -112,24 +108,77 @@ async fn fetch(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> ApiR
     .await?)
 }
 
-/// Appends a step of a request to the organization's trail.
-async fn record_step(
+/// Requests of an organization, or of a person (row-level security shows them their own), newest
+/// first.
+async fn list_rows(
     conn: &mut PgConnection,
+    organization_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+) -> ApiResult<Vec<PrivacyRequest>> {
+    let rows = sqlx::query_as!(
+        Row,
+        "SELECT id, organization_id, user_id, kind, status, requested_at, due_at, decided_at, decided_by, reason,
+                completed_at, result_expires_at, downloaded_at, details
+           FROM privacy_requests
+          WHERE ($1::uuid IS NULL OR organization_id = $1) AND ($2::uuid IS NULL OR user_id = $2)
+          ORDER BY requested_at DESC, id DESC",
+        organization_id,
+        user_id
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Row::into_request).collect()
+}
+
+/// The request as it is now (after a change in the same transaction).
+async fn reread(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) -> ApiResult<Row> {
+    fetch(conn, organization_id, id).await?.ok_or_else(ApiError::internal)
+}
+
+/// Completes an `in_progress` request with what the work did (`details`, also audited), and for
+/// an export where its archive is and for how many days.
+async fn complete(
+    conn: &mut PgConnection,
+    step: Step,
+    details: serde_json::Value,
+    archive: Option<(&str, i32)>,
+) -> ApiResult<Row> {
+    sqlx::query!(
+        "UPDATE privacy_requests
+            SET status = 'completed', completed_at = now(), details = $3, result_location = $4,
+                result_expires_at = now() + make_interval(days => $5)
+          WHERE organization_id = $1 AND id = $2",
+        step.organization_id,
+        step.id,
+        details.clone(),
+        archive.map(|(key, _)| key),
+        archive.map(|(_, days)| days)
+    )
+    .execute(&mut *conn)
+    .await?;
+    record_step(&mut *conn, step, "privacy_request.completed", details).await?;
+    reread(conn, step.organization_id, step.id).await
+}
+
+/// Who acts on which request: what each audited step needs.
+#[derive(Debug, Clone, Copy)]
+struct Step {
     auth: AuthUser,
-    ip: ClientIp,
+    ip: Option<std::net::IpAddr>,
     organization_id: Uuid,
     id: Uuid,
-    action: &str,
-    details: serde_json::Value,
-) -> ApiResult<()> {
+}
+
+/// Appends a step of a request to the organization's trail.
+async fn record_step(conn: &mut PgConnection, step: Step, action: &str, details: serde_json::Value) -> ApiResult<()> {
     audit::record(
         conn,
         audit::Entry {
-            organization_id: Some(organization_id),
-            actor: Actor::of(auth),
+            organization_id: Some(step.organization_id),
+            actor: Actor::of(step.auth),
             action,
-            target: Some(("privacy_request", id)),
-            ip: ip.0,
+            target: Some(("privacy_request", step.id)),
+            ip: step.ip,
             details,
         },
     )
@@ -171,19 +220,17 @@ async fn file(
     ApiJson(body): ApiJson<FilePrivacyRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<PrivacyRequest>)> {
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
-    let row = sqlx::query_as!(
-        Row,
-        "INSERT INTO privacy_requests (organization_id, user_id, kind) VALUES ($1, $2, $3)
-         RETURNING id, organization_id, user_id, kind, status, requested_at, due_at, decided_at, decided_by, reason,
-                   completed_at, result_expires_at, downloaded_at, details",
+    let id = sqlx::query_scalar!(
+        "INSERT INTO privacy_requests (organization_id, user_id, kind) VALUES ($1, $2, $3) RETURNING id",
         organization_id,
         auth.user_id,
         body.kind.as_str()
     )
     .fetch_one(&mut *tx)
     .await?;
-    record_step(&mut tx, auth, ip, organization_id, row.id, "privacy_request.received", json!({ "kind": row.kind }))
-        .await?;
+    let step = Step { auth, ip: ip.0, organization_id, id };
+    record_step(&mut tx, step, "privacy_request.received", json!({ "kind": body.kind.as_str() })).await?;
+    let row = reread(&mut tx, organization_id, id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(row.into_request()?)))
 }
@@ -204,19 +251,10 @@ async fn list(
     auth: AuthUser,
     ApiPath(organization_id): ApiPath<Uuid>,
 ) -> ApiResult<axum::Json<Vec<PrivacyRequest>>> {
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
-    let rows = sqlx::query_as!(
-        Row,
-        "SELECT id, organization_id, user_id, kind, status, requested_at, due_at, decided_at, decided_by, reason,
-                completed_at, result_expires_at, downloaded_at, details
-           FROM privacy_requests WHERE organization_id = $1 ORDER BY requested_at DESC, id DESC",
-        organization_id
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
+    let requests = list_rows(&mut tx, Some(organization_id), None).await?;
     tx.commit().await?;
-    Ok(axum::Json(into_requests(rows)?))
+    Ok(axum::Json(requests))
 }
 
 #[utoipa::path(
@@ -229,17 +267,9 @@ async fn list(
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
 async fn list_mine(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<PrivacyRequest>>> {
     let mut tx = db::user_tx(&state, auth.user_id).await?;
-    let rows = sqlx::query_as!(
-        Row,
-        "SELECT id, organization_id, user_id, kind, status, requested_at, due_at, decided_at, decided_by, reason,
-                completed_at, result_expires_at, downloaded_at, details
-           FROM privacy_requests WHERE user_id = $1 ORDER BY requested_at DESC, id DESC",
-        auth.user_id
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let requests = list_rows(&mut tx, None, Some(auth.user_id)).await?;
     tx.commit().await?;
-    Ok(axum::Json(into_requests(rows)?))
+    Ok(axum::Json(requests))
 }
 
 #[utoipa::path(
@@ -286,10 +316,10 @@ async fn approve(
     ApiJson(body): ApiJson<DecidePrivacyRequest>,
 ) -> ApiResult<axum::Json<PrivacyRequest>> {
     let reason = checked_reason(body.reason.as_deref())?;
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let row = fetch(&mut tx, organization_id, id).await?.ok_or_else(|| ApiError::not_found("privacy request"))?;
     let kind = row.kind()?;
+    let step = Step { auth, ip: ip.0, organization_id, id };
     // The account is gone only after a completed erasure, which is closed below anyway.
     let subject = row.user_id.ok_or_else(closed)?;
     match row.status()? {
@@ -307,16 +337,7 @@ async fn approve(
             )
             .execute(&mut *tx)
             .await?;
-            record_step(
-                &mut tx,
-                auth,
-                ip,
-                organization_id,
-                id,
-                "privacy_request.approved",
-                json!({ "kind": kind.as_str() }),
-            )
-            .await?;
+            record_step(&mut tx, step, "privacy_request.approved", json!({ "kind": kind.as_str() })).await?;
             tx.commit().await?;
         }
         // A previous approval's work failed part way: carry it out again.
@@ -324,8 +345,8 @@ async fn approve(
         PrivacyRequestStatus::Completed | PrivacyRequestStatus::Rejected => return Err(closed()),
     }
     let done = match kind {
-        PrivacyRequestKind::Export => export::run(&state, auth, ip, organization_id, id, subject).await?,
-        PrivacyRequestKind::Erasure => erasure::run(&state, auth, ip, organization_id, id, subject).await?,
+        PrivacyRequestKind::Export => export::run(&state, step, subject).await?,
+        PrivacyRequestKind::Erasure => erasure::run(&state, step, subject).await?,
     };
     Ok(axum::Json(done.into_request()?))
 }
@@ -353,31 +374,28 @@ async fn reject(
 ) -> ApiResult<axum::Json<PrivacyRequest>> {
     let reason = checked_reason(body.reason.as_deref())?
         .ok_or_else(|| ApiError::validation("reason", "is required to reject a request"))?;
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let row = fetch(&mut tx, organization_id, id).await?.ok_or_else(|| ApiError::not_found("privacy request"))?;
     // An approved request whose work could not finish (a hold placed meanwhile) may still be
     // rejected; a finished one may not.
     if !matches!(row.status()?, PrivacyRequestStatus::Received | PrivacyRequestStatus::InProgress) {
         return Err(closed());
     }
-    let row = sqlx::query_as!(
-        Row,
+    sqlx::query!(
         "UPDATE privacy_requests
             SET status = 'rejected', reason = $4, completed_at = now(),
                 decided_at = coalesce(decided_at, now()), decided_by = coalesce(decided_by, $3)
-          WHERE organization_id = $1 AND id = $2
-         RETURNING id, organization_id, user_id, kind, status, requested_at, due_at, decided_at, decided_by, reason,
-                   completed_at, result_expires_at, downloaded_at, details",
+          WHERE organization_id = $1 AND id = $2",
         organization_id,
         id,
         auth.user_id,
         reason
     )
-    .fetch_one(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    record_step(&mut tx, auth, ip, organization_id, id, "privacy_request.rejected", json!({ "kind": row.kind }))
-        .await?;
+    let step = Step { auth, ip: ip.0, organization_id, id };
+    record_step(&mut tx, step, "privacy_request.rejected", json!({ "kind": row.kind })).await?;
+    let row = reread(&mut tx, organization_id, id).await?;
     tx.commit().await?;
     Ok(axum::Json(row.into_request()?))
 }

@@ -5,8 +5,8 @@
 
 use crate::AppState;
 use crate::audit::{self, Actor};
+use crate::context::admin_tx;
 use crate::context::session::AuthUser;
-use crate::context::{Role, member_tx};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
 use axum::extract::State;
@@ -67,8 +67,7 @@ async fn list(
     auth: AuthUser,
     ApiPath(organization_id): ApiPath<Uuid>,
 ) -> ApiResult<axum::Json<Vec<LegalHold>>> {
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let rows = sqlx::query_as!(
         Row,
         "SELECT id, organization_id, scope, target_id, reason, placed_by, placed_at, lifted_by, lifted_at
@@ -140,8 +139,7 @@ async fn place(
     ApiPath(organization_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<PlaceHold>,
 ) -> ApiResult<(StatusCode, axum::Json<LegalHold>)> {
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::validation("reason", "must be 1-500 characters"));
@@ -193,8 +191,7 @@ async fn lift(
     ip: ClientIp,
     ApiPath((organization_id, hold_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<axum::Json<LegalHold>> {
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let lifted = sqlx::query_as!(
         Row,
         "UPDATE legal_holds SET lifted_at = now(), lifted_by = $3

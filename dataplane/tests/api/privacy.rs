@@ -12,19 +12,7 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 async fn app_with_blobs() -> (TestApp, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("conclave-test-privacy-{}", Uuid::new_v4().simple()));
-    let app = TestApp::start_with(&[
-        "--rate-limit-factor",
-        "1000",
-        "--retention-interval-ms",
-        "0",
-        "--attachment-gc-ms",
-        "0",
-        "--attachments-dir",
-        dir.to_str().expect("utf-8"),
-    ])
-    .await;
-    (app, dir)
+    crate::support::app_with_blobs("privacy").await
 }
 
 /// The members of a ustar archive by name.

@@ -15,19 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 async fn app_with_blobs() -> (TestApp, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("conclave-test-retention-{}", Uuid::new_v4().simple()));
-    let app = TestApp::start_with(&[
-        "--rate-limit-factor",
-        "1000",
-        "--retention-interval-ms",
-        "0",
-        "--attachment-gc-ms",
-        "0",
-        "--attachments-dir",
-        dir.to_str().expect("utf-8"),
-    ])
-    .await;
-    (app, dir)
+    crate::support::app_with_blobs("retention").await
 }
 
 fn blob_count(dir: &std::path::Path) -> usize {
