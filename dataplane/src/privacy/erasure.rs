@@ -52,6 +52,8 @@ async fn erase_in(
     email: &str,
     pseudonym: Uuid,
 ) -> ApiResult<Erased> {
+    // A hold placed while this runs waits for it; one placed before is seen below.
+    crate::retention::holds::lock_holds(&mut *conn, organization_id, true).await?;
     refuse_if_held(&mut *conn, organization_id, user_id).await?;
     let policy = sqlx::query_scalar!("SELECT erasure_messages FROM organizations WHERE id = $1", organization_id)
         .fetch_one(&mut *conn)

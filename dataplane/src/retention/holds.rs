@@ -145,6 +145,9 @@ async fn place(
         return Err(ApiError::validation("reason", "must be 1-500 characters"));
     }
     let target = check_target(&mut tx, organization_id, &body).await?;
+    // Waits for retention batches (and erasures) of this organization that started before it:
+    // they hold this lock shared, so none of them deletes what this hold covers.
+    lock_holds(&mut tx, organization_id, false).await?;
     let row = sqlx::query_as!(
         Row,
         "INSERT INTO legal_holds (organization_id, scope, target_id, reason, placed_by)
@@ -232,4 +235,20 @@ async fn lift(
     };
     tx.commit().await?;
     Ok(axum::Json(row.into_hold()?))
+}
+
+/// The lock between placing holds (exclusive) and deleting what a hold could cover (shared:
+/// retention batches, erasures), per organization, until the end of the transaction.
+pub(crate) async fn lock_holds(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    shared: bool,
+) -> Result<(), sqlx::Error> {
+    let key = format!("conclave.holds:{organization_id}");
+    if shared {
+        sqlx::query!("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))", key).execute(conn).await?;
+    } else {
+        sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key).execute(conn).await?;
+    }
+    Ok(())
 }
