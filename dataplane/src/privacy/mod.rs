@@ -4,7 +4,8 @@
 //! days after filing, and every step is audited. Approving runs the work at once: an export
 //! becomes a tar archive of JSON files in the object store ([`export`]), downloaded once through
 //! a short-lived link the requester asks for; an erasure deletes the account ([`erasure`]). Work
-//! that fails leaves the request `in_progress`; approving it again resumes.
+//! that fails leaves the request `in_progress`; approving it again resumes. Archives nobody
+//! downloads in time are deleted by the retention sweep ([`delete_expired_exports`]).
 
 mod erasure;
 mod export;
@@ -448,6 +449,45 @@ async fn download_link(
         path: format!("/v1/organizations/{organization_id}/privacy-exports/{token}"),
         expires_at,
     }))
+}
+
+/// How many expired export archives one call of [`delete_expired_exports`] deletes at most.
+const EXPIRED_BATCH: i32 = 100;
+
+/// Deletes the archives of exports nobody downloaded before they expired (the row stays, without
+/// its archive: `result_location` null). Run by the retention sweep; returns how many went.
+pub async fn delete_expired_exports(state: &AppState) -> Result<usize, sqlx::Error> {
+    let expired = sqlx::query!(
+        r#"SELECT organization_id AS "organization_id!", id AS "id!" FROM conclave_expired_privacy_exports($1)"#,
+        EXPIRED_BATCH
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let mut deleted = 0;
+    for export in expired {
+        let mut tx = state.db.begin().await?;
+        TenantContext::organization(export.organization_id).apply(&mut tx).await?;
+        let key = sqlx::query_scalar!(
+            "UPDATE privacy_requests r SET result_location = NULL, download_token_hash = NULL, download_expires_at = NULL
+               FROM (SELECT id, result_location FROM privacy_requests
+                      WHERE organization_id = $1 AND id = $2 AND result_location IS NOT NULL FOR UPDATE) stored
+              WHERE r.id = stored.id
+             RETURNING stored.result_location",
+            export.organization_id,
+            export.id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+        tx.commit().await?;
+        if let Some(key) = key {
+            if let Err(e) = state.blobs.delete(&key).await {
+                tracing::warn!(error = %e, "an expired privacy export could not be deleted; it is no longer listed");
+            }
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 /// A whole blob in memory (exports and the attachments they include).

@@ -209,6 +209,12 @@ pub async fn run_pass(state: &AppState) -> anyhow::Result<Option<Swept>> {
             }
         }
     }
+    // Privacy exports nobody downloaded in time go too (the archive holds everything about a
+    // person; it is only kept for its one download).
+    let exports = crate::privacy::delete_expired_exports(state).await?;
+    if exports > 0 {
+        tracing::info!(exports, "expired privacy exports deleted");
+    }
     state.retention.passes.fetch_add(1, Ordering::Relaxed);
     Ok(Some(total))
 }

@@ -401,3 +401,28 @@ async fn an_organization_may_keep_an_erased_persons_messages_anonymized() {
             .expect("messages");
     assert_eq!(kept, vec![(None, None)], "the ciphertext stays, naming no sender");
 }
+
+#[tokio::test]
+async fn an_export_nobody_downloads_in_time_is_deleted_by_the_sweep() {
+    let (app, dir) = app_with_blobs().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, _) = app.organization("acme", &[&alice, &bob]).await;
+    let request = file_request(&app, org, &bob, "export").await;
+    let (status, done) = app.post(&request_path(org, &request, "/approve"), json!({}), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let blobs = || std::fs::read_dir(dir.join("blobs")).map(|e| e.count()).unwrap_or(0);
+    assert_eq!(blobs(), 1, "the archive");
+    conclave_dataplane::retention::run_pass(&app.state).await.expect("a pass");
+    assert_eq!(blobs(), 1, "kept while it can still be downloaded");
+    sqlx::query("UPDATE privacy_requests SET result_expires_at = now() - interval '1 minute' WHERE id = $1")
+        .bind(request["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()))
+        .execute(&app.db.owner)
+        .await
+        .expect("expire");
+    conclave_dataplane::retention::run_pass(&app.state).await.expect("a pass");
+    assert_eq!(blobs(), 0, "deleted once expired");
+    let link = format!("/v1/privacy-requests/{}/download-link", request["id"].as_str().expect("id"));
+    let (status, err) = app.post(&link, json!({}), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&err)), (StatusCode::GONE, "export_unavailable"));
+}
