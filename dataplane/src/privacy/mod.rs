@@ -188,13 +188,7 @@ async fn record_step(conn: &mut PgConnection, step: Step, action: &str, details:
 }
 
 fn checked_reason(reason: Option<&str>) -> ApiResult<Option<String>> {
-    match reason.map(str::trim) {
-        None => Ok(None),
-        Some(text) if text.is_empty() || text.chars().count() > 500 => {
-            Err(ApiError::validation("reason", "must be 1-500 characters"))
-        }
-        Some(text) => Ok(Some(text.to_owned())),
-    }
+    reason.map(|text| crate::retention::holds::checked_reason(text).map(str::to_owned)).transpose()
 }
 
 fn closed() -> ApiError {

@@ -80,6 +80,16 @@ async fn list(
     Ok(axum::Json(rows.into_iter().map(Row::into_hold).collect::<ApiResult<_>>()?))
 }
 
+/// A reason given for a compliance decision (a hold, a privacy request's outcome): 1-500
+/// characters once trimmed, as the tables' checks require.
+pub(crate) fn checked_reason(text: &str) -> ApiResult<&str> {
+    let reason = text.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::validation("reason", "must be 1-500 characters"));
+    }
+    Ok(reason)
+}
+
 /// 404 unless the target is in this organization (row-level security hides other tenants'
 /// workspaces and conversations, so their ids answer like unknown ones).
 async fn check_target(conn: &mut PgConnection, organization_id: Uuid, body: &PlaceHold) -> ApiResult<Option<Uuid>> {
@@ -140,10 +150,7 @@ async fn place(
     ApiJson(body): ApiJson<PlaceHold>,
 ) -> ApiResult<(StatusCode, axum::Json<LegalHold>)> {
     let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::validation("reason", "must be 1-500 characters"));
-    }
+    let reason = checked_reason(&body.reason)?;
     let target = check_target(&mut tx, organization_id, &body).await?;
     // Waits for retention batches (and erasures) of this organization that started before it:
     // they hold this lock shared, so none of them deletes what this hold covers.

@@ -398,6 +398,17 @@ async fn a_sweep_tells_members_whose_unread_messages_it_removed() {
     assert_eq!(frame["unread"], 1, "{frame}");
 }
 
+/// Alice and Bob's conversation with one message of Alice's past a one-day retention.
+async fn one_expired_message(app: &TestApp) -> (Person, Chat<'_>, Uuid) {
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = crate::reactions::ready_chat(app, &alice, &bob).await;
+    let old = send(&chat, &alice, 1).await;
+    age(app, old, "2 days").await;
+    set_retention(app, chat.org, Some(1), None).await;
+    (alice, chat, old)
+}
+
 /// Runs a pass in the background.
 fn pass_in_background(app: &TestApp) -> tokio::task::JoinHandle<retention::Swept> {
     let state = app.state.clone();
@@ -407,12 +418,7 @@ fn pass_in_background(app: &TestApp) -> tokio::task::JoinHandle<retention::Swept
 #[tokio::test]
 async fn a_sweep_locks_the_conversation_before_its_messages_like_a_send_does() {
     let (app, _dir) = app_with_blobs().await;
-    let alice = app.person("alice@example.org").await;
-    let bob = app.person("bob@example.org").await;
-    let chat = crate::reactions::ready_chat(&app, &alice, &bob).await;
-    let old = send(&chat, &alice, 1).await;
-    age(&app, old, "2 days").await;
-    set_retention(&app, chat.org, Some(1), None).await;
+    let (_, chat, old) = one_expired_message(&app).await;
 
     // A send in flight: it holds the conversation row, then references the expiring message
     // (a reply takes a key-share lock on it). Were the sweep to lock the message first and wait
@@ -439,12 +445,7 @@ async fn a_sweep_locks_the_conversation_before_its_messages_like_a_send_does() {
 #[tokio::test]
 async fn a_hold_placed_while_a_batch_runs_waits_for_it_and_the_next_batch_honours_it() {
     let (app, _dir) = app_with_blobs().await;
-    let alice = app.person("alice@example.org").await;
-    let bob = app.person("bob@example.org").await;
-    let chat = crate::reactions::ready_chat(&app, &alice, &bob).await;
-    let old = send(&chat, &alice, 1).await;
-    age(&app, old, "2 days").await;
-    set_retention(&app, chat.org, Some(1), None).await;
+    let (alice, chat, _) = one_expired_message(&app).await;
 
     // A batch in progress holds the organization's holds lock shared (as sweep_batch does).
     let mut batch = app.db.owner.begin().await.expect("begin");
