@@ -35,6 +35,30 @@ pub(super) async fn refuse_if_held(conn: &mut PgConnection, organization_id: Uui
     Ok(())
 }
 
+/// Refuses (409 `last_owner`) to erase the only owner of the organization set on the
+/// transaction: it would be left with nobody who can manage it.
+pub(super) async fn refuse_if_last_owner(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    user_id: Uuid,
+) -> ApiResult<()> {
+    let last = sqlx::query_scalar!(
+        r#"SELECT bool_and(m.user_id = $2) AS "last!" FROM organization_memberships m
+            WHERE m.organization_id = $1 AND m.role = 'owner'"#,
+        organization_id,
+        user_id
+    )
+    .fetch_one(conn)
+    .await?;
+    if last {
+        return Err(ApiError::new(
+            ErrorCode::LastOwner,
+            "this person is the organization's last owner: make someone else an owner before erasing them",
+        ));
+    }
+    Ok(())
+}
+
 /// What the erasure did in one organization.
 #[derive(Default)]
 struct Erased {
@@ -55,6 +79,7 @@ async fn erase_in(
     // A hold placed while this runs waits for it; one placed before is seen below.
     crate::retention::holds::lock_holds(&mut *conn, organization_id, true).await?;
     refuse_if_held(&mut *conn, organization_id, user_id).await?;
+    refuse_if_last_owner(&mut *conn, organization_id, user_id).await?;
     let policy = sqlx::query_scalar!("SELECT erasure_messages FROM organizations WHERE id = $1", organization_id)
         .fetch_one(&mut *conn)
         .await?;

@@ -299,7 +299,7 @@ async fn get_one(
     responses(
         (status = 200, description = "Approved and carried out: `completed` (an export waits for its download link; an erasure is done)", body = PrivacyRequest),
         (status = 403, description = "`insufficient_role`: admins and owners only", body = crate::error::ErrorBody),
-        (status = 409, description = "`privacy_request_closed`; `legal_hold_active`: a standing hold names the person, so it cannot be erased", body = crate::error::ErrorBody),
+        (status = 409, description = "`privacy_request_closed`; `legal_hold_active`: a standing hold names the person, so it cannot be erased; `last_owner`: the person is the organization's only owner", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip(state, auth, body), fields(actor = %auth.user_id))]
@@ -321,6 +321,7 @@ async fn approve(
         PrivacyRequestStatus::Received => {
             if kind == PrivacyRequestKind::Erasure {
                 erasure::refuse_if_held(&mut tx, organization_id, subject).await?;
+                erasure::refuse_if_last_owner(&mut tx, organization_id, subject).await?;
             }
             sqlx::query!(
                 "UPDATE privacy_requests SET status = 'in_progress', decided_at = now(), decided_by = $3, reason = $4

@@ -189,7 +189,7 @@ async fn an_export_is_approved_by_an_admin_and_downloaded_once_with_everything_a
 }
 
 #[tokio::test]
-async fn a_rejection_needs_a_reason_and_closes_the_request() {
+async fn a_rejection_needs_a_reason_and_closes_the_request_and_the_last_owner_is_not_erased() {
     let (app, _dir) = app_with_blobs().await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
@@ -198,6 +198,12 @@ async fn a_rejection_needs_a_reason_and_closes_the_request() {
     let reject = request_path(org, &request, "/reject");
     let (status, err) = app.post(&reject, json!({}), Some(&alice.access)).await;
     assert_eq!((status, error_code(&err)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    // The only owner cannot be erased (the organization would have nobody to manage it).
+    let own = file_request(&app, org, &alice, "erasure").await;
+    let (status, err) = app.post(&request_path(org, &own, "/approve"), json!({}), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&err)), (StatusCode::CONFLICT, "last_owner"));
+    let (_, still) = app.get(&request_path(org, &own, ""), Some(&alice.access)).await;
+    assert_eq!(still["status"], "received");
     let (status, err) = app.post(&reject, json!({ "reason": "not you" }), Some(&bob.access)).await;
     assert_eq!((status, error_code(&err)), (StatusCode::FORBIDDEN, "insufficient_role"));
     let (status, rejected) = app
