@@ -432,3 +432,40 @@ async fn an_export_nobody_downloads_in_time_is_deleted_by_the_sweep() {
     let (status, err) = app.post(&link, json!({}), Some(&bob.access)).await;
     assert_eq!((status, error_code(&err)), (StatusCode::GONE, "export_unavailable"));
 }
+
+#[tokio::test]
+async fn an_erasure_reaches_every_organization_of_the_person_and_their_holds_stop_it() {
+    let (app, _dir) = app_with_blobs().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let carol = app.person("carol@example.org").await;
+    let (ours, _) = app.organization("acme", &[&alice, &bob]).await;
+    // Bob also talks in Carol's organization.
+    let theirs = crate::reactions::ready_chat(&app, &carol, &bob).await;
+    let (status, _) = theirs.send(&bob, 1, &[8u8; 40]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let holds = format!("/v1/organizations/{}/legal-holds", theirs.org);
+    let (status, hold) = app
+        .post(&holds, json!({ "scope": "user", "target_id": bob.user_id, "reason": "matter 3" }), Some(&carol.access))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+
+    // Filed with Acme; Carol's hold in the other organization stops it when the work runs.
+    let request = file_request(&app, ours, &bob, "erasure").await;
+    let approve = request_path(ours, &request, "/approve");
+    let (status, err) = app.post(&approve, json!({}), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&err)), (StatusCode::CONFLICT, "legal_hold_active"));
+    let (_, pending) = app.get(&request_path(ours, &request, ""), Some(&alice.access)).await;
+    assert_eq!(pending["status"], "in_progress", "approved, waiting for the hold");
+    assert_eq!(app.count("SELECT count(*) FROM user_accounts WHERE email = 'bob@example.org'").await, 1);
+
+    let (status, _) =
+        app.post(&format!("{holds}/{}/lift", hold["id"].as_str().expect("id")), json!({}), Some(&carol.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, done) = app.post(&approve, json!({}), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["details"]["organizations"], 2);
+    assert_eq!(done["details"]["messages_deleted"], 1, "his message in the other organization");
+    assert_eq!(app.count("SELECT count(*) FROM user_accounts WHERE email = 'bob@example.org'").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
+}
