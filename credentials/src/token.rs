@@ -30,6 +30,8 @@ pub enum Kind {
     WebhookSecret,
     /// A one-click unsubscribe link in a notification email (RFC 8058).
     Unsubscribe,
+    /// The one-time link to a privacy export.
+    PrivacyExport,
 }
 
 /// The prefix of bot tokens.
@@ -54,6 +56,7 @@ impl Kind {
             Self::Bot => "cbot_",
             Self::WebhookSecret => "whsec_",
             Self::Unsubscribe => "cvu_",
+            Self::PrivacyExport => "cvx_",
         }
     }
 }

@@ -72,6 +72,9 @@ error_codes! {
     EmailDomainNotAllowed = "email_domain_not_allowed", UNPROCESSABLE_ENTITY;
     EmailNotConfirmed = "email_not_confirmed", FORBIDDEN;
     EmailTaken = "email_taken", CONFLICT;
+    /// A privacy export was downloaded already (it can be downloaded once) or has expired: file
+    /// a new request.
+    ExportUnavailable = "export_unavailable", GONE;
     GuestAccessDisabled = "guest_access_disabled", FORBIDDEN;
     /// The account has another identity key (protocol v2): receive it from one of its devices,
     /// or replace it explicitly.
@@ -126,6 +129,8 @@ error_codes! {
     InvitationRevoked = "invitation_revoked", GONE;
     InvitationUsed = "invitation_used", GONE;
     LastOwner = "last_owner", CONFLICT;
+    /// A standing legal hold names the person: their erasure waits until it is lifted.
+    LegalHoldActive = "legal_hold_active", CONFLICT;
     MalformedJson = "malformed_json", BAD_REQUEST;
     /// The organization is full (details: `MemberLimit`).
     MemberLimitReached = "member_limit_reached", CONFLICT;
@@ -145,6 +150,9 @@ error_codes! {
     NotTheSender = "not_the_sender", FORBIDDEN;
     OwnInvitation = "own_invitation", CONFLICT;
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE;
+    /// The privacy request was decided already: completed or rejected (and an approved one can
+    /// no longer be rejected).
+    PrivacyRequestClosed = "privacy_request_closed", CONFLICT;
     /// Wait `Retry-After` seconds.
     RateLimited = "rate_limited", TOO_MANY_REQUESTS;
     ReactionExists = "reaction_exists", CONFLICT;

@@ -35,6 +35,7 @@ pub mod openapi;
 pub mod outbox;
 mod pins;
 mod presence;
+mod privacy;
 mod profiles;
 mod ratelimit;
 mod reactions;
@@ -81,6 +82,8 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(profiles::router())
         .merge(notifications::router())
         .merge(retention::router())
+        .merge(audit::trail::router())
+        .merge(privacy::router())
         .merge(metrics::router())
         .merge(openapi::router())
 }

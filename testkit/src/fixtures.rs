@@ -237,7 +237,8 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
         .bind(user_id).bind(other).execute(&mut *c).await?;
     sqlx::query("INSERT INTO contact_invitations (inviter_user_id, invitee_email, expires_at) VALUES ($1, $2, now() + interval '7 days')")
         .bind(user_id).bind(format!("pal@{slug}.example")).execute(&mut *c).await?;
-    sqlx::query("INSERT INTO privacy_requests (user_id, kind) VALUES ($1, 'export')")
+    sqlx::query("INSERT INTO privacy_requests (organization_id, user_id, kind) VALUES ($1, $2, 'export')")
+        .bind(org)
         .bind(user_id)
         .execute(&mut *c)
         .await?;

@@ -5,10 +5,11 @@
 
 use super::{Contact, fetch_contact, standing};
 use crate::AppState;
+use crate::audit::{self, Actor};
 use crate::auth::credentials::Email;
 use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ClientIp};
 use crate::ratelimit;
 use crate::tokens::{self, Kind};
 use axum::extract::State;
@@ -273,8 +274,33 @@ fn ensure_pending(invitation: &Open) -> ApiResult<()> {
     }
 }
 
-/// Accepts inside the caller's transaction: both directions of the contact, or nothing.
-async fn accept_in(conn: &mut PgConnection, me: Uuid, invitation: Open) -> ApiResult<Contact> {
+/// The audit entry of an answer to an invitation (account-level: contacts belong to people).
+async fn record_answer(
+    conn: &mut PgConnection,
+    auth: AuthUser,
+    ip: ClientIp,
+    action: &str,
+    invitation: &Open,
+) -> ApiResult<()> {
+    audit::record(
+        conn,
+        audit::Entry {
+            organization_id: None,
+            actor: Actor::of(auth),
+            action,
+            target: Some(("user", invitation.inviter_user_id)),
+            ip: ip.0,
+            details: serde_json::json!({ "invitation_id": invitation.id }),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Accepts inside the caller's transaction: both directions of the contact and the audit entry,
+/// or nothing.
+async fn accept_in(conn: &mut PgConnection, auth: AuthUser, ip: ClientIp, invitation: Open) -> ApiResult<Contact> {
+    let me = auth.user_id;
     if invitation.inviter_user_id == me {
         return Err(ApiError::new(ErrorCode::OwnInvitation, "you cannot accept your own invitation"));
     }
@@ -297,6 +323,7 @@ async fn accept_in(conn: &mut PgConnection, me: Uuid, invitation: Open) -> ApiRe
     )
     .execute(&mut *conn)
     .await?;
+    record_answer(&mut *conn, auth, ip, "contact.accepted", &invitation).await?;
     fetch_contact(conn, me, invitation.inviter_user_id).await?.ok_or_else(ApiError::internal)
 }
 
@@ -324,6 +351,7 @@ pub struct CodeRequest {
 async fn accept_code(
     State(state): State<AppState>,
     auth: AuthUser,
+    ip: ClientIp,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> ApiResult<axum::Json<Contact>> {
     let code = body.code.trim();
@@ -340,7 +368,7 @@ async fn accept_code(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found("invitation"))?;
-    let contact = accept_in(&mut tx, auth.user_id, invitation).await?;
+    let contact = accept_in(&mut tx, auth, ip, invitation).await?;
     tx.commit().await?;
     Ok(axum::Json(contact))
 }
@@ -379,11 +407,12 @@ async fn addressed_to_me(conn: &mut PgConnection, me: Uuid, id: Uuid) -> ApiResu
 async fn accept_addressed(
     State(state): State<AppState>,
     auth: AuthUser,
+    ip: ClientIp,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<axum::Json<Contact>> {
     let mut tx = state.db.begin().await?;
     let invitation = addressed_to_me(&mut tx, auth.user_id, id).await?;
-    let contact = accept_in(&mut tx, auth.user_id, invitation).await?;
+    let contact = accept_in(&mut tx, auth, ip, invitation).await?;
     tx.commit().await?;
     Ok(axum::Json(contact))
 }
@@ -396,7 +425,12 @@ async fn accept_addressed(
     responses((status = 204, description = "Declined"))
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
-async fn decline(State(state): State<AppState>, auth: AuthUser, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
+async fn decline(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     let invitation = addressed_to_me(&mut tx, auth.user_id, id).await?;
     ensure_pending(&invitation)?;
@@ -407,6 +441,7 @@ async fn decline(State(state): State<AppState>, auth: AuthUser, ApiPath(id): Api
     )
     .execute(&mut *tx)
     .await?;
+    record_answer(&mut tx, auth, ip, "contact.declined", &invitation).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

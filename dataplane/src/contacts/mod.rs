@@ -137,7 +137,12 @@ async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::
     responses((status = 204, description = "The contact is gone both ways (or the caller's block lifted)"))
 )]
 #[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
-async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(them): ApiPath<Uuid>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ip: ClientIp,
+    ApiPath(them): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     let removed = sqlx::query!(
         "DELETE FROM contact_links
@@ -152,6 +157,18 @@ async fn remove(State(state): State<AppState>, auth: AuthUser, ApiPath(them): Ap
     if removed == 0 {
         return Err(ApiError::not_found("contact"));
     }
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: None,
+            actor: Actor::of(auth),
+            action: "contact.removed",
+            target: Some(("user", them)),
+            ip: ip.0,
+            details: json!({}),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -104,6 +104,18 @@ pub async fn member_tx(
     Ok((tx, Membership { organization_id, user_id: auth.user_id, role }))
 }
 
+/// [`member_tx`] for what only the organization's admins and owners may do: 403
+/// `insufficient_role` for anyone else in it.
+pub async fn admin_tx(
+    state: &AppState,
+    auth: AuthUser,
+    organization_id: Uuid,
+) -> ApiResult<(Transaction<'static, Postgres>, Membership)> {
+    let (tx, me) = member_tx(state, auth, organization_id).await?;
+    me.require(Role::Admin)?;
+    Ok((tx, me))
+}
+
 /// The answer when a session is older than the organization's `session_lifetime_seconds`.
 pub fn session_expired_by_organization(lifetime_seconds: Option<i32>) -> ApiError {
     let hours = lifetime_seconds.unwrap_or_default() as f64 / 3600.0;

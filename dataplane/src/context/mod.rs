@@ -11,5 +11,7 @@ pub mod membership;
 pub mod seat;
 pub mod session;
 
-pub use membership::{Membership, Role, member_tx, session_expired_by_organization, totp_required_by_organization};
+pub use membership::{
+    Membership, Role, admin_tx, member_tx, session_expired_by_organization, totp_required_by_organization,
+};
 pub use seat::{Seat, check_key_generation, kind_str, parse_kind, seat};

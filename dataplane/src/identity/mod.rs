@@ -177,7 +177,9 @@ async fn publish(
                     action: if existing.is_some() { "identity.replaced" } else { "identity.created" },
                     target: Some(("user", auth.user_id)),
                     ip: ip.0,
-                    details: serde_json::json!({ "public_key": conclave_protocol::b64::encode(body.public_key) }),
+                    // A fingerprint, not the key: the trail keeps nothing an erasure could not
+                    // unlink from the person (docs/compliance.md).
+                    details: serde_json::json!({ "key_fingerprint": key_fingerprint(&body.public_key) }),
                 },
             )
             .await?;
@@ -309,4 +311,10 @@ async fn take_transfer(State(state): State<AppState>, auth: AuthUser) -> ApiResu
         })),
         _ => Err(ApiError::not_found("identity transfer")),
     }
+}
+
+/// The first 16 bytes of the key's SHA-256, in hex: enough to tell keys apart in the audit trail.
+fn key_fingerprint(public_key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(public_key)[..16])
 }

@@ -5,8 +5,8 @@
 
 use crate::AppState;
 use crate::audit::{self, Actor};
+use crate::context::admin_tx;
 use crate::context::session::AuthUser;
-use crate::context::{Role, member_tx};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
 use axum::extract::State;
@@ -67,8 +67,7 @@ async fn list(
     auth: AuthUser,
     ApiPath(organization_id): ApiPath<Uuid>,
 ) -> ApiResult<axum::Json<Vec<LegalHold>>> {
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let rows = sqlx::query_as!(
         Row,
         "SELECT id, organization_id, scope, target_id, reason, placed_by, placed_at, lifted_by, lifted_at
@@ -79,6 +78,16 @@ async fn list(
     .await?;
     tx.commit().await?;
     Ok(axum::Json(rows.into_iter().map(Row::into_hold).collect::<ApiResult<_>>()?))
+}
+
+/// A reason given for a compliance decision (a hold, a privacy request's outcome): 1-500
+/// characters once trimmed, as the tables' checks require.
+pub(crate) fn checked_reason(text: &str) -> ApiResult<&str> {
+    let reason = text.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::validation("reason", "must be 1-500 characters"));
+    }
+    Ok(reason)
 }
 
 /// 404 unless the target is in this organization (row-level security hides other tenants'
@@ -140,13 +149,12 @@ async fn place(
     ApiPath(organization_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<PlaceHold>,
 ) -> ApiResult<(StatusCode, axum::Json<LegalHold>)> {
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::validation("reason", "must be 1-500 characters"));
-    }
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
+    let reason = checked_reason(&body.reason)?;
     let target = check_target(&mut tx, organization_id, &body).await?;
+    // Waits for retention batches (and erasures) of this organization that started before it:
+    // they hold this lock shared, so none of them deletes what this hold covers.
+    lock_holds(&mut tx, organization_id, false).await?;
     let row = sqlx::query_as!(
         Row,
         "INSERT INTO legal_holds (organization_id, scope, target_id, reason, placed_by)
@@ -193,8 +201,7 @@ async fn lift(
     ip: ClientIp,
     ApiPath((organization_id, hold_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<axum::Json<LegalHold>> {
-    let (mut tx, me) = member_tx(&state, auth, organization_id).await?;
-    me.require(Role::Admin)?;
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let lifted = sqlx::query_as!(
         Row,
         "UPDATE legal_holds SET lifted_at = now(), lifted_by = $3
@@ -235,4 +242,20 @@ async fn lift(
     };
     tx.commit().await?;
     Ok(axum::Json(row.into_hold()?))
+}
+
+/// The lock between placing holds (exclusive) and deleting what a hold could cover (shared:
+/// retention batches, erasures), per organization, until the end of the transaction.
+pub(crate) async fn lock_holds(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    shared: bool,
+) -> Result<(), sqlx::Error> {
+    let key = format!("conclave.holds:{organization_id}");
+    if shared {
+        sqlx::query!("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))", key).execute(conn).await?;
+    } else {
+        sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key).execute(conn).await?;
+    }
+    Ok(())
 }

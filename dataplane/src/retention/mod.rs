@@ -11,14 +11,17 @@
 //! collector deletes blob and row), delete the key generations no retained message needs, move
 //! the conversations' `history_removed_before_seq`, and append an audit entry with the counts.
 //! A batch commits whole or not at all, and what is left to do is only ever read from the data,
-//! so a crash anywhere is resumed by the next pass. Sends never wait on a batch for long: the
-//! conversation rows a batch marks are locked only for the end of its short transaction.
+//! so a crash anywhere is resumed by the next pass. A batch locks conversation rows before
+//! message rows, in the order sends do, so the two never deadlock; it renews the lease and keeps
+//! its row locked while it runs; and it shares the organization's holds lock with nothing but
+//! other deleters, so a hold placed meanwhile waits for the batch and binds every later one.
 
 pub mod holds;
 
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::realtime::{self, LiveEvent};
+use chrono::{DateTime, Utc};
 use conclave_protocol::events::ServerFrame;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -33,6 +36,9 @@ pub const LEASE: &str = "retention";
 /// How long a lease lasts unless renewed; a batch renews it, so this only bounds how long a
 /// dead replica's lease keeps the others waiting.
 const LEASE_SECONDS: f64 = 120.0;
+/// At most this many members are told their new unread count after a batch (each costs a
+/// count); the others see it at their next read.
+const UNREAD_ANNOUNCEMENTS: i64 = 500;
 /// The attachment collector claims this many at a time (see `attachments::gc`).
 const GC_BATCH: usize = 64;
 
@@ -177,12 +183,14 @@ pub async fn run_pass(state: &AppState) -> anyhow::Result<Option<Swept>> {
     let pause = Duration::from_millis(state.config.retention_batch_pause_ms);
     let mut total = Swept::default();
     'targets: for target in targets(state).await? {
+        let mut from = None;
         loop {
-            let swept = sweep_batch(state, &target, limit).await?;
+            let (swept, read, last) = sweep_batch_from(state, &target, limit, from).await?;
             total += swept;
-            if swept.messages < limit as u64 {
+            if (read as i64) < limit {
                 break;
             }
+            from = last;
             // Between batches: give sends the floor, and stop if the lease was lost (a pause
             // longer than the lease, a partition); whoever holds it now carries on.
             tokio::time::sleep(pause).await;
@@ -201,19 +209,57 @@ pub async fn run_pass(state: &AppState) -> anyhow::Result<Option<Swept>> {
             }
         }
     }
+    // Privacy exports nobody downloaded in time go too (the archive holds everything about a
+    // person; it is only kept for its one download).
+    let exports = crate::privacy::delete_expired_exports(state).await?;
+    if exports > 0 {
+        tracing::info!(exports, "expired privacy exports deleted");
+    }
     state.retention.passes.fetch_add(1, Ordering::Relaxed);
     Ok(Some(total))
 }
 
 /// Deletes at most `limit` expired messages of one workspace that no hold covers, and what only
 /// they needed, in one transaction with its audit entry; then tells the conversations' members.
+/// Nothing happens unless this replica holds the lease.
 pub async fn sweep_batch(state: &AppState, target: &Target, limit: i64) -> anyhow::Result<Swept> {
+    Ok(sweep_batch_from(state, target, limit, None).await?.0)
+}
+
+/// [`sweep_batch`] over the messages created at or after `from` (the previous batch's last
+/// candidate: the held messages before it were read once this pass and are not read again).
+/// Also returns how many candidates the batch read and the creation time of the last one.
+async fn sweep_batch_from(
+    state: &AppState,
+    target: &Target,
+    limit: i64,
+    from: Option<DateTime<Utc>>,
+) -> anyhow::Result<(Swept, usize, Option<DateTime<Utc>>)> {
     let mut tx = crate::outbox::system_tx(state, target.organization_id).await?;
-    let doomed = sqlx::query!(
-        r#"SELECT m.id, m.conversation_id, m.seq
+    // Renews the lease and keeps its row locked until this batch commits: no other replica can
+    // take the lease over while a batch runs, however long it takes.
+    let leased = sqlx::query_scalar!(
+        "UPDATE worker_leases SET expires_at = now() + make_interval(secs => $3)
+          WHERE name = $1 AND holder = $2 AND expires_at > now()
+         RETURNING holder",
+        LEASE,
+        state.retention.holder,
+        LEASE_SECONDS
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if leased.is_none() {
+        return Ok((Swept::default(), 0, None));
+    }
+    // Placing a hold takes this lock exclusively (holds.rs): a hold committed before this point is
+    // seen by the select below, and one placed from now on waits for this batch to end.
+    holds::lock_holds(&mut tx, target.organization_id, true).await?;
+    let candidates = sqlx::query!(
+        r#"SELECT m.id, m.conversation_id, m.created_at
              FROM messages m JOIN conversations c ON c.id = m.conversation_id
             WHERE m.organization_id = $1 AND c.workspace_id = $2
               AND m.created_at < now() - make_interval(days => $3)
+              AND ($5::timestamptz IS NULL OR m.created_at >= $5)
               AND NOT EXISTS (
                   SELECT 1 FROM legal_holds h
                    WHERE h.organization_id = $1 AND h.lifted_at IS NULL
@@ -224,17 +270,36 @@ pub async fn sweep_batch(state: &AppState, target: &Target, limit: i64) -> anyho
                               OR EXISTS (SELECT 1 FROM conversation_members cm
                                           WHERE cm.conversation_id = c.id AND cm.user_id = h.target_id)))))
             ORDER BY m.created_at
-            LIMIT $4
-              FOR UPDATE OF m SKIP LOCKED"#,
+            LIMIT $4"#,
         target.organization_id,
         target.workspace_id,
         target.retention_days,
-        limit
+        limit,
+        from
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(last) = candidates.last().map(|m| m.created_at) else {
+        return Ok((Swept::default(), 0, None));
+    };
+    // The conversation rows first, in one order, as sends, edits and deletes lock them before
+    // their messages (and a send's reply or key generation reference locks a message or key
+    // row after its conversation): locking messages first could deadlock with them.
+    let mut touched: Vec<Uuid> = candidates.iter().map(|m| m.conversation_id).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    sqlx::query!("SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", &touched)
+        .fetch_all(&mut *tx)
+        .await?;
+    let candidate_ids: Vec<Uuid> = candidates.iter().map(|m| m.id).collect();
+    let doomed = sqlx::query!(
+        "SELECT id, conversation_id, seq FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+        &candidate_ids
     )
     .fetch_all(&mut *tx)
     .await?;
     if doomed.is_empty() {
-        return Ok(Swept::default());
+        return Ok((Swept::default(), candidates.len(), Some(last)));
     }
     let ids: Vec<Uuid> = doomed.iter().map(|m| m.id).collect();
     // Per conversation, the highest sequence number removed.
@@ -309,6 +374,18 @@ pub async fn sweep_batch(state: &AppState, target: &Target, limit: i64) -> anyho
     )
     .fetch_all(&mut *tx)
     .await?;
+    // Members who had not read everything removed: their unread counts went down.
+    let readers = sqlx::query!(
+        "SELECT cm.conversation_id, cm.user_id FROM conversation_members cm
+           JOIN unnest($1::uuid[], $2::bigint[]) AS x(id, before) ON cm.conversation_id = x.id
+          WHERE cm.read_seq < x.before - 1
+          LIMIT $3",
+        &conversations,
+        &before,
+        UNREAD_ANNOUNCEMENTS
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
 
     let stats = &state.retention;
@@ -321,5 +398,9 @@ pub async fn sweep_batch(state: &AppState, target: &Target, limit: i64) -> anyho
             ServerFrame::HistoryRemoved { conversation_id: mark.id, before_seq: mark.history_removed_before_seq };
         realtime::publish(state, LiveEvent::frame(target.organization_id, mark.id, frame)).await;
     }
-    Ok(swept)
+    for reader in readers {
+        crate::notifications::unread::announce(state, target.organization_id, reader.conversation_id, reader.user_id)
+            .await;
+    }
+    Ok((swept, candidates.len(), Some(last)))
 }

@@ -188,7 +188,7 @@ async fn create(
             action: "invitation.created",
             target: Some(("invitation", id)),
             ip: ip.0,
-            details: json!({ "email": email.as_str(), "role": role.as_str() }),
+            details: json!({ "role": role.as_str() }),
         },
     )
     .await?;
@@ -266,7 +266,7 @@ async fn revoke(
             action: "invitation.revoked",
             target: Some(("invitation", invitation_id)),
             ip: ip.0,
-            details: json!({ "email": invitation.email, "role": invitation.role }),
+            details: json!({ "role": invitation.role }),
         },
     )
     .await?;
@@ -321,7 +321,7 @@ async fn resend(
             action: "invitation.resent",
             target: Some(("invitation", invitation_id)),
             ip: ip.0,
-            details: json!({ "email": invitation.email, "role": invitation.role }),
+            details: json!({ "role": invitation.role }),
         },
     )
     .await?;

@@ -10,6 +10,7 @@
 //! run by scripts/test.sh) and `support`.
 
 mod attachments;
+mod audit;
 mod auth;
 mod bots;
 mod commits;
@@ -31,6 +32,7 @@ mod openapi;
 mod outbox;
 mod pins;
 mod presence;
+mod privacy;
 mod profiles;
 mod reactions;
 mod realtime;

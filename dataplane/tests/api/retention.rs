@@ -15,19 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 async fn app_with_blobs() -> (TestApp, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("conclave-test-retention-{}", Uuid::new_v4().simple()));
-    let app = TestApp::start_with(&[
-        "--rate-limit-factor",
-        "1000",
-        "--retention-interval-ms",
-        "0",
-        "--attachment-gc-ms",
-        "0",
-        "--attachments-dir",
-        dir.to_str().expect("utf-8"),
-    ])
-    .await;
-    (app, dir)
+    crate::support::app_with_blobs("retention").await
 }
 
 fn blob_count(dir: &std::path::Path) -> usize {
@@ -341,6 +329,9 @@ async fn a_sweep_cut_short_resumes_and_one_replica_at_a_time_holds_the_lease() {
     assert_eq!(targets.len(), 1);
     let target: Target = targets[0];
 
+    // A batch does nothing unless this replica holds the lease.
+    assert_eq!(retention::sweep_batch(&app.state, &target, 2).await.expect("a batch").messages, 0);
+    assert!(retention::take_lease(&app.state).await.expect("lease"));
     // One batch of two, then the replica "dies": two gone, three left, the mark at 3.
     let swept = retention::sweep_batch(&app.state, &target, 2).await.expect("a batch");
     assert_eq!(swept.messages, 2);
@@ -386,4 +377,95 @@ async fn a_sweep_cut_short_resumes_and_one_replica_at_a_time_holds_the_lease() {
     assert!(metrics.contains("conclave_dataplane_retention_lease_held 1"), "{metrics}");
     let entries = app.count("SELECT count(*) FROM audit_logs WHERE action = 'retention.messages_deleted'").await;
     assert_eq!(entries, 2, "one audit entry per committed batch");
+}
+
+#[tokio::test]
+async fn a_sweep_tells_members_whose_unread_messages_it_removed() {
+    let (app, _dir) = app_with_blobs().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = crate::reactions::ready_chat(&app, &alice, &bob).await;
+    for _ in 0..3 {
+        let id = send(&chat, &alice, 1).await;
+        age(&app, id, "2 days").await;
+    }
+    send(&chat, &alice, 1).await;
+    set_retention(&app, chat.org, Some(1), None).await;
+    let mut socket = connect(&app.base, &bob).await;
+    assert_eq!(pass(&app).await.messages, 3);
+    let frame = next_of(&mut socket, "unread_changed").await;
+    assert_eq!(frame["conversation_id"], json!(chat.conversation));
+    assert_eq!(frame["unread"], 1, "{frame}");
+}
+
+/// Alice and Bob's conversation with one message of Alice's past a one-day retention.
+async fn one_expired_message(app: &TestApp) -> (Person, Chat<'_>, Uuid) {
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = crate::reactions::ready_chat(app, &alice, &bob).await;
+    let old = send(&chat, &alice, 1).await;
+    age(app, old, "2 days").await;
+    set_retention(app, chat.org, Some(1), None).await;
+    (alice, chat, old)
+}
+
+/// Runs a pass in the background.
+fn pass_in_background(app: &TestApp) -> tokio::task::JoinHandle<retention::Swept> {
+    let state = app.state.clone();
+    tokio::spawn(async move { retention::run_pass(&state).await.expect("a pass").expect("the lease") })
+}
+
+#[tokio::test]
+async fn a_sweep_locks_the_conversation_before_its_messages_like_a_send_does() {
+    let (app, _dir) = app_with_blobs().await;
+    let (_, chat, old) = one_expired_message(&app).await;
+
+    // A send in flight: it holds the conversation row, then references the expiring message
+    // (a reply takes a key-share lock on it). Were the sweep to lock the message first and wait
+    // for the conversation, the two would deadlock; it must wait for the conversation instead.
+    let mut send_tx = app.db.owner.begin().await.expect("begin");
+    sqlx::query("SET LOCAL lock_timeout = '3s'").execute(&mut *send_tx).await.expect("timeout");
+    sqlx::query("SELECT 1 FROM conversations WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(chat.conversation)
+        .execute(&mut *send_tx)
+        .await
+        .expect("lock the conversation");
+    let sweep = pass_in_background(&app);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!sweep.is_finished(), "the sweep waits for the conversation");
+    sqlx::query("SELECT 1 FROM messages WHERE id = $1 FOR KEY SHARE")
+        .bind(old)
+        .execute(&mut *send_tx)
+        .await
+        .expect("the message is not locked by the waiting sweep");
+    send_tx.commit().await.expect("commit");
+    assert_eq!(sweep.await.expect("the sweep").messages, 1);
+}
+
+#[tokio::test]
+async fn a_hold_placed_while_a_batch_runs_waits_for_it_and_the_next_batch_honours_it() {
+    let (app, _dir) = app_with_blobs().await;
+    let (alice, chat, _) = one_expired_message(&app).await;
+
+    // A batch in progress holds the organization's holds lock shared (as sweep_batch does).
+    let mut batch = app.db.owner.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
+        .bind(format!("conclave.holds:{}", chat.org))
+        .execute(&mut *batch)
+        .await
+        .expect("shared lock");
+    let place = {
+        let http = app.http.clone();
+        let url = app.url(&format!("/v1/organizations/{}/legal-holds", chat.org));
+        let body = json!({ "scope": "conversation", "target_id": chat.conversation, "reason": "matter 7" });
+        let token = alice.access.clone();
+        tokio::spawn(async move { crate::support::exchange(http.post(url).json(&body).bearer_auth(token)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!place.is_finished(), "placing the hold waits for the batch");
+    batch.commit().await.expect("the batch ends");
+    let (status, hold) = place.await.expect("placed");
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+    assert_eq!(pass(&app).await.messages, 0, "the hold placed meanwhile holds");
+    assert_eq!(messages_left(&app, &chat).await, vec![1]);
 }

@@ -236,6 +236,24 @@ impl TestDevice {
     }
 }
 
+/// A data plane whose blobs are in a directory of its own (returned, to look inside), with the
+/// background retention sweep and attachment collector off: tests run them themselves.
+pub async fn app_with_blobs(label: &str) -> (TestApp, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("conclave-test-{label}-{}", Uuid::new_v4().simple()));
+    let app = TestApp::start_with(&[
+        "--rate-limit-factor",
+        "1000",
+        "--retention-interval-ms",
+        "0",
+        "--attachment-gc-ms",
+        "0",
+        "--attachments-dir",
+        dir.to_str().expect("utf-8"),
+    ])
+    .await;
+    (app, dir)
+}
+
 /// A signed-in person with a device of their own.
 pub struct Person {
     pub user_id: Uuid,

@@ -1,7 +1,7 @@
 //! The cross-tenant sweep, driven by the OpenAPI document: every operation with an id in its path
 //! is called by a signed-in owner of one organization with the real ids of another
 //! organization's rows (organization, workspace, conversation, message, attachment, invitation,
-//! member, device, push subscription, legal hold), one path parameter at a time, and must answer exactly as
+//! member, device, push subscription, legal hold, privacy request), one path parameter at a time, and must answer exactly as
 //! it does for an id that does not exist (status and body, the id itself aside). The other
 //! organization's rows, and its people's, are compared before and after: nothing may change.
 //!
@@ -75,8 +75,19 @@ async fn tenant<'a>(app: &'a TestApp, owner: &Person, member: &Person, invitee: 
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{hold}");
+    let (status, request) = app
+        .post(
+            &format!("/v1/organizations/{}/privacy-requests", chat.org),
+            json!({ "kind": "export" }),
+            Some(&member.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{request}");
     let ids = BTreeMap::from([
         ("hold_id", id(&hold)),
+        ("request_id", id(&request)),
+        // No export link exists: any token answers 404, whichever organization it names.
+        ("token", format!("cvx_{}", "A".repeat(43))),
         ("organization_id", chat.org.to_string()),
         ("workspace_id", workspace),
         ("conversation_id", chat.conversation.to_string()),
@@ -121,6 +132,7 @@ fn sample_body(operation: &str, caller: &Person, own: &Tenant<'_>) -> Option<Val
         "claim_key_packages" => json!({ "user_ids": [own.ids["user_id"]] }),
         "change_member_role" => json!({ "role": "admin" }),
         "create_conversation" => json!({ "kind": "group", "member_user_ids": [own.ids["user_id"]] }),
+        "reject_privacy_request" => json!({ "reason": "sweep" }),
         "place_legal_hold" => {
             json!({ "scope": "conversation", "target_id": own.ids["conversation_id"], "reason": "sweep" })
         }

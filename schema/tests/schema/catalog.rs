@@ -50,6 +50,7 @@ const SUPPORTING_TABLES: &[&str] = &[
     "message_mentions",
     "legal_holds",
     "worker_leases",
+    "audit_pseudonyms",
 ];
 
 async fn public_tables(pool: &PgPool) -> Vec<String> {

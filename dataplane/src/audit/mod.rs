@@ -57,3 +57,5 @@ pub async fn record(conn: &mut PgConnection, entry: Entry<'_>) -> Result<(), sql
     .await?;
     Ok(())
 }
+
+pub mod trail;
