@@ -96,7 +96,8 @@ pub struct MessagesArgs {
     /// Plaintext size of a message in bytes.
     #[arg(long, default_value_t = 100)]
     pub message_bytes: usize,
-    /// Open (verify, decrypt, decode) one delivery in N per socket with the SDK.
+    /// Check one delivery in N per socket: the MLS framing names the conversation and epoch, and the
+    /// ciphertext is the one sent.
     #[arg(long, default_value_t = 50)]
     pub verify_every: u64,
     /// Skip the baseline (pgbench, redis-benchmark) measured before the run.

@@ -177,7 +177,10 @@ pub(super) async fn revoke(ctx: &mut Context<'_>, id: Uuid) -> Result<()> {
         ctx.profile.remove_session()?;
         writeln!(ctx.out, "Revoked this device; this profile is signed out for good (its keys stay on disk).")?;
     } else {
-        writeln!(ctx.out, "Revoked device {id}. Its conversations rotate their key at the next message.")?;
+        writeln!(
+            ctx.out,
+            "Revoked device {id}. The next message in each of its conversations removes it from the group first."
+        )?;
     }
     Ok(())
 }

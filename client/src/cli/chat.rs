@@ -25,7 +25,7 @@ pub(super) async fn list(ctx: &mut Context<'_>, org: &str) -> Result<()> {
         let name = c.name.as_deref().map(|n| format!("#{n}")).unwrap_or_else(|| "-".to_owned());
         writeln!(
             ctx.out,
-            "{}  {kind:<7} {name:<24} {} members, {} messages, key generation {}",
+            "{}  {kind:<7} {name:<24} {} members, {} messages, epoch {}",
             c.id,
             c.members.len(),
             c.last_seq,

@@ -176,7 +176,7 @@ pub enum Command {
         #[arg(long)]
         member: String,
     },
-    /// Remove a member from a conversation (the next message rotates the key).
+    /// Remove a member from a conversation (the next message removes their devices from the group).
     RemoveMember {
         #[arg(long)]
         org: String,
@@ -281,7 +281,7 @@ pub enum Command {
 pub enum DevicesAction {
     /// List your devices (the default).
     List,
-    /// Revoke a device: its sessions end and its conversations rotate their keys.
+    /// Revoke a device: its sessions end, and each of its conversations removes it from the group.
     Revoke { id: uuid::Uuid },
     /// Send your identity key, sealed, to your new device whose link code you enter here.
     Link { code: String },

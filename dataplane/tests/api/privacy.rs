@@ -167,7 +167,7 @@ async fn an_export_is_approved_by_an_admin_and_downloaded_once_with_everything_a
     assert_eq!(memberships["conversations"].as_array().map(Vec::len), Some(1));
     let messages = json_of(&files, "messages.json");
     assert_eq!(messages.as_array().map(Vec::len), Some(2));
-    assert_eq!(messages[1]["ciphertext"], json!(format!("\\x{}", hex::encode([9u8; 48]))));
+    assert_eq!(messages[1]["ciphertext"], json!(format!("\\x{}", hex::encode(chat.application(1, &[9u8; 48])))));
     let audit = json_of(&files, "audit.json");
     let actions: Vec<&str> = audit.as_array().expect("audit").iter().filter_map(|a| a["action"].as_str()).collect();
     assert!(actions.contains(&"auth.login") && actions.contains(&"privacy_request.received"), "{actions:?}");
