@@ -96,7 +96,13 @@ pub struct Device {
     /// an epoch's secrets are gone once the group moves past [`PAST_EPOCHS`], its exported key is
     /// what the owner keeps of it.
     entered: std::sync::Mutex<Vec<EpochKey>>,
+    /// (credential, leaf signature key) pairs whose identity signature verified: a member's leaf
+    /// sends many messages, and its credential's Ed25519 signature need not be checked for each.
+    verified: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
 }
+
+/// Verified leaves remembered before the cache starts over.
+const VERIFIED_LEAVES: usize = 10_000;
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,6 +162,7 @@ impl Device {
             device_id: credential.device_id,
             credential,
             entered: std::sync::Mutex::new(Vec::new()),
+            verified: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -468,7 +475,7 @@ impl Device {
         let processed =
             group.process_message(&self.provider, protocol).map_err(|e| classify(e, message_epoch, current))?;
         let sender_leaf = match processed.sender() {
-            Sender::Member(_) => Some(verify_leaf(
+            Sender::Member(_) => Some(self.verify_member(
                 processed.credential(),
                 sender_signature_key(group, processed.sender()).unwrap_or_default().as_slice(),
                 roster,
@@ -534,6 +541,32 @@ impl Device {
             ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(MlsError::UnauthorizedSender),
             _ => Ok(Incoming::Own),
         }
+    }
+
+    /// [`verify_leaf`] for the sender of a message, skipping the identity signature of a
+    /// credential already verified on the same leaf key (the roster and the pinned identity key
+    /// are checked every time).
+    fn verify_member(
+        &self,
+        credential: &Credential,
+        signature_key: &[u8],
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<Leaf, MlsError> {
+        let mut seen = credential.serialized_content().to_vec();
+        seen.extend_from_slice(signature_key);
+        let known = self.verified.lock().unwrap_or_else(|p| p.into_inner()).contains(&seen);
+        if known && credential.credential_type() == CredentialType::Basic {
+            let leaf = DeviceCredential::decode(credential.serialized_content())?;
+            return check_leaf(leaf, roster, trust);
+        }
+        let leaf = verify_leaf(credential, signature_key, roster, trust)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_LEAVES {
+            verified.clear();
+        }
+        verified.insert(seen);
+        Ok(leaf)
     }
 
     /// Loads a group this device belongs to from its storage.
@@ -657,6 +690,11 @@ pub fn verify_leaf(
     }
     let leaf = DeviceCredential::decode(credential.serialized_content())?;
     leaf.verify(signature_key)?;
+    check_leaf(leaf, roster, trust)
+}
+
+/// What [`verify_leaf`] checks once the identity signature verified: the roster, then the pin.
+fn check_leaf(leaf: Leaf, roster: &Roster, trust: &mut TrustStore) -> Result<Leaf, MlsError> {
     if !roster.members.contains(&leaf.user_id) {
         return Err(MlsError::NotAMember { user_id: leaf.user_id, device_id: leaf.device_id });
     }

@@ -407,3 +407,30 @@ fn an_external_commit_only_brings_back_a_device_that_is_in_the_group() {
     );
     assert_eq!(Device::leaves(&c.g_a1).len(), 3);
 }
+
+#[test]
+fn a_sender_verified_once_is_still_checked_against_the_roster_and_its_pin() {
+    let mut c = conversation();
+    let r = c.roster();
+    // The first message verifies Alice's credential; the next ones reuse that verification.
+    for text in [&b"one"[..], b"two"] {
+        let sealed = c.a1.encrypt(&mut c.g_a1, text).expect("encrypt");
+        assert_eq!(plaintext_of(c.b1.process(&mut c.g_b1, &sealed, &r, &mut c.bob.trust).expect("reads")), text);
+    }
+    // Her pin replaced by another identity key: the cached leaf is refused all the same.
+    let other = IdentityKey::generate().expect("identity").public();
+    let mut changed = TrustStore::default();
+    changed.check(c.alice.user_id, &other).expect("pin another key");
+    let sealed = c.a1.encrypt(&mut c.g_a1, b"three").expect("encrypt");
+    assert_eq!(
+        c.b1.process(&mut c.g_b1, &sealed, &r, &mut changed),
+        Err(MlsError::IdentityChanged { user_id: c.alice.user_id })
+    );
+    // No longer listed as a member: refused too.
+    let without_alice = roster(&[&c.bob]);
+    let sealed = c.a1.encrypt(&mut c.g_a1, b"four").expect("encrypt");
+    assert!(matches!(
+        c.b1.process(&mut c.g_b1, &sealed, &without_alice, &mut c.bob.trust),
+        Err(MlsError::NotAMember { .. })
+    ));
+}
