@@ -90,6 +90,10 @@ pub enum Error {
     /// The WebSocket could not be opened or broke.
     #[error("the WebSocket connection failed")]
     WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
+    /// The server accepted the connection but did not answer within this time (a dead
+    /// route, a server that stopped while the connection was being opened).
+    #[error("the server did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The server answered something this client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),

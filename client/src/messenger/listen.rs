@@ -15,6 +15,12 @@
 //! consumer, `4009` timeout, a broken connection) reconnects after an exponential backoff and
 //! resumes. An expired access token at the handshake is refreshed once. Frame types this client
 //! does not know are ignored.
+//!
+//! A connection can also die without a word: its route vanished (the pod it reached was
+//! deleted, a NAT entry expired), so no close frame and no reset ever arrive. Two deadlines turn
+//! that silence into a reconnection: opening a connection (TCP, the WebSocket handshake, the
+//! resume frame) must finish within `connect_timeout`, and once open the server must have been
+//! heard from (a frame of any kind, the answer to our ping included) between two pings.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -52,6 +58,8 @@ pub struct ListenerOptions {
     pub ping_interval: Duration,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// The longest a connection may take to open (TCP, WebSocket handshake, resume frame).
+    pub connect_timeout: Duration,
 }
 
 impl Default for ListenerOptions {
@@ -61,6 +69,7 @@ impl Default for ListenerOptions {
             mark_read: false,
             ping_interval: Duration::from_secs(20),
             max_backoff: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -190,6 +199,8 @@ pub struct Listener {
     backoff: Duration,
     reconnect_at: Option<Instant>,
     ping: Interval,
+    /// A ping was sent and nothing has been heard from the server since.
+    unanswered_ping: bool,
     options: ListenerOptions,
 }
 
@@ -230,6 +241,7 @@ impl Listener {
             backoff: INITIAL_BACKOFF,
             reconnect_at: None,
             ping,
+            unanswered_ping: false,
             options,
         };
         // The first connection fails loudly (a wrong URL, a revoked session); later ones retry.
@@ -264,11 +276,19 @@ impl Listener {
                 frame = socket.next() => Step::Frame(frame),
                 _ = self.ping.tick() => Step::Ping,
             };
+            if matches!(step, Step::Frame(Some(Ok(_)))) {
+                self.unanswered_ping = false;
+            }
             match step {
+                Step::Ping if self.unanswered_ping => {
+                    let silence = self.options.ping_interval;
+                    self.disconnected(format!("the server was not heard from for {silence:?}, not even a pong"));
+                }
                 Step::Ping => {
                     let ping = frame_text(&ClientFrame::Ping)?;
-                    if let Err(err) = socket.send(WsMessage::text(ping)).await {
-                        self.disconnected(err.to_string());
+                    match socket.send(WsMessage::text(ping)).await {
+                        Ok(()) => self.unanswered_ping = true,
+                        Err(err) => self.disconnected(err.to_string()),
                     }
                 }
                 Step::Frame(Some(Ok(WsMessage::Text(text)))) => self.on_text(text.as_str()).await?,
@@ -311,6 +331,19 @@ impl Listener {
     }
 
     async fn connect(&mut self) -> Result<()> {
+        let limit = self.options.connect_timeout;
+        let resume = frame_text(&ClientFrame::Resume { cursors: self.cursors.clone() })?;
+        let socket =
+            tokio::time::timeout(limit, self.open_and_resume(resume)).await.map_err(|_| Error::Timeout(limit))??;
+        self.socket = Some(socket);
+        self.ping.reset();
+        self.unanswered_ping = false;
+        Ok(())
+    }
+
+    /// Opens a socket (refreshing the access token once if the server refuses it) and sends the
+    /// resume frame on it.
+    async fn open_and_resume(&self, resume: String) -> Result<Socket> {
         let client = self.messenger.client().clone();
         let token = client.access_token().await?;
         let mut socket = match open_socket(client.server(), self.org, &token).await {
@@ -325,11 +358,8 @@ impl Listener {
             }
             other => other?,
         };
-        let resume = frame_text(&ClientFrame::Resume { cursors: self.cursors.clone() })?;
         socket.send(WsMessage::text(resume)).await?;
-        self.socket = Some(socket);
-        self.ping.reset();
-        Ok(())
+        Ok(socket)
     }
 
     async fn on_text(&mut self, text: &str) -> Result<()> {

@@ -8,6 +8,7 @@ mod identity;
 mod messaging;
 mod mls;
 mod notifications;
+mod partition;
 mod proxy;
 mod rich;
 mod signin;

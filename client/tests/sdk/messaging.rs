@@ -6,6 +6,7 @@ use conclave_protocol::api::{ConversationKind, CreateConversation};
 use uuid::Uuid;
 
 use crate::identity::link_code;
+use crate::partition::Relay;
 use crate::signin::sign_in_new_device;
 use crate::support::{Person, TestApp};
 
@@ -244,6 +245,80 @@ async fn a_listener_reconnects_after_a_server_restart_and_resumes_what_it_missed
     assert!(disconnected);
     assert_eq!(texts, vec![(2, "two".to_owned()), (3, "three".to_owned())]);
     assert_eq!(bob_listens.cursors().get(&conversation), Some(&3));
+}
+
+/// The events a listener reports until `until` accepts one, within `limit`.
+async fn events_until(
+    listener: &mut Listener,
+    limit: Duration,
+    mut until: impl FnMut(&ListenEvent) -> bool,
+) -> Vec<ListenEvent> {
+    let mut events = Vec::new();
+    let waited = tokio::time::timeout(limit, async {
+        loop {
+            let event = listener.next().await.expect("the listener carries on");
+            let done = until(&event);
+            events.push(event);
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "not within {limit:?}; events so far: {events:?}");
+    events
+}
+
+#[tokio::test]
+async fn a_listener_whose_connection_goes_silent_reconnects_and_resumes() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    // Bob reaches the server through a relay that can cut the network without a word.
+    let relay = Relay::start(&app.base).await;
+    let bob_relayed = bob.on(&relay.base);
+    let options = ListenerOptions {
+        mark_delivered: false,
+        ping_interval: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(700),
+        max_backoff: Duration::from_millis(500),
+        ..ListenerOptions::default()
+    };
+    let mut bob_listens = bob_relayed.listen(org, &[], options).await.expect("listen");
+    alice.messenger.send_text(org, conversation, "before").await.expect("send");
+    assert_eq!(next_message(&mut bob_listens).await.body.text(), Some("before"));
+
+    // The route vanishes: no close frame, no reset. Alice sends meanwhile.
+    relay.cut();
+    alice.messenger.send_text(org, conversation, "during").await.expect("send during the cut");
+    // The open connection is given up once a ping goes unanswered...
+    let events =
+        events_until(&mut bob_listens, Duration::from_secs(10), |e| matches!(e, ListenEvent::Disconnected { .. }))
+            .await;
+    let Some(ListenEvent::Disconnected { reason, .. }) = events.last() else { unreachable!() };
+    assert!(reason.contains("not heard from"), "{reason}");
+    assert!(events.iter().all(|e| !matches!(e, ListenEvent::Message(_))), "{events:?}");
+    // ...and a new one that the server never answers is given up at the connect deadline.
+    let events =
+        events_until(&mut bob_listens, Duration::from_secs(10), |e| matches!(e, ListenEvent::Disconnected { .. }))
+            .await;
+    let Some(ListenEvent::Disconnected { reason, .. }) = events.last() else { unreachable!() };
+    assert!(reason.contains("did not answer within 700ms"), "{reason}");
+
+    // The network heals: the listener reconnects by itself and resumes with what it missed.
+    relay.heal();
+    let events = events_until(&mut bob_listens, Duration::from_secs(10), |e| matches!(e, ListenEvent::Resumed)).await;
+    let missed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            ListenEvent::Message(m) => Some((m.seq, m.body.display())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missed, vec![(2, "during".to_owned())], "{events:?}");
+    alice.messenger.send_text(org, conversation, "after").await.expect("send after");
+    assert_eq!(next_message(&mut bob_listens).await.body.text(), Some("after"));
 }
 
 #[tokio::test]

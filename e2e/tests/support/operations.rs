@@ -32,7 +32,14 @@ impl Scenario {
         let [alice, bob] = &self.people[..] else { panic!("two people") };
         let (org, conversation) = self.conversation.expect("a conversation");
         let start_seq = alice.messenger.client().conversation(org, conversation).await.expect("conversation").last_seq;
-        let options = ListenerOptions { max_backoff: Duration::from_secs(2), ..ListenerOptions::default() };
+        // A pod that goes away can leave a connection with no route behind it (no reset ever
+        // comes): short deadlines find that out well within this scenario's waits.
+        let options = ListenerOptions {
+            max_backoff: Duration::from_secs(2),
+            ping_interval: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            ..ListenerOptions::default()
+        };
         let mut listener = bob.messenger.listen(org, &[conversation], options).await.expect("bob listens");
         let received: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
         let disconnects = Arc::new(AtomicUsize::new(0));
