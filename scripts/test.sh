@@ -15,6 +15,9 @@ step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
 # Build artefacts live outside the clone so a second run (or a fresh clone) is incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/conclave/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A fresh clone compiles this workspace's crates anew (their paths differ), so incremental caches
+# would only fill the disk (about 13 GiB a clone); CI (CI=true) goes without them.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
 
 step "toolchain"
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
@@ -23,6 +26,13 @@ if command -v rustup >/dev/null; then
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 cargo --version
+# The end-to-end node evicts pods and deletes images when its disk is 99 % full; a build needs a
+# few GiB on top. Say so at the start rather than with a puzzling failure half an hour later.
+mkdir -p "$CARGO_TARGET_DIR"
+free_gib=$(( $(df --output=avail -k "$CARGO_TARGET_DIR" | tail -1) / 1048576 ))
+if [ "$free_gib" -lt 10 ]; then
+    echo "warning: only ${free_gib} GiB free where $CARGO_TARGET_DIR is; a full run needs about 10" >&2
+fi
 
 step "local stack"
 # The tests make databases of their own from this tree's migrations; the shared development

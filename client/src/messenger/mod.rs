@@ -182,6 +182,8 @@ struct Inner {
 struct Opening {
     groups: HashMap<Uuid, Option<MlsGroup>>,
     rosters: HashMap<Uuid, Roster>,
+    /// The users with leaves in each conversation's group, by epoch ([`leaves_roster`]).
+    leaves: HashMap<(Uuid, u64), Roster>,
 }
 
 /// Whether a sealed payload is a new message or an edit of one.
@@ -274,7 +276,9 @@ impl Messenger {
         let device = self.mls()?;
         let mut last_error = None;
         for _ in 0..MAX_ATTEMPTS {
-            let mut group = self.current_group(&device, at).await?;
+            // Not saved yet: the save after encrypting keeps this sync too (a crash before it
+            // only means syncing again).
+            let mut group = self.synced_group(&device, at).await?;
             self.update_when_due(&device, at, &mut group).await?;
             let key_generation = generation_i32(group.epoch().as_u64())?;
             let ciphertext = device.encrypt(&mut group, &plaintext);
@@ -313,15 +317,30 @@ impl Messenger {
     /// The conversation's group, brought to the current epoch with exactly the members' active
     /// devices in it. The caller holds `groups`.
     async fn current_group(&self, device: &Device, at: GroupAddress) -> Result<MlsGroup> {
+        let synced = self.synced_group(device, at).await;
+        self.keystore().save()?;
+        synced
+    }
+
+    /// [`Self::current_group`], with what the sync changed put in the keystore but not written:
+    /// for a caller that saves right after.
+    async fn synced_group(&self, device: &Device, at: GroupAddress) -> Result<MlsGroup> {
         let mut trust = self.with_keystore(|k| k.trust().clone());
         let synced = device.sync_group(&self.inner.client, at, &mut trust).await;
-        self.keep_state(device, Some(trust))?;
+        self.stage_state(device, Some(trust))?;
         Ok(synced?.0)
     }
 
     /// Saves, in one keystore write, the MLS state, the reaction keys of the epochs entered, the
     /// identity keys pinned on the way (`trust`), and the plaintexts kept since the last save.
     fn keep_state(&self, device: &Device, trust: Option<TrustStore>) -> Result<()> {
+        self.stage_state(device, trust)?;
+        self.keystore().save()?;
+        Ok(())
+    }
+
+    /// [`Self::keep_state`] without the write.
+    fn stage_state(&self, device: &Device, trust: Option<TrustStore>) -> Result<()> {
         let snapshot = device.snapshot();
         let entered = device.take_epoch_keys();
         self.with_keystore(|keystore| -> Result<()> {
@@ -335,7 +354,6 @@ impl Messenger {
                 }
             }
             keystore.set_mls_state(snapshot);
-            keystore.save()?;
             Ok(())
         })
     }
@@ -549,8 +567,9 @@ impl Messenger {
         if epoch.saturating_add(PAST_EPOCHS as u64) < group.epoch().as_u64() {
             return Ok(missing);
         }
-        let roster = leaves_roster(group);
-        Ok(match device.process(group, ciphertext, &roster, trust) {
+        let roster =
+            opening.leaves.entry((at.conversation_id, group.epoch().as_u64())).or_insert_with(|| leaves_roster(group));
+        Ok(match device.process(group, ciphertext, roster, trust) {
             Ok(Incoming::Application { sender, plaintext, .. }) => {
                 let attributed = message.sender_device_id == Some(sender.device_id)
                     && message.sender_user_id == Some(sender.user_id);
