@@ -37,6 +37,10 @@ pub struct Config {
     /// How often every resource is reconciled even without a change (drift repair), in seconds.
     #[arg(long, env = "CONCLAVE_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
+    /// How often each organization's audit hash chain is verified again, in seconds (the result
+    /// is in its status; a broken chain also raises a Warning event). 0 never verifies.
+    #[arg(long, env = "CONCLAVE_AUDIT_VERIFY_SECONDS", default_value_t = 3600)]
+    pub audit_verify_seconds: u64,
     /// Failed database attempts during a deletion after which the finalizer is released anyway
     /// (with a Warning event), so a lost database cannot wedge a namespace deletion. 0 waits
     /// forever (until `conclave.io/force-detach` is set).

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers (with leader election), the health and the metrics endpoints.
-    Run(conclave_operator::Config),
+    Run(Box<conclave_operator::Config>),
     /// Write the CRD manifests generated from the Rust types.
     Crdgen {
         /// The directory to write into.
@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(config) => {
             conclave_operator::telemetry::init(&config.log_format);
-            conclave_operator::run(config).await
+            conclave_operator::run(*config).await
         }
         Command::Crdgen { out, check } => conclave_operator::crdgen::command(&out, check),
     }

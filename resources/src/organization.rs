@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Members", type_ = "integer", json_path = ".status.memberCount"),
     printcolumn(name = "Workspaces", type_ = "integer", json_path = ".status.workspaceCount"),
+    printcolumn(name = "Audit intact", type_ = "boolean", json_path = ".status.auditChain.intact"),
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.deletionPolicy", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -120,4 +121,27 @@ pub struct OrganizationStatus {
     /// How many invitations to the initial owners are still open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_invitations: Option<i64>,
+    /// The organization's audit trail, as the operator last verified its hash chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_chain: Option<AuditChainStatus>,
+}
+
+/// The last verification of an organization's audit hash chain (`conclave_audit_check`): every
+/// entry's hash recomputed from its content and the previous hash, and the sequence checked for
+/// gaps. The operator repeats it every `CONCLAVE_AUDIT_VERIFY_SECONDS` (an hour by default).
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditChainStatus {
+    /// When the chain was verified (RFC 3339).
+    pub verified_at: String,
+    /// True when no entry was altered and none is missing.
+    pub intact: bool,
+    /// How many entries were verified.
+    pub entries: i64,
+    /// The sequence number of the first entry that breaks the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_broken_seq: Option<i64>,
+    /// How it breaks it: `hash mismatch` (altered) or `gap before this entry` (one removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }

@@ -267,23 +267,20 @@ async fn verify(
     ApiPath(organization_id): ApiPath<Uuid>,
 ) -> ApiResult<axum::Json<AuditVerification>> {
     let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
-    let broken = sqlx::query!(
-        r#"SELECT chain_seq AS "chain_seq!", id AS "id!", problem AS "problem!" FROM conclave_audit_verify($1)"#,
+    // The same check the operator shows in the Organization's status.
+    let check = sqlx::query!(
+        r#"SELECT entries AS "entries!", first_broken_seq, first_broken_id, problem FROM conclave_audit_check($1)"#,
         organization_id
     )
-    .fetch_optional(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    let entries =
-        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM audit_logs WHERE organization_id = $1"#, organization_id)
-            .fetch_one(&mut *tx)
-            .await?;
     tx.commit().await?;
     Ok(axum::Json(AuditVerification {
-        intact: broken.is_none(),
-        entries,
-        first_broken_seq: broken.as_ref().map(|b| b.chain_seq),
-        first_broken_id: broken.as_ref().map(|b| b.id),
-        problem: broken.map(|b| b.problem),
+        intact: check.first_broken_seq.is_none(),
+        entries: check.entries,
+        first_broken_seq: check.first_broken_seq,
+        first_broken_id: check.first_broken_id,
+        problem: check.problem,
         verified_at: Utc::now(),
     }))
 }

@@ -352,6 +352,12 @@ impl Scenario {
         .await;
         let members = self.k(&["get", "org", "acme", "-o", "jsonpath={.status.memberCount}"]);
         assert_eq!(members, "2", "alice and bob are members");
+        // The operator verified the audit trail's hash chain of everything so far.
+        let audit =
+            self.k(&["get", "org", "acme", "-o", "jsonpath={.status.auditChain.intact}/{.status.auditChain.entries}"]);
+        let (intact, entries) = audit.split_once('/').expect("intact/entries");
+        assert_eq!(intact, "true", "the audit chain holds");
+        assert!(entries.parse::<u32>().is_ok_and(|n| n > 0), "entries verified: {entries:?}");
         let ws = self.workspace_id("acme-general");
         self.k(&["patch", "ws", "acme-general", "--type", "merge", "-p", r#"{"spec":{"displayName":"Everyone"}}"#]);
         eventually("the workspace rename", SECS_30, || async {

@@ -47,7 +47,14 @@ async fn reconcile(org: Arc<Organization>, ctx: Arc<Context>) -> Result<Action, 
 
 async fn apply(org: &Organization, ctx: &Context) -> Result<Action, Error> {
     let mut tx = ctx.pool.begin().await?;
-    let outcome = sync::organization::provision(&mut tx, org).await?;
+    let mut outcome = sync::organization::provision(&mut tx, org).await?;
+    if let Some(id) = outcome.status.organization_id.as_deref().and_then(|id| id.parse().ok()) {
+        let last = org.status.as_ref().and_then(|s| s.audit_chain.as_ref());
+        let every = ctx.config.audit_verify_seconds;
+        let (chain, note) = sync::organization::audit_chain(&mut tx, id, last, chrono::Utc::now(), every).await?;
+        outcome.status.audit_chain = chain;
+        outcome.notes.extend(note);
+    }
     tx.commit().await?;
     let uid = org.uid().unwrap_or_default();
     if only_counts_changed(org, &outcome)
@@ -69,6 +76,7 @@ fn only_counts_changed(org: &Organization, outcome: &Outcome<OrganizationStatus>
         && crate::conditions::ready_in(&current.conditions)
         && current.observed_generation == org.metadata.generation
         && current.organization_id == outcome.status.organization_id
+        && current.audit_chain == outcome.status.audit_chain
         && counts(current) != counts(&outcome.status)
 }
 

@@ -4,6 +4,7 @@ use super::{Applied, audit, k8s_ref};
 use crate::plan::organization::OrganizationRow;
 use crate::plan::{K8sRef, Observed, RowAction, plan_row};
 use crate::secrets;
+use conclave_resources::organization::AuditChainStatus;
 use serde_json::json;
 use sqlx::PgConnection;
 use std::collections::BTreeSet;
@@ -154,6 +155,25 @@ pub async fn counts(conn: &mut PgConnection, id: Uuid) -> Result<(i64, i64), sql
     .fetch_one(conn)
     .await?;
     Ok((counts.members, counts.workspaces))
+}
+
+/// The organization's audit chain as `conclave_audit_check` finds it now.
+pub async fn audit_chain(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<AuditChainStatus, sqlx::Error> {
+    let check =
+        sqlx::query!(r#"SELECT entries AS "entries!", first_broken_seq, problem FROM conclave_audit_check($1)"#, id)
+            .fetch_one(conn)
+            .await?;
+    Ok(AuditChainStatus {
+        verified_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        intact: check.first_broken_seq.is_none(),
+        entries: check.entries,
+        first_broken_seq: check.first_broken_seq,
+        problem: check.problem,
+    })
 }
 
 /// Addresses that already have a membership or any invitation in the organization.

@@ -1,13 +1,15 @@
-//! An Organization in PostgreSQL: [`provision`] and [`cleanup`].
+//! An Organization in PostgreSQL: [`provision`], [`audit_chain`] and [`cleanup`].
 
 use super::{Note, Outcome, SyncError, applied_note, violation_or};
 use crate::conditions::{Readiness, reason};
 use crate::db::{self, Applied};
 use crate::plan::{self, K8sRef};
-use conclave_resources::organization::OrganizationStatus;
+use chrono::{DateTime, Utc};
+use conclave_resources::organization::{AuditChainStatus, OrganizationStatus};
 use conclave_resources::{DeletionPolicy, Organization};
 use kube::ResourceExt;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 pub fn k8s_ref(org: &Organization) -> K8sRef {
     K8sRef::new(org.namespace().unwrap_or_default(), org.name_any())
@@ -52,6 +54,42 @@ pub async fn provision(conn: &mut PgConnection, org: &Organization) -> Result<Ou
     })
 }
 
+/// The organization's audit chain for its status: verified again when the `last` verification
+/// is older than `every_seconds` (or there is none), else `last` as it was; with a Warning when
+/// the chain is found broken and was not known to be.
+pub async fn audit_chain(
+    conn: &mut PgConnection,
+    id: Uuid,
+    last: Option<&AuditChainStatus>,
+    now: DateTime<Utc>,
+    every_seconds: u64,
+) -> Result<(Option<AuditChainStatus>, Option<Note>), SyncError> {
+    if !audit_check_due(last, now, every_seconds) {
+        return Ok((last.cloned(), None));
+    }
+    let chain = db::organization::audit_chain(conn, id, now).await?;
+    let note = (!chain.intact && last.is_none_or(|last| last.intact)).then(|| {
+        let at = chain.first_broken_seq.unwrap_or_default();
+        let problem = chain.problem.as_deref().unwrap_or("broken");
+        Note::warning(
+            "AuditChainBroken",
+            format!("the audit trail was altered: entry {at} of {}: {problem}", chain.entries),
+        )
+    });
+    Ok((Some(chain), note))
+}
+
+fn audit_check_due(last: Option<&AuditChainStatus>, now: DateTime<Utc>, every_seconds: u64) -> bool {
+    if every_seconds == 0 {
+        return false;
+    }
+    let verified = last.and_then(|l| DateTime::parse_from_rfc3339(&l.verified_at).ok());
+    verified.is_none_or(|at| {
+        let age = now.signed_duration_since(at).num_seconds();
+        u64::try_from(age).is_ok_and(|age| age >= every_seconds)
+    })
+}
+
 /// Applies the deletion policy. Returns the event to publish.
 pub async fn cleanup(conn: &mut PgConnection, org: &Organization) -> Result<Note, SyncError> {
     let me = k8s_ref(org);
@@ -65,4 +103,25 @@ pub async fn cleanup(conn: &mut PgConnection, org: &Organization) -> Result<Note
             None => Note::normal("Detached", "no organization row to detach"),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_chain_is_verified_again_once_its_interval_has_passed() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z").expect("time").to_utc();
+        let at = |verified_at: &str| AuditChainStatus {
+            verified_at: verified_at.into(),
+            intact: true,
+            ..Default::default()
+        };
+        assert!(audit_check_due(None, now, 3600), "never verified");
+        assert!(!audit_check_due(Some(&at("2026-12-03T11:30:00Z")), now, 3600));
+        assert!(audit_check_due(Some(&at("2026-12-03T11:00:00Z")), now, 3600));
+        assert!(audit_check_due(Some(&at("not a time")), now, 3600), "an unreadable time is verified again");
+        assert!(!audit_check_due(None, now, 0), "0 turns verification off");
+        assert!(!audit_check_due(Some(&at("2026-12-03T13:00:00Z")), now, 3600), "a clock gone back waits");
+    }
 }

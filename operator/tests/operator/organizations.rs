@@ -232,3 +232,53 @@ async fn an_invalid_spec_is_reported_and_writes_nothing() {
     assert!(outcome.notes[0].warning);
     assert!(org_row(&db.owner, "acme").await.is_none());
 }
+
+#[tokio::test]
+async fn the_audit_chain_is_verified_for_the_status_and_an_altered_entry_raises_a_warning() {
+    use conclave_operator::sync::organization::audit_chain;
+    let db = db().await;
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    let outcome = provision(&mut conn, &org).await.expect("provision");
+    let id: Uuid = outcome.status.organization_id.as_deref().expect("id").parse().expect("uuid");
+    let hour = 3600;
+    let now = chrono::Utc::now();
+
+    let (chain, note) = audit_chain(&mut conn, id, None, now, hour).await.expect("verify");
+    let intact = chain.expect("verified: never was before");
+    assert!(intact.intact && intact.first_broken_seq.is_none(), "{intact:?}");
+    assert!(intact.entries >= 1, "provisioning is audited: {intact:?}");
+    assert!(note.is_none());
+    // Within the hour the last verification stands, without reading the chain again.
+    let later = now + chrono::Duration::minutes(10);
+    let (kept, _) = audit_chain(&mut conn, id, Some(&intact), later, hour).await.expect("not due");
+    assert_eq!(kept.as_ref(), Some(&intact));
+
+    // Someone with the owner's rights edits history behind the append-only trigger's back.
+    sqlx::query("ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_append_only")
+        .execute(&mut *conn)
+        .await
+        .expect("off");
+    sqlx::query("UPDATE audit_logs SET action = 'organization.nothing' WHERE organization_id = $1 AND chain_seq = 1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .expect("alter");
+    sqlx::query("ALTER TABLE audit_logs ENABLE TRIGGER audit_logs_append_only").execute(&mut *conn).await.expect("on");
+
+    let due = now + chrono::Duration::hours(2);
+    let (chain, note) = audit_chain(&mut conn, id, Some(&intact), due, hour).await.expect("verify again");
+    let broken = chain.expect("verified");
+    assert!(!broken.intact, "{broken:?}");
+    assert_eq!((broken.first_broken_seq, broken.problem.as_deref()), (Some(1), Some("hash mismatch")));
+    assert_eq!(broken.entries, intact.entries);
+    let note = note.expect("a warning");
+    assert!(note.warning);
+    assert_eq!(note.reason, "AuditChainBroken");
+    assert!(note.message.contains("entry 1"), "{}", note.message);
+    // Known broken: the next verification says so in the status, without a second warning.
+    let (again, note) =
+        audit_chain(&mut conn, id, Some(&broken), due + chrono::Duration::hours(2), hour).await.expect("again");
+    assert!(!again.expect("verified").intact);
+    assert!(note.is_none());
+}
