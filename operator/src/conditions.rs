@@ -18,6 +18,7 @@ pub mod reason {
     pub const AT_REST_KEY_MISSING: &str = "AtRestKeyMissing";
     /// The slug (or Kubernetes name) is already taken by a tenant another resource manages.
     pub const CONFLICT: &str = "Conflict";
+    pub const LEGAL_HOLD_TARGET_NOT_FOUND: &str = "LegalHoldTargetNotFound";
     pub const DATABASE_ERROR: &str = "DatabaseError";
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
     pub const MIGRATING: &str = "Migrating";

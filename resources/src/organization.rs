@@ -2,6 +2,7 @@
 
 use crate::common::{Condition, DeletionPolicy};
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A Conclave organization (a tenant): its identity, limits, retention and security policy, and
@@ -54,11 +55,68 @@ pub struct OrganizationSpec {
     #[schemars(length(max = 20))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub initial_owners: Vec<String>,
+    /// Legal holds the operator places on the organization, and lifts when they leave this list:
+    /// retention and erasure delete nothing a standing hold covers. Holds placed through the API
+    /// are separate and untouched by this list. A hold is a record: changing one lifts it and
+    /// places a new one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub legal_holds: Vec<LegalHoldSpec>,
     /// `Retain` (default) keeps the data in PostgreSQL when this resource is deleted and only
     /// detaches it; `Delete` deletes the organization and everything in it, after recording the
     /// deletion in the audit log.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+}
+
+/// A legal hold declared on the Organization resource.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(self.scope == 'Organization') != has(self.target)")
+        .message("target names the workspace, conversation or member held, and only for those scopes")
+)]
+pub struct LegalHoldSpec {
+    /// The hold's name in this list (a matter reference works well): lower-case letters, digits
+    /// and inner hyphens.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// What the hold covers.
+    pub scope: LegalHoldScope,
+    /// The workspace's slug, the conversation's id, or the member's email address; absent for
+    /// `Organization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 320))]
+    pub target: Option<String>,
+    /// Why: a case or matter reference for the people managing holds, never message content.
+    #[schemars(length(min = 1, max = 500))]
+    pub reason: String,
+}
+
+/// What a legal hold covers.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegalHoldScope {
+    /// Every message of the organization.
+    Organization,
+    /// Every message of one workspace.
+    Workspace,
+    /// Every message of one conversation.
+    Conversation,
+    /// Everything one member sent, and their account (erasure waits).
+    User,
+}
+
+impl LegalHoldScope {
+    /// The name the database and the API use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Organization => "organization",
+            Self::Workspace => "workspace",
+            Self::Conversation => "conversation",
+            Self::User => "user",
+        }
+    }
 }
 
 /// Caps on an organization's size.
@@ -121,6 +179,9 @@ pub struct OrganizationStatus {
     /// How many invitations to the initial owners are still open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_invitations: Option<i64>,
+    /// How many legal holds stand on the organization (declared here or placed through the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_legal_holds: Option<i64>,
     /// The organization's audit trail, as the operator last verified its hash chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_chain: Option<AuditChainStatus>,

@@ -251,11 +251,6 @@ pub(crate) async fn lock_holds(
     organization_id: Uuid,
     shared: bool,
 ) -> Result<(), sqlx::Error> {
-    let key = format!("conclave.holds:{organization_id}");
-    if shared {
-        sqlx::query!("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))", key).execute(conn).await?;
-    } else {
-        sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key).execute(conn).await?;
-    }
+    sqlx::query!("SELECT conclave_lock_holds($1, $2)", organization_id, shared).execute(conn).await?;
     Ok(())
 }

@@ -449,11 +449,7 @@ async fn a_hold_placed_while_a_batch_runs_waits_for_it_and_the_next_batch_honour
 
     // A batch in progress holds the organization's holds lock shared (as sweep_batch does).
     let mut batch = app.db.owner.begin().await.expect("begin");
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
-        .bind(format!("conclave.holds:{}", chat.org))
-        .execute(&mut *batch)
-        .await
-        .expect("shared lock");
+    sqlx::query("SELECT conclave_lock_holds($1, true)").bind(chat.org).execute(&mut *batch).await.expect("shared lock");
     let place = {
         let http = app.http.clone();
         let url = app.url(&format!("/v1/organizations/{}/legal-holds", chat.org));

@@ -4,7 +4,7 @@ use super::{Applied, audit, k8s_ref};
 use crate::plan::organization::OrganizationRow;
 use crate::plan::{K8sRef, Observed, RowAction, plan_row};
 use crate::secrets;
-use conclave_resources::organization::AuditChainStatus;
+use conclave_resources::organization::{AuditChainStatus, LegalHoldScope};
 use serde_json::json;
 use sqlx::PgConnection;
 use std::collections::BTreeSet;
@@ -174,6 +174,113 @@ pub async fn audit_chain(
         first_broken_seq: check.first_broken_seq,
         problem: check.problem,
     })
+}
+
+/// A standing hold the operator placed from the Organization's `spec.legalHolds`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredHold {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: String,
+    pub target_id: Option<Uuid>,
+    pub reason: String,
+}
+
+/// The standing holds the operator placed in the organization.
+pub async fn declared_holds(conn: &mut PgConnection, org: Uuid) -> Result<Vec<DeclaredHold>, sqlx::Error> {
+    sqlx::query_as!(
+        DeclaredHold,
+        r#"SELECT id, k8s_name AS "name!", scope, target_id, reason FROM legal_holds
+            WHERE organization_id = $1 AND k8s_name IS NOT NULL AND lifted_at IS NULL ORDER BY k8s_name"#,
+        org
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// How many holds stand on the organization, declared or placed through the API.
+pub async fn standing_holds(conn: &mut PgConnection, org: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM legal_holds WHERE organization_id = $1 AND lifted_at IS NULL"#,
+        org
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The id of what a declared hold names in the organization: a workspace by slug, a
+/// conversation by id, a member by email address. `None` when there is no such thing.
+pub async fn hold_target(
+    conn: &mut PgConnection,
+    org: Uuid,
+    scope: LegalHoldScope,
+    target: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    match scope {
+        LegalHoldScope::Organization => Ok(None),
+        LegalHoldScope::Workspace => {
+            sqlx::query_scalar!("SELECT id FROM workspaces WHERE organization_id = $1 AND slug = $2", org, target)
+                .fetch_optional(conn)
+                .await
+        }
+        LegalHoldScope::Conversation => {
+            let Ok(id) = target.parse::<Uuid>() else { return Ok(None) };
+            sqlx::query_scalar!("SELECT id FROM conversations WHERE organization_id = $1 AND id = $2", org, id)
+                .fetch_optional(conn)
+                .await
+        }
+        LegalHoldScope::User => {
+            sqlx::query_scalar!(
+                "SELECT u.id FROM user_accounts u
+                   JOIN organization_memberships m ON m.user_id = u.id AND m.organization_id = $1
+                  WHERE u.email = lower($2)",
+                org,
+                target
+            )
+            .fetch_optional(conn)
+            .await
+        }
+    }
+}
+
+/// Places a declared hold, after the retention batches and erasures of the organization that
+/// started before it (`conclave_lock_holds`), and audits it.
+pub async fn place_hold(
+    conn: &mut PgConnection,
+    org: Uuid,
+    name: &str,
+    scope: LegalHoldScope,
+    target_id: Option<Uuid>,
+    reason: &str,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query!("SELECT conclave_lock_holds($1, false)", org).execute(&mut *conn).await?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO legal_holds (organization_id, scope, target_id, reason, k8s_name)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        org,
+        scope.as_str(),
+        target_id,
+        reason,
+        name
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let details = json!({ "scope": scope.as_str(), "target_id": target_id, "declared_as": name });
+    audit::record(conn, Some(org), "legal_hold.placed", "legal_hold", id, details).await?;
+    Ok(id)
+}
+
+/// Lifts a hold the operator placed, and audits it.
+pub async fn lift_hold(conn: &mut PgConnection, org: Uuid, hold: &DeclaredHold) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE legal_holds SET lifted_at = now() WHERE organization_id = $1 AND id = $2 AND lifted_at IS NULL",
+        org,
+        hold.id
+    )
+    .execute(&mut *conn)
+    .await?;
+    let details = json!({ "scope": hold.scope, "target_id": hold.target_id, "declared_as": hold.name });
+    audit::record(conn, Some(org), "legal_hold.lifted", "legal_hold", hold.id, details).await
 }
 
 /// Addresses that already have a membership or any invitation in the organization.

@@ -5,7 +5,7 @@ use crate::conditions::{Readiness, reason};
 use crate::db::{self, Applied};
 use crate::plan::{self, K8sRef};
 use chrono::{DateTime, Utc};
-use conclave_resources::organization::{AuditChainStatus, OrganizationStatus};
+use conclave_resources::organization::{AuditChainStatus, LegalHoldSpec, OrganizationStatus};
 use conclave_resources::{DeletionPolicy, Organization};
 use kube::ResourceExt;
 use sqlx::PgConnection;
@@ -39,19 +39,75 @@ pub async fn provision(conn: &mut PgConnection, org: &Organization) -> Result<Ou
         db::organization::invite_owner(conn, id, &email).await?;
         notes.push(Note::normal("OwnerInvited", format!("invited {email} as an owner")));
     }
+    let unheld = legal_holds(conn, id, &org.spec.legal_holds, &mut notes).await?;
     let (members, workspaces) = db::organization::counts(conn, id).await?;
     let pending = db::organization::open_invitations(conn, id).await?;
+    let standing = db::organization::standing_holds(conn, id).await?;
+    let readiness = if unheld.is_empty() {
+        Readiness::ready(reason::PROVISIONED, format!("organization {} is provisioned", desired.slug))
+    } else {
+        Readiness::not_ready(reason::LEGAL_HOLD_TARGET_NOT_FOUND, unheld.join("; "))
+    };
     Ok(Outcome {
-        readiness: Readiness::ready(reason::PROVISIONED, format!("organization {} is provisioned", desired.slug)),
+        readiness,
         status: OrganizationStatus {
             organization_id: Some(id.to_string()),
             member_count: Some(members),
             workspace_count: Some(workspaces),
             pending_invitations: Some(pending),
+            standing_legal_holds: Some(standing),
             ..Default::default()
         },
         notes,
     })
+}
+
+/// Makes the standing declared holds what `spec.legalHolds` lists: places the new ones, lifts
+/// those no longer listed, and replaces (lifts, then places) one whose scope, target or reason
+/// changed. Returns the holds whose target does not exist (Ready turns False): such a hold is
+/// not placed, and one placed before (its target gone or renamed since) stays standing.
+async fn legal_holds(
+    conn: &mut PgConnection,
+    org: Uuid,
+    declared: &[LegalHoldSpec],
+    notes: &mut Vec<Note>,
+) -> Result<Vec<String>, SyncError> {
+    let standing = db::organization::declared_holds(conn, org).await?;
+    let mut unheld = Vec::new();
+    for hold in &standing {
+        if !declared.iter().any(|d| d.name == hold.name) {
+            db::organization::lift_hold(conn, org, hold).await?;
+            notes.push(Note::normal("LegalHoldLifted", format!("legal hold {} lifted", hold.name)));
+        }
+    }
+    for spec in declared {
+        let target = match spec.target.as_deref() {
+            Some(target) => db::organization::hold_target(conn, org, spec.scope, target).await?,
+            None => None,
+        };
+        let current = standing.iter().find(|h| h.name == spec.name);
+        if let (Some(what), None) = (spec.target.as_deref(), target) {
+            let kept = if current.is_some() { " (the hold placed before still stands)" } else { "" };
+            unheld.push(format!(
+                "legal hold {}: no {} {what:?} in this organization{kept}",
+                spec.name,
+                spec.scope.as_str()
+            ));
+            continue;
+        }
+        let same =
+            current.is_some_and(|h| h.scope == spec.scope.as_str() && h.reason == spec.reason && h.target_id == target);
+        if same {
+            continue;
+        }
+        if let Some(current) = current {
+            db::organization::lift_hold(conn, org, current).await?;
+        }
+        db::organization::place_hold(conn, org, &spec.name, spec.scope, target, &spec.reason).await?;
+        let verb = if current.is_some() { "replaced" } else { "placed" };
+        notes.push(Note::normal("LegalHoldPlaced", format!("legal hold {} {verb}", spec.name)));
+    }
+    Ok(unheld)
 }
 
 /// The organization's audit chain for its status: verified again when the `last` verification

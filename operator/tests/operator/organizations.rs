@@ -282,3 +282,119 @@ async fn the_audit_chain_is_verified_for_the_status_and_an_altered_entry_raises_
     assert!(!again.expect("verified").intact);
     assert!(note.is_none());
 }
+
+/// The standing holds the operator placed: (name, scope, target, reason), by name.
+async fn declared(pool: &sqlx::PgPool, org: Uuid) -> Vec<(String, String, Option<Uuid>, String)> {
+    sqlx::query_as(
+        "SELECT k8s_name, scope, target_id, reason FROM legal_holds
+          WHERE organization_id = $1 AND k8s_name IS NOT NULL AND lifted_at IS NULL ORDER BY k8s_name",
+    )
+    .bind(org)
+    .fetch_all(pool)
+    .await
+    .expect("holds")
+}
+
+async fn audited(pool: &sqlx::PgPool, org: Uuid, action: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM audit_logs WHERE organization_id = $1 AND action = $2 AND actor_kind = 'operator'",
+    )
+    .bind(org)
+    .bind(action)
+    .fetch_one(pool)
+    .await
+    .expect("audit")
+}
+
+#[tokio::test]
+async fn legal_holds_declared_on_the_resource_are_placed_kept_replaced_and_lifted_as_the_list_says() {
+    use conclave_resources::organization::{LegalHoldScope, LegalHoldSpec};
+    let db = db().await;
+    // An organization with a member, a workspace and a conversation, which the resource adopts.
+    let t = conclave_testkit::seed_tenant(&db.owner, "acme").await.expect("seed");
+    let hold = |name: &str, scope, target: Option<&str>, reason: &str| LegalHoldSpec {
+        name: name.into(),
+        scope,
+        target: target.map(Into::into),
+        reason: reason.into(),
+    };
+    let conversation = t.conversation_id.to_string();
+    // The seed places one hold through the API's table already.
+    let api_holds = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM legal_holds WHERE organization_id = $1 AND k8s_name IS NULL AND lifted_at IS NULL",
+        )
+        .bind(t.organization_id)
+        .fetch_one(&pool)
+        .await
+        .expect("count")
+    };
+    let seeded = api_holds(db.owner.clone()).await;
+    let mut org = mk_org("acme", "acme", DeletionPolicy::Retain);
+    org.spec.legal_holds = vec![
+        hold("everything", LegalHoldScope::Organization, None, "matter 1"),
+        hold("general", LegalHoldScope::Workspace, Some("general"), "matter 2"),
+        hold("thread", LegalHoldScope::Conversation, Some(&conversation), "matter 3"),
+        hold("owner", LegalHoldScope::User, Some("Owner@Acme.Example"), "matter 4"),
+    ];
+    let mut conn = db.owner.acquire().await.expect("conn");
+    let outcome = provision(&mut conn, &org).await.expect("provision");
+    assert!(outcome.readiness.ready, "{outcome:?}");
+    assert_eq!(outcome.status.standing_legal_holds, Some(4 + seeded));
+    let org_id = t.organization_id;
+    let expected = vec![
+        ("everything".to_owned(), "organization".to_owned(), None, "matter 1".to_owned()),
+        ("general".into(), "workspace".into(), Some(t.workspace_id), "matter 2".into()),
+        ("owner".into(), "user".into(), Some(t.user_id), "matter 4".into()),
+        ("thread".into(), "conversation".into(), Some(t.conversation_id), "matter 3".into()),
+    ];
+    assert_eq!(declared(&db.owner, org_id).await, expected);
+    assert_eq!(audited(&db.owner, org_id, "legal_hold.placed").await, 4);
+
+    // Unchanged: nothing is written again.
+    let again = provision(&mut conn, &org).await.expect("again");
+    assert!(again.notes.iter().all(|n| !n.reason.starts_with("LegalHold")), "{:?}", again.notes);
+    assert_eq!(audited(&db.owner, org_id, "legal_hold.placed").await, 4);
+
+    // A hold placed through the API is not the operator's to lift.
+    sqlx::query("INSERT INTO legal_holds (organization_id, scope, reason) VALUES ($1, 'organization', 'by an admin')")
+        .bind(org_id)
+        .execute(&db.owner)
+        .await
+        .expect("an API hold");
+    // One hold leaves the list, one changes its reason, one names a workspace that does not exist.
+    org.spec.legal_holds = vec![
+        hold("everything", LegalHoldScope::Organization, None, "matter 1, widened"),
+        hold("general", LegalHoldScope::Workspace, Some("general"), "matter 2"),
+        hold("owner", LegalHoldScope::User, Some("owner@acme.example"), "matter 4"),
+        hold("typo", LegalHoldScope::Workspace, Some("genral"), "matter 5"),
+    ];
+    let outcome = provision(&mut conn, &org).await.expect("changed");
+    assert!(!outcome.readiness.ready);
+    assert_eq!(outcome.readiness.reason, "LegalHoldTargetNotFound");
+    assert!(
+        outcome.readiness.message.contains(r#"legal hold typo: no workspace "genral""#),
+        "{}",
+        outcome.readiness.message
+    );
+    let now: Vec<_> =
+        declared(&db.owner, org_id).await.into_iter().map(|(name, _, _, reason)| (name, reason)).collect();
+    assert_eq!(
+        now,
+        vec![
+            ("everything".to_owned(), "matter 1, widened".to_owned()),
+            ("general".into(), "matter 2".into()),
+            ("owner".into(), "matter 4".into()),
+        ]
+    );
+    assert_eq!(audited(&db.owner, org_id, "legal_hold.lifted").await, 2, "thread lifted, everything replaced");
+    assert_eq!(outcome.status.standing_legal_holds, Some(3 + seeded + 1), "three declared and the admin's");
+    assert_eq!(api_holds(db.owner.clone()).await, seeded + 1, "the admin's hold stands");
+
+    // The list emptied: every declared hold is lifted, the admin's stays.
+    org.spec.legal_holds.clear();
+    let outcome = provision(&mut conn, &org).await.expect("emptied");
+    assert!(outcome.readiness.ready, "{outcome:?}");
+    assert!(declared(&db.owner, org_id).await.is_empty());
+    assert_eq!(outcome.status.standing_legal_holds, Some(seeded + 1));
+}

@@ -29,6 +29,7 @@ pub fn mk_org(name: &str, slug: &str, policy: DeletionPolicy) -> Organization {
                 session_lifetime_seconds: Some(86_400),
             }),
             initial_owners: vec![],
+            legal_holds: vec![],
             deletion_policy: policy,
         },
     );

@@ -22,6 +22,7 @@ fn mk_org(slug: &str) -> Organization {
                 session_lifetime_seconds: Some(3600),
             }),
             initial_owners: vec!["Alice@A.example".into(), "bob@b.example".into()],
+            legal_holds: vec![],
             deletion_policy: DeletionPolicy::Retain,
         },
     )
