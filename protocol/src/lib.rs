@@ -16,12 +16,15 @@
 //!   commits and identity chain;
 //! - [`rich`] holds the bodies of reactions, pins, attachments and presence;
 //! - [`notifications`] holds the bodies of notification preferences, profiles and unread counts;
-//! - [`limits`] holds the sizes the server enforces and the client must respect.
+//! - [`limits`] holds the sizes the server enforces and the client must respect;
+//! - [`compliance`] holds the bodies of audit, legal hold and privacy endpoints, and [`archive`]
+//!   the container of a privacy export, which the data plane writes and the SDK reads.
 //!
 //! The normative description is `docs/protocol.md`; the committed test vectors in
 //! `docs/test-vectors/protocol-v1.json` pin every byte.
 
 pub mod api;
+pub mod archive;
 pub mod auth;
 pub mod b64;
 pub mod compliance;

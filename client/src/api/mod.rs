@@ -1,7 +1,8 @@
 //! The data plane's HTTP API, typed: one method per endpoint on [`Client`].
 //!
 //! - Request and response bodies are the server's own types, from [`conclave_protocol`]: [`api`]
-//!   (messaging), [`auth`], [`devices`], [`tenancy`] and [`rich`](conclave_protocol::rich).
+//!   (messaging), [`auth`], [`devices`], [`tenancy`], [`rich`](conclave_protocol::rich) and
+//!   [`compliance`](conclave_protocol::compliance) (privacy requests).
 //!
 //! [`api`]: conclave_protocol::api
 //! [`auth`]: conclave_protocol::auth
@@ -17,6 +18,7 @@
 //! a TLS-terminating proxy on the same host, or on a trusted network, until TLS is added.
 
 mod auth;
+mod compliance;
 mod conversations;
 mod error;
 mod handshake;

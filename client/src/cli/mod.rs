@@ -12,6 +12,7 @@ mod identity;
 mod notifications;
 mod organizations;
 mod output;
+mod privacy;
 mod resolve;
 mod rich;
 
@@ -263,6 +264,11 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<notifications::NotificationsAction>,
     },
+    /// Your privacy requests: ask for an export or an erasure, download an export, read it.
+    Privacy {
+        #[command(subcommand)]
+        action: Option<privacy::PrivacyAction>,
+    },
     /// Print messages as they arrive, decrypted (and mark them delivered and read).
     Listen {
         #[arg(long)]
@@ -408,6 +414,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, prompt: &mut dyn Prompt) -> Resu
         Command::Listen { org, conversations, count } => chat::listen(&mut ctx, &org, &conversations, count).await,
         Command::Profile { action } => notifications::profile(&mut ctx, action).await,
         Command::Notifications { action } => notifications::notifications(&mut ctx, action).await,
+        Command::Privacy { action } => privacy::privacy(&mut ctx, action).await,
     }
 }
 

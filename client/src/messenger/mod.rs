@@ -24,6 +24,7 @@
 //!   per-file key carried inside an MLS application message; see `files.rs`.
 //! - **Listening** ([`Messenger::listen`]): the WebSocket, see [`Listener`].
 
+mod export;
 mod files;
 mod identity;
 mod keypackages;
@@ -40,6 +41,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
+pub use export::ReadableExport;
 pub use files::{DownloadedFile, media_type_for};
 pub use identity::{IdentityState, SafetyCheck};
 pub use keypackages::{KEY_PACKAGE_LOW_WATER, KEY_PACKAGE_TARGET};

@@ -3,6 +3,7 @@
 mod account;
 mod attacks;
 mod cli;
+mod compliance;
 mod groups;
 mod identity;
 mod messaging;

@@ -5,7 +5,7 @@
 //! messages, reactions and attachments are the ciphertext the server holds, which only the
 //! person's devices can open.
 
-use super::{Row, Step, closed, complete, fetch, read_blob, tar};
+use super::{Row, Step, closed, complete, fetch, read_blob};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use conclave_protocol::compliance::PrivacyRequestStatus;
@@ -160,7 +160,7 @@ pub(super) async fn run(state: &AppState, step: Step, user_id: Uuid) -> ApiResul
         "attachments": attachments.len(),
     });
     files.insert(0, ("manifest.json".to_owned(), pretty(&manifest)?));
-    let archive = tar::archive(&files, chrono::Utc::now().timestamp().max(0) as u64);
+    let archive = conclave_protocol::archive::archive(&files, chrono::Utc::now().timestamp().max(0) as u64);
 
     // Stored under a name that says nothing about whose it is.
     let key = format!("export-{}", Uuid::new_v4());

@@ -9,7 +9,6 @@
 
 mod erasure;
 mod export;
-mod tar;
 
 use crate::AppState;
 use crate::audit::{self, Actor};
