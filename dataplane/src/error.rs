@@ -71,7 +71,6 @@ error_codes! {
     /// The organization admits only some email domains (details: `AllowedDomains`).
     EmailDomainNotAllowed = "email_domain_not_allowed", UNPROCESSABLE_ENTITY;
     EmailNotConfirmed = "email_not_confirmed", FORBIDDEN;
-    EmailTaken = "email_taken", CONFLICT;
     /// A privacy export was downloaded already (it can be downloaded once) or has expired: file
     /// a new request.
     ExportUnavailable = "export_unavailable", GONE;

@@ -34,11 +34,12 @@ impl fmt::Debug for RegisterRequest {
     }
 }
 
-/// The answer to a registration.
+/// The answer to a registration. It is the same whether the address was free or already had an
+/// account (whose owner is then emailed instead), so it tells nobody whether an address is
+/// registered; the account's id comes with the confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Registered {
-    pub user_id: Uuid,
     /// The address as the server normalised it (trimmed, lower-case).
     pub email: String,
     /// False when this deployment sends no email (then confirmation cannot happen).

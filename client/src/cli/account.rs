@@ -16,7 +16,7 @@ pub(super) async fn register(ctx: &mut Context<'_>, email: &str, display_name: &
     if ctx.json() {
         return ctx.print_json(&registered);
     }
-    writeln!(ctx.out, "Registered {} (user {}).", registered.email, registered.user_id)?;
+    writeln!(ctx.out, "Registration of {} received.", registered.email)?;
     if registered.confirmation_email_sent {
         writeln!(ctx.out, "Check your email for the confirmation token, then run: conclave confirm <token>")?;
     } else {

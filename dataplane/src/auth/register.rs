@@ -23,8 +23,7 @@ const CONFIRMATION_HOURS: f64 = 48.0;
     security(()),
     request_body = RegisterRequest,
     responses(
-        (status = 201, description = "The account exists; a confirmation email is on its way when this deployment sends email", body = Registered),
-        (status = 409, description = "`email_taken`", body = crate::error::ErrorBody),
+        (status = 201, description = "A confirmation email is on its way when this deployment sends email. The same answer when the address already has an account: its owner is emailed instead, and nothing is created", body = Registered),
         (status = 422, description = "`weak_password`", body = crate::error::ErrorBody),
         (status = 429, description = "`rate_limited`", body = crate::error::ErrorBody),
     )
@@ -42,28 +41,46 @@ pub async fn register(
     if display_name.is_empty() || display_name.chars().count() > 100 {
         return Err(ApiError::validation("display_name", "must have 1 to 100 characters"));
     }
+    // Hashed whether or not the address is free, so the answer takes as long either way.
     let hash = hash_password(&password).await?;
+    let answer = |sent| {
+        let body = Registered { email: email.as_str().to_owned(), confirmation_email_sent: sent };
+        Ok((StatusCode::CREATED, axum::Json(body)))
+    };
     let mut tx = state.db.begin().await?;
-    let user_id = sqlx::query_scalar!(
+    let created = sqlx::query_scalar!(
         "INSERT INTO user_accounts (email, password_hash) VALUES ($1, $2)
          ON CONFLICT (email) DO NOTHING RETURNING id",
         email.as_str(),
         hash
     )
     .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::new(ErrorCode::EmailTaken, "an account with this email address already exists"))?;
+    .await?;
+    let Some(user_id) = created else {
+        // Taken: the same answer as for a free address (anyone may try any address), and a
+        // note to the address's owner, who may simply have forgotten they have an account.
+        tx.rollback().await?;
+        return answer(send_already_registered(&state, email.clone()));
+    };
     sqlx::query!("INSERT INTO user_profiles (user_id, display_name) VALUES ($1, $2)", user_id, display_name)
         .execute(&mut *tx)
         .await?;
     sqlx::query!("INSERT INTO user_security_states (user_id) VALUES ($1)", user_id).execute(&mut *tx).await?;
     let token = new_confirmation(&mut tx, user_id, &email).await?;
     tx.commit().await?;
-    let sent = send_confirmation(&state, email.clone(), token);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(Registered { user_id, email: email.as_str().to_owned(), confirmation_email_sent: sent }),
-    ))
+    answer(send_confirmation(&state, email.clone(), token))
+}
+
+fn send_already_registered(state: &AppState, email: Email) -> bool {
+    if !state.mailer.enabled() {
+        return false;
+    }
+    let body = format!(
+        "Someone asked to create a Conclave account with this address, which already has one.\n\nIf it was you, sign in at {} (or reset your password there if you forgot it).\nIf it was not you, ignore this message: nothing was changed.\n",
+        state.mailer.public_url
+    );
+    state.mailer.send_later(email, "You already have an account", body);
+    true
 }
 
 async fn new_confirmation(conn: &mut PgConnection, user_id: Uuid, email: &Email) -> ApiResult<String> {

@@ -58,18 +58,32 @@ async fn a_person_registers_confirms_by_email_and_signs_in() {
 }
 
 #[tokio::test]
-async fn registering_an_email_twice_is_a_conflict() {
+async fn registering_a_taken_address_answers_as_a_free_one_and_tells_its_owner() {
     let app = TestApp::start().await;
     app.confirmed_user("bob@example.org", PASSWORD).await;
-    let (status, body) = app
-        .post(
-            "/v1/auth/register",
-            json!({ "email": "BOB@example.org", "password": PASSWORD, "display_name": "Bob 2" }),
-            None,
-        )
-        .await;
-    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "email_taken"));
-    assert_eq!(app.count("SELECT count(*) FROM user_accounts").await, 1);
+    let register = |email: &str| {
+        let body = json!({ "email": email, "password": "another long passphrase 9", "display_name": "Someone" });
+        let app = &app;
+        async move { app.post("/v1/auth/register", body, None).await }
+    };
+    // The same status and the same body (but for the address) whether or not it is taken: the
+    // answer does not say who has an account.
+    let (taken_status, taken) = register("BOB@example.org").await;
+    let (free_status, free) = register("dana@example.org").await;
+    assert_eq!((taken_status, free_status), (StatusCode::CREATED, StatusCode::CREATED), "{taken} {free}");
+    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    assert_eq!(keys(&taken), keys(&free));
+    assert_eq!(
+        (taken["email"].as_str(), taken["confirmation_email_sent"].as_bool()),
+        (Some("bob@example.org"), Some(true))
+    );
+    // Bob is told, nothing is created or changed, and his password still works.
+    let note = app.mail.wait_for("bob@example.org", "already have an account", Duration::from_secs(10)).await;
+    assert!(note.is_some_and(|m| !m.body.contains("cve_")), "a note, with no token to confirm anything");
+    assert_eq!(app.count("SELECT count(*) FROM user_accounts WHERE email = 'bob@example.org'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM email_confirmation_tokens t JOIN user_accounts u ON u.id = t.user_id WHERE u.email = 'bob@example.org' AND t.consumed_at IS NULL").await, 0);
+    let pair = app.login("bob@example.org", PASSWORD).await;
+    assert!(pair["access_token"].is_string(), "{pair}");
 }
 
 #[tokio::test]
