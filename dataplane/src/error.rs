@@ -177,6 +177,9 @@ error_codes! {
     TotpNotEnrolled = "totp_not_enrolled", CONFLICT;
     TotpRequired = "totp_required", UNAUTHORIZED;
     TotpRequiredByOrganization = "totp_required_by_organization", FORBIDDEN;
+    /// This deployment names no TURN server (the `DataPlane` resource's `turn`): calls can still
+    /// connect directly, without relay candidates.
+    TurnNotConfigured = "turn_not_configured", SERVICE_UNAVAILABLE;
     UnknownAttachment = "unknown_attachment", UNPROCESSABLE_ENTITY;
     /// The key generation does not exist yet (details: `KeyGeneration`).
     UnknownGeneration = "unknown_generation", CONFLICT;
