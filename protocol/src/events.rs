@@ -104,6 +104,13 @@ pub enum ServerFrame {
         conversation_id: Uuid,
         message_id: Uuid,
     },
+    /// A call of the conversation started or changed (docs/calls.md): the whole call, every
+    /// participant's state included. A device rings while `call.status` is `ringing` and its
+    /// user's participant is `invited`, and stops when that changes: `joined` on another
+    /// `device_id` is "answered elsewhere".
+    CallUpdated {
+        call: crate::calls::Call,
+    },
     /// A member is typing; forget it after `expires_in_ms` unless another arrives.
     Typing {
         conversation_id: Uuid,

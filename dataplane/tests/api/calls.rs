@@ -1,11 +1,14 @@
-//! Calls: TURN credentials proven against a real coturn on loopback.
+//! Calls: the lifecycle across replicas and under concurrent answers, and TURN credentials proven
+//! against a real coturn on loopback.
 
-use crate::support::{TestApp, error_code};
+use crate::conversations::{Chat, group};
+use crate::realtime::{connect, next_of};
+use crate::support::{Person, TestApp, error_code};
 use chrono::{Duration, Utc};
 use conclave_dataplane::calls::turn::mint;
 use conclave_testkit::turn::{Allocation, Coturn, allocate};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const SECRET: &str = "calls-test-turn-secret";
 
@@ -53,4 +56,153 @@ async fn without_a_turn_server_credentials_are_refused_with_turn_not_configured(
     let (status, body) = app.post("/v1/calls/turn-credentials", json!({}), Some(&alice.access)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(error_code(&body), "turn_not_configured");
+}
+
+fn call_path(chat: &Chat<'_>, call: &Value, action: &str) -> String {
+    chat.path(&format!("/calls/{}/{action}", call["id"].as_str().expect("call id")))
+}
+
+async fn start(chat: &Chat<'_>, caller: &Person) -> Value {
+    let (status, call) = chat.app.post(&chat.path("/calls"), json!({ "kind": "audio" }), Some(&caller.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    call
+}
+
+fn participant<'v>(call: &'v Value, person: &Person) -> &'v Value {
+    let list = call["participants"].as_array().expect("participants");
+    list.iter().find(|p| p["user_id"] == json!(person.user_id)).expect("a participant")
+}
+
+#[tokio::test]
+async fn a_call_rings_across_replicas_and_an_answer_stops_the_ringing_elsewhere() {
+    let app = TestApp::start().await;
+    let replica = app.replica().await;
+    let alice = app.person("alice@ring.test").await;
+    let bob_laptop = app.person("bob@ring.test").await;
+    let bob_phone = app.another_device(&bob_laptop, "bob@ring.test").await;
+    let chat = group(&app, &alice, &[&bob_laptop]).await;
+    let mut laptop = connect(&replica.base, &bob_laptop).await;
+    let mut phone = connect(&app.base, &bob_phone).await;
+
+    let (status, call) = app.post(&chat.path("/calls"), json!({ "kind": "video" }), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    assert_eq!((call["status"].as_str(), call["kind"].as_str()), (Some("ringing"), Some("video")));
+    assert_eq!(participant(&call, &alice)["state"], "joined");
+    for socket in [&mut laptop, &mut phone] {
+        let ring = next_of(socket, "call_updated").await;
+        assert_eq!(ring["call"]["id"], call["id"]);
+        assert_eq!(participant(&ring["call"], &bob_laptop)["state"], "invited");
+    }
+
+    let (status, answered) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&bob_phone.access)).await;
+    assert_eq!(status, StatusCode::OK, "{answered}");
+    assert_eq!(answered["status"], "active");
+    // The laptop, on the other replica, learns the call was answered on the phone.
+    let elsewhere = next_of(&mut laptop, "call_updated").await;
+    assert_eq!(elsewhere["call"]["status"], "active");
+    assert_eq!(participant(&elsewhere["call"], &bob_laptop)["device_id"], json!(bob_phone.device_id));
+    let (status, body) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&bob_laptop.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "call_answered_elsewhere"));
+    let (status, body) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&bob_laptop.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "call_state_conflict"), "not the device in it");
+
+    let (status, after) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&bob_phone.access)).await;
+    assert_eq!((status, after["status"].as_str()), (StatusCode::OK, Some("active")), "alice is still in it");
+    let (status, ended) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&alice.access)).await;
+    assert_eq!(
+        (status, ended["status"].as_str(), ended["end_reason"].as_str()),
+        (StatusCode::OK, Some("ended"), Some("hangup"))
+    );
+    let bob_left = next_of(&mut laptop, "call_updated").await;
+    assert_eq!(bob_left["call"]["status"], "active");
+    let last = next_of(&mut laptop, "call_updated").await;
+    assert_eq!(last["call"]["status"], "ended");
+
+    let (status, records) = app.get(&chat.path("/calls"), Some(&bob_laptop.access)).await;
+    assert_eq!(status, StatusCode::OK, "{records}");
+    let record = &records[0];
+    assert_eq!(record["id"], call["id"]);
+    for field in ["started_at", "answered_at", "ended_at"] {
+        assert!(record[field].is_string(), "{field}: {record}");
+    }
+    assert_eq!(participant(record, &bob_laptop)["state"], "left");
+    assert!(participant(record, &bob_laptop)["left_at"].is_string());
+}
+
+#[tokio::test]
+async fn two_devices_accepting_at_once_make_exactly_one_winner() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@race.test").await;
+    let bob_laptop = app.person("bob@race.test").await;
+    let bob_phone = app.another_device(&bob_laptop, "bob@race.test").await;
+    let chat = group(&app, &alice, &[&bob_laptop]).await;
+    for round in 0..5 {
+        let (status, call) = app.post(&chat.path("/calls"), json!({ "kind": "audio" }), Some(&alice.access)).await;
+        assert_eq!(status, StatusCode::CREATED, "{call}");
+        let accept = call_path(&chat, &call, "accept");
+        let (a, b) = tokio::join!(
+            app.post_owned(accept.clone(), json!({}), bob_laptop.access.clone()),
+            app.post_owned(accept.clone(), json!({}), bob_phone.access.clone()),
+        );
+        let mut outcomes = [(a.0, error_code(&a.1).to_owned()), (b.0, error_code(&b.1).to_owned())];
+        outcomes.sort();
+        assert_eq!(
+            outcomes,
+            [(StatusCode::OK, String::new()), (StatusCode::CONFLICT, "call_answered_elsewhere".to_owned())],
+            "round {round}"
+        );
+        let (status, ended) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&alice.access)).await;
+        assert_eq!(status, StatusCode::OK, "{ended}");
+        let winner = if a.0 == StatusCode::OK { &bob_laptop } else { &bob_phone };
+        let (status, ended) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&winner.access)).await;
+        assert_eq!((status, ended["status"].as_str()), (StatusCode::OK, Some("ended")));
+    }
+}
+
+#[tokio::test]
+async fn declined_cancelled_busy_and_bad_calls_get_their_own_answers() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@calls.test").await;
+    let bob = app.person("bob@calls.test").await;
+    let carol = app.person("carol@calls.test").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+
+    // Declined by the only callee.
+    let call = start(&chat, &alice).await;
+    let (status, body) = app.post(&chat.path("/calls"), json!({ "kind": "audio" }), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "call_in_progress"));
+    let (status, body) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "call_state_conflict"), "bob is not in it");
+    let (status, declined) = app.post(&call_path(&chat, &call, "decline"), json!({}), Some(&bob.access)).await;
+    assert_eq!((status, declined["end_reason"].as_str()), (StatusCode::OK, Some("declined")), "{declined}");
+    assert_eq!(participant(&declined, &alice)["state"], "left", "the caller is not left in a call that ended");
+    let (status, body) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "call_ended"));
+
+    // Cancelled by the caller: the callee missed it.
+    let call = start(&chat, &alice).await;
+    let (status, cancelled) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&alice.access)).await;
+    assert_eq!((status, cancelled["end_reason"].as_str()), (StatusCode::OK, Some("cancelled")));
+    assert_eq!(participant(&cancelled, &bob)["state"], "missed");
+
+    // Busy: a device in one call cannot start or join another.
+    let other = group(&app, &alice, &[&carol]).await;
+    let call = start(&chat, &alice).await;
+    let (status, _) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&bob.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app.post(&other.path("/calls"), json!({ "kind": "audio" }), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "device_busy"));
+    let (status, ring) = app.post(&other.path("/calls"), json!({ "kind": "screen" }), Some(&carol.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{ring}");
+    let (status, body) = app.post(&call_path(&other, &ring, "accept"), json!({}), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "device_busy"));
+
+    // Unknown call, not a member, bad kind.
+    let unknown = chat.path(&format!("/calls/{}/accept", uuid::Uuid::now_v7()));
+    let (status, body) = app.post(&unknown, json!({}), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&carol.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"), "carol is not in this conversation");
+    let (status, body) = app.post(&chat.path("/calls"), json!({ "kind": "hologram" }), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
 }
