@@ -60,7 +60,7 @@ pub(super) async fn load(conn: &mut PgConnection, call_id: Uuid) -> ApiResult<Ca
     })
 }
 
-async fn publish(state: &AppState, organization_id: Uuid, call: &Call) {
+pub(super) async fn publish(state: &AppState, organization_id: Uuid, call: &Call) {
     let frame = ServerFrame::CallUpdated { call: call.clone() };
     realtime::publish(state, LiveEvent::frame(organization_id, call.conversation_id, frame)).await;
 }
@@ -106,10 +106,10 @@ pub(super) async fn start(
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query!(
-        "INSERT INTO call_participants (organization_id, call_id, user_id, device_id, state, joined_at)
+        "INSERT INTO call_participants (organization_id, call_id, user_id, device_id, state, joined_at, last_seen_at)
          SELECT $1, $2, m.user_id, CASE WHEN m.user_id = $3 THEN $4::uuid END,
                 CASE WHEN m.user_id = $3 THEN 'joined' ELSE 'invited' END,
-                CASE WHEN m.user_id = $3 THEN now() END
+                CASE WHEN m.user_id = $3 THEN now() END, CASE WHEN m.user_id = $3 THEN now() END
            FROM conversation_members m WHERE m.conversation_id = $5",
         organization_id,
         call_id,
@@ -189,23 +189,7 @@ async fn act(
     let next = state::transition(call.status, me, action, joined)
         .map_err(|code| ApiError::new(code, format!("cannot {action:?} a {:?} call as {me:?}", call.status)))?;
     let device = (action == Action::Accept).then_some(auth.device_id);
-    sqlx::query!(
-        "INSERT INTO call_participants (organization_id, call_id, user_id, device_id, state, joined_at, left_at)
-         VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'joined' THEN now() END, CASE WHEN $5 = 'left' THEN now() END)
-         ON CONFLICT (call_id, user_id) DO UPDATE SET
-             state = EXCLUDED.state,
-             device_id = COALESCE(EXCLUDED.device_id, call_participants.device_id),
-             joined_at = COALESCE(EXCLUDED.joined_at, call_participants.joined_at),
-             left_at = CASE WHEN EXCLUDED.state = 'joined' THEN NULL ELSE EXCLUDED.left_at END",
-        organization_id,
-        call_id,
-        auth.user_id,
-        device,
-        next as ParticipantState
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(busy)?;
+    store_participant(&mut tx, (organization_id, call_id, auth.user_id), device, next).await?;
     let mut all: Vec<ParticipantState> = states.iter().map(|p| p.state).collect();
     match mine {
         Some(i) => all[i] = next,
@@ -222,9 +206,39 @@ async fn act(
     Ok(axum::Json(stored))
 }
 
+/// Stores a participant's new state (inserting the row of a member added after the start):
+/// joining records the device, the time and a first heartbeat; leaving, the time.
+pub(super) async fn store_participant(
+    conn: &mut PgConnection,
+    (organization_id, call_id, user_id): (Uuid, Uuid, Uuid),
+    device: Option<Uuid>,
+    next: ParticipantState,
+) -> ApiResult<()> {
+    sqlx::query!(
+        "INSERT INTO call_participants (organization_id, call_id, user_id, device_id, state, joined_at, left_at, last_seen_at)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'joined' THEN now() END, CASE WHEN $5 = 'left' THEN now() END,
+                 CASE WHEN $5 = 'joined' THEN now() END)
+         ON CONFLICT (call_id, user_id) DO UPDATE SET
+             state = EXCLUDED.state,
+             device_id = COALESCE(EXCLUDED.device_id, call_participants.device_id),
+             joined_at = COALESCE(EXCLUDED.joined_at, call_participants.joined_at),
+             left_at = CASE WHEN EXCLUDED.state = 'joined' THEN NULL ELSE EXCLUDED.left_at END,
+             last_seen_at = COALESCE(EXCLUDED.last_seen_at, call_participants.last_seen_at)",
+        organization_id,
+        call_id,
+        user_id,
+        device,
+        next as ParticipantState
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(busy)?;
+    Ok(())
+}
+
 /// Stores the call's new status. An ended call leaves nobody behind: its remaining invitations
 /// become `missed`, and a caller still waiting (declined, missed) has left.
-async fn settle_call(
+pub(super) async fn settle_call(
     conn: &mut PgConnection,
     call_id: Uuid,
     status: CallStatus,
@@ -300,3 +314,44 @@ call_action!(
     "leave_call",
     "Hung up from the device in the call (the caller's before an answer cancels it); the last one out ends the call"
 );
+
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/calls/{call_id}/heartbeat",
+    tag = "calls",
+    operation_id = "call_heartbeat",
+    responses(
+        (status = 204, description = "Still in the call: send one every 10 s; after `--call-heartbeat-timeout-secs` (default 30) without one the device leaves"),
+        (status = 409, description = "`call_state_conflict`: this device is not in the call (it left, or timed out)", body = crate::error::ErrorBody),
+    )
+)]
+pub(super) async fn heartbeat(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id, call_id)): ApiPath<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let seen = sqlx::query!(
+        "UPDATE call_participants p SET last_seen_at = now()
+           FROM call_sessions c
+          WHERE c.id = p.call_id AND c.id = $1 AND c.conversation_id = $2
+            AND p.user_id = $3 AND p.device_id = $4 AND p.state = 'joined'",
+        call_id,
+        conversation_id,
+        auth.user_id,
+        auth.device_id
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if seen == 0 {
+        load(&mut tx, call_id).await.and_then(|call| match call.conversation_id == conversation_id {
+            true => Ok(()),
+            false => Err(ApiError::not_found("call")),
+        })?;
+        return Err(ApiError::new(ErrorCode::CallStateConflict, "this device is not in the call"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 
 mod lifecycle;
 pub mod state;
+pub mod sweep;
 pub mod turn;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -17,4 +18,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(lifecycle::accept))
         .routes(routes!(lifecycle::decline))
         .routes(routes!(lifecycle::leave))
+        .routes(routes!(lifecycle::heartbeat))
 }

@@ -206,3 +206,88 @@ async fn declined_cancelled_busy_and_bad_calls_get_their_own_answers() {
     let (status, body) = app.post(&chat.path("/calls"), json!({ "kind": "hologram" }), Some(&bob.access)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
 }
+
+/// A data plane whose calls ring for `ring` seconds and lose a device after `silent` seconds
+/// without a heartbeat, swept every 100 ms.
+async fn impatient_app(ring: &str, silent: &str) -> TestApp {
+    TestApp::start_with(&[
+        "--rate-limit-factor",
+        "1000",
+        "--call-ring-timeout-secs",
+        ring,
+        "--call-heartbeat-timeout-secs",
+        silent,
+        "--call-sweep-ms",
+        "100",
+    ])
+    .await
+}
+
+/// The call as listed, once `done` holds of it (polled every 100 ms, at most 60 times).
+async fn call_when(chat: &Chat<'_>, who: &Person, call: &Value, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..60 {
+        let (status, calls) = chat.app.get(&chat.path("/calls"), Some(&who.access)).await;
+        assert_eq!(status, StatusCode::OK, "{calls}");
+        let listed = calls.as_array().expect("calls").iter().find(|c| c["id"] == call["id"]).expect("listed").clone();
+        if done(&listed) {
+            return listed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the call never reached the expected state in 6 s");
+}
+
+#[tokio::test]
+async fn a_ring_nobody_answers_ends_as_missed() {
+    // The caller's heartbeat outlasts the ring (else she would leave first: `cancelled`).
+    let app = impatient_app("1", "30").await;
+    let alice = app.person("alice@missed.test").await;
+    let bob = app.person("bob@missed.test").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    let mut socket = connect(&app.base, &bob).await;
+    let call = start(&chat, &alice).await;
+    assert_eq!(next_of(&mut socket, "call_updated").await["call"]["status"], "ringing");
+    let ended = next_of(&mut socket, "call_updated").await;
+    assert_eq!(
+        (ended["call"]["status"].as_str(), ended["call"]["end_reason"].as_str()),
+        (Some("ended"), Some("missed"))
+    );
+    assert_eq!(participant(&ended["call"], &bob)["state"], "missed");
+    assert_eq!(participant(&ended["call"], &alice)["state"], "left");
+    let (status, body) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "call_ended"));
+}
+
+#[tokio::test]
+async fn a_device_that_stops_its_heartbeats_leaves_and_the_last_one_ends_the_call() {
+    let app = impatient_app("30", "1").await;
+    let alice = app.person("alice@silent.test").await;
+    let bob = app.person("bob@silent.test").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    let call = start(&chat, &alice).await;
+    let (status, _) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&bob.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Alice keeps her heartbeats up while Bob's device has gone silent (crashed, or its replica).
+    let bob_gone = async { call_when(&chat, &alice, &call, |c| participant(c, &bob)["state"] == "left").await };
+    let beats = async {
+        for _ in 0..40 {
+            let (status, body) = app.post(&call_path(&chat, &call, "heartbeat"), json!({}), Some(&alice.access)).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        }
+    };
+    let listed = tokio::select! {
+        listed = bob_gone => listed,
+        _ = beats => panic!("bob was never taken out of the call"),
+    };
+    assert_eq!(
+        (listed["status"].as_str(), participant(&listed, &alice)["state"].as_str()),
+        (Some("active"), Some("joined"))
+    );
+    let (status, body) = app.post(&call_path(&chat, &call, "heartbeat"), json!({}), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "call_state_conflict"));
+    // Then Alice goes silent too: nobody is left, the call ends.
+    let ended = call_when(&chat, &alice, &call, |c| c["status"] == "ended").await;
+    assert_eq!(ended["end_reason"], "hangup");
+    assert_eq!(participant(&ended, &alice)["state"], "left");
+}
