@@ -111,3 +111,22 @@ pub struct Call {
 pub struct StartCall {
     pub kind: CallKind,
 }
+
+/// Most bytes of one signalling payload (an SDP offer or answer is a few KiB, a candidate a few
+/// hundred bytes; MLS adds about a hundred).
+pub const MAX_SIGNAL_LEN: usize = 16 * 1024;
+
+/// `POST .../calls/{call}/signal`: an opaque signalling payload (SDP offer or answer, ICE
+/// candidates) for exactly one other device in the call. `ciphertext` is an MLS application
+/// message of the conversation's group in epoch `key_generation`, like a message's: the server
+/// checks that framing only, and relays it to `to_device_id` alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CallSignal {
+    pub to_device_id: Uuid,
+    pub key_generation: i32,
+    #[serde(with = "crate::b64")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url"))]
+    pub ciphertext: Vec<u8>,
+}

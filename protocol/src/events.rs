@@ -111,6 +111,18 @@ pub enum ServerFrame {
     CallUpdated {
         call: crate::calls::Call,
     },
+    /// To one device in a call only: a signalling payload another participant device sent it
+    /// (docs/calls.md). Open it with the conversation's MLS group and accept it only if the MLS
+    /// sender is `from_device_id`.
+    CallSignal {
+        conversation_id: Uuid,
+        call_id: Uuid,
+        from_user_id: Uuid,
+        from_device_id: Uuid,
+        key_generation: i32,
+        #[serde(with = "crate::b64")]
+        ciphertext: Vec<u8>,
+    },
     /// A member is typing; forget it after `expires_in_ms` unless another arrives.
     Typing {
         conversation_id: Uuid,

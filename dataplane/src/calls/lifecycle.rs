@@ -13,7 +13,9 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::realtime::{self, LiveEvent};
 use axum::extract::State;
 use axum::http::StatusCode;
-use conclave_protocol::calls::{Call, CallKind, CallParticipant, CallStatus, EndReason, ParticipantState, StartCall};
+use conclave_protocol::calls::{
+    Call, CallKind, CallParticipant, CallSignal, CallStatus, EndReason, MAX_SIGNAL_LEN, ParticipantState, StartCall,
+};
 use conclave_protocol::events::ServerFrame;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -354,4 +356,60 @@ pub(super) async fn heartbeat(
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/calls/{call_id}/signal",
+    tag = "calls",
+    operation_id = "send_call_signal",
+    request_body = CallSignal,
+    responses(
+        (status = 202, description = "Relayed to that one device (as `call_signal`), if it is connected: signalling is live only, never stored"),
+        (status = 409, description = "`call_state_conflict`: this device or the addressed one is not in the call", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large` (16 KiB at most)", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_mls_message`: not an MLS application message of this group in `key_generation`", body = crate::error::ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(%call_id))]
+pub(super) async fn signal(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, conversation_id, call_id)): ApiPath<(Uuid, Uuid, Uuid)>,
+    ApiJson(body): ApiJson<CallSignal>,
+) -> ApiResult<StatusCode> {
+    if body.ciphertext.len() > MAX_SIGNAL_LEN {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("a signal is at most {MAX_SIGNAL_LEN} bytes")));
+    }
+    crate::messages::check_framing(conversation_id, body.key_generation, &body.ciphertext)?;
+    let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
+    seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let call = load(&mut tx, call_id).await?;
+    tx.commit().await?;
+    if call.conversation_id != conversation_id {
+        return Err(ApiError::not_found("call"));
+    }
+    let joined = |device: Uuid| {
+        call.participants.iter().find(|p| p.state == ParticipantState::Joined && p.device_id == Some(device))
+    };
+    let (Some(_), Some(target)) = (joined(auth.device_id), joined(body.to_device_id)) else {
+        return Err(ApiError::new(
+            ErrorCode::CallStateConflict,
+            "signals go from a device in the call to another device in the call",
+        ));
+    };
+    if body.to_device_id == auth.device_id {
+        return Err(ApiError::new(ErrorCode::CallStateConflict, "a device does not signal itself"));
+    }
+    let frame = ServerFrame::CallSignal {
+        conversation_id,
+        call_id,
+        from_user_id: auth.user_id,
+        from_device_id: auth.device_id,
+        key_generation: body.key_generation,
+        ciphertext: body.ciphertext,
+    };
+    let event = LiveEvent::for_device(organization_id, conversation_id, (target.user_id, body.to_device_id), frame);
+    realtime::publish(&state, event).await;
+    Ok(StatusCode::ACCEPTED)
 }

@@ -19,4 +19,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(lifecycle::decline))
         .routes(routes!(lifecycle::leave))
         .routes(routes!(lifecycle::heartbeat))
+        .routes(routes!(lifecycle::signal))
 }

@@ -2,13 +2,14 @@
 //! against a real coturn on loopback.
 
 use crate::conversations::{Chat, group};
-use crate::realtime::{connect, next_of};
-use crate::support::{Person, TestApp, error_code};
+use crate::realtime::{connect, next_frame, next_of};
+use crate::support::{Person, TestApp, b64, error_code};
 use chrono::{Duration, Utc};
 use conclave_dataplane::calls::turn::mint;
 use conclave_testkit::turn::{Allocation, Coturn, allocate};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 const SECRET: &str = "calls-test-turn-secret";
 
@@ -290,4 +291,74 @@ async fn a_device_that_stops_its_heartbeats_leaves_and_the_last_one_ends_the_cal
     let ended = call_when(&chat, &alice, &call, |c| c["status"] == "ended").await;
     assert_eq!(ended["end_reason"], "hangup");
     assert_eq!(participant(&ended, &alice)["state"], "left");
+}
+
+#[tokio::test]
+async fn a_signal_reaches_the_addressed_device_only_across_replicas() {
+    let app = TestApp::start().await;
+    let replica = app.replica().await;
+    let alice = app.person("alice@signal.test").await;
+    let bob_laptop = app.person("bob@signal.test").await;
+    let bob_phone = app.another_device(&bob_laptop, "bob@signal.test").await;
+    let carol = app.person("carol@signal.test").await;
+    let chat = group(&app, &alice, &[&bob_laptop, &carol]).await;
+    let call = start(&chat, &alice).await;
+    let (status, _) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&bob_phone.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut phone = connect(&replica.base, &bob_phone).await;
+    let mut laptop = connect(&app.base, &bob_laptop).await;
+    let mut carols = connect(&app.base, &carol).await;
+
+    let offer = chat.application(0, b"v=0 o=- an SDP offer sealed for bob's phone");
+    let signal =
+        |to: Uuid, ciphertext: &[u8]| json!({ "to_device_id": to, "key_generation": 0, "ciphertext": b64(ciphertext) });
+    let path = call_path(&chat, &call, "signal");
+    let (status, body) = app.post(&path, signal(bob_phone.device_id, &offer), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let got = next_of(&mut phone, "call_signal").await;
+    assert_eq!(got["ciphertext"], json!(b64(&offer)));
+    assert_eq!(
+        (got["from_user_id"].clone(), got["from_device_id"].clone()),
+        (json!(alice.user_id), json!(alice.device_id))
+    );
+    assert_eq!(got["call_id"], call["id"]);
+
+    // Refused: a sender or target not in the call, a payload that is not this group's MLS
+    // application message, one too large.
+    for (who, to, ciphertext, want) in [
+        (&bob_laptop, alice.device_id, offer.clone(), (StatusCode::CONFLICT, "call_state_conflict")),
+        (&alice, bob_laptop.device_id, offer.clone(), (StatusCode::CONFLICT, "call_state_conflict")),
+        (&alice, carol.device_id, offer.clone(), (StatusCode::CONFLICT, "call_state_conflict")),
+        (&alice, alice.device_id, offer.clone(), (StatusCode::CONFLICT, "call_state_conflict")),
+        (&alice, bob_phone.device_id, vec![7u8; 64], (StatusCode::UNPROCESSABLE_ENTITY, "invalid_mls_message")),
+        (
+            &alice,
+            bob_phone.device_id,
+            chat.application(0, &vec![1u8; 17 * 1024]),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        ),
+    ] {
+        let (status, body) = app.post(&path, signal(to, &ciphertext), Some(&who.access)).await;
+        assert_eq!((status, error_code(&body)), want, "{body}");
+    }
+    let elsewhere = Chat { app: &app, org: chat.org, conversation: Uuid::now_v7() }.application(0, b"x");
+    let (status, body) = app.post(&path, signal(bob_phone.device_id, &elsewhere), Some(&alice.access)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_mls_message"),
+        "another group's"
+    );
+
+    // The laptop and Carol saw the call change, never the signal.
+    let (status, _) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&bob_phone.access)).await;
+    assert_eq!(status, StatusCode::OK);
+    for socket in [&mut laptop, &mut carols] {
+        loop {
+            let frame = next_frame(socket).await;
+            assert_ne!(frame["type"], "call_signal", "{frame}");
+            if frame["type"] == "call_updated" && participant(&frame["call"], &bob_phone)["state"] == "left" {
+                break;
+            }
+        }
+    }
 }
