@@ -46,6 +46,8 @@ ensure_packages() {
     command -v redis-server >/dev/null || missing+=(redis-server)
     command -v redis-cli >/dev/null || missing+=(redis-tools)
     command -v psql >/dev/null || missing+=("postgresql-client-$PG_VERSION")
+    # The TURN server the call tests start on loopback (conclave_testkit::turn); not run here.
+    command -v turnserver >/dev/null || missing+=(coturn)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

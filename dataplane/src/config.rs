@@ -84,6 +84,30 @@ pub struct Config {
     /// The From address of account email.
     #[arg(long, env = "CONCLAVE_MAIL_FROM", default_value = "Conclave <no-reply@conclave.local>")]
     pub mail_from: String,
+    /// TURN servers handed to calling devices, `turn:` / `turns:` URIs (RFC 7065), comma
+    /// separated. Without them (or without the shared secret) `POST /v1/calls/turn-credentials`
+    /// answers 503 `turn_not_configured`.
+    #[arg(long, env = "CONCLAVE_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN servers (coturn's `static-auth-secret`) that signs the
+    /// short-lived credentials.
+    #[arg(long, env = "CONCLAVE_TURN_SHARED_SECRET", hide_env_values = true)]
+    pub turn_shared_secret: Option<String>,
+    /// How long minted TURN credentials last, in seconds.
+    #[arg(long, env = "CONCLAVE_TURN_CREDENTIAL_TTL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(60..=86_400))]
+    pub turn_credential_ttl_seconds: i64,
+    /// Seconds a call rings before the members who did not answer have `missed` it (and a call
+    /// nobody answered ends).
+    #[arg(long, env = "CONCLAVE_CALL_RING_TIMEOUT_SECS", default_value_t = 45, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub call_ring_timeout_secs: u64,
+    /// Seconds a device in a call may go without a heartbeat before it is taken out of the call
+    /// (a crashed app, a dropped network): the last one out ends it.
+    #[arg(long, env = "CONCLAVE_CALL_HEARTBEAT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub call_heartbeat_timeout_secs: u64,
+    /// How often (milliseconds) the call sweeper applies ring timeouts and heartbeat timeouts; 0
+    /// disables it on this replica.
+    #[arg(long, env = "CONCLAVE_CALL_SWEEP_MS", default_value_t = 5_000)]
+    pub call_sweep_ms: u64,
     /// Take the client address from the last hop of `X-Forwarded-For` (behind a trusted proxy).
     #[arg(long, env = "CONCLAVE_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,

@@ -59,9 +59,22 @@ error_codes! {
     ChannelNameTaken = "channel_name_taken", CONFLICT;
     ContactBlocked = "contact_blocked", CONFLICT;
     ContactRefused = "contact_refused", FORBIDDEN;
+    /// Another device of the same account answered this call first.
+    CallAnsweredElsewhere = "call_answered_elsewhere", CONFLICT;
+    /// The call has ended: nothing changes it any more.
+    CallEnded = "call_ended", CONFLICT;
+    /// The call has as many participants as a full mesh allows (docs/calls.md).
+    CallFull = "call_full", CONFLICT;
+    /// The conversation already has a call that has not ended: join it instead.
+    CallInProgress = "call_in_progress", CONFLICT;
+    /// The action does not apply to the call and participant as they are (for example declining
+    /// a call one is already in).
+    CallStateConflict = "call_state_conflict", CONFLICT;
     /// The database pool is exhausted, or the database cannot be reached for now (restarting,
     /// connection lost): retry after `Retry-After`.
     DatabaseBusy = "database_busy", SERVICE_UNAVAILABLE;
+    /// This device is already in another call.
+    DeviceBusy = "device_busy", CONFLICT;
     DirectConversation = "direct_conversation", CONFLICT;
     /// `email_delay_minutes` is outside 5..=10080 (a week).
     EmailDelayOutOfRange = "email_delay_out_of_range", UNPROCESSABLE_ENTITY;
@@ -176,6 +189,9 @@ error_codes! {
     TotpNotEnrolled = "totp_not_enrolled", CONFLICT;
     TotpRequired = "totp_required", UNAUTHORIZED;
     TotpRequiredByOrganization = "totp_required_by_organization", FORBIDDEN;
+    /// This deployment names no TURN server (the `DataPlane` resource's `turn`): calls can still
+    /// connect directly, without relay candidates.
+    TurnNotConfigured = "turn_not_configured", SERVICE_UNAVAILABLE;
     UnknownAttachment = "unknown_attachment", UNPROCESSABLE_ENTITY;
     /// The key generation does not exist yet (details: `KeyGeneration`).
     UnknownGeneration = "unknown_generation", CONFLICT;

@@ -15,6 +15,7 @@ pub mod attachments;
 mod audit;
 pub mod auth;
 mod bots;
+pub mod calls;
 pub mod config;
 mod contacts;
 pub mod context;
@@ -77,6 +78,7 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(contacts::router())
         .merge(reactions::router())
         .merge(pins::router())
+        .merge(calls::router())
         .merge(attachments::router())
         .merge(presence::router())
         .merge(profiles::router())

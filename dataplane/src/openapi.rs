@@ -61,6 +61,7 @@ Real-time delivery is a WebSocket at `GET /v1/ws`; its frames are described in d
         (name = "messages", description = "Encrypted messages and read receipts"),
         (name = "reactions", description = "Encrypted reactions to messages"),
         (name = "pins", description = "Pinned messages of a conversation"),
+        (name = "calls", description = "Calls: their lifecycle and records, signalling, TURN credentials (docs/calls.md)"),
         (name = "attachments", description = "Encrypted attachments: streamed upload and download"),
         (name = "presence", description = "Who is online, idle or offline (typing travels on the WebSocket)"),
         (name = "profiles", description = "People's profiles and the exact-email member lookup"),

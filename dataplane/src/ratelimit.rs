@@ -27,6 +27,8 @@ pub const ORGANIZATION_INVITATION: Limit = Limit { name: "organization_invitatio
 pub const MEMBER_LOOKUP: Limit = Limit { name: "member_lookup", max: 30, window_seconds: 600 };
 /// Notification email digests per recipient, whatever their frequency (a second fence).
 pub const DIGEST: Limit = Limit { name: "digest", max: 30, window_seconds: 24 * 3600 };
+/// TURN credentials per device: a few per call, never a stream.
+pub const TURN_CREDENTIALS: Limit = Limit { name: "turn_credentials", max: 60, window_seconds: 600 };
 pub const REFRESH: Limit = Limit { name: "refresh", max: 60, window_seconds: 60 };
 
 /// Counts one attempt against `limit` for `key` (an IP address, an email digest, a user id).

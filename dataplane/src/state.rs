@@ -97,6 +97,7 @@ impl AppState {
         crate::presence::spawn_heartbeat(state.clone(), crate::websocket::PING_EVERY, crate::websocket::IDLE_TIMEOUT);
         crate::attachments::gc::spawn(state.clone());
         crate::retention::spawn(state.clone());
+        crate::calls::sweep::spawn(state.clone());
         Ok(state)
     }
 

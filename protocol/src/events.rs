@@ -104,6 +104,25 @@ pub enum ServerFrame {
         conversation_id: Uuid,
         message_id: Uuid,
     },
+    /// A call of the conversation started or changed (docs/calls.md): the whole call, every
+    /// participant's state included. A device rings while `call.status` is `ringing` and its
+    /// user's participant is `invited`, and stops when that changes: `joined` on another
+    /// `device_id` is "answered elsewhere".
+    CallUpdated {
+        call: crate::calls::Call,
+    },
+    /// To one device in a call only: a signalling payload another participant device sent it
+    /// (docs/calls.md). Open it with the conversation's MLS group and accept it only if the MLS
+    /// sender is `from_device_id`.
+    CallSignal {
+        conversation_id: Uuid,
+        call_id: Uuid,
+        from_user_id: Uuid,
+        from_device_id: Uuid,
+        key_generation: i32,
+        #[serde(with = "crate::b64")]
+        ciphertext: Vec<u8>,
+    },
     /// A member is typing; forget it after `expires_in_ms` unless another arrives.
     Typing {
         conversation_id: Uuid,

@@ -27,6 +27,7 @@ pub mod api;
 pub mod archive;
 pub mod auth;
 pub mod b64;
+pub mod calls;
 pub mod compliance;
 pub mod devices;
 pub mod events;

@@ -218,21 +218,45 @@ pub enum SmtpTls {
     None,
 }
 
-/// TURN servers for calls.
+/// TURN servers for calls. The data plane hands each calling device short-lived credentials
+/// for them (the TURN REST API scheme: coturn with `use-auth-secret` and `static-auth-secret`
+/// set to the shared secret). Without it, calls connect directly only.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Turn {
-    /// `turn:` / `turns:` URLs handed to clients.
+    /// `turn:` / `turns:` URIs (RFC 7065) handed to clients, such as
+    /// `turn:turn.example.org:3478?transport=udp` or `turns:turn.example.org:5349?transport=tcp`.
     #[schemars(length(min = 1, max = 16))]
     pub urls: Vec<String>,
-    /// A Secret with the key `shared-secret`, used to mint short-lived TURN credentials
-    /// (the TURN REST API scheme coturn implements).
+    /// A Secret (in this namespace) with the key `shared-secret`: coturn's `static-auth-secret`,
+    /// which signs the short-lived TURN credentials. Until it exists the DataPlane is not Ready.
     #[schemars(length(min = 1, max = 253))]
     pub shared_secret_name: String,
     /// How long minted credentials last, in seconds (default 3600).
     #[serde(default = "default_turn_ttl")]
     #[schemars(range(min = 60, max = 86400))]
     pub credential_ttl_seconds: i32,
+}
+
+impl Turn {
+    /// The key of the shared secret in the Secret named by `sharedSecretName`.
+    pub const SECRET_KEY: &'static str = "shared-secret";
+}
+
+impl DataPlaneSpec {
+    /// The Secrets this data plane reads that someone else provides, each with the key it needs:
+    /// the operator waits for them (`Ready=False`, `SecretNotFound` / `SecretKeyMissing`) before
+    /// it rolls anything out, and reconciles again when one of them changes.
+    pub fn referenced_secrets(&self) -> Vec<(&str, &str)> {
+        let mut secrets = vec![
+            (self.postgres.secret_name.as_str(), self.postgres.uri_key.as_str()),
+            (self.redis.secret_name.as_str(), self.redis.url_key.as_str()),
+        ];
+        if let Some(turn) = &self.turn {
+            secrets.push((turn.shared_secret_name.as_str(), Turn::SECRET_KEY));
+        }
+        secrets
+    }
 }
 
 fn default_turn_ttl() -> i32 {

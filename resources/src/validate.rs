@@ -21,6 +21,42 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, InvalidSpec> {
     Err(InvalidSpec(message.into()))
 }
 
+/// A TURN URI (RFC 7065): `turn:` or `turns:`, a host (a DNS name, an IPv4 address or a
+/// bracketed IPv6 address), an optional port, and optionally `?transport=udp` or `?transport=tcp`.
+pub fn is_turn_uri(value: &str) -> bool {
+    let Some(rest) = value.strip_prefix("turn:").or_else(|| value.strip_prefix("turns:")) else {
+        return false;
+    };
+    let (authority, query) = match rest.split_once('?') {
+        Some((authority, query)) => (authority, Some(query)),
+        None => (rest, None),
+    };
+    if !matches!(query, None | Some("transport=udp") | Some("transport=tcp")) {
+        return false;
+    }
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let Some((ip, after)) = v6.split_once(']') else { return false };
+            let port = match after {
+                "" => None,
+                after => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return false,
+                },
+            };
+            (ip.parse::<std::net::Ipv6Addr>().is_ok(), port)
+        }
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            (host.parse::<std::net::Ipv4Addr>().is_ok() || is_domain(host) || is_slug(host), port)
+        }
+    };
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
 /// A DNS-label shaped identifier, as the database's `conclave_slug` domain accepts it.
 pub fn is_slug(value: &str) -> bool {
     let bytes = value.as_bytes();
@@ -222,6 +258,19 @@ impl DataPlaneSpec {
                 return invalid(
                     "maxConnectionsPerAddress caps direct clients: with trustForwardedFor the proxy must cap connections",
                 );
+            }
+        }
+        if let Some(turn) = &self.turn {
+            if turn.urls.is_empty() || turn.urls.len() > 16 {
+                return invalid("turn.urls must list 1 to 16 URIs");
+            }
+            if let Some(bad) = turn.urls.iter().find(|u| !is_turn_uri(u)) {
+                return invalid(format!(
+                    "turn.urls: {bad:?} is not a turn: or turns: URI (RFC 7065), such as turn:turn.example.org:3478?transport=udp"
+                ));
+            }
+            if !(60..=86_400).contains(&turn.credential_ttl_seconds) {
+                return invalid("turn.credentialTtlSeconds must be between 60 and 86400");
             }
         }
         if let Some(resources) = &self.resources {

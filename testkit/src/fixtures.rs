@@ -207,7 +207,7 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
         &[Id(org), Id(conv), Id(user_id)],
     )
     .await?;
-    sqlx::query("INSERT INTO call_participants (organization_id, call_id, user_id, device_id, state, joined_at) VALUES ($1, $2, $3, $4, 'joined', now())")
+    sqlx::query("INSERT INTO call_participants (organization_id, call_id, user_id, device_id, state, joined_at, last_seen_at) VALUES ($1, $2, $3, $4, 'joined', now(), now())")
         .bind(org).bind(call_id).bind(user_id).bind(device_id).execute(&mut *c).await?;
     sqlx::query("INSERT INTO notification_preferences (user_id, organization_id, conversation_id, level) VALUES ($1, $2, $3, 'mentions')")
         .bind(user_id).bind(org).bind(conv).execute(&mut *c).await?;

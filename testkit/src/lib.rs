@@ -16,6 +16,7 @@ pub mod accounts;
 mod fixtures;
 pub mod owner;
 pub mod smtp;
+pub mod turn;
 pub mod webpush;
 
 pub use fixtures::{Organization, Tenant, seed_organization, seed_tenant};

@@ -108,7 +108,7 @@ async fn fetch_one(conn: &mut PgConnection, conversation_id: Uuid, message_id: U
 /// Checks that `ciphertext` is framed as an MLS application message (`PrivateMessage`, content type
 /// `application`) of this conversation's group in epoch `generation`. Nothing else is readable, and
 /// nothing else needs to be: MLS authenticates the sender device to the members.
-fn check_framing(conversation_id: Uuid, generation: i32, ciphertext: &[u8]) -> ApiResult<()> {
+pub(crate) fn check_framing(conversation_id: Uuid, generation: i32, ciphertext: &[u8]) -> ApiResult<()> {
     let framed = mls_wire::framing(ciphertext).map_err(|e| ApiError::invalid_mls("ciphertext", e.to_string()))?;
     if framed.wire_format != mls_wire::wire_format::PRIVATE_MESSAGE
         || framed.content_type != mls_wire::content_type::APPLICATION

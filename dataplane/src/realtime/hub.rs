@@ -263,6 +263,9 @@ impl Hub {
         let mut slow = Vec::new();
         for id in targets {
             let Some(entry) = inner.sockets.get(&id) else { continue };
+            if delivery.device.is_some_and(|device| device != entry.device_id) {
+                continue;
+            }
             if entry.mailbox.push_live(delivery.clone()) {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -349,6 +352,7 @@ mod tests {
             seq: None,
             membership,
             user: None,
+            device: None,
             text: "{}".into(),
         })
     }
@@ -366,6 +370,7 @@ mod tests {
             seq: None,
             membership: None,
             user: Some(me),
+            device: None,
             text: "{}".into(),
         }));
         assert!(r1.mailbox.try_live().is_some());

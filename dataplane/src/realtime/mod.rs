@@ -41,13 +41,16 @@ pub struct LiveEvent {
     /// receive it, not the other members'.
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<Uuid>,
+    /// With `user`: for that one device of theirs only (call signalling).
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Uuid>,
     #[serde(rename = "f")]
     pub frame: ServerFrame,
 }
 
 impl LiveEvent {
     pub fn frame(organization_id: Uuid, conversation_id: Uuid, frame: ServerFrame) -> Self {
-        Self { organization_id, conversation_id, seq: None, membership: None, user: None, frame }
+        Self { organization_id, conversation_id, seq: None, membership: None, user: None, device: None, frame }
     }
 
     pub fn message(organization_id: Uuid, conversation_id: Uuid, seq: i64, frame: ServerFrame) -> Self {
@@ -57,6 +60,16 @@ impl LiveEvent {
     /// A frame for `user`'s own sockets that receive the conversation.
     pub fn for_user(organization_id: Uuid, conversation_id: Uuid, user: Uuid, frame: ServerFrame) -> Self {
         Self { user: Some(user), ..Self::frame(organization_id, conversation_id, frame) }
+    }
+
+    /// A frame for one device of `user` that receives the conversation.
+    pub fn for_device(
+        organization_id: Uuid,
+        conversation_id: Uuid,
+        (user, device): (Uuid, Uuid),
+        frame: ServerFrame,
+    ) -> Self {
+        Self { device: Some(device), ..Self::for_user(organization_id, conversation_id, user, frame) }
     }
 
     pub fn member_added(organization_id: Uuid, conversation_id: Uuid, user_id: Uuid) -> Self {
@@ -82,6 +95,7 @@ pub struct Delivery {
     pub seq: Option<i64>,
     pub membership: Option<(bool, Uuid)>,
     pub user: Option<Uuid>,
+    pub device: Option<Uuid>,
     pub text: Arc<str>,
 }
 
@@ -156,6 +170,7 @@ pub fn delivery_from(event: LiveEvent) -> Option<Delivery> {
         seq: event.seq,
         membership: event.membership,
         user: event.user,
+        device: event.device,
         text,
     })
 }

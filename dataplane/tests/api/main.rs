@@ -13,6 +13,7 @@ mod attachments;
 mod audit;
 mod auth;
 mod bots;
+mod calls;
 mod commits;
 mod connections;
 mod contacts;

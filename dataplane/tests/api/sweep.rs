@@ -46,6 +46,8 @@ async fn tenant<'a>(app: &'a TestApp, owner: &Person, member: &Person, invitee: 
     let (status, body) =
         app.post(&chat.path("/pins"), json!({ "message_id": id(&message) }), Some(&owner.access)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, call) = app.post(&chat.path("/calls"), json!({ "kind": "audio" }), Some(&owner.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
     let data = b"attachment bytes";
     let url =
         app.url(&chat.path(&format!("/attachments?size={}&sha256={}", data.len(), hex::encode(Sha256::digest(data)))));
@@ -92,6 +94,7 @@ async fn tenant<'a>(app: &'a TestApp, owner: &Person, member: &Person, invitee: 
         ("workspace_id", workspace),
         ("conversation_id", chat.conversation.to_string()),
         ("message_id", id(&message)),
+        ("call_id", id(&call)),
         ("attachment_id", attachment["id"].as_str().or(attachment["attachment_id"].as_str()).expect("id").to_owned()),
         ("invitation_id", id(&invitation)),
         ("contact_invitation_id", id(&contact_invitation)),
@@ -125,6 +128,7 @@ fn sample_body(operation: &str, caller: &Person, own: &Tenant<'_>) -> Option<Val
         "add_reaction" => {
             json!({ "key_generation": 1, "nonce": b64(&[3u8; 12]), "ciphertext": b64(&[5u8; 20]), "value_tag": b64(&[8u8; 32]) })
         }
+        "start_call" => json!({ "kind": "audio" }),
         "pin_message" => json!({ "message_id": own.ids["message_id"] }),
         "update_receipts" => json!({ "read_seq": 1 }),
         "create_invitation" => json!({ "email": "sweep-invitee@example.org", "role": "member" }),

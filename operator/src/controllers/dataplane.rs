@@ -46,15 +46,13 @@ pub fn controller(
         .owns(api_for::<ServiceAccount>(c, namespace), wc())
         .owns(api_for::<PodDisruptionBudget>(c, namespace), wc())
         .owns(api_for::<HorizontalPodAutoscaler>(c, namespace), wc())
-        // The PostgreSQL and Redis Secrets it refers to: their appearance resolves it.
+        // The Secrets it refers to (PostgreSQL, Redis, TURN): their appearance resolves it.
         .watches(api_for::<Secret>(c, namespace), watcher::Config::default(), move |s: Secret| {
             let (ns, name) = (s.namespace(), s.name_any());
             store
                 .state()
                 .into_iter()
-                .filter(|d| {
-                    d.namespace() == ns && (d.spec.postgres.secret_name == name || d.spec.redis.secret_name == name)
-                })
+                .filter(|d| d.namespace() == ns && d.spec.referenced_secrets().iter().any(|(n, _)| *n == name))
                 .map(|d| ObjectRef::from_obj(&*d))
                 .collect::<Vec<_>>()
         })
@@ -122,13 +120,19 @@ async fn check_secret(
     key: &str,
 ) -> Result<Option<Outcome<DataPlaneStatus>>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    Ok(match api.get_opt(name).await? {
-        None => Some(Outcome::blocked(reason::SECRET_NOT_FOUND, format!("Secret {name} does not exist"))),
+    Ok(secret_problem(api.get_opt(name).await?.as_ref(), name, key)
+        .map(|(reason, message)| Outcome::blocked(reason, message)))
+}
+
+/// What is wrong with a referenced Secret, as a `Ready=False` reason and message, or `None`.
+fn secret_problem(secret: Option<&Secret>, name: &str, key: &str) -> Option<(&'static str, String)> {
+    match secret {
+        None => Some((reason::SECRET_NOT_FOUND, format!("Secret {name} does not exist"))),
         Some(s) if !s.data.as_ref().is_some_and(|d| d.contains_key(key)) => {
-            Some(Outcome::blocked(reason::SECRET_KEY_MISSING, format!("Secret {name} has no key {key}")))
+            Some((reason::SECRET_KEY_MISSING, format!("Secret {name} has no key {key}")))
         }
         Some(_) => None,
-    })
+    }
 }
 
 async fn reconcile(dp: Arc<DataPlane>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -140,10 +144,7 @@ async fn reconcile(dp: Arc<DataPlane>, ctx: Arc<Context>) -> Result<Action, Erro
     if let Err(invalid) = dp.spec.validate() {
         return finish(ctx, dp, Outcome::<DataPlaneStatus>::blocked(reason::INVALID_SPEC, invalid.0), None).await;
     }
-    for (name, key) in [
-        (&dp.spec.postgres.secret_name, &dp.spec.postgres.uri_key),
-        (&dp.spec.redis.secret_name, &dp.spec.redis.url_key),
-    ] {
+    for (name, key) in dp.spec.referenced_secrets() {
         if let Some(outcome) = check_secret(ctx, &ns, name, key).await? {
             return finish(ctx, dp, outcome, None).await;
         }
@@ -247,4 +248,37 @@ async fn reconcile(dp: Arc<DataPlane>, ctx: Arc<Context>) -> Result<Action, Erro
     let wait = rotation::next_deadline(&jwt, Utc::now()).map(|d| d.min(std::time::Duration::from_secs(300)));
     finish(ctx, dp, Outcome { readiness, status, notes }, if rollout.blocked.is_some() { soon } else { wait.or(soon) })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_resources::DataPlaneSpec;
+    use k8s_openapi::ByteString;
+
+    fn spec_with_turn() -> DataPlaneSpec {
+        serde_json::from_value(serde_json::json!({
+            "image": "conclave:1",
+            "postgres": {"secretName": "pg-app"},
+            "redis": {"secretName": "redis"},
+            "turn": {"urls": ["turn:turn.example.org:3478"], "sharedSecretName": "turn"}
+        }))
+        .expect("a spec")
+    }
+
+    #[test]
+    fn the_turn_shared_secret_is_waited_for_like_the_database_secrets() {
+        let spec = spec_with_turn();
+        assert_eq!(spec.referenced_secrets(), [("pg-app", "uri"), ("redis", "url"), ("turn", "shared-secret")]);
+        let (reason, message) = secret_problem(None, "turn", "shared-secret").expect("missing");
+        assert_eq!((reason, message.as_str()), (reason::SECRET_NOT_FOUND, "Secret turn does not exist"));
+        let with = |key: &str| Secret {
+            data: Some([(key.to_owned(), ByteString(b"x".to_vec()))].into()),
+            ..Default::default()
+        };
+        let secret = with("other");
+        let (reason, _) = secret_problem(Some(&secret), "turn", "shared-secret").expect("no key");
+        assert_eq!(reason, reason::SECRET_KEY_MISSING);
+        assert_eq!(secret_problem(Some(&with("shared-secret")), "turn", "shared-secret"), None);
+    }
 }

@@ -4,6 +4,7 @@
 //! and the labels `app.kubernetes.io/{name,instance,managed-by,component}`.
 
 use conclave_resources::DataPlane;
+use conclave_resources::dataplane::Turn;
 use kube::Resource;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -165,7 +166,7 @@ fn container_env(dp: &DataPlane, jwt_key_id: &str) -> Vec<Value> {
         env.push(json!({"name": "CONCLAVE_SMTP_URL", "value": smtp_url(smtp)}));
     }
     if let Some(turn) = &spec.turn {
-        env.push(secret_env("CONCLAVE_TURN_SHARED_SECRET", &turn.shared_secret_name, "shared-secret", false));
+        env.push(secret_env("CONCLAVE_TURN_SHARED_SECRET", &turn.shared_secret_name, Turn::SECRET_KEY, false));
     }
     env
 }

@@ -94,3 +94,49 @@ fn a_dataplane_caps_connections_of_direct_clients_only() {
     let both = spec(serde_json::json!({"maxConnectionsPerAddress": 64, "trustForwardedFor": true}));
     assert!(both.validate().is_err(), "a cap the data plane would ignore");
 }
+
+#[test]
+fn turn_uris_follow_rfc_7065() {
+    for good in [
+        "turn:turn.example.org",
+        "turn:turn.example.org:3478?transport=udp",
+        "turns:turn.example.org:5349?transport=tcp",
+        "turn:127.0.0.1:3478",
+        "turn:[2001:db8::1]:3478",
+        "turn:coturn",
+    ] {
+        assert!(crate::validate::is_turn_uri(good), "{good}");
+    }
+    for bad in [
+        "",
+        "stun:turn.example.org",
+        "https://turn.example.org",
+        "turn:",
+        "turn:turn.example.org:0",
+        "turn:turn.example.org:70000",
+        "turn:turn.example.org:3478?transport=sctp",
+        "turn:[2001:db8::1",
+        "turn:[not-ip]:3478",
+        "turn:user@turn.example.org",
+        "turn: turn.example.org",
+    ] {
+        assert!(!crate::validate::is_turn_uri(bad), "{bad}");
+    }
+}
+
+#[test]
+fn a_dataplane_names_its_turn_servers_by_uri() {
+    let spec = |urls: serde_json::Value| -> crate::DataPlaneSpec {
+        serde_json::from_value(serde_json::json!({
+            "image": "conclave:1",
+            "postgres": {"secretName": "pg-app"},
+            "redis": {"secretName": "redis"},
+            "turn": {"urls": urls, "sharedSecretName": "turn"}
+        }))
+        .expect("a spec")
+    };
+    assert!(spec(serde_json::json!(["turn:turn.example.org:3478"])).validate().is_ok());
+    let err = spec(serde_json::json!(["turn:turn.example.org", "http://x"])).validate().expect_err("a bad URI");
+    assert!(err.0.contains("\"http://x\""), "{err}");
+    assert!(spec(serde_json::json!([])).validate().is_err());
+}
