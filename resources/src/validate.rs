@@ -183,6 +183,9 @@ impl WebhookEndpointSpec {
         if let Some(event) = self.event_types.iter().find(|e| !is_event_type(e)) {
             return invalid(format!("eventTypes: {event:?} is not an event type such as message.created"));
         }
+        if !(0..=604_800).contains(&self.secret_overlap_seconds) {
+            return invalid("secretOverlapSeconds must be between 0 and 604800");
+        }
         unique("eventTypes", self.event_types.iter().map(String::as_str))
     }
 }

@@ -4,8 +4,9 @@ use crate::common::{Condition, LocalRef, SecretKeyRef};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-/// An HTTPS endpoint that receives signed event deliveries (HMAC-SHA256 with the signing
-/// secret) for one workspace, or for a whole organization.
+/// An HTTPS endpoint that receives event deliveries signed per the Standard Webhooks
+/// specification (`webhook-signature: v1,<base64 HMAC-SHA256>`) for one workspace, or for a whole
+/// organization.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[kube(
     group = "conclave.io",
@@ -54,11 +55,19 @@ pub struct WebhookEndpointSpec {
     #[schemars(length(min = 1, max = 64))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub event_types: Vec<String>,
-    /// The HMAC signing secret, from a Secret you manage. Absent: the operator generates one
-    /// into the Secret `<name>-webhook-signing` (key `signing-secret`) and rotates it when the
-    /// annotation `conclave.io/rotate-secret` changes.
+    /// The signing secret (`whsec_` and 24 to 64 bytes in standard base64, the Standard Webhooks
+    /// format), from a Secret you manage; a change takes effect at once. Absent: the operator
+    /// generates one into the Secret `<name>-webhook-signing` (key `signing-secret`) and rotates
+    /// it when the annotation `conclave.io/rotate-secret` changes, signing with both secrets for
+    /// `secretOverlapSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_secret_ref: Option<SecretKeyRef>,
+    /// After a rotation of the generated secret, how long deliveries still carry a signature made
+    /// with the previous one besides the new one, in seconds (default one day, at most seven days;
+    /// 0: the previous secret stops at once).
+    #[serde(default = "default_overlap")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub secret_overlap_seconds: i64,
     /// Whether deliveries are made; disabling keeps the endpoint and its history.
     #[serde(default = "enabled")]
     pub enabled: bool,
@@ -66,6 +75,10 @@ pub struct WebhookEndpointSpec {
 
 fn enabled() -> bool {
     true
+}
+
+fn default_overlap() -> i64 {
+    86_400
 }
 
 /// What the operator observed (the delivery fields are read back from the database, where the

@@ -1,9 +1,13 @@
-//! Webhook deliveries: a JSON POST signed with the endpoint's secret (docs/webhooks.md), whose
-//! result is written back to the endpoint row for the operator's status.
+//! Webhook deliveries: a JSON POST signed per the Standard Webhooks specification with the
+//! endpoint's secret, and during a rotation's overlap with the previous one too
+//! (docs/webhooks.md), whose result is written back to the endpoint row for the operator's status.
 
 use super::{Job, Outcome, system_tx};
 use crate::AppState;
 use crate::sealing::webhook_context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_credentials::webhook_secret;
 use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -29,14 +33,20 @@ pub fn client() -> anyhow::Result<Http> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-/// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
-pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+/// One Standard Webhooks signature: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`,
+/// where `key` is the secret's decoded bytes (not its `whsec_` text).
+pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
     // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The `webhook-signature` header: one signature per key, space-separated (the current secret's
+/// first), which every Standard Webhooks verifier accepts if any one of them matches.
+pub fn signature_header(keys: &[Vec<u8>], id: &str, timestamp: u64, body: &[u8]) -> String {
+    keys.iter().map(|key| signature(key, id, timestamp, body)).collect::<Vec<_>>().join(" ")
 }
 
 pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
@@ -46,7 +56,10 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
     let endpoint = async {
         let mut tx = system_tx(state, job.organization_id).await?;
         let row = sqlx::query!(
-            "SELECT url, signing_secret_sealed, enabled FROM webhook_endpoints WHERE id = $1",
+            r#"SELECT url, signing_secret_sealed, enabled,
+                      CASE WHEN previous_secret_expires_at > now() THEN previous_signing_secret_sealed END
+                          AS previous_signing_secret_sealed
+                 FROM webhook_endpoints WHERE id = $1"#,
             endpoint_id
         )
         .fetch_optional(&mut *tx)
@@ -63,9 +76,18 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
     if !endpoint.enabled {
         return Outcome::Drop("the endpoint is disabled".to_owned());
     }
-    let Some(secret) = state.sealing.open(&webhook_context(endpoint_id), &endpoint.signing_secret_sealed) else {
+    let context = webhook_context(endpoint_id);
+    let Some(secret) = state.sealing.open(&context, &endpoint.signing_secret_sealed) else {
         return Outcome::Retry("the signing secret does not open with this replica's at-rest key".to_owned());
     };
+    let key = |opened: Vec<u8>| String::from_utf8(opened).ok().and_then(|s| webhook_secret::key(&s).ok());
+    let Some(current) = key(secret) else {
+        return Outcome::Drop("the signing secret is not in the Standard Webhooks format (whsec_<base64>)".to_owned());
+    };
+    // The previous secret signs too until its overlap ends; one that no longer opens is skipped.
+    let previous =
+        endpoint.previous_signing_secret_sealed.and_then(|sealed| state.sealing.open(&context, &sealed)).and_then(key);
+    let keys: Vec<Vec<u8>> = std::iter::once(current).chain(previous).collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let body = json!({
         "id": job.id,
@@ -75,12 +97,13 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
         "data": job.payload,
     })
     .to_string();
+    let id = job.id.to_string();
     let request = hyper::Request::post(&endpoint.url)
         .header("content-type", "application/json")
-        .header("user-agent", "conclave-webhooks/1")
-        .header("conclave-event", &job.event_type)
-        .header("conclave-delivery", job.id.to_string())
-        .header("conclave-signature", signature(&secret, now, body.as_bytes()))
+        .header("user-agent", "conclave-webhooks/2")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", signature_header(&keys, &id, now, body.as_bytes()))
         .body(Full::new(Bytes::from(body)));
     let request = match request {
         Ok(request) => request,
@@ -138,11 +161,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_signature_is_hmac_sha256_over_timestamp_and_body() {
-        // RFC 4231 test case 2 shape: key "Jefe"; message here is "<t>.<body>".
-        let signature = signature(b"Jefe", 0, b"what do ya want for nothing?");
-        assert!(signature.starts_with("t=0,v1="));
-        assert_eq!(signature.len(), "t=0,v1=".len() + 64);
-        assert_ne!(signature, super::signature(b"Jefe", 1, b"what do ya want for nothing?"));
+    fn the_signature_matches_the_specifications_example() {
+        // The example of the Standard Webhooks reference libraries.
+        let key = webhook_secret::key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn during_an_overlap_both_signatures_are_sent_current_first() {
+        let (a, b) = (vec![1u8; 32], vec![2u8; 32]);
+        let header = signature_header(&[a.clone(), b.clone()], "id", 1, b"{}");
+        assert_eq!(header, format!("{} {}", signature(&a, "id", 1, b"{}"), signature(&b, "id", 1, b"{}")));
+        assert_eq!(signature_header(std::slice::from_ref(&a), "id", 1, b"{}"), signature(&a, "id", 1, b"{}"));
     }
 }

@@ -5,9 +5,9 @@ use crate::conversations::group;
 use crate::support::{PASSWORD, TestApp};
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use standardwebhooks::Webhook;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -46,19 +46,32 @@ async fn receiver(status: StatusCode) -> (String, Seen) {
     (url, seen)
 }
 
-async fn endpoint(app: &TestApp, organization: Uuid, url: &str, secret: &[u8]) -> Uuid {
+/// A fresh Standard Webhooks secret (`whsec_...`).
+fn secret() -> String {
+    conclave_credentials::webhook_secret::generate().expect("randomness")
+}
+
+fn seal(id: Uuid, secret: &str) -> Vec<u8> {
+    conclave_dataplane::sealing::SealingKey::from_bytes(&AT_REST_KEY)
+        .seal(format!("webhook:{id}").as_bytes(), secret.as_bytes())
+}
+
+async fn endpoint(app: &TestApp, organization: Uuid, url: &str, secret: &str) -> Uuid {
     let id = Uuid::now_v7();
-    let sealed = conclave_dataplane::sealing::SealingKey::from_bytes(&AT_REST_KEY)
-        .seal(format!("webhook:{id}").as_bytes(), secret);
     sqlx::query("INSERT INTO webhook_endpoints (id, organization_id, url, event_types, signing_secret_sealed) VALUES ($1, $2, $3, ARRAY['message.created'], $4)")
         .bind(id)
         .bind(organization)
         .bind(url)
-        .bind(sealed)
+        .bind(seal(id, secret))
         .execute(&app.db.owner)
         .await
         .expect("endpoint");
     id
+}
+
+/// Whether the reference library accepts the delivery with `secret`.
+fn verifies(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    Webhook::new(secret).expect("a whsec_ secret").verify(body, headers).is_ok()
 }
 
 async fn wait_for<F: Fn(&Value) -> bool>(app: &TestApp, sql: &'static str, id: Uuid, done: F) -> Value {
@@ -79,8 +92,8 @@ async fn a_message_reaches_a_webhook_signed_and_the_result_is_recorded() {
     let bob = app.person("bob@example.org").await;
     let chat = group(&app, &alice, &[&bob]).await;
     let (url, seen) = receiver(StatusCode::NO_CONTENT).await;
-    let secret = b"whsec-test-secret";
-    let endpoint_id = endpoint(&app, chat.org, &url, secret).await;
+    let secret = secret();
+    let endpoint_id = endpoint(&app, chat.org, &url, &secret).await;
     chat.rotate(&alice, 1).await;
     let (status, message) = chat.send(&alice, 1, &[3u8; 40]).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -91,14 +104,13 @@ async fn a_message_reaches_a_webhook_signed_and_the_result_is_recorded() {
     .await;
     assert_eq!(endpoint["consecutive_failures"], 0);
     let (headers, body) = seen.lock().expect("lock").first().cloned().expect("a delivery");
-    let signature = headers["conclave-signature"].to_str().expect("header");
-    let (t, v1) = signature.split_once(",v1=").expect("t=..,v1=..");
-    let t = t.trim_start_matches("t=");
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("key");
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(&body);
-    mac.verify_slice(&hex::decode(v1).expect("hex")).expect("the signature verifies with the endpoint's secret");
+    Webhook::new(&secret)
+        .expect("a whsec_ secret")
+        .verify(&body, &headers)
+        .expect("the Standard Webhooks library verifies the delivery with the endpoint's secret");
+    assert!(!verifies(&self::secret(), &headers, &body), "another secret does not verify it");
     let payload: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(headers["webhook-id"].to_str().expect("header"), payload["id"].as_str().expect("id"));
     assert_eq!(payload["type"], "message.created");
     assert_eq!(payload["data"]["message_id"], message["id"]);
     assert!(!String::from_utf8_lossy(&body).contains("ciphertext"), "no content leaves in a webhook");
@@ -113,13 +125,59 @@ async fn a_message_reaches_a_webhook_signed_and_the_result_is_recorded() {
     assert_eq!(job["attempts"], 1);
 }
 
+/// Gives the endpoint a previous secret whose overlap ends in `seconds` (negative: ended).
+async fn rotate(app: &TestApp, endpoint_id: Uuid, previous: &str, seconds: f64) {
+    sqlx::query(
+        "UPDATE webhook_endpoints SET previous_signing_secret_sealed = $2,
+                previous_secret_expires_at = now() + make_interval(secs => $3) WHERE id = $1",
+    )
+    .bind(endpoint_id)
+    .bind(seal(endpoint_id, previous))
+    .bind(seconds)
+    .execute(&app.db.owner)
+    .await
+    .expect("rotate");
+}
+
+#[tokio::test]
+async fn during_a_rotation_overlap_both_secrets_verify_and_after_it_only_the_new_one() {
+    let app = app().await;
+    let alice = app.person("alice@example.org").await;
+    let chat = group(&app, &alice, &[]).await;
+    let (old, new) = (secret(), secret());
+    let (overlapping_url, overlapping) = receiver(StatusCode::NO_CONTENT).await;
+    let (ended_url, ended) = receiver(StatusCode::NO_CONTENT).await;
+    let overlapping_id = endpoint(&app, chat.org, &overlapping_url, &new).await;
+    rotate(&app, overlapping_id, &old, 3600.0).await;
+    let ended_id = endpoint(&app, chat.org, &ended_url, &new).await;
+    rotate(&app, ended_id, &old, -1.0).await;
+    chat.rotate(&alice, 1).await;
+    chat.send(&alice, 1, &[3u8; 40]).await;
+    for id in [overlapping_id, ended_id] {
+        wait_for(&app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", id, |w| {
+            w["last_delivery_status"] == "succeeded"
+        })
+        .await;
+    }
+
+    let (headers, body) = overlapping.lock().expect("lock").first().cloned().expect("a delivery");
+    assert_eq!(headers["webhook-signature"].to_str().expect("header").split(' ').count(), 2);
+    assert!(verifies(&new, &headers, &body), "the new secret verifies during the overlap");
+    assert!(verifies(&old, &headers, &body), "so does the old one, until the overlap ends");
+
+    let (headers, body) = ended.lock().expect("lock").first().cloned().expect("a delivery");
+    assert_eq!(headers["webhook-signature"].to_str().expect("header").split(' ').count(), 1);
+    assert!(verifies(&new, &headers, &body));
+    assert!(!verifies(&old, &headers, &body), "the old secret no longer verifies after the overlap");
+}
+
 #[tokio::test]
 async fn a_failing_endpoint_is_retried_later_and_counted() {
     let app = app().await;
     let alice = app.person("alice@example.org").await;
     let chat = group(&app, &alice, &[]).await;
     let (url, seen) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
-    let endpoint_id = endpoint(&app, chat.org, &url, b"secret").await;
+    let endpoint_id = endpoint(&app, chat.org, &url, &secret()).await;
     chat.rotate(&alice, 1).await;
     chat.send(&alice, 1, &[3u8; 40]).await;
     let endpoint = wait_for(&app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", endpoint_id, |w| {

@@ -4,7 +4,7 @@ use super::workspace::resolve_organization;
 use super::{Note, Outcome, SyncError, applied_note, violation_or};
 use crate::conditions::{Readiness, reason};
 use crate::db::{self, Applied};
-use crate::plan::webhook::Scope;
+use crate::plan::webhook::{Scope, Secrets};
 use crate::plan::{self, K8sRef};
 use conclave_resources::webhook::WebhookEndpointStatus;
 use conclave_resources::{Organization, WebhookEndpoint, Workspace};
@@ -29,7 +29,7 @@ pub enum SigningSecret {
     },
     Value {
         secret_name: String,
-        value: String,
+        secrets: Secrets,
     },
 }
 
@@ -83,7 +83,7 @@ pub async fn provision(
         SigningSecret::KeyMissing { name, key } => {
             return Ok(Outcome::blocked(reason::SECRET_KEY_MISSING, format!("Secret {name} has no key {key}")));
         }
-        SigningSecret::Value { secret_name, value } => (secret_name, value),
+        SigningSecret::Value { secret_name, secrets } => (secret_name, secrets),
     };
     let Some(key) = inputs.at_rest_key else {
         return Ok(Outcome::blocked(

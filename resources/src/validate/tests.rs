@@ -52,11 +52,26 @@ fn a_webhook_needs_exactly_one_reference() {
         event_types: vec!["message.created".into()],
         signing_secret_ref: None,
         enabled: true,
+        secret_overlap_seconds: 0,
     };
     assert!(spec.validate().is_err());
     spec.workspace_ref = Some(LocalRef { name: "w".into() });
     assert!(spec.validate().is_ok());
     spec.organization_ref = Some(LocalRef { name: "o".into() });
+    assert!(spec.validate().is_err());
+}
+
+#[test]
+fn a_webhook_secret_overlap_is_at_most_a_week() {
+    let mut spec: crate::webhook::WebhookEndpointSpec = serde_json::from_value(serde_json::json!({
+        "workspaceRef": {"name": "w"}, "url": "https://example.com/hook", "eventTypes": ["message.created"]
+    }))
+    .expect("spec");
+    assert_eq!(spec.secret_overlap_seconds, 86_400, "a day by default");
+    assert!(spec.validate().is_ok());
+    spec.secret_overlap_seconds = 604_801;
+    assert!(spec.validate().is_err());
+    spec.secret_overlap_seconds = -1;
     assert!(spec.validate().is_err());
 }
 
