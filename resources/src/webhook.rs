@@ -99,7 +99,9 @@ pub struct WebhookEndpointStatus {
     /// The Secret holding the signing secret (yours, or the generated one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// `succeeded` or `failed`, for the last delivery attempt.
+    /// `succeeded`, `failed` (the receiver could not be reached or did not answer 2xx) or
+    /// `refused` (its address is not public and not allowed on the DataPlane; the reason is in
+    /// `lastDeliveryError`), for the last delivery attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery_status: Option<String>,
     /// When the last delivery was attempted (RFC 3339).

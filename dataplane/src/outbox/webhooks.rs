@@ -2,6 +2,7 @@
 //! endpoint's secret, and during a rotation's overlap with the previous one too
 //! (docs/webhooks.md), whose result is written back to the endpoint row for the operator's status.
 
+use super::guard::{self, Guard};
 use super::{Job, Outcome, system_tx};
 use crate::AppState;
 use crate::sealing::webhook_context;
@@ -20,6 +21,13 @@ use std::time::Duration;
 
 pub type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// The webhook client: its connector resolves through the [`Guard`], and it follows no redirects.
+#[derive(Clone)]
+pub struct WebhookHttp {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector<Guard>>, Full<Bytes>>,
+    guard: Guard,
+}
+
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An HTTP client for `https://` (system roots, ring) and, where an endpoint explicitly allows
@@ -31,6 +39,19 @@ pub fn client() -> anyhow::Result<Http> {
         .enable_http1()
         .build();
     Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// The same client for webhooks, whose connector reaches only the addresses the guard vetted.
+pub fn webhook_client(allow: guard::AllowList) -> anyhow::Result<WebhookHttp> {
+    let guard = Guard::new(allow);
+    let mut http = HttpConnector::new_with_resolver(guard.clone());
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(WebhookHttp { client: Client::builder(TokioExecutor::new()).build(connector), guard })
 }
 
 /// One Standard Webhooks signature: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`,
@@ -49,7 +70,7 @@ pub fn signature_header(keys: &[Vec<u8>], id: &str, timestamp: u64, body: &[u8])
     keys.iter().map(|key| signature(key, id, timestamp, body)).collect::<Vec<_>>().join(" ")
 }
 
-pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
+pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome {
     let Some(endpoint_id) = job.webhook_endpoint_id else {
         return Outcome::Drop("webhook row without an endpoint".to_owned());
     };
@@ -109,27 +130,39 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
         Ok(request) => request,
         Err(e) => return Outcome::Drop(format!("invalid request: {e}")),
     };
+    // An address literal is not resolved, so the connector's guard would not see it.
+    let literal = guard::vet_literal(http.guard.allow_list(), request.uri().host().unwrap_or_default());
     let result = tokio::time::timeout(TIMEOUT, async {
-        let response = http.request(request).await?;
+        literal.map_err(Failure::Refused)?;
+        let response = http.client.request(request).await.map_err(Failure::from)?;
         let status = response.status();
         // Read (and discard) the body so the connection can be reused.
         let _ = response.into_body().collect().await;
-        Ok::<_, hyper_util::client::legacy::Error>(status)
+        Ok::<_, Failure>(status)
     })
     .await;
-    let (outcome, succeeded, error) = match result {
-        Ok(Ok(status)) if status.is_success() => (Outcome::Delivered, true, None),
+    let (outcome, status, error) = match result {
+        Ok(Ok(status)) if status.is_success() => (Outcome::Delivered, "succeeded", None),
+        Ok(Ok(status)) if status.is_redirection() => {
+            let error = format!("the endpoint answered {status}: redirects are not followed");
+            (Outcome::Retry(error.clone()), "failed", Some(error))
+        }
         Ok(Ok(status)) => {
             let error = format!("the endpoint answered {status}");
-            (Outcome::Retry(error.clone()), false, Some(error))
+            (Outcome::Retry(error.clone()), "failed", Some(error))
         }
-        Ok(Err(e)) => {
+        // The address will not become acceptable by waiting: give the row up at once.
+        Ok(Err(Failure::Refused(refused))) => {
+            let error = format!("refused: {refused}");
+            (Outcome::Drop(error.clone()), "refused", Some(error))
+        }
+        Ok(Err(Failure::Http(e))) => {
             let error = format!("could not reach the endpoint: {e}");
-            (Outcome::Retry(error.clone()), false, Some(error))
+            (Outcome::Retry(error.clone()), "failed", Some(error))
         }
         Err(_) => {
             let error = format!("no answer within {} seconds", TIMEOUT.as_secs());
-            (Outcome::Retry(error.clone()), false, Some(error))
+            (Outcome::Retry(error.clone()), "failed", Some(error))
         }
     };
     let recorded = async {
@@ -137,12 +170,12 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
         sqlx::query!(
             "UPDATE webhook_endpoints
                 SET last_delivery_at = now(),
-                    last_delivery_status = CASE WHEN $2 THEN 'succeeded' ELSE 'failed' END,
+                    last_delivery_status = $2,
                     last_delivery_error = left($3, 1024),
-                    consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END
+                    consecutive_failures = CASE WHEN $2 = 'succeeded' THEN 0 ELSE consecutive_failures + 1 END
               WHERE id = $1",
             endpoint_id,
-            succeeded,
+            status,
             error
         )
         .execute(&mut *tx)
@@ -154,6 +187,22 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
         tracing::warn!(error = %e, %endpoint_id, "could not record a webhook delivery result");
     }
     outcome
+}
+
+/// Why a request got no answer.
+enum Failure {
+    Refused(guard::Refused),
+    Http(hyper_util::client::legacy::Error),
+}
+
+impl From<hyper_util::client::legacy::Error> for Failure {
+    /// The guard's refusal comes back wrapped in the client's connect error: find it.
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        match guard::find_refusal(&e) {
+            Some(refused) => Self::Refused(refused.clone()),
+            None => Self::Http(e),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -14,14 +14,24 @@ use uuid::Uuid;
 
 const AT_REST_KEY: [u8; 32] = [42u8; 32];
 
+/// An app whose webhooks may reach the loopback receivers of these tests, through the
+/// allow-list (which this proves works: without it they are refused).
 async fn app() -> TestApp {
+    app_allowing("127.0.0.0/8").await
+}
+
+async fn app_allowing(targets: &str) -> TestApp {
     let dir = std::env::temp_dir().join(format!("conclave-at-rest-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("key");
     std::fs::write(&path, conclave_protocol::b64::encode(AT_REST_KEY).replace('-', "+").replace('_', "/") + "=")
         .expect("key");
     let path = path.to_str().expect("utf-8").to_owned();
-    TestApp::start_with(&["--rate-limit-factor", "1000", "--outbox-poll-ms", "100", "--at-rest-key-file", &path]).await
+    let mut args = vec!["--rate-limit-factor", "1000", "--outbox-poll-ms", "100", "--at-rest-key-file", &path];
+    if !targets.is_empty() {
+        args.extend(["--webhook-allowed-targets", targets]);
+    }
+    TestApp::start_with(&args).await
 }
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
@@ -85,6 +95,20 @@ async fn wait_for<F: Fn(&Value) -> bool>(app: &TestApp, sql: &'static str, id: U
     panic!("condition not reached for {id}");
 }
 
+/// The endpoint row once its last delivery has `status`.
+async fn endpoint_when(app: &TestApp, id: Uuid, status: &str) -> Value {
+    wait_for(app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", id, |w| {
+        w["last_delivery_status"] == status
+    })
+    .await
+}
+
+/// The endpoint's (one) outbox row once it has `status`.
+async fn job_when(app: &TestApp, endpoint_id: Uuid, status: &str) -> Value {
+    let sql = "SELECT to_jsonb(o) FROM outbound_notifications o WHERE webhook_endpoint_id = $1";
+    wait_for(app, sql, endpoint_id, |o| o["status"] == status).await
+}
+
 #[tokio::test]
 async fn a_message_reaches_a_webhook_signed_and_the_result_is_recorded() {
     let app = app().await;
@@ -98,10 +122,7 @@ async fn a_message_reaches_a_webhook_signed_and_the_result_is_recorded() {
     let (status, message) = chat.send(&alice, 1, &[3u8; 40]).await;
     assert_eq!(status, StatusCode::CREATED);
 
-    let endpoint = wait_for(&app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", endpoint_id, |w| {
-        w["last_delivery_status"] == "succeeded"
-    })
-    .await;
+    let endpoint = endpoint_when(&app, endpoint_id, "succeeded").await;
     assert_eq!(endpoint["consecutive_failures"], 0);
     let (headers, body) = seen.lock().expect("lock").first().cloned().expect("a delivery");
     Webhook::new(&secret)
@@ -115,13 +136,7 @@ async fn a_message_reaches_a_webhook_signed_and_the_result_is_recorded() {
     assert_eq!(payload["data"]["message_id"], message["id"]);
     assert!(!String::from_utf8_lossy(&body).contains("ciphertext"), "no content leaves in a webhook");
     // The job itself is marked delivered right after the endpoint's result is written.
-    let job = wait_for(
-        &app,
-        "SELECT to_jsonb(o) FROM outbound_notifications o WHERE webhook_endpoint_id = $1",
-        endpoint_id,
-        |o| o["status"] == "delivered",
-    )
-    .await;
+    let job = job_when(&app, endpoint_id, "delivered").await;
     assert_eq!(job["attempts"], 1);
 }
 
@@ -154,10 +169,7 @@ async fn during_a_rotation_overlap_both_secrets_verify_and_after_it_only_the_new
     chat.rotate(&alice, 1).await;
     chat.send(&alice, 1, &[3u8; 40]).await;
     for id in [overlapping_id, ended_id] {
-        wait_for(&app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", id, |w| {
-            w["last_delivery_status"] == "succeeded"
-        })
-        .await;
+        endpoint_when(&app, id, "succeeded").await;
     }
 
     let (headers, body) = overlapping.lock().expect("lock").first().cloned().expect("a delivery");
@@ -169,6 +181,46 @@ async fn during_a_rotation_overlap_both_secrets_verify_and_after_it_only_the_new
     assert_eq!(headers["webhook-signature"].to_str().expect("header").split(' ').count(), 1);
     assert!(verifies(&new, &headers, &body));
     assert!(!verifies(&old, &headers, &body), "the old secret no longer verifies after the overlap");
+}
+
+#[tokio::test]
+async fn a_webhook_to_an_internal_address_is_refused_with_its_reason_and_never_sent() {
+    // Allowed: one other block and one other host, neither of them the receivers'.
+    let app = app_allowing("10.96.0.0/12,receiver.hooks.svc.cluster.local").await;
+    let alice = app.person("alice@example.org").await;
+    let chat = group(&app, &alice, &[]).await;
+    let (url, seen) = receiver(StatusCode::NO_CONTENT).await;
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let literal_id = endpoint(&app, chat.org, &url, &secret()).await;
+    let name_id = endpoint(&app, chat.org, &by_name, &secret()).await;
+    chat.rotate(&alice, 1).await;
+    chat.send(&alice, 1, &[3u8; 40]).await;
+    for (id, says) in [(literal_id, "127.0.0.1 is a loopback address"), (name_id, "localhost resolves")] {
+        let endpoint = endpoint_when(&app, id, "refused").await;
+        let error = endpoint["last_delivery_error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("refused: ") && error.contains(says), "{error}");
+        assert!(error.contains("webhookAllowedTargets"), "the reason says what to change: {error}");
+        assert_eq!(endpoint["consecutive_failures"], 1);
+        // Given up at once: waiting does not make an address acceptable.
+        let job = job_when(&app, id, "dead").await;
+        assert_eq!(job["attempts"], 1);
+    }
+    assert!(seen.lock().expect("lock").is_empty(), "nothing reached the receiver");
+}
+
+#[tokio::test]
+async fn the_allow_list_lets_a_named_host_through() {
+    let app = app_allowing("localhost").await;
+    let alice = app.person("alice@example.org").await;
+    let chat = group(&app, &alice, &[]).await;
+    let (url, seen) = receiver(StatusCode::NO_CONTENT).await;
+    let literal_id = endpoint(&app, chat.org, &url, &secret()).await;
+    let name_id = endpoint(&app, chat.org, &url.replace("127.0.0.1", "localhost"), &secret()).await;
+    chat.rotate(&alice, 1).await;
+    chat.send(&alice, 1, &[3u8; 40]).await;
+    endpoint_when(&app, name_id, "succeeded").await;
+    endpoint_when(&app, literal_id, "refused").await;
+    assert_eq!(seen.lock().expect("lock").len(), 1, "only the delivery by the allowed name arrived");
 }
 
 #[tokio::test]
@@ -186,13 +238,7 @@ async fn a_failing_endpoint_is_retried_later_and_counted() {
     .await;
     assert_eq!(endpoint["last_delivery_status"], "failed");
     assert!(endpoint["last_delivery_error"].as_str().is_some_and(|e| e.contains("500")), "{endpoint}");
-    wait_for(
-        &app,
-        "SELECT to_jsonb(o) FROM outbound_notifications o WHERE webhook_endpoint_id = $1",
-        endpoint_id,
-        |o| o["status"] == "failed",
-    )
-    .await;
+    job_when(&app, endpoint_id, "failed").await;
     let row: (String, i32, bool) = sqlx::query_as(
         "SELECT status, attempts, next_attempt_at > now() + interval '5 seconds' FROM outbound_notifications",
     )

@@ -120,6 +120,17 @@ async fn delivery_results_recorded_by_the_data_plane_reach_the_status() {
     assert_eq!(last_delivery_error.as_deref(), Some("HTTP 503"));
     assert_eq!(consecutive_failures, 4);
     assert!(last_delivery_at.is_some());
+
+    // A delivery the data plane refused (an internal address) shows as such, with its reason.
+    let reason = "refused: 10.0.0.7 is a private (RFC 1918) address (an in-cluster receiver must be on the DataPlane's spec.webhookAllowedTargets)";
+    sqlx::query("UPDATE webhook_endpoints SET last_delivery_status = 'refused', last_delivery_error = $1")
+        .bind(reason)
+        .execute(&db.owner)
+        .await
+        .expect("refused");
+    let status = provision(&mut conn, &hook, inputs(&ws, FIRST, Some(&KEY))).await.expect("again").status;
+    assert_eq!(status.last_delivery_status.as_deref(), Some("refused"));
+    assert_eq!(status.last_delivery_error.as_deref(), Some(reason));
 }
 
 #[tokio::test]

@@ -90,6 +90,41 @@ fn a_dataplane_cannot_have_both_replicas_and_autoscaling() {
 }
 
 #[test]
+fn webhook_allowed_targets_are_blocks_addresses_or_host_names() {
+    for good in [
+        "10.96.0.0/12",
+        "fd00::/8",
+        "127.0.0.1",
+        "::1",
+        "localhost",
+        "receiver.hooks.svc.cluster.local",
+        "*.svc.cluster.local",
+    ] {
+        assert!(super::is_allowed_target(good), "{good:?}");
+    }
+    for bad in [
+        "",
+        "10.0.0.0/33",
+        "::/129",
+        "10.0.0.0/+8",
+        "x/8",
+        "http://a.example",
+        "*.",
+        "*.local",
+        "a b",
+        "under_score.example",
+    ] {
+        assert!(!super::is_allowed_target(bad), "{bad:?}");
+    }
+    let spec: crate::DataPlaneSpec = serde_json::from_value(serde_json::json!({
+        "image": "conclave:1", "postgres": {"secretName": "pg-app"}, "redis": {"secretName": "redis"},
+        "webhookAllowedTargets": ["10.0.0.0/8", "not a target"]
+    }))
+    .expect("spec");
+    assert!(spec.validate().expect_err("refused").0.contains("not a target"));
+}
+
+#[test]
 fn a_dataplane_caps_connections_of_direct_clients_only() {
     let spec = |extra: serde_json::Value| -> crate::DataPlaneSpec {
         let mut spec = serde_json::json!({
