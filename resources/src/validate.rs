@@ -201,6 +201,12 @@ impl WebhookEndpointSpec {
         if let Some(event) = self.event_types.iter().find(|e| !is_event_type(e)) {
             return invalid(format!("eventTypes: {event:?} is not an event type such as message.created"));
         }
+        if let Some(event) = self.event_types.iter().find(|e| !crate::webhook::EVENT_TYPES.contains(&e.as_str())) {
+            return invalid(format!(
+                "eventTypes: {event:?} is not in the catalogue: {}",
+                crate::webhook::EVENT_TYPES.join(", ")
+            ));
+        }
         if !(0..=604_800).contains(&self.secret_overlap_seconds) {
             return invalid("secretOverlapSeconds must be between 0 and 604800");
         }

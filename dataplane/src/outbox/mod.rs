@@ -9,6 +9,7 @@
 //! docs/notifications.md).
 
 pub mod digests;
+pub mod events;
 pub mod guard;
 mod invitations;
 pub mod push;

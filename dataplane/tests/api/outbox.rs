@@ -5,6 +5,7 @@ use crate::conversations::group;
 use crate::support::{PASSWORD, TestApp};
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use conclave_dataplane::outbox::events::Event;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use standardwebhooks::Webhook;
@@ -67,11 +68,17 @@ fn seal(id: Uuid, secret: &str) -> Vec<u8> {
 }
 
 async fn endpoint(app: &TestApp, organization: Uuid, url: &str, secret: &str) -> Uuid {
+    subscribed(app, organization, url, secret, &["message.created"]).await
+}
+
+/// An organization-wide endpoint subscribed to `events`.
+async fn subscribed(app: &TestApp, organization: Uuid, url: &str, secret: &str, events: &[&str]) -> Uuid {
     let id = Uuid::now_v7();
-    sqlx::query("INSERT INTO webhook_endpoints (id, organization_id, url, event_types, signing_secret_sealed) VALUES ($1, $2, $3, ARRAY['message.created'], $4)")
+    sqlx::query("INSERT INTO webhook_endpoints (id, organization_id, url, event_types, signing_secret_sealed) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(organization)
         .bind(url)
+        .bind(events)
         .bind(seal(id, secret))
         .execute(&app.db.owner)
         .await
@@ -221,6 +228,87 @@ async fn the_allow_list_lets_a_named_host_through() {
     endpoint_when(&app, name_id, "succeeded").await;
     endpoint_when(&app, literal_id, "refused").await;
     assert_eq!(seen.lock().expect("lock").len(), 1, "only the delivery by the allowed name arrived");
+}
+
+#[tokio::test]
+async fn each_cause_queues_its_event_for_the_endpoints_subscribed_to_it_with_ids_only() {
+    let app = app().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    let (url, _seen) = receiver(StatusCode::NO_CONTENT).await;
+    // Every event the data plane causes, and a reserved one that nothing causes yet.
+    let mut every: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
+    every.push("call.started");
+    let all = subscribed(&app, chat.org, &url, &secret(), &every).await;
+    let deletions = subscribed(&app, chat.org, &url, &secret(), &["message.deleted"]).await;
+
+    // A message created, edited, deleted (twice: the second changes nothing).
+    chat.rotate(&alice, 1).await;
+    let (_, message) = chat.send(&alice, 1, &[3u8; 40]).await;
+    let message_path = chat.path(&format!("/messages/{}", message["id"].as_str().expect("id")));
+    let client_id: Uuid = message["client_message_id"].as_str().and_then(|s| s.parse().ok()).expect("client id");
+    let mut edit = chat.message(&alice, 1, client_id, &[42u8; 24]);
+    edit.as_object_mut().expect("object").remove("client_message_id");
+    assert_eq!(app.patch(&message_path, edit, &alice.access).await.0, StatusCode::OK);
+    assert_eq!(app.delete(&message_path, &alice.access).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete(&message_path, &alice.access).await.0, StatusCode::NO_CONTENT);
+    // Bob removed, then added back.
+    let bob_path = chat.path(&format!("/members/{}", bob.user_id));
+    assert_eq!(app.delete(&bob_path, &alice.access).await.0, StatusCode::NO_CONTENT);
+    let (status, _) = app.post(&chat.path("/members"), json!({"user_id": bob.user_id}), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Another conversation in the workspace; a privacy request.
+    let workspace: Uuid = sqlx::query_scalar("SELECT workspace_id FROM conversations WHERE id = $1")
+        .bind(chat.conversation)
+        .fetch_one(&app.db.owner)
+        .await
+        .expect("workspace");
+    let path = format!("/v1/organizations/{}/workspaces/{workspace}/conversations", chat.org);
+    let (status, created) = app.post(&path, json!({"kind": "group", "member_user_ids": []}), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let path = format!("/v1/organizations/{}/privacy-requests", chat.org);
+    let (status, filed) = app.post(&path, json!({"kind": "export"}), Some(&bob.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+
+    let rows = |endpoint: Uuid| {
+        sqlx::query_as::<_, (String, Value)>(
+            "SELECT event_type, payload FROM outbound_notifications WHERE webhook_endpoint_id = $1 ORDER BY event_type",
+        )
+        .bind(endpoint)
+        .fetch_all(&app.db.owner)
+    };
+    let queued = rows(all).await.expect("rows");
+    let types: Vec<&str> = queued.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "conversation.created",
+            "member.joined",
+            "member.left",
+            "message.created",
+            "message.deleted",
+            "message.edited",
+            "privacy_request.filed"
+        ]
+    );
+    let data = |t: &str| queued.iter().find(|(q, _)| q == t).map(|(_, d)| d.clone()).expect("queued");
+    assert_eq!(data("conversation.created")["conversation_id"], created["id"]);
+    assert_eq!(data("conversation.created")["member_count"], 1);
+    assert_eq!(data("member.left")["user_id"], json!(bob.user_id));
+    assert_eq!(data("member.left")["reason"], "removed");
+    assert_eq!(data("member.joined")["via"], "added");
+    assert_eq!(data("message.edited")["message_id"], message["id"]);
+    assert_eq!(data("message.deleted")["by_user_id"], json!(alice.user_id));
+    assert_eq!(data("privacy_request.filed")["privacy_request_id"], filed["id"]);
+    let text = serde_json::to_string(&queued).expect("json");
+    assert!(!text.contains("ciphertext") && !text.contains(&b64_of(&[42u8; 24])), "ids and metadata only");
+    let only_deletions: Vec<String> = rows(deletions).await.expect("rows").into_iter().map(|(t, _)| t).collect();
+    assert_eq!(only_deletions, ["message.deleted"], "an endpoint hears only the types it subscribed to");
+}
+
+fn b64_of(bytes: &[u8]) -> String {
+    conclave_protocol::b64::encode(bytes)
 }
 
 #[tokio::test]

@@ -62,6 +62,21 @@ fn a_webhook_needs_exactly_one_reference() {
 }
 
 #[test]
+fn a_webhook_subscribes_to_event_types_of_the_documented_catalogue_only() {
+    let mut spec: crate::webhook::WebhookEndpointSpec = serde_json::from_value(serde_json::json!({
+        "workspaceRef": {"name": "w"}, "url": "https://example.com/hook", "eventTypes": ["message.deleted", "call.ended"]
+    }))
+    .expect("spec");
+    assert!(spec.validate().is_ok());
+    spec.event_types.push("message.read".into());
+    assert!(spec.validate().expect_err("refused").0.contains("message.read"));
+    let docs = include_str!("../../../docs/webhooks.md");
+    for event in crate::webhook::EVENT_TYPES {
+        assert!(docs.contains(&format!("### `{event}`")), "docs/webhooks.md has no section for {event}");
+    }
+}
+
+#[test]
 fn a_webhook_secret_overlap_is_at_most_a_week() {
     let mut spec: crate::webhook::WebhookEndpointSpec = serde_json::from_value(serde_json::json!({
         "workspaceRef": {"name": "w"}, "url": "https://example.com/hook", "eventTypes": ["message.created"]
