@@ -30,6 +30,12 @@ pub struct WebhookHttp {
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The failure budget: an endpoint is disabled after this many failed attempts in a row...
+pub const FAILURE_BUDGET_ATTEMPTS: i32 = 15;
+/// ...that span at least this long since the first of them (so a short outage of the receiver,
+/// however many events it misses, never disables it).
+pub const FAILURE_BUDGET_HOURS: i32 = 24;
+
 /// An HTTP client for `https://` (system roots, ring) and, where an endpoint explicitly allows
 /// it, `http://`.
 pub fn client() -> anyhow::Result<Http> {
@@ -77,7 +83,7 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
     let endpoint = async {
         let mut tx = system_tx(state, job.organization_id).await?;
         let row = sqlx::query!(
-            r#"SELECT url, signing_secret_sealed, enabled,
+            r#"SELECT url, signing_secret_sealed, enabled, disabled_at IS NOT NULL AS "auto_disabled!",
                       CASE WHEN previous_secret_expires_at > now() THEN previous_signing_secret_sealed END
                           AS previous_signing_secret_sealed
                  FROM webhook_endpoints WHERE id = $1"#,
@@ -96,6 +102,9 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
     };
     if !endpoint.enabled {
         return Outcome::Drop("the endpoint is disabled".to_owned());
+    }
+    if endpoint.auto_disabled {
+        return Outcome::Drop("the endpoint was disabled after its failure budget".to_owned());
     }
     let context = webhook_context(endpoint_id);
     let Some(secret) = state.sealing.open(&context, &endpoint.signing_secret_sealed) else {
@@ -172,11 +181,22 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
                 SET last_delivery_at = now(),
                     last_delivery_status = $2,
                     last_delivery_error = left($3, 1024),
-                    consecutive_failures = CASE WHEN $2 = 'succeeded' THEN 0 ELSE consecutive_failures + 1 END
+                    consecutive_failures = CASE WHEN $2 = 'succeeded' THEN 0 ELSE consecutive_failures + 1 END,
+                    failing_since = CASE WHEN $2 = 'succeeded' THEN NULL ELSE coalesce(failing_since, now()) END,
+                    disabled_at = CASE WHEN $2 <> 'succeeded' AND consecutive_failures + 1 >= $4
+                                            AND coalesce(failing_since, now()) <= now() - make_interval(hours => $5)
+                                       THEN now() ELSE disabled_at END,
+                    disabled_reason = CASE WHEN $2 <> 'succeeded' AND consecutive_failures + 1 >= $4
+                                                AND coalesce(failing_since, now()) <= now() - make_interval(hours => $5)
+                                           THEN format('%s failed deliveries in a row since %s; the last: %s',
+                                                       consecutive_failures + 1, failing_since, left($3, 512))
+                                           ELSE disabled_reason END
               WHERE id = $1",
             endpoint_id,
             status,
-            error
+            error,
+            FAILURE_BUDGET_ATTEMPTS,
+            FAILURE_BUDGET_HOURS
         )
         .execute(&mut *tx)
         .await?;

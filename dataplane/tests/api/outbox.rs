@@ -312,6 +312,53 @@ fn b64_of(bytes: &[u8]) -> String {
 }
 
 #[tokio::test]
+async fn an_endpoint_failing_past_its_budget_is_disabled_and_called_no_more() {
+    let app = app().await;
+    let alice = app.person("alice@example.org").await;
+    let chat = group(&app, &alice, &[]).await;
+    let (url, seen) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
+    let (short_url, _) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
+    // 14 failures over a day, and 14 failures within the last hour.
+    let long = endpoint(&app, chat.org, &url, &secret()).await;
+    let short = endpoint(&app, chat.org, &short_url, &secret()).await;
+    for (id, hours) in [(long, 25.0), (short, 1.0)] {
+        sqlx::query(
+            "UPDATE webhook_endpoints SET consecutive_failures = 14,
+                    failing_since = now() - make_interval(hours => $2::float8::int) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(hours)
+        .execute(&app.db.owner)
+        .await
+        .expect("failing");
+    }
+    chat.rotate(&alice, 1).await;
+    chat.send(&alice, 1, &[3u8; 40]).await;
+    let disabled = wait_for(&app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", long, |w| {
+        !w["disabled_at"].is_null()
+    })
+    .await;
+    let reason = disabled["disabled_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("15 failed deliveries in a row since") && reason.contains("500"), "{reason}");
+    let within_a_day = wait_for(&app, "SELECT to_jsonb(w) FROM webhook_endpoints w WHERE id = $1", short, |w| {
+        w["consecutive_failures"] == 15
+    })
+    .await;
+    assert!(within_a_day["disabled_at"].is_null(), "15 failures within an hour are not the budget");
+
+    // Disabled: the next event is given up without a call.
+    chat.send(&alice, 1, &[4u8; 40]).await;
+    wait_for(
+        &app,
+        "SELECT to_jsonb(array_agg(o.status ORDER BY o.created_at)) FROM outbound_notifications o WHERE webhook_endpoint_id = $1",
+        long,
+        |s| s.as_array().is_some_and(|s| s.len() == 2 && s[1] == "dead"),
+    )
+    .await;
+    assert_eq!(seen.lock().expect("lock").len(), 1, "called once, before it was disabled");
+}
+
+#[tokio::test]
 async fn a_failing_endpoint_is_retried_later_and_counted() {
     let app = app().await;
     let alice = app.person("alice@example.org").await;

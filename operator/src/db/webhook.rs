@@ -17,6 +17,10 @@ pub struct Deliveries {
     pub last_delivery_status: Option<String>,
     pub last_delivery_error: Option<String>,
     pub consecutive_failures: i32,
+    /// Set when the data plane disabled the endpoint after its failure budget, with why.
+    pub disabled_reason: Option<String>,
+    pub disabled_generation: Option<i64>,
+    pub reenable_handled: Option<String>,
 }
 
 /// Our row, with the signing secret opened with `key` (`None` when it does not open).
@@ -27,7 +31,8 @@ pub async fn find_by_ref(
 ) -> Result<Option<(Observed<WebhookRow>, Deliveries)>, sqlx::Error> {
     let found = sqlx::query!(
         "SELECT id, organization_id, workspace_id, url, event_types, enabled, signing_secret_sealed,
-                previous_signing_secret_sealed, previous_secret_expires_at, last_delivery_at, last_delivery_status, last_delivery_error, consecutive_failures,
+                previous_signing_secret_sealed, previous_secret_expires_at, last_delivery_at,
+                disabled_reason, disabled_generation, reenable_handled, last_delivery_status, last_delivery_error, consecutive_failures,
                 k8s_namespace, k8s_name
            FROM webhook_endpoints WHERE k8s_namespace = $1 AND k8s_name = $2",
         me.namespace,
@@ -60,6 +65,9 @@ pub async fn find_by_ref(
         last_delivery_status: r.last_delivery_status,
         last_delivery_error: r.last_delivery_error,
         consecutive_failures: r.consecutive_failures,
+        disabled_reason: r.disabled_reason,
+        disabled_generation: r.disabled_generation,
+        reenable_handled: r.reenable_handled,
     };
     Ok(Some((observed, deliveries)))
 }
@@ -150,6 +158,39 @@ async fn write(
     )
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Remembers the resource's generation when the endpoint was first seen disabled.
+pub async fn remember_disabled_generation(
+    conn: &mut PgConnection,
+    id: Uuid,
+    generation: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!("UPDATE webhook_endpoints SET disabled_generation = $2 WHERE id = $1", id, generation)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Enables a disabled endpoint again, its failure count reset, remembering the re-enable request
+/// it answered.
+pub async fn reenable(
+    conn: &mut PgConnection,
+    organization_id: Uuid,
+    id: Uuid,
+    handled: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, disabled_generation = NULL,
+                consecutive_failures = 0, failing_since = NULL, reenable_handled = $2
+          WHERE id = $1",
+        id,
+        handled
+    )
+    .execute(&mut *conn)
+    .await?;
+    audit::record(conn, Some(organization_id), "webhook.reenabled", "webhook_endpoint", id, json!({})).await?;
     Ok(())
 }
 

@@ -63,6 +63,38 @@ impl Columns for WebhookRow {
     }
 }
 
+/// What to do about an endpoint the data plane disabled after its failure budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disabled {
+    /// Enable it again: its spec changed since it was disabled, or the re-enable annotation has a
+    /// value not acted on yet (kept, so it is acted on once).
+    Reenable { handled: Option<String> },
+    /// First seen disabled: remember the generation, to notice a later spec change.
+    Remember { generation: i64 },
+    /// It stays disabled.
+    Keep,
+}
+
+/// Decides about a disabled endpoint from the generation recorded when it was first seen disabled
+/// and the last re-enable request acted on.
+pub fn disabled(
+    recorded_generation: Option<i64>,
+    reenable_handled: Option<&str>,
+    generation: i64,
+    reenable_request: Option<&str>,
+) -> Disabled {
+    if let Some(request) = reenable_request
+        && reenable_handled != Some(request)
+    {
+        return Disabled::Reenable { handled: Some(request.to_owned()) };
+    }
+    match recorded_generation {
+        None => Disabled::Remember { generation },
+        Some(recorded) if generation > recorded => Disabled::Reenable { handled: reenable_handled.map(str::to_owned) },
+        Some(_) => Disabled::Keep,
+    }
+}
+
 /// Where the endpoint's events come from, once its reference is resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope {
@@ -182,6 +214,16 @@ mod tests {
         found.previous_signing_secret = None;
         found.previous_secret_expires_at = None;
         assert_eq!(row.changed(&found), vec!["previous_signing_secret_sealed", "previous_secret_expires_at"]);
+    }
+
+    #[test]
+    fn a_disabled_endpoint_is_enabled_again_by_a_spec_change_or_a_new_annotation_value_once() {
+        assert_eq!(disabled(None, None, 3, None), Disabled::Remember { generation: 3 });
+        assert_eq!(disabled(Some(3), None, 3, None), Disabled::Keep);
+        assert_eq!(disabled(Some(3), None, 4, None), Disabled::Reenable { handled: None });
+        assert_eq!(disabled(Some(3), None, 3, Some("a")), Disabled::Reenable { handled: Some("a".into()) });
+        assert_eq!(disabled(Some(3), Some("a"), 3, Some("a")), Disabled::Keep, "a request is acted on once");
+        assert_eq!(disabled(Some(3), Some("a"), 3, Some("b")), Disabled::Reenable { handled: Some("b".into()) });
     }
 
     #[test]

@@ -229,3 +229,47 @@ async fn a_secret_of_your_own_not_in_the_standard_format_is_an_invalid_spec() {
     assert!(outcome.readiness.message.contains("whsec_"), "{outcome:?}");
     assert!(!outcome.readiness.message.contains("hunter2"), "the secret is not shown");
 }
+
+#[tokio::test]
+async fn an_endpoint_the_data_plane_disabled_is_not_ready_until_its_spec_or_the_annotation_changes() {
+    let db = db().await;
+    let (mut conn, _org, ws) = provisioned(&db).await;
+    let mut hook = mk_webhook("hook", "eng");
+    hook.metadata.generation = Some(1);
+    provision(&mut conn, &hook, inputs(&ws, FIRST, Some(&KEY))).await.expect("create");
+    let disable = || {
+        sqlx::query(
+            "UPDATE webhook_endpoints SET disabled_at = now(), consecutive_failures = 15,
+                    disabled_reason = '15 failed deliveries in a row since yesterday; the last: HTTP 503'",
+        )
+        .execute(&db.owner)
+    };
+    disable().await.expect("disable");
+    let outcome = provision(&mut conn, &hook, inputs(&ws, FIRST, Some(&KEY))).await.expect("disabled");
+    assert!(!outcome.readiness.ready);
+    assert_eq!(outcome.readiness.reason, reason::AUTO_DISABLED);
+    assert!(outcome.readiness.message.contains("HTTP 503"), "{outcome:?}");
+    assert!(outcome.readiness.message.contains("conclave.io/re-enable"), "says how to enable it");
+    assert!(outcome.notes.iter().any(|n| n.reason == reason::AUTO_DISABLED), "a Warning event, once");
+    let again = provision(&mut conn, &hook, inputs(&ws, FIRST, Some(&KEY))).await.expect("still");
+    assert_eq!(again.readiness.reason, reason::AUTO_DISABLED);
+    assert!(again.notes.is_empty());
+
+    // The annotation enables it, once per value.
+    hook.metadata.annotations = Some([("conclave.io/re-enable".to_owned(), "1".to_owned())].into());
+    let enabled = provision(&mut conn, &hook, inputs(&ws, FIRST, Some(&KEY))).await.expect("re-enabled");
+    assert!(enabled.readiness.ready, "{enabled:?}");
+    let row: (Option<String>, i32) =
+        sqlx::query_as("SELECT disabled_reason, consecutive_failures FROM webhook_endpoints")
+            .fetch_one(&db.owner)
+            .await
+            .expect("row");
+    assert_eq!(row, (None, 0));
+    disable().await.expect("disable");
+    let same_value = provision(&mut conn, &hook, inputs(&ws, FIRST, Some(&KEY))).await.expect("disabled");
+    assert_eq!(same_value.readiness.reason, reason::AUTO_DISABLED, "the same value is not a new request");
+
+    // So does a change of the spec.
+    hook.metadata.generation = Some(2);
+    assert!(provision(&mut conn, &hook, inputs(&ws, FIRST, Some(&KEY))).await.expect("changed").readiness.ready);
+}
