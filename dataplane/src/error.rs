@@ -62,6 +62,9 @@ error_codes! {
     /// The database pool is exhausted, or the database cannot be reached for now (restarting,
     /// connection lost): retry after `Retry-After`.
     DatabaseBusy = "database_busy", SERVICE_UNAVAILABLE;
+    /// A webhook delivery is still being attempted (`pending`, `sending` or `failed` with a retry
+    /// to come): only a delivered or given-up one can be replayed.
+    DeliveryInProgress = "delivery_in_progress", CONFLICT;
     DirectConversation = "direct_conversation", CONFLICT;
     /// `email_delay_minutes` is outside 5..=10080 (a week).
     EmailDelayOutOfRange = "email_delay_out_of_range", UNPROCESSABLE_ENTITY;
@@ -72,6 +75,9 @@ error_codes! {
     EmailDomainNotAllowed = "email_domain_not_allowed", UNPROCESSABLE_ENTITY;
     EmailNotConfirmed = "email_not_confirmed", FORBIDDEN;
     EmailTaken = "email_taken", CONFLICT;
+    /// The webhook endpoint is disabled (by its resource, or after its failure budget): enable it
+    /// before replaying deliveries to it.
+    EndpointDisabled = "endpoint_disabled", CONFLICT;
     /// A privacy export was downloaded already (it can be downloaded once) or has expired: file
     /// a new request.
     ExportUnavailable = "export_unavailable", GONE;

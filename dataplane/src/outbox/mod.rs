@@ -12,6 +12,7 @@ pub mod digests;
 pub mod events;
 pub mod guard;
 mod invitations;
+pub mod log;
 pub mod push;
 mod webhooks;
 

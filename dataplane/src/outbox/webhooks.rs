@@ -141,6 +141,7 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
     };
     // An address literal is not resolved, so the connector's guard would not see it.
     let literal = guard::vet_literal(http.guard.allow_list(), request.uri().host().unwrap_or_default());
+    let started = std::time::Instant::now();
     let result = tokio::time::timeout(TIMEOUT, async {
         literal.map_err(Failure::Refused)?;
         let response = http.client.request(request).await.map_err(Failure::from)?;
@@ -150,6 +151,11 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
         Ok::<_, Failure>(status)
     })
     .await;
+    let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    let status_code = match &result {
+        Ok(Ok(status)) => Some(i32::from(status.as_u16())),
+        _ => None,
+    };
     let (outcome, status, error) = match result {
         Ok(Ok(status)) if status.is_success() => (Outcome::Delivered, "succeeded", None),
         Ok(Ok(status)) if status.is_redirection() => {
@@ -197,6 +203,16 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
             error,
             FAILURE_BUDGET_ATTEMPTS,
             FAILURE_BUDGET_HOURS
+        )
+        .execute(&mut *tx)
+        .await?;
+        // The delivery log's view of this attempt (no latency for a call never made).
+        let latency = (status != "refused").then_some(latency_ms);
+        sqlx::query!(
+            "UPDATE outbound_notifications SET last_status_code = $2, last_latency_ms = $3 WHERE id = $1",
+            job.id,
+            status_code,
+            latency
         )
         .execute(&mut *tx)
         .await?;

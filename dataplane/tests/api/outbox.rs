@@ -2,7 +2,7 @@
 //! back for the operator, retries with backoff, and the owner invitations the operator queues.
 
 use crate::conversations::group;
-use crate::support::{PASSWORD, TestApp};
+use crate::support::{PASSWORD, TestApp, error_code};
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use conclave_dataplane::outbox::events::Event;
@@ -356,6 +356,77 @@ async fn an_endpoint_failing_past_its_budget_is_disabled_and_called_no_more() {
     )
     .await;
     assert_eq!(seen.lock().expect("lock").len(), 1, "called once, before it was disabled");
+}
+
+#[tokio::test]
+async fn admins_page_through_an_endpoints_delivery_log_and_replay_a_delivery() {
+    let app = app().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    let (url, seen) = receiver(StatusCode::NO_CONTENT).await;
+    let endpoint_id = endpoint(&app, chat.org, &url, &secret()).await;
+    chat.rotate(&alice, 1).await;
+    for n in 0..3u8 {
+        chat.send(&alice, 1, &[n; 40]).await;
+    }
+    let sql = "SELECT to_jsonb(array_agg(status)) FROM outbound_notifications WHERE webhook_endpoint_id = $1";
+    wait_for(&app, sql, endpoint_id, |s| {
+        s.as_array().is_some_and(|s| s.len() == 3 && s.iter().all(|x| x == "delivered"))
+    })
+    .await;
+    let log = format!("/v1/organizations/{}/webhooks/{endpoint_id}/deliveries", chat.org);
+
+    let (status, first) = app.get(&format!("{log}?limit=2"), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let deliveries = first["deliveries"].as_array().expect("deliveries");
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0]["status"], "delivered");
+    assert_eq!(deliveries[0]["last_status_code"], 204);
+    assert!(deliveries[0]["last_latency_ms"].as_i64().is_some_and(|ms| ms >= 0));
+    assert!(deliveries[0]["id"].as_str() > deliveries[1]["id"].as_str(), "newest first");
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (_, second) = app.get(&format!("{log}?limit=2&cursor={cursor}"), Some(&alice.access)).await;
+    assert_eq!(second["deliveries"].as_array().map(Vec::len), Some(1));
+    assert!(second["next_cursor"].is_null());
+
+    // Replay: queued again with a fresh count, delivered again with the same webhook-id.
+    let oldest = second["deliveries"][0]["id"].as_str().expect("id").to_owned();
+    let replay = format!("{log}/{oldest}/replay");
+    let (status, queued) = app.post(&replay, json!({}), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    assert_eq!(queued["status"], "pending");
+    let oldest_id: Uuid = oldest.parse().expect("uuid");
+    wait_for(&app, "SELECT to_jsonb(status) FROM outbound_notifications WHERE id = $1", oldest_id, |s| {
+        s == "delivered"
+    })
+    .await;
+    let ids: Vec<String> =
+        seen.lock().expect("lock").iter().map(|(h, _)| h["webhook-id"].to_str().expect("header").to_owned()).collect();
+    assert_eq!(ids.iter().filter(|id| **id == oldest).count(), 2, "{ids:?}");
+
+    // Errors: members who are not admins, unknown ids, deliveries still in progress, disabled endpoints.
+    let (status, body) = app.get(&log, Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "insufficient_role"));
+    let unknown = format!("/v1/organizations/{}/webhooks/{}/deliveries", chat.org, Uuid::now_v7());
+    let (status, body) = app.get(&unknown, Some(&alice.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = app.post(&format!("{log}/{}/replay", Uuid::now_v7()), json!({}), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    sqlx::query("UPDATE outbound_notifications SET status = 'failed', delivered_at = NULL WHERE id = $1")
+        .bind(oldest_id)
+        .execute(&app.db.owner)
+        .await
+        .expect("failed");
+    let (status, body) = app.post(&replay, json!({}), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "delivery_in_progress"));
+    sqlx::query("UPDATE webhook_endpoints SET enabled = false WHERE id = $1")
+        .bind(endpoint_id)
+        .execute(&app.db.owner)
+        .await
+        .expect("disable");
+    let (status, body) = app.post(&replay, json!({}), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "endpoint_disabled"));
 }
 
 #[tokio::test]
