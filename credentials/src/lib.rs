@@ -10,10 +10,11 @@
 //!   both. A sealed value is bound to its column and row by a context such as
 //!   [`seal::webhook_context`], so it does not open anywhere else.
 //! * [`token`]: opaque tokens handed to people and software (refresh tokens, invitations, bot
-//!   tokens, webhook signing secrets, …) are a prefix naming their kind and 32 random bytes in
-//!   base64url. The database stores only their [`token::digest`] (SHA-256 of the whole string):
+//!   tokens, …) are a prefix naming their kind and 32 random bytes in base64url. The database stores only their [`token::digest`] (SHA-256 of the whole string):
 //!   the operator writes the digests of the bot tokens it generates, the data plane looks
 //!   presented tokens up by theirs.
+//! * [`webhook_secret`]: webhook signing secrets in the Standard Webhooks format
+//!   (`whsec_<base64>`), generated or checked by the operator, used to sign by the data plane.
 //!
 //! Everything here is pure apart from the operating system's randomness and reading the key
 //! file, and no error text ever carries a key, a token or a plaintext. Changing any byte these
@@ -21,6 +22,7 @@
 
 pub mod seal;
 pub mod token;
+pub mod webhook_secret;
 
 /// The operating system's random number generator failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

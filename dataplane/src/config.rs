@@ -147,6 +147,12 @@ pub struct Config {
     /// disables the worker on this replica.
     #[arg(long, env = "CONCLAVE_OUTBOX_POLL_MS", default_value_t = 1000)]
     pub outbox_poll_ms: u64,
+    /// Webhook destinations let through although their addresses are not public (loopback,
+    /// private, link-local, ...; docs/webhooks.md): address blocks (`10.96.0.0/12`), addresses,
+    /// host names, or `*.` and a domain for its subdomains (`*.svc.cluster.local`),
+    /// comma-separated. Empty: webhooks reach public addresses only.
+    #[arg(long, env = "CONCLAVE_WEBHOOK_ALLOWED_TARGETS", value_delimiter = ',')]
+    pub webhook_allowed_targets: Vec<crate::outbox::AllowedTarget>,
     /// A file holding the VAPID (RFC 8292) private key: the P-256 scalar, base64url (the
     /// operator's `<name>-vapid` Secret). Without it an ephemeral key is generated, and push
     /// subscriptions made against it stop working when the process restarts.

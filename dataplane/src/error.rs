@@ -73,6 +73,9 @@ error_codes! {
     /// The database pool is exhausted, or the database cannot be reached for now (restarting,
     /// connection lost): retry after `Retry-After`.
     DatabaseBusy = "database_busy", SERVICE_UNAVAILABLE;
+    /// A webhook delivery is still being attempted (`pending`, `sending` or `failed` with a retry
+    /// to come): only a delivered or given-up one can be replayed.
+    DeliveryInProgress = "delivery_in_progress", CONFLICT;
     /// This device is already in another call.
     DeviceBusy = "device_busy", CONFLICT;
     DirectConversation = "direct_conversation", CONFLICT;
@@ -84,6 +87,9 @@ error_codes! {
     /// The organization admits only some email domains (details: `AllowedDomains`).
     EmailDomainNotAllowed = "email_domain_not_allowed", UNPROCESSABLE_ENTITY;
     EmailNotConfirmed = "email_not_confirmed", FORBIDDEN;
+    /// The webhook endpoint is disabled (by its resource, or after its failure budget): enable it
+    /// before replaying deliveries to it.
+    EndpointDisabled = "endpoint_disabled", CONFLICT;
     /// A privacy export was downloaded already (it can be downloaded once) or has expired: file
     /// a new request.
     ExportUnavailable = "export_unavailable", GONE;

@@ -85,6 +85,7 @@ fn features() -> OpenApiRouter<AppState> {
         .merge(notifications::router())
         .merge(retention::router())
         .merge(audit::trail::router())
+        .merge(outbox::log::router())
         .merge(privacy::router())
         .merge(metrics::router())
         .merge(openapi::router())

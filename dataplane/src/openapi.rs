@@ -67,6 +67,7 @@ Real-time delivery is a WebSocket at `GET /v1/ws`; its frames are described in d
         (name = "profiles", description = "People's profiles and the exact-email member lookup"),
         (name = "notifications", description = "Notification preferences and unread counts (docs/notifications.md)"),
         (name = "compliance", description = "Legal holds (retention: docs/compliance.md)"),
+        (name = "webhooks", description = "Webhook delivery logs and replay (docs/webhooks.md)"),
         (name = "realtime", description = "The WebSocket (frames: docs/protocol.md)"),
         (name = "health", description = "Kubernetes probes"),
         (name = "operations", description = "Metrics and this document"),

@@ -9,6 +9,10 @@ pub mod reason {
     /// The DataPlane's Deployment has all replicas ready on the declared version.
     pub const AVAILABLE: &str = "Available";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A WebhookEndpoint the data plane disabled after its failure budget.
+    pub const AUTO_DISABLED: &str = "AutoDisabled";
+    /// A WebhookEndpoint enabled again after it was disabled (an event reason).
+    pub const RE_ENABLED: &str = "ReEnabled";
     pub const ORGANIZATION_NOT_FOUND: &str = "OrganizationNotFound";
     pub const ORGANIZATION_NOT_READY: &str = "OrganizationNotReady";
     pub const WORKSPACE_NOT_FOUND: &str = "WorkspaceNotFound";

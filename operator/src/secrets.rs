@@ -12,7 +12,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use conclave_credentials::token::Kind;
 
 pub use conclave_credentials::NoRandomness;
-pub use conclave_credentials::token::{BOT_TOKEN_PREFIX, WEBHOOK_SECRET_PREFIX, digest, with_prefix as token};
+pub use conclave_credentials::token::{BOT_TOKEN_PREFIX, digest, with_prefix as token};
 
 /// The prefix of the invitation token the operator stores for an owner it invites (the data
 /// plane's prefix for invitations: it mints the token it emails in its place).

@@ -40,6 +40,7 @@ pub mod mls_wire;
 pub mod notifications;
 pub mod rich;
 pub mod tenancy;
+pub mod webhooks;
 
 /// The protocol version this crate implements. Every domain-separation label carries it as
 /// `conclave/v1/...`, so a future version can never be confused with this one.

@@ -84,6 +84,18 @@ pub struct DataPlaneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000000))]
     pub max_connections_per_address: Option<i32>,
+    /// Webhook destinations allowed although they are not public addresses. Without an entry,
+    /// the data plane delivers webhooks to public addresses only: it resolves each endpoint's host
+    /// itself and refuses loopback, private (RFC 1918), link-local, unique-local, multicast,
+    /// carrier-grade NAT, documentation and cloud metadata addresses, in IPv4 and every IPv6
+    /// form. List here what in-cluster receivers use: address blocks (`10.96.0.0/12`),
+    /// addresses, host names (`receiver.hooks.svc.cluster.local`), or `*.` and a domain for any
+    /// of its subdomains (`*.svc.cluster.local`). A refused delivery shows its reason in the
+    /// WebhookEndpoint's status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub webhook_allowed_targets: Vec<String>,
 }
 
 fn default_key_overlap() -> i64 {

@@ -52,6 +52,9 @@ pub const FIELD_MANAGER: &str = "conclave-operator";
 pub const ANNOTATION_ROTATE_TOKEN: &str = "conclave.io/rotate-token";
 /// Set to any new value on a WebhookEndpoint whose signing secret is generated to rotate it.
 pub const ANNOTATION_ROTATE_SECRET: &str = "conclave.io/rotate-secret";
+/// Set to any new value on a WebhookEndpoint the data plane disabled after its failure budget to
+/// enable it again (a change of its spec does the same).
+pub const ANNOTATION_REENABLE: &str = "conclave.io/re-enable";
 /// Set to any new value on a DataPlane to rotate its JWT signing key and VAPID key.
 pub const ANNOTATION_ROTATE_KEYS: &str = "conclave.io/rotate-keys";
 /// Set (to any value) on an object being deleted to let its finalizer go without reaching the

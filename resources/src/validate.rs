@@ -79,6 +79,24 @@ pub fn is_domain(value: &str) -> bool {
         })
 }
 
+/// An entry of a DataPlane's `webhookAllowedTargets`: an address block (`10.0.0.0/8`), an
+/// address, a host name (one label or more), or `*.` and a domain.
+pub fn is_allowed_target(value: &str) -> bool {
+    if let Some((address, prefix)) = value.split_once('/') {
+        let max = match address.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => 32,
+            Ok(std::net::IpAddr::V6(_)) => 128,
+            Err(_) => return false,
+        };
+        return prefix.parse::<u8>().is_ok_and(|p| p <= max) && !prefix.starts_with('+');
+    }
+    let lower = value.to_ascii_lowercase();
+    match lower.strip_prefix("*.") {
+        Some(domain) => is_domain(domain),
+        None => value.parse::<std::net::IpAddr>().is_ok() || is_slug(&lower) || is_domain(&lower),
+    }
+}
+
 /// An email address as the database stores it (trimmed, lower case), or `None` when it is not
 /// one. Deliberately simple: one `@`, something before it, a domain after it.
 pub fn normalize_email(value: &str) -> Option<String> {
@@ -219,6 +237,15 @@ impl WebhookEndpointSpec {
         if let Some(event) = self.event_types.iter().find(|e| !is_event_type(e)) {
             return invalid(format!("eventTypes: {event:?} is not an event type such as message.created"));
         }
+        if let Some(event) = self.event_types.iter().find(|e| !crate::webhook::EVENT_TYPES.contains(&e.as_str())) {
+            return invalid(format!(
+                "eventTypes: {event:?} is not in the catalogue: {}",
+                crate::webhook::EVENT_TYPES.join(", ")
+            ));
+        }
+        if !(0..=604_800).contains(&self.secret_overlap_seconds) {
+            return invalid("secretOverlapSeconds must be between 0 and 604800");
+        }
         unique("eventTypes", self.event_types.iter().map(String::as_str))
     }
 }
@@ -259,6 +286,11 @@ impl DataPlaneSpec {
                     "maxConnectionsPerAddress caps direct clients: with trustForwardedFor the proxy must cap connections",
                 );
             }
+        }
+        if let Some(bad) = self.webhook_allowed_targets.iter().find(|t| !is_allowed_target(t)) {
+            return invalid(format!(
+                "webhookAllowedTargets: {bad:?} is not an address block, an address, a host name or *.domain"
+            ));
         }
         if let Some(turn) = &self.turn {
             if turn.urls.is_empty() || turn.urls.len() > 16 {

@@ -4,8 +4,9 @@ use crate::common::{Condition, LocalRef, SecretKeyRef};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-/// An HTTPS endpoint that receives signed event deliveries (HMAC-SHA256 with the signing
-/// secret) for one workspace, or for a whole organization.
+/// An HTTPS endpoint that receives event deliveries signed per the Standard Webhooks
+/// specification (`webhook-signature: v1,<base64 HMAC-SHA256>`) for one workspace, or for a whole
+/// organization.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[kube(
     group = "conclave.io",
@@ -50,22 +51,50 @@ pub struct WebhookEndpointSpec {
     /// Allows an `http://` URL (for in-cluster receivers that terminate no TLS).
     #[serde(default)]
     pub allow_insecure_http: bool,
-    /// The event types delivered, such as `message.created` or `member.joined`.
+    /// The event types delivered, such as `message.created` or `member.joined`: see the catalogue
+    /// in docs/webhooks.md.
     #[schemars(length(min = 1, max = 64))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub event_types: Vec<String>,
-    /// The HMAC signing secret, from a Secret you manage. Absent: the operator generates one
-    /// into the Secret `<name>-webhook-signing` (key `signing-secret`) and rotates it when the
-    /// annotation `conclave.io/rotate-secret` changes.
+    /// The signing secret (`whsec_` and 24 to 64 bytes in standard base64, the Standard Webhooks
+    /// format), from a Secret you manage; a change takes effect at once. Absent: the operator
+    /// generates one into the Secret `<name>-webhook-signing` (key `signing-secret`) and rotates
+    /// it when the annotation `conclave.io/rotate-secret` changes, signing with both secrets for
+    /// `secretOverlapSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_secret_ref: Option<SecretKeyRef>,
+    /// After a rotation of the generated secret, how long deliveries still carry a signature made
+    /// with the previous one besides the new one, in seconds (default one day, at most seven days;
+    /// 0: the previous secret stops at once).
+    #[serde(default = "default_overlap")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub secret_overlap_seconds: i64,
     /// Whether deliveries are made; disabling keeps the endpoint and its history.
     #[serde(default = "enabled")]
     pub enabled: bool,
 }
 
+/// The event types an endpoint may subscribe to: the catalogue of docs/webhooks.md. The call
+/// events are reserved (there are no calls yet to cause them): subscribing is allowed, and
+/// delivers nothing until they exist.
+pub const EVENT_TYPES: &[&str] = &[
+    "conversation.created",
+    "member.joined",
+    "member.left",
+    "message.created",
+    "message.edited",
+    "message.deleted",
+    "privacy_request.filed",
+    "call.started",
+    "call.ended",
+];
+
 fn enabled() -> bool {
     true
+}
+
+fn default_overlap() -> i64 {
+    86_400
 }
 
 /// What the operator observed (the delivery fields are read back from the database, where the
@@ -86,7 +115,9 @@ pub struct WebhookEndpointStatus {
     /// The Secret holding the signing secret (yours, or the generated one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// `succeeded` or `failed`, for the last delivery attempt.
+    /// `succeeded`, `failed` (the receiver could not be reached or did not answer 2xx) or
+    /// `refused` (its address is not public and not allowed on the DataPlane; the reason is in
+    /// `lastDeliveryError`), for the last delivery attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery_status: Option<String>,
     /// When the last delivery was attempted (RFC 3339).

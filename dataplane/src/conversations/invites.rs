@@ -13,11 +13,13 @@ use crate::context::seat;
 use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
+use crate::outbox::events::{self, Event};
 use crate::realtime::{self, LiveEvent};
 use crate::tokens::{self, Kind};
 use axum::extract::State;
 use axum::http::StatusCode;
 use conclave_protocol::api::{AcceptInvite, Conversation, ConversationKind, CreateInvite, Invite};
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -112,6 +114,8 @@ async fn accept(
     if !insert_member(&mut tx, organization_id, conversation_id, auth.user_id).await? {
         return Err(ApiError::new(ErrorCode::AlreadyMember, "you are already a member of this conversation"));
     }
+    let joined = json!({"conversation_id": conversation_id, "user_id": auth.user_id, "by_user_id": auth.user_id, "via": "invite"});
+    events::in_conversation(&mut tx, organization_id, conversation_id, Event::MemberJoined, joined).await?;
     let conversation = load(&mut tx, conversation_id).await?;
     tx.commit().await?;
     realtime::publish(&state, LiveEvent::member_added(organization_id, conversation_id, auth.user_id)).await;

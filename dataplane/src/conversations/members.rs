@@ -9,6 +9,7 @@ use crate::context::seat;
 use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
+use crate::outbox::events::{self, Event};
 use crate::realtime::{self, LiveEvent};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -79,6 +80,8 @@ async fn add(
     if !insert_member(&mut tx, organization_id, conversation_id, body.user_id).await? {
         return Err(ApiError::new(ErrorCode::AlreadyMember, "this person is already a member of the conversation"));
     }
+    let joined = json!({"conversation_id": conversation_id, "user_id": body.user_id, "by_user_id": auth.user_id, "via": "added"});
+    events::in_conversation(&mut tx, organization_id, conversation_id, Event::MemberJoined, joined).await?;
     tx.commit().await?;
     realtime::publish(&state, LiveEvent::member_added(organization_id, conversation_id, body.user_id)).await;
     announce_rotation(&state, organization_id, conversation_id).await;
@@ -125,6 +128,11 @@ async fn remove(
         ));
     }
     let reason = if leaving { "member_left" } else { "member_removed" };
+    let left = json!({
+        "conversation_id": conversation_id, "user_id": user_id, "by_user_id": auth.user_id,
+        "reason": if leaving { "left" } else { "removed" },
+    });
+    events::in_conversation(&mut tx, organization_id, conversation_id, Event::MemberLeft, left).await?;
     sqlx::query!(
         "UPDATE conversations SET rotation_required = true, rotation_reason = $2 WHERE id = $1",
         conversation_id,

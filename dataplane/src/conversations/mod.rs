@@ -16,11 +16,13 @@ use crate::context::session::AuthUser;
 use crate::context::{kind_str, member_tx, parse_kind, seat};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
+use crate::outbox::events::{self, Event};
 use crate::realtime::{self, LiveEvent};
 use axum::extract::State;
 use axum::http::StatusCode;
 use conclave_protocol::api::{Conversation, ConversationKind, CreateConversation, Member};
 use conclave_protocol::events::ServerFrame;
+use serde_json::json;
 use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -153,6 +155,11 @@ async fn create(
     )
     .execute(&mut *tx)
     .await?;
+    let created = json!({
+        "conversation_id": id, "workspace_id": workspace_id, "kind": kind_str(body.kind),
+        "created_by": auth.user_id, "member_count": others.len() + 1,
+    });
+    events::in_conversation(&mut tx, organization_id, id, Event::ConversationCreated, created).await?;
     let conversation = load(&mut tx, id).await?;
     tx.commit().await?;
     for member in &conversation.members {

@@ -17,6 +17,7 @@ use crate::context::seat;
 use crate::context::session::{AuthUser, SignedToken};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::outbox::events::{self, Event};
 use crate::realtime::{self, LiveEvent};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,6 +25,7 @@ use conclave_protocol::api::{EditMessage, Message, MessagePage, SendMessage};
 use conclave_protocol::events::ServerFrame;
 use conclave_protocol::mls_wire;
 use serde::Deserialize;
+use serde_json::json;
 use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -286,6 +288,8 @@ async fn edit(
     .execute(&mut *tx)
     .await?;
     let message = fetch_one(&mut tx, conversation_id, message_id).await?;
+    let edited = json!({"conversation_id": conversation_id, "message_id": message_id, "seq": message.seq});
+    events::in_conversation(&mut tx, organization_id, conversation_id, Event::MessageEdited, edited).await?;
     tx.commit().await?;
     realtime::publish(
         &state,
@@ -329,6 +333,11 @@ async fn remove(
         )
         .execute(&mut *tx)
         .await?;
+        let deleted = json!({
+            "conversation_id": conversation_id, "message_id": message_id, "seq": message.seq,
+            "by_user_id": auth.user_id,
+        });
+        events::in_conversation(&mut tx, organization_id, conversation_id, Event::MessageDeleted, deleted).await?;
     }
     tx.commit().await?;
     realtime::publish(

@@ -9,11 +9,30 @@
 //! docs/notifications.md).
 
 pub mod digests;
+pub mod events;
+pub mod guard;
 mod invitations;
+pub mod log;
 pub mod push;
 mod webhooks;
 
-pub use webhooks::{Http, client as http_client};
+pub use guard::AllowedTarget;
+pub use webhooks::{Http, WebhookHttp};
+
+/// The worker's HTTP clients: Web Push's, and the guarded one for webhooks.
+#[derive(Clone)]
+pub struct Clients {
+    pub push: Http,
+    pub webhooks: WebhookHttp,
+}
+
+/// Builds both clients, the webhook one with the configured allow-list.
+pub fn http_clients(config: &crate::config::Config) -> anyhow::Result<Clients> {
+    Ok(Clients {
+        push: webhooks::client()?,
+        webhooks: webhooks::webhook_client(guard::AllowList::new(config.webhook_allowed_targets.clone()))?,
+    })
+}
 
 use crate::AppState;
 use conclave_schema::TenantContext;
@@ -72,10 +91,10 @@ pub fn spawn(state: AppState) {
     }
     tokio::spawn(async move {
         let mut shutdown = state.shutdown.clone();
-        let http = match webhooks::client() {
-            Ok(client) => client,
+        let http = match http_clients(&state.config) {
+            Ok(clients) => clients,
             Err(e) => {
-                tracing::error!(error = %e, "cannot build the webhook HTTP client; outbox worker not started");
+                tracing::error!(error = %e, "cannot build the outbox's HTTP clients; outbox worker not started");
                 return;
             }
         };
@@ -99,7 +118,7 @@ pub fn spawn(state: AppState) {
 }
 
 /// Claims one batch and delivers it; returns how many rows were claimed.
-pub async fn run_once(state: &AppState, http: &webhooks::Http) -> Result<usize, sqlx::Error> {
+pub async fn run_once(state: &AppState, http: &Clients) -> Result<usize, sqlx::Error> {
     let jobs = sqlx::query_as!(
         Job,
         r#"SELECT id AS "id!", organization_id AS "organization_id!", channel AS "channel!", event_type AS "event_type!",
@@ -117,9 +136,9 @@ pub async fn run_once(state: &AppState, http: &webhooks::Http) -> Result<usize, 
         let http = http.clone();
         set.spawn(async move {
             let outcome = match job.channel.as_str() {
-                "webhook" => webhooks::deliver(&state, &http, &job).await,
+                "webhook" => webhooks::deliver(&state, &http.webhooks, &job).await,
                 "email" => invitations::deliver(&state, &job).await,
-                "push" => push::deliver(&state, &http, &job).await,
+                "push" => push::deliver(&state, &http.push, &job).await,
                 other => Outcome::Drop(format!("no worker for channel {other}")),
             };
             if let Err(e) = record(&state, &job, outcome).await {

@@ -1,9 +1,14 @@
-//! Webhook deliveries: a JSON POST signed with the endpoint's secret (docs/webhooks.md), whose
-//! result is written back to the endpoint row for the operator's status.
+//! Webhook deliveries: a JSON POST signed per the Standard Webhooks specification with the
+//! endpoint's secret, and during a rotation's overlap with the previous one too
+//! (docs/webhooks.md), whose result is written back to the endpoint row for the operator's status.
 
+use super::guard::{self, Guard};
 use super::{Job, Outcome, system_tx};
 use crate::AppState;
 use crate::sealing::webhook_context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_credentials::webhook_secret;
 use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -16,7 +21,20 @@ use std::time::Duration;
 
 pub type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// The webhook client: its connector resolves through the [`Guard`], and it follows no redirects.
+#[derive(Clone)]
+pub struct WebhookHttp {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector<Guard>>, Full<Bytes>>,
+    guard: Guard,
+}
+
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The failure budget: an endpoint is disabled after this many failed attempts in a row...
+pub const FAILURE_BUDGET_ATTEMPTS: i32 = 15;
+/// ...that span at least this long since the first of them (so a short outage of the receiver,
+/// however many events it misses, never disables it).
+pub const FAILURE_BUDGET_HOURS: i32 = 24;
 
 /// An HTTP client for `https://` (system roots, ring) and, where an endpoint explicitly allows
 /// it, `http://`.
@@ -29,24 +47,46 @@ pub fn client() -> anyhow::Result<Http> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-/// `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
-pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
-    // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+/// The same client for webhooks, whose connector reaches only the addresses the guard vetted.
+pub fn webhook_client(allow: guard::AllowList) -> anyhow::Result<WebhookHttp> {
+    let guard = Guard::new(allow);
+    let mut http = HttpConnector::new_with_resolver(guard.clone());
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(WebhookHttp { client: Client::builder(TokioExecutor::new()).build(connector), guard })
 }
 
-pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
+/// One Standard Webhooks signature: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`,
+/// where `key` is the secret's decoded bytes (not its `whsec_` text).
+pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The `webhook-signature` header: one signature per key, space-separated (the current secret's
+/// first), which every Standard Webhooks verifier accepts if any one of them matches.
+pub fn signature_header(keys: &[Vec<u8>], id: &str, timestamp: u64, body: &[u8]) -> String {
+    keys.iter().map(|key| signature(key, id, timestamp, body)).collect::<Vec<_>>().join(" ")
+}
+
+pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome {
     let Some(endpoint_id) = job.webhook_endpoint_id else {
         return Outcome::Drop("webhook row without an endpoint".to_owned());
     };
     let endpoint = async {
         let mut tx = system_tx(state, job.organization_id).await?;
         let row = sqlx::query!(
-            "SELECT url, signing_secret_sealed, enabled FROM webhook_endpoints WHERE id = $1",
+            r#"SELECT url, signing_secret_sealed, enabled, disabled_at IS NOT NULL AS "auto_disabled!",
+                      CASE WHEN previous_secret_expires_at > now() THEN previous_signing_secret_sealed END
+                          AS previous_signing_secret_sealed
+                 FROM webhook_endpoints WHERE id = $1"#,
             endpoint_id
         )
         .fetch_optional(&mut *tx)
@@ -63,9 +103,21 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
     if !endpoint.enabled {
         return Outcome::Drop("the endpoint is disabled".to_owned());
     }
-    let Some(secret) = state.sealing.open(&webhook_context(endpoint_id), &endpoint.signing_secret_sealed) else {
+    if endpoint.auto_disabled {
+        return Outcome::Drop("the endpoint was disabled after its failure budget".to_owned());
+    }
+    let context = webhook_context(endpoint_id);
+    let Some(secret) = state.sealing.open(&context, &endpoint.signing_secret_sealed) else {
         return Outcome::Retry("the signing secret does not open with this replica's at-rest key".to_owned());
     };
+    let key = |opened: Vec<u8>| String::from_utf8(opened).ok().and_then(|s| webhook_secret::key(&s).ok());
+    let Some(current) = key(secret) else {
+        return Outcome::Drop("the signing secret is not in the Standard Webhooks format (whsec_<base64>)".to_owned());
+    };
+    // The previous secret signs too until its overlap ends; one that no longer opens is skipped.
+    let previous =
+        endpoint.previous_signing_secret_sealed.and_then(|sealed| state.sealing.open(&context, &sealed)).and_then(key);
+    let keys: Vec<Vec<u8>> = std::iter::once(current).chain(previous).collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let body = json!({
         "id": job.id,
@@ -75,38 +127,57 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
         "data": job.payload,
     })
     .to_string();
+    let id = job.id.to_string();
     let request = hyper::Request::post(&endpoint.url)
         .header("content-type", "application/json")
-        .header("user-agent", "conclave-webhooks/1")
-        .header("conclave-event", &job.event_type)
-        .header("conclave-delivery", job.id.to_string())
-        .header("conclave-signature", signature(&secret, now, body.as_bytes()))
+        .header("user-agent", "conclave-webhooks/2")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", signature_header(&keys, &id, now, body.as_bytes()))
         .body(Full::new(Bytes::from(body)));
     let request = match request {
         Ok(request) => request,
         Err(e) => return Outcome::Drop(format!("invalid request: {e}")),
     };
+    // An address literal is not resolved, so the connector's guard would not see it.
+    let literal = guard::vet_literal(http.guard.allow_list(), request.uri().host().unwrap_or_default());
+    let started = std::time::Instant::now();
     let result = tokio::time::timeout(TIMEOUT, async {
-        let response = http.request(request).await?;
+        literal.map_err(Failure::Refused)?;
+        let response = http.client.request(request).await.map_err(Failure::from)?;
         let status = response.status();
         // Read (and discard) the body so the connection can be reused.
         let _ = response.into_body().collect().await;
-        Ok::<_, hyper_util::client::legacy::Error>(status)
+        Ok::<_, Failure>(status)
     })
     .await;
-    let (outcome, succeeded, error) = match result {
-        Ok(Ok(status)) if status.is_success() => (Outcome::Delivered, true, None),
+    let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    let status_code = match &result {
+        Ok(Ok(status)) => Some(i32::from(status.as_u16())),
+        _ => None,
+    };
+    let (outcome, status, error) = match result {
+        Ok(Ok(status)) if status.is_success() => (Outcome::Delivered, "succeeded", None),
+        Ok(Ok(status)) if status.is_redirection() => {
+            let error = format!("the endpoint answered {status}: redirects are not followed");
+            (Outcome::Retry(error.clone()), "failed", Some(error))
+        }
         Ok(Ok(status)) => {
             let error = format!("the endpoint answered {status}");
-            (Outcome::Retry(error.clone()), false, Some(error))
+            (Outcome::Retry(error.clone()), "failed", Some(error))
         }
-        Ok(Err(e)) => {
+        // The address will not become acceptable by waiting: give the row up at once.
+        Ok(Err(Failure::Refused(refused))) => {
+            let error = format!("refused: {refused}");
+            (Outcome::Drop(error.clone()), "refused", Some(error))
+        }
+        Ok(Err(Failure::Http(e))) => {
             let error = format!("could not reach the endpoint: {e}");
-            (Outcome::Retry(error.clone()), false, Some(error))
+            (Outcome::Retry(error.clone()), "failed", Some(error))
         }
         Err(_) => {
             let error = format!("no answer within {} seconds", TIMEOUT.as_secs());
-            (Outcome::Retry(error.clone()), false, Some(error))
+            (Outcome::Retry(error.clone()), "failed", Some(error))
         }
     };
     let recorded = async {
@@ -114,13 +185,34 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
         sqlx::query!(
             "UPDATE webhook_endpoints
                 SET last_delivery_at = now(),
-                    last_delivery_status = CASE WHEN $2 THEN 'succeeded' ELSE 'failed' END,
+                    last_delivery_status = $2,
                     last_delivery_error = left($3, 1024),
-                    consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END
+                    consecutive_failures = CASE WHEN $2 = 'succeeded' THEN 0 ELSE consecutive_failures + 1 END,
+                    failing_since = CASE WHEN $2 = 'succeeded' THEN NULL ELSE coalesce(failing_since, now()) END,
+                    disabled_at = CASE WHEN $2 <> 'succeeded' AND consecutive_failures + 1 >= $4
+                                            AND coalesce(failing_since, now()) <= now() - make_interval(hours => $5)
+                                       THEN now() ELSE disabled_at END,
+                    disabled_reason = CASE WHEN $2 <> 'succeeded' AND consecutive_failures + 1 >= $4
+                                                AND coalesce(failing_since, now()) <= now() - make_interval(hours => $5)
+                                           THEN format('%s failed deliveries in a row since %s; the last: %s',
+                                                       consecutive_failures + 1, failing_since, left($3, 512))
+                                           ELSE disabled_reason END
               WHERE id = $1",
             endpoint_id,
-            succeeded,
-            error
+            status,
+            error,
+            FAILURE_BUDGET_ATTEMPTS,
+            FAILURE_BUDGET_HOURS
+        )
+        .execute(&mut *tx)
+        .await?;
+        // The delivery log's view of this attempt (no latency for a call never made).
+        let latency = (status != "refused").then_some(latency_ms);
+        sqlx::query!(
+            "UPDATE outbound_notifications SET last_status_code = $2, last_latency_ms = $3 WHERE id = $1",
+            job.id,
+            status_code,
+            latency
         )
         .execute(&mut *tx)
         .await?;
@@ -133,16 +225,42 @@ pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
     outcome
 }
 
+/// Why a request got no answer.
+enum Failure {
+    Refused(guard::Refused),
+    Http(hyper_util::client::legacy::Error),
+}
+
+impl From<hyper_util::client::legacy::Error> for Failure {
+    /// The guard's refusal comes back wrapped in the client's connect error: find it.
+    fn from(e: hyper_util::client::legacy::Error) -> Self {
+        match guard::find_refusal(&e) {
+            Some(refused) => Self::Refused(refused.clone()),
+            None => Self::Http(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_signature_is_hmac_sha256_over_timestamp_and_body() {
-        // RFC 4231 test case 2 shape: key "Jefe"; message here is "<t>.<body>".
-        let signature = signature(b"Jefe", 0, b"what do ya want for nothing?");
-        assert!(signature.starts_with("t=0,v1="));
-        assert_eq!(signature.len(), "t=0,v1=".len() + 64);
-        assert_ne!(signature, super::signature(b"Jefe", 1, b"what do ya want for nothing?"));
+    fn the_signature_matches_the_specifications_example() {
+        // The example of the Standard Webhooks reference libraries.
+        let key = webhook_secret::key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn during_an_overlap_both_signatures_are_sent_current_first() {
+        let (a, b) = (vec![1u8; 32], vec![2u8; 32]);
+        let header = signature_header(&[a.clone(), b.clone()], "id", 1, b"{}");
+        assert_eq!(header, format!("{} {}", signature(&a, "id", 1, b"{}"), signature(&b, "id", 1, b"{}")));
+        assert_eq!(signature_header(std::slice::from_ref(&a), "id", 1, b"{}"), signature(&a, "id", 1, b"{}"));
     }
 }

@@ -17,6 +17,7 @@ use crate::context::{Role, admin_tx, member_tx};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath, ClientIp};
+use crate::outbox::events::{self, Event};
 use crate::tokens::{self, Kind};
 use axum::body::Body;
 use axum::extract::State;
@@ -224,6 +225,8 @@ async fn file(
     .await?;
     let step = Step { auth, ip: ip.0, organization_id, id };
     record_step(&mut tx, step, "privacy_request.received", json!({ "kind": body.kind.as_str() })).await?;
+    let filed = json!({"privacy_request_id": id, "kind": body.kind.as_str(), "user_id": auth.user_id});
+    events::in_organization(&mut tx, organization_id, Event::PrivacyRequestFiled, filed).await?;
     let row = reread(&mut tx, organization_id, id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(row.into_request()?)))

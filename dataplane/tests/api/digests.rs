@@ -10,14 +10,14 @@ use std::time::Duration;
 
 const MARKER: &[u8] = b"DIGEST-PLAINTEXT-MARKER";
 
-async fn work(app: &TestApp, http: &conclave_dataplane::outbox::Http) {
+async fn work(app: &TestApp, http: &conclave_dataplane::outbox::Clients) {
     conclave_dataplane::outbox::run_once(&app.state, http).await.expect("outbox run");
 }
 
 #[tokio::test]
 async fn a_digest_lists_unread_counts_once_per_period_and_unsubscribes_in_one_click() {
     let app = TestApp::start_with(&["--rate-limit-factor", "1000", "--outbox-poll-ms", "0"]).await;
-    let http = conclave_dataplane::outbox::http_client().expect("client");
+    let http = conclave_dataplane::outbox::http_clients(&app.state.config).expect("clients");
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
     let chat = ready_chat(&app, &alice, &bob).await;

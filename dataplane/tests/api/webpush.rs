@@ -22,7 +22,7 @@ const MARKER: &[u8] = b"PLAINTEXT-MARKER-7f3a9c";
 struct Setup {
     app: TestApp,
     push: PushService,
-    http: conclave_dataplane::outbox::Http,
+    http: conclave_dataplane::outbox::Clients,
 }
 
 async fn setup() -> Setup {
@@ -50,7 +50,7 @@ async fn setup() -> Setup {
     let public_key = conclave_protocol::b64::decode(published["public_key"].as_str().expect("key")).expect("b64");
     assert_eq!(public_key.len(), 65);
     push.expect_vapid_key(public_key);
-    let http = conclave_dataplane::outbox::http_client().expect("client");
+    let http = conclave_dataplane::outbox::http_clients(&app.state.config).expect("clients");
     Setup { app, push, http }
 }
 

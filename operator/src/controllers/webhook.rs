@@ -3,12 +3,12 @@
 use super::secret::{self, Layout};
 use super::{Context, Error, Wake, api_for, cleanup, error_policy, finish, publish};
 use crate::plan::rotation::{self, SecretPlan};
-use crate::plan::webhook::{GENERATED_KEY, generated_secret_name};
-use crate::secrets;
+use crate::plan::webhook::{GENERATED_KEY, Secrets, generated_secret_name};
 use crate::sync::webhook::{Inputs, SigningSecret};
 use crate::sync::{self, Note};
 use base64::Engine;
 use chrono::{Duration, Utc};
+use conclave_credentials::webhook_secret;
 use conclave_resources::{ANNOTATION_ROTATE_SECRET, FINALIZER, Organization, WebhookEndpoint, Workspace};
 use futures::Stream;
 use k8s_openapi::api::core::v1::Secret;
@@ -111,13 +111,15 @@ pub async fn at_rest_key(ctx: &Context) -> Result<Option<Vec<u8>>, Error> {
 async fn apply(endpoint: &WebhookEndpoint, ctx: &Context) -> Result<Action, Error> {
     let ns = endpoint.namespace().unwrap_or_default();
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = Utc::now();
+    let mut overlap_ends = None;
     let signing_secret = match &endpoint.spec.signing_secret_ref {
         Some(r) => match secrets_api.get_opt(&r.name).await? {
             None => SigningSecret::SecretMissing { name: r.name.clone() },
             Some(s) => match s.data.as_ref().and_then(|d| d.get(&r.key)) {
                 Some(v) => SigningSecret::Value {
                     secret_name: r.name.clone(),
-                    value: String::from_utf8_lossy(&v.0).trim().to_owned(),
+                    secrets: Secrets { current: String::from_utf8_lossy(&v.0).trim().to_owned(), previous: None },
                 },
                 None => SigningSecret::KeyMissing { name: r.name.clone(), key: r.key.clone() },
             },
@@ -128,9 +130,9 @@ async fn apply(endpoint: &WebhookEndpoint, ctx: &Context) -> Result<Action, Erro
             let plan = rotation::plan(
                 secret::read(existing.as_ref(), LAYOUT),
                 endpoint.annotations().get(ANNOTATION_ROTATE_SECRET).map(String::as_str),
-                Duration::zero(),
-                Utc::now(),
-                || secrets::token(secrets::WEBHOOK_SECRET_PREFIX),
+                Duration::seconds(endpoint.spec.secret_overlap_seconds),
+                now,
+                webhook_secret::generate,
             )
             .map_err(|e| Error::Other(e.into()))?;
             if let SecretPlan::Write { state, why } = &plan {
@@ -143,7 +145,10 @@ async fn apply(endpoint: &WebhookEndpoint, ctx: &Context) -> Result<Action, Erro
                 )
                 .await;
             }
-            SigningSecret::Value { secret_name: name, value: plan.state().current.clone() }
+            let state = plan.state();
+            overlap_ends = rotation::next_deadline(state, now);
+            let previous = state.previous.clone().zip(state.previous_expires_at);
+            SigningSecret::Value { secret_name: name, secrets: Secrets { current: state.current.clone(), previous } }
         }
     };
     let workspace = match &endpoint.spec.workspace_ref {
@@ -163,6 +168,8 @@ async fn apply(endpoint: &WebhookEndpoint, ctx: &Context) -> Result<Action, Erro
     let mut tx = ctx.pool.begin().await?;
     let outcome = sync::webhook::provision(&mut tx, endpoint, inputs).await?;
     tx.commit().await?;
-    // Delivery results change without any Kubernetes event: read them back every minute.
-    finish(ctx, endpoint, outcome, Some(std::time::Duration::from_secs(60))).await
+    // Delivery results change without any Kubernetes event: read them back every minute (or
+    // sooner, when a rotation's overlap ends).
+    let minute = std::time::Duration::from_secs(60);
+    finish(ctx, endpoint, outcome, Some(overlap_ends.map_or(minute, |at| at.min(minute)))).await
 }

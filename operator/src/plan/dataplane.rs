@@ -118,6 +118,9 @@ pub fn config_map(dp: &DataPlane) -> Value {
     if let Some(max) = spec.max_connections_per_address {
         put("CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS", max.to_string());
     }
+    if !spec.webhook_allowed_targets.is_empty() {
+        put("CONCLAVE_WEBHOOK_ALLOWED_TARGETS", spec.webhook_allowed_targets.join(","));
+    }
     if let Some(prefix) = &spec.redis.key_prefix {
         put("CONCLAVE_REDIS_NAMESPACE", prefix.clone());
     }

@@ -4,10 +4,10 @@ use super::workspace::resolve_organization;
 use super::{Note, Outcome, SyncError, applied_note, violation_or};
 use crate::conditions::{Readiness, reason};
 use crate::db::{self, Applied};
-use crate::plan::webhook::Scope;
+use crate::plan::webhook::{Disabled, Scope, Secrets};
 use crate::plan::{self, K8sRef};
 use conclave_resources::webhook::WebhookEndpointStatus;
-use conclave_resources::{Organization, WebhookEndpoint, Workspace};
+use conclave_resources::{ANNOTATION_REENABLE, Organization, WebhookEndpoint, Workspace};
 use kube::ResourceExt;
 use sqlx::PgConnection;
 
@@ -29,7 +29,7 @@ pub enum SigningSecret {
     },
     Value {
         secret_name: String,
-        value: String,
+        secrets: Secrets,
     },
 }
 
@@ -83,7 +83,7 @@ pub async fn provision(
         SigningSecret::KeyMissing { name, key } => {
             return Ok(Outcome::blocked(reason::SECRET_KEY_MISSING, format!("Secret {name} has no key {key}")));
         }
-        SigningSecret::Value { secret_name, value } => (secret_name, value),
+        SigningSecret::Value { secret_name, secrets } => (secret_name, secrets),
     };
     let Some(key) = inputs.at_rest_key else {
         return Ok(Outcome::blocked(
@@ -107,9 +107,40 @@ pub async fn provision(
         Applied::Conflict(message) => return Ok(Outcome::blocked(reason::CONFLICT, message.clone())),
         other => other.id().unwrap_or_default(),
     };
-    let notes = applied_note("webhook endpoint", &applied).into_iter().collect();
+    let mut notes: Vec<Note> = applied_note("webhook endpoint", &applied).into_iter().collect();
+    let mut readiness = Readiness::ready(reason::PROVISIONED, format!("webhook endpoint {id} is provisioned"));
+    let mut deliveries = deliveries;
+    if let Some(why) = deliveries.disabled_reason.clone() {
+        let generation = endpoint.metadata.generation.unwrap_or_default();
+        let request = endpoint.annotations().get(ANNOTATION_REENABLE).map(String::as_str);
+        match plan::webhook::disabled(
+            deliveries.disabled_generation,
+            deliveries.reenable_handled.as_deref(),
+            generation,
+            request,
+        ) {
+            Disabled::Reenable { handled } => {
+                db::webhook::reenable(conn, desired.organization_id, id, handled.as_deref()).await?;
+                deliveries.consecutive_failures = 0;
+                notes.push(Note::normal(reason::RE_ENABLED, "deliveries resume: the endpoint is enabled again"));
+            }
+            other => {
+                if let Disabled::Remember { generation } = other {
+                    db::webhook::remember_disabled_generation(conn, id, generation).await?;
+                    notes.push(Note::warning(reason::AUTO_DISABLED, format!("deliveries stopped: {why}")));
+                }
+                readiness = Readiness::not_ready(
+                    reason::AUTO_DISABLED,
+                    format!(
+                        "disabled after its failure budget ({why}); change the spec or set the annotation \
+                         {ANNOTATION_REENABLE} to a new value to enable it again"
+                    ),
+                );
+            }
+        }
+    }
     Ok(Outcome {
-        readiness: Readiness::ready(reason::PROVISIONED, format!("webhook endpoint {id} is provisioned")),
+        readiness,
         status: WebhookEndpointStatus {
             endpoint_id: Some(id.to_string()),
             secret_name: Some(secret_name),

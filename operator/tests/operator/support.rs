@@ -65,6 +65,7 @@ pub fn mk_webhook(name: &str, workspace: &str) -> WebhookEndpoint {
             event_types: vec!["message.created".into(), "member.joined".into()],
             signing_secret_ref: None,
             enabled: true,
+            secret_overlap_seconds: 3600,
         },
     );
     endpoint.metadata.namespace = Some(NS.into());

@@ -52,11 +52,41 @@ fn a_webhook_needs_exactly_one_reference() {
         event_types: vec!["message.created".into()],
         signing_secret_ref: None,
         enabled: true,
+        secret_overlap_seconds: 0,
     };
     assert!(spec.validate().is_err());
     spec.workspace_ref = Some(LocalRef { name: "w".into() });
     assert!(spec.validate().is_ok());
     spec.organization_ref = Some(LocalRef { name: "o".into() });
+    assert!(spec.validate().is_err());
+}
+
+#[test]
+fn a_webhook_subscribes_to_event_types_of_the_documented_catalogue_only() {
+    let mut spec: crate::webhook::WebhookEndpointSpec = serde_json::from_value(serde_json::json!({
+        "workspaceRef": {"name": "w"}, "url": "https://example.com/hook", "eventTypes": ["message.deleted", "call.ended"]
+    }))
+    .expect("spec");
+    assert!(spec.validate().is_ok());
+    spec.event_types.push("message.read".into());
+    assert!(spec.validate().expect_err("refused").0.contains("message.read"));
+    let docs = include_str!("../../../docs/webhooks.md");
+    for event in crate::webhook::EVENT_TYPES {
+        assert!(docs.contains(&format!("### `{event}`")), "docs/webhooks.md has no section for {event}");
+    }
+}
+
+#[test]
+fn a_webhook_secret_overlap_is_at_most_a_week() {
+    let mut spec: crate::webhook::WebhookEndpointSpec = serde_json::from_value(serde_json::json!({
+        "workspaceRef": {"name": "w"}, "url": "https://example.com/hook", "eventTypes": ["message.created"]
+    }))
+    .expect("spec");
+    assert_eq!(spec.secret_overlap_seconds, 86_400, "a day by default");
+    assert!(spec.validate().is_ok());
+    spec.secret_overlap_seconds = 604_801;
+    assert!(spec.validate().is_err());
+    spec.secret_overlap_seconds = -1;
     assert!(spec.validate().is_err());
 }
 
@@ -72,6 +102,41 @@ fn a_dataplane_cannot_have_both_replicas_and_autoscaling() {
     .expect("a spec");
     assert_eq!(spec.postgres.uri_key, "uri");
     assert!(spec.validate().is_err());
+}
+
+#[test]
+fn webhook_allowed_targets_are_blocks_addresses_or_host_names() {
+    for good in [
+        "10.96.0.0/12",
+        "fd00::/8",
+        "127.0.0.1",
+        "::1",
+        "localhost",
+        "receiver.hooks.svc.cluster.local",
+        "*.svc.cluster.local",
+    ] {
+        assert!(super::is_allowed_target(good), "{good:?}");
+    }
+    for bad in [
+        "",
+        "10.0.0.0/33",
+        "::/129",
+        "10.0.0.0/+8",
+        "x/8",
+        "http://a.example",
+        "*.",
+        "*.local",
+        "a b",
+        "under_score.example",
+    ] {
+        assert!(!super::is_allowed_target(bad), "{bad:?}");
+    }
+    let spec: crate::DataPlaneSpec = serde_json::from_value(serde_json::json!({
+        "image": "conclave:1", "postgres": {"secretName": "pg-app"}, "redis": {"secretName": "redis"},
+        "webhookAllowedTargets": ["10.0.0.0/8", "not a target"]
+    }))
+    .expect("spec");
+    assert!(spec.validate().expect_err("refused").0.contains("not a target"));
 }
 
 #[test]

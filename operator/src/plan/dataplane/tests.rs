@@ -95,6 +95,15 @@ fn a_redis_key_prefix_keeps_deployments_sharing_one_redis_apart() {
 }
 
 #[test]
+fn the_webhook_allow_list_reaches_the_data_plane_as_its_flag() {
+    let none = config_map(&mk_dataplane(json!({})));
+    assert!(none["data"].get("CONCLAVE_WEBHOOK_ALLOWED_TARGETS").is_none(), "public addresses only");
+    let allowed = config_map(&mk_dataplane(json!({"webhookAllowedTargets": ["10.96.0.0/12", "*.svc.cluster.local"]})));
+    assert_eq!(allowed["data"]["CONCLAVE_WEBHOOK_ALLOWED_TARGETS"], "10.96.0.0/12,*.svc.cluster.local");
+    assert_ne!(config_hash(&none), config_hash(&allowed), "a new list restarts the pods");
+}
+
+#[test]
 fn the_connection_settings_reach_the_data_plane_as_its_flags() {
     // Absent: the data plane's own defaults (1024 per source, X-Forwarded-For not trusted).
     let data = config_map(&mk_dataplane(json!({})))["data"].clone();
