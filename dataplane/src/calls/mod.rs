@@ -1,5 +1,5 @@
 //! Calls. Media flows between the devices (directly or through the deployment's TURN servers);
-//! the data plane keeps each call's state and record ([`lifecycle`], by the rules of [`state`])
+//! the data plane keeps each call's state and record (`lifecycle`, by the rules of [`state`])
 //! and hands out TURN credentials ([`turn`]). docs/calls.md describes it for clients.
 
 use crate::AppState;
