@@ -159,6 +159,7 @@ pub struct ConfirmResetRequest {
         (status = 204, description = "The password is reset and every session ended"),
         (status = 400, description = "`invalid_emailed_token`", body = crate::error::ErrorBody),
         (status = 422, description = "`weak_password`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many reset attempts from this address", body = crate::error::ErrorBody),
     )
 )]
 pub async fn confirm_reset(

@@ -103,6 +103,7 @@ pub struct NewInvitation {
         (status = 201, description = "An email invitation, or a shareable code (shown once)", body = Created),
         (status = 403, description = "`contact_refused`", body = crate::error::ErrorBody),
         (status = 409, description = "`already_contacts`, `invitation_exists`", body = crate::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: too many invitations sent", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip(state, auth, body), fields(user_id = %auth.user_id))]

@@ -20,7 +20,10 @@ fn setting(name: &str, default: &str) -> String {
 #[tokio::test]
 #[ignore = "needs schemathesis: scripts/test.sh installs it and runs this test"]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
-    let app = TestApp::start().await;
+    // With TURN configured, so that the credentials endpoint answers what it is for (nothing is
+    // sent to that address: credentials are signed locally).
+    let app =
+        TestApp::start_with(&["--turn-urls", "turn:127.0.0.1:3478", "--turn-shared-secret", "fuzz-turn-secret"]).await;
     let alice = app.person("alice@example.org").await;
     let bob = app.person("bob@example.org").await;
     let chat = ready_chat(&app, &alice, &bob).await;

@@ -85,7 +85,32 @@ async fn tenant<'a>(app: &'a TestApp, owner: &Person, member: &Person, invitee: 
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{request}");
+    // A webhook endpoint (the operator makes them) and a delivery in its log. Disabled, so the
+    // outbox never calls it.
+    let (endpoint, delivery) = (Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, organization_id, url, event_types, signing_secret_sealed, enabled)
+         VALUES ($1, $2, 'https://hooks.example/sweep', '{message.created}', $3, false)",
+    )
+    .bind(endpoint)
+    .bind(chat.org)
+    .bind([0u8; 32].as_slice())
+    .execute(&app.db.owner)
+    .await
+    .expect("a webhook endpoint");
+    sqlx::query(
+        "INSERT INTO outbound_notifications (id, organization_id, channel, event_type, webhook_endpoint_id, status, delivered_at)
+         VALUES ($1, $2, 'webhook', 'message.created', $3, 'delivered', now())",
+    )
+    .bind(delivery)
+    .bind(chat.org)
+    .bind(endpoint)
+    .execute(&app.db.owner)
+    .await
+    .expect("a delivery");
     let ids = BTreeMap::from([
+        ("endpoint_id", endpoint.to_string()),
+        ("delivery_id", delivery.to_string()),
         ("hold_id", id(&hold)),
         ("request_id", id(&request)),
         // No export link exists: any token answers 404, whichever organization it names.
