@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Members", type_ = "integer", json_path = ".status.memberCount"),
     printcolumn(name = "Workspaces", type_ = "integer", json_path = ".status.workspaceCount"),
-    printcolumn(name = "Audit intact", type_ = "boolean", json_path = ".status.auditChain.intact"),
+    printcolumn(name = "Audit", type_ = "boolean", json_path = ".status.auditChain.intact"),
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.deletionPolicy", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

@@ -224,9 +224,10 @@ impl Scenario {
         .await;
         eprintln!("{orgs}");
         let header: Vec<&str> = orgs.lines().next().unwrap_or_default().split_whitespace().collect();
-        assert_eq!(header, ["NAME", "SLUG", "READY", "REASON", "MEMBERS", "WORKSPACES", "AGE"]);
+        assert_eq!(header, ["NAME", "SLUG", "READY", "REASON", "MEMBERS", "WORKSPACES", "AUDIT", "AGE"]);
         let row: Vec<&str> = orgs.lines().nth(1).unwrap_or_default().split_whitespace().collect();
         assert_eq!(&row[..4], ["acme", "acme", "True", "Provisioned"]);
+        assert_eq!(row[6], "true", "the operator verified the audit chain: it holds");
         let wide = self.k(&["get", "orgs", "-o", "wide"]);
         assert!(wide.lines().next().unwrap_or_default().contains("POLICY") && wide.contains("Retain"), "{wide}");
         let ws = self.k(&["get", "ws"]);
