@@ -73,6 +73,9 @@ async fn subscribe(
     if !state.push.keys.endpoint_allowed(&body.endpoint) || body.endpoint.len() > 2048 {
         return Err(ApiError::validation("endpoint", "must be an https URL of at most 2048 characters"));
     }
+    if let Some(refused) = state.push.keys.endpoint_refused(&body.endpoint) {
+        return Err(ApiError::validation("endpoint", format!("must be a public push service: {refused}")));
+    }
     if body.p256dh.len() != 65 || body.p256dh.first() != Some(&0x04) {
         return Err(ApiError::validation("p256dh", "must be an uncompressed P-256 point (65 bytes)"));
     }

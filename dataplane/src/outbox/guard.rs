@@ -1,13 +1,15 @@
-//! Where webhook deliveries may go: the defence against server-side request forgery.
+//! Where webhook and Web Push deliveries may go: the defence against server-side request forgery.
 //!
-//! A WebhookEndpoint's URL is chosen by whoever may write the resource, and the data plane runs
-//! inside the cluster: without a check, a URL could make it POST to the cloud's metadata service,
-//! to the database, or to any in-cluster service. So the delivery client resolves the host itself
-//! ([`Guard`], the connector's resolver), refuses every address that is not public unicast
-//! ([`refusal`]) unless the DataPlane's allow-list ([`AllowedTarget`]) names it or its host, and
-//! connects only to the addresses it vetted: the connector never resolves the name again, so a
-//! DNS answer that changes between check and use cannot slip through. Redirects are not
-//! followed (the client has no redirect support), so no later hop goes unchecked.
+//! A WebhookEndpoint's URL is chosen by whoever may write the resource, a push subscription's by
+//! its user, and the data plane runs inside the cluster: without a check, a URL could make it
+//! POST to the cloud's metadata service, to the database, or to any in-cluster service. So the
+//! delivery client ([`super::http::GuardedHttp`]) resolves the host itself ([`Guard`], the
+//! connector's resolver), refuses every address that is not public unicast ([`refusal`]) unless
+//! its allow-list ([`AllowedTarget`]: the DataPlane's for webhooks, loopback in tests for push)
+//! names it or its host, and connects only to the addresses it vetted: the connector never
+//! resolves the name again, so a DNS answer that changes between check and use cannot slip
+//! through. Redirects are not followed (the client has no redirect support), so no later hop
+//! goes unchecked.
 
 use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::IpNet;
@@ -111,14 +113,13 @@ pub struct Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.form {
-            Some(form) => write!(f, "{} is {form} of {}", self.address, self.what)?,
-            None => write!(f, "{} is {}", self.address, self.what)?,
+            Some(form) => write!(f, "{} is {form} of {}", self.address, self.what),
+            None => write!(f, "{} is {}", self.address, self.what),
         }
-        f.write_str(" (an in-cluster receiver must be on the DataPlane's spec.webhookAllowedTargets)")
     }
 }
 
-/// Why an address is no destination for a webhook, or `None` when it is public unicast.
+/// Why an address is no destination for a delivery, or `None` when it is public unicast.
 pub fn refusal(address: IpAddr) -> Option<Refusal> {
     let (what, form) = match address {
         IpAddr::V4(v4) => (v4_refusal(v4)?, None),

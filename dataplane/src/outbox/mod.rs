@@ -11,26 +11,29 @@
 pub mod digests;
 pub mod events;
 pub mod guard;
+pub mod http;
 mod invitations;
 pub mod log;
 pub mod push;
 mod webhooks;
 
 pub use guard::AllowedTarget;
-pub use webhooks::{Http, WebhookHttp};
+pub use http::GuardedHttp;
 
-/// The worker's HTTP clients: Web Push's, and the guarded one for webhooks.
+/// The worker's HTTP clients, both guarded: URLs of push subscriptions and webhook endpoints are
+/// chosen by users, and the data plane runs inside the cluster.
 #[derive(Clone)]
 pub struct Clients {
-    pub push: Http,
-    pub webhooks: WebhookHttp,
+    pub push: GuardedHttp,
+    pub webhooks: GuardedHttp,
 }
 
-/// Builds both clients, the webhook one with the configured allow-list.
+/// Builds both clients: webhooks with the configured allow-list, Web Push with
+/// [`push::allow_list`].
 pub fn http_clients(config: &crate::config::Config) -> anyhow::Result<Clients> {
     Ok(Clients {
-        push: webhooks::client()?,
-        webhooks: webhooks::webhook_client(guard::AllowList::new(config.webhook_allowed_targets.clone()))?,
+        push: GuardedHttp::new(push::allow_list(config.push_allow_loopback_http))?,
+        webhooks: GuardedHttp::new(guard::AllowList::new(config.webhook_allowed_targets.clone()))?,
     })
 }
 

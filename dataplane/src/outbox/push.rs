@@ -11,7 +11,8 @@
 //! with the reason stored. A row retried after some subscriptions were served remembers them
 //! (`sent_to`), so a retry does not push twice to the same device.
 
-use super::webhooks::Http;
+use super::guard::{self, AllowList, AllowedTarget, Refused};
+use super::http::{Failure, GuardedHttp};
 use super::{Job, Outcome, system_tx};
 use crate::AppState;
 use crate::db::tenant_tx;
@@ -75,6 +76,22 @@ impl PushKeys {
     pub fn endpoint_allowed(&self, endpoint: &str) -> bool {
         endpoint.starts_with("https://") || (self.allow_loopback_http && is_loopback_http(endpoint))
     }
+
+    /// Why an endpoint whose host is an address literal may not be pushed to. (A host name is
+    /// vetted each time a delivery resolves it.)
+    pub fn endpoint_refused(&self, endpoint: &str) -> Option<Refused> {
+        let uri = endpoint.parse::<hyper::Uri>().ok()?;
+        guard::vet_literal(&allow_list(self.allow_loopback_http), uri.host()?).err()
+    }
+}
+
+/// Where pushes may go: public addresses only, as for webhooks (a subscription's endpoint is
+/// chosen by its user), and loopback too when plain http to it is allowed (tests, the demo).
+/// Push services are public: there is no allow-list for in-cluster ones.
+pub fn allow_list(allow_loopback_http: bool) -> AllowList {
+    let loopback = ["127.0.0.0/8", "::1/128"];
+    let targets = if allow_loopback_http { &loopback[..] } else { &[] };
+    AllowList::new(targets.iter().filter_map(|t| t.parse::<AllowedTarget>().ok()).collect())
 }
 
 /// `http://127.0.0.1:port/...`, `http://localhost/...`, `http://[::1]/...`: as the schema admits.
@@ -309,7 +326,7 @@ enum Sent {
     Rejected(String),
 }
 
-pub async fn deliver(state: &AppState, http: &Http, job: &Job) -> Outcome {
+pub async fn deliver(state: &AppState, http: &GuardedHttp, job: &Job) -> Outcome {
     let Some(user_id) = job.recipient_user_id else {
         return Outcome::Drop("push row without a recipient".to_owned());
     };
@@ -435,7 +452,14 @@ struct Shape {
 }
 
 /// Sends to one subscription; on 413 once more with the trimmed payload.
-async fn send(state: &AppState, http: &Http, target: &Target, shape: &Shape, full: &Value, trimmed: &Value) -> Sent {
+async fn send(
+    state: &AppState,
+    http: &GuardedHttp,
+    target: &Target,
+    shape: &Shape,
+    full: &Value,
+    trimmed: &Value,
+) -> Sent {
     let first = send_once(state, http, target, shape, full).await;
     let (status, retry_after) = match first {
         Ok((413, _)) => match send_once(state, http, target, shape, trimmed).await {
@@ -462,7 +486,7 @@ fn answer(status: u16, retry_after: Option<u64>) -> Sent {
 /// Encrypts, signs and posts one payload; the status and `Retry-After` seconds, or why not.
 async fn send_once(
     state: &AppState,
-    http: &Http,
+    http: &GuardedHttp,
     target: &Target,
     shape: &Shape,
     payload: &Value,
@@ -536,12 +560,16 @@ async fn send_once(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         let _ = response.into_body().collect().await;
-        Ok::<_, hyper_util::client::legacy::Error>((status, retry_after))
+        Ok::<_, Failure>((status, retry_after))
     })
     .await;
     match result {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(Sent::Retry { after: None, reason: format!("could not reach the push service: {e}") }),
+        // The address will not become acceptable by waiting.
+        Ok(Err(Failure::Refused(refused))) => Err(Sent::Rejected(format!("refused: {refused}"))),
+        Ok(Err(Failure::Http(e))) => {
+            Err(Sent::Retry { after: None, reason: format!("could not reach the push service: {e}") })
+        }
         Err(_) => Err(Sent::Retry { after: None, reason: format!("no answer within {} seconds", TIMEOUT.as_secs()) }),
     }
 }

@@ -2,7 +2,7 @@
 //! endpoint's secret, and during a rotation's overlap with the previous one too
 //! (docs/webhooks.md), whose result is written back to the endpoint row for the operator's status.
 
-use super::guard::{self, Guard};
+use super::http::{Failure, GuardedHttp};
 use super::{Job, Outcome, system_tx};
 use crate::AppState;
 use crate::sealing::webhook_context;
@@ -12,21 +12,9 @@ use conclave_credentials::webhook_secret;
 use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use sha2::Sha256;
 use std::time::Duration;
-
-pub type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// The webhook client: its connector resolves through the [`Guard`], and it follows no redirects.
-#[derive(Clone)]
-pub struct WebhookHttp {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector<Guard>>, Full<Bytes>>,
-    guard: Guard,
-}
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,29 +24,8 @@ pub const FAILURE_BUDGET_ATTEMPTS: i32 = 15;
 /// however many events it misses, never disables it).
 pub const FAILURE_BUDGET_HOURS: i32 = 24;
 
-/// An HTTP client for `https://` (system roots, ring) and, where an endpoint explicitly allows
-/// it, `http://`.
-pub fn client() -> anyhow::Result<Http> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
-}
-
-/// The same client for webhooks, whose connector reaches only the addresses the guard vetted.
-pub fn webhook_client(allow: guard::AllowList) -> anyhow::Result<WebhookHttp> {
-    let guard = Guard::new(allow);
-    let mut http = HttpConnector::new_with_resolver(guard.clone());
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(WebhookHttp { client: Client::builder(TokioExecutor::new()).build(connector), guard })
-}
+/// What a refused delivery's reason adds: how an operator lets an in-cluster receiver through.
+const ALLOW_HINT: &str = "an in-cluster receiver must be on the DataPlane's spec.webhookAllowedTargets";
 
 /// One Standard Webhooks signature: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`,
 /// where `key` is the secret's decoded bytes (not its `whsec_` text).
@@ -76,7 +43,7 @@ pub fn signature_header(keys: &[Vec<u8>], id: &str, timestamp: u64, body: &[u8])
     keys.iter().map(|key| signature(key, id, timestamp, body)).collect::<Vec<_>>().join(" ")
 }
 
-pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome {
+pub async fn deliver(state: &AppState, http: &GuardedHttp, job: &Job) -> Outcome {
     let Some(endpoint_id) = job.webhook_endpoint_id else {
         return Outcome::Drop("webhook row without an endpoint".to_owned());
     };
@@ -139,12 +106,9 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
         Ok(request) => request,
         Err(e) => return Outcome::Drop(format!("invalid request: {e}")),
     };
-    // An address literal is not resolved, so the connector's guard would not see it.
-    let literal = guard::vet_literal(http.guard.allow_list(), request.uri().host().unwrap_or_default());
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(TIMEOUT, async {
-        literal.map_err(Failure::Refused)?;
-        let response = http.client.request(request).await.map_err(Failure::from)?;
+        let response = http.request(request).await?;
         let status = response.status();
         // Read (and discard) the body so the connection can be reused.
         let _ = response.into_body().collect().await;
@@ -168,7 +132,7 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
         }
         // The address will not become acceptable by waiting: give the row up at once.
         Ok(Err(Failure::Refused(refused))) => {
-            let error = format!("refused: {refused}");
+            let error = format!("refused: {refused} ({ALLOW_HINT})");
             (Outcome::Drop(error.clone()), "refused", Some(error))
         }
         Ok(Err(Failure::Http(e))) => {
@@ -223,22 +187,6 @@ pub async fn deliver(state: &AppState, http: &WebhookHttp, job: &Job) -> Outcome
         tracing::warn!(error = %e, %endpoint_id, "could not record a webhook delivery result");
     }
     outcome
-}
-
-/// Why a request got no answer.
-enum Failure {
-    Refused(guard::Refused),
-    Http(hyper_util::client::legacy::Error),
-}
-
-impl From<hyper_util::client::legacy::Error> for Failure {
-    /// The guard's refusal comes back wrapped in the client's connect error: find it.
-    fn from(e: hyper_util::client::legacy::Error) -> Self {
-        match guard::find_refusal(&e) {
-            Some(refused) => Self::Refused(refused.clone()),
-            None => Self::Http(e),
-        }
-    }
 }
 
 #[cfg(test)]

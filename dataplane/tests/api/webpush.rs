@@ -249,6 +249,58 @@ async fn the_push_services_answers_drive_the_subscription_and_the_row() {
 }
 
 #[tokio::test]
+async fn a_push_endpoint_at_an_internal_address_is_refused_when_subscribing_and_never_reached() {
+    let s = setup().await;
+    let alice = s.app.person("alice@example.org").await;
+    let bob = s.app.person("bob@example.org").await;
+    let chat = ready_chat(&s.app, &alice, &bob).await;
+    let keys = s.push.subscribe().expect("subscription");
+    let path = format!("/v1/devices/{}/push-subscriptions", bob.device_id);
+    // The cloud's metadata service, a private address, one hidden in an IPv4-mapped IPv6 form.
+    for (endpoint, says) in [
+        ("https://169.254.169.254/push/1", "cloud metadata"),
+        ("https://10.1.2.3:8443/push/1", "private"),
+        ("https://[::ffff:10.1.2.3]/push/1", "private"),
+        ("https://[fd00::7]/push/1", "unique-local"),
+    ] {
+        let body = json!({ "endpoint": endpoint, "p256dh": b64(&keys.p256dh), "auth": b64(&keys.auth) });
+        let (status, error) = s.app.post(&path, body, Some(&bob.access)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{endpoint}: {error}");
+        assert_eq!(error["error"]["code"], "validation_failed", "{error}");
+        let message = error["error"]["message"].as_str().expect("message");
+        assert!(message.starts_with("endpoint: must be a public push service") && message.contains(says), "{message}");
+    }
+    assert_eq!(s.app.count("SELECT count(*) FROM push_subscriptions").await, 0, "nothing stored");
+
+    // One stored before this check existed (or behind its back): the delivery refuses it too,
+    // gives the row up with the reason, and nothing is sent anywhere.
+    sqlx::query(
+        "INSERT INTO push_subscriptions (user_id, device_id, endpoint, p256dh, auth) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(bob.user_id)
+    .bind(bob.device_id)
+    .bind("https://169.254.169.254/push/1")
+    .bind(&keys.p256dh)
+    .bind(&keys.auth)
+    .execute(&s.app.db.owner)
+    .await
+    .expect("a stored subscription");
+    send(&chat, &alice).await;
+    s.work().await;
+    let (status, error, attempts) = s.rows().await[0].clone();
+    assert_eq!((status.as_str(), attempts), ("dead", 1), "{error:?}");
+    let error = error.expect("a reason");
+    assert!(error.contains("refused: 169.254.169.254 is a cloud metadata address"), "{error}");
+    assert!(s.push.received().is_empty(), "nothing reached any push service");
+
+    // Positive control: a public-looking subscription on the allowed loopback service works.
+    subscribe(&s.app, &s.push, &bob).await;
+    send(&chat, &alice).await;
+    s.work().await;
+    assert_eq!(s.push.received().len(), 1);
+}
+
+#[tokio::test]
 async fn a_retry_does_not_push_again_to_a_device_already_served() {
     let s = setup().await;
     let alice = s.app.person("alice@example.org").await;

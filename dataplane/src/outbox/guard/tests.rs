@@ -98,7 +98,6 @@ fn a_host_with_only_refused_addresses_is_refused_and_a_mixed_one_keeps_its_publi
     let none = AllowList::default();
     let err = vet(&none, "evil.example", vec![sock("127.0.0.1"), sock("::1")]).expect_err("refused");
     assert!(err.to_string().starts_with("evil.example resolves only to refused addresses (2 in all)"), "{err}");
-    assert!(err.to_string().contains("webhookAllowedTargets"), "the reason says how to allow it: {err}");
     assert_eq!(vet(&none, "mixed.example", vec![sock("10.0.0.1"), sock("8.8.8.8")]), Ok(vec![sock("8.8.8.8")]));
 }
 
