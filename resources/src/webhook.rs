@@ -74,20 +74,9 @@ pub struct WebhookEndpointSpec {
     pub enabled: bool,
 }
 
-/// The event types an endpoint may subscribe to: the catalogue of docs/webhooks.md. The call
-/// events are reserved (there are no calls yet to cause them): subscribing is allowed, and
-/// delivers nothing until they exist.
-pub const EVENT_TYPES: &[&str] = &[
-    "conversation.created",
-    "member.joined",
-    "member.left",
-    "message.created",
-    "message.edited",
-    "message.deleted",
-    "privacy_request.filed",
-    "call.started",
-    "call.ended",
-];
+/// The event types an endpoint may subscribe to: the catalogue of docs/webhooks.md, declared once
+/// in the protocol crate.
+pub const EVENT_TYPES: &[&str] = &conclave_protocol::webhooks::WebhookEvent::NAMES;
 
 fn enabled() -> bool {
     true

@@ -10,6 +10,7 @@ use crate::context::seat;
 use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
+use crate::outbox::events::{self, Event};
 use crate::realtime::{self, LiveEvent};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,6 +18,7 @@ use conclave_protocol::calls::{
     Call, CallKind, CallParticipant, CallSignal, CallStatus, EndReason, MAX_SIGNAL_LEN, ParticipantState, StartCall,
 };
 use conclave_protocol::events::ServerFrame;
+use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -123,6 +125,10 @@ pub(super) async fn start(
     .await
     .map_err(busy)?;
     let call = load(&mut tx, call_id).await?;
+    let started = json!({
+        "conversation_id": conversation_id, "call_id": call_id, "kind": body.kind, "started_by": auth.user_id,
+    });
+    events::in_conversation(&mut tx, organization_id, conversation_id, Event::CallStarted, started).await?;
     tx.commit().await?;
     publish(&state, organization_id, &call).await;
     Ok((StatusCode::CREATED, axum::Json(call)))
@@ -246,19 +252,22 @@ pub(super) async fn settle_call(
     status: CallStatus,
     reason: Option<EndReason>,
 ) -> ApiResult<()> {
-    sqlx::query!(
-        "UPDATE call_sessions SET status = $2,
+    let call = sqlx::query!(
+        r#"UPDATE call_sessions SET status = $2,
                 answered_at = CASE WHEN $2 = 'active' THEN COALESCE(answered_at, now()) ELSE answered_at END,
                 ended_at = CASE WHEN $2 = 'ended' THEN now() END,
                 end_reason = $3
-          WHERE id = $1",
+          WHERE id = $1
+          RETURNING organization_id, conversation_id, media,
+                    COALESCE(extract(epoch FROM ended_at - answered_at), 0)::bigint AS "talked_seconds!""#,
         call_id,
         status as CallStatus,
         reason as Option<EndReason>
     )
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     if status == CallStatus::Ended {
+        // Whoever is still rung has missed it (a trigger queues their `call.missed` push).
         sqlx::query!(
             "UPDATE call_participants
                 SET state = CASE state WHEN 'invited' THEN 'missed' ELSE 'left' END,
@@ -268,6 +277,11 @@ pub(super) async fn settle_call(
         )
         .execute(&mut *conn)
         .await?;
+        let ended = json!({
+            "conversation_id": call.conversation_id, "call_id": call_id, "kind": call.media,
+            "reason": reason, "duration_seconds": call.talked_seconds,
+        });
+        events::in_conversation(conn, call.organization_id, call.conversation_id, Event::CallEnded, ended).await?;
     }
     Ok(())
 }

@@ -10,41 +10,8 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// The event types the data plane delivers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    ConversationCreated,
-    MemberJoined,
-    MemberLeft,
-    MessageCreated,
-    MessageEdited,
-    MessageDeleted,
-    PrivacyRequestFiled,
-}
-
-impl Event {
-    pub const ALL: [Event; 7] = [
-        Self::ConversationCreated,
-        Self::MemberJoined,
-        Self::MemberLeft,
-        Self::MessageCreated,
-        Self::MessageEdited,
-        Self::MessageDeleted,
-        Self::PrivacyRequestFiled,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::ConversationCreated => "conversation.created",
-            Self::MemberJoined => "member.joined",
-            Self::MemberLeft => "member.left",
-            Self::MessageCreated => "message.created",
-            Self::MessageEdited => "message.edited",
-            Self::MessageDeleted => "message.deleted",
-            Self::PrivacyRequestFiled => "privacy_request.filed",
-        }
-    }
-}
+/// The catalogue is the protocol crate's, shared with the WebhookEndpoint resource's validation.
+pub use conclave_protocol::webhooks::WebhookEvent as Event;
 
 /// Queues `event` about a conversation for the organization-wide endpoints and those of the
 /// conversation's workspace. Returns how many deliveries were queued.

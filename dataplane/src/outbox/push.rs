@@ -380,6 +380,8 @@ pub async fn deliver(state: &AppState, http: &GuardedHttp, job: &Job) -> Outcome
         "conversation_id": conversation_id,
         "message_id": message_id,
         "seq": seq,
+        "call_id": job.payload.get("call_id"),
+        "media": job.payload.get("media"),
         "unread": recipient.unread,
         "badge": recipient.organization_unread,
     });

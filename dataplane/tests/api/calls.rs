@@ -220,6 +220,9 @@ async fn impatient_app(ring: &str, silent: &str) -> TestApp {
         silent,
         "--call-sweep-ms",
         "100",
+        // The push rows a ring queues stay in the table to be looked at; nothing is sent.
+        "--outbox-poll-ms",
+        "0",
     ])
     .await
 }
@@ -245,6 +248,18 @@ async fn a_ring_nobody_answers_ends_as_missed() {
     let alice = app.person("alice@missed.test").await;
     let bob = app.person("bob@missed.test").await;
     let chat = group(&app, &alice, &[&bob]).await;
+    // Bob can be pushed to: the sweeper's timeout queues his missed call like any other path.
+    sqlx::query(
+        "INSERT INTO push_subscriptions (user_id, device_id, endpoint, p256dh, auth)
+         VALUES ($1, $2, 'https://192.0.2.1/bob', $3, $4)",
+    )
+    .bind(bob.user_id)
+    .bind(bob.device_id)
+    .bind([4u8; 65].as_slice())
+    .bind([0u8; 16].as_slice())
+    .execute(&app.db.owner)
+    .await
+    .expect("a subscription");
     let mut socket = connect(&app.base, &bob).await;
     let call = start(&chat, &alice).await;
     assert_eq!(next_of(&mut socket, "call_updated").await["call"]["status"], "ringing");
@@ -257,6 +272,13 @@ async fn a_ring_nobody_answers_ends_as_missed() {
     assert_eq!(participant(&ended["call"], &alice)["state"], "left");
     let (status, body) = app.post(&call_path(&chat, &call, "accept"), json!({}), Some(&bob.access)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "call_ended"));
+    let pushes: Vec<(String, Uuid)> = sqlx::query_as(
+        "SELECT event_type, recipient_user_id FROM outbound_notifications WHERE channel = 'push' ORDER BY created_at, id",
+    )
+    .fetch_all(&app.db.owner)
+    .await
+    .expect("push rows");
+    assert_eq!(pushes, [("call.incoming".to_owned(), bob.user_id), ("call.missed".to_owned(), bob.user_id)]);
 }
 
 #[tokio::test]

@@ -237,9 +237,8 @@ async fn each_cause_queues_its_event_for_the_endpoints_subscribed_to_it_with_ids
     let bob = app.person("bob@example.org").await;
     let chat = group(&app, &alice, &[&bob]).await;
     let (url, _seen) = receiver(StatusCode::NO_CONTENT).await;
-    // Every event the data plane causes, and a reserved one that nothing causes yet.
-    let mut every: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
-    every.push("call.started");
+    // Every event the data plane causes.
+    let every: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
     let all = subscribed(&app, chat.org, &url, &secret(), &every).await;
     let deletions = subscribed(&app, chat.org, &url, &secret(), &["message.deleted"]).await;
 
@@ -270,6 +269,13 @@ async fn each_cause_queues_its_event_for_the_endpoints_subscribed_to_it_with_ids
     let path = format!("/v1/organizations/{}/privacy-requests", chat.org);
     let (status, filed) = app.post(&path, json!({"kind": "export"}), Some(&bob.access)).await;
     assert_eq!(status, StatusCode::CREATED, "{filed}");
+    // A call that bob answers; both hang up (the last one out ends it).
+    let (status, call) = app.post(&chat.path("/calls"), json!({"kind": "audio"}), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let call_path = |action: &str| chat.path(&format!("/calls/{}/{action}", call["id"].as_str().expect("id")));
+    assert_eq!(app.post(&call_path("accept"), json!({}), Some(&bob.access)).await.0, StatusCode::OK);
+    assert_eq!(app.post(&call_path("leave"), json!({}), Some(&alice.access)).await.0, StatusCode::OK);
+    assert_eq!(app.post(&call_path("leave"), json!({}), Some(&bob.access)).await.0, StatusCode::OK);
 
     let rows = |endpoint: Uuid| {
         sqlx::query_as::<_, (String, Value)>(
@@ -283,6 +289,8 @@ async fn each_cause_queues_its_event_for_the_endpoints_subscribed_to_it_with_ids
     assert_eq!(
         types,
         [
+            "call.ended",
+            "call.started",
             "conversation.created",
             "member.joined",
             "member.left",
@@ -301,6 +309,10 @@ async fn each_cause_queues_its_event_for_the_endpoints_subscribed_to_it_with_ids
     assert_eq!(data("message.edited")["message_id"], message["id"]);
     assert_eq!(data("message.deleted")["by_user_id"], json!(alice.user_id));
     assert_eq!(data("privacy_request.filed")["privacy_request_id"], filed["id"]);
+    assert_eq!(data("call.started")["call_id"], call["id"]);
+    assert_eq!(data("call.started")["started_by"], json!(alice.user_id));
+    assert_eq!(data("call.ended")["reason"], "hangup");
+    assert!(data("call.ended")["duration_seconds"].as_i64().is_some_and(|d| d >= 0), "{}", data("call.ended"));
     let text = serde_json::to_string(&queued).expect("json");
     assert!(!text.contains("ciphertext") && !text.contains(&b64_of(&[42u8; 24])), "ids and metadata only");
     let only_deletions: Vec<String> = rows(deletions).await.expect("rows").into_iter().map(|(t, _)| t).collect();

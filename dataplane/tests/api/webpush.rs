@@ -416,27 +416,42 @@ async fn calls_are_pushed_as_addressed_to_the_callee_even_at_mentions_level() {
     let bob = s.app.person("bob@example.org").await;
     let chat = ready_chat(&s.app, &alice, &bob).await;
     subscribe(&s.app, &s.push, &bob).await;
+    // Alice has a subscription too: the caller is never told of her own call.
+    subscribe(&s.app, &s.push, &alice).await;
     assert_eq!(
         s.app.patch("/v1/notification-preferences", json!({ "level": "mentions" }), &bob.access).await.0,
         StatusCode::OK
     );
-    // The calls feature does not exist yet: its events are queued as it will queue them.
-    for event in ["call.incoming", "call.missed"] {
-        sqlx::query(
-            "INSERT INTO outbound_notifications (organization_id, channel, event_type, recipient_user_id, payload)
-             VALUES ($1, 'push', $2, $3, jsonb_build_object('conversation_id', $4::uuid, 'call_id', $5::uuid))",
-        )
-        .bind(chat.org)
-        .bind(event)
-        .bind(bob.user_id)
-        .bind(chat.conversation)
-        .bind(Uuid::now_v7())
-        .execute(&s.app.db.owner)
-        .await
-        .expect("call event");
-    }
+    // Alice calls, then gives up before bob answers: bob was rung, then missed it.
+    let (status, call) = s.app.post(&chat.path("/calls"), json!({ "kind": "video" }), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let call_path = |action: &str| chat.path(&format!("/calls/{}/{action}", call["id"].as_str().expect("id")));
+    s.work().await;
+    let (status, ended) = s.app.post(&call_path("leave"), json!({}), Some(&alice.access)).await;
+    assert_eq!((status, ended["end_reason"].as_str()), (StatusCode::OK, Some("cancelled")), "{ended}");
     s.work().await;
     let received = s.push.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 2, "one ring and one missed call, both to bob only");
+    for r in &received {
+        let p = payload(r);
+        assert_eq!((&p["call_id"], &p["media"]), (&call["id"], &json!("video")), "{p}");
+        assert_eq!(p["conversation_id"], json!(chat.conversation));
+    }
+
+    // Declined: no missed call for the one who declined.
+    let (status, call) = s.app.post(&chat.path("/calls"), json!({ "kind": "audio" }), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let decline = chat.path(&format!("/calls/{}/decline", call["id"].as_str().expect("id")));
+    assert_eq!(s.app.post(&decline, json!({}), Some(&bob.access)).await.0, StatusCode::OK);
+    s.work().await;
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM outbound_notifications WHERE channel = 'push' ORDER BY created_at, id",
+    )
+    .fetch_all(&s.app.db.owner)
+    .await
+    .expect("rows");
+    assert_eq!(events, ["call.incoming", "call.missed", "call.incoming"]);
+
     let mut kinds: Vec<(String, String, bool)> = received
         .iter()
         .map(|r| {
