@@ -23,7 +23,7 @@ pub struct Config {
     pub public_url: String,
     /// PostgreSQL URL of the data plane's login (the `conclave_app` role, or a member of it).
     #[arg(long, env = "CONCLAVE_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Secret,
     /// The role every connection works as; row-level security applies to it.
     #[arg(long, env = "CONCLAVE_DATABASE_ROLE", default_value = conclave_schema::APP_ROLE)]
     pub database_role: String,
@@ -54,7 +54,7 @@ pub struct Config {
     pub send_writers: u16,
     /// Redis URL for fan-out, presence, rate limits and signalling state.
     #[arg(long, env = "CONCLAVE_REDIS_URL", hide_env_values = true)]
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// Prefix of every Redis key and channel, so several deployments can share one Redis.
     #[arg(long, env = "CONCLAVE_REDIS_NAMESPACE", default_value = "conclave")]
     pub redis_namespace: String,
@@ -80,7 +80,7 @@ pub struct Config {
     /// SMTP relay for account email, e.g. `smtp://mail.example:25` (plain, for a local relay).
     /// Without it, no email is sent and the features that need one say so.
     #[arg(long, env = "CONCLAVE_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<Secret>,
     /// The From address of account email.
     #[arg(long, env = "CONCLAVE_MAIL_FROM", default_value = "Conclave <no-reply@conclave.local>")]
     pub mail_from: String,
@@ -92,7 +92,7 @@ pub struct Config {
     /// The secret shared with the TURN servers (coturn's `static-auth-secret`) that signs the
     /// short-lived credentials.
     #[arg(long, env = "CONCLAVE_TURN_SHARED_SECRET", hide_env_values = true)]
-    pub turn_shared_secret: Option<String>,
+    pub turn_shared_secret: Option<Secret>,
     /// How long minted TURN credentials last, in seconds.
     #[arg(long, env = "CONCLAVE_TURN_CREDENTIAL_TTL_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(60..=86_400))]
     pub turn_credential_ttl_seconds: i64,
@@ -208,7 +208,71 @@ pub struct Config {
 pub struct MigrateArgs {
     /// PostgreSQL URL of the schema owner (not the data plane's role).
     #[arg(long, env = "CONCLAVE_OWNER_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Secret,
     #[arg(long, env = "CONCLAVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 }
+
+/// A setting that may hold a credential (a URL with a password, a shared secret): its `Debug`
+/// shows only that it is set, so logging a [`Config`] cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn a_config_shown_for_debugging_hides_every_credential() {
+        let cli = Cli::parse_from([
+            "dataplane",
+            "--database-url",
+            "postgres://app:db-password-1@db/conclave",
+            "--redis-url",
+            "redis://:redis-password-2@redis:6379",
+            "--smtp-url",
+            "smtp://mailer:smtp-password-3@mail:25",
+            "--turn-shared-secret",
+            "turn-secret-4",
+        ]);
+        let shown = format!("{:?}", cli.config);
+        for secret in ["db-password-1", "redis-password-2", "smtp-password-3", "turn-secret-4"] {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        assert_eq!(cli.config.database_url.expose(), "postgres://app:db-password-1@db/conclave");
+    }
+}
+

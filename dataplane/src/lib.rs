@@ -166,7 +166,7 @@ pub async fn shutdown_signal() {
 pub async fn migrate(args: &config::MigrateArgs) -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect(&args.database_url)
+        .connect(args.database_url.expose())
         .await
         .context("connecting to PostgreSQL as the schema owner")?;
     conclave_schema::migrate(&pool).await.context("applying migrations")?;

@@ -3,7 +3,7 @@
 //! database only ever holds the token's digest.
 
 use crate::auth::credentials::Email;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use anyhow::{Context, bail};
 use lettre::message::Mailbox;
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -18,7 +18,7 @@ pub struct Mailer {
 impl Mailer {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let from: Mailbox = config.mail_from.parse().context("CONCLAVE_MAIL_FROM is not a mailbox")?;
-        let transport = match &config.smtp_url {
+        let transport = match config.smtp_url.as_ref().map(Secret::expose) {
             None => None,
             Some(url) => {
                 let Some(rest) = url.strip_prefix("smtp://") else {

@@ -39,7 +39,7 @@ pub struct AppState {
 
 impl AppState {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
-        let options = PgConnectOptions::from_str(&config.database_url)
+        let options = PgConnectOptions::from_str(config.database_url.expose())
             .context("CONCLAVE_DATABASE_URL is not a valid PostgreSQL URL")?;
         let timeouts = PoolTimeouts {
             acquire: Duration::from_millis(config.database_acquire_timeout_ms),
@@ -47,7 +47,7 @@ impl AppState {
         };
         let db = app_pool(options, &config.database_role, config.database_max_connections, timeouts).await?;
         let client =
-            redis::Client::open(config.redis_url.as_str()).context("CONCLAVE_REDIS_URL is not a valid Redis URL")?;
+            redis::Client::open(config.redis_url.expose()).context("CONCLAVE_REDIS_URL is not a valid Redis URL")?;
         let redis = redis::aio::ConnectionManager::new(client.clone()).await.context("connecting to Redis")?;
         let jwt = match &config.jwt_keys_dir {
             Some(dir) => JwtKeys::from_dir(dir, config.jwt_signing_key_id.as_deref())?,

@@ -3,6 +3,7 @@
 //! expiry, and the TURN server recomputes the password from the secret it shares with us.
 
 use crate::AppState;
+use crate::config::Secret;
 use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::ratelimit;
@@ -49,7 +50,7 @@ pub(super) async fn turn_credentials(
     auth: AuthUser,
 ) -> ApiResult<axum::Json<TurnCredentials>> {
     let config = &state.config;
-    let secret = config.turn_shared_secret.as_deref().filter(|s| !s.is_empty());
+    let secret = config.turn_shared_secret.as_ref().map(Secret::expose).filter(|s| !s.is_empty());
     let (Some(secret), false) = (secret, config.turn_urls.is_empty()) else {
         return Err(ApiError::new(ErrorCode::TurnNotConfigured, "this deployment has no TURN server"));
     };
