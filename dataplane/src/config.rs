@@ -275,4 +275,3 @@ mod tests {
         assert_eq!(cli.config.database_url.expose(), "postgres://app:db-password-1@db/conclave");
     }
 }
-

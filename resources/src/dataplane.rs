@@ -267,6 +267,9 @@ impl DataPlaneSpec {
         if let Some(turn) = &self.turn {
             secrets.push((turn.shared_secret_name.as_str(), Turn::SECRET_KEY));
         }
+        if let Some(name) = self.smtp.as_ref().and_then(|smtp| smtp.credentials_secret_name.as_deref()) {
+            secrets.extend([(name, "username"), (name, "password")]);
+        }
         secrets
     }
 }

@@ -267,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn the_turn_shared_secret_is_waited_for_like_the_database_secrets() {
+    fn the_turn_and_smtp_secrets_are_waited_for_like_the_database_secrets() {
         let spec = spec_with_turn();
         assert_eq!(spec.referenced_secrets(), [("pg-app", "uri"), ("redis", "url"), ("turn", "shared-secret")]);
         let (reason, message) = secret_problem(None, "turn", "shared-secret").expect("missing");
@@ -280,5 +280,17 @@ mod tests {
         let (reason, _) = secret_problem(Some(&secret), "turn", "shared-secret").expect("no key");
         assert_eq!(reason, reason::SECRET_KEY_MISSING);
         assert_eq!(secret_problem(Some(&with("shared-secret")), "turn", "shared-secret"), None);
+        let mut spec = spec_with_turn();
+        spec.smtp = Some(
+            serde_json::from_value(
+                serde_json::json!({"host": "mail", "from": "a@b.c", "credentialsSecretName": "smtp-login"}),
+            )
+            .expect("smtp"),
+        );
+        assert_eq!(
+            spec.referenced_secrets()[3..],
+            [("smtp-login", "username"), ("smtp-login", "password")],
+            "the SMTP login is waited for too: the pods would not start without it"
+        );
     }
 }
