@@ -199,6 +199,9 @@ pub(super) async fn listen(
                 eprintln!("* connection lost ({reason}); reconnecting in {:.1}s", retry_in.as_secs_f32());
             }
             ListenEvent::ServerError { code, message } => eprintln!("* the server refused a frame: {message} ({code})"),
+            ListenEvent::MessagesMayBeMissing { epoch, .. } if !ctx.json() => {
+                writeln!(ctx.out, "* messages may be missing: this device rejoined the conversation at epoch {epoch}")?;
+            }
             _ => {}
         }
         ctx.out.flush()?;

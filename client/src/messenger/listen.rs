@@ -180,6 +180,16 @@ pub enum ListenEvent {
     },
     /// A member of a followed conversation is now online, idle or offline.
     Presence(Presence),
+    /// This device lost (or could not follow) its state of the conversation's group and rejoined
+    /// it at `epoch`: what was sent in the epochs it skipped cannot be read here (those messages
+    /// open as [`super::Body::MissingKey`]), so the application should say that messages may be
+    /// missing. Comes before the events of the frame that made the device rejoin.
+    MessagesMayBeMissing {
+        /// The conversation.
+        conversation_id: Uuid,
+        /// The epoch this device rejoined at.
+        epoch: u64,
+    },
 }
 
 /// A live subscription to an organization's conversations. Call [`Listener::next`] in a loop.
@@ -291,7 +301,11 @@ impl Listener {
                         Err(err) => self.disconnected(err.to_string()),
                     }
                 }
-                Step::Frame(Some(Ok(WsMessage::Text(text)))) => self.on_text(text.as_str()).await?,
+                Step::Frame(Some(Ok(WsMessage::Text(text)))) => {
+                    let before = self.pending.len();
+                    self.on_text(text.as_str()).await?;
+                    self.announce_rejoins(before);
+                }
                 Step::Frame(Some(Ok(WsMessage::Close(frame)))) => {
                     let code = frame.as_ref().map(|frame| u16::from(frame.code));
                     if code == Some(close::REVOKED) {
@@ -312,6 +326,15 @@ impl Listener {
                 Step::Frame(Some(Err(err))) => self.disconnected(err.to_string()),
                 Step::Frame(None) => self.disconnected("the connection closed".to_owned()),
             }
+        }
+    }
+
+    /// Queues, at `at` (before the events the rejoin came with), a
+    /// [`ListenEvent::MessagesMayBeMissing`] for each followed conversation this device rejoined.
+    fn announce_rejoins(&mut self, at: usize) {
+        let rejoins = self.messenger.take_rejoins(|conversation_id| self.cursors.contains_key(conversation_id));
+        for (offset, (conversation_id, epoch)) in rejoins.into_iter().enumerate() {
+            self.pending.insert(at + offset, ListenEvent::MessagesMayBeMissing { conversation_id, epoch });
         }
     }
 

@@ -53,7 +53,7 @@ use crate::content::Content;
 use crate::crypto::{ConversationKey, CryptoError};
 use crate::keystore::{Keystore, Received};
 use crate::mls::{
-    DeliveryError, Device, GroupAddress, Incoming, Membership, MlsError, PAST_EPOCHS, Roster, TrustStore,
+    DeliveryError, Device, GroupAddress, Incoming, Membership, MlsError, Opened, PAST_EPOCHS, Roster, TrustStore,
 };
 
 /// How many times a send is encrypted again after the server reports a concurrent change (another
@@ -174,6 +174,9 @@ struct Inner {
     /// their own copy).
     groups: tokio::sync::Mutex<()>,
     policy: Mutex<UpdatePolicy>,
+    /// Conversations whose group this device rejoined (its state lost or unusable), with the
+    /// epoch it rejoined at, until a listener announces them ([`Messenger::take_rejoins`]).
+    rejoins: Mutex<Vec<(Uuid, u64)>>,
     user_id: Uuid,
     device_id: Uuid,
 }
@@ -204,6 +207,7 @@ impl Messenger {
                 mls: Mutex::new(None),
                 groups: tokio::sync::Mutex::new(()),
                 policy: Mutex::new(UpdatePolicy::default()),
+                rejoins: Mutex::new(Vec::new()),
                 user_id,
                 device_id,
             }),
@@ -330,7 +334,27 @@ impl Messenger {
         let mut trust = self.with_keystore(|k| k.trust().clone());
         let synced = device.sync_group(&self.inner.client, at, &mut trust).await;
         self.stage_state(device, Some(trust))?;
-        Ok(synced?.0)
+        let (group, opened) = synced?;
+        self.note_opened(at.conversation_id, &group, opened);
+        Ok(group)
+    }
+
+    /// Remembers a rejoin, for the listener to announce: messages of the epochs skipped are
+    /// missing on this device.
+    fn note_opened(&self, conversation_id: Uuid, group: &MlsGroup, opened: Opened) {
+        if opened == Opened::Rejoined {
+            let mut rejoins = self.inner.rejoins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            rejoins.push((conversation_id, group.epoch().as_u64()));
+        }
+    }
+
+    /// The rejoins of the conversations `wanted` keeps, taken (the others stay for another
+    /// listener): each conversation and the epoch this device rejoined it at.
+    pub(crate) fn take_rejoins(&self, wanted: impl Fn(&Uuid) -> bool) -> Vec<(Uuid, u64)> {
+        let mut rejoins = self.inner.rejoins.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (taken, kept) = rejoins.drain(..).partition(|(conversation_id, _)| wanted(conversation_id));
+        *rejoins = kept;
+        taken
     }
 
     /// Saves, in one keystore write, the MLS state, the reaction keys of the epochs entered, the
@@ -613,7 +637,10 @@ impl Messenger {
             Some(group) => Some(group),
             None => match Membership::fetch(&self.inner.client, at).await {
                 Ok(membership) => match device.open_group(&self.inner.client, at, &membership, trust).await {
-                    Ok((group, _)) => Some(group),
+                    Ok((group, opened)) => {
+                        self.note_opened(at.conversation_id, &group, opened);
+                        Some(group)
+                    }
                     Err(DeliveryError::Mls(_)) => None,
                     Err(DeliveryError::Api(err)) if gone(&err) => None,
                     Err(err) => return Err(err.into()),

@@ -361,6 +361,63 @@ async fn a_device_that_loses_its_group_state_rejoins_and_says_what_it_missed() {
 }
 
 #[tokio::test]
+async fn a_listening_device_that_rejoins_says_messages_may_be_missing_before_what_it_cannot_read() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    let mut bob_listens = bob.messenger.listen(org, &[], ListenerOptions::default()).await.expect("listen");
+    alice.messenger.send_text(org, conversation, "one").await.expect("send");
+    assert_eq!(next_message(&mut bob_listens).await.body.text(), Some("one"));
+
+    bob.messenger
+        .with_mls(|device| {
+            let mut group = device.load(conversation)?.expect("bob's group");
+            Ok(device.forget(&mut group)?)
+        })
+        .expect("forget the group");
+    let two = alice.messenger.send_text(org, conversation, "two").await.expect("send");
+    let mut seen = Vec::new();
+    let message = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match bob_listens.next().await.expect("listener") {
+                ListenEvent::Message(message) => return message,
+                other => seen.push(other),
+            }
+        }
+    })
+    .await
+    .expect("the message within 10 s");
+    assert_eq!(message.body, Body::MissingKey { generation: two.key_generation });
+    let announced: Vec<(Uuid, u64)> = seen
+        .iter()
+        .filter_map(|e| match e {
+            ListenEvent::MessagesMayBeMissing { conversation_id, epoch } => Some((*conversation_id, *epoch)),
+            _ => None,
+        })
+        .collect();
+    let two_epoch = u64::try_from(two.key_generation).expect("epoch");
+    assert_eq!(announced, vec![(conversation, two_epoch + 1)], "one notice, at the epoch the rejoin opened: {seen:?}");
+
+    // Said once: what follows reads normally, with no new notice.
+    alice.messenger.send_text(org, conversation, "three").await.expect("send");
+    let mut after = Vec::new();
+    let three = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match bob_listens.next().await.expect("listener") {
+                ListenEvent::Message(message) => return message,
+                other => after.push(other),
+            }
+        }
+    })
+    .await
+    .expect("the next message within 10 s");
+    assert_eq!(three.body.text(), Some("three"));
+    assert!(!after.iter().any(|e| matches!(e, ListenEvent::MessagesMayBeMissing { .. })), "{after:?}");
+    bob_listens.close().await;
+}
+
+#[tokio::test]
 async fn a_sender_refreshes_its_leaf_as_its_update_policy_says() {
     let app = TestApp::start().await;
     let alice = app.person("alice@example.org").await;
