@@ -149,12 +149,14 @@ async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &Batc
     let answers = write_batch(db, &sends, stats, deadline).await;
     // Published here, in queue order (which is each conversation's sequence order), rather than
     // by each handler in whatever order they wake up: out of order, every member's socket would
-    // see a gap and fill it from the database.
+    // see a gap and fill it from the database. A send found stored already is published again:
+    // it may be one whose batch committed just after its deadline (answered 503, never
+    // published), and a listener drops a message at or below its cursor.
     let created: Vec<LiveEvent> = sends
         .iter()
         .zip(&answers)
         .filter_map(|(send, answer)| match answer {
-            Ok(Stored::Created(message)) => Some(LiveEvent::message(
+            Ok(Stored::Created(message) | Stored::Existing(message)) => Some(LiveEvent::message(
                 send.organization_id,
                 message.conversation_id,
                 message.seq,
@@ -218,11 +220,20 @@ async fn write_part(db: &PgPool, sends: &[Pending], stats: &BatchStats, deadline
         Err(error) if timed_out(&error) => sends.iter().map(|_| Err(unanswered(&error))).collect(),
         Err(error) if sends.len() > 1 => {
             tracing::warn!(%error, sends = sends.len(), "a send batch failed as a whole; retrying its sends one by one");
+            // The retries share one more deadline: each its own would let a database that stops
+            // answering hold the writer for a deadline per send.
+            let until = Instant::now() + deadline;
             let mut answers = Vec::with_capacity(sends.len());
             for send in sends {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    answers.push(Err(busy()));
+                    continue;
+                }
                 counted(1);
-                answers.push(match store(db, std::slice::from_ref(send), deadline).await {
+                answers.push(match store(db, std::slice::from_ref(send), left).await {
                     Ok(mut one) => one.pop().unwrap_or_else(|| Err(ApiError::internal())),
+                    Err(error) if timed_out(&error) => Err(unanswered(&error)),
                     Err(error) => Err(ApiError::from(error)),
                 });
             }
@@ -244,6 +255,10 @@ fn timed_out(error: &sqlx::Error) -> bool {
 /// The answer to each send of a batch that timed out: retryable, and perhaps stored already.
 fn unanswered(error: &sqlx::Error) -> ApiError {
     tracing::warn!(%error, "a send batch got no answer in time");
+    busy()
+}
+
+fn busy() -> ApiError {
     ApiError::new(
         ErrorCode::DatabaseBusy,
         "the database did not answer in time; retry with the same client_message_id shortly",

@@ -3,6 +3,8 @@
 
 use crate::conversations::{Chat, group};
 use crate::support::{Person, TestApp};
+use conclave_dataplane::context::session::AuthUser;
+use conclave_dataplane::messages::batch;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -85,6 +87,38 @@ async fn a_message_sent_on_one_replica_reaches_a_socket_on_the_other() {
     assert_eq!(app.delete(&chat.path(&format!("/messages/{id}")), &alice.access).await.0, StatusCode::NO_CONTENT);
     let deleted = next_of(&mut bob_socket, "message_deleted").await;
     assert_eq!(deleted["message_id"], sent["id"]);
+}
+
+#[tokio::test]
+async fn a_send_stored_but_never_published_is_published_when_its_retry_finds_it() {
+    // What a batch that commits just after its deadline leaves: the message stored, its sender
+    // answered 503, nothing published. The retry (same client_message_id) finds it.
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = ready_chat(&app, &alice, &bob).await;
+    let mut bob_socket = connect(&app.base, &bob).await;
+    let client_message_id = uuid::Uuid::now_v7();
+    let body = chat.message(&alice, 1, client_message_id, &[7u8; 48]);
+    let ciphertext = chat.application(1, &[7u8; 48]);
+    let auth = AuthUser::from_token(&app.state, &alice.access).await.expect("alice's session");
+    let pending = batch::Pending {
+        organization_id: chat.org,
+        auth,
+        conversation_id: chat.conversation,
+        client_message_id,
+        key_generation: 1,
+        ciphertext,
+        reply_to_id: None,
+        attachment_ids: Vec::new(),
+    };
+    let stored = batch::store(&app.state.db, &[pending], std::time::Duration::from_secs(5)).await.expect("stored");
+    assert!(matches!(stored[..], [Ok(batch::Stored::Created(_))]), "{stored:?}");
+
+    let (status, retried) = app.post(&chat.path("/messages"), body, Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::OK, "found, not created again: {retried}");
+    let frame = next_of(&mut bob_socket, "message_created").await;
+    assert_eq!(frame["message"]["id"], retried["id"], "bob hears of it now, not at the next message");
 }
 
 #[tokio::test]
