@@ -35,7 +35,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod outbox;
 mod pins;
-mod presence;
+pub mod presence;
 mod privacy;
 mod profiles;
 mod ratelimit;

@@ -170,7 +170,11 @@ pub fn spawn_heartbeat(state: AppState, every: std::time::Duration, timeout: std
     });
 }
 
-async fn renew(state: &AppState, beats: &[realtime::hub::Beat]) {
+/// Renews the presence entries of `beats` (one heartbeat's chunk). A socket that closed since
+/// the beats were collected has already deleted its entry (and told the members it went
+/// offline), which this would write again: such entries are deleted once more, so a closed socket
+/// never shows its user online for another [`CONNECTION_TTL_SECS`].
+pub async fn renew(state: &AppState, beats: &[realtime::hub::Beat]) {
     let at = now();
     let mut pipe = redis::pipe();
     for beat in beats {
@@ -190,7 +194,23 @@ async fn renew(state: &AppState, beats: &[realtime::hub::Beat]) {
             return;
         }
     };
+    // A socket clears its presence connection before it deletes its entry: seen cleared now
+    // (after writing), its deletion may have come before this renewal.
+    let closed: Vec<&realtime::hub::Beat> =
+        beats.iter().filter(|beat| beat.mailbox.presence_connection() != Some(beat.connection)).collect();
+    if !closed.is_empty() {
+        let mut pipe = redis::pipe();
+        for beat in &closed {
+            pipe.cmd("HDEL").arg(key(state, beat.user_id)).arg(format!("c:{}", beat.connection)).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut redis).await {
+            tracing::debug!(error = %e, "cannot delete the presence of closed sockets");
+        }
+    }
     for (beat, previous) in beats.iter().zip(previous) {
+        if closed.iter().any(|c| c.connection == beat.connection) {
+            continue;
+        }
         let kind = if beat.idle { "idle" } else { "online" };
         let counted = previous
             .as_deref()

@@ -92,6 +92,11 @@ impl Mailbox {
         self.lock().presence = presence;
     }
 
+    /// The socket's presence connection id, while the heartbeat should renew it.
+    pub fn presence_connection(&self) -> Option<Uuid> {
+        self.lock().presence.map(|(connection, _)| connection)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

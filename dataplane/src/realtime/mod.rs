@@ -11,7 +11,7 @@
 //! The publish is one `PUBLISH <namespace>:events` per event, whatever the number of members;
 //! each replica routes it to the sockets it holds through an in-memory index by conversation.
 
-pub(crate) mod hub;
+pub mod hub;
 mod subscriber;
 
 pub use hub::Hub;

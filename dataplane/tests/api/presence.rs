@@ -86,3 +86,33 @@ async fn typing_and_presence_reach_members_and_nobody_else() {
         |f: &Value| f["presence"]["user_id"] == json!(alice.user_id) || f["user_id"] == json!(alice.user_id);
     assert!(!seen.iter().any(about_alice), "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_socket_closing_while_the_heartbeat_renews_is_not_shown_online_again() {
+    use conclave_dataplane::presence;
+    use conclave_dataplane::realtime::hub::{Beat, Mailbox};
+    use conclave_protocol::rich::PresenceStatus;
+    use std::sync::Arc;
+
+    let app = TestApp::start().await;
+    let user_id = Uuid::now_v7();
+    let beat =
+        |mailbox: &Arc<Mailbox>, connection: Uuid| Beat { user_id, connection, idle: false, mailbox: mailbox.clone() };
+
+    // A socket the heartbeat collected, still open: its entry is renewed, its user online.
+    let open = Arc::new(Mailbox::new(8));
+    let open_connection = Uuid::now_v7();
+    open.set_presence(Some((open_connection, false)));
+    presence::renew(&app.state, &[beat(&open, open_connection)]).await;
+    assert_eq!(presence::read(&app.state, user_id).await.status, PresenceStatus::Online);
+
+    // It closes between the collection and the renewal (it already deleted its entry and told
+    // the members it went offline): the renewal must not bring the entry back.
+    open.set_presence(None);
+    presence::renew(&app.state, &[beat(&open, open_connection)]).await;
+    assert_eq!(
+        presence::read(&app.state, user_id).await.status,
+        PresenceStatus::Offline,
+        "a closed socket does not keep its user online for another minute"
+    );
+}
