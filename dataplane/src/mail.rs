@@ -65,6 +65,22 @@ impl Mailer {
         Ok(())
     }
 
+    /// [`Self::send_later`] when this deployment sends email, with the body `compose` makes from
+    /// the public URL; whether it was sent.
+    pub fn send_if_enabled(
+        self: &std::sync::Arc<Self>,
+        to: Email,
+        subject: &'static str,
+        compose: impl FnOnce(&str) -> String,
+    ) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        let body = compose(&self.public_url);
+        self.send_later(to, subject, body);
+        true
+    }
+
     /// Sends in the background so the request does not wait on the mail relay.
     pub fn send_later(self: &std::sync::Arc<Self>, to: Email, subject: &'static str, body: String) {
         let mailer = self.clone();

@@ -67,8 +67,7 @@ impl Messenger {
         let rows: Vec<Value> = json_file(&files, "messages.json").map_err(invalid)?;
         let mut messages = Vec::with_capacity(rows.len());
         for row in &rows {
-            let m: Exported =
-                serde_json::from_value(row.clone()).map_err(|e| invalid(format!("messages.json: {e}")))?;
+            let m = Exported::deserialize(row).map_err(|e| invalid(format!("messages.json: {e}")))?;
             let ciphertext = m.ciphertext.as_deref().map(unhex).transpose().map_err(invalid)?;
             messages.push(Message {
                 id: m.id,
@@ -101,11 +100,11 @@ impl Messenger {
         manifest["read_at"] = json!(Utc::now());
         manifest["readable_messages"] = json!(readable);
         manifest["unreadable_messages"] = json!(opened.len() - readable);
+        let mut rewritten =
+            [("manifest.json", Some(pretty(&manifest)?)), ("messages.json", Some(pretty(&Value::Array(read))?))];
         for (name, data) in &mut files {
-            match name.as_str() {
-                "manifest.json" => *data = pretty(&manifest)?,
-                "messages.json" => *data = pretty(&Value::Array(read.clone()))?,
-                _ => {}
+            if let Some(new) = rewritten.iter_mut().find(|(n, _)| n == name).and_then(|(_, new)| new.take()) {
+                *data = new;
             }
         }
         let mtime = u64::try_from(Utc::now().timestamp()).unwrap_or_default();

@@ -72,15 +72,11 @@ pub async fn register(
 }
 
 fn send_already_registered(state: &AppState, email: Email) -> bool {
-    if !state.mailer.enabled() {
-        return false;
-    }
-    let body = format!(
-        "Someone asked to create a Conclave account with this address, which already has one.\n\nIf it was you, sign in at {} (or reset your password there if you forgot it).\nIf it was not you, ignore this message: nothing was changed.\n",
-        state.mailer.public_url
-    );
-    state.mailer.send_later(email, "You already have an account", body);
-    true
+    state.mailer.send_if_enabled(email, "You already have an account", |url| {
+        format!(
+            "Someone asked to create a Conclave account with this address, which already has one.\n\nIf it was you, sign in at {url} (or reset your password there if you forgot it).\nIf it was not you, ignore this message: nothing was changed.\n"
+        )
+    })
 }
 
 async fn new_confirmation(conn: &mut PgConnection, user_id: Uuid, email: &Email) -> ApiResult<String> {
@@ -99,15 +95,11 @@ async fn new_confirmation(conn: &mut PgConnection, user_id: Uuid, email: &Email)
 }
 
 fn send_confirmation(state: &AppState, email: Email, token: String) -> bool {
-    if !state.mailer.enabled() {
-        return false;
-    }
-    let body = format!(
-        "Welcome to Conclave.\n\nConfirm your email address with this token (valid for {CONFIRMATION_HOURS} hours):\n\n{token}\n\nor open {}/confirm-email?token={token}\n\nIf you did not create an account, ignore this message.\n",
-        state.mailer.public_url
-    );
-    state.mailer.send_later(email, "Confirm your email address", body);
-    true
+    state.mailer.send_if_enabled(email, "Confirm your email address", |url| {
+        format!(
+            "Welcome to Conclave.\n\nConfirm your email address with this token (valid for {CONFIRMATION_HOURS} hours):\n\n{token}\n\nor open {url}/confirm-email?token={token}\n\nIf you did not create an account, ignore this message.\n"
+        )
+    })
 }
 
 #[utoipa::path(

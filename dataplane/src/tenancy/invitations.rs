@@ -80,21 +80,17 @@ async fn fetch_open(conn: &mut PgConnection, organization_id: Uuid, id: Uuid) ->
 
 /// Emails the token after the transaction that stored its digest committed.
 fn send(state: &AppState, organization_id: Uuid, organization: &str, email: &str, role: &str, token: &str) -> bool {
-    if !state.mailer.enabled() {
-        return false;
-    }
     let Ok(to) = Email::parse(email) else { return false };
-    let body = format!(
-        "You are invited to join {organization} on Conclave as {article} {role}.\n\n\
-         Your invitation token (valid for {VALID_DAYS} days):\n\n{token}\n\n\
-         Sign in (or create an account) with this email address, then accept it:\n\
-         POST {url}/v1/organizations/{organization_id}/invitations/accept with {{\"token\": \"<the token>\"}}\n\n\
-         If you did not expect this invitation, ignore this message.\n",
-        article = if role == "owner" || role == "admin" { "an" } else { "a" },
-        url = state.mailer.public_url,
-    );
-    state.mailer.send_later(to, "You are invited to an organization on Conclave", body);
-    true
+    state.mailer.send_if_enabled(to, "You are invited to an organization on Conclave", |url| {
+        format!(
+            "You are invited to join {organization} on Conclave as {article} {role}.\n\n\
+             Your invitation token (valid for {VALID_DAYS} days):\n\n{token}\n\n\
+             Sign in (or create an account) with this email address, then accept it:\n\
+             POST {url}/v1/organizations/{organization_id}/invitations/accept with {{\"token\": \"<the token>\"}}\n\n\
+             If you did not expect this invitation, ignore this message.\n",
+            article = if role == "owner" || role == "admin" { "an" } else { "a" },
+        )
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
