@@ -13,6 +13,9 @@
 
 use std::fmt;
 
+mod removal;
+pub use removal::{UnsignedRemove, external_remove, leaf_with_key};
+
 /// `mls10`.
 pub const MLS_VERSION: u16 = 1;
 /// MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519, the only suite protocol v2 uses.
@@ -197,18 +200,23 @@ pub fn key_package(bytes: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Writes `bytes` as a vector with a variable-size length (minimum encoding).
+fn write_vector(out: &mut Vec<u8>, bytes: &[u8]) {
+    match bytes.len() {
+        n if n < 64 => out.push(n as u8),
+        n if n < 16384 => out.extend_from_slice(&((n as u16) | 0x4000).to_be_bytes()),
+        n => out.extend_from_slice(&((n as u32) | 0x8000_0000).to_be_bytes()),
+    }
+    out.extend_from_slice(bytes);
+}
+
 /// Test and tooling support: the clear-text prefix of each kind of message, followed by `body`
 /// (which the parsers above never read). Not a valid MLS message beyond its framing.
 pub mod fake {
     use super::*;
 
     fn vector(out: &mut Vec<u8>, bytes: &[u8]) {
-        match bytes.len() {
-            n if n < 64 => out.push(n as u8),
-            n if n < 16384 => out.extend_from_slice(&((n as u16) | 0x4000).to_be_bytes()),
-            n => out.extend_from_slice(&((n as u32) | 0x8000_0000).to_be_bytes()),
-        }
-        out.extend_from_slice(bytes);
+        write_vector(out, bytes);
     }
 
     /// A `PrivateMessage` framing.

@@ -43,12 +43,17 @@ fn roster(people: &[&Person]) -> Roster {
 
 /// The server's removal key, as the operator generates it.
 struct DeliveryService {
+    seed: [u8; 32],
     signer: SignatureKeyPair,
 }
 
 impl DeliveryService {
     fn new() -> Self {
-        Self { signer: SignatureKeyPair::new(SignatureScheme::ED25519).expect("ds key") }
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("random");
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let signer = SignatureKeyPair::from_raw(SignatureScheme::ED25519, seed.to_vec(), public.to_vec());
+        Self { seed, signer }
     }
 
     fn key(&self) -> ExternalSenderKey {
@@ -293,6 +298,31 @@ fn the_servers_removal_is_committed_by_a_member_and_the_removed_device_reads_not
         matches!(refused, MlsError::WrongEpoch { .. } | MlsError::CannotDecrypt | MlsError::Protocol { .. }),
         "{refused:?}"
     );
+}
+
+#[test]
+fn the_delivery_services_own_encoding_of_a_removal_is_what_openmls_makes_to_the_byte() {
+    use conclave_protocol::mls_wire;
+    use ed25519_dalek::Signer as _;
+
+    let c = conversation();
+    // The server finds the device's leaf in the group info it holds, by the device's key.
+    let info = c.a1.group_info(&c.g_a1).expect("group info");
+    let key = c
+        .g_a1
+        .members()
+        .find(|m| {
+            DeviceCredential::decode(m.credential.serialized_content()).is_ok_and(|d| d.device_id == c.a2.device_id())
+        })
+        .expect("a2's leaf")
+        .signature_key;
+    let leaf = mls_wire::leaf_with_key(&info, &key).expect("a tree").expect("a2 is in it");
+    assert_eq!(mls_wire::leaf_with_key(&info, &[0u8; 32]), Ok(None), "an unknown key has no leaf");
+    // Ed25519 is deterministic: the same proposal signed with the same key is the same bytes.
+    let unsigned = mls_wire::external_remove(c.id.as_bytes(), c.g_a1.epoch().as_u64(), 0, leaf);
+    let signature = ed25519_dalek::SigningKey::from_bytes(&c.ds.seed).sign(unsigned.to_sign());
+    let ours = unsigned.signed(&signature.to_bytes());
+    assert_eq!(ours, c.ds.propose_removal(&c.g_a1, c.a2.device_id()));
 }
 
 #[test]
