@@ -80,6 +80,21 @@ pub struct WebhookDelivery {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// One attempt at a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct WebhookAttempt {
+    pub attempted_at: DateTime<Utc>,
+    /// `succeeded` (a 2xx), `failed` (another status, or no answer) or `refused` (the address
+    /// guard stopped it before any connection).
+    pub status: String,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<i32>,
+    /// How long the attempt took, in milliseconds (none when no call was made).
+    pub latency_ms: Option<i32>,
+    pub error: Option<String>,
+}
+
 /// A page of deliveries, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]

@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiPath, ApiQuery};
 use axum::extract::State;
 use axum::http::StatusCode;
-use conclave_protocol::webhooks::{WebhookDelivery, WebhookDeliveryPage};
+use conclave_protocol::webhooks::{WebhookAttempt, WebhookDelivery, WebhookDeliveryPage};
 use serde::Deserialize;
 use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(replay))
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(attempts)).routes(routes!(replay))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -92,6 +92,53 @@ async fn list(
         None
     };
     Ok(axum::Json(WebhookDeliveryPage { deliveries, next_cursor }))
+}
+
+/// The most attempts one answer lists (the latest): a delivery makes at most
+/// [`super::MAX_ATTEMPTS`] per round, and each replay starts a round.
+const MAX_ATTEMPTS_LISTED: i64 = 100;
+
+#[utoipa::path(
+    get,
+    path = "/v1/organizations/{organization_id}/webhooks/{endpoint_id}/deliveries/{delivery_id}/attempts",
+    tag = "webhooks",
+    operation_id = "list_webhook_delivery_attempts",
+    responses(
+        (status = 200, description = "Every attempt at the delivery, oldest first (the latest 100)", body = Vec<WebhookAttempt>),
+        (status = 403, description = "`insufficient_role`: admins and owners only", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint or delivery", body = crate::error::ErrorBody),
+    )
+)]
+#[tracing::instrument(skip(state, auth), fields(user_id = %auth.user_id))]
+async fn attempts(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((organization_id, endpoint_id, delivery_id)): ApiPath<(Uuid, Uuid, Uuid)>,
+) -> ApiResult<axum::Json<Vec<WebhookAttempt>>> {
+    let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
+    endpoint(&mut tx, organization_id, endpoint_id).await?;
+    let known = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM outbound_notifications WHERE id = $1 AND webhook_endpoint_id = $2) AS "e!""#,
+        delivery_id,
+        endpoint_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !known {
+        return Err(ApiError::not_found("delivery"));
+    }
+    let mut attempts = sqlx::query_as!(
+        WebhookAttempt,
+        "SELECT attempted_at, status, status_code, latency_ms, error FROM webhook_delivery_attempts
+          WHERE delivery_id = $1 ORDER BY id DESC LIMIT $2",
+        delivery_id,
+        MAX_ATTEMPTS_LISTED
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    attempts.reverse();
+    Ok(axum::Json(attempts))
 }
 
 #[utoipa::path(

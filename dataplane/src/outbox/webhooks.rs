@@ -180,6 +180,18 @@ pub async fn deliver(state: &AppState, http: &GuardedHttp, job: &Job) -> Outcome
         )
         .execute(&mut *tx)
         .await?;
+        sqlx::query!(
+            "INSERT INTO webhook_delivery_attempts (organization_id, delivery_id, status, status_code, latency_ms, error)
+             VALUES ($1, $2, $3, $4, $5, left($6, 1024))",
+            job.organization_id,
+            job.id,
+            status,
+            status_code,
+            latency,
+            error
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await
     }
     .await;

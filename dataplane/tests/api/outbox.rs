@@ -416,8 +416,22 @@ async fn admins_page_through_an_endpoints_delivery_log_and_replay_a_delivery() {
     let ids: Vec<String> =
         seen.lock().expect("lock").iter().map(|(h, _)| h["webhook-id"].to_str().expect("header").to_owned()).collect();
     assert_eq!(ids.iter().filter(|id| **id == oldest).count(), 2, "{ids:?}");
+    // Each attempt is kept, the replay's beside the first.
+    let (status, attempts) = app.get(&format!("{log}/{oldest}/attempts"), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::OK, "{attempts}");
+    let attempts = attempts.as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    for attempt in attempts {
+        assert_eq!((&attempt["status"], &attempt["status_code"]), (&json!("succeeded"), &json!(204)), "{attempt}");
+        assert!(attempt["latency_ms"].as_i64().is_some_and(|ms| ms >= 0));
+    }
+    assert!(attempts[0]["attempted_at"].as_str() <= attempts[1]["attempted_at"].as_str(), "oldest first");
 
     // Errors: members who are not admins, unknown ids, deliveries still in progress, disabled endpoints.
+    let (status, body) = app.get(&format!("{log}/{oldest}/attempts"), Some(&bob.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "insufficient_role"));
+    let (status, body) = app.get(&format!("{log}/{}/attempts", Uuid::now_v7()), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     let (status, body) = app.get(&log, Some(&bob.access)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "insufficient_role"));
     let unknown = format!("/v1/organizations/{}/webhooks/{}/deliveries", chat.org, Uuid::now_v7());
@@ -465,6 +479,13 @@ async fn a_failing_endpoint_is_retried_later_and_counted() {
     .expect("row");
     assert_eq!(row, ("failed".to_owned(), 1, true), "backed off, not hammered");
     assert_eq!(seen.lock().expect("lock").len(), 1);
+    let attempt: (String, Option<i32>, Option<String>) =
+        sqlx::query_as("SELECT status, status_code, error FROM webhook_delivery_attempts")
+            .fetch_one(&app.db.owner)
+            .await
+            .expect("one attempt recorded");
+    assert_eq!((attempt.0.as_str(), attempt.1), ("failed", Some(500)));
+    assert!(attempt.2.is_some_and(|e| e.contains("500")));
 }
 
 #[tokio::test]
