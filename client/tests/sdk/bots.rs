@@ -108,8 +108,11 @@ async fn a_bot_in_a_conversation_of_two_people_reads_and_answers_on_another_repl
         .await
         .expect("the bot connects");
     let bot_user = bot.user_id();
-    let conversation = group(&alice, org, workspace, &[bob.user_id, bot_user]).await;
+    // The bot runs before anyone adds it: the conversation reaches it when it is added.
     let (stop, running) = run(bot);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let conversation = group(&alice, org, workspace, &[bob.user_id]).await;
+    alice.messenger.client().add_member(org, conversation, bot_user).await.expect("alice adds the bot");
     let asked = alice.messenger.send_text(org, conversation, "/echo hello from alice").await.expect("send");
     // Bob reads the bot's answer, encrypted by the bot's own device and decrypted by his.
     let answer =
