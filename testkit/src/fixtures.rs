@@ -246,3 +246,28 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
     tx.commit().await?;
     Ok(Tenant { organization_id, workspace_id, user_id, device_id, conversation_id, message_id })
 }
+
+/// A BotAgent row of `workspace` (as the operator would write it): `scopes`, and only the
+/// SHA-256 of `token`. Returns the bot's id.
+pub async fn seed_bot_agent(
+    owner: &PgPool,
+    organization: Uuid,
+    workspace: Uuid,
+    display_name: &str,
+    scopes: &[&str],
+    token: &str,
+) -> Result<Uuid> {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let id = sqlx::query_scalar(
+        "INSERT INTO bot_agents (organization_id, workspace_id, display_name, scopes, token_hash)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(organization)
+    .bind(workspace)
+    .bind(display_name)
+    .bind(scopes)
+    .bind(Sha256::digest(token.as_bytes()).to_vec())
+    .fetch_one(owner)
+    .await?;
+    Ok(id)
+}

@@ -21,17 +21,7 @@ const EVERYTHING: [&str; 4] = ["messages:read", "messages:write", "conversations
 
 /// A BotAgent of the organization's workspace, as the operator would create it.
 async fn agent(app: &TestApp, org: Uuid, workspace: Uuid, token: &str, scopes: &[&str]) -> Uuid {
-    sqlx::query_scalar(
-        "INSERT INTO bot_agents (organization_id, workspace_id, display_name, scopes, token_hash)
-         VALUES ($1, $2, 'Echo bot', $3, $4) RETURNING id",
-    )
-    .bind(org)
-    .bind(workspace)
-    .bind(scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    .bind(Sha256::digest(token.as_bytes()).to_vec())
-    .fetch_one(&app.db.owner)
-    .await
-    .expect("bot agent")
+    conclave_testkit::seed_bot_agent(&app.db.owner, org, workspace, "Echo bot", scopes, token).await.expect("bot")
 }
 
 fn token() -> String {

@@ -74,17 +74,7 @@ async fn a_disabled_bot_is_refused() {
 
 /// A BotAgent of `org`'s workspace with `scopes` and this token, as the operator would create it.
 async fn agent(app: &TestApp, org: Uuid, workspace: Uuid, token: &str, scopes: &[&str]) -> Uuid {
-    sqlx::query_scalar(
-        "INSERT INTO bot_agents (organization_id, workspace_id, display_name, scopes, token_hash)
-         VALUES ($1, $2, 'Reminder bot', $3, $4) RETURNING id",
-    )
-    .bind(org)
-    .bind(workspace)
-    .bind(scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    .bind(Sha256::digest(token.as_bytes()).to_vec())
-    .fetch_one(&app.db.owner)
-    .await
-    .expect("bot agent")
+    conclave_testkit::seed_bot_agent(&app.db.owner, org, workspace, "Reminder bot", scopes, token).await.expect("bot")
 }
 
 /// A device registration for a bot: keys the test generated, as the bot process does.

@@ -54,12 +54,7 @@ pub fn deployment(bot: &BotAgent) -> Option<Value> {
             {"name": "CONCLAVE_BOT_TOKEN_FILE", "value": format!("{TOKEN_DIR}/{TOKEN_KEY}")},
             {"name": "CONCLAVE_BOT_STATE", "value": STATE_DIR},
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-            "capabilities": {"drop": ["ALL"]}
-        },
+        "securityContext": super::dataplane::restricted_container(),
         "volumeMounts": [
             {"name": "token", "mountPath": TOKEN_DIR, "readOnly": true},
             {"name": "state", "mountPath": STATE_DIR}
