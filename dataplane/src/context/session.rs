@@ -28,7 +28,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 impl AuthUser {
     /// Validates a raw access token for a request to `route` (the method and the path template
     /// the router matched; also used by the WebSocket handshake). A bot's session is also held
-    /// to its token and its scopes ([`crate::bots::scopes`]).
+    /// to its token and its scopes (`crate::bots::scopes`).
     pub async fn from_token(state: &AppState, token: &str, route: Route<'_>) -> Result<Self, ApiError> {
         let claims = Self::from_signature(state, token)?;
         let session = sqlx::query!(
