@@ -271,3 +271,27 @@ pub async fn seed_bot_agent(
     .await?;
     Ok(id)
 }
+
+/// Rotates a bot's token as the operator does: `new_token`'s digest becomes current, the current
+/// one previous until `overlap_seconds` from now (negative: an overlap that has already ended).
+pub async fn rotate_bot_token(owner: &PgPool, bot_id: Uuid, new_token: &str, overlap_seconds: f64) -> Result<()> {
+    sqlx::query(
+        "UPDATE bot_agents SET previous_token_hash = token_hash, token_hash = $2,
+                previous_token_expires_at = now() + make_interval(secs => $3) WHERE id = $1",
+    )
+    .bind(bot_id)
+    .bind(Sha256::digest(new_token.as_bytes()).to_vec())
+    .bind(overlap_seconds)
+    .execute(owner)
+    .await?;
+    Ok(())
+}
+
+/// Ends the overlap of a bot's token rotation now: the previous token stops working.
+pub async fn end_bot_token_overlap(owner: &PgPool, bot_id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE bot_agents SET previous_token_expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(bot_id)
+        .execute(owner)
+        .await?;
+    Ok(())
+}

@@ -233,25 +233,13 @@ async fn a_token_rotation_keeps_the_bot_answering_through_the_overlap_and_after(
     alice.messenger.send_text(org, conversation, "/echo before").await.expect("send");
     eventually("a reply before", || find(&bob.messenger, org, conversation, bot_user, "before")).await;
     // The operator rotates the token; the kubelet updates the mounted Secret.
-    sqlx::query(
-        "UPDATE bot_agents SET previous_token_hash = token_hash, token_hash = $2,
-                previous_token_expires_at = now() + interval '1 hour' WHERE id = $1",
-    )
-    .bind(bot_id)
-    .bind(Sha256::digest(new.as_bytes()).to_vec())
-    .execute(&app.db.owner)
-    .await
-    .expect("rotate");
+    conclave_testkit::rotate_bot_token(&app.db.owner, bot_id, &new, 3600.0).await.expect("rotate");
     std::fs::write(&secret_file, format!("{new}\n")).expect("new secret");
     alice.messenger.send_text(org, conversation, "/echo during").await.expect("send");
     eventually("a reply during the overlap", || find(&bob.messenger, org, conversation, bot_user, "during")).await;
     // The overlap ends: the old token's session with it. The bot opens one with the new token
     // and answers what came in meanwhile.
-    sqlx::query("UPDATE bot_agents SET previous_token_expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(bot_id)
-        .execute(&app.db.owner)
-        .await
-        .expect("overlap ends");
+    conclave_testkit::end_bot_token_overlap(&app.db.owner, bot_id).await.expect("overlap ends");
     alice.messenger.send_text(org, conversation, "/echo after").await.expect("send");
     eventually("a reply after the overlap", || find(&bob.messenger, org, conversation, bot_user, "after")).await;
     let sessions: Vec<bool> =

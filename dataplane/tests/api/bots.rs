@@ -243,26 +243,14 @@ async fn a_bot_session_lasts_as_long_as_the_token_that_opened_it() {
     let bot_id = agent(&app, org, workspace, old, &["messages:read"]).await;
     let first = session(&app, old).await;
     // The operator rotates: the old token works through the overlap, and so does its session.
-    sqlx::query(
-        "UPDATE bot_agents SET previous_token_hash = token_hash, token_hash = $2,
-                previous_token_expires_at = now() + interval '1 hour' WHERE id = $1",
-    )
-    .bind(bot_id)
-    .bind(Sha256::digest(new.as_bytes()).to_vec())
-    .execute(&app.db.owner)
-    .await
-    .expect("rotate");
+    conclave_testkit::rotate_bot_token(&app.db.owner, bot_id, new, 3600.0).await.expect("rotate");
     assert_eq!(app.get("/v1/me", Some(&first.access)).await.0, StatusCode::OK);
     // The bot reloads its Secret and opens a session on the same device with the new token.
     let (status, second) = app.post("/v1/bot/sessions", json!({ "device_id": first.device_id }), Some(new)).await;
     assert_eq!(status, StatusCode::CREATED, "{second}");
     let second = second["access_token"].as_str().expect("token").to_owned();
     // The overlap ends: the old token's session with it, the new one's lives on.
-    sqlx::query("UPDATE bot_agents SET previous_token_expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(bot_id)
-        .execute(&app.db.owner)
-        .await
-        .expect("overlap ends");
+    conclave_testkit::end_bot_token_overlap(&app.db.owner, bot_id).await.expect("overlap ends");
     let (status, body) = app.get("/v1/me", Some(&first.access)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "session_revoked"));
     assert_eq!(app.get("/v1/me", Some(&second)).await.0, StatusCode::OK);
