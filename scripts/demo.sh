@@ -56,7 +56,8 @@ if [ -f "$RUN" ]; then
     say "the previous demo in $STATE did not finish cleaning up; clearing what it left"
 fi
 # Nothing from an earlier run may be taken for this one's: its env file least of all.
-rm -rf "$STATE/env" "$STATE/env.partial" "$STATE/people" "$STATE/bob-listen.txt"
+rm -rf "$STATE/env" "$STATE/env.partial" "$STATE/people" "$STATE/bob-listen.txt" \
+    "$STATE/reminder-bot" "$STATE/reminder-bot.txt" "$STATE/reminder-bot-token"
 echo "$$ $(started_at $$)" >"$RUN"
 trap 'rm -f "$RUN"' EXIT
 
@@ -80,6 +81,7 @@ say "kube-apiserver, etcd, kubectl, helm, kubelet and the rest are in $TOOLS"
 
 step "building Conclave (CLI, local system runner) and the images (operator, data plane)"
 cargo build --quiet --locked -p conclave-client -p conclave-e2e --bins
+cargo build --quiet --locked -p conclave-client --example reminder_bot
 scripts/images.sh build >/dev/null
 say "images built into $(scripts/images.sh dir); the node imports them into its containerd"
 # kubectl from the tools, without putting them in PATH: build scripts (the cc crate's, for ring)
@@ -91,7 +93,12 @@ step "bringing the system up: etcd + kube-apiserver, the node, helm install, ope
 "$BIN/conclave-local" up --state-dir "$STATE" --port "$PORT" &
 local_pid=$!
 echo "$local_pid $(started_at "$local_pid")" >>"$RUN"
+bot_pid=""
 cleanup() {
+    if [ -n "$bot_pid" ] && kill -0 "$bot_pid" 2>/dev/null; then
+        kill -TERM "$bot_pid" 2>/dev/null || true
+        wait "$bot_pid" 2>/dev/null || true
+    fi
     if kill -0 "$local_pid" 2>/dev/null; then
         kill -TERM "$local_pid" 2>/dev/null || true
         wait "$local_pid" 2>/dev/null || true
@@ -176,6 +183,28 @@ show conclave --profile alice history --org acme --conversation "$CONV"
 say "what PostgreSQL holds for the same messages (the first bytes of each ciphertext):"
 psql "${CONCLAVE_OWNER_DATABASE_URL%/*}/$CONCLAVE_DATABASE_NAME" -X -c \
     "SELECT seq, key_generation, octet_length(ciphertext) AS bytes, encode(substr(ciphertext, 1, 16), 'hex') AS ciphertext_starts FROM messages WHERE conversation_id = '$CONV' ORDER BY seq"
+
+step "a bot joins the conversation: a member device with keys of its own (docs/bots.md)"
+show kubectl -n "$NS" apply -f examples/reminder-bot.yaml
+show kubectl -n "$NS" wait --for=condition=Ready --timeout=60s botagent/reminder
+# Where a Deployment would mount the Secret, the demo copies its token to a private file.
+(umask 077 && kubectl -n "$NS" get secret reminder-bot-token -o jsonpath='{.data.token}' | base64 -d >"$STATE/reminder-bot-token")
+CONCLAVE_SERVER="$CONCLAVE_SERVER" CONCLAVE_BOT_TOKEN_FILE="$STATE/reminder-bot-token" CONCLAVE_BOT_STATE="$STATE/reminder-bot" \
+    "$BIN/examples/reminder_bot" >"$STATE/reminder-bot.txt" 2>&1 &
+bot_pid=$!
+BOT_USER=""
+for _ in $(seq 1 100); do
+    BOT_USER="$(grep -oE 'user [0-9a-f-]{36}' "$STATE/reminder-bot.txt" 2>/dev/null | head -1 | cut -d' ' -f2 || true)"
+    [ -n "$BOT_USER" ] && break
+    kill -0 "$bot_pid" 2>/dev/null || break
+    sleep 0.2
+done
+[ -n "$BOT_USER" ] || die "the reminder bot did not start: $(cat "$STATE/reminder-bot.txt")"
+say "the reminder bot generated its device keys, opened a session with its token and published key packages"
+show conclave --profile alice invite --org acme --conversation "$CONV" --member "$BOT_USER"
+show conclave --profile alice send --org acme --conversation "$CONV" "/remind 3s stretch your legs"
+sleep 6
+show conclave --profile bob history --org acme --conversation "$CONV"
 
 step "done in $((SECONDS - started))s; the system keeps running"
 cat <<EOF

@@ -18,6 +18,7 @@
 //! - [`cli`] is the `conclave` command line (the binary is a thin `main` around [`cli::run`]).
 
 pub mod api;
+pub mod bot;
 pub mod cli;
 pub mod content;
 pub mod crypto;

@@ -56,6 +56,11 @@ error_codes! {
     AttachmentTooLarge = "attachment_too_large", PAYLOAD_TOO_LARGE;
     /// An avatar is at most 256 KiB.
     AvatarTooLarge = "avatar_too_large", PAYLOAD_TOO_LARGE;
+    /// A bot's session called an endpoint no bot may use (`crate::bots::scopes`).
+    BotNotAllowed = "bot_not_allowed", FORBIDDEN;
+    /// A bot's session called an endpoint that needs a scope its BotAgent does not grant; the
+    /// message names the scope.
+    BotScopeMissing = "bot_scope_missing", FORBIDDEN;
     ChannelNameTaken = "channel_name_taken", CONFLICT;
     ContactBlocked = "contact_blocked", CONFLICT;
     ContactRefused = "contact_refused", FORBIDDEN;

@@ -14,12 +14,16 @@
 //!   unknown id, an overloaded database) are added as explicit statuses, each an [`ErrorBody`];
 //! - `bearer` (an access token) is required unless the operation says `security(())`.
 //!
-//! This module depends on no feature; features depend on it only through `crate::error`.
+//! - the 403 a bot's session gets (`bot_scope_missing`, `bot_not_allowed`) where the bot scope
+//!   table (`crate::bots::scopes`, the one declaration of what a bot may call) says so.
+//!
+//! This module depends on no feature but that table; features depend on it only through
+//! `crate::error`.
 
 use crate::AppState;
 use crate::error::{ErrorBody, ErrorCode};
 use axum::Extension;
-use axum::http::header;
+use axum::http::{Method, header};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -108,7 +112,7 @@ async fn openapi_json(Extension(Served(json)): Extension<Served>) -> impl axum::
 const STATIC_OPERATIONS: [&str; 3] = ["healthz", "metrics", "openapi"];
 
 /// Which error statuses an operation answers by its shape alone, each with the codes it carries.
-fn shared_errors(operation: &Operation, has_path_ids: bool) -> BTreeMap<u16, Vec<ErrorCode>> {
+fn shared_errors(operation: &Operation, route: (&Method, &str), has_path_ids: bool) -> BTreeMap<u16, Vec<ErrorCode>> {
     use ErrorCode as E;
     let mut errors: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
     let mut add = |codes: &[ErrorCode]| {
@@ -123,6 +127,11 @@ fn shared_errors(operation: &Operation, has_path_ids: bool) -> BTreeMap<u16, Vec
     });
     if !public {
         add(&[E::MissingToken, E::InvalidToken, E::SessionRevoked]);
+        // The bot-token operations (`/v1/bot...`) take no session, so no scope applies to them.
+        let (method, path) = route;
+        if let Some(refusal) = crate::bots::scopes::refusal(method, path).filter(|_| !path.starts_with("/v1/bot")) {
+            add(&[refusal]);
+        }
     }
     if has_path_ids || !public {
         add(&[E::NotFound]);
@@ -185,11 +194,17 @@ pub fn complete(doc: &mut utoipa::openapi::OpenApi) {
     );
     for (path, item) in doc.paths.paths.iter_mut() {
         let names = template_names(path);
-        for operation in
-            [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
-        {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
             add_path_parameters(operation, &names);
-            for (status, codes) in shared_errors(operation, !names.is_empty()) {
+            for (status, codes) in shared_errors(operation, (&method, path), !names.is_empty()) {
                 let words: Vec<String> = codes.iter().map(|c| format!("`{}`", c.as_str())).collect();
                 match operation.responses.responses.entry(status.to_string()) {
                     // The handler names its own codes for this status; the shared ones join them.

@@ -10,6 +10,7 @@
 //! - [`b64`] is the serde encoding of every byte field in JSON (base64url without padding);
 //! - [`api`] holds the JSON bodies of the messaging HTTP API, and [`events`] the WebSocket frames,
 //!   so the server and the SDK (de)serialize one definition;
+//! - [`bots`] holds the body a bot opens its session with;
 //! - [`auth`], [`devices`] and [`tenancy`] hold the bodies of the account, session, device,
 //!   organization and workspace endpoints;
 //! - [`keypackages`], [`handshake`] and [`identity`] hold protocol v2's (MLS) key packages,
@@ -27,6 +28,7 @@ pub mod api;
 pub mod archive;
 pub mod auth;
 pub mod b64;
+pub mod bots;
 pub mod calls;
 pub mod compliance;
 pub mod devices;

@@ -1,6 +1,7 @@
 //! `BotAgent`: a bot in a workspace, with a token the operator manages.
 
 use crate::common::{Condition, LocalRef};
+use crate::dataplane::Resources;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName", priority = 1),
+    printcolumn(name = "Connected", type_ = "string", json_path = ".status.connected"),
     printcolumn(name = "Rotated", type_ = "date", json_path = ".status.tokenRotatedAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -46,6 +48,30 @@ pub struct BotAgentSpec {
     #[serde(default = "default_overlap")]
     #[schemars(range(min = 0, max = 604800))]
     pub token_overlap_seconds: i64,
+    /// Run the bot here: the operator keeps a Deployment of this image (one replica) with the
+    /// token Secret mounted. Without it, the bot runs anywhere with its token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<BotDeployment>,
+}
+
+/// How the operator runs a bot. The container gets `CONCLAVE_SERVER`, `CONCLAVE_BOT_TOKEN_FILE`
+/// (the mounted Secret's `token`, which the kubelet updates after a rotation) and
+/// `CONCLAVE_BOT_STATE` (a directory for its keystore), as the SDK's bot framework reads them.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BotDeployment {
+    /// The bot's image.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// CPU and memory requests and limits of the bot's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// The data plane's URL as the bot reaches it, such as `http://conclave.conclave.svc:8080`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub server: String,
 }
 
 fn enabled() -> bool {
@@ -116,4 +142,11 @@ pub struct BotAgentStatus {
     /// Until when the previous token still works, during a rotation (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_token_expires_at: Option<String>,
+    /// The Deployment running the bot, with `spec.deployment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_name: Option<String>,
+    /// Whether the bot holds a live session (opened with its current token, or with the previous
+    /// one during a rotation's overlap), as of the last reconciliation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
 }

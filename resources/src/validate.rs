@@ -259,6 +259,17 @@ impl BotAgentSpec {
         if !(0..=604_800).contains(&self.token_overlap_seconds) {
             return invalid("tokenOverlapSeconds must be between 0 and 604800");
         }
+        if let Some(deployment) = &self.deployment {
+            if deployment.image.trim().is_empty() {
+                return invalid("deployment.image must be set");
+            }
+            let server = deployment.server.as_str();
+            if !(server.starts_with("http://") || server.starts_with("https://"))
+                || server.contains(char::is_whitespace)
+            {
+                return invalid("deployment.server must be an http:// or https:// URL");
+            }
+        }
         unique("scopes", self.scopes.iter().map(|s| s.as_str()))
     }
 }

@@ -246,3 +246,52 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
     tx.commit().await?;
     Ok(Tenant { organization_id, workspace_id, user_id, device_id, conversation_id, message_id })
 }
+
+/// A BotAgent row of `workspace` (as the operator would write it): `scopes`, and only the
+/// SHA-256 of `token`. Returns the bot's id.
+pub async fn seed_bot_agent(
+    owner: &PgPool,
+    organization: Uuid,
+    workspace: Uuid,
+    display_name: &str,
+    scopes: &[&str],
+    token: &str,
+) -> Result<Uuid> {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let id = sqlx::query_scalar(
+        "INSERT INTO bot_agents (organization_id, workspace_id, display_name, scopes, token_hash)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(organization)
+    .bind(workspace)
+    .bind(display_name)
+    .bind(scopes)
+    .bind(Sha256::digest(token.as_bytes()).to_vec())
+    .fetch_one(owner)
+    .await?;
+    Ok(id)
+}
+
+/// Rotates a bot's token as the operator does: `new_token`'s digest becomes current, the current
+/// one previous until `overlap_seconds` from now (negative: an overlap that has already ended).
+pub async fn rotate_bot_token(owner: &PgPool, bot_id: Uuid, new_token: &str, overlap_seconds: f64) -> Result<()> {
+    sqlx::query(
+        "UPDATE bot_agents SET previous_token_hash = token_hash, token_hash = $2,
+                previous_token_expires_at = now() + make_interval(secs => $3) WHERE id = $1",
+    )
+    .bind(bot_id)
+    .bind(Sha256::digest(new_token.as_bytes()).to_vec())
+    .bind(overlap_seconds)
+    .execute(owner)
+    .await?;
+    Ok(())
+}
+
+/// Ends the overlap of a bot's token rotation now: the previous token stops working.
+pub async fn end_bot_token_overlap(owner: &PgPool, bot_id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE bot_agents SET previous_token_expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(bot_id)
+        .execute(owner)
+        .await?;
+    Ok(())
+}

@@ -19,7 +19,9 @@ pub mod smtp;
 pub mod turn;
 pub mod webpush;
 
-pub use fixtures::{Organization, Tenant, seed_organization, seed_tenant};
+pub use fixtures::{
+    Organization, Tenant, end_bot_token_overlap, rotate_bot_token, seed_bot_agent, seed_organization, seed_tenant,
+};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};

@@ -220,10 +220,14 @@ enum Step {
 }
 
 impl Listener {
+    /// A listener of `org` (only `conversations`, when not empty), starting after each
+    /// conversation's newest message, or after the cursor `from` names for it (a listener that
+    /// resumes where another one stopped).
     pub(super) async fn start(
         messenger: Messenger,
         org: Uuid,
         conversations: &[Uuid],
+        from: Option<&BTreeMap<Uuid, i64>>,
         options: ListenerOptions,
     ) -> Result<Self> {
         let mine = messenger.client().conversations(org).await?;
@@ -231,7 +235,8 @@ impl Listener {
         let mut cursors = BTreeMap::new();
         for conversation in &mine {
             if only.as_ref().is_none_or(|only| only.contains(&conversation.id)) {
-                cursors.insert(conversation.id, conversation.last_seq);
+                let resumed = from.and_then(|from| from.get(&conversation.id)).copied();
+                cursors.insert(conversation.id, resumed.unwrap_or(conversation.last_seq));
             }
         }
         if let Some(missing) = conversations.iter().find(|id| !cursors.contains_key(id)) {

@@ -742,7 +742,20 @@ impl Messenger {
     /// Opens a WebSocket listener for an organization's conversations (all of the caller's, or
     /// only `conversations`), starting after each conversation's newest message.
     pub async fn listen(&self, org: Uuid, conversations: &[Uuid], options: ListenerOptions) -> Result<Listener> {
-        Listener::start(self.clone(), org, conversations, options).await
+        Listener::start(self.clone(), org, conversations, None, options).await
+    }
+
+    /// Opens a WebSocket listener for all of the caller's conversations in an organization that
+    /// resumes after `cursors` (those of a listener that stopped: [`Listener::cursors`]), so that
+    /// nothing sent in between is missed; conversations without a cursor start after their newest
+    /// message.
+    pub async fn listen_from(
+        &self,
+        org: Uuid,
+        cursors: &std::collections::BTreeMap<Uuid, i64>,
+        options: ListenerOptions,
+    ) -> Result<Listener> {
+        Listener::start(self.clone(), org, &[], Some(cursors), options).await
     }
 }
 

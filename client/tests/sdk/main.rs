@@ -2,6 +2,7 @@
 
 mod account;
 mod attacks;
+mod bots;
 mod cli;
 mod compliance;
 mod groups;

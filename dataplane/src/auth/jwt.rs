@@ -34,6 +34,10 @@ pub struct Claims {
     pub did: Uuid,
     pub iat: u64,
     pub exp: u64,
+    /// The session is a bot's (opened with a bot token): every request is checked against the
+    /// bot's scopes, including the sends that otherwise trust the signature alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
 }
 
 pub struct JwtKeys {
@@ -207,6 +211,7 @@ mod tests {
             did: Uuid::now_v7(),
             iat: now,
             exp: now.saturating_add_signed(exp_offset),
+            bot: false,
         }
     }
 

@@ -42,7 +42,14 @@ fn now_seconds() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-pub fn access_token(state: &AppState, user_id: Uuid, session_id: Uuid, device_id: Uuid) -> ApiResult<String> {
+/// An access token for a session; `bot` when the session is a bot's (see [`jwt::Claims::bot`]).
+pub fn access_token(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    device_id: Uuid,
+    bot: bool,
+) -> ApiResult<String> {
     let now = now_seconds();
     let claims = jwt::Claims {
         iss: jwt::ISSUER.to_owned(),
@@ -51,6 +58,7 @@ pub fn access_token(state: &AppState, user_id: Uuid, session_id: Uuid, device_id
         did: device_id,
         iat: now,
         exp: now + state.config.access_token_ttl,
+        bot,
     };
     state.jwt.issue(&claims).map_err(|e| {
         tracing::error!(error = %e, "signing an access token failed");
@@ -66,18 +74,32 @@ pub async fn open_session(
     device_id: Uuid,
     user_agent: Option<&str>,
 ) -> ApiResult<TokenPair> {
+    open_session_for(conn, state, user_id, device_id, user_agent, None).await
+}
+
+/// [`open_session`], for a bot when `bot_token_digest` is the digest of the bot token that opens
+/// it: the session then lives only as long as that token does (`crate::bots`).
+pub async fn open_session_for(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user_id: Uuid,
+    device_id: Uuid,
+    user_agent: Option<&str>,
+    bot_token_digest: Option<&[u8]>,
+) -> ApiResult<TokenPair> {
     let refresh_token = crate::tokens::generate(crate::tokens::Kind::Refresh);
     let digest = crate::tokens::digest(&refresh_token);
     let ttl = state.config.refresh_token_ttl as f64;
     // The session row keeps the digest of the credential that opened it.
     let session_id = sqlx::query_scalar!(
-        "INSERT INTO session_tokens (user_id, device_id, token_hash, expires_at, user_agent)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4), left($5, 512)) RETURNING id",
+        "INSERT INTO session_tokens (user_id, device_id, token_hash, expires_at, user_agent, bot_token_hash)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), left($5, 512), $6) RETURNING id",
         user_id,
         device_id,
         digest,
         ttl,
         user_agent,
+        bot_token_digest,
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -92,7 +114,7 @@ pub async fn open_session(
     .execute(&mut *conn)
     .await?;
     Ok(TokenPair {
-        access_token: access_token(state, user_id, session_id, device_id)?,
+        access_token: access_token(state, user_id, session_id, device_id, bot_token_digest.is_some())?,
         token_type: TokenType::Bearer,
         expires_in: state.config.access_token_ttl,
         refresh_token,

@@ -47,7 +47,7 @@ pub async fn refresh(
     let token = sqlx::query!(
         r#"SELECT r.id, r.user_id, r.session_id, r.family_id, r.rotated_at IS NOT NULL AS "rotated!",
                   r.revoked_at IS NOT NULL AS "revoked!", r.expires_at <= now() AS "expired!",
-                  s.device_id, s.revoked_at IS NOT NULL AS "session_revoked!"
+                  s.device_id, s.revoked_at IS NOT NULL AS "session_revoked!", s.bot_token_hash IS NOT NULL AS "bot!"
              FROM refresh_tokens r JOIN session_tokens s ON s.id = r.session_id
             WHERE r.token_hash = $1
             FOR UPDATE OF r"#,
@@ -127,7 +127,7 @@ pub async fn refresh(
     .await?;
     tx.commit().await?;
     Ok(axum::Json(TokenPair {
-        access_token: access_token(&state, token.user_id, token.session_id, token.device_id)?,
+        access_token: access_token(&state, token.user_id, token.session_id, token.device_id, token.bot)?,
         token_type: TokenType::Bearer,
         expires_in: state.config.access_token_ttl,
         refresh_token: next,

@@ -58,7 +58,11 @@ pub async fn insert_member(
     tag = "conversations",
     operation_id = "add_conversation_member",
     request_body = AddMember,
-    responses((status = 201, description = "Added; the conversation now requires a key rotation"))
+    responses(
+        (status = 201, description = "Added; the conversation now requires a key rotation"),
+        (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
+        (status = 409, description = "`already_member`, `direct_conversation`", body = crate::error::ErrorBody),
+    )
 )]
 async fn add(
     State(state): State<AppState>,

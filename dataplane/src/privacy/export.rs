@@ -51,7 +51,7 @@ async fn documents(conn: &mut PgConnection, organization_id: Uuid, user_id: Uuid
                                     FROM identity_keys k WHERE k.user_id = $1)),
             'devices.json', jsonb_build_object(
                 'devices', (SELECT coalesce(jsonb_agg(to_jsonb(d) ORDER BY d.created_at), '[]') FROM devices d WHERE d.user_id = $1),
-                'sessions', (SELECT coalesce(jsonb_agg(to_jsonb(s) - 'token_hash' ORDER BY s.created_at), '[]')
+                'sessions', (SELECT coalesce(jsonb_agg(to_jsonb(s) - 'token_hash' - 'bot_token_hash' ORDER BY s.created_at), '[]')
                                FROM session_tokens s WHERE s.user_id = $1),
                 'refresh_tokens', (SELECT coalesce(jsonb_agg(to_jsonb(r) - 'token_hash' ORDER BY r.created_at), '[]')
                                      FROM refresh_tokens r WHERE r.user_id = $1),

@@ -77,7 +77,8 @@ async fn upgrade(
     let token = header_token.or(query.access_token.as_deref()).ok_or_else(|| {
         ApiError::new(ErrorCode::MissingToken, "send an access token (Authorization header or access_token)")
     })?;
-    let auth = AuthUser::from_token(&state, token).await?;
+    let route = crate::context::session::Route { method: &axum::http::Method::GET, path: "/v1/ws" };
+    let auth = AuthUser::from_token(&state, token, route).await?;
     let subscriptions = subscriptions(&state, auth, query.organization_id).await?;
     // Small per-socket buffers: tungstenite's defaults (128 KiB each way) dominated the memory
     // of an idle socket (docs/benchmarks.md); larger frames still pass, the buffers grow to fit.

@@ -3,7 +3,7 @@
 
 use crate::conversations::{Chat, group};
 use crate::support::{Person, TestApp};
-use conclave_dataplane::context::session::AuthUser;
+use conclave_dataplane::context::session::{AuthUser, Route};
 use conclave_dataplane::messages::batch;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -101,7 +101,11 @@ async fn a_send_stored_but_never_published_is_published_when_its_retry_finds_it(
     let client_message_id = uuid::Uuid::now_v7();
     let body = chat.message(&alice, 1, client_message_id, &[7u8; 48]);
     let ciphertext = chat.application(1, &[7u8; 48]);
-    let auth = AuthUser::from_token(&app.state, &alice.access).await.expect("alice's session");
+    let route = Route {
+        method: &reqwest::Method::POST,
+        path: "/v1/organizations/{organization_id}/conversations/{conversation_id}/messages",
+    };
+    let auth = AuthUser::from_token(&app.state, &alice.access, route).await.expect("alice's session");
     let pending = batch::Pending {
         organization_id: chat.org,
         auth,

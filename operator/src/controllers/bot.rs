@@ -1,15 +1,19 @@
-//! The BotAgent controller: the token Secret first (the source of truth), then PostgreSQL.
+//! The BotAgent controller: the token Secret first (the source of truth), then PostgreSQL, then
+//! (with `spec.deployment`) the Deployment that runs the bot with that Secret mounted.
 
 use super::secret::{self, Layout};
 use super::{Context, Error, Wake, api_for, cleanup, error_policy, finish, publish};
+use crate::plan;
 use crate::plan::bot::{PREVIOUS_TOKEN_KEY, TOKEN_KEY, secret_name};
 use crate::plan::rotation::{self, SecretPlan};
 use crate::secrets;
 use crate::sync::{self, Note};
 use chrono::{Duration, Utc};
-use conclave_resources::{ANNOTATION_ROTATE_TOKEN, BotAgent, FINALIZER, Workspace};
+use conclave_resources::{ANNOTATION_ROTATE_TOKEN, BotAgent, FIELD_MANAGER, FINALIZER, Workspace};
 use futures::Stream;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -93,7 +97,32 @@ async fn apply(bot: &BotAgent, ctx: &Context) -> Result<Action, Error> {
     let workspaces: Api<Workspace> = Api::namespaced(ctx.client.clone(), &ns);
     let ws = super::get_reference(&workspaces, &bot.spec.workspace_ref.name).await?;
     let mut tx = ctx.pool.begin().await?;
-    let outcome = sync::bot::provision(&mut tx, bot, ws.as_ref(), token).await?;
+    let mut outcome = sync::bot::provision(&mut tx, bot, ws.as_ref(), token).await?;
     tx.commit().await?;
+    if outcome.readiness.ready {
+        outcome.status.deployment_name = run(bot, ctx, &ns).await?;
+    }
     finish(ctx, bot, outcome, rotation::next_deadline(token, now)).await
+}
+
+/// Keeps the Deployment that runs the bot in step with `spec.deployment` (server-side apply),
+/// or deletes the one this operator made when the spec no longer asks for it. Returns its name.
+async fn run(bot: &BotAgent, ctx: &Context, ns: &str) -> Result<Option<String>, Error> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let name = plan::bot::deployment_name(&bot.name_any());
+    let Some(mut doc) = plan::bot::deployment(bot) else {
+        let ours = api
+            .get_opt(&name)
+            .await?
+            .is_some_and(|d| d.owner_references().iter().any(|o| Some(o.uid.as_str()) == bot.metadata.uid.as_deref()));
+        if ours {
+            api.delete(&name, &DeleteParams::default()).await?;
+            publish(ctx, bot, &Note::normal("Stopped", format!("Deployment {name} deleted: spec.deployment is gone")))
+                .await;
+        }
+        return Ok(None);
+    };
+    doc["metadata"]["ownerReferences"] = serde_json::json!([bot.controller_owner_ref(&())]);
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&doc)).await?;
+    Ok(Some(name))
 }

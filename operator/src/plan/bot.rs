@@ -6,6 +6,8 @@ use crate::secrets::digest;
 use chrono::{DateTime, Utc};
 use conclave_resources::BotAgent;
 use conclave_resources::validate::InvalidSpec;
+use kube::ResourceExt;
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -17,6 +19,73 @@ pub const PREVIOUS_TOKEN_KEY: &str = "previous-token";
 /// The name of the Secret holding a bot's token.
 pub fn secret_name(bot_name: &str) -> String {
     format!("{bot_name}-bot-token")
+}
+
+/// The name of the Deployment running a bot (`spec.deployment`).
+pub fn deployment_name(bot_name: &str) -> String {
+    format!("{bot_name}-bot")
+}
+
+/// Where the token Secret is mounted in the bot's container.
+const TOKEN_DIR: &str = "/var/run/secrets/conclave/bot";
+/// The bot's state directory (its keystore: device keys, identity key, MLS state).
+const STATE_DIR: &str = "/var/lib/conclave-bot";
+
+/// The Deployment that runs the bot, when its spec asks for one: one replica (one device: two
+/// processes would share the token and fight over one keystore), replaced rather than rolled
+/// (`Recreate`) for the same reason, with the token Secret mounted read-only. The kubelet
+/// updates a mounted Secret in place after a rotation, and the bot framework reads the file again
+/// when its session ends, so a rotation needs no restart. The state directory is the pod's own
+/// (`emptyDir`): a new pod is a new device, which its conversations add at their next commit.
+pub fn deployment(bot: &BotAgent) -> Option<Value> {
+    let spec = bot.spec.deployment.as_ref()?;
+    let name = bot.name_any();
+    let labels = json!({
+        "app.kubernetes.io/name": "conclave-bot",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "conclave-operator",
+    });
+    let mut container = json!({
+        "name": "bot",
+        "image": spec.image,
+        "args": spec.args,
+        "env": [
+            {"name": "CONCLAVE_SERVER", "value": spec.server},
+            {"name": "CONCLAVE_BOT_TOKEN_FILE", "value": format!("{TOKEN_DIR}/{TOKEN_KEY}")},
+            {"name": "CONCLAVE_BOT_STATE", "value": STATE_DIR},
+        ],
+        "securityContext": super::dataplane::restricted_container(),
+        "volumeMounts": [
+            {"name": "token", "mountPath": TOKEN_DIR, "readOnly": true},
+            {"name": "state", "mountPath": STATE_DIR}
+        ],
+    });
+    if let Some(resources) = &spec.resources {
+        container["resources"] = json!({"requests": resources.requests, "limits": resources.limits});
+    }
+    Some(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment_name(&name), "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "conclave-bot", "app.kubernetes.io/instance": name}},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": false,
+                    "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": [
+                        // Only the current token: the previous one is the operator's business.
+                        {"name": "token", "secret": {"secretName": secret_name(&name), "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}},
+                        {"name": "state", "emptyDir": {}}
+                    ],
+                }
+            }
+        }
+    }))
 }
 
 /// The columns of `bot_agents` the operator manages.
@@ -95,6 +164,7 @@ mod tests {
                 scopes: scopes.to_vec(),
                 enabled: true,
                 token_overlap_seconds: 3600,
+                deployment: None,
             },
         )
     }
@@ -145,6 +215,38 @@ mod tests {
         let mut found = want.clone();
         found.previous_token_expires_at = DateTime::from_timestamp(1_900_000_000, 123_000);
         assert!(want.changed(&found).is_empty());
+    }
+
+    #[test]
+    fn a_bot_runs_only_when_its_spec_says_so_with_its_token_mounted_and_nothing_else() {
+        assert_eq!(deployment(&mk_bot(&[])), None);
+        let mut bot = mk_bot(&[]);
+        bot.spec.deployment = Some(conclave_resources::bot::BotDeployment {
+            image: "registry.example/reminder-bot:1".into(),
+            args: vec!["--verbose".into()],
+            resources: None,
+            server: "http://conclave.conclave.svc:8080".into(),
+        });
+        let doc = deployment(&bot).expect("a deployment");
+        assert_eq!(doc["metadata"]["name"], "helper-bot");
+        assert_eq!(doc["spec"]["replicas"], 1);
+        assert_eq!(doc["spec"]["strategy"]["type"], "Recreate");
+        let pod = &doc["spec"]["template"]["spec"];
+        assert_eq!(pod["volumes"][0]["secret"]["secretName"], "helper-bot-token");
+        assert_eq!(pod["volumes"][0]["secret"]["items"], json!([{"key": "token", "path": "token"}]));
+        let container = &pod["containers"][0];
+        assert_eq!(container["image"], "registry.example/reminder-bot:1");
+        assert_eq!(container["args"], json!(["--verbose"]));
+        let env: Vec<(&str, &str)> = container["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap_or_default(), e["value"].as_str().unwrap_or_default()))
+            .collect();
+        assert!(env.contains(&("CONCLAVE_BOT_TOKEN_FILE", "/var/run/secrets/conclave/bot/token")), "{env:?}");
+        assert!(env.contains(&("CONCLAVE_SERVER", "http://conclave.conclave.svc:8080")), "{env:?}");
+        assert!(!doc.to_string().contains("valueFrom"), "the token is a file, never an environment variable");
+        assert_eq!(doc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "helper");
     }
 
     #[test]

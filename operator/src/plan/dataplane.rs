@@ -174,6 +174,17 @@ fn container_env(dp: &DataPlane, jwt_key_id: &str) -> Vec<Value> {
     env
 }
 
+/// The security context of every container the operator runs: no privilege, no capability, a
+/// read-only root filesystem, not root (the "restricted" Pod Security Standard).
+pub fn restricted_container() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "capabilities": {"drop": ["ALL"]}
+    })
+}
+
 /// The data-plane Deployment running `image`, signing tokens with the JWT key `jwt_key_id`.
 /// `revision` (the key ids and config digest) goes on the pod template, so a key rotation or a
 /// configuration change rolls the pods.
@@ -189,12 +200,7 @@ pub fn deployment(dp: &DataPlane, image: &str, revision: &str, jwt_key_id: &str)
         "env": container_env(dp, jwt_key_id),
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 6},
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-            "capabilities": {"drop": ["ALL"]}
-        },
+        "securityContext": restricted_container(),
         "volumeMounts": [
             {"name": "jwt", "mountPath": format!("{KEYS_DIR}/jwt"), "readOnly": true},
             {"name": "vapid", "mountPath": format!("{KEYS_DIR}/vapid"), "readOnly": true},

@@ -53,6 +53,7 @@ pub async fn provision(
         other => other.id().unwrap_or_default(),
     };
     let notes = applied_note("bot", &applied).into_iter().collect();
+    let connected = connected(conn, id).await?;
     Ok(Outcome {
         readiness: Readiness::ready(reason::PROVISIONED, format!("bot {id} is provisioned")),
         status: BotAgentStatus {
@@ -60,10 +61,31 @@ pub async fn provision(
             secret_name: Some(plan::bot::secret_name(&me.name)),
             token_rotated_at: token.issued_at.map(|t| t.to_rfc3339()),
             previous_token_expires_at: token.previous_expires_at.map(|t| t.to_rfc3339()),
+            connected: Some(connected),
             ..Default::default()
         },
         notes,
     })
+}
+
+/// Whether the bot holds a live session: one of its account's, not ended, opened with its
+/// current token or with the previous one while the overlap lasts (what the data plane accepts).
+pub async fn connected(conn: &mut PgConnection, bot_id: uuid::Uuid) -> Result<bool, SyncError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (
+             SELECT 1 FROM bot_agents b
+               JOIN user_accounts u ON u.bot_id = b.id
+               JOIN session_tokens s ON s.user_id = u.id
+               JOIN devices d ON d.id = s.device_id
+              WHERE b.id = $1 AND b.enabled AND s.revoked_at IS NULL AND s.expires_at > now()
+                AND d.revoked_at IS NULL
+                AND (s.bot_token_hash = b.token_hash
+                     OR (s.bot_token_hash = b.previous_token_hash AND b.previous_token_expires_at > now()))
+           ) AS "connected!""#,
+        bot_id
+    )
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Deletes the bot's row.

@@ -136,3 +136,67 @@ async fn deleting_a_bot_removes_its_row_so_its_token_stops_working() {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM bot_agents").fetch_one(&db.owner).await.expect("c");
     assert_eq!(count, 0);
 }
+
+/// The rows the data plane writes when the bot opens a session with `token` (docs/bots.md).
+async fn bot_session(db: &TestDb, token: &str) {
+    let mut tx = db.owner.begin().await.expect("tx");
+    let user: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO user_accounts (email, password_hash, email_confirmed_at, bot_id)
+         SELECT 'bot-' || replace(id::text, '-', '') || '@bots.conclave.invalid', '$argon2id$unusable', now(), id
+           FROM bot_agents ON CONFLICT (bot_id) DO UPDATE SET status = 'active' RETURNING id",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .expect("account");
+    let key = |byte: u8| vec![byte; 32];
+    let device: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO devices (user_id, name, platform, x25519_public_key, ed25519_public_key, key_signature)
+         VALUES ($1, 'bot', 'bot', $2, $3, $4) RETURNING id",
+    )
+    .bind(user)
+    .bind(key(1))
+    .bind(secrets::digest(token))
+    .bind(vec![0u8; 64])
+    .fetch_one(&mut *tx)
+    .await
+    .expect("device");
+    sqlx::query(
+        "INSERT INTO session_tokens (user_id, device_id, token_hash, expires_at, bot_token_hash)
+         VALUES ($1, $2, $3, now() + interval '1 day', $4)",
+    )
+    .bind(user)
+    .bind(device)
+    .bind(secrets::digest(&format!("refresh-{token}")))
+    .bind(secrets::digest(token))
+    .execute(&mut *tx)
+    .await
+    .expect("session");
+    tx.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn the_status_says_whether_the_bot_holds_a_session_its_token_still_allows() {
+    let db = db().await;
+    let (mut conn, ws) = provisioned(&db).await;
+    let bot = mk_bot("helper", "eng");
+    let token = generate();
+    let outcome = provision(&mut conn, &bot, Some(&ws), &token).await.expect("provision");
+    assert_eq!(outcome.status.connected, Some(false), "no session yet");
+    bot_session(&db, &token.current).await;
+    let outcome = provision(&mut conn, &bot, Some(&ws), &token).await.expect("provision");
+    assert_eq!(outcome.status.connected, Some(true));
+    // A rotation: the session of the old token counts through the overlap, not after it.
+    let now = Utc::now();
+    let rotated = rotation::plan(Some(token.clone()), Some("now"), Duration::hours(1), now, || {
+        secrets::token(secrets::BOT_TOKEN_PREFIX)
+    })
+    .expect("rotation");
+    let rotated = rotated.state().clone();
+    assert!(rotated.previous.is_some(), "{rotated:?}");
+    let outcome = provision(&mut conn, &bot, Some(&ws), &rotated).await.expect("provision");
+    assert_eq!(outcome.status.connected, Some(true), "during the overlap");
+    let mut expired = rotated.clone();
+    expired.previous_expires_at = Some(now - Duration::seconds(1));
+    let outcome = provision(&mut conn, &bot, Some(&ws), &expired).await.expect("provision");
+    assert_eq!(outcome.status.connected, Some(false), "the overlap is over: the old token's session is not alive");
+}

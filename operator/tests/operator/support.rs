@@ -81,6 +81,7 @@ pub fn mk_bot(name: &str, workspace: &str) -> BotAgent {
             scopes: vec![BotScope::MessagesRead, BotScope::MessagesWrite],
             enabled: true,
             token_overlap_seconds: 3600,
+            deployment: None,
         },
     );
     bot.metadata.namespace = Some(NS.into());

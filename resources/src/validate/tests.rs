@@ -205,3 +205,26 @@ fn a_dataplane_names_its_turn_servers_by_uri() {
     assert!(err.0.contains("\"http://x\""), "{err}");
     assert!(spec(serde_json::json!([])).validate().is_err());
 }
+
+#[test]
+fn a_bot_deployment_needs_an_image_and_a_server_url() {
+    let deployment = |image: &str, server: &str| crate::bot::BotDeployment {
+        image: image.into(),
+        args: vec![],
+        resources: None,
+        server: server.into(),
+    };
+    let spec = |d| BotAgentSpec {
+        workspace_ref: crate::LocalRef { name: "eng".into() },
+        display_name: "Reminder".into(),
+        scopes: vec![],
+        enabled: true,
+        token_overlap_seconds: 60,
+        deployment: Some(d),
+    };
+    assert!(spec(deployment("bot:1", "http://conclave.conclave.svc:8080")).validate().is_ok());
+    assert!(spec(deployment(" ", "http://conclave:8080")).validate().is_err());
+    for server in ["conclave:8080", "ftp://conclave", "http://a b", ""] {
+        assert!(spec(deployment("bot:1", server)).validate().is_err(), "{server}");
+    }
+}

@@ -1,0 +1,146 @@
+//! `POST /v1/bot/sessions`: a bot opens a session as a device of its own.
+//!
+//! The first session creates the bot's account (its principal): a `user_accounts` row linked to
+//! the BotAgent by `bot_id`, with a confirmed address under the reserved `.invalid` top-level
+//! domain (RFC 2606: no mail can reach it) and a password hash no password matches, so the
+//! account can be reached with the bot token only. Every session makes sure the account carries
+//! the BotAgent's display name and is a member of its organization and workspace (the BotAgent
+//! declares that membership; the `member` role, and what the bot may do is then bounded by its
+//! scopes). The device's keys come from the bot process, never from the server or the operator.
+
+use super::BotToken;
+use crate::AppState;
+use crate::audit::{self, Actor};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ClientIp};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use conclave_protocol::auth::TokenPair;
+use conclave_protocol::bots::BotSessionRequest;
+use conclave_protocol::devices::Platform;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Opens a session for the bot whose token is presented, on a device of the bot's.
+#[utoipa::path(
+    post,
+    path = "/v1/bot/sessions",
+    tag = "bots",
+    operation_id = "open_bot_session",
+    request_body = BotSessionRequest,
+    responses(
+        (status = 201, description = "A session on the bot's device: use its tokens as any client does", body = TokenPair),
+        (status = 401, description = "`invalid_bot_token` or `missing_token`", body = crate::error::ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub(super) async fn open(
+    State(state): State<AppState>,
+    token: BotToken,
+    ip: ClientIp,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<BotSessionRequest>,
+) -> ApiResult<(StatusCode, axum::Json<TokenPair>)> {
+    let BotToken { bot, digest } = token;
+    if let Some(device) = &body.device
+        && device.platform != Platform::Bot
+    {
+        return Err(ApiError::validation("device.platform", "a bot's device has the platform `bot`"));
+    }
+    let mut tx = state.db.begin().await?;
+    let user_id = principal(&mut tx, bot.bot_id).await?;
+    conclave_schema::TenantContext::organization(bot.organization_id).with_user(user_id).apply(&mut tx).await?;
+    sqlx::query!(
+        "INSERT INTO user_profiles (user_id, display_name) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET display_name = EXCLUDED.display_name
+          WHERE user_profiles.display_name IS DISTINCT FROM EXCLUDED.display_name",
+        user_id,
+        bot.display_name,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO organization_memberships (organization_id, user_id, role) VALUES ($1, $2, 'member')
+         ON CONFLICT (organization_id, user_id) DO NOTHING",
+        bot.organization_id,
+        user_id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO workspace_memberships (organization_id, workspace_id, user_id) VALUES ($1, $2, $3)
+         ON CONFLICT (workspace_id, user_id) DO NOTHING",
+        bot.organization_id,
+        bot.workspace_id,
+        user_id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let device_id = match (body.device_id, &body.device) {
+        (Some(device_id), None) => {
+            let alive = sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL) AS "alive!""#,
+                device_id,
+                user_id,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if !alive {
+                return Err(ApiError::not_found("device"));
+            }
+            device_id
+        }
+        (None, Some(device)) => crate::devices::insert(&mut tx, user_id, device).await?,
+        _ => return Err(ApiError::validation("device", "send exactly one of `device_id` and `device`")),
+    };
+    let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let pair = crate::auth::open_session_for(&mut tx, &state, user_id, device_id, user_agent, Some(&digest)).await?;
+    audit::record(
+        &mut tx,
+        audit::Entry {
+            organization_id: Some(bot.organization_id),
+            actor: Actor::User { user_id, device_id: Some(device_id) },
+            action: "bot.session_opened",
+            target: Some(("bot", bot.bot_id)),
+            ip: ip.0,
+            details: json!({ "previous_token": bot.previous_token, "new_device": body.device.is_some() }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, axum::Json(pair)))
+}
+
+/// The bot's account, created on its first session.
+async fn principal(conn: &mut PgConnection, bot_id: Uuid) -> ApiResult<Uuid> {
+    if let Some(id) =
+        sqlx::query_scalar!("SELECT id FROM user_accounts WHERE bot_id = $1", bot_id).fetch_optional(&mut *conn).await?
+    {
+        return Ok(id);
+    }
+    // A well-formed argon2id hash of random bytes: no password verifies against it.
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let unusable = format!(
+        "$argon2id$v=19$m=19456,t=2,p=1${}${}",
+        b64.encode(crate::tokens::random_bytes::<16>()),
+        b64.encode(crate::tokens::random_bytes::<32>())
+    );
+    let inserted = sqlx::query_scalar!(
+        "INSERT INTO user_accounts (email, password_hash, email_confirmed_at, bot_id)
+         VALUES ($1, $2, now(), $3) ON CONFLICT (bot_id) DO NOTHING RETURNING id",
+        format!("bot-{}@bots.conclave.invalid", bot_id.simple()),
+        unusable,
+        bot_id,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        // Another replica created it first, in the same instant.
+        None => Ok(sqlx::query_scalar!("SELECT id FROM user_accounts WHERE bot_id = $1", bot_id)
+            .fetch_one(&mut *conn)
+            .await?),
+    }
+}
