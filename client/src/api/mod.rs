@@ -18,6 +18,7 @@
 //! a TLS-terminating proxy on the same host, or on a trusted network, until TLS is added.
 
 mod auth;
+mod calls;
 mod compliance;
 mod conversations;
 mod error;

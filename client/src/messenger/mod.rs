@@ -22,8 +22,12 @@
 //!   key (exported from MLS), whose tag lets the server de-duplicate them.
 //! - **Files** ([`Messenger::send_file`], [`Messenger::download`]): chunked encryption under a
 //!   per-file key carried inside an MLS application message; see `files.rs`.
+//! - **Calls** ([`Messenger::start_call`], [`Messenger::accept_call`], [`Messenger::hang_up`],
+//!   [`Messenger::heartbeat`], [`Messenger::send_signal`], [`Messenger::open_signal`]): the
+//!   lifecycle, and signalling sealed with MLS for one device; see `calls.rs`.
 //! - **Listening** ([`Messenger::listen`]): the WebSocket, see [`Listener`].
 
+mod calls;
 mod export;
 mod files;
 mod identity;
@@ -41,6 +45,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
+pub use calls::{CallChange, CallHeartbeat, HEARTBEAT_INTERVAL, ReceivedSignal, RelayedSignal, classify};
 pub use export::ReadableExport;
 pub use files::{DownloadedFile, media_type_for};
 pub use identity::{IdentityState, SafetyCheck};
@@ -174,6 +179,8 @@ struct Inner {
     /// their own copy).
     groups: tokio::sync::Mutex<()>,
     policy: Mutex<UpdatePolicy>,
+    /// The latest state of the live calls this device saw (`calls.rs`), to check signal senders.
+    calls: Mutex<HashMap<Uuid, conclave_protocol::calls::Call>>,
     user_id: Uuid,
     device_id: Uuid,
 }
@@ -204,6 +211,7 @@ impl Messenger {
                 mls: Mutex::new(None),
                 groups: tokio::sync::Mutex::new(()),
                 policy: Mutex::new(UpdatePolicy::default()),
+                calls: Mutex::new(HashMap::new()),
                 user_id,
                 device_id,
             }),
