@@ -2,6 +2,7 @@
 
 mod account;
 mod attacks;
+mod calls;
 mod cli;
 mod compliance;
 mod groups;
