@@ -110,3 +110,66 @@ async fn the_cli_takes_two_people_from_registration_to_an_encrypted_conversation
         app.cli(&["--profile", "alice", "history", "--org", "acme", "--conversation", "lunch"]).await.expect("history");
     assert!(history.contains("pizza at noon?"), "{history}");
 }
+
+#[tokio::test]
+async fn conclave_call_rings_and_conclave_call_answer_talks_back_over_a_data_channel() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@cli-call.test").await;
+    let bob = app.person("bob@cli-call.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org, conversation) = (org.to_string(), conversation.to_string());
+
+    // Nothing rings yet: answering fails with a message, not a hang.
+    let error = app
+        .cli(&["--profile", "bob", "call", "--org", &org, "--answer", &conversation, "--wait", "1"])
+        .await
+        .expect_err("nothing to answer");
+    assert!(error.to_string().contains("no call rang within 1 s"), "{error:#}");
+
+    let answering = [
+        "--profile",
+        "bob",
+        "call",
+        "--org",
+        &org,
+        "--answer",
+        &conversation,
+        "--send",
+        "hello alice",
+        "--count",
+        "1",
+        "--wait",
+        "20",
+    ];
+    let answer = app.cli(&answering);
+    let place = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.cli(&[
+            "--profile",
+            "alice",
+            "call",
+            "--org",
+            &org,
+            &conversation,
+            "--kind",
+            "video",
+            "--send",
+            "hello bob",
+            "--count",
+            "1",
+            "--wait",
+            "20",
+        ])
+        .await
+    };
+    let (answered, placed) = tokio::join!(answer, place);
+    let (answered, placed) = (answered.expect("bob answers"), placed.expect("alice calls"));
+    assert!(placed.contains("Calling…") && placed.contains("Connected directly"), "{placed}");
+    assert!(placed.contains("< hello alice") && placed.contains("Hung up."), "{placed}");
+    assert!(answered.contains("Answered") && answered.contains("< hello bob"), "{answered}");
+
+    let records = alice.messenger.client().calls(org.parse().expect("uuid"), conversation.parse().expect("uuid")).await;
+    let record = records.expect("records").into_iter().next().expect("one call");
+    assert_eq!(record.kind, conclave_protocol::calls::CallKind::Video);
+    assert!(record.answered_at.is_some() && record.ended_at.is_some(), "{record:?}");
+}
