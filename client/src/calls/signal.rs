@@ -104,6 +104,22 @@ pub enum SignalError {
     },
 }
 
+impl SignalError {
+    /// A stable name for the refusal (`unopenable`, `malformed`, `sender_mismatch`,
+    /// `not_for_this_device`, `wrong_call`, `not_a_participant`), for logs, metrics and the
+    /// test vectors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unopenable(_) => "unopenable",
+            Self::Malformed(_) => "malformed",
+            Self::SenderMismatch { .. } => "sender_mismatch",
+            Self::NotForThisDevice { .. } => "not_for_this_device",
+            Self::WrongCall { .. } => "wrong_call",
+            Self::NotAParticipant { .. } => "not_a_participant",
+        }
+    }
+}
+
 impl SealedSignal {
     /// The content of a signal from `from` to `to` in `call_id`.
     pub fn new(call_id: Uuid, from_device_id: Uuid, to_device_id: Uuid, signal: Signal) -> Self {
@@ -227,5 +243,71 @@ mod tests {
     fn fingerprints_are_read_from_the_sdp() {
         let sdp = "v=0\r\na=fingerprint:sha-256 AB:CD\r\nm=application 9\r\n";
         assert_eq!(sdp_fingerprints(sdp), vec!["sha-256 AB:CD".to_owned()]);
+    }
+
+    /// `docs/test-vectors/protocol-v2-call-signal.json`: the sealed plaintexts this SDK writes,
+    /// byte for byte, and what the receiver decides for each envelope. The file is made by this
+    /// code (`CONCLAVE_WRITE_VECTORS=1` rewrites it) and checked against it on every run, so
+    /// neither the format nor the checks can change without the committed vectors (and
+    /// docs/protocol-v2.md, which shows the first one) changing with them.
+    #[test]
+    fn the_committed_signal_vectors_are_what_the_sdk_writes_and_decides() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/test-vectors/protocol-v2-call-signal.json");
+        let made = serde_json::to_string_pretty(&vectors()).expect("json") + "\n";
+        if std::env::var_os("CONCLAVE_WRITE_VECTORS").is_some() {
+            std::fs::write(path, &made).expect("write the vectors");
+        }
+        let committed = std::fs::read_to_string(path).expect("the committed vectors");
+        assert_eq!(committed, made, "the signal format or its checks changed: CONCLAVE_WRITE_VECTORS=1 rewrites the vectors");
+        let doc = include_str!("../../../docs/protocol-v2.md");
+        let first = vectors()["cases"][0]["plaintext"].as_str().expect("plaintext").to_owned();
+        assert!(doc.contains(&first), "docs/protocol-v2.md shows the first vector's plaintext verbatim");
+    }
+
+    fn vectors() -> serde_json::Value {
+        let call = Uuid::parse_str("0193a3c4-5e6f-7a80-9b1c-2d3e4f506172").expect("uuid");
+        let alice = Uuid::parse_str("0193a3c4-0000-7000-8000-00000000a11c").expect("uuid");
+        let bob = Uuid::parse_str("0193a3c4-0000-7000-8000-000000000b0b").expect("uuid");
+        let carol = Uuid::parse_str("0193a3c4-0000-7000-8000-00000000ca01").expect("uuid");
+        let other_call = Uuid::parse_str("0193a3c4-5e6f-7a80-9b1c-000000000000").expect("uuid");
+        let offer = Signal::Offer { sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=fingerprint:sha-256 AB:CD\r\n".into() };
+        let answer = Signal::Answer { sdp: "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\n".into() };
+        let candidate = Signal::Candidate { candidate: "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host".into() };
+        let ok = Envelope { call_id: call, relayed_from: alice, sealed_by: alice, me: bob };
+        let sealed = |from, to, signal: &Signal| SealedSignal::new(call, from, to, signal.clone()).encode();
+        let cases: Vec<(&str, Envelope, Vec<u8>)> = vec![
+            ("an offer from Alice's device for Bob's", ok, sealed(alice, bob, &offer)),
+            ("an answer from Bob's device for Alice's", Envelope { relayed_from: bob, sealed_by: bob, me: alice, ..ok }, sealed(bob, alice, &answer)),
+            ("a trickled candidate", ok, sealed(alice, bob, &candidate)),
+            ("relayed to Carol's device", Envelope { me: carol, ..ok }, sealed(alice, bob, &offer)),
+            ("attributed by the relay to Carol's device", Envelope { relayed_from: carol, ..ok }, sealed(alice, bob, &offer)),
+            ("content claiming Carol's device, sealed by Alice's leaf", ok, sealed(carol, bob, &offer)),
+            ("relayed in another call", Envelope { call_id: other_call, ..ok }, sealed(alice, bob, &offer)),
+            ("a message's content, not a signal", ok, br#"{"v":1,"type":"text","body":"hello"}"#.to_vec()),
+            ("an unknown version", ok, String::from_utf8(sealed(alice, bob, &offer)).expect("utf-8").replacen("\"v\":1", "\"v\":2", 1).into_bytes()),
+            ("an unknown field", ok, String::from_utf8(sealed(alice, bob, &offer)).expect("utf-8").replacen("{", "{\"x\":0,", 1).into_bytes()),
+        ];
+        let cases: Vec<serde_json::Value> = cases
+            .into_iter()
+            .map(|(name, envelope, plaintext)| {
+                let result = match check(&plaintext, envelope) {
+                    Ok(sealed) => serde_json::json!({ "accepted": sealed.signal }),
+                    Err(error) => serde_json::json!({ "refused": error.code() }),
+                };
+                serde_json::json!({
+                    "name": name,
+                    "relayed_call_id": envelope.call_id,
+                    "relayed_from_device_id": envelope.relayed_from,
+                    "mls_sender_device_id": envelope.sealed_by,
+                    "receiving_device_id": envelope.me,
+                    "plaintext": String::from_utf8(plaintext).expect("utf-8"),
+                    "result": result,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "description": "Call signal contents (docs/protocol-v2.md, Call signalling): the UTF-8 JSON sealed in the MLS application message, and what the receiving device decides given the relay's claims and the MLS sender. Made by client/src/calls/signal.rs.",
+            "cases": cases,
+        })
     }
 }
