@@ -258,7 +258,10 @@ mod tests {
             std::fs::write(path, &made).expect("write the vectors");
         }
         let committed = std::fs::read_to_string(path).expect("the committed vectors");
-        assert_eq!(committed, made, "the signal format or its checks changed: CONCLAVE_WRITE_VECTORS=1 rewrites the vectors");
+        assert_eq!(
+            committed, made,
+            "the signal format or its checks changed: CONCLAVE_WRITE_VECTORS=1 rewrites the vectors"
+        );
         let doc = include_str!("../../../docs/protocol-v2.md");
         let first = vectors()["cases"][0]["plaintext"].as_str().expect("plaintext").to_owned();
         assert!(doc.contains(&first), "docs/protocol-v2.md shows the first vector's plaintext verbatim");
@@ -277,15 +280,37 @@ mod tests {
         let sealed = |from, to, signal: &Signal| SealedSignal::new(call, from, to, signal.clone()).encode();
         let cases: Vec<(&str, Envelope, Vec<u8>)> = vec![
             ("an offer from Alice's device for Bob's", ok, sealed(alice, bob, &offer)),
-            ("an answer from Bob's device for Alice's", Envelope { relayed_from: bob, sealed_by: bob, me: alice, ..ok }, sealed(bob, alice, &answer)),
+            (
+                "an answer from Bob's device for Alice's",
+                Envelope { relayed_from: bob, sealed_by: bob, me: alice, ..ok },
+                sealed(bob, alice, &answer),
+            ),
             ("a trickled candidate", ok, sealed(alice, bob, &candidate)),
             ("relayed to Carol's device", Envelope { me: carol, ..ok }, sealed(alice, bob, &offer)),
-            ("attributed by the relay to Carol's device", Envelope { relayed_from: carol, ..ok }, sealed(alice, bob, &offer)),
+            (
+                "attributed by the relay to Carol's device",
+                Envelope { relayed_from: carol, ..ok },
+                sealed(alice, bob, &offer),
+            ),
             ("content claiming Carol's device, sealed by Alice's leaf", ok, sealed(carol, bob, &offer)),
             ("relayed in another call", Envelope { call_id: other_call, ..ok }, sealed(alice, bob, &offer)),
             ("a message's content, not a signal", ok, br#"{"v":1,"type":"text","body":"hello"}"#.to_vec()),
-            ("an unknown version", ok, String::from_utf8(sealed(alice, bob, &offer)).expect("utf-8").replacen("\"v\":1", "\"v\":2", 1).into_bytes()),
-            ("an unknown field", ok, String::from_utf8(sealed(alice, bob, &offer)).expect("utf-8").replacen("{", "{\"x\":0,", 1).into_bytes()),
+            (
+                "an unknown version",
+                ok,
+                String::from_utf8(sealed(alice, bob, &offer))
+                    .expect("utf-8")
+                    .replacen("\"v\":1", "\"v\":2", 1)
+                    .into_bytes(),
+            ),
+            (
+                "an unknown field",
+                ok,
+                String::from_utf8(sealed(alice, bob, &offer))
+                    .expect("utf-8")
+                    .replacen("{", "{\"x\":0,", 1)
+                    .into_bytes(),
+            ),
         ];
         let cases: Vec<serde_json::Value> = cases
             .into_iter()

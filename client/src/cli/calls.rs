@@ -303,6 +303,10 @@ async fn talk(
                     ctx.out.flush()?;
                 }
                 Err(Error::Timeout(_)) => {}
+                Err(_) if peer.is_closed() => {
+                    writeln!(ctx.out, "The other side closed the connection.")?;
+                    break;
+                }
                 Err(err) => return Err(anyhow::Error::from(err).context("the call's connection")),
             },
             event = events.rx.recv() => match event {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{MAX_ATTEMPTS, Messenger, Opening, address, epoch_moved, generation_i32, leaves_roster};
 use crate::api::{Error, Result};
 use crate::calls::signal::{self, Envelope, SealedSignal, Signal, SignalError};
-use crate::mls::{Incoming, Leaf, MlsError, PAST_EPOCHS};
+use crate::mls::{Incoming, Leaf, PAST_EPOCHS};
 
 /// How often a device in a call tells the server it is still there (the server drops it after
 /// 30 s of silence by default).
@@ -274,9 +274,6 @@ impl Messenger {
             match device.process(group, relayed.ciphertext, &roster, &mut trust) {
                 Ok(Incoming::Application { sender, plaintext, .. }) => Ok((sender, plaintext)),
                 Ok(_) => Err(unopenable("not an application message".into())),
-                Err(err @ (MlsError::CannotDecrypt | MlsError::WrongEpoch { .. } | MlsError::MalformedMessage)) => {
-                    Err(unopenable(err.to_string()))
-                }
                 Err(err) => Err(unopenable(err.to_string())),
             }
         }
