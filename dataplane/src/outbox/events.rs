@@ -20,10 +20,12 @@ pub enum Event {
     MessageEdited,
     MessageDeleted,
     PrivacyRequestFiled,
+    CallStarted,
+    CallEnded,
 }
 
 impl Event {
-    pub const ALL: [Event; 7] = [
+    pub const ALL: [Event; 9] = [
         Self::ConversationCreated,
         Self::MemberJoined,
         Self::MemberLeft,
@@ -31,6 +33,8 @@ impl Event {
         Self::MessageEdited,
         Self::MessageDeleted,
         Self::PrivacyRequestFiled,
+        Self::CallStarted,
+        Self::CallEnded,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -42,6 +46,8 @@ impl Event {
             Self::MessageEdited => "message.edited",
             Self::MessageDeleted => "message.deleted",
             Self::PrivacyRequestFiled => "privacy_request.filed",
+            Self::CallStarted => "call.started",
+            Self::CallEnded => "call.ended",
         }
     }
 }
