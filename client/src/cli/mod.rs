@@ -439,8 +439,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write, prompt: &mut dyn Prompt) -> Resu
         Command::History { org, conversation, limit } => chat::history(&mut ctx, &org, &conversation, limit).await,
         Command::Call { org, conversation, kind, answer, send, count, relay_only, wait } => {
             let wait = std::time::Duration::from_secs(wait);
-            calls::call(&mut ctx, calls::CallArgs { org, conversation, kind, answer, send, count, relay_only, wait })
-                .await
+            // Boxed: a call's future (listener, peer connection) is large, and inlined it would
+            // make every command's future as large (the tests' threads overflowed their stacks).
+            let args = calls::CallArgs { org, conversation, kind, answer, send, count, relay_only, wait };
+            Box::pin(calls::call(&mut ctx, args)).await
         }
         Command::Listen { org, conversations, count } => chat::listen(&mut ctx, &org, &conversations, count).await,
         Command::Profile { action } => notifications::profile(&mut ctx, action).await,
