@@ -24,11 +24,13 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 
-use super::turn::{Relay, udp_server};
+use super::turn::{Answer, Relay, udp_server};
 use crate::api::{Error, Result};
 
 /// The data channel's label.
 pub const CHANNEL_LABEL: &str = "conclave";
+/// How often a relay's allocation and permissions are renewed (they last 10 and 5 minutes).
+pub const RELAY_REFRESH: Duration = Duration::from_secs(4 * 60);
 /// The most bytes of one datagram read.
 const DATAGRAM: usize = 2048;
 
@@ -55,6 +57,8 @@ pub struct Traffic {
     pub received_direct: u64,
     /// Received through the TURN relay (Data indications).
     pub received_relayed: u64,
+    /// Renewals of the relay's allocation or permissions that the TURN server granted.
+    pub relay_renewals: u64,
 }
 
 /// One end of a call's peer connection.
@@ -71,6 +75,8 @@ pub struct Peer {
     local_sdp: Option<String>,
     remote_sdp: Option<String>,
     traffic: Traffic,
+    /// When the relay is next renewed.
+    refresh_at: Instant,
 }
 
 impl std::fmt::Debug for Peer {
@@ -126,6 +132,7 @@ impl Peer {
             local_sdp: None,
             remote_sdp: None,
             traffic: Traffic::default(),
+            refresh_at: Instant::now() + RELAY_REFRESH,
         })
     }
 
@@ -163,13 +170,25 @@ impl Peer {
 
     /// Through a relay, the remote candidates' addresses need a permission on it first.
     async fn permit_remote(&mut self, sdp: &str) -> Result<()> {
-        let Some(relay) = &self.relay else { return Ok(()) };
+        let Some(relay) = &mut self.relay else { return Ok(()) };
         let mut permitted: Vec<IpAddr> = Vec::new();
         for ip in candidate_ips(sdp) {
             if ip.is_ipv4() && !permitted.contains(&ip) {
                 relay.permit(&self.socket, ip).await?;
                 permitted.push(ip);
             }
+        }
+        Ok(())
+    }
+
+    /// Sends the requests that renew the relay's allocation and permissions now (the connection
+    /// also does it by itself every [`RELAY_REFRESH`]); the granted ones are counted in
+    /// [`Traffic::relay_renewals`] as the connection is driven.
+    pub async fn refresh_relay(&mut self) -> Result<()> {
+        self.refresh_at = Instant::now() + RELAY_REFRESH;
+        let Some(relay) = &self.relay else { return Ok(()) };
+        for request in relay.refreshes() {
+            self.socket.send_to(&request, relay.server).await?;
         }
         Ok(())
     }
@@ -253,6 +272,10 @@ impl Peer {
             if done(self) {
                 return Ok(());
             }
+            if self.relay.is_some() && Instant::now() >= self.refresh_at {
+                self.refresh_relay().await?;
+            }
+            let wake = wake.min(self.refresh_at);
             let now = Instant::now();
             if now >= deadline {
                 return Err(Error::Timeout(within));
@@ -320,8 +343,11 @@ impl Peer {
                     self.traffic.received_relayed += 1;
                     (peer, relay.relayed, data)
                 }
-                // The server's answers to requests already made, or refreshes: nothing for str0m.
-                None => return Ok(()),
+                // Not data: the answer to a renewal, or a late one to a request already made.
+                None => {
+                    self.renewal_answered(from, datagram);
+                    return Ok(());
+                }
             },
             _ => {
                 self.traffic.received_direct += 1;
@@ -331,6 +357,19 @@ impl Peer {
         let Ok(contents) = contents.as_slice().try_into() else { return Ok(()) };
         let receive = Receive { proto: Protocol::Udp, source, destination, contents };
         self.rtc.handle_input(Input::Receive(Instant::now(), receive)).map_err(peer_error)
+    }
+}
+
+impl Peer {
+    /// Counts a granted renewal; after a stale nonce (the server named a new one) the renewals
+    /// are due again at once.
+    fn renewal_answered(&mut self, from: SocketAddr, datagram: &[u8]) {
+        let Some(relay) = &mut self.relay else { return };
+        match relay.on_answer(from, datagram) {
+            Answer::Renewed => self.traffic.relay_renewals += 1,
+            Answer::StaleNonce => self.refresh_at = Instant::now(),
+            Answer::Other => {}
+        }
     }
 }
 

@@ -5,8 +5,10 @@
 //! challenge with the realm and nonce; the second one carries USERNAME, REALM, NONCE and
 //! MESSAGE-INTEGRITY). [`Relay::permit`] installs a permission for a peer's IP address. Data then
 //! goes out as Send indications ([`Relay::wrap`]) and comes in as Data indications
-//! ([`Relay::unwrap`]), on the same UDP socket. An allocation lives 10 minutes unless refreshed;
-//! this client does not refresh it yet, so a call through a relay lasts at most that long.
+//! ([`Relay::unwrap`]), on the same UDP socket. An allocation lives 10 minutes and a permission
+//! 5 unless renewed: [`Relay::refreshes`] are the requests that renew both, which the peer sends
+//! every few minutes without waiting for their answers; [`Relay::on_answer`] reads those (a
+//! stale nonce is taken and the renewals sent again).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -24,6 +26,13 @@ const ALLOCATE_SUCCESS: u16 = 0x0103;
 const ALLOCATE_ERROR: u16 = 0x0113;
 const CREATE_PERMISSION_REQUEST: u16 = 0x0008;
 const CREATE_PERMISSION_SUCCESS: u16 = 0x0108;
+const CREATE_PERMISSION_ERROR: u16 = 0x0118;
+const REFRESH_REQUEST: u16 = 0x0004;
+const REFRESH_SUCCESS: u16 = 0x0104;
+const REFRESH_ERROR: u16 = 0x0114;
+const LIFETIME: u16 = 0x000D;
+/// Seconds an allocation is asked to live at each renewal (RFC 8656's default).
+const ALLOCATION_LIFETIME: u32 = 600;
 const SEND_INDICATION: u16 = 0x0016;
 const DATA_INDICATION: u16 = 0x0017;
 const USERNAME: u16 = 0x0006;
@@ -50,6 +59,19 @@ pub struct Relay {
     realm: Vec<u8>,
     nonce: Vec<u8>,
     key: [u8; 16],
+    /// The peer addresses permitted so far (renewed with the allocation).
+    permitted: Vec<IpAddr>,
+}
+
+/// What a datagram from the TURN server that is not a Data indication says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A renewal (of the allocation or a permission) was granted.
+    Renewed,
+    /// The nonce went stale and the server named a new one, now taken: renew again.
+    StaleNonce,
+    /// Anything else (refused, or not the answer to a renewal).
+    Other,
 }
 
 /// The `host:port` of a `turn:` URI over UDP (`turn:host:port?transport=udp`); `turns:` and TCP
@@ -77,7 +99,8 @@ impl Relay {
         key_input.extend_from_slice(&realm);
         key_input.extend_from_slice(format!(":{password}").as_bytes());
         let key: [u8; 16] = Md5::digest(&key_input).into();
-        let mut relay = Self { server, relayed: server, username: username.to_owned(), realm, nonce, key };
+        let mut relay =
+            Self { server, relayed: server, username: username.to_owned(), realm, nonce, key, permitted: Vec::new() };
         let request = relay.authenticated(Message::new(ALLOCATE_REQUEST).attr(REQUESTED_TRANSPORT, &transport));
         match round_trip(socket, server, &request).await? {
             (ALLOCATE_SUCCESS, attrs) => {
@@ -93,16 +116,51 @@ impl Relay {
     }
 
     /// Lets `peer`'s IP address send to the relayed address (a permission lasts 5 minutes).
-    pub async fn permit(&self, socket: &UdpSocket, peer: IpAddr) -> Result<()> {
-        let IpAddr::V4(ip) = peer else { return Err(turn_error("IPv6 peers are not supported")) };
-        let request = self
-            .authenticated(Message::new(CREATE_PERMISSION_REQUEST).attr(XOR_PEER_ADDRESS, &xor_encode((ip, 0).into())));
+    pub async fn permit(&mut self, socket: &UdpSocket, peer: IpAddr) -> Result<()> {
+        if !peer.is_ipv4() {
+            return Err(turn_error("IPv6 peers are not supported"));
+        }
+        let request = self.permission(peer);
         match round_trip(socket, self.server, &request).await? {
-            (CREATE_PERMISSION_SUCCESS, _) => Ok(()),
+            (CREATE_PERMISSION_SUCCESS, _) => {
+                if !self.permitted.contains(&peer) {
+                    self.permitted.push(peer);
+                }
+                Ok(())
+            }
             (_, attrs) => Err(turn_error(&format!(
                 "the TURN server refused the permission (error {})",
                 error_code(&attrs).unwrap_or(0)
             ))),
+        }
+    }
+
+    fn permission(&self, peer: IpAddr) -> Vec<u8> {
+        let peer = xor_encode(SocketAddr::new(peer, 0));
+        self.authenticated(Message::new(CREATE_PERMISSION_REQUEST).attr(XOR_PEER_ADDRESS, &peer))
+    }
+
+    /// The requests that renew the allocation and every permission (to send to the server).
+    pub fn refreshes(&self) -> Vec<Vec<u8>> {
+        let lifetime = ALLOCATION_LIFETIME.to_be_bytes();
+        let mut requests = vec![self.authenticated(Message::new(REFRESH_REQUEST).attr(LIFETIME, &lifetime))];
+        requests.extend(self.permitted.iter().map(|&peer| self.permission(peer)));
+        requests
+    }
+
+    /// Reads what the server answered a renewal.
+    pub fn on_answer(&mut self, from: SocketAddr, datagram: &[u8]) -> Answer {
+        let Some((kind, attrs)) = parse(datagram).filter(|_| from == self.server) else { return Answer::Other };
+        match kind {
+            REFRESH_SUCCESS | CREATE_PERMISSION_SUCCESS => Answer::Renewed,
+            REFRESH_ERROR | CREATE_PERMISSION_ERROR if error_code(&attrs) == Some(438) => match find(&attrs, NONCE) {
+                Some(nonce) => {
+                    self.nonce = nonce.to_vec();
+                    Answer::StaleNonce
+                }
+                None => Answer::Other,
+            },
+            _ => Answer::Other,
         }
     }
 

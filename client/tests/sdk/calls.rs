@@ -113,6 +113,11 @@ async fn call_and_connect(
     fingerprints_match(&mut caller, &mut callee);
     fingerprints_match(&mut callee, &mut caller);
 
+    if caller.relayed_address().is_some() {
+        // What the connection does every few minutes, now: renew the relay while in the call.
+        caller.refresh_relay().await.expect("renewals sent");
+        caller.flush(Duration::from_millis(500)).await.expect("driven");
+    }
     caller.close();
     alice.messenger.hang_up(org, conversation, started.id).await.expect("alice hangs up");
     callee.close();
@@ -161,6 +166,7 @@ async fn two_devices_on_two_replicas_connect_directly_over_loopback_through_seal
     }
     for traffic in [caller.traffic(), callee.traffic()] {
         assert!(traffic.sent_direct > 0 && traffic.received_direct > 0, "{traffic:?}");
+        assert_eq!(traffic.relay_renewals, 0, "{traffic:?}");
         assert_eq!((traffic.sent_relayed, traffic.received_relayed), (0, 0), "{traffic:?}");
     }
 }
@@ -192,6 +198,9 @@ async fn two_devices_connect_through_a_real_coturn_with_relay_candidates_only() 
         assert!(traffic.sent_relayed > 0 && traffic.received_relayed > 0, "{traffic:?}");
         assert_eq!((traffic.sent_direct, traffic.received_direct), (0, 0), "{traffic:?}");
     }
+    // The relay was renewed (the allocation, and the permission for the other side's address)
+    // with the credentials and nonce it holds: coturn granted both.
+    assert_eq!(caller.traffic().relay_renewals, 2, "{:?}", caller.traffic());
 }
 
 #[tokio::test]
