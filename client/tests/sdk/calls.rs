@@ -284,3 +284,46 @@ async fn tampered_redirected_misattributed_and_outsider_signals_are_refused() {
         .await
         .expect("a genuine one still goes");
 }
+
+#[tokio::test]
+async fn each_device_hears_what_a_call_means_to_it_answered_elsewhere_declined_and_ended() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@ring.test").await;
+    let bob = app.person("bob@ring.test").await;
+    let carol = app.person("carol@ring.test").await;
+    let bob_phone =
+        crate::signin::sign_in_new_device(&app.base, "bob@ring.test", app.home.0.join("profiles").join("bob-phone"))
+            .await;
+    let (org, conversation) = group(&app, &alice, &[&bob, &carol]).await;
+    let mut alice_hears = listen(&alice.messenger, org, conversation).await;
+    let mut laptop_hears = listen(&bob.messenger, org, conversation).await;
+    let mut phone_hears = listen(&bob_phone.messenger, org, conversation).await;
+    let mut carol_hears = listen(&carol.messenger, org, conversation).await;
+
+    let call = alice.messenger.start_call(org, conversation, CallKind::Audio).await.expect("start");
+    assert_eq!(next_change(&mut alice_hears, CallChange::Outgoing).await.id, call.id);
+    for hears in [&mut laptop_hears, &mut phone_hears, &mut carol_hears] {
+        assert_eq!(next_change(hears, CallChange::Ringing).await.id, call.id, "every callee device rings");
+    }
+    // Bob answers on his phone: his laptop stops ringing; a late answer there is refused.
+    bob_phone.messenger.accept_call(org, conversation, call.id).await.expect("the phone answers");
+    let elsewhere = CallChange::AnsweredElsewhere { device_id: bob_phone.device_id };
+    next_change(&mut laptop_hears, elsewhere).await;
+    let late = bob.messenger.accept_call(org, conversation, call.id).await.expect_err("answered already");
+    assert!(late.is_api("call_answered_elsewhere"), "{late}");
+    next_change(&mut phone_hears, CallChange::InCall).await;
+    next_change(&mut alice_hears, CallChange::InCall).await;
+    // Carol declines; then both in the call hang up and it ends for everyone.
+    carol.messenger.decline_call(org, conversation, call.id).await.expect("carol declines");
+    next_change(&mut carol_hears, CallChange::Declined).await;
+    let _beats = bob_phone.messenger.heartbeat(org, conversation, call.id);
+    alice.messenger.hang_up(org, conversation, call.id).await.expect("alice hangs up");
+    bob_phone.messenger.hang_up(org, conversation, call.id).await.expect("bob hangs up");
+    let ended = CallChange::Ended { reason: Some(EndReason::Hangup) };
+    for hears in [&mut alice_hears, &mut laptop_hears, &mut phone_hears, &mut carol_hears] {
+        assert_eq!(next_change(hears, ended).await.status, CallStatus::Ended);
+    }
+    assert!(alice.messenger.known_call(call.id).is_none(), "an ended call is forgotten");
+    let error = alice.messenger.hang_up(org, conversation, call.id).await.expect_err("over");
+    assert!(error.is_api("call_ended"), "{error}");
+}
