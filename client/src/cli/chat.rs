@@ -196,7 +196,7 @@ pub(super) async fn listen(
                 writeln!(ctx.out, "* message {message_id} was unpinned")?;
             }
             ListenEvent::CallUpdated { call, change } if !ctx.json() => {
-                if let Some(line) = call_line(&call, change, &names) {
+                if let Some(line) = call_line(org, &call, change, &names) {
                     writeln!(ctx.out, "{line}")?;
                 }
             }
@@ -214,12 +214,17 @@ pub(super) async fn listen(
 }
 
 /// What `listen` says about a call: who is calling and how to answer, and how it ended.
-fn call_line(call: &conclave_protocol::calls::Call, change: CallChange, names: &Names) -> Option<String> {
+fn call_line(
+    org: uuid::Uuid,
+    call: &conclave_protocol::calls::Call,
+    change: CallChange,
+    names: &Names,
+) -> Option<String> {
     let kind = serde_json::to_value(call.kind).ok()?.as_str()?.to_owned();
     let caller = names.of(call.started_by);
     Some(match change {
         CallChange::Ringing => format!(
-            "* {caller} is calling ({kind}, call {}): answer with `conclave call --answer --org ORG {}`",
+            "* {caller} is calling ({kind}, call {}): answer with `conclave call --answer --org {org} {}`",
             call.id, call.conversation_id
         ),
         CallChange::AnsweredElsewhere { .. } => format!("* {caller}'s call was answered on another device"),

@@ -17,6 +17,8 @@ use crate::mls::{Incoming, Leaf, PAST_EPOCHS};
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 /// The most heartbeats one [`CallHeartbeat`] sends: a day of call.
 const MAX_HEARTBEATS: u32 = 8_640;
+/// The most live calls remembered (to check signal senders against).
+const MAX_KNOWN_CALLS: usize = 64;
 
 /// What a `call_updated` means to this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,9 +307,17 @@ impl Messenger {
         let mut calls = self.inner.calls.lock().unwrap_or_else(|p| p.into_inner());
         if call.status == CallStatus::Ended {
             calls.remove(&call.id);
-        } else {
-            calls.insert(call.id, call.clone());
+            return call;
         }
+        // Bounded: a call whose end this device never heard of is dropped once enough newer
+        // ones arrived (it is read again from the server if a signal names it).
+        if calls.len() >= MAX_KNOWN_CALLS && !calls.contains_key(&call.id) {
+            let oldest = calls.values().min_by_key(|known| known.started_at).map(|known| known.id);
+            if let Some(id) = oldest {
+                calls.remove(&id);
+            }
+        }
+        calls.insert(call.id, call.clone());
         call
     }
 

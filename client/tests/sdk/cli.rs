@@ -173,3 +173,32 @@ async fn conclave_call_rings_and_conclave_call_answer_talks_back_over_a_data_cha
     assert_eq!(record.kind, conclave_protocol::calls::CallKind::Video);
     assert!(record.answered_at.is_some() && record.ended_at.is_some(), "{record:?}");
 }
+
+#[tokio::test]
+async fn conclave_listen_shows_an_incoming_call_with_the_command_that_answers_it() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@cli-ring.test").await;
+    let bob = app.person("bob@cli-ring.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org_text, conversation_text) = (org.to_string(), conversation.to_string());
+    // Bob listens until one message arrives; meanwhile Alice calls, gives up, and writes.
+    let listening =
+        ["--profile", "bob", "listen", "--org", &org_text, "--conversation", &conversation_text, "--count", "1"];
+    let listen = app.cli(&listening);
+    let call_then_write = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let kind = conclave_protocol::calls::CallKind::Video;
+        let call = alice.messenger.start_call(org, conversation, kind).await.expect("start");
+        alice.messenger.hang_up(org, conversation, call.id).await.expect("cancel");
+        alice.messenger.send_text(org, conversation, "sorry, wrong button").await.expect("send");
+        call.id
+    };
+    let (heard, call_id) = tokio::join!(listen, call_then_write);
+    let heard = heard.expect("listen");
+    let answer =
+        format!("is calling (video, call {call_id}): answer with `conclave call --answer --org {org} {conversation}`");
+    assert!(heard.contains(&answer), "{heard}");
+    // Cancelled before Bob answered: to him, a missed call.
+    assert!(heard.contains("* missed video call from alice"), "{heard}");
+    assert!(heard.contains("sorry, wrong button"), "{heard}");
+}
