@@ -202,3 +202,71 @@ async fn conclave_listen_shows_an_incoming_call_with_the_command_that_answers_it
     assert!(heard.contains("* missed video call from alice"), "{heard}");
     assert!(heard.contains("sorry, wrong button"), "{heard}");
 }
+
+#[tokio::test]
+async fn conclave_call_relay_only_connects_through_the_deployments_coturn() {
+    let secret = "cli-relay-turn-secret";
+    let turn = conclave_testkit::turn::Coturn::start(secret).await.expect("coturn");
+    let app = TestApp::start_with(&["--turn-urls", &turn.uri(), "--turn-shared-secret", secret]).await;
+    let alice = app.person("alice@cli-relay.test").await;
+    let bob = app.person("bob@cli-relay.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org, conversation) = (org.to_string(), conversation.to_string());
+    let answering = [
+        "--profile",
+        "bob",
+        "call",
+        "--org",
+        &org,
+        "--answer",
+        &conversation,
+        "--relay-only",
+        "--send",
+        "via relay",
+        "--count",
+        "1",
+        "--wait",
+        "20",
+    ];
+    let placing = [
+        "--profile",
+        "alice",
+        "call",
+        "--org",
+        &org,
+        &conversation,
+        "--relay-only",
+        "--send",
+        "relayed too",
+        "--count",
+        "1",
+        "--wait",
+        "20",
+    ];
+    let place = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.cli(&placing).await
+    };
+    let (answered, placed) = tokio::join!(app.cli(&answering), place);
+    let (answered, placed) = (answered.expect("bob answers"), placed.expect("alice calls"));
+    assert!(placed.contains("Connected through the TURN relay") && placed.contains("< via relay"), "{placed}");
+    assert!(answered.contains("Connected through the TURN relay") && answered.contains("< relayed too"), "{answered}");
+}
+
+#[tokio::test]
+async fn conclave_call_relay_only_without_a_turn_server_is_refused_with_a_message() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@cli-noturn.test").await;
+    let bob = app.person("bob@cli-noturn.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org, conversation) = (org.to_string(), conversation.to_string());
+    let error = app
+        .cli(&["--profile", "alice", "call", "--org", &org, &conversation, "--relay-only", "--wait", "1"])
+        .await
+        .expect_err("no relay to use");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("--relay-only needs the deployment's TURN server") && text.contains("turn_not_configured"),
+        "{text}"
+    );
+}
