@@ -283,6 +283,16 @@ async fn tampered_redirected_misattributed_and_outsider_signals_are_refused() {
         .send_signal(org, conversation, call.id, bob.device_id, offer())
         .await
         .expect("a genuine one still goes");
+
+    // A signal sealed before a commit moved the epoch on is refused by the server as stale; the
+    // SDK's send syncs the group and seals it again in the new epoch.
+    let before = seal(bob.device_id).await.expect("sealed");
+    let epoch = bob.messenger.rotate(org, conversation).await.expect("bob's commit");
+    assert_eq!(i64::from(epoch), i64::from(before.key_generation) + 1);
+    let client = alice.messenger.client();
+    let stale = client.send_call_signal(org, conversation, call.id, &before).await.expect_err("stale");
+    assert!(stale.is_api("stale_generation"), "{stale}");
+    alice.messenger.send_signal(org, conversation, call.id, bob.device_id, offer()).await.expect("sealed again");
 }
 
 #[tokio::test]
