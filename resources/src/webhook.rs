@@ -74,7 +74,9 @@ pub struct WebhookEndpointSpec {
     pub enabled: bool,
 }
 
-/// The event types an endpoint may subscribe to: the catalogue of docs/webhooks.md.
+/// The event types an endpoint may subscribe to: the catalogue of docs/webhooks.md. The call
+/// events are reserved (there are no calls yet to cause them): subscribing is allowed, and
+/// delivers nothing until they exist.
 pub const EVENT_TYPES: &[&str] = &[
     "conversation.created",
     "member.joined",

@@ -10,7 +10,6 @@ use crate::context::seat;
 use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ApiPath};
-use crate::outbox::events::{self, Event};
 use crate::realtime::{self, LiveEvent};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -123,26 +122,7 @@ pub(super) async fn start(
     .execute(&mut *tx)
     .await
     .map_err(busy)?;
-    // Web Push for the callees' devices (docs/notifications.md: `call.incoming`, pushed as
-    // addressed to them, with a short TTL), in the transaction that starts the call.
-    sqlx::query!(
-        "INSERT INTO outbound_notifications (organization_id, channel, event_type, recipient_user_id, payload)
-         SELECT $1, 'push', 'call.incoming', p.user_id,
-                jsonb_build_object('conversation_id', $2::uuid, 'call_id', $3::uuid)
-           FROM call_participants p
-          WHERE p.call_id = $3 AND p.state = 'invited'
-            AND EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.user_id = p.user_id)",
-        organization_id,
-        conversation_id,
-        call_id
-    )
-    .execute(&mut *tx)
-    .await?;
     let call = load(&mut tx, call_id).await?;
-    let started = serde_json::json!({
-        "conversation_id": conversation_id, "call_id": call_id, "kind": call.kind, "started_by": auth.user_id,
-    });
-    events::in_conversation(&mut tx, organization_id, conversation_id, Event::CallStarted, started).await?;
     tx.commit().await?;
     publish(&state, organization_id, &call).await;
     Ok((StatusCode::CREATED, axum::Json(call)))
@@ -223,44 +203,9 @@ async fn act(
         settle_call(&mut tx, call_id, status, reason).await?;
     }
     let stored = load(&mut tx, call_id).await?;
-    if status != call.status {
-        queue_ended(&mut tx, organization_id, &stored).await?;
-    }
     tx.commit().await?;
     publish(state, organization_id, &stored).await;
     Ok(axum::Json(stored))
-}
-
-/// When `call` has just ended (in the transaction that ended it): queues `call.ended` for the
-/// webhooks (how it ended, how long it was answered for, 0 if never), and a `call.missed` push
-/// for each member who missed it.
-pub(super) async fn queue_ended(conn: &mut PgConnection, organization_id: Uuid, call: &Call) -> ApiResult<()> {
-    if call.status != CallStatus::Ended {
-        return Ok(());
-    }
-    sqlx::query!(
-        "INSERT INTO outbound_notifications (organization_id, channel, event_type, recipient_user_id, payload)
-         SELECT $1, 'push', 'call.missed', p.user_id,
-                jsonb_build_object('conversation_id', $2::uuid, 'call_id', $3::uuid)
-           FROM call_participants p
-          WHERE p.call_id = $3 AND p.state = 'missed'
-            AND EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.user_id = p.user_id)",
-        organization_id,
-        call.conversation_id,
-        call.id
-    )
-    .execute(&mut *conn)
-    .await?;
-    let duration = match (call.answered_at, call.ended_at) {
-        (Some(answered), Some(ended)) => (ended - answered).num_seconds().max(0),
-        _ => 0,
-    };
-    let ended = serde_json::json!({
-        "conversation_id": call.conversation_id, "call_id": call.id, "kind": call.kind,
-        "end_reason": call.end_reason, "answered": call.answered_at.is_some(), "duration_seconds": duration,
-    });
-    events::in_conversation(conn, organization_id, call.conversation_id, Event::CallEnded, ended).await?;
-    Ok(())
 }
 
 /// Stores a participant's new state (inserting the row of a member added after the start):

@@ -6,7 +6,7 @@
 //! publishes the call. Bounded: at most 100 calls a pass. Replicas may sweep at once; the row lock
 //! and the state machine make the second one find nothing left to do.
 
-use super::lifecycle::{load, publish, queue_ended, settle_call, store_participant};
+use super::lifecycle::{load, publish, settle_call, store_participant};
 use super::state::{self, Action};
 use crate::AppState;
 use crate::error::ApiResult;
@@ -117,9 +117,6 @@ async fn sweep_call(
         settle_call(&mut tx, call_id, status, reason).await?;
     }
     let stored = load(&mut tx, call_id).await?;
-    if status != call.status {
-        queue_ended(&mut tx, organization_id, &stored).await?;
-    }
     tx.commit().await?;
     publish(state, organization_id, &stored).await;
     Ok(true)

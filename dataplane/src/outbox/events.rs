@@ -20,12 +20,10 @@ pub enum Event {
     MessageEdited,
     MessageDeleted,
     PrivacyRequestFiled,
-    CallStarted,
-    CallEnded,
 }
 
 impl Event {
-    pub const ALL: [Event; 9] = [
+    pub const ALL: [Event; 7] = [
         Self::ConversationCreated,
         Self::MemberJoined,
         Self::MemberLeft,
@@ -33,8 +31,6 @@ impl Event {
         Self::MessageEdited,
         Self::MessageDeleted,
         Self::PrivacyRequestFiled,
-        Self::CallStarted,
-        Self::CallEnded,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -46,8 +42,6 @@ impl Event {
             Self::MessageEdited => "message.edited",
             Self::MessageDeleted => "message.deleted",
             Self::PrivacyRequestFiled => "privacy_request.filed",
-            Self::CallStarted => "call.started",
-            Self::CallEnded => "call.ended",
         }
     }
 }
