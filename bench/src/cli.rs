@@ -29,6 +29,9 @@ pub enum Command {
     Notifications(NotificationsArgs),
     /// The retention sweep deleting expired messages: rows/s, and send latency while it runs.
     Retention(RetentionArgs),
+    /// Call signalling: offer sent → answer received with calls in flight at once, caller and
+    /// callee on two replicas.
+    Calls(CallsArgs),
     /// Writes the generated part of docs/benchmarks.md from a results file.
     Report {
         /// The results file.
@@ -293,4 +296,19 @@ pub struct NotificationsArgs {
     /// Sends in flight (closed loop).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+}
+
+#[derive(Args, Clone)]
+pub struct CallsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Calls in flight at once (one direct conversation each, two people per call).
+    #[arg(long, default_value_t = 50)]
+    pub calls: usize,
+    /// Calls placed one after the other in each conversation.
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// Bytes of each SDP offer and answer (a browser's audio+video offer is 3-6 KB).
+    #[arg(long, default_value_t = 4000)]
+    pub sdp_bytes: usize,
 }

@@ -10,11 +10,12 @@
 //! * [`cli`]: the arguments; [`modes`]: each mode's setup and headline; [`run`]: the database,
 //!   work directory and results file every run shares; [`stack`]: the data plane processes.
 //! * The measurements: [`messages`], [`connections`], [`baseline`], [`operator`], [`mls`],
-//!   [`notify`] (Web Push), [`retention`], with
+//!   [`notify`] (Web Push), [`retention`], [`calls`] (signalling), with
 //!   [`provision`] (users, logins, conversations), [`socket`] and [`system`] (CPU, RSS).
 //! * [`results`] (the results file) and [`report`] (`docs/benchmarks.md`, comparisons).
 
 mod baseline;
+mod calls;
 mod cli;
 mod connections;
 mod messages;
@@ -44,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Mls(args) => modes::mls_mode(args).await,
         Command::Notifications(args) => modes::notifications_mode(args).await,
         Command::Retention(args) => modes::retention_mode(args).await,
+        Command::Calls(args) => modes::calls_mode(args).await,
         Command::Report { results, output } => modes::write_report(&results, &output),
         Command::Compare { a, b } => modes::compare(&a, &b),
     }

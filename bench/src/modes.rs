@@ -3,13 +3,13 @@
 //! headline and appends the figures.
 
 use crate::cli::{
-    BaselineArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, NotificationsArgs, OperatorArgs,
+    BaselineArgs, CallsArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, NotificationsArgs, OperatorArgs,
     RetentionArgs,
 };
 use crate::results::{self, Figures};
 use crate::run::{append_run, raise_file_limit, read_results, with_bench};
 use crate::stack::{self, DataplaneSettings};
-use crate::{connections, messages, mls, notify, operator, provision, report, retention, system};
+use crate::{calls, connections, messages, mls, notify, operator, provision, report, retention, system};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Duration;
@@ -508,6 +508,56 @@ pub async fn retention_mode(args: RetentionArgs) -> Result<()> {
             figures.send_errors
         );
         append_run(&args.common.out, bench.machine(), Figures::Retention(figures))
+    })
+    .await
+}
+
+/// Call signalling: `--calls` calls at once, caller and callee on two replicas.
+pub async fn calls_mode(args: CallsArgs) -> Result<()> {
+    if args.calls == 0 || args.rounds == 0 {
+        bail!("--calls and --rounds must be at least 1");
+    }
+    let binary = stack::dataplane_binary(args.common.dataplane_bin.clone()).await?;
+    let common = args.common.clone();
+    with_bench(&common, async |bench| {
+        let settings = DataplaneSettings {
+            binary: binary.clone(),
+            db_connections: args.common.db_connections,
+            outbox_poll_ms: args.common.outbox_poll_ms,
+            push_loopback: false,
+            extra_args: Vec::new(),
+        };
+        let planes = stack::start_dataplanes(&settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 2).await?;
+        let result = async {
+            let tenant = provision::tenant(&bench.db.owner, args.calls * 2).await?;
+            let bases: Vec<String> = planes.iter().map(|p| p.base.clone()).collect();
+            let members = provision::login_all(&tenant.users, &bases, args.common.login_parallelism).await?;
+            let conversations = provision::conversations(&bench.db.owner, &tenant, &members, 2).await?;
+            let ports: Vec<u16> = planes.iter().map(|p| p.port).collect();
+            let settings = calls::Settings {
+                calls: args.calls,
+                rounds: args.rounds,
+                sdp_bytes: args.sdp_bytes,
+                source_addresses: args.common.source_addresses,
+            };
+            calls::run(tenant.organization_id, &members, &conversations, &ports, &settings).await
+        }
+        .await;
+        stack::stop_dataplanes(planes).await;
+        let figures = result?;
+        println!(
+            "calls: {} at once x {} rounds, {} B SDPs: setup (offer → answer) p50/p99 {:.2}/{:.2} ms, ring p50/p99 {:.2}/{:.2} ms, {:.0} calls/s, {} errors",
+            figures.calls,
+            figures.rounds,
+            figures.sdp_bytes,
+            figures.setup.p50_ms,
+            figures.setup.p99_ms,
+            figures.ring.p50_ms,
+            figures.ring.p99_ms,
+            figures.calls_per_sec,
+            figures.errors
+        );
+        append_run(&args.common.out, bench.machine(), Figures::Calls(figures))
     })
     .await
 }

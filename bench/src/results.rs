@@ -44,6 +44,7 @@ pub enum Figures {
     Mls(Box<MlsFigures>),
     Notifications(NotificationFigures),
     Retention(RetentionFigures),
+    Calls(CallFigures),
 }
 
 impl Figures {
@@ -56,6 +57,7 @@ impl Figures {
             Self::Mls(_) => "mls",
             Self::Notifications(_) => "notifications",
             Self::Retention(_) => "retention",
+            Self::Calls(_) => "calls",
         }
     }
 
@@ -73,6 +75,7 @@ impl Figures {
             Self::Baseline(b) => format!("baseline clients={}", b.pg_clients),
             Self::Operator(o) => format!("operator organizations={} workspaces={}", o.organizations, o.workspaces),
             Self::Retention(r) => format!("retention messages={} batch={}", r.messages, r.batch),
+            Self::Calls(c) => format!("calls calls={} rounds={} sdp={}", c.calls, c.rounds, c.sdp_bytes),
             Self::Mls(m) => format!(
                 "mls group={} claims={} throughput={}",
                 m.group.as_ref().map_or(0, |g| g.group_size),
@@ -113,6 +116,13 @@ impl Figures {
                 ("errors", o.errors as f64, false),
                 ("operator idle CPU %", o.idle_cpu_percent, false),
                 ("operator idle RSS MiB", o.idle_rss_mib, false),
+            ],
+            Self::Calls(c) => vec![
+                ("setup p50 ms", c.setup.p50_ms, false),
+                ("setup p99 ms", c.setup.p99_ms, false),
+                ("ring p99 ms", c.ring.p99_ms, false),
+                ("calls/s", c.calls_per_sec, true),
+                ("errors", c.errors as f64, false),
             ],
             Self::Retention(r) => vec![
                 ("rows deleted/s", r.rows_per_sec, true),
@@ -307,6 +317,27 @@ impl OperatorFigures {
     pub fn all_ready_secs(&self) -> Option<f64> {
         Some(self.organizations_ready_secs?.max(self.workspaces_ready_secs?))
     }
+}
+
+/// Calls: signalling through the data plane with calls in flight at once, caller and callee on
+/// different replicas.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CallFigures {
+    /// Calls in flight at once.
+    pub calls: usize,
+    /// Calls placed one after the other in each conversation.
+    pub rounds: usize,
+    pub replicas: usize,
+    /// Bytes of each SDP before MLS.
+    pub sdp_bytes: usize,
+    /// Offer sent (the caller's request) → answer received (on the caller's socket).
+    pub setup: Latency,
+    /// Start requested → the callee's socket shows the call ringing.
+    pub ring: Latency,
+    /// Whole call cycles (start, ring, accept, offer, answer, both leave) per second.
+    pub calls_per_sec: f64,
+    pub errors: u64,
+    pub secs: f64,
 }
 
 /// Retention: the sweep deleting expired messages, and send latency before and while it runs.

@@ -15,10 +15,13 @@
 //! - [`messenger`] puts them together: send (rotating the conversation key when the server asks),
 //!   read history, react, pin, send and download encrypted files, and listen on the WebSocket
 //!   with reconnection and resume.
+//! - [`calls`] is what a call needs besides the server: the sealed signal format, a WebRTC peer
+//!   connection (str0m) with a data channel, and a TURN client for relay candidates.
 //! - [`cli`] is the `conclave` command line (the binary is a thin `main` around [`cli::run`]).
 
 pub mod api;
 pub mod bot;
+pub mod calls;
 pub mod cli;
 pub mod content;
 pub mod crypto;

@@ -142,6 +142,12 @@ pub enum Error {
     /// A message's content is too large or not valid.
     #[error("invalid message content: {0}")]
     Content(String),
+    /// A call signal was refused (docs/protocol-v2.md, "Call signalling").
+    #[error(transparent)]
+    Signal(#[from] crate::calls::signal::SignalError),
+    /// A call's peer-to-peer connection failed.
+    #[error("call connection: {0}")]
+    Peer(String),
 }
 
 impl From<tokio_tungstenite::tungstenite::Error> for Error {

@@ -19,6 +19,7 @@
 
 mod auth;
 mod bots;
+mod calls;
 mod compliance;
 mod conversations;
 mod error;

@@ -7,7 +7,7 @@ use conclave_protocol::api::{ConversationKind, CreateConversation};
 use super::output::message_line;
 use super::resolve::{self, Names};
 use super::{Context, Kind};
-use crate::messenger::{Body, ListenEvent, ListenerOptions};
+use crate::messenger::{Body, CallChange, ListenEvent, ListenerOptions};
 
 pub(super) async fn list(ctx: &mut Context<'_>, org: &str) -> Result<()> {
     let (_, client) = ctx.client()?;
@@ -195,6 +195,12 @@ pub(super) async fn listen(
             ListenEvent::Unpinned { message_id, .. } if !ctx.json() => {
                 writeln!(ctx.out, "* message {message_id} was unpinned")?;
             }
+            ListenEvent::CallUpdated { call, change } if !ctx.json() => {
+                if let Some(line) = call_line(org, &call, change, &names) {
+                    writeln!(ctx.out, "{line}")?;
+                }
+            }
+            ListenEvent::CallSignalRejected { error, .. } => eprintln!("* a call signal was refused: {error}"),
             ListenEvent::Disconnected { reason, retry_in } => {
                 eprintln!("* connection lost ({reason}); reconnecting in {:.1}s", retry_in.as_secs_f32());
             }
@@ -208,4 +214,28 @@ pub(super) async fn listen(
     }
     listener.close().await;
     Ok(())
+}
+
+/// What `listen` says about a call: who is calling and how to answer, and how it ended.
+fn call_line(
+    org: uuid::Uuid,
+    call: &conclave_protocol::calls::Call,
+    change: CallChange,
+    names: &Names,
+) -> Option<String> {
+    let kind = serde_json::to_value(call.kind).ok()?.as_str()?.to_owned();
+    let caller = names.of(call.started_by);
+    Some(match change {
+        CallChange::Ringing => format!(
+            "* {caller} is calling ({kind}, call {}): answer with `conclave call --answer --org {org} {}`",
+            call.id, call.conversation_id
+        ),
+        CallChange::AnsweredElsewhere { .. } => format!("* {caller}'s call was answered on another device"),
+        CallChange::Missed => format!("* missed {kind} call from {caller}"),
+        CallChange::Ended { reason } => {
+            let reason = reason.and_then(|r| serde_json::to_value(r).ok()).unwrap_or_default();
+            format!("* {caller}'s call ended ({})", reason.as_str().unwrap_or("ended"))
+        }
+        _ => return None,
+    })
 }

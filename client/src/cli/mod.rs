@@ -7,6 +7,7 @@
 //! history and `ps`). Tokens and keys are never printed.
 
 mod account;
+mod calls;
 mod chat;
 mod identity;
 mod notifications;
@@ -269,6 +270,31 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<privacy::PrivacyAction>,
     },
+    /// Place a call in a conversation (or answer one with --answer) and talk over its data
+    /// channel: typed lines are sent, received ones printed; end of input or Ctrl-C hangs up.
+    Call {
+        #[arg(long)]
+        org: String,
+        /// The conversation to call (to answer: any of yours by default).
+        conversation: Option<String>,
+        #[arg(long, value_enum, default_value = "audio")]
+        kind: calls::Kind,
+        /// Answer a call that rings (or the next one) instead of placing one.
+        #[arg(long)]
+        answer: bool,
+        /// Send this line once connected, instead of reading standard input (repeatable).
+        #[arg(long = "send")]
+        send: Vec<String>,
+        /// Hang up after this many lines received.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Connect through the deployment's TURN relay only (no direct path).
+        #[arg(long)]
+        relay_only: bool,
+        /// Seconds to ring (or to wait for a call to answer).
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
     /// Print messages as they arrive, decrypted (and mark them delivered and read).
     Listen {
         #[arg(long)]
@@ -411,6 +437,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write, prompt: &mut dyn Prompt) -> Resu
         }
         Command::Pins { org, conversation } => rich::pins(&mut ctx, &org, &conversation).await,
         Command::History { org, conversation, limit } => chat::history(&mut ctx, &org, &conversation, limit).await,
+        Command::Call { org, conversation, kind, answer, send, count, relay_only, wait } => {
+            let wait = std::time::Duration::from_secs(wait);
+            // Boxed: a call's future (listener, peer connection) is large, and inlined it would
+            // make every command's future as large (the tests' threads overflowed their stacks).
+            let args = calls::CallArgs { org, conversation, kind, answer, send, count, relay_only, wait };
+            Box::pin(calls::call(&mut ctx, args)).await
+        }
         Command::Listen { org, conversations, count } => chat::listen(&mut ctx, &org, &conversations, count).await,
         Command::Profile { action } => notifications::profile(&mut ctx, action).await,
         Command::Notifications { action } => notifications::notifications(&mut ctx, action).await,

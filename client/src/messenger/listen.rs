@@ -38,8 +38,11 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
-use super::{Messenger, ReceivedMessage, ReceivedReaction};
+use conclave_protocol::calls::Call;
+
+use super::{CallChange, Messenger, ReceivedMessage, ReceivedReaction, ReceivedSignal, RelayedSignal, classify};
 use crate::api::{Error, Result};
+use crate::calls::signal::SignalError;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -189,6 +192,26 @@ pub enum ListenEvent {
         conversation_id: Uuid,
         /// The epoch this device rejoined at.
         epoch: u64,
+    },
+    /// A call of a followed conversation started or changed: the whole call, and what it means
+    /// to this device (ring, stop ringing, answered elsewhere, ended...).
+    CallUpdated {
+        /// The call as the server has it now.
+        call: Call,
+        /// What that means here.
+        change: CallChange,
+    },
+    /// A signal for this device in a call, opened and checked (MLS sender, addressee, call).
+    CallSignal(ReceivedSignal),
+    /// A signal that was refused (altered, misattributed, for another device or call, or from a
+    /// device not in the call): dropped, reported so a UI can tell.
+    CallSignalRejected {
+        /// The call it was relayed in.
+        call_id: Uuid,
+        /// The device the server attributed it to.
+        from_device_id: Uuid,
+        /// Why it was refused.
+        error: SignalError,
     },
 }
 
@@ -484,8 +507,38 @@ impl Listener {
             }
             // Notifications: the CLI reads profiles and unread counts through the API.
             ServerFrame::ProfileUpdated { .. } | ServerFrame::UnreadChanged { .. } => {}
-            // Calls have no SDK API yet (docs/calls.md): the listener passes them by.
-            ServerFrame::CallUpdated { .. } | ServerFrame::CallSignal { .. } => {}
+            ServerFrame::CallUpdated { call } => {
+                if self.follows(call.conversation_id, None).await? {
+                    let call = self.messenger.note_call(call);
+                    let change = classify(&call, self.messenger.user_id(), self.messenger.device_id());
+                    self.pending.push_back(ListenEvent::CallUpdated { call, change });
+                }
+            }
+            ServerFrame::CallSignal {
+                conversation_id,
+                call_id,
+                from_user_id,
+                from_device_id,
+                key_generation,
+                ciphertext,
+            } => {
+                if self.follows(conversation_id, None).await? {
+                    let relayed = RelayedSignal {
+                        conversation_id,
+                        call_id,
+                        from_user_id,
+                        from_device_id,
+                        key_generation,
+                        ciphertext: &ciphertext,
+                    };
+                    let event = match self.messenger.open_signal(self.org, relayed).await {
+                        Ok(signal) => ListenEvent::CallSignal(signal),
+                        Err(Error::Signal(error)) => ListenEvent::CallSignalRejected { call_id, from_device_id, error },
+                        Err(err) => return Err(err),
+                    };
+                    self.pending.push_back(event);
+                }
+            }
         }
         Ok(())
     }

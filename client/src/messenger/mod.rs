@@ -22,8 +22,12 @@
 //!   key (exported from MLS), whose tag lets the server de-duplicate them.
 //! - **Files** ([`Messenger::send_file`], [`Messenger::download`]): chunked encryption under a
 //!   per-file key carried inside an MLS application message; see `files.rs`.
+//! - **Calls** ([`Messenger::start_call`], [`Messenger::accept_call`], [`Messenger::hang_up`],
+//!   [`Messenger::heartbeat`], [`Messenger::send_signal`], [`Messenger::open_signal`]): the
+//!   lifecycle, and signalling sealed with MLS for one device; see `calls.rs`.
 //! - **Listening** ([`Messenger::listen`]): the WebSocket, see [`Listener`].
 
+mod calls;
 mod export;
 mod files;
 mod identity;
@@ -41,6 +45,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
+pub use calls::{CallChange, CallHeartbeat, HEARTBEAT_INTERVAL, ReceivedSignal, RelayedSignal, classify};
 pub use export::ReadableExport;
 pub use files::{DownloadedFile, media_type_for};
 pub use identity::{IdentityState, SafetyCheck};
@@ -177,6 +182,8 @@ struct Inner {
     /// Conversations whose group this device rejoined (its state lost or unusable), with the
     /// epoch it rejoined at, until a listener announces them ([`Messenger::take_rejoins`]).
     rejoins: Mutex<Vec<(Uuid, u64)>>,
+    /// The latest state of the live calls this device saw (`calls.rs`), to check signal senders.
+    calls: Mutex<HashMap<Uuid, conclave_protocol::calls::Call>>,
     user_id: Uuid,
     device_id: Uuid,
 }
@@ -208,6 +215,7 @@ impl Messenger {
                 groups: tokio::sync::Mutex::new(()),
                 policy: Mutex::new(UpdatePolicy::default()),
                 rejoins: Mutex::new(Vec::new()),
+                calls: Mutex::new(HashMap::new()),
                 user_id,
                 device_id,
             }),

@@ -110,3 +110,163 @@ async fn the_cli_takes_two_people_from_registration_to_an_encrypted_conversation
         app.cli(&["--profile", "alice", "history", "--org", "acme", "--conversation", "lunch"]).await.expect("history");
     assert!(history.contains("pizza at noon?"), "{history}");
 }
+
+#[tokio::test]
+async fn conclave_call_rings_and_conclave_call_answer_talks_back_over_a_data_channel() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@cli-call.test").await;
+    let bob = app.person("bob@cli-call.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org, conversation) = (org.to_string(), conversation.to_string());
+
+    // Nothing rings yet: answering fails with a message, not a hang.
+    let error = app
+        .cli(&["--profile", "bob", "call", "--org", &org, "--answer", &conversation, "--wait", "1"])
+        .await
+        .expect_err("nothing to answer");
+    assert!(error.to_string().contains("no call rang within 1 s"), "{error:#}");
+
+    let answering = [
+        "--profile",
+        "bob",
+        "call",
+        "--org",
+        &org,
+        "--answer",
+        &conversation,
+        "--send",
+        "hello alice",
+        "--count",
+        "1",
+        "--wait",
+        "20",
+    ];
+    let answer = app.cli(&answering);
+    let place = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.cli(&[
+            "--profile",
+            "alice",
+            "call",
+            "--org",
+            &org,
+            &conversation,
+            "--kind",
+            "video",
+            "--send",
+            "hello bob",
+            "--count",
+            "1",
+            "--wait",
+            "20",
+        ])
+        .await
+    };
+    let (answered, placed) = tokio::join!(answer, place);
+    let (answered, placed) = (answered.expect("bob answers"), placed.expect("alice calls"));
+    assert!(placed.contains("Calling…") && placed.contains("Connected directly"), "{placed}");
+    assert!(placed.contains("< hello alice") && placed.contains("Hung up."), "{placed}");
+    assert!(answered.contains("Answered") && answered.contains("< hello bob"), "{answered}");
+
+    let records = alice.messenger.client().calls(org.parse().expect("uuid"), conversation.parse().expect("uuid")).await;
+    let record = records.expect("records").into_iter().next().expect("one call");
+    assert_eq!(record.kind, conclave_protocol::calls::CallKind::Video);
+    assert!(record.answered_at.is_some() && record.ended_at.is_some(), "{record:?}");
+}
+
+#[tokio::test]
+async fn conclave_listen_shows_an_incoming_call_with_the_command_that_answers_it() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@cli-ring.test").await;
+    let bob = app.person("bob@cli-ring.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org_text, conversation_text) = (org.to_string(), conversation.to_string());
+    // Bob listens until one message arrives; meanwhile Alice calls, gives up, and writes.
+    let listening =
+        ["--profile", "bob", "listen", "--org", &org_text, "--conversation", &conversation_text, "--count", "1"];
+    let listen = app.cli(&listening);
+    let call_then_write = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let kind = conclave_protocol::calls::CallKind::Video;
+        let call = alice.messenger.start_call(org, conversation, kind).await.expect("start");
+        alice.messenger.hang_up(org, conversation, call.id).await.expect("cancel");
+        alice.messenger.send_text(org, conversation, "sorry, wrong button").await.expect("send");
+        call.id
+    };
+    let (heard, call_id) = tokio::join!(listen, call_then_write);
+    let heard = heard.expect("listen");
+    let answer =
+        format!("is calling (video, call {call_id}): answer with `conclave call --answer --org {org} {conversation}`");
+    assert!(heard.contains(&answer), "{heard}");
+    // Cancelled before Bob answered: to him, a missed call.
+    assert!(heard.contains("* missed video call from alice"), "{heard}");
+    assert!(heard.contains("sorry, wrong button"), "{heard}");
+}
+
+#[tokio::test]
+async fn conclave_call_relay_only_connects_through_the_deployments_coturn() {
+    let secret = "cli-relay-turn-secret";
+    let turn = conclave_testkit::turn::Coturn::start(secret).await.expect("coturn");
+    let app = TestApp::start_with(&["--turn-urls", &turn.uri(), "--turn-shared-secret", secret]).await;
+    let alice = app.person("alice@cli-relay.test").await;
+    let bob = app.person("bob@cli-relay.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org, conversation) = (org.to_string(), conversation.to_string());
+    let answering = [
+        "--profile",
+        "bob",
+        "call",
+        "--org",
+        &org,
+        "--answer",
+        &conversation,
+        "--relay-only",
+        "--send",
+        "via relay",
+        "--count",
+        "1",
+        "--wait",
+        "20",
+    ];
+    let placing = [
+        "--profile",
+        "alice",
+        "call",
+        "--org",
+        &org,
+        &conversation,
+        "--relay-only",
+        "--send",
+        "relayed too",
+        "--count",
+        "1",
+        "--wait",
+        "20",
+    ];
+    let place = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.cli(&placing).await
+    };
+    let (answered, placed) = tokio::join!(app.cli(&answering), place);
+    let (answered, placed) = (answered.expect("bob answers"), placed.expect("alice calls"));
+    assert!(placed.contains("Connected through the TURN relay") && placed.contains("< via relay"), "{placed}");
+    assert!(answered.contains("Connected through the TURN relay") && answered.contains("< relayed too"), "{answered}");
+}
+
+#[tokio::test]
+async fn conclave_call_relay_only_without_a_turn_server_is_refused_with_a_message() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@cli-noturn.test").await;
+    let bob = app.person("bob@cli-noturn.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org, conversation) = (org.to_string(), conversation.to_string());
+    let error = app
+        .cli(&["--profile", "alice", "call", "--org", &org, &conversation, "--relay-only", "--wait", "1"])
+        .await
+        .expect_err("no relay to use");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("--relay-only needs the deployment's TURN server") && text.contains("turn_not_configured"),
+        "{text}"
+    );
+}

@@ -3,6 +3,7 @@
 mod account;
 mod attacks;
 mod bots;
+mod calls;
 mod cli;
 mod compliance;
 mod groups;

@@ -380,7 +380,7 @@ pub(super) async fn heartbeat(
     request_body = CallSignal,
     responses(
         (status = 202, description = "Relayed to that one device (as `call_signal`), if it is connected: signalling is live only, never stored"),
-        (status = 409, description = "`call_state_conflict`: this device or the addressed one is not in the call", body = crate::error::ErrorBody),
+        (status = 409, description = "`call_state_conflict`: this device or the addressed one is not in the call; `stale_generation` / `unknown_generation`: `key_generation` is not the conversation's current epoch (`details.current_key_generation`)", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large` (16 KiB at most)", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_mls_message`: not an MLS application message of this group in `key_generation`", body = crate::error::ErrorBody),
     )
@@ -397,7 +397,7 @@ pub(super) async fn signal(
     }
     crate::messages::check_framing(conversation_id, body.key_generation, &body.ciphertext)?;
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
-    seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let current_epoch = seat(&mut tx, auth.user_id, conversation_id, false).await?.current_key_generation;
     let call = load(&mut tx, call_id).await?;
     tx.commit().await?;
     if call.conversation_id != conversation_id {
@@ -415,6 +415,7 @@ pub(super) async fn signal(
     if body.to_device_id == auth.device_id {
         return Err(ApiError::new(ErrorCode::CallStateConflict, "a device does not signal itself"));
     }
+    check_signal_epoch(current_epoch, body.key_generation)?;
     let frame = ServerFrame::CallSignal {
         conversation_id,
         call_id,
@@ -426,4 +427,19 @@ pub(super) async fn signal(
     let event = LiveEvent::for_device(organization_id, conversation_id, (target.user_id, body.to_device_id), frame);
     realtime::publish(&state, event).await;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// A signal is sealed in the group's current epoch, as a message is: an older epoch is a sender
+/// that missed a commit (it syncs and seals again), a later one was never opened. Unlike a
+/// message, a signal is not held back while a removal waits for its commit: it goes to one
+/// device in the call, never to the member being removed.
+fn check_signal_epoch(current: i32, generation: i32) -> ApiResult<()> {
+    let details = crate::error::ErrorDetails::KeyGeneration { current_key_generation: current };
+    let code = match generation.cmp(&current) {
+        std::cmp::Ordering::Equal => return Ok(()),
+        std::cmp::Ordering::Less => ErrorCode::StaleGeneration,
+        std::cmp::Ordering::Greater => ErrorCode::UnknownGeneration,
+    };
+    Err(ApiError::new(code, format!("signals are sealed in the conversation's current epoch, {current}"))
+        .with_details(details))
 }

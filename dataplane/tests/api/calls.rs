@@ -363,6 +363,11 @@ async fn a_signal_reaches_the_addressed_device_only_across_replicas() {
         let (status, body) = app.post(&path, signal(to, &ciphertext), Some(&who.access)).await;
         assert_eq!((status, error_code(&body)), want, "{body}");
     }
+    // Framed consistently, but for an epoch the conversation has not reached (it is at 0).
+    let ahead = json!({ "to_device_id": bob_phone.device_id, "key_generation": 1, "ciphertext": b64(&chat.application(1, b"x")) });
+    let (status, body) = app.post(&path, ahead, Some(&alice.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "unknown_generation"), "{body}");
+    assert_eq!(body["error"]["details"]["current_key_generation"], 0, "{body}");
     let elsewhere = Chat { app: &app, org: chat.org, conversation: Uuid::now_v7() }.application(0, b"x");
     let (status, body) = app.post(&path, signal(bob_phone.device_id, &elsewhere), Some(&alice.access)).await;
     assert_eq!(
