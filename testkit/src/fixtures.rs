@@ -219,8 +219,14 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
     .await?;
     sqlx::query("INSERT INTO bot_agents (organization_id, workspace_id, display_name, scopes, token_hash) VALUES ($1, $2, 'Helper', ARRAY['messages:read'], $3)")
         .bind(org).bind(workspace_id).bind(digest(&format!("{slug}-bot"))).execute(&mut *c).await?;
-    sqlx::query("INSERT INTO outbound_notifications (organization_id, channel, event_type, webhook_endpoint_id, payload) VALUES ($1, 'webhook', 'message.created', $2, jsonb_build_object('message_id', $3::text))")
-        .bind(org).bind(webhook_id).bind(message_id).execute(&mut *c).await?;
+    let delivery_id = insert_id(
+        c,
+        "INSERT INTO outbound_notifications (organization_id, channel, event_type, webhook_endpoint_id, payload) VALUES ($1, 'webhook', 'message.created', $2, jsonb_build_object('message_id', $3::text)) RETURNING id",
+        &[Id(org), Id(webhook_id), Id(message_id)],
+    )
+    .await?;
+    sqlx::query("INSERT INTO webhook_delivery_attempts (organization_id, delivery_id, status, status_code, latency_ms, error) VALUES ($1, $2, 'failed', 503, 12, 'receiver answered 503')")
+        .bind(org).bind(delivery_id).execute(&mut *c).await?;
     sqlx::query("INSERT INTO audit_logs (organization_id, actor_kind, actor_user_id, action, target_type, target_id) VALUES ($1, 'user', $2, 'organization.member_added', 'user', $2)")
         .bind(org).bind(user_id).execute(&mut *c).await?;
     sqlx::query("INSERT INTO legal_holds (organization_id, scope, target_id, reason, placed_by) VALUES ($1, 'conversation', $2, 'matter 1', $3)")

@@ -51,6 +51,7 @@ const SUPPORTING_TABLES: &[&str] = &[
     "legal_holds",
     "worker_leases",
     "audit_pseudonyms",
+    "webhook_delivery_attempts",
 ];
 
 async fn public_tables(pool: &PgPool) -> Vec<String> {
