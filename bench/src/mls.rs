@@ -108,6 +108,7 @@ fn upload_body(outgoing: &Outgoing) -> Result<UploadCommit> {
         group_info: MlsBytes(outgoing.group_info.clone()),
         welcome: outgoing.welcome.clone().map(MlsBytes),
         welcomed_devices: outgoing.welcomed.iter().map(|(_, device)| *device).collect(),
+        proposals: outgoing.proposals.iter().cloned().map(MlsBytes).collect(),
     })
 }
 

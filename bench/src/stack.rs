@@ -140,6 +140,11 @@ pub fn workspace_root() -> PathBuf {
 /// tokens from one are accepted by the others.
 pub fn write_jwt_key(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
+    write_ed25519_key(&dir.join("bench-1.pem"))
+}
+
+/// A new Ed25519 key as PKCS#8 PEM (what the JWT signing and MLS removal keys are).
+fn write_ed25519_key(path: &Path) -> Result<()> {
     // PKCS#8 v1 PrivateKeyInfo for Ed25519: a fixed 16-byte header, then the 32-byte seed.
     let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
     der.extend_from_slice(Uuid::new_v4().as_bytes());
@@ -148,7 +153,7 @@ pub fn write_jwt_key(dir: &Path) -> Result<()> {
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         base64::engine::general_purpose::STANDARD.encode(&der)
     );
-    std::fs::write(dir.join("bench-1.pem"), pem)?;
+    std::fs::write(path, pem)?;
     Ok(())
 }
 
@@ -194,6 +199,10 @@ pub async fn start_dataplanes(
 ) -> Result<Vec<Dataplane>> {
     // Replicas started later in the same run share the first ones' signing key and log beside them.
     let keys = work_dir.join("jwt");
+    let removal_key = work_dir.join("mls-removal.pem");
+    if !removal_key.exists() {
+        write_ed25519_key(&removal_key)?;
+    }
     if !keys.join("bench-1.pem").exists() {
         write_jwt_key(&keys)?;
     }
@@ -213,6 +222,7 @@ pub async fn start_dataplanes(
             .args(["--database-url", &db.app_url, "--redis-url", &env.redis_url, "--redis-namespace", namespace])
             .args(["--database-max-connections", &settings.db_connections.to_string()])
             .args(["--jwt-keys-dir", &keys.to_string_lossy()])
+            .args(["--mls-removal-key-file", &removal_key.to_string_lossy()])
             .args(["--rate-limit-factor", "1000000", "--outbox-poll-ms", &settings.outbox_poll_ms.to_string()])
             // Every simulated client connects from loopback: the per-address cap would stop the
             // load at 1,024 sockets.

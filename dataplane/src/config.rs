@@ -77,6 +77,16 @@ pub struct Config {
     /// Without it an ephemeral key is generated, and sealed secrets do not survive a restart.
     #[arg(long, env = "CONCLAVE_AT_REST_KEY_FILE")]
     pub at_rest_key_file: Option<PathBuf>,
+    /// A file holding the MLS removal key (Ed25519, PKCS#8 PEM; the operator's
+    /// `<name>-mls-removal` Secret): the delivery service's external sender, with which it signs
+    /// the `Remove` proposals for removed members' and revoked devices' leaves. Replicas share it.
+    /// Without it, groups get no external sender and members commit removals themselves.
+    #[arg(long, env = "CONCLAVE_MLS_REMOVAL_KEY_FILE")]
+    pub mls_removal_key_file: Option<PathBuf>,
+    /// The removal key being replaced, during a rotation's overlap (read when the file exists):
+    /// groups made with it keep getting proposals they can verify until a member moves them on.
+    #[arg(long, env = "CONCLAVE_MLS_REMOVAL_PREVIOUS_KEY_FILE")]
+    pub mls_removal_previous_key_file: Option<PathBuf>,
     /// SMTP relay for account email, e.g. `smtp://mail.example:25` (plain, for a local relay).
     /// Without it, no email is sent and the features that need one say so.
     #[arg(long, env = "CONCLAVE_SMTP_URL", hide_env_values = true)]

@@ -19,6 +19,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub jwt: Arc<JwtKeys>,
     pub sealing: Arc<SealingKey>,
+    /// The MLS removal keys (the delivery service as its groups' external sender), if configured.
+    pub removal: Option<Arc<crate::conversations::removals::RemovalKeys>>,
     pub mailer: Arc<Mailer>,
     /// The sockets this replica holds.
     pub hub: Arc<crate::realtime::Hub>,
@@ -63,6 +65,12 @@ impl AppState {
                 SealingKey::ephemeral()
             }
         };
+        let removal = crate::conversations::removals::RemovalKeys::from_config(config)?.map(Arc::new);
+        if removal.is_none() {
+            tracing::warn!(
+                "no CONCLAVE_MLS_REMOVAL_KEY_FILE: members commit removals without the delivery service's proposals"
+            );
+        }
         let mailer = Mailer::from_config(config)?;
         let blobs = crate::attachments::open_store(config).context("opening the attachment store")?;
         let push = Arc::new(crate::outbox::push::Push::from_config(config)?);
@@ -75,6 +83,7 @@ impl AppState {
             config: Arc::new(config.clone()),
             jwt: Arc::new(jwt),
             sealing: Arc::new(sealing),
+            removal,
             mailer: Arc::new(mailer),
             hub,
             publisher: publisher.clone(),

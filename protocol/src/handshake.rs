@@ -45,6 +45,12 @@ pub struct UploadCommit {
     /// Welcome to these devices only.
     #[serde(default)]
     pub welcomed_devices: Vec<Uuid>,
+    /// The delivery service's proposals the commit includes by reference
+    /// (`GET .../proposals`), in the order received: stored with the commit, since every member
+    /// needs them to process it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "utoipa", schema(max_items = 1000))]
+    pub proposals: Vec<MlsBytes>,
 }
 
 /// The answer to an accepted commit.
@@ -65,6 +71,9 @@ pub struct StoredCommit {
     /// The device that sent it (absent once that device is deleted).
     pub committed_by_device_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// The delivery service's proposals it includes by reference: process them first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proposals: Vec<MlsBytes>,
 }
 
 /// `GET .../commits?after=N`.
@@ -92,4 +101,41 @@ pub struct StoredWelcome {
 pub struct StoredGroupInfo {
     pub epoch: i32,
     pub group_info: MlsBytes,
+}
+
+/// The basic credential's identity of the delivery service as a group's external sender.
+pub const DELIVERY_SERVICE_IDENTITY: &[u8] = b"conclave/v2/delivery-service";
+
+/// `GET /v1/mls/delivery-service`: what a device puts in a new group's `external_senders`
+/// extension (RFC 9420 section 12.1.8.1) so that the delivery service can propose the removal of a
+/// removed member's or revoked device's leaf, and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct DeliveryService {
+    /// The removal key (raw Ed25519 public key) under the basic credential
+    /// `conclave/v2/delivery-service`. Absent when the data plane has none configured: groups are
+    /// then made without an external sender, and members commit removals themselves.
+    #[serde(with = "crate::b64::option", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
+    pub removal_key: Option<[u8; 32]>,
+    /// The key it replaces, during a rotation's overlap: groups made with it still get proposals
+    /// signed with it until a member moves them to `removal_key`.
+    #[serde(with = "crate::b64::option", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
+    pub previous_removal_key: Option<[u8; 32]>,
+}
+
+/// `GET .../conversations/{conversation_id}/proposals`: the delivery service's `Remove` proposals
+/// for the current epoch, one per leaf of a device that is no longer an active device of a member
+/// (removed or left, or revoked), in leaf order. A member commits them (by reference) before any
+/// application message is accepted again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct PendingProposals {
+    /// The epoch they were made in: the conversation's current one.
+    pub epoch: i32,
+    /// Each a `PublicMessage` by external sender, signed with the removal key the group holds.
+    /// Empty when nothing is to be removed, or the group has no external sender the data plane
+    /// holds the key of.
+    pub proposals: Vec<MlsBytes>,
 }

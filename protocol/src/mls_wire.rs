@@ -14,7 +14,7 @@
 use std::fmt;
 
 mod removal;
-pub use removal::{UnsignedRemove, external_remove, leaf_with_key};
+pub use removal::{TreeLeaf, UnsignedRemove, external_remove, external_senders, leaf_with_key, leaves};
 
 /// `mls10`.
 pub const MLS_VERSION: u16 = 1;

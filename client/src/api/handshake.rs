@@ -1,7 +1,9 @@
 //! Protocol v2's delivery-service calls: key packages, and the ordered commits, Welcomes and group
 //! info of a conversation's MLS group.
 
-use conclave_protocol::handshake::{CommitAccepted, StoredCommit, StoredGroupInfo, StoredWelcome, UploadCommit};
+use conclave_protocol::handshake::{
+    CommitAccepted, DeliveryService, PendingProposals, StoredCommit, StoredGroupInfo, StoredWelcome, UploadCommit,
+};
 use conclave_protocol::keypackages::{ClaimKeyPackages, ClaimedKeyPackages, KeyPackageStock, UploadKeyPackages};
 use uuid::Uuid;
 
@@ -54,5 +56,16 @@ impl Client {
     /// `GET .../conversations/{c}/group-info`: the current epoch's group info.
     pub async fn group_info(&self, org: Uuid, conversation: Uuid) -> Result<StoredGroupInfo> {
         self.get(format!("{}/group-info", conversation_path(org, conversation))).await
+    }
+
+    /// `GET .../conversations/{c}/proposals`: the delivery service's `Remove` proposals for the
+    /// current epoch.
+    pub async fn proposals(&self, org: Uuid, conversation: Uuid) -> Result<PendingProposals> {
+        self.get(format!("{}/proposals", conversation_path(org, conversation))).await
+    }
+
+    /// `GET /v1/mls/delivery-service`: the removal key new groups name as their external sender.
+    pub async fn delivery_service(&self) -> Result<DeliveryService> {
+        self.get("/v1/mls/delivery-service".to_owned()).await
     }
 }

@@ -2,7 +2,7 @@
 //! pushing commits (and rebasing when another won the epoch), catching up on commits, joining from
 //! a Welcome, rejoining by external commit.
 
-use conclave_protocol::handshake::{MlsBytes, UploadCommit};
+use conclave_protocol::handshake::{MlsBytes, StoredCommit, UploadCommit};
 use conclave_protocol::keypackages::{KeyPackageBytes, KeyPackageStock, UploadKeyPackages};
 use openmls::group::MlsGroup;
 use thiserror::Error;
@@ -77,6 +77,7 @@ impl Device {
             group_info: MlsBytes(outgoing.group_info),
             welcome: outgoing.welcome.map(MlsBytes),
             welcomed_devices: outgoing.welcomed.iter().map(|(_, device)| *device).collect(),
+            proposals: outgoing.proposals.into_iter().map(MlsBytes).collect(),
         };
         match client.upload_commit(at.organization_id, at.conversation_id, &body).await {
             Ok(accepted) => {
@@ -156,10 +157,28 @@ impl Device {
                 if group.epoch().as_u64() >= until {
                     break;
                 }
-                seen.push(self.process(group, &commit.commit.0, roster, trust)?);
+                seen.push(self.process_commit(group, &commit, roster, trust)?);
             }
         }
         Ok(seen)
+    }
+
+    /// Processes a stored commit: first the delivery service's proposals it includes by reference
+    /// (each verified against the group's external sender, and stored), then the commit.
+    pub fn process_commit(
+        &self,
+        group: &mut MlsGroup,
+        commit: &StoredCommit,
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<Incoming, MlsError> {
+        for proposal in &commit.proposals {
+            match self.process(group, &proposal.0, roster, trust)? {
+                Incoming::RemovalProposed { .. } => {}
+                _ => return Err(MlsError::UnauthorizedSender),
+            }
+        }
+        self.process(group, &commit.commit.0, roster, trust)
     }
 
     /// Joins the group from the latest Welcome the server holds for this device.

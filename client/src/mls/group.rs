@@ -31,8 +31,7 @@ pub struct ExternalSenderKey {
     pub public_key: [u8; 32],
 }
 
-/// The basic credential's identity of the delivery service's external sender.
-pub const DELIVERY_SERVICE_IDENTITY: &[u8] = b"conclave/v2/delivery-service";
+pub use conclave_protocol::handshake::DELIVERY_SERVICE_IDENTITY;
 
 /// What a device expects of a group's roster, from the server's membership listing: which users
 /// may have leaves, and which of their devices were revoked (and may not come back, by an external
@@ -57,6 +56,9 @@ pub struct Outgoing {
     pub welcome: Option<Vec<u8>>,
     pub welcomed: Vec<(Uuid, Uuid)>,
     pub group_info: Vec<u8>,
+    /// The delivery service's proposals the commit includes by reference: the server keeps them
+    /// with it, for the other members to process first.
+    pub proposals: Vec<Vec<u8>>,
 }
 
 /// What an incoming MLS message turned out to be, after every check.
@@ -325,6 +327,41 @@ impl Device {
         let (commit, welcome, info) =
             group.remove_members(&self.provider, &self.signer, &leaves).map_err(mls("removing devices"))?;
         outgoing(epoch, commit, welcome, info, Vec::new())
+    }
+
+    /// Takes the delivery service's `Remove` proposals for the group's current epoch and commits
+    /// them, or returns `None` when there are none. Each is checked by openmls (signed by the
+    /// group's external sender, for this epoch) and must remove one of `gone`, the devices the
+    /// server itself lists as no longer active devices of a member: a proposal removing anyone
+    /// else is refused ([`MlsError::UnexpectedRemoval`]) and nothing is committed.
+    pub fn commit_removals(
+        &self,
+        group: &mut MlsGroup,
+        proposals: &[Vec<u8>],
+        gone: &BTreeSet<Uuid>,
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<Option<Outgoing>, MlsError> {
+        group.clear_pending_proposals(self.provider.storage()).map_err(mls("clearing proposals"))?;
+        for proposal in proposals {
+            let stored = self.process(group, proposal, roster, trust);
+            let refused = match stored {
+                Ok(Incoming::RemovalProposed { removed }) if gone.contains(&removed.device_id) => continue,
+                Ok(Incoming::RemovalProposed { removed }) => {
+                    MlsError::UnexpectedRemoval { user_id: removed.user_id, device_id: removed.device_id }
+                }
+                Ok(_) => MlsError::UnauthorizedSender,
+                Err(error) => error,
+            };
+            group.clear_pending_proposals(self.provider.storage()).map_err(mls("clearing proposals"))?;
+            return Err(refused);
+        }
+        if group.pending_proposals().next().is_none() {
+            return Ok(None);
+        }
+        let mut outgoing = self.commit_pending(group)?;
+        outgoing.proposals = proposals.to_vec();
+        Ok(Some(outgoing))
     }
 
     /// Commits the proposals received and stored (the delivery service's removals).
@@ -661,6 +698,7 @@ fn outgoing(
         welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(mls("encoding a welcome"))?,
         welcomed,
         group_info: MlsMessageOut::from(group_info).to_bytes().map_err(mls("encoding group info"))?,
+        proposals: Vec::new(),
     })
 }
 
@@ -712,6 +750,7 @@ fn classify<E: std::fmt::Display>(error: ProcessMessageError<E>, message: u64, g
         ProcessMessageError::ValidationError(ValidationError::UnableToDecrypt(_)) => MlsError::CannotDecrypt,
         ProcessMessageError::ValidationError(ValidationError::NoPastEpochData) => MlsError::CannotDecrypt,
         ProcessMessageError::ValidationError(ValidationError::WrongGroupId) => MlsError::WrongGroup,
+        ProcessMessageError::ValidationError(ValidationError::InvalidSignature) => MlsError::BadSignature,
         ProcessMessageError::InvalidCommit(e) => MlsError::InvalidCommit(e.to_string()),
         ProcessMessageError::GroupStateError(MlsGroupStateError::UseAfterEviction) => MlsError::NotInGroup,
         other => MlsError::Protocol { context: "processing a message", reason: other.to_string() },

@@ -81,6 +81,10 @@ pub enum MlsError {
     /// The message cannot be decrypted: forged, replayed, or its epoch's secrets are gone.
     #[error("the message cannot be decrypted")]
     CannotDecrypt,
+    /// A signed (public) message whose signature does not verify under its sender's key: for the
+    /// delivery service's proposals, the group's external sender key.
+    #[error("the message's signature does not verify")]
+    BadSignature,
     /// A commit failed MLS validation.
     #[error("the commit is invalid: {0}")]
     InvalidCommit(String),
@@ -99,6 +103,10 @@ pub enum MlsError {
     /// member's commit and a Welcome.
     #[error("device {device_id} of user {user_id} joined by external commit without having been in the group")]
     ExternalJoin { user_id: Uuid, device_id: Uuid },
+    /// The delivery service proposed removing a device it still lists as an active device of a
+    /// member: refused, since the server's own listing says the device stays.
+    #[error("the server proposed removing device {device_id} of user {user_id}, which it lists as active")]
+    UnexpectedRemoval { user_id: Uuid, device_id: Uuid },
     /// The device named is not in the group.
     #[error("the device is not in the group")]
     NotInGroup,

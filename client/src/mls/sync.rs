@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::MlsError;
 use super::delivery::{DeliveryError, GroupAddress};
-use super::group::{Device, Roster};
+use super::group::{Device, ExternalSenderKey, Roster};
 use super::trust::TrustStore;
 use crate::api::Client;
 
@@ -115,7 +115,9 @@ impl Device {
             }
         }
         if membership.epoch == 0 {
-            return Ok((self.create_group(at.conversation_id, None)?, Opened::Created));
+            let service = client.delivery_service().await?;
+            let sender = service.removal_key.map(|public_key| ExternalSenderKey { public_key });
+            return Ok((self.create_group(at.conversation_id, sender.as_ref())?, Opened::Created));
         }
         let roster = membership.roster(None);
         match self.join_from_server_at(client, at, &roster, trust, membership.epoch).await {
@@ -194,7 +196,12 @@ impl Device {
             let missing: Vec<(Uuid, Uuid)> =
                 membership.devices.iter().filter(|(_, device)| !leaves.contains(device)).copied().collect();
             let pushed = if !gone.is_empty() {
-                let outgoing = self.remove(group, &gone)?;
+                let outgoing = match self.proposed_removals(client, at, group, &gone, &roster, trust).await? {
+                    Some(outgoing) => outgoing,
+                    // No proposal (a group without the delivery service as external sender): this
+                    // device removes the leaves by its own commit.
+                    None => self.remove(group, &gone)?,
+                };
                 self.push(client, at, group, outgoing).await
             } else if !missing.is_empty() {
                 match self.add_devices(client, at, group, &missing, &roster, trust).await? {
@@ -226,6 +233,27 @@ impl Device {
             context: "reconciling the group",
             reason: format!("other devices kept committing first ({MAX_REBASES} rebases)"),
         }))
+    }
+
+    /// A commit of the delivery service's removal proposals for the group's current epoch, or
+    /// `None` when it has none for this epoch. They may cover fewer devices than `gone`; the
+    /// next round of [`Self::reconcile`] removes the rest itself.
+    async fn proposed_removals(
+        &self,
+        client: &Client,
+        at: GroupAddress,
+        group: &mut MlsGroup,
+        gone: &[Uuid],
+        roster: &Roster,
+        trust: &mut TrustStore,
+    ) -> Result<Option<super::Outgoing>, DeliveryError> {
+        let pending = client.proposals(at.organization_id, at.conversation_id).await?;
+        if u64::try_from(pending.epoch).ok() != Some(group.epoch().as_u64()) || pending.proposals.is_empty() {
+            return Ok(None);
+        }
+        let proposals: Vec<Vec<u8>> = pending.proposals.into_iter().map(|p| p.0).collect();
+        let gone: BTreeSet<Uuid> = gone.iter().copied().collect();
+        Ok(self.commit_removals(group, &proposals, &gone, roster, trust)?)
     }
 
     /// A commit adding `devices` (with a key package claimed for each, and only for them), or

@@ -318,6 +318,15 @@ fn the_delivery_services_own_encoding_of_a_removal_is_what_openmls_makes_to_the_
         .signature_key;
     let leaf = mls_wire::leaf_with_key(&info, &key).expect("a tree").expect("a2 is in it");
     assert_eq!(mls_wire::leaf_with_key(&info, &[0u8; 32]), Ok(None), "an unknown key has no leaf");
+    // Every leaf, as openmls lists the members, and the external sender the group was made with.
+    let listed: Vec<(u32, Vec<u8>)> =
+        mls_wire::leaves(&info).expect("a tree").into_iter().map(|l| (l.index, l.signature_key.to_vec())).collect();
+    let members: Vec<(u32, Vec<u8>)> = c.g_a1.members().map(|m| (m.index.u32(), m.signature_key)).collect();
+    assert_eq!(listed, members);
+    assert_eq!(mls_wire::external_senders(&info).expect("extensions"), vec![&c.ds.key().public_key[..]]);
+    let plain = c.a1.create_group(Uuid::new_v4(), None).expect("a group without external sender");
+    let plain_info = c.a1.group_info(&plain).expect("group info");
+    assert!(mls_wire::external_senders(&plain_info).expect("extensions").is_empty());
     // Ed25519 is deterministic: the same proposal signed with the same key is the same bytes.
     let unsigned = mls_wire::external_remove(c.id.as_bytes(), c.g_a1.epoch().as_u64(), 0, leaf);
     let signature = ed25519_dalek::SigningKey::from_bytes(&c.ds.seed).sign(unsigned.to_sign());

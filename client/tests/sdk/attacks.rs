@@ -18,13 +18,16 @@ use chrono::Utc;
 use conclave_client::api::{Client, MessageQuery, Tokens};
 use conclave_client::crypto::DeviceKeys;
 use conclave_client::mls::{
-    DeliveryError, Device, GroupAddress, IdentityKey, Incoming, Leaf, MlsError, MlsGroup, Roster, TrustStore, safety,
+    DeliveryError, Device, ExternalSenderKey, GroupAddress, IdentityKey, Incoming, Leaf, MlsError, MlsGroup, Roster,
+    TrustStore, safety,
 };
 use conclave_protocol::api::Member as ConversationMember;
 use conclave_protocol::api::{Conversation, ConversationKind, CreateConversation, Message, MessagePage, SendMessage};
 use conclave_protocol::auth::LoginRequest;
 use conclave_protocol::devices::Platform;
-use conclave_protocol::handshake::{CommitAccepted, MlsBytes, StoredCommit, StoredGroupInfo, UploadCommit};
+use conclave_protocol::handshake::{
+    CommitAccepted, MlsBytes, PendingProposals, StoredCommit, StoredGroupInfo, UploadCommit,
+};
 use conclave_protocol::keypackages::{ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageBytes};
 use conclave_testkit::accounts::{PASSWORD, register_confirmed};
 use uuid::Uuid;
@@ -114,7 +117,11 @@ impl World {
         let conversation =
             creator.api.create_conversation(self.org, self.workspace, &body).await.expect("conversation");
         let at = GroupAddress { organization_id: self.org, conversation_id: conversation.id };
-        (at, creator.device.create_group(conversation.id, None).expect("group"))
+        // As the SDK makes groups: the delivery service is their external sender.
+        let service = creator.api.delivery_service().await.expect("delivery service");
+        let sender =
+            ExternalSenderKey { public_key: service.removal_key.expect("the test data plane has a removal key") };
+        (at, creator.device.create_group(conversation.id, Some(&sender)).expect("group"))
     }
 
     /// [`Self::conversation`], with every device of `others` added (epoch 1).
@@ -258,7 +265,13 @@ fn devices(leaves: &[Leaf]) -> BTreeSet<Uuid> {
 
 /// The stored form of a commit the proxy slips into a listing.
 fn stored(epoch: i32, commit: Vec<u8>) -> StoredCommit {
-    StoredCommit { epoch, commit: MlsBytes(commit), committed_by_device_id: None, created_at: Utc::now() }
+    StoredCommit {
+        epoch,
+        commit: MlsBytes(commit),
+        committed_by_device_id: None,
+        created_at: Utc::now(),
+        proposals: Vec::new(),
+    }
 }
 
 fn flip_last(bytes: &mut [u8]) {
@@ -1013,4 +1026,112 @@ async fn a_removed_or_revoked_device_served_later_epochs_reads_nothing() {
         assert_eq!(member.open(&mut rejoined, &after, &lying_roster), Err(MlsError::CannotDecrypt));
     }
     w.assert_no_plaintext(&alice, at, &[secret]).await;
+}
+
+/// What the removal key (which the server really holds) signs: the `Remove` of leaf `leaf` in
+/// `at`'s group at `epoch`, as the data plane writes it.
+fn removal_signed_by_the_server(app: &TestApp, at: GroupAddress, epoch: i32, leaf: u32) -> MlsBytes {
+    use ed25519_dalek::Signer as _;
+    let key = conclave_dataplane::conversations::removals::read_key(&app.home.0.join("mls-removal.pem")).expect("key");
+    let unsigned = conclave_protocol::mls_wire::external_remove(at.conversation_id.as_bytes(), epoch as u64, 0, leaf);
+    let signature = key.sign(unsigned.to_sign()).to_bytes();
+    MlsBytes(unsigned.signed(&signature))
+}
+
+/// The leaf index of `device` in `group`.
+fn leaf_index(group: &MlsGroup, device: Uuid) -> u32 {
+    group
+        .members()
+        .find(|m| Leaf::decode(m.credential.serialized_content()).is_ok_and(|l| l.device_id == device))
+        .expect("the device has a leaf")
+        .index
+        .u32()
+}
+
+/// Sends `plaintext` sealed in the group, returning the server's refusal if any.
+async fn try_send(member: &Member, at: GroupAddress, group: &mut MlsGroup, plaintext: &[u8]) -> Result<(), String> {
+    let body = SendMessage {
+        client_message_id: Uuid::new_v4(),
+        key_generation: group.epoch().as_u64() as i32,
+        ciphertext: member.device.encrypt(group, plaintext).expect("encrypt"),
+        reply_to_id: None,
+        attachment_ids: Vec::new(),
+    };
+    member.api.send_message(at.organization_id, at.conversation_id, &body).await.map(drop).map_err(|e| e.to_string())
+}
+
+/// The delivery service proposes the removals, and holds the key that signs them. A server that
+/// turns that key against a member (proposing to remove Alice, whom it still lists as active) or
+/// hands a proposal whose signature does not verify gets nothing committed: `UnexpectedRemoval`,
+/// and openmls's refusal of the signature. A commit that leaves a removed device's leaf in the tree
+/// does not end the removal: messages stay refused (`rotation_required`) until a commit takes the
+/// leaf out. The honest proposal is what Bob's device commits; and when the server drops the
+/// proposals (for Bob's revoked second device), Bob's device removes the leaf by its own commit.
+#[tokio::test]
+async fn removal_proposals_turned_against_a_member_forged_or_dropped_do_not_keep_a_removed_device_in() {
+    let (mut w, [_, bob_u, _], mut alice, mut bob, mut carol) = three().await;
+    let mut bob2 = w.device(&bob_u, "bob2").await;
+    for device in [&bob, &bob2, &carol] {
+        device.publish(1).await;
+    }
+    let (at, mut a_group) = w.group(&mut alice, &[bob.user_id, carol.user_id]).await;
+    let mut b_group = bob.join(at).await;
+    bob2.join(at).await;
+    carol.join(at).await;
+    alice.api.remove_member(w.org, at.conversation_id, carol.user_id).await.expect("carol removed");
+    let honest = bob.api.proposals(w.org, at.conversation_id).await.expect("proposals");
+    assert_eq!((honest.epoch, honest.proposals.len()), (1, 1), "one leaf to remove: Carol's");
+
+    // Alice commits without removing Carol: accepted, and the removal is still due.
+    assert_eq!(alice.update(at, &mut a_group).await, 2);
+    let conversation = alice.api.conversation(w.org, at.conversation_id).await.expect("conversation");
+    assert!(conversation.rotation_required, "a commit that left Carol's leaf in ended her removal");
+    let refused = try_send(&alice, at, &mut a_group, b"proposal test: before the removal").await.expect_err("sent");
+    assert!(refused.contains("rotation_required") || refused.contains("rotation"), "{refused}");
+    let roster = bob.roster(at).await;
+    bob.catch_up(at, &mut b_group, &roster).await.expect("bob catches up");
+    let pending = bob.api.proposals(w.org, at.conversation_id).await.expect("proposals");
+    assert_eq!((pending.epoch, pending.proposals.len()), (2, 1), "proposed again in the new epoch");
+
+    // Turned against Alice: signed with the real removal key, for her leaf.
+    let against_alice = removal_signed_by_the_server(&w._app, at, 2, leaf_index(&b_group, alice.device_id));
+    let path = format!("{}/proposals", at.conversation_id);
+    w.proxy.rewrite("bob", Method::GET, path.clone(), move |p: &mut PendingProposals| {
+        p.proposals = vec![against_alice.clone()]
+    });
+    let err = bob.device.reconcile(&bob.api, at, &mut b_group, &mut bob.trust).await.expect_err("alice removed");
+    assert!(
+        matches!(err, DeliveryError::Mls(MlsError::UnexpectedRemoval { device_id, .. }) if device_id == alice.device_id),
+        "{err:?}"
+    );
+    // Forged: the honest proposal with its signature altered.
+    w.proxy.clear_rules();
+    w.proxy.rewrite("bob", Method::GET, path.clone(), |p: &mut PendingProposals| {
+        let last = p.proposals[0].0.len() - 1;
+        p.proposals[0].0[last] ^= 1;
+    });
+    let err = bob.device.reconcile(&bob.api, at, &mut b_group, &mut bob.trust).await.expect_err("forged");
+    assert!(matches!(err, DeliveryError::Mls(MlsError::BadSignature)), "{err:?}");
+    let conversation = bob.api.conversation(w.org, at.conversation_id).await.expect("conversation");
+    assert_eq!((conversation.current_key_generation, b_group.epoch().as_u64()), (2, 2), "nothing was committed");
+
+    // Honest: Bob's device commits the server's proposal, and Alice sees Carol removed by it.
+    w.proxy.clear_rules();
+    assert_eq!(bob.device.reconcile(&bob.api, at, &mut b_group, &mut bob.trust).await.expect("removal"), Some(3));
+    let roster = alice.roster(at).await;
+    match alice.catch_up(at, &mut a_group, &roster).await.expect("alice catches up").as_slice() {
+        [Incoming::Commit { epoch: 3, removed, .. }] => assert_eq!(devices(removed), BTreeSet::from([carol.device_id])),
+        other => panic!("expected Carol's removal, got {other:?}"),
+    }
+    let conversation = alice.api.conversation(w.org, at.conversation_id).await.expect("conversation");
+    assert!(!conversation.rotation_required);
+    try_send(&alice, at, &mut a_group, b"proposal test: after the removal").await.expect("sent");
+
+    // Dropped: Bob revokes his second device and the server hands his first no proposal.
+    bob.api.revoke_device(bob2.device_id).await.expect("bob2 revoked");
+    w.proxy.rewrite("bob", Method::GET, path, |p: &mut PendingProposals| p.proposals.clear());
+    assert_eq!(bob.device.reconcile(&bob.api, at, &mut b_group, &mut bob.trust).await.expect("removal"), Some(4));
+    assert!(!Device::leaves(&b_group).iter().any(|l| l.device_id == bob2.device_id));
+    let conversation = bob.api.conversation(w.org, at.conversation_id).await.expect("conversation");
+    assert!(!conversation.rotation_required, "Bob's own commit removed the revoked device");
 }

@@ -110,9 +110,25 @@ async fn devices_form_a_group_through_the_server_which_orders_commits_and_routes
         group_info: MlsBytes(fake::group_info(group, 4, &[4, 5, 6])),
         welcome: Some(MlsBytes(fake::welcome(&[7, 8, 9]))),
         welcomed_devices: vec![carol.person.device_id],
+        proposals: vec![],
     };
     let refused = alice_api.upload_commit(org, conversation.id, &bogus).await.expect_err("carol welcomed");
     assert!(refused.is_api("wrap_set_mismatch"), "{refused}");
+    // A commit's proposals are public proposals of the group in the commit's epoch, or refused.
+    for proposal in [
+        fake::private_message(group, 3, content_type::PROPOSAL, &[1]),
+        conclave_protocol::mls_wire::external_remove(&[9; 16], 3, 0, 1).signed(&[0; 64]),
+        conclave_protocol::mls_wire::external_remove(group, 2, 0, 1).signed(&[0; 64]),
+    ] {
+        let body = UploadCommit {
+            welcome: None,
+            welcomed_devices: vec![],
+            proposals: vec![MlsBytes(proposal)],
+            ..bogus.clone()
+        };
+        let refused = alice_api.upload_commit(org, conversation.id, &body).await.expect_err("bad proposal");
+        assert!(refused.is_api("invalid_mls_message") && refused.to_string().contains("proposals"), "{refused}");
+    }
     // A replayed commit of an old epoch is refused by the server, and by the devices.
     let old = alice_api.commits(org, conversation.id, 1).await.expect("commits");
     let replay = UploadCommit {
@@ -121,6 +137,7 @@ async fn devices_form_a_group_through_the_server_which_orders_commits_and_routes
         group_info: MlsBytes(fake::group_info(group, 2, &[1, 1])),
         welcome: None,
         welcomed_devices: vec![],
+        proposals: vec![],
     };
     assert!(
         alice_api.upload_commit(org, conversation.id, &replay).await.expect_err("replay").is_api("stale_generation")

@@ -69,6 +69,9 @@ impl TestApp {
         let keys = home.0.join("jwt-keys");
         std::fs::create_dir_all(&keys).expect("keys dir");
         conclave_dataplane::auth::jwt::generate_key_file(&keys, "test-1").expect("jwt key");
+        // The delivery service's removal key, shared by every replica like the JWT keys.
+        let removal_key = home.0.join("mls-removal.pem");
+        conclave_dataplane::conversations::removals::generate_key_file(&removal_key).expect("removal key");
         let namespace = format!("test-{}", Uuid::new_v4().simple());
         let mut args: Vec<String> = [
             "conclave-dataplane",
@@ -86,6 +89,8 @@ impl TestApp {
             keys.to_str().expect("utf-8 path"),
             "--rate-limit-factor",
             "1000",
+            "--mls-removal-key-file",
+            removal_key.to_str().expect("utf-8 path"),
         ]
         .iter()
         .map(|s| s.to_string())

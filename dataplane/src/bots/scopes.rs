@@ -58,6 +58,8 @@ const TABLE: &[(&str, &str, Access)] = {
         ("GET", "{org}/conversations/{conversation_id}/commits", READ),
         ("POST", "{org}/conversations/{conversation_id}/commits", READ),
         ("GET", "{org}/conversations/{conversation_id}/group-info", READ),
+        ("GET", "{org}/conversations/{conversation_id}/proposals", READ),
+        ("GET", "/v1/mls/delivery-service", READ),
         ("GET", "{org}/conversations/{conversation_id}/devices", READ),
         ("GET", "{org}/conversations/{conversation_id}/messages/{message_id}/reactions", READ),
         ("GET", "{org}/conversations/{conversation_id}/pins", READ),

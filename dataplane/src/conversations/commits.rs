@@ -10,7 +10,10 @@ use crate::AppState;
 use crate::context::member_tx;
 use crate::context::seat;
 use crate::context::session::AuthUser;
-use crate::conversations::keys::{RotationReason, make_current, member_devices, require_next, required_reason};
+use crate::conversations::keys::{
+    RotationReason, keep_required, make_current, member_devices, require_next, required_reason,
+};
+use crate::conversations::removals;
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorDetails};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::realtime::{self, LiveEvent};
@@ -22,9 +25,13 @@ use conclave_protocol::handshake::{
     UploadCommit,
 };
 use conclave_protocol::mls_wire;
+use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
+
+/// The most delivery-service proposals one commit includes (the schema's limit too).
+const MAX_PROPOSALS: usize = 1000;
 
 /// The most commits one catch-up page returns.
 const PAGE: i64 = 100;
@@ -63,6 +70,19 @@ fn check_framing(conversation_id: Uuid, body: &UploadCommit) -> ApiResult<()> {
     if let Some(welcome) = &body.welcome {
         mls_wire::welcome(&welcome.0).map_err(|e| ApiError::invalid_mls("welcome", e.to_string()))?;
     }
+    for proposal in &body.proposals {
+        let framed = mls_wire::framing(&proposal.0).map_err(|e| ApiError::invalid_mls("proposals", e.to_string()))?;
+        if framed.wire_format != mls_wire::wire_format::PUBLIC_MESSAGE
+            || framed.content_type != mls_wire::content_type::PROPOSAL
+            || framed.group_id != group
+            || framed.epoch != body.epoch as u64
+        {
+            return Err(ApiError::invalid_mls(
+                "proposals",
+                "are not public proposals of this group in the commit's epoch",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -83,7 +103,7 @@ fn check_size(field: &'static str, bytes: &MlsBytes) -> ApiResult<()> {
     responses(
         (status = 201, description = "The commit opened the next epoch", body = CommitAccepted),
         (status = 409, description = "`stale_generation`: another commit won this epoch (details: the current one); process it and commit again", body = crate::error::ErrorBody),
-        (status = 422, description = "`not_next_generation`: the epoch is ahead of the conversation's; `wrap_set_mismatch`: a welcomed device is not an active device of a member (details name them); `invalid_mls_message`: the commit, group info or Welcome is not what it is said to be (another group, epoch, kind or suite)", body = crate::error::ErrorBody),
+        (status = 422, description = "`not_next_generation`: the epoch is ahead of the conversation's; `wrap_set_mismatch`: a welcomed device is not an active device of a member (details name them); `invalid_mls_message`: the commit, group info, Welcome or a proposal is not what it is said to be (another group, epoch, kind or suite)", body = crate::error::ErrorBody),
     )
 )]
 async fn commit(
@@ -96,6 +116,12 @@ async fn commit(
     check_size("group_info", &body.group_info)?;
     if let Some(welcome) = &body.welcome {
         check_size("welcome", welcome)?;
+    }
+    if body.proposals.len() > MAX_PROPOSALS {
+        return Err(ApiError::validation("proposals", "a commit includes at most 1,000 proposals"));
+    }
+    for proposal in &body.proposals {
+        check_size("proposals", proposal)?;
     }
     if body.welcome.is_some() == body.welcomed_devices.is_empty() {
         return Err(ApiError::validation("welcome", "a Welcome comes with the devices it is for, and only then"));
@@ -127,6 +153,8 @@ async fn commit(
         }
     }
     let epoch = seat.current_key_generation + 1;
+    let group_info = body.group_info.0;
+    let proposals: Vec<Vec<u8>> = body.proposals.into_iter().map(|p| p.0).collect();
     let reason = if seat.rotation_required {
         required_reason(&mut tx, conversation_id).await?
     } else if body.welcome.is_some() {
@@ -136,16 +164,17 @@ async fn commit(
     };
     sqlx::query!(
         "INSERT INTO conversation_encryption_keys
-             (organization_id, conversation_id, generation, created_by_device_id, reason, commit_message, group_info, welcome)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             (organization_id, conversation_id, generation, created_by_device_id, reason, commit_message, group_info, welcome, proposals)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         organization_id,
         conversation_id,
         epoch,
         auth.device_id,
         reason.as_str(),
         body.commit.0,
-        body.group_info.0,
-        body.welcome.map(|w| w.0)
+        &group_info,
+        body.welcome.map(|w| w.0),
+        &proposals[..]
     )
     .execute(&mut *tx)
     .await?;
@@ -161,6 +190,10 @@ async fn commit(
     .execute(&mut *tx)
     .await?;
     make_current(&mut tx, conversation_id, epoch).await?;
+    if removals::still_required(&mut tx, conversation_id, &group_info).await? {
+        // The commit left a departed device's leaf in the tree: the removal is still due.
+        keep_required(&mut tx, conversation_id, reason).await?;
+    }
     tx.commit().await?;
     realtime::publish(
         &state,
@@ -191,7 +224,7 @@ async fn list(
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     seat(&mut tx, auth.user_id, conversation_id, false).await?;
     let rows = sqlx::query!(
-        r#"SELECT generation, commit_message AS "commit_message!", created_by_device_id, created_at
+        r#"SELECT generation, commit_message AS "commit_message!", created_by_device_id, created_at, proposals
              FROM conversation_encryption_keys
             WHERE conversation_id = $1 AND generation > $2 AND commit_message IS NOT NULL
             ORDER BY generation LIMIT $3"#,
@@ -209,6 +242,7 @@ async fn list(
                 commit: MlsBytes(r.commit_message),
                 committed_by_device_id: r.created_by_device_id,
                 created_at: r.created_at,
+                proposals: r.proposals.into_iter().map(MlsBytes).collect(),
             })
             .collect(),
     ))
@@ -264,15 +298,25 @@ async fn group_info(
 ) -> ApiResult<axum::Json<StoredGroupInfo>> {
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     let seat = seat(&mut tx, auth.user_id, conversation_id, false).await?;
-    let info = sqlx::query_scalar!(
+    let info = stored_group_info(&mut tx, conversation_id, seat.current_key_generation)
+        .await?
+        .ok_or_else(|| ApiError::not_found("group info"))?;
+    tx.commit().await?;
+    Ok(axum::Json(StoredGroupInfo { epoch: seat.current_key_generation, group_info: MlsBytes(info) }))
+}
+
+/// The group info the commit that opened `epoch` came with (none for epoch 0).
+pub(crate) async fn stored_group_info(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    epoch: i32,
+) -> ApiResult<Option<Vec<u8>>> {
+    Ok(sqlx::query_scalar!(
         r#"SELECT group_info AS "group_info!" FROM conversation_encryption_keys
             WHERE conversation_id = $1 AND generation = $2 AND group_info IS NOT NULL"#,
         conversation_id,
-        seat.current_key_generation
+        epoch
     )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("group info"))?;
-    tx.commit().await?;
-    Ok(axum::Json(StoredGroupInfo { epoch: seat.current_key_generation, group_info: MlsBytes(info) }))
+    .fetch_optional(conn)
+    .await?)
 }

@@ -98,6 +98,22 @@ pub(crate) async fn make_current(conn: &mut PgConnection, conversation_id: Uuid,
     Ok(())
 }
 
+/// Keeps the conversation requiring a rotation for `reason` after a commit that did not make it.
+pub(crate) async fn keep_required(
+    conn: &mut PgConnection,
+    conversation_id: Uuid,
+    reason: RotationReason,
+) -> ApiResult<()> {
+    sqlx::query!(
+        "UPDATE conversations SET rotation_required = true, rotation_reason = $2 WHERE id = $1",
+        conversation_id,
+        reason.as_str()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Why a key generation was made: the rotation that was required, or `manual` when a member
 /// rotated without being asked (`initial` for a conversation's first generation).
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]

@@ -6,10 +6,11 @@
 //! `rotation_required`, and no message is accepted until a member uploads the next generation
 //! wrapped for exactly the devices of the current members.
 
-mod commits;
+pub(crate) mod commits;
 mod invites;
 pub(crate) mod keys;
 mod members;
+pub mod removals;
 
 use crate::AppState;
 use crate::context::session::AuthUser;
@@ -38,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(members::router())
         .merge(keys::router())
         .merge(commits::router())
+        .merge(removals::router())
         .merge(invites::router())
 }
 

@@ -20,9 +20,9 @@ impl Scenario {
     pub async fn apply_dataplane_and_run_it(&mut self) {
         self.sys.deploy_dataplane().await.unwrap_or_else(|e| panic!("{e:#}"));
 
-        // Keys: three generated Secrets, owned by the DataPlane.
+        // Keys: four generated Secrets, owned by the DataPlane.
         let owner = self.k(&["get", "dataplane", "conclave", "-o", "jsonpath={.metadata.uid}"]);
-        for secret in ["conclave-jwt-signing", "conclave-vapid", "conclave-at-rest-key"] {
+        for secret in ["conclave-jwt-signing", "conclave-vapid", "conclave-at-rest-key", "conclave-mls-removal"] {
             let owners = self.k(&["get", "secret", secret, "-o", "jsonpath={.metadata.ownerReferences[0].uid}"]);
             assert_eq!(owners, owner, "{secret} is owned by the DataPlane");
         }

@@ -27,6 +27,8 @@ use serde_json::Value;
 use std::sync::Arc;
 
 const VAPID_LAYOUT: Layout = Layout::Fixed { current: plan::VAPID_KEY, previous: "previous-private-key" };
+const MLS_REMOVAL_LAYOUT: Layout =
+    Layout::Fixed { current: plan::MLS_REMOVAL_KEY, previous: plan::MLS_REMOVAL_PREVIOUS_KEY };
 
 pub fn controller(
     ctx: Arc<Context>,
@@ -154,6 +156,10 @@ async fn reconcile(dp: Arc<DataPlane>, ctx: Arc<Context>) -> Result<Action, Erro
     let jwt = key_secret(ctx, dp, &names.jwt_secret, Layout::KeyIds, overlap, secrets::ed25519_pkcs8_pem).await?;
     let vapid =
         key_secret(ctx, dp, &names.vapid_secret, VAPID_LAYOUT, Duration::zero(), secrets::vapid_private_key).await?;
+    // Rotated with the others, with the same overlap: groups made with the previous key keep
+    // getting removal proposals they can verify until their members move them to the new one.
+    let removal =
+        key_secret(ctx, dp, &names.mls_removal_secret, MLS_REMOVAL_LAYOUT, overlap, secrets::ed25519_pkcs8_pem).await?;
     // The at-rest key is never rotated by the operator: every sealed secret depends on it.
     let at_rest_layout = Layout::Fixed { current: plan::AT_REST_KEY, previous: "unused" };
     let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -206,7 +212,12 @@ async fn reconcile(dp: Arc<DataPlane>, ctx: Arc<Context>) -> Result<Action, Erro
             .await;
     }
     let jwt_kid = crate::secrets::key_id(&jwt.current);
-    let revision = format!("{jwt_kid}-{}-{}", crate::secrets::key_id(&vapid.current), plan::config_hash(&config_map));
+    let revision = format!(
+        "{jwt_kid}-{}-{}-{}",
+        crate::secrets::key_id(&vapid.current),
+        crate::secrets::key_id(&removal.current),
+        plan::config_hash(&config_map)
+    );
     let deployment = match &rollout.deploy_image {
         Some(image) => Some(ssa::<Deployment>(ctx, &ns, &plan::deployment(dp, image, &revision, &jwt_kid)).await?),
         None => current,

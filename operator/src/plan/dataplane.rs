@@ -17,6 +17,10 @@ pub const KEYS_DIR: &str = "/var/run/conclave/keys";
 pub const AT_REST_KEY: &str = "key";
 /// The key of the VAPID Secret: the P-256 private scalar, base64url.
 pub const VAPID_KEY: &str = "private-key";
+/// The keys of the MLS removal Secret: the Ed25519 key (PKCS#8 PEM) with which the delivery
+/// service signs its groups' `Remove` proposals, and during a rotation's overlap the one before.
+pub const MLS_REMOVAL_KEY: &str = "private-key";
+pub const MLS_REMOVAL_PREVIOUS_KEY: &str = "previous-private-key";
 
 /// The SMTP URL the data plane reads (`CONCLAVE_SMTP_URL`), built from the spec; with
 /// credentials, it refers to the `CONCLAVE_SMTP_USERNAME`/`PASSWORD` variables, which
@@ -45,6 +49,7 @@ pub struct Names {
     pub jwt_secret: String,
     pub vapid_secret: String,
     pub at_rest_secret: String,
+    pub mls_removal_secret: String,
 }
 
 pub fn names(dp_name: &str) -> Names {
@@ -53,6 +58,7 @@ pub fn names(dp_name: &str) -> Names {
         jwt_secret: format!("{dp_name}-jwt-signing"),
         vapid_secret: format!("{dp_name}-vapid"),
         at_rest_secret: format!("{dp_name}-at-rest-key"),
+        mls_removal_secret: format!("{dp_name}-mls-removal"),
     }
 }
 
@@ -109,6 +115,8 @@ pub fn config_map(dp: &DataPlane) -> Value {
     put("CONCLAVE_JWT_KEYS_DIR", format!("{KEYS_DIR}/jwt"));
     put("CONCLAVE_AT_REST_KEY_FILE", format!("{KEYS_DIR}/at-rest/{AT_REST_KEY}"));
     put("CONCLAVE_VAPID_PRIVATE_KEY_FILE", format!("{KEYS_DIR}/vapid/{VAPID_KEY}"));
+    put("CONCLAVE_MLS_REMOVAL_KEY_FILE", format!("{KEYS_DIR}/mls-removal/{MLS_REMOVAL_KEY}"));
+    put("CONCLAVE_MLS_REMOVAL_PREVIOUS_KEY_FILE", format!("{KEYS_DIR}/mls-removal/{MLS_REMOVAL_PREVIOUS_KEY}"));
     if let Some(url) = &spec.public_url {
         put("CONCLAVE_PUBLIC_URL", url.clone());
     }
@@ -205,6 +213,7 @@ pub fn deployment(dp: &DataPlane, image: &str, revision: &str, jwt_key_id: &str)
             {"name": "jwt", "mountPath": format!("{KEYS_DIR}/jwt"), "readOnly": true},
             {"name": "vapid", "mountPath": format!("{KEYS_DIR}/vapid"), "readOnly": true},
             {"name": "at-rest", "mountPath": format!("{KEYS_DIR}/at-rest"), "readOnly": true},
+            {"name": "mls-removal", "mountPath": format!("{KEYS_DIR}/mls-removal"), "readOnly": true},
             // The root filesystem is read-only: /tmp (the default attachment store's place) is
             // the pod's own scratch space.
             {"name": "tmp", "mountPath": "/tmp"}
@@ -233,6 +242,7 @@ pub fn deployment(dp: &DataPlane, image: &str, revision: &str, jwt_key_id: &str)
                     {"name": "jwt", "secret": {"secretName": n.jwt_secret}},
                     {"name": "vapid", "secret": {"secretName": n.vapid_secret}},
                     {"name": "at-rest", "secret": {"secretName": n.at_rest_secret}},
+                    {"name": "mls-removal", "secret": {"secretName": n.mls_removal_secret}},
                     {"name": "tmp", "emptyDir": {}}
                 ],
             }

@@ -25,6 +25,8 @@ const EXTERNAL_SENDER: u8 = 2;
 const REMOVE: u16 = 3;
 /// `ExtensionType::ratchet_tree`.
 const RATCHET_TREE: u16 = 2;
+/// `ExtensionType::external_senders`.
+const EXTERNAL_SENDERS: u16 = 5;
 /// The label every MLS signature of a framed message is made under.
 const TBS_LABEL: &[u8] = b"MLS 1.0 FramedContentTBS";
 
@@ -80,43 +82,91 @@ impl UnsignedRemove {
 /// `GroupInfo` carries (its `ratchet_tree` extension); `None` when no leaf has that key. Reads
 /// the tree's structure only: nothing in it is verified (the members verify what they process).
 pub fn leaf_with_key(group_info: &[u8], signature_key: &[u8]) -> Result<Option<u32>, WireError> {
-    let (format, mut reader) = header(group_info)?;
-    if format != wire_format::GROUP_INFO {
-        return Err(WireError("not a group info"));
-    }
-    // GroupContext: version, cipher_suite, group_id, epoch, tree_hash, confirmed_transcript_hash,
-    // extensions.
-    reader.u16()?;
-    reader.u16()?;
-    reader.vector()?;
-    reader.u64()?;
-    reader.vector()?;
-    reader.vector()?;
-    reader.vector()?;
-    let mut extensions = Reader(reader.vector()?);
+    Ok(leaves(group_info)?.into_iter().find(|leaf| leaf.signature_key == signature_key).map(|leaf| leaf.index))
+}
+
+/// One leaf of a group's ratchet tree: its index and its signature key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeLeaf<'a> {
+    pub index: u32,
+    pub signature_key: &'a [u8],
+}
+
+/// The occupied leaves of the ratchet tree a `GroupInfo` carries, in index order.
+pub fn leaves(group_info: &[u8]) -> Result<Vec<TreeLeaf<'_>>, WireError> {
+    let parts = GroupInfoParts::read(group_info)?;
+    let mut extensions = Reader(parts.extensions);
     while !extensions.0.is_empty() {
         let kind = extensions.u16()?;
         let data = extensions.vector()?;
         if kind == RATCHET_TREE {
             let mut data = Reader(data);
             let tree = data.vector()?;
-            return find_leaf(Reader(tree), signature_key);
+            return tree_leaves(Reader(tree));
         }
     }
     Err(WireError("the group info carries no ratchet tree"))
 }
 
-fn find_leaf(mut nodes: Reader<'_>, signature_key: &[u8]) -> Result<Option<u32>, WireError> {
+/// The signature keys of the group's external senders (its group context's `external_senders`
+/// extension, RFC 9420 section 12.1.8.1), in order: a proposal by external sender `i` is signed
+/// with the `i`-th. Empty when the group has none.
+pub fn external_senders(group_info: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    let parts = GroupInfoParts::read(group_info)?;
+    let mut extensions = Reader(parts.context_extensions);
+    while !extensions.0.is_empty() {
+        let kind = extensions.u16()?;
+        let data = extensions.vector()?;
+        if kind == EXTERNAL_SENDERS {
+            let mut data = Reader(data);
+            let mut senders = Reader(data.vector()?);
+            let mut keys = Vec::new();
+            while !senders.0.is_empty() {
+                keys.push(senders.vector()?);
+                skip_credential(&mut senders)?;
+            }
+            return Ok(keys);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The two extension lists of a `GroupInfo`: its group context's, and its own.
+struct GroupInfoParts<'a> {
+    context_extensions: &'a [u8],
+    extensions: &'a [u8],
+}
+
+impl<'a> GroupInfoParts<'a> {
+    fn read(group_info: &'a [u8]) -> Result<Self, WireError> {
+        let (format, mut reader) = header(group_info)?;
+        if format != wire_format::GROUP_INFO {
+            return Err(WireError("not a group info"));
+        }
+        // GroupContext: version, cipher_suite, group_id, epoch, tree_hash,
+        // confirmed_transcript_hash, extensions.
+        reader.u16()?;
+        reader.u16()?;
+        reader.vector()?;
+        reader.u64()?;
+        reader.vector()?;
+        reader.vector()?;
+        let context_extensions = reader.vector()?;
+        let extensions = reader.vector()?;
+        Ok(Self { context_extensions, extensions })
+    }
+}
+
+fn tree_leaves(mut nodes: Reader<'_>) -> Result<Vec<TreeLeaf<'_>>, WireError> {
     let mut index: u32 = 0;
+    let mut found = Vec::new();
     while !nodes.0.is_empty() {
         match nodes.u8()? {
             0 => {}
             1 => match nodes.u8()? {
                 1 => {
-                    if leaf_key(&mut nodes)? == signature_key {
-                        // Leaves sit at the even node indices.
-                        return Ok(Some(index / 2));
-                    }
+                    // Leaves sit at the even node indices.
+                    found.push(TreeLeaf { index: index / 2, signature_key: leaf_key(&mut nodes)? });
                 }
                 2 => {
                     // ParentNode: encryption_key, parent_hash, unmerged_leaves.
@@ -130,20 +180,25 @@ fn find_leaf(mut nodes: Reader<'_>, signature_key: &[u8]) -> Result<Option<u32>,
         }
         index = index.checked_add(1).ok_or(WireError("too many nodes"))?;
     }
-    Ok(None)
+    Ok(found)
+}
+
+/// Skips a `Credential`: basic (identity) or x509 (certificates), each one vector.
+fn skip_credential(reader: &mut Reader<'_>) -> Result<(), WireError> {
+    match reader.u16()? {
+        1 | 2 => {
+            reader.vector()?;
+            Ok(())
+        }
+        _ => Err(WireError("unknown credential type")),
+    }
 }
 
 /// Reads a `LeafNode`, returning its signature key.
 fn leaf_key<'a>(nodes: &mut Reader<'a>) -> Result<&'a [u8], WireError> {
     nodes.vector()?; // encryption_key
     let key = nodes.vector()?;
-    // Credential: basic (identity) or x509 (certificates), each one vector.
-    match nodes.u16()? {
-        1 | 2 => {
-            nodes.vector()?;
-        }
-        _ => return Err(WireError("unknown credential type")),
-    }
+    skip_credential(nodes)?;
     // Capabilities: versions, cipher_suites, extensions, proposals, credentials.
     for _ in 0..5 {
         nodes.vector()?;

@@ -135,6 +135,17 @@ fn the_keys_are_mounted_where_the_data_plane_reads_them() {
     let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
     assert!(env.as_array().expect("env").contains(&json!({"name": "CONCLAVE_JWT_SIGNING_KEY_ID", "value": "kid1"})));
     assert_eq!(d["spec"]["template"]["spec"]["volumes"][2]["secret"]["secretName"], "chat-at-rest-key");
+    // The MLS removal key, and the one before it during a rotation's overlap, in one mount.
+    assert_eq!(cm["data"]["CONCLAVE_MLS_REMOVAL_KEY_FILE"], "/var/run/conclave/keys/mls-removal/private-key");
+    assert_eq!(
+        cm["data"]["CONCLAVE_MLS_REMOVAL_PREVIOUS_KEY_FILE"],
+        "/var/run/conclave/keys/mls-removal/previous-private-key"
+    );
+    assert_eq!(d["spec"]["template"]["spec"]["volumes"][3]["secret"]["secretName"], "chat-mls-removal");
+    let mounts = &d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"];
+    assert!(mounts.as_array().expect("mounts").contains(
+        &json!({"name": "mls-removal", "mountPath": "/var/run/conclave/keys/mls-removal", "readOnly": true})
+    ));
 }
 
 #[test]
