@@ -28,6 +28,21 @@ impl Client {
         self.get(calls_path(org, conversation)).await
     }
 
+    /// `GET .../conversations/{c}/calls?before_call_id=&limit=`: at most `limit` (1 to 200)
+    /// calls older than `before_call_id` (the newest when `None`), newest first: the record's
+    /// next page.
+    pub async fn calls_before(
+        &self,
+        org: Uuid,
+        conversation: Uuid,
+        before_call_id: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<CallRecord>> {
+        let mut query = vec![("limit", limit.to_string())];
+        query.extend(before_call_id.map(|id| ("before_call_id", id.to_string())));
+        self.get_query(calls_path(org, conversation), query).await
+    }
+
     /// `POST .../calls/{call}/accept`: joins on this device.
     pub async fn accept_call(&self, org: Uuid, conversation: Uuid, call: Uuid) -> Result<CallRecord> {
         self.act(call_path(org, conversation, call, "accept")).await

@@ -4,10 +4,13 @@
 use anyhow::{Result, bail};
 use conclave_protocol::api::{ConversationKind, CreateConversation};
 
-use super::output::message_line;
+use super::output::{call_event_line, call_summary, message_line};
 use super::resolve::{self, Names};
 use super::{Context, Kind};
-use crate::messenger::{Body, CallChange, ListenEvent, ListenerOptions};
+use crate::messenger::{
+    Body, CallChange, CallEvent, CallOutcome, ListenEvent, ListenerOptions, MAX_TIMELINE_PAGE, Messenger, TimelineItem,
+};
+use uuid::Uuid;
 
 pub(super) async fn list(ctx: &mut Context<'_>, org: &str) -> Result<()> {
     let (_, client) = ctx.client()?;
@@ -111,12 +114,19 @@ pub(super) async fn history(ctx: &mut Context<'_>, org: &str, conversation: &str
     let client = messenger.client().clone();
     let org = resolve::organization(&client, org).await?;
     let conversation = resolve::conversation(&client, org, conversation).await?;
-    let messages = messenger.history(org, conversation, limit.clamp(1, 1000)).await?;
+    let items = timeline(&messenger, org, conversation, limit.clamp(1, 1000) as usize).await?;
     if ctx.json() {
-        return ctx.print_json(&messages);
+        return ctx.print_json(&items);
     }
     let names = Names::load(&client, org, session.user_id, &session.email).await?;
-    for message in &messages {
+    for item in &items {
+        let message = match item {
+            TimelineItem::Message(message) => message,
+            TimelineItem::Call(call) => {
+                writeln!(ctx.out, "{}", call_event_line(call, &names))?;
+                continue;
+            }
+        };
         writeln!(ctx.out, "{}", message_line(message, &names))?;
         if matches!(message.body, Body::Content { .. }) {
             let reactions = messenger.reactions(org, conversation, message.id).await?;
@@ -128,6 +138,23 @@ pub(super) async fn history(ctx: &mut Context<'_>, org: &str, conversation: &str
         }
     }
     Ok(())
+}
+
+/// The newest `limit` entries of a conversation's timeline (messages and calls), oldest first,
+/// read a page at a time.
+async fn timeline(messenger: &Messenger, org: Uuid, conversation: Uuid, limit: usize) -> Result<Vec<TimelineItem>> {
+    let mut page = messenger.timeline(org, conversation, page_size(limit)).await?;
+    let mut items = std::mem::take(&mut page.items);
+    while let Some(cursor) = page.older.filter(|_| items.len() < limit) {
+        page = messenger.timeline_before(org, conversation, cursor, page_size(limit - items.len())).await?;
+        page.items.append(&mut items);
+        items = std::mem::take(&mut page.items);
+    }
+    Ok(items)
+}
+
+fn page_size(wanted: usize) -> u32 {
+    u32::try_from(wanted).unwrap_or(u32::MAX).min(MAX_TIMELINE_PAGE)
 }
 
 pub(super) async fn listen(
@@ -147,6 +174,7 @@ pub(super) async fn listen(
     let options = ListenerOptions { mark_delivered: true, mark_read: true, ..ListenerOptions::default() };
     let mut listener = messenger.listen(org, &only, options).await?;
     let mut received = 0;
+    let mut told = std::collections::HashSet::new();
     while count.is_none_or(|count| received < count) {
         let event = listener.next().await?;
         match event {
@@ -196,7 +224,13 @@ pub(super) async fn listen(
                 writeln!(ctx.out, "* message {message_id} was unpinned")?;
             }
             ListenEvent::CallUpdated { call, change } if !ctx.json() => {
-                if let Some(line) = call_line(org, &call, change, &names) {
+                // A call is told over once (a missed ring of a group call that goes on, and
+                // then its end, are both `Missed` to this user).
+                let over = matches!(change, CallChange::Missed | CallChange::Ended { .. });
+                if over && !told.insert(call.id) {
+                    continue;
+                }
+                if let Some(line) = call_line(org, session.user_id, call, change, &names) {
                     writeln!(ctx.out, "{line}")?;
                 }
             }
@@ -216,25 +250,33 @@ pub(super) async fn listen(
     Ok(())
 }
 
-/// What `listen` says about a call: who is calling and how to answer, and how it ended.
+/// What `listen` says about a call: who is calling and how to answer, and once it is over for
+/// this user, how it went (the line `history` shows for it).
 fn call_line(
-    org: uuid::Uuid,
-    call: &conclave_protocol::calls::Call,
+    org: Uuid,
+    me: Uuid,
+    call: conclave_protocol::calls::Call,
     change: CallChange,
     names: &Names,
 ) -> Option<String> {
-    let kind = serde_json::to_value(call.kind).ok()?.as_str()?.to_owned();
     let caller = names.of(call.started_by);
+    let mut event = CallEvent::for_reader(call, me);
+    let call = &event.call;
     Some(match change {
-        CallChange::Ringing => format!(
-            "* {caller} is calling ({kind}, call {}): answer with `conclave call --answer --org {org} {}`",
-            call.id, call.conversation_id
-        ),
+        CallChange::Ringing => {
+            let kind = serde_json::to_value(call.kind).ok()?.as_str()?.to_owned();
+            format!(
+                "* {caller} is calling ({kind}, call {}): answer with `conclave call --answer --org {org} {}`",
+                call.id, call.conversation_id
+            )
+        }
         CallChange::AnsweredElsewhere { .. } => format!("* {caller}'s call was answered on another device"),
-        CallChange::Missed => format!("* missed {kind} call from {caller}"),
-        CallChange::Ended { reason } => {
-            let reason = reason.and_then(|r| serde_json::to_value(r).ok()).unwrap_or_default();
-            format!("* {caller}'s call ended ({})", reason.as_str().unwrap_or("ended"))
+        CallChange::Missed | CallChange::Ended { .. } => {
+            // A ring this user missed while others talk on is missed already.
+            if change == CallChange::Missed {
+                event.outcome = CallOutcome::Missed;
+            }
+            format!("* {}", call_summary(&event, names))
         }
         _ => return None,
     })

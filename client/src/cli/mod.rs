@@ -246,7 +246,7 @@ pub enum Command {
         #[arg(long)]
         conversation: String,
     },
-    /// Show a conversation's latest messages, decrypted.
+    /// Show a conversation's latest messages, decrypted, and its calls between them.
     History {
         #[arg(long)]
         org: String,
@@ -295,7 +295,8 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         wait: u64,
     },
-    /// Print messages as they arrive, decrypted (and mark them delivered and read).
+    /// Print messages as they arrive, decrypted (and mark them delivered and read), incoming
+    /// calls, and how each call ended.
     Listen {
         #[arg(long)]
         org: String,

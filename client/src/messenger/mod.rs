@@ -34,6 +34,7 @@ mod identity;
 mod keypackages;
 mod listen;
 mod rich;
+mod timeline;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +53,9 @@ pub use identity::{IdentityState, SafetyCheck};
 pub use keypackages::{KEY_PACKAGE_LOW_WATER, KEY_PACKAGE_TARGET};
 pub use listen::{ListenEvent, Listener, ListenerOptions};
 pub use rich::{ReactionValue, ReceivedReaction};
+pub use timeline::{
+    CallDirection, CallEvent, CallOutcome, MAX_TIMELINE_PAGE, TimelineCursor, TimelineItem, TimelinePage,
+};
 
 use crate::api::{Client, Error, MessageQuery, Result};
 use crate::content::Content;

@@ -9,7 +9,8 @@ use conclave_client::Error;
 use conclave_client::calls::peer::{Peer, PeerOptions};
 use conclave_client::calls::signal::{Signal, SignalError, sdp_fingerprints};
 use conclave_client::messenger::{
-    CallChange, ListenEvent, Listener, ListenerOptions, Messenger, ReceivedSignal, RelayedSignal,
+    CallChange, CallDirection, CallOutcome, ListenEvent, Listener, ListenerOptions, Messenger, ReceivedSignal,
+    RelayedSignal, TimelineItem,
 };
 use conclave_protocol::calls::{Call, CallKind, CallStatus, EndReason, TurnCredentials};
 use conclave_testkit::turn::Coturn;
@@ -336,4 +337,119 @@ async fn each_device_hears_what_a_call_means_to_it_answered_elsewhere_declined_a
     assert!(alice.messenger.known_call(call.id).is_none(), "an ended call is forgotten");
     let error = alice.messenger.hang_up(org, conversation, call.id).await.expect_err("over");
     assert!(error.is_api("call_ended"), "{error}");
+}
+
+/// A timeline entry as the test reads it: a message's text, or a call's kind, direction and
+/// outcome, and whether it has a duration.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Text(String),
+    Call(CallKind, CallDirection, CallOutcome, bool),
+}
+
+fn seen(items: &[TimelineItem]) -> Vec<Seen> {
+    items
+        .iter()
+        .map(|item| match item {
+            TimelineItem::Message(message) => Seen::Text(message.body.text().expect("a text").to_owned()),
+            TimelineItem::Call(call) => Seen::Call(call.kind(), call.direction, call.outcome, call.duration.is_some()),
+        })
+        .collect()
+}
+
+/// Reads a whole timeline `page` entries at a time, newest page first, and puts it in order.
+async fn timeline_in_pages(messenger: &Messenger, org: Uuid, conversation: Uuid, page: u32) -> Vec<TimelineItem> {
+    let mut read = messenger.timeline(org, conversation, page).await.expect("timeline");
+    let mut items = Vec::new();
+    let mut pages = 1;
+    loop {
+        assert!(read.items.len() <= page as usize, "a page holds at most {page}");
+        read.items.append(&mut items);
+        items = std::mem::take(&mut read.items);
+        let Some(cursor) = read.older else { break };
+        read = messenger.timeline_before(org, conversation, cursor, page).await.expect("older");
+        pages += 1;
+        assert!(pages <= 20, "the pages end");
+    }
+    items
+}
+
+#[tokio::test]
+async fn calls_appear_in_each_sides_timeline_between_the_messages_with_their_outcome() {
+    let app = TestApp::start().await;
+    let (alice, bob, org, conversation) = people(&app).await;
+    let (replica, _stop) = app.replica().await;
+    let bob = bob.on(&replica);
+    let alice = &alice.messenger;
+
+    alice.send_text(org, conversation, "call you?").await.expect("send");
+    bob.send_text(org, conversation, "sure").await.expect("send");
+    // Alice calls, Bob answers; they talk a little over a second and both hang up.
+    let talked = alice.start_call(org, conversation, CallKind::Video).await.expect("start");
+    bob.accept_call(org, conversation, talked.id).await.expect("bob answers");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    alice.hang_up(org, conversation, talked.id).await.expect("alice hangs up");
+    let ended = bob.hang_up(org, conversation, talked.id).await.expect("bob hangs up");
+    assert_eq!(ended.end_reason, Some(EndReason::Hangup));
+    alice.send_text(org, conversation, "thanks!").await.expect("send");
+    // Bob calls back; Alice declines.
+    let declined = bob.start_call(org, conversation, CallKind::Audio).await.expect("start");
+    alice.decline_call(org, conversation, declined.id).await.expect("alice declines");
+    bob.send_text(org, conversation, "later then").await.expect("send");
+    // Alice calls and gives up before Bob answers: to him, a missed call.
+    let cancelled = alice.start_call(org, conversation, CallKind::Audio).await.expect("start");
+    alice.hang_up(org, conversation, cancelled.id).await.expect("alice cancels");
+    bob.send_text(org, conversation, "missed you").await.expect("send");
+
+    use CallDirection::{Incoming, Outgoing};
+    use CallOutcome::{Answered, Cancelled, Declined, Missed};
+    let text = |t: &str| Seen::Text(t.to_owned());
+    let alice_sees = vec![
+        text("call you?"),
+        text("sure"),
+        Seen::Call(CallKind::Video, Outgoing, Answered, true),
+        text("thanks!"),
+        Seen::Call(CallKind::Audio, Incoming, Declined, false),
+        text("later then"),
+        Seen::Call(CallKind::Audio, Outgoing, Cancelled, false),
+        text("missed you"),
+    ];
+    let bob_sees = vec![
+        text("call you?"),
+        text("sure"),
+        Seen::Call(CallKind::Video, Incoming, Answered, true),
+        text("thanks!"),
+        Seen::Call(CallKind::Audio, Outgoing, Declined, false),
+        text("later then"),
+        Seen::Call(CallKind::Audio, Incoming, Missed, false),
+        text("missed you"),
+    ];
+    for (who, messenger, expected) in [("alice", alice, &alice_sees), ("bob", &bob, &bob_sees)] {
+        let page = messenger.timeline(org, conversation, 50).await.expect("timeline");
+        assert_eq!(&seen(&page.items), expected, "{who}'s timeline");
+        assert!(page.older.is_none(), "{who} read it all");
+        assert!(page.items.windows(2).all(|pair| pair[0].at() <= pair[1].at()), "{who}: in time order");
+        let TimelineItem::Call(call) = &page.items[2] else { panic!("{who}: the answered call") };
+        assert_eq!(call.call.id, talked.id);
+        let duration = call.duration.expect("a duration");
+        assert!(duration >= Duration::from_secs(1) && duration < Duration::from_secs(30), "{duration:?}");
+        // The same timeline, read in pages of every size, neither skips nor repeats.
+        for size in [1, 2, 3, 5] {
+            let paged = timeline_in_pages(messenger, org, conversation, size).await;
+            assert_eq!(&seen(&paged), expected, "{who} in pages of {size}");
+        }
+        // The newest page alone: the last three entries.
+        let newest = messenger.timeline(org, conversation, 3).await.expect("newest");
+        assert_eq!(seen(&newest.items), expected[5..], "{who}'s newest page");
+        assert!(newest.older.is_some());
+    }
+
+    // A call still going on is in the timeline too, ongoing for both.
+    let live = alice.start_call(org, conversation, CallKind::Screen).await.expect("start");
+    let last = bob.timeline(org, conversation, 1).await.expect("timeline").items.pop().expect("one");
+    assert_eq!(
+        seen(std::slice::from_ref(&last)),
+        [Seen::Call(CallKind::Screen, Incoming, CallOutcome::Ongoing, false)]
+    );
+    alice.hang_up(org, conversation, live.id).await.expect("cancel");
 }

@@ -270,3 +270,85 @@ async fn conclave_call_relay_only_without_a_turn_server_is_refused_with_a_messag
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn conclave_history_shows_calls_in_place_and_listen_tells_how_each_ended() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@cli-history.test").await;
+    let bob = app.person("bob@cli-history.test").await;
+    let (org, conversation) = crate::messaging::group(&app, &alice, &[&bob]).await;
+    let (org_text, conversation_text) = (org.to_string(), conversation.to_string());
+    let (a, b) = (&alice.messenger, &bob.messenger);
+    a.send_text(org, conversation, "lunch?").await.expect("send");
+
+    // Bob listens until one more message arrives; meanwhile they talk, he calls back and Alice
+    // declines, and she writes.
+    let listening =
+        ["--profile", "bob", "listen", "--org", &org_text, "--conversation", &conversation_text, "--count", "1"];
+    let listen = app.cli(&listening);
+    let calls_then_write = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let video = conclave_protocol::calls::CallKind::Video;
+        let talked = a.start_call(org, conversation, video).await.expect("start");
+        b.accept_call(org, conversation, talked.id).await.expect("answer");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        a.hang_up(org, conversation, talked.id).await.expect("hang up");
+        b.hang_up(org, conversation, talked.id).await.expect("hang up");
+        let declined = b.start_call(org, conversation, conclave_protocol::calls::CallKind::Audio).await.expect("start");
+        a.decline_call(org, conversation, declined.id).await.expect("decline");
+        a.send_text(org, conversation, "bye").await.expect("send");
+    };
+    let (heard, ()) = tokio::join!(listen, calls_then_write);
+    let heard = heard.expect("listen");
+    let lines: Vec<&str> = heard.lines().filter(|line| line.starts_with("* ") && line.contains(" call ")).collect();
+    assert_eq!(lines.len(), 3, "a ring, and one line as each call ended: {heard}");
+    // People as messages name them (addresses where the reader may see them, else names).
+    assert!(lines[0].starts_with("* alice is calling (video"), "{heard}");
+    assert!(lines[1].starts_with("* video call started by alice, "), "{heard}");
+    assert!(lines[1].ends_with('s') && !lines[1].ends_with(", 0s"), "lasted a second or more: {heard}");
+    assert_eq!(lines[2], "* audio call started by bob@cli-history.test, declined", "{heard}");
+
+    let history = |who: &'static str| {
+        let (app, org, conversation) = (&app, &org_text, &conversation_text);
+        async move { app.cli(&["--profile", who, "history", "--org", org, "--conversation", conversation]).await }
+    };
+    let (alice_sees, bob_sees) = (history("alice").await.expect("history"), history("bob").await.expect("history"));
+    for (out, alice, declined) in [
+        (&alice_sees, "alice@cli-history.test", "] — declined audio call from bob@cli-history.test"),
+        (&bob_sees, "alice", "] — audio call started by bob@cli-history.test, declined"),
+    ] {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(lines[0].ends_with(&format!("] {alice}: lunch?")), "{out}");
+        assert!(lines[1].contains(&format!("] — video call started by {alice}, ")), "{out}");
+        assert!(lines[1].ends_with('s') && !lines[1].ends_with(", 0s"), "{out}");
+        assert!(lines[2].starts_with('[') && lines[2].ends_with(declined), "{out}");
+        assert!(lines[3].ends_with(&format!("] {alice}: bye")), "{out}");
+    }
+    // The newest three alone; as JSON, typed entries.
+    let limited = app
+        .cli(&[
+            "--profile",
+            "alice",
+            "history",
+            "--org",
+            &org_text,
+            "--conversation",
+            &conversation_text,
+            "--limit",
+            "3",
+        ])
+        .await
+        .expect("history");
+    assert_eq!(limited.lines().collect::<Vec<_>>(), alice_sees.lines().skip(1).collect::<Vec<_>>());
+    let json = app
+        .cli(&["--profile", "bob", "--json", "history", "--org", &org_text, "--conversation", &conversation_text])
+        .await
+        .expect("history");
+    let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let types: Vec<&str> = json.as_array().expect("list").iter().map(|i| i["type"].as_str().expect("type")).collect();
+    assert_eq!(types, ["message", "call", "call", "message"], "{json}");
+    assert_eq!((json[1]["direction"].as_str(), json[1]["outcome"].as_str()), (Some("incoming"), Some("answered")));
+    assert!(json[1]["duration_seconds"].as_u64().is_some_and(|s| s >= 1), "{json}");
+    assert_eq!((json[2]["direction"].as_str(), json[2]["outcome"].as_str()), (Some("outgoing"), Some("declined")));
+}

@@ -167,10 +167,7 @@ async fn list(
     ApiPath(organization_id): ApiPath<Uuid>,
     ApiQuery(filter): ApiQuery<Filter>,
 ) -> ApiResult<axum::Json<AuditPage>> {
-    let limit = filter.limit.unwrap_or(crate::limits::DEFAULT_PAGE);
-    if !(1..=crate::limits::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::validation("limit", "must be between 1 and 200"));
-    }
+    let limit = crate::limits::page_limit(filter.limit, crate::limits::DEFAULT_PAGE)?;
     let before = filter.before_seq()?;
     let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     let mut entries = page(&mut tx, organization_id, &filter, before, limit + 1).await?;

@@ -9,7 +9,7 @@ use crate::context::member_tx;
 use crate::context::seat;
 use crate::context::session::AuthUser;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::outbox::events::{self, Event};
 use crate::realtime::{self, LiveEvent};
 use axum::extract::State;
@@ -134,23 +134,64 @@ pub(super) async fn start(
     Ok((StatusCode::CREATED, axum::Json(call)))
 }
 
+/// `GET .../calls`: a page of the record, newest first.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CallsQuery {
+    /// Only calls older than this one (started before it; of two started in the same
+    /// microsecond, the smaller id is the older): the last id of the previous page.
+    before_call_id: Option<Uuid>,
+    /// At most this many (1 to 200; 100 when absent).
+    limit: Option<i64>,
+}
+
+/// Calls answered when no `limit` is given (what the route answered before it had one).
+const DEFAULT_CALLS_PAGE: i64 = 100;
+
 #[utoipa::path(
     get,
     path = "/v1/organizations/{organization_id}/conversations/{conversation_id}/calls",
     tag = "calls",
     operation_id = "list_calls",
-    responses((status = 200, description = "The conversation's calls, newest first (the last 100): who, when, how long, how they ended", body = Vec<Call>))
+    params(CallsQuery),
+    responses(
+        (status = 200, description = "The conversation's calls, newest first (by `started_at`, then id): who, when, how long, how they ended", body = Vec<Call>),
+        (status = 422, description = "`invalid_query`: an unknown parameter, or one that is not a number or a UUID; `validation_failed`: `limit` outside 1 to 200, or a `before_call_id` that is no call of this conversation", body = crate::error::ErrorBody),
+    )
 )]
 pub(super) async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(query): ApiQuery<CallsQuery>,
 ) -> ApiResult<axum::Json<Vec<Call>>> {
+    let limit = crate::limits::page_limit(query.limit, DEFAULT_CALLS_PAGE)?;
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     seat(&mut tx, auth.user_id, conversation_id, false).await?;
+    let before = match query.before_call_id {
+        None => None,
+        Some(id) => Some(
+            sqlx::query_scalar!(
+                "SELECT started_at FROM call_sessions WHERE id = $1 AND conversation_id = $2",
+                id,
+                conversation_id
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|started_at| (started_at, id))
+            .ok_or_else(|| ApiError::validation("before_call_id", "is not a call of this conversation"))?,
+        ),
+    };
+    let (before_at, before_id) = before.unzip();
     let ids = sqlx::query_scalar!(
-        "SELECT id FROM call_sessions WHERE conversation_id = $1 ORDER BY started_at DESC, id DESC LIMIT 100",
-        conversation_id
+        "SELECT id FROM call_sessions
+          WHERE conversation_id = $1 AND ($2::timestamptz IS NULL OR (started_at, id) < ($2, $3::uuid))
+          ORDER BY started_at DESC, id DESC LIMIT $4",
+        conversation_id,
+        before_at,
+        before_id,
+        limit
     )
     .fetch_all(&mut *tx)
     .await?;

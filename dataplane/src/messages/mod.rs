@@ -213,10 +213,7 @@ async fn history(
     ApiPath((organization_id, conversation_id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> ApiResult<axum::Json<MessagePage>> {
-    let limit = query.limit.unwrap_or(crate::limits::DEFAULT_PAGE);
-    if !(1..=crate::limits::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::validation("limit", "must be between 1 and 200"));
-    }
+    let limit = crate::limits::page_limit(query.limit, crate::limits::DEFAULT_PAGE)?;
     let (mut tx, _) = member_tx(&state, auth, organization_id).await?;
     seat(&mut tx, auth.user_id, conversation_id, false).await?;
     let (messages, has_more) = match (query.after_seq, query.before_seq) {

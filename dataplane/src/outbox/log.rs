@@ -63,10 +63,7 @@ async fn list(
     ApiPath((organization_id, endpoint_id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<axum::Json<WebhookDeliveryPage>> {
-    let limit = page.limit.unwrap_or(crate::limits::DEFAULT_PAGE);
-    if !(1..=crate::limits::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::validation("limit", "must be between 1 and 200"));
-    }
+    let limit = crate::limits::page_limit(page.limit, crate::limits::DEFAULT_PAGE)?;
     let (mut tx, _) = admin_tx(&state, auth, organization_id).await?;
     endpoint(&mut tx, organization_id, endpoint_id).await?;
     let mut deliveries = sqlx::query_as!(

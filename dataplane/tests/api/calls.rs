@@ -208,6 +208,78 @@ async fn declined_cancelled_busy_and_bad_calls_get_their_own_answers() {
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
 }
 
+#[tokio::test]
+async fn the_call_record_pages_back_by_call_id_and_refuses_bad_cursors() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@record.test").await;
+    let bob = app.person("bob@record.test").await;
+    let carol = app.person("carol@record.test").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    let mut started = Vec::new();
+    for _ in 0..5 {
+        let call = start(&chat, &alice).await;
+        let (status, _) = app.post(&call_path(&chat, &call, "leave"), json!({}), Some(&alice.access)).await;
+        assert_eq!(status, StatusCode::OK);
+        started.push(call["id"].as_str().expect("id").to_owned());
+    }
+    let newest_first: Vec<String> = started.iter().rev().cloned().collect();
+    let ids = |body: &Value| -> Vec<String> {
+        body.as_array().expect("a list").iter().map(|c| c["id"].as_str().expect("id").to_owned()).collect()
+    };
+    let list = |query: String| {
+        let path = chat.path(&format!("/calls{query}"));
+        let token = bob.access.clone();
+        let app = &app;
+        async move { app.get(&path, Some(&token)).await }
+    };
+
+    let (status, all) = list(String::new()).await;
+    assert_eq!((status, ids(&all)), (StatusCode::OK, newest_first.clone()), "no parameters: the newest 100");
+    // Pages of two, each after the last id of the one before, then an empty page.
+    let mut paged = Vec::new();
+    let mut query = "?limit=2".to_owned();
+    loop {
+        let (status, page) = list(query).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let page = ids(&page);
+        assert!(page.len() <= 2, "{page:?}");
+        let Some(last) = page.last().cloned() else { break };
+        paged.extend(page);
+        query = format!("?limit=2&before_call_id={last}");
+    }
+    assert_eq!(paged, newest_first);
+    let (status, older) = list(format!("?before_call_id={}", started[2])).await;
+    assert_eq!((status, ids(&older)), (StatusCode::OK, vec![started[1].clone(), started[0].clone()]));
+
+    // Bad input: each a 422 with its own code, naming the field where there is one.
+    let elsewhere = group(&app, &carol, &[&alice]).await;
+    let foreign = start(&elsewhere, &carol).await;
+    let cases = [
+        ("?limit=0".to_owned(), "validation_failed", Some("limit")),
+        ("?limit=201".to_owned(), "validation_failed", Some("limit")),
+        ("?limit=-3".to_owned(), "validation_failed", Some("limit")),
+        ("?limit=ten".to_owned(), "invalid_query", None),
+        ("?before_call_id=yesterday".to_owned(), "invalid_query", None),
+        ("?since=2026-01-01T00:00:00Z".to_owned(), "invalid_query", None),
+        (format!("?before_call_id={}", Uuid::now_v7()), "validation_failed", Some("before_call_id")),
+        // Another organization's call reads exactly like one that does not exist.
+        (
+            format!("?before_call_id={}", foreign["id"].as_str().expect("id")),
+            "validation_failed",
+            Some("before_call_id"),
+        ),
+    ];
+    for (query, code, field) in cases {
+        let (status, body) = list(query.clone()).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, code), "{query}: {body}");
+        if let Some(field) = field {
+            assert_eq!(body["error"]["details"]["field"], json!(field), "{query}: {body}");
+        }
+    }
+    let (status, body) = app.get(&chat.path("/calls?limit=2"), Some(&carol.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"), "carol is not a member");
+}
+
 /// A data plane whose calls ring for `ring` seconds and lose a device after `silent` seconds
 /// without a heartbeat, swept every 100 ms.
 async fn impatient_app(ring: &str, silent: &str) -> TestApp {
