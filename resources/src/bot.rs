@@ -97,6 +97,12 @@ pub enum BotScope {
     MembersRead,
     #[serde(rename = "reactions:write")]
     ReactionsWrite,
+    // Pin and unpin messages.
+    #[serde(rename = "pins:write")]
+    PinsWrite,
+    // Read call records and receive call events (`call_updated`, `call_signal`) on the socket.
+    #[serde(rename = "calls:read")]
+    CallsRead,
     #[serde(rename = "files:read")]
     FilesRead,
     #[serde(rename = "files:write")]
@@ -113,6 +119,8 @@ impl BotScope {
             Self::ConversationsWrite => "conversations:write",
             Self::MembersRead => "members:read",
             Self::ReactionsWrite => "reactions:write",
+            Self::PinsWrite => "pins:write",
+            Self::CallsRead => "calls:read",
             Self::FilesRead => "files:read",
             Self::FilesWrite => "files:write",
         }
