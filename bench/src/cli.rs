@@ -27,6 +27,9 @@ pub enum Command {
     /// Web Push: what notifications add to a send, and pushes per second through the outbox
     /// worker to a push service of our own.
     Notifications(NotificationsArgs),
+    /// Webhooks: what subscribed endpoints add to a send, and deliveries per second through the
+    /// outbox worker to a loopback receiver that verifies each signature.
+    Webhooks(WebhooksArgs),
     /// The retention sweep deleting expired messages: rows/s, and send latency while it runs.
     Retention(RetentionArgs),
     /// Call signalling: offer sent → answer received with calls in flight at once, caller and
@@ -296,6 +299,24 @@ pub struct NotificationsArgs {
     /// Sends in flight (closed loop).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+}
+
+#[derive(Args, Clone)]
+pub struct WebhooksArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Messages sent with no endpoint subscribed, and as many with `--endpoints` subscribed.
+    #[arg(long, default_value_t = 2000)]
+    pub messages: usize,
+    /// Webhook endpoints subscribed to `message.created` (each message is delivered to each).
+    #[arg(long, default_value_t = 4)]
+    pub endpoints: usize,
+    /// Sends in flight (closed loop).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// The longest the deliveries may take before the run reports what arrived.
+    #[arg(long, value_parser = parse_duration, default_value = "300s")]
+    pub drain_limit: Duration,
 }
 
 #[derive(Args, Clone)]

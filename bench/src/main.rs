@@ -10,7 +10,7 @@
 //! * [`cli`]: the arguments; [`modes`]: each mode's setup and headline; [`run`]: the database,
 //!   work directory and results file every run shares; [`stack`]: the data plane processes.
 //! * The measurements: [`messages`], [`connections`], [`baseline`], [`operator`], [`mls`],
-//!   [`notify`] (Web Push), [`retention`], [`calls`] (signalling), with
+//!   [`notify`] (Web Push), [`webhooks`], [`retention`], [`calls`] (signalling), with
 //!   [`provision`] (users, logins, conversations), [`socket`] and [`system`] (CPU, RSS).
 //! * [`results`] (the results file) and [`report`] (`docs/benchmarks.md`, comparisons).
 
@@ -31,6 +31,7 @@ mod run;
 mod socket;
 mod stack;
 mod system;
+mod webhooks;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -44,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Operator(args) => modes::operator_mode(args).await,
         Command::Mls(args) => modes::mls_mode(args).await,
         Command::Notifications(args) => modes::notifications_mode(args).await,
+        Command::Webhooks(args) => modes::webhooks_mode(args).await,
         Command::Retention(args) => modes::retention_mode(args).await,
         Command::Calls(args) => modes::calls_mode(args).await,
         Command::Report { results, output } => modes::write_report(&results, &output),

@@ -4,12 +4,12 @@
 
 use crate::cli::{
     BaselineArgs, CallsArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, NotificationsArgs, OperatorArgs,
-    RetentionArgs,
+    RetentionArgs, WebhooksArgs,
 };
 use crate::results::{self, Figures};
 use crate::run::{append_run, raise_file_limit, read_results, with_bench};
 use crate::stack::{self, DataplaneSettings};
-use crate::{calls, connections, messages, mls, notify, operator, provision, report, retention, system};
+use crate::{calls, connections, messages, mls, notify, operator, provision, report, retention, system, webhooks};
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::time::Duration;
@@ -375,6 +375,25 @@ pub fn compare(a: &Path, b: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Starts a replica with the outbox worker (`settings`) and runs `drain` while watching it, then
+/// stops it: the drain's result, the worker's CPU (percent of one core) and its CPU seconds, over
+/// the whole window from its start-up, so that they are not understated.
+async fn with_outbox_worker<T>(
+    bench: &crate::run::Bench,
+    settings: &DataplaneSettings,
+    drain: impl AsyncFnOnce() -> Result<T>,
+) -> Result<(T, f64, f64)> {
+    let workers =
+        stack::start_dataplanes(settings, &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
+    let watch = system::Watch::new(vec![workers[0].pid()]);
+    let (before, window) = (watch.sample(), std::time::Instant::now());
+    let drained = drain().await;
+    let (after, window) = (watch.sample(), window.elapsed().as_secs_f64());
+    stack::stop_dataplanes(workers).await;
+    let cpu_percent = watch.cpu_between(&before, &after)[0];
+    Ok((drained?, cpu_percent, cpu_percent / 100.0 * window))
+}
+
 pub async fn notifications_mode(args: NotificationsArgs) -> Result<()> {
     if args.messages == 0 || args.subscriptions == 0 {
         bail!("--messages and --subscriptions must be at least 1");
@@ -407,20 +426,12 @@ pub async fn notifications_mode(args: NotificationsArgs) -> Result<()> {
             let pushes_expected = (args.messages - errors_with as usize) * args.subscriptions;
             eprintln!("[bench] {pushes_expected} pushes waiting; starting a replica with the outbox worker");
             let started = std::time::Instant::now();
-            let workers =
-                stack::start_dataplanes(&settings(50), &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1)
-                    .await?;
-            let watch = system::Watch::new(vec![workers[0].pid()]);
-            let (before, window) = (watch.sample(), std::time::Instant::now());
-            let drained = notify::drain(&push, pushes_expected, started, Duration::from_secs(600)).await;
-            let (after, window) = (watch.sample(), window.elapsed().as_secs_f64());
-            stack::stop_dataplanes(workers).await;
-            let drained = drained?;
-            // The rate from the first push to the last (the replica's start-up left out); CPU over
-            // the whole window from start-up, so it is not understated.
+            let (drained, worker_cpu_percent, cpu_secs) = with_outbox_worker(bench, &settings(50), async || {
+                notify::drain(&push, pushes_expected, started, Duration::from_secs(600)).await
+            })
+            .await?;
+            // The rate from the first push to the last (the replica's start-up left out).
             let drain_secs = (drained.last_secs - drained.first_secs).max(1e-3);
-            let worker_cpu_percent = watch.cpu_between(&before, &after)[0];
-            let cpu_secs = worker_cpu_percent / 100.0 * window;
             anyhow::Ok(results::NotificationFigures {
                 messages: args.messages,
                 subscriptions: args.subscriptions,
@@ -453,6 +464,84 @@ pub async fn notifications_mode(args: NotificationsArgs) -> Result<()> {
             f.worker_cpu_ms_per_push
         );
         append_run(&args.common.out, bench.machine(), Figures::Notifications(f))
+    })
+    .await
+}
+
+/// Webhooks: the send with and without subscribed endpoints, then the deliveries drained by a
+/// replica with the outbox worker on.
+pub async fn webhooks_mode(args: WebhooksArgs) -> Result<()> {
+    if args.messages == 0 || args.endpoints == 0 {
+        bail!("--messages and --endpoints must be at least 1");
+    }
+    let binary = stack::dataplane_binary(args.common.dataplane_bin.clone()).await?;
+    let common = args.common.clone();
+    with_bench(&common, async |bench| {
+        let key = webhooks::AtRestKey::create(&bench.work_dir)?;
+        let receiver = webhooks::Receiver::start(args.endpoints).await?;
+        // The replica that takes the sends runs no outbox worker: the rows wait for the drain.
+        let settings = |outbox_poll_ms| DataplaneSettings {
+            binary: binary.clone(),
+            db_connections: args.common.db_connections,
+            outbox_poll_ms,
+            push_loopback: false,
+            extra_args: key.serve_args(),
+        };
+        let planes =
+            stack::start_dataplanes(&settings(0), &bench.env, &bench.db, &bench.work_dir, &bench.namespace(), 1).await?;
+        let result = async {
+            let tenant = provision::tenant(&bench.db.owner, 2).await?;
+            let members = provision::login_all(&tenant.users, &[planes[0].base.clone()], 2).await?;
+            let conversations = provision::conversations(&bench.db.owner, &tenant, &members, 2).await?;
+            let org = tenant.organization_id;
+            let (sender, conversation) = (&members[0], &conversations[0]);
+            // A warm-up, so that neither measured half pays for cold caches and connections.
+            notify::send_cost(org, sender, conversation, args.messages.min(200), args.concurrency).await?;
+            let (send_without_endpoints, errors_without) =
+                notify::send_cost(org, sender, conversation, args.messages, args.concurrency).await?;
+            receiver.subscribe(&bench.db.owner, org, &key).await?;
+            let (send_with_endpoints, errors_with) =
+                notify::send_cost(org, sender, conversation, args.messages, args.concurrency).await?;
+            let deliveries_expected = (args.messages - errors_with as usize) * args.endpoints;
+            eprintln!("[bench] {deliveries_expected} deliveries waiting; starting a replica with the outbox worker");
+            let (drained, worker_cpu_percent, cpu_secs) = with_outbox_worker(bench, &settings(50), async || {
+                webhooks::drain(&receiver, deliveries_expected, args.drain_limit).await
+            })
+            .await?;
+            let drain_secs = drained.secs.max(1e-3);
+            anyhow::Ok(results::WebhookFigures {
+                messages: args.messages,
+                endpoints: args.endpoints,
+                concurrency: args.concurrency,
+                send_without_endpoints,
+                send_with_endpoints,
+                send_errors: errors_with + errors_without,
+                deliveries_expected,
+                deliveries_verified: drained.verified,
+                drain_secs,
+                deliveries_per_sec: drained.verified.saturating_sub(1) as f64 / drain_secs,
+                worker_cpu_percent,
+                worker_cpu_ms_per_delivery: cpu_secs * 1000.0 / drained.verified.max(1) as f64,
+            })
+        }
+        .await;
+        stack::stop_dataplanes(planes).await;
+        let f = result?;
+        println!(
+            "webhooks: send p50 {:.2} ms (p99 {:.2}) with {} endpoints, {:.2} ms (p99 {:.2}) with none; {} of {} deliveries verified in {:.2} s = {:.0} deliveries/s; worker CPU {:.0} % = {:.2} ms per delivery",
+            f.send_with_endpoints.p50_ms,
+            f.send_with_endpoints.p99_ms,
+            f.endpoints,
+            f.send_without_endpoints.p50_ms,
+            f.send_without_endpoints.p99_ms,
+            f.deliveries_verified,
+            f.deliveries_expected,
+            f.drain_secs,
+            f.deliveries_per_sec,
+            f.worker_cpu_percent,
+            f.worker_cpu_ms_per_delivery
+        );
+        append_run(&args.common.out, bench.machine(), Figures::Webhooks(f))
     })
     .await
 }

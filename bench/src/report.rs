@@ -4,6 +4,7 @@
 
 use crate::results::{
     Figures, Latency, MessageFigures, MlsFigures, NotificationFigures, OperatorFigures, ResultsFile, Run, Spread,
+    WebhookFigures,
 };
 use std::fmt::Write as _;
 
@@ -162,6 +163,7 @@ pub fn render(file: &ResultsFile) -> String {
 
     render_mls(&mut out, file);
     render_notifications(&mut out, file);
+    render_webhooks(&mut out, file);
     render_retention(&mut out, file);
     render_calls(&mut out, file);
 
@@ -175,6 +177,7 @@ pub fn render(file: &ResultsFile) -> String {
             | Figures::Operator(_)
             | Figures::Mls(_)
             | Figures::Notifications(_)
+            | Figures::Webhooks(_)
             | Figures::Retention(_)
             | Figures::Calls(_) => None,
         })
@@ -392,6 +395,59 @@ fn render_notifications(out: &mut String, file: &ResultsFile) {
             n.pushes_per_sec,
             n.worker_cpu_percent,
             n.worker_cpu_ms_per_push
+        );
+    }
+    out.push('\n');
+}
+
+/// Webhooks: the cost a send pays for subscribed endpoints, and deliveries per second.
+fn render_webhooks(out: &mut String, file: &ResultsFile) {
+    let runs: Vec<&WebhookFigures> = file
+        .runs
+        .iter()
+        .filter_map(|r| match &r.figures {
+            Figures::Webhooks(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Webhooks\n");
+    table_head(
+        out,
+        &[
+            "Messages",
+            "Endpoints",
+            "In flight",
+            "Send p50 / p99 ms, no endpoint",
+            "Send p50 / p99 ms, endpoints subscribed",
+            "Send errors",
+            "Deliveries verified",
+            "Drain s",
+            "Deliveries/s",
+            "Worker CPU %",
+            "Worker CPU ms per delivery",
+        ],
+    );
+    for w in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {} | {} of {} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            w.messages,
+            w.endpoints,
+            w.concurrency,
+            w.send_without_endpoints.p50_ms,
+            w.send_without_endpoints.p99_ms,
+            w.send_with_endpoints.p50_ms,
+            w.send_with_endpoints.p99_ms,
+            w.send_errors,
+            w.deliveries_verified,
+            w.deliveries_expected,
+            w.drain_secs,
+            w.deliveries_per_sec,
+            w.worker_cpu_percent,
+            w.worker_cpu_ms_per_delivery
         );
     }
     out.push('\n');

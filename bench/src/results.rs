@@ -43,6 +43,7 @@ pub enum Figures {
     Operator(OperatorFigures),
     Mls(Box<MlsFigures>),
     Notifications(NotificationFigures),
+    Webhooks(WebhookFigures),
     Retention(RetentionFigures),
     Calls(CallFigures),
 }
@@ -56,6 +57,7 @@ impl Figures {
             Self::Operator(_) => "operator",
             Self::Mls(_) => "mls",
             Self::Notifications(_) => "notifications",
+            Self::Webhooks(_) => "webhooks",
             Self::Retention(_) => "retention",
             Self::Calls(_) => "calls",
         }
@@ -85,6 +87,7 @@ impl Figures {
             Self::Notifications(n) => {
                 format!("notifications messages={} subscriptions={}", n.messages, n.subscriptions)
             }
+            Self::Webhooks(w) => format!("webhooks messages={} endpoints={}", w.messages, w.endpoints),
         }
     }
 
@@ -161,6 +164,14 @@ impl Figures {
                 ("send p50 ms with push", n.send_with_push.p50_ms, false),
                 ("send p50 ms without", n.send_without_push.p50_ms, false),
                 ("worker CPU ms per push", n.worker_cpu_ms_per_push, false),
+            ],
+            Self::Webhooks(w) => vec![
+                ("deliveries/s", w.deliveries_per_sec, true),
+                ("send p50 ms with endpoints", w.send_with_endpoints.p50_ms, false),
+                ("send p99 ms with endpoints", w.send_with_endpoints.p99_ms, false),
+                ("send p50 ms without", w.send_without_endpoints.p50_ms, false),
+                ("send p99 ms without", w.send_without_endpoints.p99_ms, false),
+                ("worker CPU ms per delivery", w.worker_cpu_ms_per_delivery, false),
             ],
         }
     }
@@ -570,4 +581,27 @@ pub struct NotificationFigures {
     /// The worker's data plane CPU over the drain, in percent of one core and per push.
     pub worker_cpu_percent: f64,
     pub worker_cpu_ms_per_push: f64,
+}
+
+/// Webhooks (`webhooks`): the cost a send pays for subscribed endpoints, and the outbox worker's
+/// delivery rate to a loopback receiver verifying each signature with `standardwebhooks`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WebhookFigures {
+    pub messages: usize,
+    pub endpoints: usize,
+    pub concurrency: usize,
+    /// Sends with no endpoint in the organization.
+    pub send_without_endpoints: Latency,
+    /// Sends with `endpoints` subscribed to `message.created` (one outbox row each per send).
+    pub send_with_endpoints: Latency,
+    pub send_errors: u64,
+    /// Deliveries expected (sends × `endpoints`) and received with a valid signature.
+    pub deliveries_expected: usize,
+    pub deliveries_verified: usize,
+    /// From the first delivery received to the last.
+    pub drain_secs: f64,
+    pub deliveries_per_sec: f64,
+    /// The worker's data plane CPU over the drain, in percent of one core and per delivery.
+    pub worker_cpu_percent: f64,
+    pub worker_cpu_ms_per_delivery: f64,
 }

@@ -34,13 +34,15 @@ impl BotSessionRequest {
 
 /// The scopes a BotAgent can hold, as the database and the data plane spell them (the
 /// `BotScope` of the custom resource serializes to the same strings).
-pub const SCOPES: [&str; 8] = [
+pub const SCOPES: [&str; 10] = [
     "messages:read",
     "messages:write",
     "conversations:read",
     "conversations:write",
     "members:read",
     "reactions:write",
+    "pins:write",
+    "calls:read",
     "files:read",
     "files:write",
 ];

@@ -57,6 +57,7 @@ pub struct BotAgentSpec {
 /// How the operator runs a bot. The container gets `CONCLAVE_SERVER`, `CONCLAVE_BOT_TOKEN_FILE`
 /// (the mounted Secret's `token`, which the kubelet updates after a rotation) and
 /// `CONCLAVE_BOT_STATE` (a directory for its keystore), as the SDK's bot framework reads them.
+/// The state directory is a PersistentVolumeClaim with `storage`, else the pod's own `emptyDir`.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BotDeployment {
@@ -72,6 +73,39 @@ pub struct BotDeployment {
     /// The data plane's URL as the bot reaches it, such as `http://conclave.conclave.svc:8080`.
     #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
     pub server: String,
+    /// Keep the bot's state (its device keys, identity key and MLS groups) on a
+    /// PersistentVolumeClaim `<name>-bot-state` that the operator creates and owns, so that a
+    /// restarted or rescheduled pod is the same device in every conversation. Without it the
+    /// state is the pod's own (`emptyDir`): each new pod is a new device, which every
+    /// conversation must add again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<BotStorage>,
+}
+
+/// The claim holding a bot's state (`storage: {}` takes every default).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BotStorage {
+    /// Its size, a Kubernetes quantity (default `64Mi`: a bot's keystore is kilobytes per
+    /// conversation). It can only grow, and only where the StorageClass allows expansion.
+    #[serde(default = "default_state_size")]
+    #[schemars(length(min = 1, max = 32))]
+    pub size: String,
+    /// The StorageClass (default: the cluster's default class). It cannot be changed once the
+    /// claim exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for BotStorage {
+    fn default() -> Self {
+        Self { size: default_state_size(), storage_class_name: None }
+    }
+}
+
+fn default_state_size() -> String {
+    "64Mi".to_owned()
 }
 
 fn enabled() -> bool {
@@ -97,6 +131,12 @@ pub enum BotScope {
     MembersRead,
     #[serde(rename = "reactions:write")]
     ReactionsWrite,
+    // Pin and unpin messages.
+    #[serde(rename = "pins:write")]
+    PinsWrite,
+    // Read call records and receive call events (`call_updated`, `call_signal`) on the socket.
+    #[serde(rename = "calls:read")]
+    CallsRead,
     #[serde(rename = "files:read")]
     FilesRead,
     #[serde(rename = "files:write")]
@@ -113,6 +153,8 @@ impl BotScope {
             Self::ConversationsWrite => "conversations:write",
             Self::MembersRead => "members:read",
             Self::ReactionsWrite => "reactions:write",
+            Self::PinsWrite => "pins:write",
+            Self::CallsRead => "calls:read",
             Self::FilesRead => "files:read",
             Self::FilesWrite => "files:write",
         }
@@ -145,6 +187,9 @@ pub struct BotAgentStatus {
     /// The Deployment running the bot, with `spec.deployment`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_name: Option<String>,
+    /// The PersistentVolumeClaim holding the bot's state, with `spec.deployment.storage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_claim_name: Option<String>,
     /// Whether the bot holds a live session (opened with its current token, or with the previous
     /// one during a rotation's overlap), as of the last reconciliation.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -269,6 +269,14 @@ impl BotAgentSpec {
             {
                 return invalid("deployment.server must be an http:// or https:// URL");
             }
+            if let Some(storage) = &deployment.storage
+                && parse_quantity_bytes(&storage.size).is_err()
+            {
+                return invalid(format!(
+                    "deployment.storage.size {:?} is not a quantity of bytes (examples: 64Mi, 1Gi)",
+                    storage.size
+                ));
+            }
         }
         unique("scopes", self.scopes.iter().map(|s| s.as_str()))
     }

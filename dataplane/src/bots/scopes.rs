@@ -4,8 +4,13 @@
 //! enforcement and the document cannot drift.
 //!
 //! Default deny: an endpoint that is not listed here answers a bot 403 `bot_not_allowed`
-//! (accounts, contacts, calls, invitations, administration, compliance, webhooks); one that is
-//! listed with a scope the BotAgent does not grant answers 403 `bot_scope_missing`, naming it.
+//! (accounts, contacts, taking part in calls, invitations, administration, compliance,
+//! webhooks); one that is listed with a scope the BotAgent does not grant answers 403
+//! `bot_scope_missing`, naming it.
+//!
+//! Call events are `calls:read`: the conversation's call records here, and the `call_updated` and
+//! `call_signal` frames on the bot's WebSocket, which [`receives_call_events`] holds back from a
+//! bot without it. Pinning and unpinning is `pins:write`; reading the pins is `messages:read`.
 //!
 //! Reading a conversation's messages needs `messages:read`, and so does everything that hands a
 //! device key material: uploading key packages (without them nobody can add the bot's device to
@@ -27,6 +32,11 @@ pub enum Access {
 }
 
 const ORG: &str = "/v1/organizations/{organization_id}";
+
+/// Pinning and unpinning messages.
+pub const PINS_WRITE: &str = "pins:write";
+/// A conversation's call records, and its call events on the WebSocket.
+pub const CALLS_READ: &str = "calls:read";
 
 /// `(method, path template after the organization prefix or absolute, access)`.
 const TABLE: &[(&str, &str, Access)] = {
@@ -69,8 +79,8 @@ const TABLE: &[(&str, &str, Access)] = {
         ("PATCH", "{org}/conversations/{conversation_id}/messages/{message_id}", WRITE),
         ("DELETE", "{org}/conversations/{conversation_id}/messages/{message_id}", WRITE),
         ("POST", "{org}/conversations/{conversation_id}/messages/{message_id}/mentions", WRITE),
-        ("POST", "{org}/conversations/{conversation_id}/pins", WRITE),
-        ("DELETE", "{org}/conversations/{conversation_id}/pins/{message_id}", WRITE),
+        ("POST", "{org}/conversations/{conversation_id}/pins", Scope(PINS_WRITE)),
+        ("DELETE", "{org}/conversations/{conversation_id}/pins/{message_id}", Scope(PINS_WRITE)),
         ("POST", "{org}/conversations/{conversation_id}/messages/{message_id}/reactions", Scope("reactions:write")),
         (
             "DELETE",
@@ -89,6 +99,8 @@ const TABLE: &[(&str, &str, Access)] = {
         ("GET", "{org}/workspaces/{workspace_id}", Scope("members:read")),
         ("GET", "{org}/workspaces/{workspace_id}/members", Scope("members:read")),
         ("GET", "{org}/presence", Scope("members:read")),
+        // Calls: their records (and, on the socket, their events); never taking part.
+        ("GET", "{org}/conversations/{conversation_id}/calls", Scope(CALLS_READ)),
         // Files.
         ("POST", "{org}/conversations/{conversation_id}/attachments", Scope("files:write")),
         ("GET", "{org}/conversations/{conversation_id}/attachments/{attachment_id}", Scope("files:read")),
@@ -122,6 +134,12 @@ pub fn authorize(scopes: &[String], method: &Method, path: &str) -> Result<(), A
         )),
         Access::Closed => Err(ApiError::new(ErrorCode::BotNotAllowed, "bots cannot use this endpoint")),
     }
+}
+
+/// Whether a session with these bot scopes (`None`: a person's session) is sent call events
+/// (`call_updated`, `call_signal`) on its WebSocket.
+pub fn receives_call_events(scopes: Option<&[String]>) -> bool {
+    scopes.is_none_or(|scopes| scopes.iter().any(|s| s == CALLS_READ))
 }
 
 /// The error code a bot can get from `method path`, for the API document.
@@ -174,5 +192,25 @@ mod tests {
             authorize(&scopes(&conclave_protocol::bots::SCOPES), &Method::GET, "/v1/contacts").expect_err("closed");
         assert_eq!(err.code, ErrorCode::BotNotAllowed);
         assert!(authorize(&[], &Method::GET, "/v1/me").is_ok());
+    }
+
+    #[test]
+    fn pins_and_call_events_have_scopes_of_their_own() {
+        let conversation = "/v1/organizations/{organization_id}/conversations/{conversation_id}";
+        assert_eq!(access(&Method::POST, &format!("{conversation}/pins")), Access::Scope("pins:write"));
+        assert_eq!(
+            access(&Method::DELETE, &format!("{conversation}/pins/{{message_id}}")),
+            Access::Scope("pins:write")
+        );
+        assert_eq!(access(&Method::GET, &format!("{conversation}/pins")), Access::Scope("messages:read"));
+        assert_eq!(access(&Method::GET, &format!("{conversation}/calls")), Access::Scope("calls:read"));
+        assert_eq!(
+            access(&Method::POST, &format!("{conversation}/calls")),
+            Access::Closed,
+            "bots take no part in calls"
+        );
+        assert!(receives_call_events(None), "people always do");
+        assert!(!receives_call_events(Some(&scopes(&["messages:read"]))));
+        assert!(receives_call_events(Some(&scopes(&["messages:read", "calls:read"]))));
     }
 }

@@ -30,6 +30,15 @@ impl AuthUser {
     /// the router matched; also used by the WebSocket handshake). A bot's session is also held
     /// to its token and its scopes (`crate::bots::scopes`).
     pub async fn from_token(state: &AppState, token: &str, route: Route<'_>) -> Result<Self, ApiError> {
+        Self::with_bot_scopes(state, token, route).await.map(|(auth, _)| auth)
+    }
+
+    /// [`Self::from_token`], with the scopes of the bot whose session it is (`None`: a person's).
+    pub async fn with_bot_scopes(
+        state: &AppState,
+        token: &str,
+        route: Route<'_>,
+    ) -> Result<(Self, Option<Vec<String>>), ApiError> {
         let claims = Self::from_signature(state, token)?;
         let session = sqlx::query!(
             r#"SELECT s.bot_token_hash FROM session_tokens s
@@ -45,11 +54,10 @@ impl AuthUser {
         .fetch_optional(&state.db)
         .await?
         .ok_or_else(session_revoked)?;
-        if let Some(digest) = session.bot_token_hash {
-            let scopes = crate::bots::scopes_of_token(state, &digest).await?.ok_or_else(session_revoked)?;
-            crate::bots::scopes::authorize(&scopes, route.method, route.path)?;
-        }
-        Ok(claims)
+        let Some(digest) = session.bot_token_hash else { return Ok((claims, None)) };
+        let scopes = crate::bots::scopes_of_token(state, &digest).await?.ok_or_else(session_revoked)?;
+        crate::bots::scopes::authorize(&scopes, route.method, route.path)?;
+        Ok((claims, Some(scopes)))
     }
 
     /// The token's signature and expiry only, without the database; `true` with a bot's.

@@ -358,6 +358,7 @@ mod tests {
             membership,
             user: None,
             device: None,
+            call: false,
             text: "{}".into(),
         })
     }
@@ -376,6 +377,7 @@ mod tests {
             membership: None,
             user: Some(me),
             device: None,
+            call: false,
             text: "{}".into(),
         }));
         assert!(r1.mailbox.try_live().is_some());

@@ -96,6 +96,8 @@ pub struct Delivery {
     pub membership: Option<(bool, Uuid)>,
     pub user: Option<Uuid>,
     pub device: Option<Uuid>,
+    /// A call event (`call_updated`, `call_signal`): not for bots without `calls:read`.
+    pub call: bool,
     pub text: Arc<str>,
 }
 
@@ -171,6 +173,7 @@ pub fn delivery_from(event: LiveEvent) -> Option<Delivery> {
         membership: event.membership,
         user: event.user,
         device: event.device,
+        call: matches!(event.frame, ServerFrame::CallUpdated { .. } | ServerFrame::CallSignal { .. }),
         text,
     })
 }

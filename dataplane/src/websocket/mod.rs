@@ -78,7 +78,10 @@ async fn upgrade(
         ApiError::new(ErrorCode::MissingToken, "send an access token (Authorization header or access_token)")
     })?;
     let route = crate::context::session::Route { method: &axum::http::Method::GET, path: "/v1/ws" };
-    let auth = AuthUser::from_token(&state, token, route).await?;
+    let (auth, bot_scopes) = AuthUser::with_bot_scopes(&state, token, route).await?;
+    // A bot's scopes as of the handshake: a change of its BotAgent's scopes reaches the sockets
+    // its next session opens (every request of its session already checks them anew).
+    let call_events = crate::bots::scopes::receives_call_events(bot_scopes.as_deref());
     let subscriptions = subscriptions(&state, auth, query.organization_id).await?;
     // Small per-socket buffers: tungstenite's defaults (128 KiB each way) dominated the memory
     // of an idle socket (docs/benchmarks.md); larger frames still pass, the buffers grow to fit.
@@ -86,7 +89,7 @@ async fn upgrade(
         .max_message_size(64 * 1024)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| run(state, auth, subscriptions, socket)))
+        .on_upgrade(move |socket| run(state, auth, call_events, subscriptions, socket)))
 }
 
 /// The conversations (with their organization) the user belongs to.
@@ -133,6 +136,8 @@ fn text(frame: &ServerFrame) -> WsMessage {
 struct Writer {
     state: AppState,
     auth: AuthUser,
+    /// Whether call events are sent (not to a bot without `calls:read`).
+    call_events: bool,
     /// Conversation → organization, for the conversations this socket receives.
     conversations: HashMap<Uuid, Uuid>,
     /// Conversation → last message sequence number sent on this socket.
@@ -185,7 +190,7 @@ impl Writer {
             }
             _ => {}
         }
-        if !self.conversations.contains_key(&conversation) {
+        if !self.conversations.contains_key(&conversation) || (delivery.call && !self.call_events) {
             return Ok(());
         }
         if let Some(seq) = delivery.seq {
@@ -232,11 +237,17 @@ fn incoming(frame: WsMessage) -> Option<Incoming> {
     }
 }
 
-async fn run(state: AppState, auth: AuthUser, conversations: HashMap<Uuid, Uuid>, socket: WebSocket) {
+async fn run(
+    state: AppState,
+    auth: AuthUser,
+    call_events: bool,
+    conversations: HashMap<Uuid, Uuid>,
+    socket: WebSocket,
+) {
     let (mut sink, mut stream) = socket.split();
     let registration = state.hub.register(auth.user_id, auth.device_id, conversations.keys().copied(), QUEUE);
     let mailbox = registration.mailbox.clone();
-    let mut writer = Writer { state: state.clone(), auth, conversations, last_seq: HashMap::new() };
+    let mut writer = Writer { state: state.clone(), auth, call_events, conversations, last_seq: HashMap::new() };
     // This socket counts towards its user's presence until it ends (`crate::presence`).
     let mut presence = crate::presence::Connection::new(auth.user_id);
     let mut typed: HashMap<Uuid, std::time::Instant> = HashMap::new();

@@ -97,6 +97,19 @@ async fn session(app: &TestApp, token: &str) -> Person {
     }
 }
 
+/// The path of a new group conversation of `owner` with `members` (user ids).
+async fn group_path(app: &TestApp, owner: &Person, org: Uuid, workspace: Uuid, members: Value) -> String {
+    let (status, conversation) = app
+        .post(
+            &format!("/v1/organizations/{org}/workspaces/{workspace}/conversations"),
+            json!({ "kind": "group", "member_user_ids": members }),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{conversation}");
+    format!("/v1/organizations/{org}/conversations/{}", conversation["id"].as_str().expect("id"))
+}
+
 fn slug() -> String {
     format!("bots-{}", &Uuid::new_v4().simple().to_string()[..8])
 }
@@ -165,15 +178,7 @@ async fn each_missing_scope_is_a_403_naming_it_and_other_endpoints_refuse_bots()
     agent(&app, org, workspace, bare, &[]).await;
     agent(&app, org, workspace, full, &conclave_protocol::bots::SCOPES).await;
     let (bare, full) = (session(&app, bare).await, session(&app, full).await);
-    let (status, conversation) = app
-        .post(
-            &format!("/v1/organizations/{org}/workspaces/{workspace}/conversations"),
-            json!({ "kind": "group", "member_user_ids": [] }),
-            Some(&owner.access),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{conversation}");
-    let c = format!("/v1/organizations/{org}/conversations/{}", conversation["id"].as_str().expect("id"));
+    let c = group_path(&app, &owner, org, workspace, json!([])).await;
     let message = Uuid::now_v7();
     let http = reqwest::Client::new();
     let cases: Vec<(reqwest::Method, String, Value, &str)> = vec![
@@ -194,6 +199,9 @@ async fn each_missing_scope_is_a_403_naming_it_and_other_endpoints_refuse_bots()
         (reqwest::Method::POST, format!("{c}/members"), json!({ "user_id": owner.user_id }), "conversations:write"),
         (reqwest::Method::GET, format!("/v1/organizations/{org}/members"), Value::Null, "members:read"),
         (reqwest::Method::GET, format!("{c}/attachments/{message}"), Value::Null, "files:read"),
+        (reqwest::Method::POST, format!("{c}/pins"), json!({ "message_id": message }), "pins:write"),
+        (reqwest::Method::DELETE, format!("{c}/pins/{message}"), Value::Null, "pins:write"),
+        (reqwest::Method::GET, format!("{c}/calls"), Value::Null, "calls:read"),
     ];
     for (method, path, body, scope) in &cases {
         let mut request = http.request(method.clone(), app.url(path)).bearer_auth(&bare.access);
@@ -273,15 +281,7 @@ async fn an_admin_adds_the_bot_to_a_conversation_and_removing_it_requires_a_rota
     let token = "cbot_member_0123456789abcdefghijklmnopqrstuvwxyzAB";
     agent(&app, org, workspace, token, &["messages:read", "messages:write"]).await;
     let bot = session(&app, token).await;
-    let (status, conversation) = app
-        .post(
-            &format!("/v1/organizations/{org}/workspaces/{workspace}/conversations"),
-            json!({ "kind": "group", "member_user_ids": [member.user_id] }),
-            Some(&owner.access),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{conversation}");
-    let c = format!("/v1/organizations/{org}/conversations/{}", conversation["id"].as_str().expect("id"));
+    let c = group_path(&app, &owner, org, workspace, json!([member.user_id])).await;
     // A plain member of a group cannot add the bot; the owner can, through the ordinary path.
     let (status, body) =
         app.post(&format!("{c}/members"), json!({ "user_id": bot.user_id }), Some(&member.access)).await;
@@ -301,4 +301,68 @@ async fn an_admin_adds_the_bot_to_a_conversation_and_removing_it_requires_a_rota
     let (_, conversation) = app.get(&c, Some(&owner.access)).await;
     assert_eq!(conversation["rotation_required"], true, "{conversation}");
     assert_eq!(app.get(&format!("{c}/messages"), Some(&bot.access)).await.0, StatusCode::NOT_FOUND);
+}
+
+/// Frames `socket` receives within `window` (the socket stays open).
+async fn frames_within(socket: &mut crate::realtime::Socket, window: std::time::Duration) -> Vec<Value> {
+    use futures::StreamExt as _;
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, socket.next()).await {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            frames.push(serde_json::from_str(&text).expect("json"));
+        }
+    }
+    frames
+}
+
+#[tokio::test]
+async fn call_events_and_pins_need_scopes_of_their_own() {
+    let app = TestApp::start().await;
+    let owner = app.person("owner@example.org").await;
+    let (org, workspace) = app.organization(&slug(), &[&owner]).await;
+    let listening = "cbot_calls_0123456789abcdefghijklmnopqrstuvwxyzABC";
+    let deaf = "cbot_deaf_0123456789abcdefghijklmnopqrstuvwxyzABCD";
+    agent(&app, org, workspace, listening, &["messages:read", "calls:read", "pins:write"]).await;
+    agent(&app, org, workspace, deaf, &["messages:read", "messages:write"]).await;
+    let (listening, deaf) = (session(&app, listening).await, session(&app, deaf).await);
+    let c = group_path(&app, &owner, org, workspace, json!([listening.user_id, deaf.user_id])).await;
+    let mut with_scope = crate::realtime::connect(&app.base, &listening).await;
+    let mut without = crate::realtime::connect(&app.base, &deaf).await;
+
+    // The owner's call rings on the socket of the bot holding `calls:read`, and only there.
+    let (status, call) = app.post(&format!("{c}/calls"), json!({ "kind": "audio" }), Some(&owner.access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{call}");
+    let ring = crate::realtime::next_of(&mut with_scope, "call_updated").await;
+    assert_eq!(ring["call"]["id"], call["id"]);
+    let heard = frames_within(&mut without, std::time::Duration::from_millis(1500)).await;
+    assert!(heard.iter().all(|f| f["type"] != "call_updated" && f["type"] != "call_signal"), "{heard:?}");
+    // The call records likewise.
+    let (status, records) = app.get(&format!("{c}/calls"), Some(&listening.access)).await;
+    assert_eq!(status, StatusCode::OK, "{records}");
+    assert_eq!(records[0]["id"], call["id"]);
+    let (status, body) = app.get(&format!("{c}/calls"), Some(&deaf.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "bot_scope_missing"));
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("calls:read"), "{body}");
+    // Taking part stays closed to every bot.
+    let (status, body) = app.post(&format!("{c}/calls"), json!({ "kind": "audio" }), Some(&listening.access)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "bot_not_allowed"));
+
+    // Pinning is `pins:write`, not `messages:write`: the bot that may send may not pin.
+    let message = Uuid::now_v7();
+    for (method, path) in
+        [(reqwest::Method::POST, format!("{c}/pins")), (reqwest::Method::DELETE, format!("{c}/pins/{message}"))]
+    {
+        let request = reqwest::Client::new().request(method.clone(), app.url(&path)).bearer_auth(&deaf.access);
+        let (status, body) = exchange(request.json(&json!({ "message_id": message }))).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "bot_scope_missing"), "{method} {path}");
+        assert!(body["error"]["message"].as_str().unwrap_or_default().contains("pins:write"), "{body}");
+        let request = reqwest::Client::new().request(method.clone(), app.url(&path)).bearer_auth(&listening.access);
+        let (status, body) = exchange(request.json(&json!({ "message_id": message }))).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{method} {path}: past the gate, no such message"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The BotAgent controller: the token Secret first (the source of truth), then PostgreSQL, then
-//! (with `spec.deployment`) the Deployment that runs the bot with that Secret mounted.
+//! (with `spec.deployment`) the claim holding the bot's state (with `storage`) and the Deployment
+//! that runs the bot with that Secret mounted.
 
 use super::secret::{self, Layout};
 use super::{Context, Error, Wake, api_for, cleanup, error_policy, finish, publish};
@@ -12,7 +13,7 @@ use chrono::{Duration, Utc};
 use conclave_resources::{ANNOTATION_ROTATE_TOKEN, BotAgent, FIELD_MANAGER, FINALIZER, Workspace};
 use futures::Stream;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -100,29 +101,58 @@ async fn apply(bot: &BotAgent, ctx: &Context) -> Result<Action, Error> {
     let mut outcome = sync::bot::provision(&mut tx, bot, ws.as_ref(), token).await?;
     tx.commit().await?;
     if outcome.readiness.ready {
+        // The claim first: the Deployment's pod mounts it.
+        outcome.status.state_claim_name = keep_state(bot, ctx, &ns).await?;
         outcome.status.deployment_name = run(bot, ctx, &ns).await?;
     }
     finish(ctx, bot, outcome, rotation::next_deadline(token, now)).await
 }
 
-/// Keeps the Deployment that runs the bot in step with `spec.deployment` (server-side apply),
-/// or deletes the one this operator made when the spec no longer asks for it. Returns its name.
+/// Keeps the Deployment that runs the bot in step with `spec.deployment`. Returns its name.
 async fn run(bot: &BotAgent, ctx: &Context, ns: &str) -> Result<Option<String>, Error> {
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
     let name = plan::bot::deployment_name(&bot.name_any());
-    let Some(mut doc) = plan::bot::deployment(bot) else {
+    let why = "spec.deployment is gone";
+    owned::<Deployment>(bot, ctx, ns, &name, plan::bot::deployment(bot), ("Stopped", why)).await
+}
+
+/// Keeps the claim holding the bot's state in step with `spec.deployment.storage`. Returns its
+/// name. Without `storage` the claim this operator made is deleted, and the state with it.
+async fn keep_state(bot: &BotAgent, ctx: &Context, ns: &str) -> Result<Option<String>, Error> {
+    let name = plan::bot::state_claim_name(&bot.name_any());
+    let why = "spec.deployment.storage is gone: the bot's state with it";
+    owned::<PersistentVolumeClaim>(bot, ctx, ns, &name, plan::bot::state_claim(bot), ("StateDeleted", why)).await
+}
+
+/// Applies `doc` as `name`, owned by the bot (server-side apply), or, when the spec no longer
+/// asks for it (`doc` is `None`), deletes the one this operator made for this bot, saying so with
+/// `note` (reason, why). Returns the name while it is wanted.
+async fn owned<K>(
+    bot: &BotAgent,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    doc: Option<serde_json::Value>,
+    (reason, why): (&'static str, &str),
+) -> Result<Option<String>, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + std::fmt::Debug,
+    K: serde::de::DeserializeOwned + serde::Serialize,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(mut doc) = doc else {
         let ours = api
-            .get_opt(&name)
+            .get_opt(name)
             .await?
             .is_some_and(|d| d.owner_references().iter().any(|o| Some(o.uid.as_str()) == bot.metadata.uid.as_deref()));
         if ours {
-            api.delete(&name, &DeleteParams::default()).await?;
-            publish(ctx, bot, &Note::normal("Stopped", format!("Deployment {name} deleted: spec.deployment is gone")))
-                .await;
+            api.delete(name, &DeleteParams::default()).await?;
+            let kind = K::kind(&K::DynamicType::default()).into_owned();
+            publish(ctx, bot, &Note::normal(reason, format!("{kind} {name} deleted: {why}"))).await;
         }
         return Ok(None);
     };
     doc["metadata"]["ownerReferences"] = serde_json::json!([bot.controller_owner_ref(&())]);
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&doc)).await?;
-    Ok(Some(name))
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&doc)).await?;
+    Ok(Some(name.to_owned()))
 }

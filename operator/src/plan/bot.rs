@@ -26,6 +26,23 @@ pub fn deployment_name(bot_name: &str) -> String {
     format!("{bot_name}-bot")
 }
 
+/// The labels of what runs a bot.
+fn labels(name: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": "conclave-bot",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "conclave-operator",
+    })
+}
+
+/// The group that owns the state volume's files (`fsGroup`), the images' non-root user's.
+const STATE_GROUP: i64 = 65532;
+
+/// The name of the PersistentVolumeClaim holding a bot's state (`spec.deployment.storage`).
+pub fn state_claim_name(bot_name: &str) -> String {
+    format!("{bot_name}-bot-state")
+}
+
 /// Where the token Secret is mounted in the bot's container.
 const TOKEN_DIR: &str = "/var/run/secrets/conclave/bot";
 /// The bot's state directory (its keystore: device keys, identity key, MLS state).
@@ -35,16 +52,15 @@ const STATE_DIR: &str = "/var/lib/conclave-bot";
 /// processes would share the token and fight over one keystore), replaced rather than rolled
 /// (`Recreate`) for the same reason, with the token Secret mounted read-only. The kubelet
 /// updates a mounted Secret in place after a rotation, and the bot framework reads the file again
-/// when its session ends, so a rotation needs no restart. The state directory is the pod's own
-/// (`emptyDir`): a new pod is a new device, which its conversations add at their next commit.
+/// when its session ends, so a rotation needs no restart. The state directory is the claim of
+/// [`state_claim`] with `storage` (the same device across pods: `Recreate` also lets the old pod
+/// release the `ReadWriteOnce` volume first; `fsGroup` makes it writable by the non-root user),
+/// else the pod's own `emptyDir`: a new pod is a new device, which its conversations add at their
+/// next commit.
 pub fn deployment(bot: &BotAgent) -> Option<Value> {
     let spec = bot.spec.deployment.as_ref()?;
     let name = bot.name_any();
-    let labels = json!({
-        "app.kubernetes.io/name": "conclave-bot",
-        "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/managed-by": "conclave-operator",
-    });
+    let labels = labels(&name);
     let mut container = json!({
         "name": "bot",
         "image": spec.image,
@@ -63,6 +79,10 @@ pub fn deployment(bot: &BotAgent) -> Option<Value> {
     if let Some(resources) = &spec.resources {
         container["resources"] = json!({"requests": resources.requests, "limits": resources.limits});
     }
+    let state = match &spec.storage {
+        Some(_) => json!({"name": "state", "persistentVolumeClaim": {"claimName": state_claim_name(&name)}}),
+        None => json!({"name": "state", "emptyDir": {}}),
+    };
     Some(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -75,16 +95,41 @@ pub fn deployment(bot: &BotAgent) -> Option<Value> {
                 "metadata": {"labels": labels},
                 "spec": {
                     "automountServiceAccountToken": false,
-                    "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "fsGroup": STATE_GROUP,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": {"type": "RuntimeDefault"}
+                    },
                     "containers": [container],
                     "volumes": [
                         // Only the current token: the previous one is the operator's business.
                         {"name": "token", "secret": {"secretName": secret_name(&name), "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}]}},
-                        {"name": "state", "emptyDir": {}}
+                        state,
                     ],
                 }
             }
         }
+    }))
+}
+
+/// The claim holding the bot's state, when its spec asks for one (`spec.deployment.storage`):
+/// `ReadWriteOnce` (one pod, one device), of the size and class the spec gives.
+pub fn state_claim(bot: &BotAgent) -> Option<Value> {
+    let storage = bot.spec.deployment.as_ref()?.storage.as_ref()?;
+    let name = bot.name_any();
+    let mut spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    });
+    if let Some(class) = &storage.storage_class_name {
+        spec["storageClassName"] = json!(class);
+    }
+    Some(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": state_claim_name(&name), "labels": labels(&name)},
+        "spec": spec,
     }))
 }
 
@@ -226,6 +271,7 @@ mod tests {
             args: vec!["--verbose".into()],
             resources: None,
             server: "http://conclave.conclave.svc:8080".into(),
+            storage: None,
         });
         let doc = deployment(&bot).expect("a deployment");
         assert_eq!(doc["metadata"]["name"], "helper-bot");
@@ -247,6 +293,31 @@ mod tests {
         assert!(env.contains(&("CONCLAVE_SERVER", "http://conclave.conclave.svc:8080")), "{env:?}");
         assert!(!doc.to_string().contains("valueFrom"), "the token is a file, never an environment variable");
         assert_eq!(doc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "helper");
+        assert_eq!(pod["volumes"][1], json!({"name": "state", "emptyDir": {}}), "no storage: the pod's own");
+        assert_eq!(state_claim(&bot), None);
+    }
+
+    #[test]
+    fn with_storage_the_state_is_a_claim_of_the_declared_size() {
+        let mut bot = mk_bot(&[]);
+        bot.spec.deployment = Some(conclave_resources::bot::BotDeployment {
+            image: "bot:1".into(),
+            args: vec![],
+            resources: None,
+            server: "http://conclave:8080".into(),
+            storage: Some(conclave_resources::bot::BotStorage { size: "128Mi".into(), storage_class_name: None }),
+        });
+        let pod = &deployment(&bot).expect("a deployment")["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][1],
+            json!({"name": "state", "persistentVolumeClaim": {"claimName": "helper-bot-state"}})
+        );
+        assert_eq!(pod["securityContext"]["fsGroup"], 65532);
+        let claim = state_claim(&bot).expect("a claim");
+        assert_eq!(claim["metadata"]["name"], "helper-bot-state");
+        assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+        assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "128Mi");
+        assert!(claim["spec"].get("storageClassName").is_none(), "the cluster's default class");
     }
 
     #[test]

@@ -213,6 +213,7 @@ fn a_bot_deployment_needs_an_image_and_a_server_url() {
         args: vec![],
         resources: None,
         server: server.into(),
+        storage: None,
     };
     let spec = |d| BotAgentSpec {
         workspace_ref: crate::LocalRef { name: "eng".into() },
@@ -227,4 +228,14 @@ fn a_bot_deployment_needs_an_image_and_a_server_url() {
     for server in ["conclave:8080", "ftp://conclave", "http://a b", ""] {
         assert!(spec(deployment("bot:1", server)).validate().is_err(), "{server}");
     }
+    let stored = |size: &str| crate::bot::BotDeployment {
+        storage: Some(crate::bot::BotStorage { size: size.into(), storage_class_name: None }),
+        ..deployment("bot:1", "http://conclave:8080")
+    };
+    assert!(spec(stored("64Mi")).validate().is_ok());
+    let err = spec(stored("lots")).validate().expect_err("not a quantity");
+    assert!(err.0.contains("deployment.storage.size"), "{err}");
+    let defaults: crate::bot::BotStorage = serde_json::from_str("{}").expect("every field has a default");
+    assert_eq!(defaults, crate::bot::BotStorage::default());
+    assert_eq!(defaults.size, "64Mi");
 }
