@@ -101,6 +101,8 @@ pub struct Device {
     /// (credential, leaf signature key) pairs whose identity signature verified: a member's leaf
     /// sends many messages, and its credential's Ed25519 signature need not be checked for each.
     verified: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// The delivery service's removal keys as last fetched, and when ([`Device::removal_keys`]).
+    pub(super) service: std::sync::Mutex<Option<(std::time::Instant, conclave_protocol::handshake::DeliveryService)>>,
 }
 
 /// Verified leaves remembered before the cache starts over.
@@ -165,6 +167,7 @@ impl Device {
             credential,
             entered: std::sync::Mutex::new(Vec::new()),
             verified: std::sync::Mutex::new(std::collections::HashSet::new()),
+            service: std::sync::Mutex::new(None),
         })
     }
 
@@ -231,11 +234,7 @@ impl Device {
     ) -> Result<MlsGroup, MlsError> {
         let mut extensions = Vec::new();
         if let Some(sender) = external_sender {
-            let credential: Credential = BasicCredential::new(DELIVERY_SERVICE_IDENTITY.to_vec()).into();
-            extensions.push(Extension::ExternalSenders(vec![ExternalSender::new(
-                sender.public_key.to_vec().into(),
-                credential,
-            )]));
+            extensions.push(Extension::ExternalSenders(vec![delivery_service_sender(sender)]));
         }
         let extensions = Extensions::from_vec(extensions).map_err(mls("group extensions"))?;
         let config = MlsGroupCreateConfig::builder()
@@ -362,6 +361,31 @@ impl Device {
         let mut outgoing = self.commit_pending(group)?;
         outgoing.proposals = proposals.to_vec();
         Ok(Some(outgoing))
+    }
+
+    /// Whether the group's only external sender is the delivery service under `key`.
+    pub fn external_sender_is(group: &MlsGroup, key: &ExternalSenderKey) -> bool {
+        group.extensions().external_senders().is_some_and(|senders| senders[..] == [delivery_service_sender(key)])
+    }
+
+    /// A commit making `sender` the group's only external sender (a group-context-extensions
+    /// commit, RFC 9420 section 12.1.7): how a group made with a removal key the delivery service
+    /// rotated away from, or before it had one, moves to its current key. The group's other
+    /// context extensions are kept.
+    pub fn move_external_sender(&self, group: &mut MlsGroup, sender: &ExternalSenderKey) -> Result<Outgoing, MlsError> {
+        let epoch = group.epoch().as_u64();
+        let mut extensions: Vec<Extension> = group
+            .extensions()
+            .iter()
+            .filter(|e| e.extension_type() != ExtensionType::ExternalSenders)
+            .cloned()
+            .collect();
+        extensions.push(Extension::ExternalSenders(vec![delivery_service_sender(sender)]));
+        let extensions = Extensions::from_vec(extensions).map_err(mls("group extensions"))?;
+        let (commit, welcome, info) = group
+            .update_group_context_extensions(&self.provider, extensions, &self.signer)
+            .map_err(mls("moving the external sender"))?;
+        outgoing(epoch, commit, welcome, info, Vec::new())
     }
 
     /// Commits the proposals received and stored (the delivery service's removals).
@@ -700,6 +724,13 @@ fn outgoing(
         group_info: MlsMessageOut::from(group_info).to_bytes().map_err(mls("encoding group info"))?,
         proposals: Vec::new(),
     })
+}
+
+/// The delivery service as a group's external sender: its removal key under the basic credential
+/// [`DELIVERY_SERVICE_IDENTITY`].
+fn delivery_service_sender(key: &ExternalSenderKey) -> ExternalSender {
+    let credential: Credential = BasicCredential::new(DELIVERY_SERVICE_IDENTITY.to_vec()).into();
+    ExternalSender::new(key.public_key.to_vec().into(), credential)
 }
 
 /// The device a leaf's credential names (unverified: for leaves already in the group, which were

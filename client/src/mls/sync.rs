@@ -11,13 +11,17 @@
 //!   server lists them: one commit removes the leaves of devices that left (a member removed, a
 //!   device revoked), the next adds the devices that have no leaf (claiming a key package for each,
 //!   and only for them). Another device's commit winning the epoch is caught up on and the change
-//!   is made again, a bounded number of times.
+//!   is made again, a bounded number of times. Leaves of departed devices go by committing the
+//!   delivery service's removal proposals when it has some, by this device's own commit
+//!   otherwise; and a group whose external sender is not the delivery service's current removal
+//!   key (rotated, or none when the group was made) is moved to it.
 //!
 //! The server's listing decides who should be in the group, as it decides membership; what the
 //! server cannot do is put in a device the account's identity key did not sign, or a user who is
 //! not listed as a member: every leaf is checked ([`super::verify_leaf`]).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use openmls::group::MlsGroup;
 use uuid::Uuid;
@@ -30,6 +34,10 @@ use crate::api::Client;
 
 /// How many times a change is made again after another device's commit won the epoch.
 pub const MAX_REBASES: usize = 4;
+
+/// How long a device trusts the delivery service's removal keys it fetched before asking again: a
+/// rotation reaches each group within this (and the rotation's overlap is a day by default).
+pub const SERVICE_REFRESH: Duration = Duration::from_secs(600);
 
 /// What the server says a conversation's group must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +123,7 @@ impl Device {
             }
         }
         if membership.epoch == 0 {
-            let service = client.delivery_service().await?;
-            let sender = service.removal_key.map(|public_key| ExternalSenderKey { public_key });
+            let sender = self.removal_key(client).await?;
             return Ok((self.create_group(at.conversation_id, sender.as_ref())?, Opened::Created));
         }
         let roster = membership.roster(None);
@@ -218,6 +225,11 @@ impl Device {
                 // fresh leaf of this device's.
                 let outgoing = self.self_update(group)?;
                 self.push(client, at, group, outgoing).await
+            } else if let Some(sender) = self.stale_external_sender(client, group).await? {
+                // The delivery service's removal key rotated (or the group was made before it had
+                // one): the group moves to the current key while the old one still verifies.
+                let outgoing = self.move_external_sender(group, &sender)?;
+                self.push(client, at, group, outgoing).await
             } else {
                 return Ok(committed);
             };
@@ -233,6 +245,56 @@ impl Device {
             context: "reconciling the group",
             reason: format!("other devices kept committing first ({MAX_REBASES} rebases)"),
         }))
+    }
+
+    /// The delivery service's current removal key, the external sender of every group made now;
+    /// `None` when the data plane has none. Fetched at most every `SERVICE_REFRESH` (ten minutes).
+    pub async fn removal_key(&self, client: &Client) -> Result<Option<ExternalSenderKey>, DeliveryError> {
+        self.fetch_removal_key(client, false).await
+    }
+
+    /// Forgets the removal keys fetched, so the next sync asks again (as it does anyway once
+    /// `SERVICE_REFRESH` (ten minutes) has passed).
+    pub fn forget_removal_keys(&self) {
+        *self.service.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    async fn fetch_removal_key(
+        &self,
+        client: &Client,
+        fresh: bool,
+    ) -> Result<Option<ExternalSenderKey>, DeliveryError> {
+        if !fresh {
+            let cached = self.service.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, service)) = cached.as_ref()
+                && at.elapsed() < SERVICE_REFRESH
+            {
+                return Ok(service.removal_key.map(|public_key| ExternalSenderKey { public_key }));
+            }
+        }
+        let service = client.delivery_service().await?;
+        let key = service.removal_key.map(|public_key| ExternalSenderKey { public_key });
+        *self.service.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), service));
+        Ok(key)
+    }
+
+    /// The delivery service's current removal key when `group` does not name it as its only
+    /// external sender (and the data plane has one). A difference is checked against a fresh
+    /// answer before it counts, so a key this device fetched before a rotation never moves a
+    /// group back to the old key.
+    async fn stale_external_sender(
+        &self,
+        client: &Client,
+        group: &MlsGroup,
+    ) -> Result<Option<ExternalSenderKey>, DeliveryError> {
+        let differs = |key: &Option<ExternalSenderKey>| {
+            key.as_ref().is_some_and(|current| !Device::external_sender_is(group, current))
+        };
+        if !differs(&self.fetch_removal_key(client, false).await?) {
+            return Ok(None);
+        }
+        let current = self.fetch_removal_key(client, true).await?;
+        Ok(if differs(&current) { current } else { None })
     }
 
     /// A commit of the delivery service's removal proposals for the group's current epoch, or

@@ -5,7 +5,9 @@
 //! end in one group.
 
 use conclave_client::messenger::{IdentityState, Messenger};
-use conclave_client::mls::{DeliveryError, Device, GroupAddress, Incoming, MlsError, MlsGroup, Opened, TrustStore};
+use conclave_client::mls::{
+    DeliveryError, Device, ExternalSenderKey, GroupAddress, Incoming, MlsError, MlsGroup, Opened, TrustStore,
+};
 use conclave_protocol::api::{ConversationKind, CreateConversation};
 use std::sync::Arc;
 
@@ -194,4 +196,63 @@ async fn two_devices_making_the_first_group_at_once_end_in_one_group() {
     assert_eq!(alice_group.epoch(), bob_group.epoch());
     say(&alice, &mut alice_group, &mut bob, &mut bob_group, "one group");
     say(&bob, &mut bob_group, &mut alice, &mut alice_group, "indeed");
+}
+
+/// The delivery service's removal key rotates (the operator's `conclave.io/rotate-keys`: the old
+/// key stays as the previous one for the overlap). The group made with the old key still gets
+/// removal proposals it can verify, signed with the old key; the next member device to act moves
+/// it to the new key (a group-context-extensions commit); a device that fetched the keys before
+/// the rotation does not move it back; and the removals after that are signed with the new key.
+#[tokio::test]
+async fn a_rotated_removal_key_reaches_the_group_and_every_removal_verifies_on_the_way() {
+    let mut app = TestApp::start().await;
+    let (alice_p, bob_p, carol_p, dave_p) = (
+        app.person("alice@example.org").await,
+        app.person("bob@example.org").await,
+        app.person("carol@example.org").await,
+        app.person("dave@example.org").await,
+    );
+    let mut alice = Participant::of(&alice_p).await;
+    let mut bob = Participant::of(&bob_p).await;
+    for other in [&carol_p, &dave_p] {
+        Participant::of(other).await;
+    }
+    let (at, org) = conversation(&app, &alice_p, &[&bob_p, &carol_p, &dave_p], &[]).await;
+    let (alice_group, _) = alice.sync(at).await.expect("alice makes the group");
+    let old = alice.messenger.client().delivery_service().await.expect("service").removal_key.expect("a key");
+    let old_key = ExternalSenderKey { public_key: old };
+    assert!(Device::external_sender_is(&alice_group, &old_key));
+    bob.sync(at).await.expect("bob joins");
+
+    app.rotate_removal_key().await;
+    let service = bob.messenger.client().delivery_service().await.expect("service");
+    let new = service.removal_key.expect("a key");
+    assert_ne!(new, old);
+    assert_eq!(service.previous_removal_key, Some(old));
+
+    // During the overlap: Carol's removal is proposed with the old key, which the group names.
+    let client = alice.messenger.client();
+    client.remove_member(org, at.conversation_id, carol_p.user_id).await.expect("remove carol");
+    let pending = client.proposals(org, at.conversation_id).await.expect("proposals");
+    assert_eq!((pending.epoch, pending.proposals.len()), (1, 1));
+    // Bob's device commits it, then moves the group to the new key once it asks for the keys
+    // again (every ten minutes: here, now).
+    bob.device.forget_removal_keys();
+    let (bob_group, _) = bob.sync(at).await.expect("bob removes carol and moves the group");
+    assert_eq!(bob_group.epoch().as_u64(), 3);
+    assert!(!Participant::devices(&bob_group).contains(&carol_p.device_id));
+    let new_key = ExternalSenderKey { public_key: new };
+    assert!(Device::external_sender_is(&bob_group, &new_key));
+    let conversation = client.conversation(org, at.conversation_id).await.expect("conversation");
+    assert!(!conversation.rotation_required);
+
+    // Alice's device fetched the keys before the rotation: it follows, and does not move back.
+    client.remove_member(org, at.conversation_id, dave_p.user_id).await.expect("remove dave");
+    let (mut alice_group, _) = alice.sync(at).await.expect("alice removes dave with the new key's proposal");
+    assert_eq!(alice_group.epoch().as_u64(), 4);
+    assert!(Device::external_sender_is(&alice_group, &new_key));
+    assert!(!Participant::devices(&alice_group).contains(&dave_p.device_id));
+    let (mut bob_group, _) = bob.sync(at).await.expect("bob catches up");
+    assert_eq!(bob_group.epoch().as_u64(), 4);
+    say(&alice, &mut alice_group, &mut bob, &mut bob_group, "two of us, on the new key");
 }

@@ -91,6 +91,9 @@ impl TestApp {
             "1000",
             "--mls-removal-key-file",
             removal_key.to_str().expect("utf-8 path"),
+            // Read when present: [`TestApp::rotate_removal_key`] puts the old key there.
+            "--mls-removal-previous-key-file",
+            home.0.join("mls-removal-previous.pem").to_str().expect("utf-8 path"),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -119,6 +122,15 @@ impl TestApp {
         .await
         .expect("the old server releases its port");
         self.stop = serve(&self.args, listener).await;
+    }
+
+    /// Rotates the delivery service's MLS removal key as the operator does (the current key
+    /// becomes the previous one, a new one is current) and restarts the data plane on it.
+    pub async fn rotate_removal_key(&mut self) {
+        let (current, previous) = (self.home.0.join("mls-removal.pem"), self.home.0.join("mls-removal-previous.pem"));
+        std::fs::rename(&current, &previous).expect("keep the old key");
+        conclave_dataplane::conversations::removals::generate_key_file(&current).expect("new removal key");
+        self.restart().await;
     }
 
     /// A second replica of the data plane: same database, Redis namespace and keys, its own

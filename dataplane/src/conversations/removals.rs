@@ -7,7 +7,7 @@
 //! epoch's group info, which the committer uploaded; the members and their active devices), and
 //! Ed25519 is deterministic, so asking again gives the same bytes. For the same reason a removal
 //! cannot be dropped by a commit that leaves the leaf in the tree: the conversation keeps
-//! requiring a rotation ([`still_required`]) until a commit removes every such leaf.
+//! requiring a rotation (`still_required`) until a commit removes every such leaf.
 //!
 //! A group made without an external sender, or with a key the data plane no longer holds, gets
 //! no proposal; its members remove those leaves by their own commits (`Device::reconcile` in the
