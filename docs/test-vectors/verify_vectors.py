@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """An independent implementation of the Conclave layouts that protocol v2 keeps from v1 (device
-binding, sign-in proof, reaction sealing and tag), checked against protocol-v1.json.
+key proof, sign-in proof, reaction sealing and tag), checked against protocol-v1.json.
 
-It uses only the Python `cryptography` package's primitives (X25519, Ed25519, HKDF, HMAC,
+It uses only the Python `cryptography` package's primitives (Ed25519, HKDF, HMAC,
 ChaCha20-Poly1305) and builds every Conclave byte layout from docs/protocol.md, without reading
 the Rust code. If this script and the Rust tests agree, the specification is complete enough for
 another implementation to interoperate.
@@ -20,7 +20,6 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -37,8 +36,8 @@ def uid(text):
 
 # --- Conclave layouts (docs/protocol.md, "Byte layouts") ---
 
-def device_binding_input(x_pk, ed_pk):
-    return b"conclave/v1/device-binding\x00" + x_pk + ed_pk
+def device_key_input(ed_pk):
+    return b"conclave/v2/device-key\x00" + ed_pk
 
 
 def reaction_aad(conversation_id, generation, message_id, reactor_user_id):
@@ -64,14 +63,13 @@ def main():
             failed += 1
             print(f"FAILED: {name}")
 
-    for i, v in enumerate(vectors["device_binding"]):
-        x_sk = X25519PrivateKey.from_private_bytes(h(v["x25519_secret_key"]))
+    for i, v in enumerate(vectors["device_key"]):
         ed_sk = Ed25519PrivateKey.from_private_bytes(h(v["ed25519_secret_key"]))
-        x_pk, ed_pk = x_sk.public_key().public_bytes(*RAW), ed_sk.public_key().public_bytes(*RAW)
-        check(f"device_binding[{i}] public keys", (x_pk.hex(), ed_pk.hex()) == (v["x25519_public_key"], v["ed25519_public_key"]))
-        data = device_binding_input(x_pk, ed_pk)
-        check(f"device_binding[{i}] input", data.hex() == v["input"])
-        check(f"device_binding[{i}] signature", ed_sk.sign(data).hex() == v["signature"])
+        ed_pk = ed_sk.public_key().public_bytes(*RAW)
+        check(f"device_key[{i}] public key", ed_pk.hex() == v["ed25519_public_key"])
+        data = device_key_input(ed_pk)
+        check(f"device_key[{i}] input", data.hex() == v["input"])
+        check(f"device_key[{i}] signature", ed_sk.sign(data).hex() == v["signature"])
 
     for i, v in enumerate(vectors["reaction"]):
         key = h(v["conversation_key"])

@@ -209,7 +209,6 @@ mod tests {
         NewDevice {
             name: "laptop".into(),
             platform: Platform::Cli,
-            x25519_public_key: [1; 32],
             ed25519_public_key: [2; 32],
             key_signature: [3; 64],
         }

@@ -1,7 +1,7 @@
 //! The committed test vectors, `docs/test-vectors/protocol-v1.json`.
 //!
-//! The parts of protocol version 1 that version 2 keeps: device binding, sign-in proof, reaction
-//! sealing and tag (under the key MLS exports for an epoch). Every input is fixed (secret keys,
+//! The device-key layouts around MLS: the device's proof of possession of its key at registration
+//! (version 2), and what version 2 kept of version 1: sign-in proof, reaction sealing and tag (under the key MLS exports for an epoch). Every input is fixed (secret keys,
 //! ids, nonces), so every output is deterministic: Ed25519 signatures are deterministic, and
 //! ChaCha20-Poly1305 with a fixed nonce is. [`committed_vectors_match_the_implementation`]
 //! regenerates the file in memory and compares it byte for byte; [`committed_vectors_open_and_verify`]
@@ -26,15 +26,13 @@ const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/test-vectors/pr
 struct Vectors {
     description: String,
     protocol_version: u32,
-    device_binding: Vec<DeviceBindingVector>,
+    device_key: Vec<DeviceKeyVector>,
     reaction: Vec<ReactionVector>,
     login_proof: Vec<LoginProofVector>,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
-struct DeviceBindingVector {
-    x25519_secret_key: String,
-    x25519_public_key: String,
+struct DeviceKeyVector {
     ed25519_secret_key: String,
     ed25519_public_key: String,
     input: String,
@@ -82,20 +80,16 @@ fn fixed_id(name: &str) -> Uuid {
 }
 
 fn device(name: &str) -> DeviceKeys {
-    DeviceKeys::from_secret_bytes(&fixed(&format!("{name} x25519")), &fixed(&format!("{name} ed25519")))
+    DeviceKeys::from_seed(&fixed(&format!("{name} ed25519")))
 }
 
-fn device_binding_vector(name: &str) -> DeviceBindingVector {
+fn device_key_vector(name: &str) -> DeviceKeyVector {
     let device = device(name);
-    let public = device.public();
-    let (x25519_secret, ed25519_secret) = device.secret_bytes();
-    DeviceBindingVector {
-        x25519_secret_key: hex::encode(*x25519_secret),
-        x25519_public_key: hex::encode(public.x25519),
-        ed25519_secret_key: hex::encode(*ed25519_secret),
-        ed25519_public_key: hex::encode(public.ed25519),
-        input: hex::encode(layout::device_binding_input(&public.x25519, &public.ed25519)),
-        signature: hex::encode(device.binding_signature()),
+    DeviceKeyVector {
+        ed25519_secret_key: hex::encode(*device.seed()),
+        ed25519_public_key: hex::encode(device.public()),
+        input: hex::encode(layout::device_key_input(&device.public())),
+        signature: hex::encode(device.key_signature()),
     }
 }
 
@@ -130,8 +124,8 @@ fn login_proof_vector(name: &str, email: &str, unix_seconds: u64) -> LoginProofV
     let device = device(name);
     let device_id = fixed_id(&format!("{name} device"));
     LoginProofVector {
-        ed25519_secret_key: hex::encode(*device.secret_bytes().1),
-        ed25519_public_key: hex::encode(device.public().ed25519),
+        ed25519_secret_key: hex::encode(*device.seed()),
+        ed25519_public_key: hex::encode(device.public()),
         email: email.to_owned(),
         device_id,
         unix_seconds,
@@ -142,13 +136,14 @@ fn login_proof_vector(name: &str, email: &str, unix_seconds: u64) -> LoginProofV
 
 fn generate() -> Vectors {
     Vectors {
-        description: "Conclave, the layouts of protocol version 1 that version 2 (MLS) keeps: deterministic test \
+        description: "Conclave, the device-key layouts around MLS (the device's proof of possession of its key, \
+                      version 2) and the layouts of protocol version 1 that version 2 keeps: deterministic test \
                       vectors. Byte strings are lowercase hex, UUIDs are in their hyphenated text form, and `value` \
                       is the reaction as text. Layouts and algorithms: docs/protocol.md; in version 2 a reaction's \
                       `conversation_key` is the epoch's MLS-exported reaction key (docs/protocol-v2.md)."
             .to_owned(),
         protocol_version: conclave_protocol::PROTOCOL_VERSION,
-        device_binding: vec![device_binding_vector("alice"), device_binding_vector("bob")],
+        device_key: vec![device_key_vector("alice"), device_key_vector("bob")],
         reaction: vec![reaction_vector("reaction-1", 1, "👍"), reaction_vector("reaction-2", 2, "🎉 party")],
         login_proof: vec![
             login_proof_vector("login-1", "alice@example.org", 1_764_763_200),
@@ -192,15 +187,11 @@ fn committed_vectors_open_and_verify() {
     let vectors: Vectors = serde_json::from_str(&committed()).expect("vectors parse");
     assert_eq!(vectors.protocol_version, 1);
 
-    for v in &vectors.device_binding {
-        let device = DeviceKeys::from_secret_bytes(&array(&v.x25519_secret_key), &array(&v.ed25519_secret_key));
-        let public = device.public();
-        assert_eq!(
-            (hex::encode(public.x25519), hex::encode(public.ed25519)),
-            (v.x25519_public_key.clone(), v.ed25519_public_key.clone())
-        );
-        assert_eq!(layout::device_binding_input(&public.x25519, &public.ed25519), bytes(&v.input));
-        verify_device_binding(&public, &array(&v.signature)).expect("binding signature verifies");
+    for v in &vectors.device_key {
+        let public = DeviceKeys::from_seed(&array(&v.ed25519_secret_key)).public();
+        assert_eq!(hex::encode(public), v.ed25519_public_key);
+        assert_eq!(layout::device_key_input(&public), bytes(&v.input));
+        verify_device_key(&public, &array(&v.signature)).expect("the proof verifies");
     }
 
     for v in &vectors.reaction {
@@ -223,8 +214,8 @@ fn committed_vectors_open_and_verify() {
     }
 
     for v in &vectors.login_proof {
-        let device = DeviceKeys::from_secret_bytes(&[0; 32], &array(&v.ed25519_secret_key));
-        assert_eq!(hex::encode(device.public().ed25519), v.ed25519_public_key);
+        let device = DeviceKeys::from_seed(&array(&v.ed25519_secret_key));
+        assert_eq!(hex::encode(device.public()), v.ed25519_public_key);
         let input = layout::login_proof_input(&v.email, v.device_id, v.unix_seconds);
         assert_eq!(input, bytes(&v.input));
         super::device::verify(&array(&v.ed25519_public_key), &input, &array(&v.signature)).expect("proof verifies");

@@ -34,7 +34,7 @@ async fn a_person_registers_confirms_by_email_and_signs_in_through_the_sdk() {
     let devices = client.devices().await.expect("devices");
     assert_eq!(devices.len(), 1);
     assert!(devices[0].current);
-    assert_eq!(devices[0].ed25519_public_key, keys.public().ed25519);
+    assert_eq!(devices[0].ed25519_public_key, keys.public());
 
     // Signing in again on the registered device, by id.
     let again = Client::new(&app.base).expect("client");
