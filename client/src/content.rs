@@ -108,7 +108,6 @@ struct FileWireOut<'a> {
 
 #[derive(Deserialize)]
 struct WireIn {
-    v: Value,
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -179,15 +178,18 @@ impl Content {
     /// Reads a decrypted plaintext.
     pub fn decode(plaintext: &[u8]) -> Result<Self, ContentError> {
         let value: Value = serde_json::from_slice(plaintext).map_err(|e| ContentError::Malformed(e.to_string()))?;
-        if !value.is_object() {
-            // serde would read a struct from an array of its fields in order too.
-            return Err(ContentError::Malformed("the content is not a JSON object".into()));
-        }
-        let wire: WireIn = serde_json::from_value(value).map_err(|e| ContentError::Malformed(e.to_string()))?;
-        let version = wire.v.as_u64().ok_or_else(|| ContentError::Malformed("`v` is not a version number".into()))?;
+        // An object (serde would read a struct from an array of its fields in order too) whose
+        // `v` is a version number; another version is not read any further.
+        let version = value
+            .as_object()
+            .ok_or_else(|| ContentError::Malformed("the content is not a JSON object".into()))?
+            .get("v")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ContentError::Malformed("`v` is not a version number".into()))?;
         if version != CONTENT_VERSION {
             return Ok(Self::UnsupportedVersion { version });
         }
+        let wire: WireIn = serde_json::from_value(value).map_err(|e| ContentError::Malformed(e.to_string()))?;
         match wire.kind.as_str() {
             "text" => {
                 let body = wire.body.ok_or_else(|| ContentError::Malformed("a text has no `body`".into()))?;

@@ -96,7 +96,10 @@ pub enum KeystoreError {
         source: serde_json::Error,
     },
     /// The file was written by a client with another format version.
-    #[error("keystore {path} has format version {found}; this client reads version {KEYSTORE_VERSION}")]
+    #[error(
+        "keystore {path} has format version {found}; this client reads version {KEYSTORE_VERSION} only (no \
+         conversion: remove the file to sign in as a new device)"
+    )]
     UnsupportedVersion {
         /// The keystore path.
         path: PathBuf,

@@ -92,24 +92,32 @@ def read_content(plaintext):
         return malformed
     if v != 1:
         return {"outcome": "unsupported_version", "v": v}
-    kind = obj.get("type")
-    if not isinstance(kind, str):
+    fields = {k: x for k, x in obj.items() if x is not None}  # null is an absent field
+    for name in ("type", "body", "attachment_id", "name", "media_type", "key", "sha256"):
+        if name in fields and not isinstance(fields[name], str):
+            return malformed
+    size = fields.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        return malformed
+    if "attachment_id" in fields:
+        try:
+            fields["attachment_id"] = str(uuid.UUID(fields["attachment_id"]))
+        except ValueError:
+            return malformed
+    kind = fields.get("type")
+    if kind is None:
         return malformed
     if kind == "text":
-        if not isinstance(obj.get("body"), str):
+        if "body" not in fields:
             return malformed
-        return {"outcome": "content", "content": {"type": "text", "body": obj["body"]}}
+        return {"outcome": "content", "content": {"type": "text", "body": fields["body"]}}
     if kind == "file":
-        key, sha = b64url_32(obj.get("key")), b64url_32(obj.get("sha256"))
-        try:
-            attachment_id = str(uuid.UUID(obj.get("attachment_id")))
-        except (TypeError, ValueError, AttributeError):
-            return malformed
-        if key is None or sha is None or not isinstance(obj.get("name"), str) or not isinstance(obj.get("size"), int):
+        key, sha = b64url_32(fields.get("key")), b64url_32(fields.get("sha256"))
+        if key is None or sha is None or any(f not in fields for f in ("attachment_id", "name", "size")):
             return malformed
         return {"outcome": "content", "content": {
-            "type": "file", "attachment_id": attachment_id, "name": obj["name"],
-            "media_type": obj.get("media_type", "application/octet-stream"), "size": obj["size"],
+            "type": "file", "attachment_id": fields["attachment_id"], "name": fields["name"],
+            "media_type": fields.get("media_type", "application/octet-stream"), "size": size,
             "key": key.hex(), "sha256": sha.hex()}}
     return {"outcome": "unsupported", "type": kind}
 

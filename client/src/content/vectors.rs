@@ -142,6 +142,8 @@ fn vectors() -> Value {
         ("an unknown field (padding) is ignored", r#"{"v":1,"type":"text","body":"hi","pad":"        "}"#.to_owned()),
         ("an unknown type is shown as unsupported", r#"{"v":1,"type":"poll","question":"lunch?"}"#.to_owned()),
         ("another format version is unsupported", r#"{"v":2,"type":"text","body":"x"}"#.to_owned()),
+        ("another format version is not read any further", r#"{"v":2,"body":7}"#.to_owned()),
+        ("null is an absent field", r#"{"v":1,"type":"text","body":"x","media_type":null}"#.to_owned()),
         ("a file without media_type is application/octet-stream", file(&format!(r#","key":"{key}","sha256":"{sha}""#))),
         (
             "a file with every field",
@@ -154,10 +156,26 @@ fn vectors() -> Value {
         ("v is not an integer", r#"{"v":"1","type":"text","body":"x"}"#.to_owned()),
         ("no type", r#"{"v":1,"body":"x"}"#.to_owned()),
         ("a text without body", r#"{"v":1,"type":"text"}"#.to_owned()),
+        ("a text whose body is null", r#"{"v":1,"type":"text","body":null}"#.to_owned()),
+        (
+            "a known field of the wrong type, even one its type does not use",
+            r#"{"v":1,"type":"text","body":"x","size":"big"}"#.to_owned(),
+        ),
+        ("v is negative", r#"{"v":-1,"type":"text","body":"x"}"#.to_owned()),
+        ("v is not an integer number", r#"{"v":1.0,"type":"text","body":"x"}"#.to_owned()),
+        ("an unknown type with a known field of the wrong type", r#"{"v":1,"type":"poll","name":3}"#.to_owned()),
         ("a file without key", file(&format!(r#","sha256":"{sha}""#))),
         ("a file whose key is 31 bytes", file(&format!(r#","key":"{short_key}","sha256":"{sha}""#))),
         ("a file whose key is padded base64", file(&format!(r#","key":"{key}=","sha256":"{sha}""#))),
         ("a file without attachment_id", r#"{"v":1,"type":"file","name":"a","size":1}"#.to_owned()),
+        (
+            "a file whose attachment_id is not a UUID",
+            file(&format!(r#","key":"{key}","sha256":"{sha}""#)).replace("f11e\"", "f11g\""),
+        ),
+        (
+            "a file whose size is negative",
+            file(&format!(r#","key":"{key}","sha256":"{sha}""#)).replace(r#""size":5"#, r#""size":-5"#),
+        ),
     ]
     .into_iter()
     .map(|(name, plaintext)| {
