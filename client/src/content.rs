@@ -1,5 +1,6 @@
-//! The message content format: what the plaintext of a message is (`docs/protocol.md`,
-//! "Message content").
+//! The message content format: what the plaintext of a message is, the `application_data` of its
+//! MLS application message (`docs/protocol-v2.md`, "Content layer"; test vectors in
+//! `docs/test-vectors/protocol-v2-content.json`, made by `vectors.rs`).
 //!
 //! A small versioned JSON object, UTF-8, encrypted as the message plaintext:
 //!
@@ -107,7 +108,6 @@ struct FileWireOut<'a> {
 
 #[derive(Deserialize)]
 struct WireIn {
-    v: Value,
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -177,11 +177,19 @@ impl Content {
 
     /// Reads a decrypted plaintext.
     pub fn decode(plaintext: &[u8]) -> Result<Self, ContentError> {
-        let wire: WireIn = serde_json::from_slice(plaintext).map_err(|e| ContentError::Malformed(e.to_string()))?;
-        let version = wire.v.as_u64().ok_or_else(|| ContentError::Malformed("`v` is not a version number".into()))?;
+        let value: Value = serde_json::from_slice(plaintext).map_err(|e| ContentError::Malformed(e.to_string()))?;
+        // An object (serde would read a struct from an array of its fields in order too) whose
+        // `v` is a version number; another version is not read any further.
+        let version = value
+            .as_object()
+            .ok_or_else(|| ContentError::Malformed("the content is not a JSON object".into()))?
+            .get("v")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ContentError::Malformed("`v` is not a version number".into()))?;
         if version != CONTENT_VERSION {
             return Ok(Self::UnsupportedVersion { version });
         }
+        let wire: WireIn = serde_json::from_value(value).map_err(|e| ContentError::Malformed(e.to_string()))?;
         match wire.kind.as_str() {
             "text" => {
                 let body = wire.body.ok_or_else(|| ContentError::Malformed("a text has no `body`".into()))?;
@@ -212,6 +220,9 @@ impl Content {
         }
     }
 }
+
+#[cfg(test)]
+mod vectors;
 
 #[cfg(test)]
 mod tests {

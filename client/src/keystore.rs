@@ -5,8 +5,8 @@
 //!
 //! ```json
 //! {
-//!   "version": 2,
-//!   "device": { "device_id": "…uuid or null…", "x25519_secret_key": "…", "ed25519_secret_key": "…" },
+//!   "version": 3,
+//!   "device": { "device_id": "…uuid or null…", "ed25519_secret_key": "…" },
 //!   "identity_seed": "…or absent until the device has its user's identity key…",
 //!   "link_seed": "…the one-time link key while waiting for the identity key, else absent…",
 //!   "trust": { "pins": { "…user id…": { "key": [32 bytes], "verified": false } } },
@@ -28,7 +28,9 @@
 //! `sending` counts what the device sent in each conversation's current epoch, for its periodic
 //! self-updates.
 //!
-//! A version 1 file (no identity fields) is read as one whose device has no identity key yet.
+//! Only version 3 is read. Versions 1 and 2 held protocol version 1's X25519 device key as well;
+//! there were no deployments of them to carry over, so such a file is refused
+//! ([`KeystoreError::UnsupportedVersion`]) and the device signs in again as a new one.
 //!
 //! Anyone who reads this file reads every conversation the device is in, so:
 //! - it is created with mode `0600` (set explicitly, whatever the umask), and loading refuses a
@@ -57,7 +59,7 @@ use crate::mls::TrustStore;
 use crate::mls::transfer::LinkSecret;
 
 /// The keystore file format this client reads and writes.
-pub const KEYSTORE_VERSION: u32 = 2;
+pub const KEYSTORE_VERSION: u32 = 3;
 
 /// Why the keystore could not be created, loaded or saved.
 #[derive(Debug, Error)]
@@ -94,7 +96,10 @@ pub enum KeystoreError {
         source: serde_json::Error,
     },
     /// The file was written by a client with another format version.
-    #[error("keystore {path} has format version {found}; this client reads version {KEYSTORE_VERSION}")]
+    #[error(
+        "keystore {path} has format version {found}; this client reads version {KEYSTORE_VERSION} only (no \
+         conversion: remove the file to sign in as a new device)"
+    )]
     UnsupportedVersion {
         /// The keystore path.
         path: PathBuf,
@@ -193,10 +198,10 @@ impl Keystore {
         file.read_to_string(&mut text).map_err(io)?;
         let stored: StoredKeystore =
             serde_json::from_str(&text).map_err(|source| KeystoreError::Malformed { path: path.clone(), source })?;
-        if !(1..=KEYSTORE_VERSION).contains(&stored.version) {
+        if stored.version != KEYSTORE_VERSION {
             return Err(KeystoreError::UnsupportedVersion { path, found: stored.version });
         }
-        let device = DeviceKeys::from_secret_bytes(&stored.device.x25519_secret_key, &stored.device.ed25519_secret_key);
+        let device = DeviceKeys::from_seed(&stored.device.ed25519_secret_key);
         let mut conversation_keys = BTreeMap::new();
         for stored_key in &stored.conversation_keys {
             let key = ConversationKey::from_bytes(stored_key.conversation_id, stored_key.generation, &stored_key.key)
@@ -219,14 +224,10 @@ impl Keystore {
 
     /// Writes the keystore atomically (temporary file, sync, rename) with mode `0600`.
     pub fn save(&self) -> Result<(), KeystoreError> {
-        let (x25519_secret_key, ed25519_secret_key) = self.device.secret_bytes();
+        let ed25519_secret_key = self.device.seed();
         let stored = StoredKeystore {
             version: KEYSTORE_VERSION,
-            device: StoredDevice {
-                device_id: self.device_id,
-                x25519_secret_key: *x25519_secret_key,
-                ed25519_secret_key: *ed25519_secret_key,
-            },
+            device: StoredDevice { device_id: self.device_id, ed25519_secret_key: *ed25519_secret_key },
             identity_seed: self.identity.as_ref().map(|identity| *identity.seed()),
             link_seed: self.link.as_ref().map(|link| *link.seed()),
             trust: self.trust.clone(),
@@ -422,8 +423,6 @@ struct StoredDevice {
     #[zeroize(skip)]
     #[serde(default)]
     device_id: Option<Uuid>,
-    #[serde(with = "b64")]
-    x25519_secret_key: [u8; 32],
     #[serde(with = "b64")]
     ed25519_secret_key: [u8; 32],
 }

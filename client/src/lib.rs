@@ -29,6 +29,8 @@ pub mod keystore;
 pub mod messenger;
 pub mod mls;
 pub mod store;
+#[cfg(test)]
+mod test_vectors;
 
 pub use api::{ApiError, Client, Error, Result};
 pub use messenger::Messenger;

@@ -427,18 +427,13 @@ impl World {
         seed[..16].copy_from_slice(Uuid::new_v4().as_bytes());
         seed[16..].copy_from_slice(Uuid::new_v4().as_bytes());
         let signing = SigningKey::from_bytes(&seed);
-        let half = *Uuid::new_v4().as_bytes();
-        let mut x25519 = [0u8; 32];
-        x25519[..16].copy_from_slice(&half);
-        x25519[16..].copy_from_slice(&half);
         let ed = signing.verifying_key().to_bytes();
-        let binding = signing.sign(&conclave_protocol::layout::device_binding_input(&x25519, &ed));
+        let proof = signing.sign(&conclave_protocol::layout::device_key_input(&ed));
         let device = json!({
             "name": "laptop",
             "platform": "cli",
-            "x25519_public_key": b64(&x25519),
             "ed25519_public_key": b64(&ed),
-            "key_signature": b64(&binding.to_bytes()),
+            "key_signature": b64(&proof.to_bytes()),
         });
         let (status, body) =
             self.post("/v1/auth/login", json!({ "email": email, "password": PASSWORD, "device": device }), None).await;

@@ -68,15 +68,13 @@ pub struct Conversation {
     pub created_at: DateTime<Utc>,
 }
 
-/// A device a new generation must be wrapped for: `GET .../conversations/{id}/devices`.
+/// An active device of a member, which the conversation's MLS group must hold a leaf for:
+/// `GET .../conversations/{id}/devices`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct MemberDevice {
     pub user_id: Uuid,
     pub device_id: Uuid,
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
-    pub x25519_public_key: [u8; 32],
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub ed25519_public_key: [u8; 32],

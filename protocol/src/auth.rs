@@ -82,8 +82,9 @@ pub struct LoginRequest {
     /// ...or register this one now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<NewDevice>,
-    /// With `device_id`: that device's proof that it is signing in now (`docs/protocol.md`,
-    /// "Sign-in"); with it, failures by others against the address do not lock the device out.
+    /// Required with `device_id`: that device's proof that it is signing in now, by its
+    /// registered key (`docs/protocol.md`, "Sign-in"); a password and a device id are not enough.
+    /// With it, failures by others against the address do not lock the device out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_proof: Option<DeviceProof>,
 }
@@ -103,9 +104,19 @@ pub struct DeviceProof {
 }
 
 impl LoginRequest {
-    /// A sign-in on the device `device_id`, registered before.
-    pub fn on_device(email: impl Into<String>, password: impl Into<String>, device_id: Uuid) -> Self {
-        Self { device_id: Some(device_id), ..Self::without_device(email.into(), password.into()) }
+    /// A sign-in on the device `device_id`, registered before, with its `proof` (made by the
+    /// device's key: the SDK's `DeviceKeys::device_proof`).
+    pub fn on_device(
+        email: impl Into<String>,
+        password: impl Into<String>,
+        device_id: Uuid,
+        proof: DeviceProof,
+    ) -> Self {
+        Self {
+            device_id: Some(device_id),
+            device_proof: Some(proof),
+            ..Self::without_device(email.into(), password.into())
+        }
     }
 
     /// A sign-in that registers `device` and opens its first session.
@@ -209,7 +220,6 @@ mod tests {
         NewDevice {
             name: "laptop".into(),
             platform: Platform::Cli,
-            x25519_public_key: [1; 32],
             ed25519_public_key: [2; 32],
             key_signature: [3; 64],
         }
@@ -217,8 +227,15 @@ mod tests {
 
     #[test]
     fn a_login_names_either_a_registered_device_or_a_new_one() {
-        let existing = serde_json::to_value(LoginRequest::on_device("a@example.org", "pw", Uuid::nil())).expect("json");
-        assert_eq!(existing, json!({"email": "a@example.org", "password": "pw", "device_id": Uuid::nil()}));
+        let proof = DeviceProof { unix_seconds: 7, signature: [4; 64] };
+        let existing =
+            serde_json::to_value(LoginRequest::on_device("a@example.org", "pw", Uuid::nil(), proof)).expect("json");
+        let signature = crate::b64::encode([4u8; 64]);
+        assert_eq!(
+            existing,
+            json!({"email": "a@example.org", "password": "pw", "device_id": Uuid::nil(),
+                   "device_proof": {"unix_seconds": 7, "signature": signature}})
+        );
         let new = serde_json::to_value(LoginRequest::with_new_device("a@example.org", "pw", device())).expect("json");
         assert!(new.get("device_id").is_none());
         assert_eq!(new["device"]["platform"], "cli");
@@ -229,7 +246,8 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let mut login = LoginRequest::on_device("a@example.org", "hunter2-password", Uuid::nil());
+        let proof = DeviceProof { unix_seconds: 7, signature: [4; 64] };
+        let mut login = LoginRequest::on_device("a@example.org", "hunter2-password", Uuid::nil(), proof);
         login.totp_code = Some("123456".into());
         let register = RegisterRequest {
             email: "a@example.org".into(),

@@ -6,7 +6,7 @@
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct DeviceKeys {
 //!     #[serde(with = "conclave_protocol::b64")]
-//!     x25519_public_key: [u8; 32],
+//!     ed25519_public_key: [u8; 32],
 //!     #[serde(with = "conclave_protocol::b64")]
 //!     ciphertext: Vec<u8>,
 //!     #[serde(with = "conclave_protocol::b64::option", default)]

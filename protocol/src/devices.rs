@@ -1,10 +1,10 @@
 //! JSON bodies of the device endpoints (`/v1/devices`), also carried by a login that registers
 //! its device.
 //!
-//! A device publishes its X25519 key (conversation keys are wrapped for it) and its Ed25519 key
-//! (which verifies its signatures), with an Ed25519 signature over both
-//! ([`crate::layout::device_binding_input`]). The keys have fixed sizes, so a key of the wrong
-//! length is refused when the body is read; the server verifies the signature.
+//! A device publishes one key, Ed25519: it signs the device's sign-in proofs and its MLS leaves.
+//! Registration proves possession of it with a signature over
+//! [`crate::layout::device_key_input`]. The key has a fixed size, so a key of the wrong length is
+//! refused when the body is read; the server verifies the signature.
 
 use std::fmt;
 
@@ -47,8 +47,8 @@ impl fmt::Display for Platform {
     }
 }
 
-/// `POST /v1/devices`, and `device` in a login that registers its device: the public keys and
-/// their binding signature.
+/// `POST /v1/devices`, and `device` in a login that registers its device: the public key and the
+/// signature that proves the registrant holds its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -57,16 +57,13 @@ pub struct NewDevice {
     #[cfg_attr(feature = "utoipa", schema(min_length = 1, max_length = 100))]
     pub name: String,
     pub platform: Platform,
-    /// The X25519 public key conversation keys are wrapped for.
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
-    pub x25519_public_key: [u8; 32],
-    /// The Ed25519 public key that verifies the device's signatures.
+    /// The Ed25519 public key that verifies the device's signatures (sign-in proofs, MLS leaves).
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub ed25519_public_key: [u8; 32],
-    /// The Ed25519 signature over the two keys that binds them (`docs/protocol.md`).
-    // The signed bytes: `crate::layout::device_binding_input`.
+    /// The Ed25519 signature by that key over `"conclave/v2/device-key" || 0x00 || ed25519_public_key`,
+    /// which proves possession of it (`docs/protocol.md`, "Device registration").
+    // The signed bytes: `crate::layout::device_key_input`.
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 86, max_length = 86))]
     pub key_signature: [u8; 64],
@@ -79,9 +76,6 @@ pub struct Device {
     pub id: Uuid,
     pub name: String,
     pub platform: Platform,
-    #[serde(with = "crate::b64")]
-    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
-    pub x25519_public_key: [u8; 32],
     #[serde(with = "crate::b64")]
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Byte, content_encoding = "base64url", min_length = 43, max_length = 43))]
     pub ed25519_public_key: [u8; 32],
@@ -115,16 +109,18 @@ mod tests {
     #[test]
     fn a_key_of_the_wrong_length_is_refused_when_read() {
         let key = crate::b64::encode([1u8; 32]);
-        let device = |x25519: String| {
+        let device = |ed25519: String| {
             json!({
                 "name": "laptop",
                 "platform": "cli",
-                "x25519_public_key": x25519,
-                "ed25519_public_key": key,
+                "ed25519_public_key": ed25519,
                 "key_signature": crate::b64::encode([2u8; 64]),
             })
         };
-        assert!(serde_json::from_value::<NewDevice>(device(key.clone())).is_ok());
+        assert!(serde_json::from_value::<NewDevice>(device(key)).is_ok());
         assert!(serde_json::from_value::<NewDevice>(device(crate::b64::encode([1u8; 31]))).is_err());
+        let mut with_x25519 = device(crate::b64::encode([1u8; 32]));
+        with_x25519["x25519_public_key"] = json!(crate::b64::encode([1u8; 32]));
+        assert!(serde_json::from_value::<NewDevice>(with_x25519).is_err(), "version 1's X25519 key is gone");
     }
 }

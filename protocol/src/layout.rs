@@ -1,5 +1,6 @@
-//! The byte strings of protocol version 1 that version 2 (MLS) keeps: what a device signs when it
-//! registers and when it signs in, and what a reaction authenticates.
+//! The byte strings around MLS that are ours: what a device signs when it registers and when it
+//! signs in, and what a reaction authenticates (labels of version 1 that version 2 kept, and the
+//! version 2 device-key proof).
 //!
 //! Every function here is pure and allocation-only: no cryptography happens in this crate. The
 //! client builds these bytes before it signs or encrypts; the server builds the same bytes to
@@ -7,16 +8,16 @@
 //! `docs/test-vectors/protocol-v1.json` pins them.
 //!
 //! Conventions, the same for every layout:
-//! - each starts with an ASCII label `conclave/v1/<purpose>` followed by one `0x00` byte, so no
-//!   two purposes can ever produce the same bytes (domain separation);
+//! - each starts with an ASCII label `conclave/v1/<purpose>` or `conclave/v2/<purpose>` followed by
+//!   one `0x00` byte, so no two purposes can ever produce the same bytes (domain separation);
 //! - UUIDs are their 16 raw bytes in RFC 9562 order (the order of `Uuid::as_bytes`);
 //! - integers are unsigned big-endian (`generation` is a `u32`, 4 bytes);
 //! - variable-length parts are prefixed with their length as a `u32` big-endian.
 
 use uuid::Uuid;
 
-/// Label of the device binding signature input.
-pub const DEVICE_BINDING_LABEL: &[u8] = b"conclave/v1/device-binding";
+/// Label of a device's proof of possession of its key, signed at registration.
+pub const DEVICE_KEY_LABEL: &[u8] = b"conclave/v2/device-key";
 /// Label of a reaction's AEAD associated data.
 pub const REACTION_AAD_LABEL: &[u8] = b"conclave/v1/reaction";
 /// HKDF-SHA256 `info` that derives the reaction tag key from a conversation key. Used as is: no
@@ -28,11 +29,10 @@ pub const LOGIN_PROOF_LABEL: &[u8] = b"conclave/v1/login-proof";
 /// Length of [`reaction_aad`]'s output.
 pub const REACTION_AAD_LEN: usize = REACTION_AAD_LABEL.len() + 1 + 16 + 4 + 16 + 16;
 
-/// What a device's Ed25519 key signs when the device registers, binding its X25519 key to it:
-/// `"conclave/v1/device-binding" || 0x00 || x25519_public_key (32) || ed25519_public_key (32)`.
-pub fn device_binding_input(x25519_public_key: &[u8; 32], ed25519_public_key: &[u8; 32]) -> Vec<u8> {
-    let mut out = labelled(DEVICE_BINDING_LABEL, 64);
-    out.extend_from_slice(x25519_public_key);
+/// What a device's Ed25519 key signs when the device registers, to prove that the registrant
+/// holds it: `"conclave/v2/device-key" || 0x00 || ed25519_public_key (32)`, 55 bytes.
+pub fn device_key_input(ed25519_public_key: &[u8; 32]) -> Vec<u8> {
+    let mut out = labelled(DEVICE_KEY_LABEL, 32);
     out.extend_from_slice(ed25519_public_key);
     out
 }
@@ -107,12 +107,11 @@ mod tests {
     }
 
     #[test]
-    fn device_binding_input_is_label_nul_then_both_keys() {
-        let input = device_binding_input(&[1; 32], &[2; 32]);
-        let mut expected = b"conclave/v1/device-binding\0".to_vec();
-        expected.extend_from_slice(&[1; 32]);
+    fn device_key_input_is_label_nul_then_the_key() {
+        let input = device_key_input(&[2; 32]);
+        let mut expected = b"conclave/v2/device-key\0".to_vec();
         expected.extend_from_slice(&[2; 32]);
-        assert_eq!(input, expected);
+        assert_eq!((input.len(), input), (55, expected));
     }
 
     #[test]
@@ -147,9 +146,16 @@ mod tests {
 
     #[test]
     fn every_label_is_versioned_and_distinct() {
-        let labels = [DEVICE_BINDING_LABEL, REACTION_AAD_LABEL, REACTION_TAG_KEY_INFO, LOGIN_PROOF_LABEL];
+        let labels = [
+            DEVICE_KEY_LABEL,
+            REACTION_AAD_LABEL,
+            REACTION_TAG_KEY_INFO,
+            LOGIN_PROOF_LABEL,
+            crate::identity::DEVICE_SIGNING_LABEL,
+            crate::identity::IDENTITY_TRANSFER_LABEL,
+        ];
         for (i, a) in labels.iter().enumerate() {
-            assert!(a.starts_with(crate::PROTOCOL_LABEL_PREFIX.as_bytes()));
+            assert!(a.starts_with(crate::PROTOCOL_LABEL_PREFIX.as_bytes()) || a.starts_with(b"conclave/v2/"));
             for b in &labels[i + 1..] {
                 assert_ne!(a, b);
             }

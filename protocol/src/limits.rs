@@ -1,8 +1,6 @@
 //! Sizes fixed by the protocol. The database enforces the same numbers (see the migrations), so a
 //! client that respects them never sees a constraint violation.
 
-/// Length of a raw X25519 public key (RFC 7748).
-pub const X25519_PUBLIC_KEY_LEN: usize = 32;
 /// Length of a raw Ed25519 public key (RFC 8032).
 pub const ED25519_PUBLIC_KEY_LEN: usize = 32;
 /// Length of an Ed25519 signature (RFC 8032).

@@ -115,9 +115,9 @@ pub async fn seed_tenant(owner: &PgPool, slug: &str) -> Result<Tenant> {
 
     let device_id = insert_id(
         c,
-        "INSERT INTO devices (user_id, name, platform, x25519_public_key, ed25519_public_key, key_signature)
-         VALUES ($1, 'laptop', 'desktop', $2, $3, $4) RETURNING id",
-        &[Id(user_id), Bytes(bytes(32, 1)), Bytes(digest(&format!("{slug}-ed25519"))), Bytes(bytes(64, 3))],
+        "INSERT INTO devices (user_id, name, platform, ed25519_public_key, key_signature)
+         VALUES ($1, 'laptop', 'desktop', $2, $3) RETURNING id",
+        &[Id(user_id), Bytes(digest(&format!("{slug}-ed25519"))), Bytes(bytes(64, 3))],
     )
     .await?;
     let session_id = insert_id(

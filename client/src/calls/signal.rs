@@ -252,16 +252,7 @@ mod tests {
     /// docs/protocol-v2.md, which shows the first one) changing with them.
     #[test]
     fn the_committed_signal_vectors_are_what_the_sdk_writes_and_decides() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/test-vectors/protocol-v2-call-signal.json");
-        let made = serde_json::to_string_pretty(&vectors()).expect("json") + "\n";
-        if std::env::var_os("CONCLAVE_WRITE_VECTORS").is_some() {
-            std::fs::write(path, &made).expect("write the vectors");
-        }
-        let committed = std::fs::read_to_string(path).expect("the committed vectors");
-        assert_eq!(
-            committed, made,
-            "the signal format or its checks changed: CONCLAVE_WRITE_VECTORS=1 rewrites the vectors"
-        );
+        crate::test_vectors::check_committed("protocol-v2-call-signal.json", &vectors());
         let doc = include_str!("../../../docs/protocol-v2.md");
         let first = vectors()["cases"][0]["plaintext"].as_str().expect("plaintext").to_owned();
         assert!(doc.contains(&first), "docs/protocol-v2.md shows the first vector's plaintext verbatim");

@@ -1,7 +1,7 @@
 //! `register`, `confirm`, `login`, `logout`, `whoami`, `devices`.
 
 use anyhow::{Result, bail};
-use conclave_protocol::auth::{DeviceProof, LoginRequest};
+use conclave_protocol::auth::LoginRequest;
 use conclave_protocol::devices::Platform;
 use uuid::Uuid;
 
@@ -68,9 +68,7 @@ pub(super) async fn login(
     let password = ctx.prompt.password("Password: ", false)?;
     // A device registered before proves it, so failures by others against the address (a lockout)
     // do not keep it out.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let device_proof = registered
-        .map(|id| DeviceProof { unix_seconds: now, signature: keystore.device().login_proof(&email, id, now) });
+    let device_proof = registered.map(|id| keystore.device().device_proof(&email, id));
     let login = LoginRequest {
         email: email.clone(),
         password,

@@ -1,5 +1,6 @@
 //! The device proof a registered device sends with a sign-in (`docs/protocol.md`, "Sign-in").
 
+use conclave_protocol::auth::DeviceProof;
 use conclave_protocol::layout;
 use uuid::Uuid;
 
@@ -13,5 +14,13 @@ impl DeviceKeys {
     /// against the address do not lock this device out.
     pub fn login_proof(&self, email: &str, device_id: Uuid, unix_seconds: u64) -> [u8; 64] {
         self.sign(&layout::login_proof_input(&email.trim().to_lowercase(), device_id, unix_seconds))
+    }
+
+    /// The `device_proof` of a sign-in on `device_id` to `email`, made now: required with a
+    /// login's `device_id` (a password and a device id are not enough).
+    pub fn device_proof(&self, email: &str, device_id: Uuid) -> DeviceProof {
+        // A clock before 1970 makes a proof the server refuses as stale, not a panic.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        DeviceProof { unix_seconds: now, signature: self.login_proof(email, device_id, now) }
     }
 }

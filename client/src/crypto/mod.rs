@@ -1,9 +1,9 @@
 //! The symmetric and device-key cryptography around MLS (`docs/protocol.md`, version 1 parts that
 //! version 2 keeps):
 //!
-//! - Each device has [`DeviceKeys`]: an Ed25519 key that signs its sign-in proofs and its MLS
-//!   leaves, and an X25519 key, published at registration with a
-//!   [binding signature](DeviceKeys::binding_signature) that the server checks.
+//! - Each device has [`DeviceKeys`]: one Ed25519 key, which signs its sign-in proofs and its MLS
+//!   leaves, published at registration with a [proof of possession](DeviceKeys::key_signature)
+//!   that the server checks.
 //! - A reaction is sealed with ChaCha20-Poly1305 under its epoch's [`ConversationKey`] (exported
 //!   from MLS) and carries a keyed [`value_tag`](reaction_value_tag) so the server can keep one
 //!   reaction per user, value and message without reading it.
@@ -26,7 +26,7 @@ mod tests;
 mod vectors;
 
 pub use attachment::FileKey;
-pub use device::{DeviceKeys, DevicePublicKeys, verify_device_binding};
+pub use device::{DeviceKeys, verify_device_key};
 pub use error::CryptoError;
 pub use keys::ConversationKey;
 pub use reaction::{ReactionHeader, SealedReaction, open_reaction, reaction_value_tag, seal_reaction};

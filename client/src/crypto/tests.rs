@@ -18,17 +18,13 @@ fn flip_first_bit(bytes: &mut [u8]) {
 }
 
 #[test]
-fn a_device_binding_signature_verifies_against_its_public_keys() {
-    let device = device();
-    verify_device_binding(&device.public(), &device.binding_signature()).expect("valid binding");
-}
-
-#[test]
-fn a_binding_signature_does_not_vouch_for_another_x25519_key() {
+fn a_device_key_proof_verifies_against_its_key_only() {
     let (device, other) = (device(), device());
-    let mut public = device.public();
-    public.x25519 = other.public().x25519;
-    assert_eq!(verify_device_binding(&public, &device.binding_signature()), Err(CryptoError::BadSignature));
+    verify_device_key(&device.public(), &device.key_signature()).expect("valid proof");
+    assert_eq!(verify_device_key(&other.public(), &device.key_signature()), Err(CryptoError::BadSignature));
+    // A signature by the key over anything else (here a sign-in proof) is not a proof of it.
+    let login = device.login_proof("a@example.org", Uuid::nil(), 1);
+    assert_eq!(verify_device_key(&device.public(), &login), Err(CryptoError::BadSignature));
 }
 
 #[test]
@@ -107,9 +103,9 @@ fn empty_or_oversized_reactions_are_refused() {
 fn debug_output_of_keys_shows_no_secret() {
     let device = device();
     let key = key(Uuid::new_v4(), 1);
-    let (x25519, ed25519) = device.secret_bytes();
+    let seed = device.seed();
     let debug = format!("{device:?} {key:?}");
-    for secret in [&*x25519, &*ed25519, key.expose_secret()] {
+    for secret in [&*seed, key.expose_secret()] {
         assert!(!debug.contains(&format!("{secret:?}")), "{debug}");
         assert!(!debug.contains(&conclave_protocol::b64::encode(secret)), "{debug}");
     }

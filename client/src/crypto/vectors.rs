@@ -1,24 +1,30 @@
-//! The committed test vectors, `docs/test-vectors/protocol-v1.json`.
+//! The committed test vectors of the cryptography around MLS.
 //!
-//! The parts of protocol version 1 that version 2 keeps: device binding, sign-in proof, reaction
-//! sealing and tag (under the key MLS exports for an epoch). Every input is fixed (secret keys,
-//! ids, nonces), so every output is deterministic: Ed25519 signatures are deterministic, and
-//! ChaCha20-Poly1305 with a fixed nonce is. [`committed_vectors_match_the_implementation`]
-//! regenerates the file in memory and compares it byte for byte; [`committed_vectors_open_and_verify`]
-//! reads the file as an independent implementation would and checks every output through the
-//! opening side. After an intentional protocol change, regenerate with:
+//! - `docs/test-vectors/protocol-v1.json`: the device-key layouts: the device's proof of
+//!   possession of its key at registration (version 2) and the sign-in proof (version 1, kept).
+//!   [`committed_vectors_match_the_implementation`] regenerates the file in memory and compares it
+//!   byte for byte; [`committed_vectors_open_and_verify`] reads the file as an independent
+//!   implementation would and verifies every signature. After an intentional protocol change,
+//!   regenerate it with `cargo test -p conclave-client --lib -- --ignored regenerate_test_vectors`.
+//! - `docs/test-vectors/protocol-v2-reaction.json`: the reaction layer, from an epoch's MLS
+//!   exporter secret to the reaction key, the sealed reaction and its tag
+//!   ([`the_committed_reaction_vectors_are_what_the_sdk_seals_and_opens`]; `crate::test_vectors`
+//!   says how to rewrite it).
 //!
-//! ```sh
-//! cargo test -p conclave-client --lib -- --ignored regenerate_test_vectors
-//! ```
+//! Every input is fixed (secret keys, ids, nonces), so every output is deterministic: Ed25519
+//! signatures are deterministic, and ChaCha20-Poly1305 with a fixed nonce is.
 
 use conclave_protocol::layout;
+use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::reaction::seal_reaction_with_nonce;
 use super::*;
+use crate::mls::REACTION_KEY_LABEL;
+use crate::test_vectors::{check_committed, fixed, fixed_id};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/test-vectors/protocol-v1.json");
 
@@ -26,35 +32,16 @@ const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/test-vectors/pr
 struct Vectors {
     description: String,
     protocol_version: u32,
-    device_binding: Vec<DeviceBindingVector>,
-    reaction: Vec<ReactionVector>,
+    device_key: Vec<DeviceKeyVector>,
     login_proof: Vec<LoginProofVector>,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
-struct DeviceBindingVector {
-    x25519_secret_key: String,
-    x25519_public_key: String,
+struct DeviceKeyVector {
     ed25519_secret_key: String,
     ed25519_public_key: String,
     input: String,
     signature: String,
-}
-
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-struct ReactionVector {
-    conversation_id: Uuid,
-    generation: u32,
-    conversation_key: String,
-    message_id: Uuid,
-    reactor_user_id: Uuid,
-    value: String,
-    tag_key: String,
-    tag_input: String,
-    value_tag: String,
-    aad: String,
-    nonce: String,
-    ciphertext: String,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -68,61 +55,17 @@ struct LoginProofVector {
     signature: String,
 }
 
-/// Fixed input bytes, different for every name: the first `N` bytes of SHA-256("conclave test
-/// vector " || name). The file records the bytes themselves, so nobody needs this derivation.
-fn fixed<const N: usize>(name: &str) -> [u8; N] {
-    let digest = Sha256::digest(format!("conclave test vector {name}"));
-    let mut out = [0u8; N];
-    out.copy_from_slice(&digest[..N]);
-    out
-}
-
-fn fixed_id(name: &str) -> Uuid {
-    uuid::Builder::from_random_bytes(fixed(name)).into_uuid()
-}
-
 fn device(name: &str) -> DeviceKeys {
-    DeviceKeys::from_secret_bytes(&fixed(&format!("{name} x25519")), &fixed(&format!("{name} ed25519")))
+    DeviceKeys::from_seed(&fixed(&format!("{name} ed25519")))
 }
 
-fn device_binding_vector(name: &str) -> DeviceBindingVector {
+fn device_key_vector(name: &str) -> DeviceKeyVector {
     let device = device(name);
-    let public = device.public();
-    let (x25519_secret, ed25519_secret) = device.secret_bytes();
-    DeviceBindingVector {
-        x25519_secret_key: hex::encode(*x25519_secret),
-        x25519_public_key: hex::encode(public.x25519),
-        ed25519_secret_key: hex::encode(*ed25519_secret),
-        ed25519_public_key: hex::encode(public.ed25519),
-        input: hex::encode(layout::device_binding_input(&public.x25519, &public.ed25519)),
-        signature: hex::encode(device.binding_signature()),
-    }
-}
-
-fn reaction_vector(name: &str, generation: u32, value: &str) -> ReactionVector {
-    let conversation_id = fixed_id(&format!("{name} conversation"));
-    let key = ConversationKey::from_bytes(conversation_id, generation, &fixed(&format!("{name} key")))
-        .expect("valid generation");
-    let (message_id, reactor_user_id) = (fixed_id(&format!("{name} message")), fixed_id(&format!("{name} reactor")));
-    let nonce = fixed(&format!("{name} nonce"));
-    let sealed = seal_reaction_with_nonce(&key, message_id, reactor_user_id, value, nonce).expect("seal");
-    let mut tag_key = [0u8; 32];
-    hkdf::Hkdf::<Sha256>::new(None, key.expose_secret())
-        .expand(layout::REACTION_TAG_KEY_INFO, &mut tag_key)
-        .expect("32 bytes of HKDF output");
-    ReactionVector {
-        conversation_id,
-        generation,
-        conversation_key: hex::encode(key.expose_secret()),
-        message_id,
-        reactor_user_id,
-        value: value.to_owned(),
-        tag_key: hex::encode(tag_key),
-        tag_input: hex::encode(layout::reaction_tag_input(message_id, reactor_user_id, value.as_bytes())),
-        value_tag: hex::encode(sealed.value_tag),
-        aad: hex::encode(layout::reaction_aad(conversation_id, generation, message_id, reactor_user_id)),
-        nonce: hex::encode(sealed.nonce),
-        ciphertext: hex::encode(&sealed.ciphertext),
+    DeviceKeyVector {
+        ed25519_secret_key: hex::encode(*device.seed()),
+        ed25519_public_key: hex::encode(device.public()),
+        input: hex::encode(layout::device_key_input(&device.public())),
+        signature: hex::encode(device.key_signature()),
     }
 }
 
@@ -130,8 +73,8 @@ fn login_proof_vector(name: &str, email: &str, unix_seconds: u64) -> LoginProofV
     let device = device(name);
     let device_id = fixed_id(&format!("{name} device"));
     LoginProofVector {
-        ed25519_secret_key: hex::encode(*device.secret_bytes().1),
-        ed25519_public_key: hex::encode(device.public().ed25519),
+        ed25519_secret_key: hex::encode(*device.seed()),
+        ed25519_public_key: hex::encode(device.public()),
         email: email.to_owned(),
         device_id,
         unix_seconds,
@@ -142,14 +85,13 @@ fn login_proof_vector(name: &str, email: &str, unix_seconds: u64) -> LoginProofV
 
 fn generate() -> Vectors {
     Vectors {
-        description: "Conclave, the layouts of protocol version 1 that version 2 (MLS) keeps: deterministic test \
-                      vectors. Byte strings are lowercase hex, UUIDs are in their hyphenated text form, and `value` \
-                      is the reaction as text. Layouts and algorithms: docs/protocol.md; in version 2 a reaction's \
-                      `conversation_key` is the epoch's MLS-exported reaction key (docs/protocol-v2.md)."
+        description: "Conclave, the device-key layouts around MLS: the device's proof of possession of its key \
+                      (version 2) and the sign-in proof (version 1, kept): deterministic test vectors. Byte strings \
+                      are lowercase hex, UUIDs are in their hyphenated text form. Layouts and algorithms: \
+                      docs/protocol.md. The reaction layer's vectors are in protocol-v2-reaction.json."
             .to_owned(),
         protocol_version: conclave_protocol::PROTOCOL_VERSION,
-        device_binding: vec![device_binding_vector("alice"), device_binding_vector("bob")],
-        reaction: vec![reaction_vector("reaction-1", 1, "👍"), reaction_vector("reaction-2", 2, "🎉 party")],
+        device_key: vec![device_key_vector("alice"), device_key_vector("bob")],
         login_proof: vec![
             login_proof_vector("login-1", "alice@example.org", 1_764_763_200),
             login_proof_vector("login-2", "bob.o'neil+work@mail.example.co.uk", 4_102_444_800),
@@ -192,41 +134,150 @@ fn committed_vectors_open_and_verify() {
     let vectors: Vectors = serde_json::from_str(&committed()).expect("vectors parse");
     assert_eq!(vectors.protocol_version, 1);
 
-    for v in &vectors.device_binding {
-        let device = DeviceKeys::from_secret_bytes(&array(&v.x25519_secret_key), &array(&v.ed25519_secret_key));
-        let public = device.public();
-        assert_eq!(
-            (hex::encode(public.x25519), hex::encode(public.ed25519)),
-            (v.x25519_public_key.clone(), v.ed25519_public_key.clone())
-        );
-        assert_eq!(layout::device_binding_input(&public.x25519, &public.ed25519), bytes(&v.input));
-        verify_device_binding(&public, &array(&v.signature)).expect("binding signature verifies");
-    }
-
-    for v in &vectors.reaction {
-        let key = ConversationKey::from_bytes(v.conversation_id, v.generation, &array(&v.conversation_key))
-            .expect("valid generation");
-        let header = ReactionHeader {
-            conversation_id: v.conversation_id,
-            generation: v.generation,
-            message_id: v.message_id,
-            reactor_user_id: v.reactor_user_id,
-        };
-        assert_eq!(header.aad(), bytes(&v.aad));
-        assert_eq!(
-            layout::reaction_tag_input(v.message_id, v.reactor_user_id, v.value.as_bytes()),
-            bytes(&v.tag_input)
-        );
-        let sealed =
-            SealedReaction { nonce: array(&v.nonce), ciphertext: bytes(&v.ciphertext), value_tag: array(&v.value_tag) };
-        assert_eq!(open_reaction(&key, &header, &sealed).expect("opens"), v.value);
+    for v in &vectors.device_key {
+        let public = DeviceKeys::from_seed(&array(&v.ed25519_secret_key)).public();
+        assert_eq!(hex::encode(public), v.ed25519_public_key);
+        assert_eq!(layout::device_key_input(&public), bytes(&v.input));
+        verify_device_key(&public, &array(&v.signature)).expect("the proof verifies");
     }
 
     for v in &vectors.login_proof {
-        let device = DeviceKeys::from_secret_bytes(&[0; 32], &array(&v.ed25519_secret_key));
-        assert_eq!(hex::encode(device.public().ed25519), v.ed25519_public_key);
+        let device = DeviceKeys::from_seed(&array(&v.ed25519_secret_key));
+        assert_eq!(hex::encode(device.public()), v.ed25519_public_key);
         let input = layout::login_proof_input(&v.email, v.device_id, v.unix_seconds);
         assert_eq!(input, bytes(&v.input));
         super::device::verify(&array(&v.ed25519_public_key), &input, &array(&v.signature)).expect("proof verifies");
+    }
+}
+
+/// RFC 9420's variable-length vector prefix (section 2.1.2): the length as a QUIC varint.
+fn mls_vector(bytes: &[u8]) -> Vec<u8> {
+    let len = bytes.len();
+    let mut out = match len {
+        0..=63 => vec![len as u8],
+        64..=16_383 => ((len as u16) | 0x4000).to_be_bytes().to_vec(),
+        _ => ((len as u32) | 0x8000_0000).to_be_bytes().to_vec(),
+    };
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The `KDFLabel` of RFC 9420 section 8: `uint16 length || opaque label<V> = "MLS 1.0 " + label
+/// || opaque context<V>`, the `info` of `ExpandWithLabel`.
+fn kdf_label(label: &str, context: &[u8], length: u16) -> Vec<u8> {
+    let mut info = length.to_be_bytes().to_vec();
+    info.extend(mls_vector(format!("MLS 1.0 {label}").as_bytes()));
+    info.extend(mls_vector(context));
+    info
+}
+
+fn expand_with_label(secret: &[u8], label: &str, context: &[u8], length: u16) -> Vec<u8> {
+    let mut out = vec![0u8; usize::from(length)];
+    Hkdf::<Sha256>::from_prk(secret)
+        .expect("a 32-byte secret")
+        .expand(&kdf_label(label, context, length), &mut out)
+        .expect("within HKDF-SHA256's output limit");
+    out
+}
+
+/// `MLS-Exporter(label, context, length)` of RFC 9420 section 8.5 for suite 0x0003 (SHA-256),
+/// written from the RFC, for the vectors: the SDK's reaction keys come from openmls's
+/// `export_secret`, which derives them the same way (openmls 0.9, `schedule::ExporterSecret::
+/// derive_exported_secret`). Returns the `DeriveSecret` output and the exported secret.
+fn mls_exporter(exporter_secret: &[u8], label: &str, context: &[u8], length: u16) -> (Vec<u8>, Vec<u8>) {
+    // DeriveSecret(exporter_secret, label) = ExpandWithLabel(exporter_secret, label, "", Nh)
+    let derived = expand_with_label(exporter_secret, label, b"", 32);
+    let exported = expand_with_label(&derived, "exported", &Sha256::digest(context), length);
+    (derived, exported)
+}
+
+fn reaction_vector(name: &str, epoch: u32, value: &str) -> Value {
+    let conversation_id = fixed_id(&format!("{name} conversation"));
+    let exporter_secret: [u8; 32] = fixed(&format!("{name} exporter secret"));
+    let (derived, reaction_key) = mls_exporter(&exporter_secret, REACTION_KEY_LABEL, b"", 32);
+    let key = ConversationKey::from_bytes(conversation_id, epoch, &reaction_key.try_into().expect("32 bytes"))
+        .expect("a valid epoch");
+    let (message_id, reactor_user_id) = (fixed_id(&format!("{name} message")), fixed_id(&format!("{name} reactor")));
+    let sealed = seal_reaction_with_nonce(&key, message_id, reactor_user_id, value, fixed(&format!("{name} nonce")))
+        .expect("seal");
+    let mut tag_key = [0u8; 32];
+    Hkdf::<Sha256>::new(None, key.expose_secret())
+        .expand(layout::REACTION_TAG_KEY_INFO, &mut tag_key)
+        .expect("32 bytes of HKDF output");
+    json!({
+        "conversation_id": conversation_id,
+        "epoch": epoch,
+        "exporter_secret": hex::encode(exporter_secret),
+        "derive_secret_info": hex::encode(kdf_label(REACTION_KEY_LABEL, b"", 32)),
+        "derived_secret": hex::encode(derived),
+        "export_info": hex::encode(kdf_label("exported", &Sha256::digest(b""), 32)),
+        "reaction_key": hex::encode(key.expose_secret()),
+        "message_id": message_id,
+        "reactor_user_id": reactor_user_id,
+        "value": value,
+        "value_hex": hex::encode(value),
+        "tag_key": hex::encode(tag_key),
+        "tag_input": hex::encode(layout::reaction_tag_input(message_id, reactor_user_id, value.as_bytes())),
+        "value_tag": hex::encode(sealed.value_tag),
+        "aad": hex::encode(layout::reaction_aad(conversation_id, epoch, message_id, reactor_user_id)),
+        "nonce": hex::encode(sealed.nonce),
+        "ciphertext": hex::encode(&sealed.ciphertext),
+    })
+}
+
+fn reaction_vectors() -> Value {
+    json!({
+        "description": "Conclave protocol v2, the reaction layer (docs/protocol-v2.md, \"Reactions\"): from an epoch's \
+                        MLS exporter_secret (RFC 9420 section 8) to its reaction key, MLS-Exporter(\"conclave/v2 \
+                        reaction key\", \"\", 32), with the intermediate DeriveSecret output and both KDFLabel \
+                        `info`s; then the reaction sealed under it (ChaCha20-Poly1305 with `aad`) and its value_tag \
+                        (HMAC-SHA256 under `tag_key` = HKDF-SHA256(salt none, reaction_key, \"conclave/v1/reaction-tag\")). \
+                        `epoch` is the reaction's key_generation. Byte strings are lowercase hex; `value` is the \
+                        reaction as text (`value_hex` its UTF-8).",
+        "exporter_label": REACTION_KEY_LABEL,
+        "reactions": [
+            reaction_vector("reaction-1", 1, "👍"),
+            reaction_vector("reaction-2", 2, "🎉 party"),
+            reaction_vector("reaction-3", 4_000_000, "a"),
+        ],
+    })
+}
+
+#[test]
+fn the_committed_reaction_vectors_are_what_the_sdk_seals_and_opens() {
+    let committed: Value =
+        serde_json::from_str(&check_committed("protocol-v2-reaction.json", &reaction_vectors())).expect("json");
+    // Opened through the SDK from the file alone, as a receiving device does, and refused once
+    // moved to another message, user or epoch, or with another tag.
+    for v in committed["reactions"].as_array().expect("reactions") {
+        let field = |name: &str| v[name].as_str().expect(name).to_owned();
+        let id = |name: &str| Uuid::parse_str(&field(name)).expect("uuid");
+        let epoch = u32::try_from(v["epoch"].as_u64().expect("epoch")).expect("u32");
+        let key =
+            ConversationKey::from_bytes(id("conversation_id"), epoch, &array(&field("reaction_key"))).expect("key");
+        let header = ReactionHeader {
+            conversation_id: id("conversation_id"),
+            generation: epoch,
+            message_id: id("message_id"),
+            reactor_user_id: id("reactor_user_id"),
+        };
+        let sealed = SealedReaction {
+            nonce: array(&field("nonce")),
+            ciphertext: bytes(&field("ciphertext")),
+            value_tag: array(&field("value_tag")),
+        };
+        assert_eq!(open_reaction(&key, &header, &sealed).expect("opens"), field("value"));
+        let other = Uuid::from_u128(7);
+        for moved in
+            [ReactionHeader { message_id: other, ..header }, ReactionHeader { reactor_user_id: other, ..header }]
+        {
+            assert_eq!(open_reaction(&key, &moved, &sealed), Err(CryptoError::DecryptionFailed));
+        }
+        let next_epoch =
+            ConversationKey::from_bytes(header.conversation_id, epoch + 1, key.expose_secret()).expect("key");
+        let in_next_epoch = ReactionHeader { generation: epoch + 1, ..header };
+        assert_eq!(open_reaction(&next_epoch, &in_next_epoch, &sealed), Err(CryptoError::DecryptionFailed));
+        let forged_tag = SealedReaction { value_tag: [0; 32], ..sealed };
+        assert_eq!(open_reaction(&key, &header, &forged_tag), Err(CryptoError::ValueTagMismatch));
     }
 }

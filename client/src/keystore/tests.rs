@@ -53,7 +53,7 @@ fn device_and_conversation_keys_survive_a_save_and_load() {
 
     let loaded = Keystore::load(dir.keystore()).expect("load");
     assert_eq!(loaded.device().public(), keystore.device().public());
-    assert_eq!(loaded.device().binding_signature(), keystore.device().binding_signature());
+    assert_eq!(loaded.device().key_signature(), keystore.device().key_signature());
     assert_eq!(loaded.device_id(), Some(device_id));
     for generation in [1, 2] {
         assert_eq!(
@@ -119,19 +119,27 @@ fn a_keystore_of_another_format_version_is_refused() {
     let dir = TempDir::new();
     Keystore::create(dir.keystore(), device()).expect("create");
     let text = fs::read_to_string(dir.keystore()).expect("read");
-    fs::write(dir.keystore(), text.replace("\"version\": 2", "\"version\": 3")).expect("write");
-    let err = Keystore::load(dir.keystore()).expect_err("version 3");
-    assert!(matches!(err, KeystoreError::UnsupportedVersion { found: 3, .. }), "{err:?}");
+    fs::write(dir.keystore(), text.replace("\"version\": 3", "\"version\": 4")).expect("write");
+    let err = Keystore::load(dir.keystore()).expect_err("version 4");
+    assert!(matches!(err, KeystoreError::UnsupportedVersion { found: 4, .. }), "{err:?}");
 }
 
 #[test]
-fn a_version_1_keystore_is_read_as_a_device_without_identity() {
+fn a_keystore_of_an_earlier_version_with_an_x25519_key_is_refused() {
+    // Versions 1 and 2 held version 1's X25519 key; there are no deployments to carry over.
     let dir = TempDir::new();
     Keystore::create(dir.keystore(), device()).expect("create");
     let text = fs::read_to_string(dir.keystore()).expect("read");
-    fs::write(dir.keystore(), text.replace("\"version\": 2", "\"version\": 1")).expect("write");
-    let keystore = Keystore::load(dir.keystore()).expect("version 1");
-    assert!(keystore.identity().is_none() && keystore.link().is_none());
+    assert!(!text.contains("x25519"), "{text}");
+    for version in [1, 2] {
+        let mut older: serde_json::Value = serde_json::from_str(&text).expect("json");
+        older["version"] = serde_json::json!(version);
+        older["device"]["x25519_secret_key"] = serde_json::json!(b64::encode([2u8; 32]));
+        let older = older.to_string();
+        fs::write(dir.keystore(), older).expect("write");
+        let err = Keystore::load(dir.keystore()).expect_err("an earlier version");
+        assert!(matches!(err, KeystoreError::UnsupportedVersion { found, .. } if found == version), "{err:?}");
+    }
 }
 
 #[test]
@@ -168,9 +176,9 @@ fn debug_output_shows_no_secret() {
     let mut keystore = Keystore::create(dir.keystore(), device()).expect("create");
     let key = ConversationKey::generate(Uuid::new_v4(), 1).expect("randomness");
     keystore.insert_key(key.clone());
-    let (x25519, ed25519) = keystore.device().secret_bytes();
+    let seed = keystore.device().seed();
     let debug = format!("{keystore:?} {key:?}");
-    for secret in [&*x25519, &*ed25519, key.expose_secret()] {
+    for secret in [&*seed, key.expose_secret()] {
         assert!(!debug.contains(&b64::encode(secret)), "{debug}");
         assert!(!debug.contains(&format!("{:?}", secret)), "{debug}");
     }

@@ -190,7 +190,7 @@ impl Messenger {
     }
 
     async fn publish(&self, identity: &IdentityKey, replace: bool) -> Result<Identity> {
-        let leaf = self.with_keystore(|k| k.device().public().ed25519);
+        let leaf = self.with_keystore(|k| k.device().public());
         let credential = identity.certify(self.user_id(), self.device_id(), &leaf).encode();
         let body = PublishIdentity { public_key: identity.public().0, credential, replace };
         self.client().publish_identity(&body).await

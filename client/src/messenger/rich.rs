@@ -1,4 +1,4 @@
-//! Reactions (encrypted, `docs/protocol.md` "Reactions") and pins.
+//! Reactions (encrypted, `docs/protocol-v2.md` "Reactions") and pins.
 
 use chrono::{DateTime, Utc};
 use conclave_protocol::rich::{AddReaction, Pin, Reaction};

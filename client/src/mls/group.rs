@@ -148,8 +148,7 @@ impl Device {
         device_id: Uuid,
         keys: &crate::crypto::DeviceKeys,
     ) -> Result<Self, MlsError> {
-        let (_, seed) = keys.secret_bytes();
-        Self::new(identity, user_id, device_id, &seed)
+        Self::new(identity, user_id, device_id, &keys.seed())
     }
 
     /// Rebuilds the device from a credential made earlier (the identity key is not needed then).

@@ -34,15 +34,30 @@ async fn a_person_registers_confirms_by_email_and_signs_in_through_the_sdk() {
     let devices = client.devices().await.expect("devices");
     assert_eq!(devices.len(), 1);
     assert!(devices[0].current);
-    assert_eq!(devices[0].ed25519_public_key, keys.public().ed25519);
+    assert_eq!(devices[0].ed25519_public_key, keys.public());
 
     // Signing in again on the registered device, by id.
     let again = Client::new(&app.base).expect("client");
     let pair2 = again
-        .login(&LoginRequest::on_device(login.email.clone(), PASSWORD, pair.device_id))
+        .login(&LoginRequest::on_device(
+            login.email.clone(),
+            PASSWORD,
+            pair.device_id,
+            keys.device_proof(&login.email, pair.device_id),
+        ))
         .await
-        .expect("login by device id");
+        .expect("login by device id, with the device's proof");
     assert_eq!(pair2.device_id, pair.device_id);
+    // A password and a device id are not enough.
+    let mut unproven = LoginRequest::on_device(
+        login.email.clone(),
+        PASSWORD,
+        pair.device_id,
+        keys.device_proof(&login.email, pair.device_id),
+    );
+    unproven.device_proof = None;
+    let err = again.login(&unproven).await.expect_err("no proof");
+    assert_eq!(err.api().map(|e| e.code.as_str()), Some("validation_failed"), "{err}");
 
     client.logout().await.expect("logout");
     assert!(matches!(client.me().await, Err(Error::NotSignedIn)));
@@ -53,7 +68,8 @@ async fn a_wrong_password_is_an_api_error_with_the_servers_code() {
     let app = TestApp::start().await;
     let person = app.person("bob@example.org").await;
     let client = Client::new(&app.base).expect("client");
-    let login = LoginRequest::on_device(person.email.clone(), "not the password at all", person.device_id);
+    let proof = person.messenger.with_keystore(|k| k.device().device_proof(&person.email, person.device_id));
+    let login = LoginRequest::on_device(person.email.clone(), "not the password at all", person.device_id, proof);
     let err = client.login(&login).await.expect_err("wrong password");
     let api = err.api().expect("an API error");
     assert_eq!((api.status, api.code.as_str()), (StatusCode::UNAUTHORIZED, "invalid_credentials"));

@@ -94,7 +94,7 @@ impl World {
     async fn device(&mut self, user: &User, label: &str) -> Member {
         let base = self.proxy.listen(label).await;
         let seed = random32();
-        let keys = DeviceKeys::from_secret_bytes(&random32(), &seed);
+        let keys = DeviceKeys::from_seed(&seed);
         let login = LoginRequest::with_new_device(&user.email, PASSWORD, keys.registration(label, Platform::Cli));
         let pair = Client::new(&base).expect("client").login(&login).await.expect("login");
         let tokens = Tokens { access_token: pair.access_token, refresh_token: pair.refresh_token };

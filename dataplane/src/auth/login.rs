@@ -176,8 +176,12 @@ pub async fn login(
             "give either device_id (a registered device) or device (a new one)",
         ));
     }
-    if body.device_proof.is_some() && body.device_id.is_none() {
-        return Err(ApiError::validation("device_proof", "proves a registered device: give its device_id too"));
+    if body.device_proof.is_some() != body.device_id.is_some() {
+        // A password and a device id are not enough: the device proves that it is signing in.
+        return Err(ApiError::validation(
+            "device_proof",
+            "a registered device signs in with its device_id and its proof, each requiring the other",
+        ));
     }
     if let Some(device) = &body.device {
         devices::validate(device)?;

@@ -21,10 +21,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(devices))
 }
 
-/// The active devices of the current members: exactly what a new generation is wrapped for.
+/// The active devices of the current members: exactly the leaves the conversation's group must hold.
 pub async fn member_devices(conn: &mut PgConnection, conversation_id: Uuid) -> ApiResult<Vec<MemberDevice>> {
     let rows = sqlx::query!(
-        "SELECT d.user_id, d.id, d.x25519_public_key, d.ed25519_public_key, d.credential
+        "SELECT d.user_id, d.id, d.ed25519_public_key, d.credential
            FROM conversation_members m JOIN devices d ON d.user_id = m.user_id AND d.revoked_at IS NULL
           WHERE m.conversation_id = $1
           ORDER BY d.user_id, d.id",
@@ -37,7 +37,6 @@ pub async fn member_devices(conn: &mut PgConnection, conversation_id: Uuid) -> A
             Ok(MemberDevice {
                 user_id: r.user_id,
                 device_id: r.id,
-                x25519_public_key: r.x25519_public_key.try_into().map_err(|_| ApiError::internal())?,
                 ed25519_public_key: r.ed25519_public_key.try_into().map_err(|_| ApiError::internal())?,
                 credential: r.credential.map(|c| c.try_into().map_err(|_| ApiError::internal())).transpose()?,
             })

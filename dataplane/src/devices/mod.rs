@@ -1,8 +1,8 @@
 //! Devices, and the Web Push subscriptions that belong to them.
 //!
-//! A device publishes an X25519 key (to receive wrapped conversation keys) and an Ed25519 key (to
-//! sign), with an Ed25519 signature over both keys (`conclave_protocol::layout::device_binding_input`)
-//! proving the signing key vouches for the key-agreement key. Revoking a device ends its
+//! A device publishes one Ed25519 key (it signs the device's sign-in proofs and MLS leaves), with
+//! a signature by it over `conclave_protocol::layout::device_key_input` proving that the registrant
+//! holds it. Revoking a device ends its
 //! sessions, refresh tokens and push subscriptions in one transaction, then tells every replica
 //! through Redis to close its sockets.
 
@@ -27,7 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, register)).routes(routes!(revoke)).merge(push::router())
 }
 
-/// Checks the name and the binding signature (the key sizes are fixed by the type); the server
+/// Checks the name and the proof of possession of the key (the key sizes are fixed by the type); the server
 /// stores nothing it has not verified.
 pub fn validate(device: &NewDevice) -> ApiResult<()> {
     let name = device.name.trim();
@@ -36,7 +36,7 @@ pub fn validate(device: &NewDevice) -> ApiResult<()> {
     }
     let verifying = VerifyingKey::from_bytes(&device.ed25519_public_key)
         .map_err(|_| ApiError::validation("ed25519_public_key", "is not a valid key"))?;
-    let input = conclave_protocol::layout::device_binding_input(&device.x25519_public_key, &device.ed25519_public_key);
+    let input = conclave_protocol::layout::device_key_input(&device.ed25519_public_key);
     verifying
         .verify_strict(&input, &Signature::from_bytes(&device.key_signature))
         .map_err(|_| ApiError::validation("key_signature", "does not verify with the device's signing key"))?;
@@ -48,7 +48,6 @@ struct DeviceRow {
     id: Uuid,
     name: String,
     platform: Platform,
-    x25519_public_key: Vec<u8>,
     ed25519_public_key: Vec<u8>,
     credential: Option<Vec<u8>>,
     created_at: DateTime<Utc>,
@@ -63,7 +62,6 @@ impl DeviceRow {
             id: self.id,
             name: self.name,
             platform: self.platform,
-            x25519_public_key: self.x25519_public_key.try_into().map_err(|_| ApiError::internal())?,
             ed25519_public_key: self.ed25519_public_key.try_into().map_err(|_| ApiError::internal())?,
             credential: self.credential.map(|c| c.try_into().map_err(|_| ApiError::internal())).transpose()?,
             created_at: self.created_at,
@@ -78,12 +76,11 @@ impl DeviceRow {
 pub async fn insert(conn: &mut PgConnection, user_id: Uuid, device: &NewDevice) -> ApiResult<Uuid> {
     validate(device)?;
     let id = sqlx::query_scalar!(
-        "INSERT INTO devices (user_id, name, platform, x25519_public_key, ed25519_public_key, key_signature)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO devices (user_id, name, platform, ed25519_public_key, key_signature)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
         user_id,
         device.name.trim(),
         device.platform.as_str(),
-        &device.x25519_public_key[..],
         &device.ed25519_public_key[..],
         &device.key_signature[..],
     )
@@ -115,7 +112,7 @@ async fn register(
 async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<Option<Device>> {
     sqlx::query_as!(
         DeviceRow,
-        r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, credential, created_at, last_seen_at, revoked_at,
+        r#"SELECT id, name, platform AS "platform: Platform", ed25519_public_key, credential, created_at, last_seen_at, revoked_at,
                   id = $2 AS "current!"
              FROM devices WHERE user_id = $1 AND id = $3"#,
         auth.user_id,
@@ -138,7 +135,7 @@ async fn fetch(conn: &mut PgConnection, auth: AuthUser, id: Uuid) -> ApiResult<O
 async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<axum::Json<Vec<Device>>> {
     let devices = sqlx::query_as!(
         DeviceRow,
-        r#"SELECT id, name, platform AS "platform: Platform", x25519_public_key, ed25519_public_key, credential, created_at, last_seen_at, revoked_at,
+        r#"SELECT id, name, platform AS "platform: Platform", ed25519_public_key, credential, created_at, last_seen_at, revoked_at,
                   id = $2 AS "current!"
              FROM devices WHERE user_id = $1 ORDER BY created_at"#,
         auth.user_id,

@@ -4,7 +4,7 @@
 //! message exists and is not deleted, the reaction is sealed under the current generation (the
 //! same rule as messages, so a removed member's old key stops working), the sizes; and it keeps
 //! one reaction per (message, user, value) through the client's keyed `value_tag`
-//! (`docs/protocol.md`, "Reactions"). A reaction is removed by its tag.
+//! (`docs/protocol-v2.md`, "Reactions"). A reaction is removed by its tag.
 
 use crate::AppState;
 use crate::context::member_tx;

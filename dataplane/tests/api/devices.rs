@@ -1,19 +1,36 @@
-use crate::support::{TestApp, b64, error_code, new_device};
+use crate::support::{TestApp, TestDevice, b64, error_code, new_device};
+use ed25519_dalek::Signer as _;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test]
-async fn a_device_with_a_forged_binding_signature_is_refused() {
+async fn a_device_without_a_proof_of_possession_of_its_key_is_refused() {
     let app = TestApp::start().await;
     let (_, access, _) = app.signed_in("ann@example.org").await;
-    let mut device = new_device("tablet");
-    device["key_signature"] = json!(b64(&[7u8; 64]));
-    let (status, body) = app.post("/v1/devices", device, Some(&access)).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
-    assert_eq!(body["error"]["details"]["field"], "key_signature");
+    let tablet = TestDevice::new();
+    let key = tablet.signing.verifying_key().to_bytes();
+    // Version 1's binding input (with an X25519 key) signed by the right key is not the proof.
+    let mut v1_binding = b"conclave/v1/device-binding\0".to_vec();
+    v1_binding.extend_from_slice(&[9; 32]);
+    v1_binding.extend_from_slice(&key);
+    let forged = [
+        [7u8; 64],
+        tablet.signing.sign(&v1_binding).to_bytes(),
+        // Another device's proof: signed by its own key, over its own key.
+        TestDevice::new().signing.sign(&conclave_protocol::layout::device_key_input(&key)).to_bytes(),
+    ];
+    for signature in forged {
+        let mut device = tablet.registration("tablet");
+        device["key_signature"] = json!(b64(&signature));
+        let (status, body) = app.post("/v1/devices", device, Some(&access)).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+        assert_eq!(body["error"]["details"]["field"], "key_signature");
+    }
     assert_eq!(app.count("SELECT count(*) FROM devices").await, 1, "only the login device");
+    let (status, added) = app.post("/v1/devices", tablet.registration("tablet"), Some(&access)).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
 }
 
 #[tokio::test]

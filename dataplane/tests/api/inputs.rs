@@ -74,7 +74,7 @@ async fn malformed_input_gets_a_precise_4xx_and_writes_nothing() {
         (
             "/v1/auth/login",
             None,
-            json!({ "email": "sweep@example.org", "password": PASSWORD, "device": { "name": "x", "platform": "toaster", "x25519_public_key": "", "ed25519_public_key": "", "key_signature": "" } }),
+            json!({ "email": "sweep@example.org", "password": PASSWORD, "device": { "name": "x", "platform": "toaster", "ed25519_public_key": "", "key_signature": "" } }),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
         ),
@@ -102,14 +102,14 @@ async fn malformed_input_gets_a_precise_4xx_and_writes_nothing() {
         (
             "/v1/devices",
             Some(&access),
-            json!({ "name": "", "platform": "cli", "x25519_public_key": "AA", "ed25519_public_key": "AA", "key_signature": "AA" }),
+            json!({ "name": "", "platform": "cli", "ed25519_public_key": "AA", "key_signature": "AA" }),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
         ),
         (
             "/v1/devices",
             Some(&access),
-            json!({ "name": "x", "platform": "cli", "x25519_public_key": "!!!", "ed25519_public_key": "AA", "key_signature": "AA" }),
+            json!({ "name": "x", "platform": "cli", "ed25519_public_key": "!!!", "key_signature": "AA" }),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
         ),

@@ -148,7 +148,7 @@ fn byte_fields_are_base64url_strings() {
     let doc = document();
     let schemas = &doc["components"]["schemas"];
     for (schema, field) in
-        [("Device", "x25519_public_key"), ("SendMessage", "ciphertext"), ("AddReaction", "ciphertext")]
+        [("Device", "ed25519_public_key"), ("SendMessage", "ciphertext"), ("AddReaction", "ciphertext")]
     {
         let property = &schemas[schema]["properties"][field];
         assert_eq!(property["type"], "string", "{schema}.{field}: {property}");

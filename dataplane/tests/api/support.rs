@@ -186,19 +186,9 @@ pub fn b64(bytes: &[u8]) -> String {
     conclave_protocol::b64::encode(bytes)
 }
 
-/// A device registration with real keys and a valid binding signature.
+/// A device registration with a real key and a valid proof of possession.
 pub fn new_device(name: &str) -> Value {
-    let signing = SigningKey::from_bytes(&rand32());
-    let x25519 = rand32();
-    let ed = signing.verifying_key().to_bytes();
-    let signature = signing.sign(&conclave_protocol::layout::device_binding_input(&x25519, &ed));
-    json!({
-        "name": name,
-        "platform": "cli",
-        "x25519_public_key": b64(&x25519),
-        "ed25519_public_key": b64(&ed),
-        "key_signature": b64(&signature.to_bytes()),
-    })
+    TestDevice::new().registration(name)
 }
 
 pub fn rand32() -> [u8; 32] {
@@ -215,21 +205,19 @@ pub fn error_code(body: &Value) -> &str {
 /// A device whose secret keys the test holds, so it can sign like a real client.
 pub struct TestDevice {
     pub signing: SigningKey,
-    pub x25519: [u8; 32],
 }
 
 impl TestDevice {
     pub fn new() -> Self {
-        Self { signing: SigningKey::from_bytes(&rand32()), x25519: rand32() }
+        Self { signing: SigningKey::from_bytes(&rand32()) }
     }
 
     pub fn registration(&self, name: &str) -> Value {
         let ed = self.signing.verifying_key().to_bytes();
-        let signature = self.signing.sign(&conclave_protocol::layout::device_binding_input(&self.x25519, &ed));
+        let signature = self.signing.sign(&conclave_protocol::layout::device_key_input(&ed));
         json!({
             "name": name,
             "platform": "cli",
-            "x25519_public_key": b64(&self.x25519),
             "ed25519_public_key": b64(&ed),
             "key_signature": b64(&signature.to_bytes()),
         })

@@ -148,13 +148,11 @@ async fn bot_session(db: &TestDb, token: &str) {
     .fetch_one(&mut *tx)
     .await
     .expect("account");
-    let key = |byte: u8| vec![byte; 32];
     let device: uuid::Uuid = sqlx::query_scalar(
-        "INSERT INTO devices (user_id, name, platform, x25519_public_key, ed25519_public_key, key_signature)
-         VALUES ($1, 'bot', 'bot', $2, $3, $4) RETURNING id",
+        "INSERT INTO devices (user_id, name, platform, ed25519_public_key, key_signature)
+         VALUES ($1, 'bot', 'bot', $2, $3) RETURNING id",
     )
     .bind(user)
-    .bind(key(1))
     .bind(secrets::digest(token))
     .bind(vec![0u8; 64])
     .fetch_one(&mut *tx)

@@ -73,7 +73,7 @@ async fn orphan_rows_are_refused() {
     assert_eq!(v.kind, ViolationKind::Reference);
     assert_eq!(v.message, "the workspace does not exist in this organization");
 
-    let err = sqlx::query("INSERT INTO devices (user_id, name, platform, x25519_public_key, ed25519_public_key, key_signature) VALUES ($1, 'x', 'cli', $2, $2, $3)")
+    let err = sqlx::query("INSERT INTO devices (user_id, name, platform, ed25519_public_key, key_signature) VALUES ($1, 'x', 'cli', $2, $3)")
         .bind(Uuid::now_v7())
         .bind(vec![0u8; 32])
         .bind(vec![0u8; 64])

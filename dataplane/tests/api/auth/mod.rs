@@ -426,9 +426,15 @@ async fn strangers_failures_do_not_lock_the_owner_out_of_a_device_that_proves_it
     assert_eq!(stranger[5..20], [StatusCode::FORBIDDEN; 15], "then the address is locked");
     assert_eq!(stranger[20..], [StatusCode::TOO_MANY_REQUESTS; 10], "and the source is limited");
 
-    // Without a proof, even the owner's right password waits for the lock to end...
+    // A device id without its proof is not a sign-in at all (a password and a device id are
+    // not enough)...
     let plain = json!({ "email": "rosa@example.org", "password": PASSWORD, "device_id": owner.device_id });
-    let (status, retry, body) = attempt(&app, "/v1/auth/login", &plain, "198.51.100.7", true).await;
+    let (status, _, body) = attempt(&app, "/v1/auth/login", &plain, "198.51.100.7", true).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    assert_eq!(body["error"]["details"]["field"], "device_proof");
+    // ...the owner's right password on a new device waits for the lock to end...
+    let new = json!({ "email": "rosa@example.org", "password": PASSWORD, "device": new_device("phone") });
+    let (status, retry, body) = attempt(&app, "/v1/auth/login", &new, "198.51.100.7", true).await;
     assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "account_locked"));
     assert!(retry.is_some_and(|r| r > 800), "{retry:?}");
 
