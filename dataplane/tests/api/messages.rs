@@ -355,6 +355,64 @@ async fn concurrent_sends_through_one_writer_stay_gap_free_per_conversation() {
     assert!((1..=40).contains(&batches), "{batches} batches");
 }
 
+/// Two batches of one conversation can reach the database together (two replicas each have a
+/// writer for it). The conversation's row lock is what orders them: whichever takes it first
+/// writes all its sends and commits, and only then does the other read `last_seq`. Each
+/// batch's sends therefore get consecutive numbers after the other's, with no gap and no
+/// number twice, and a send that is in both (a client's retry while its first attempt is still
+/// in flight) is stored once. Any change to how sequence numbers are taken (outside the lock,
+/// or batches of one writer pipelined) has to keep this.
+#[tokio::test]
+async fn two_batches_of_one_conversation_in_flight_together_take_consecutive_sequence_numbers() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    assert_eq!(chat.rotate(&alice, 1).await.0, StatusCode::CREATED);
+    for round in 0..5 {
+        let retried = Uuid::now_v7();
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        for i in 0..6 {
+            let by = if i % 2 == 0 { &alice } else { &bob };
+            first.push(pending(&app, &chat, by, 1, if i == 3 { retried } else { Uuid::now_v7() }).await);
+            second.push(pending(&app, &chat, by, 1, if i == 3 { retried } else { Uuid::now_v7() }).await);
+        }
+        let (a, b) = tokio::join!(
+            store(&app.state.db, &first, DEFAULT_DEADLINE),
+            store(&app.state.db, &second, DEFAULT_DEADLINE)
+        );
+        let (a, b) = (a.expect("first batch"), b.expect("second batch"));
+        let seqs = |answers: &[Result<Stored, conclave_dataplane::error::ApiError>]| -> Vec<(i64, bool)> {
+            answers
+                .iter()
+                .map(|answer| match answer {
+                    Ok(Stored::Created(m)) => (m.seq, true),
+                    Ok(Stored::Existing(m)) => (m.seq, false),
+                    Err(e) => panic!("{e:?}"),
+                })
+                .collect()
+        };
+        let (a, b) = (seqs(&a), seqs(&b));
+        let created = |s: &[(i64, bool)]| s.iter().filter(|(_, c)| *c).map(|(q, _)| *q).collect::<Vec<_>>();
+        let (ca, cb) = (created(&a), created(&b));
+        assert_eq!(ca.len() + cb.len(), 11, "the retried send stored once: {a:?} {b:?}");
+        // One batch entirely before the other, each one's numbers consecutive.
+        let base = 11 * round;
+        let (before, after) = if ca[0] < cb[0] { (&ca, &cb) } else { (&cb, &ca) };
+        let expected: Vec<i64> = (base + 1..=base + 11).collect();
+        assert_eq!([before.as_slice(), after.as_slice()].concat(), expected, "{a:?} {b:?}");
+        assert_eq!(a[3].0, b[3].0, "both answers of the retried send name the one stored message");
+    }
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM messages WHERE conversation_id = $1 ORDER BY seq")
+        .bind(chat.conversation)
+        .fetch_all(&app.db.owner)
+        .await
+        .expect("messages");
+    assert_eq!(seqs, (1..=55).collect::<Vec<i64>>());
+    assert_eq!(app.count("SELECT max(last_seq)::bigint FROM conversations").await, 55);
+}
+
 #[tokio::test]
 async fn a_batch_that_fails_as_a_whole_is_retried_send_by_send() {
     let app = TestApp::start().await;

@@ -125,6 +125,39 @@ async fn a_send_stored_but_never_published_is_published_when_its_retry_finds_it(
     assert_eq!(frame["message"]["id"], retried["id"], "bob hears of it now, not at the next message");
 }
 
+/// A busy conversation (many sends at once, gathered into batches by its writer) reaches a
+/// member's socket once per message and in sequence order: the writer publishes each batch
+/// before it stores the next, and a socket that sees a gap fills it from the database.
+#[tokio::test]
+async fn a_busy_conversation_reaches_a_socket_once_each_and_in_order() {
+    let app = TestApp::start_with(&["--rate-limit-factor", "1000", "--send-writers", "1"]).await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = ready_chat(&app, &alice, &bob).await;
+    let mut bob_socket = connect(&app.base, &bob).await;
+    let sends = (0..80u8).map(|i| {
+        let by = if i % 2 == 0 { &alice } else { &bob };
+        let body = chat.message(by, 1, uuid::Uuid::now_v7(), &[i; 48]);
+        app.post_owned(chat.path("/messages"), body, by.access.clone())
+    });
+    let answers = futures::future::join_all(sends).await;
+    let mut answered: Vec<i64> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body["seq"].as_i64().expect("seq")
+        })
+        .collect();
+    answered.sort_unstable();
+    assert_eq!(answered, (1..=80).collect::<Vec<i64>>());
+    let mut received = Vec::new();
+    while received.len() < 80 {
+        let frame = next_of(&mut bob_socket, "message_created").await;
+        received.push(frame["message"]["seq"].as_i64().expect("seq"));
+    }
+    assert_eq!(received, (1..=80).collect::<Vec<i64>>(), "once each, in order");
+}
+
 #[tokio::test]
 async fn a_message_far_larger_than_the_socket_buffers_arrives_intact() {
     let app = TestApp::start().await;
