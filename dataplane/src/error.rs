@@ -78,6 +78,9 @@ error_codes! {
     /// The database pool is exhausted, or the database cannot be reached for now (restarting,
     /// connection lost): retry after `Retry-After`.
     DatabaseBusy = "database_busy", SERVICE_UNAVAILABLE;
+    /// The request's work outlasted `--request-deadline-secs` (a database gone silent): whether
+    /// a write took effect is unknown; retry what is idempotent after `Retry-After`.
+    DeadlineExceeded = "deadline_exceeded", SERVICE_UNAVAILABLE;
     /// A webhook delivery is still being attempted (`pending`, `sending` or `failed` with a retry
     /// to come): only a delivered or given-up one can be replayed.
     DeliveryInProgress = "delivery_in_progress", CONFLICT;
@@ -112,6 +115,9 @@ error_codes! {
     /// A device credential is malformed, names another user or device, or does not verify.
     InvalidCredential = "invalid_credential", UNPROCESSABLE_ENTITY;
     InvalidCredentials = "invalid_credentials", UNAUTHORIZED;
+    /// A registered device's proof (a bot session's `device_proof`) is not a fresh signature by
+    /// that device's key, or was used before.
+    InvalidDeviceProof = "invalid_device_proof", UNAUTHORIZED;
     /// An emailed token (email confirmation, password reset) is unknown, used or expired.
     InvalidEmailedToken = "invalid_emailed_token", BAD_REQUEST;
     /// A conversation invite token is unknown, expired, revoked or used up.

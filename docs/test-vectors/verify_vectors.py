@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An independent implementation of Conclave's own layouts around MLS, checked against the
-committed vectors: the device key proof and sign-in proof (protocol-v1.json, docs/protocol.md),
+committed vectors: the device key proof, sign-in proof and bot session proof (protocol-v1.json, docs/protocol.md),
 the content layer (protocol-v2-content.json) and the reaction layer (protocol-v2-reaction.json,
 docs/protocol-v2.md "Content layer" and "Reactions").
 
@@ -50,6 +50,10 @@ def reaction_aad(conversation_id, generation, message_id, reactor_user_id):
 def login_proof_input(email, device_id, unix_seconds):
     data = email.encode("utf-8")
     return b"conclave/v1/login-proof\x00" + u32(len(data)) + data + device_id + struct.pack(">Q", unix_seconds)
+
+
+def bot_session_proof_input(device_id, unix_seconds):
+    return b"conclave/v2/bot-session-proof\x00" + device_id + struct.pack(">Q", unix_seconds)
 
 
 def b64url(data):
@@ -166,6 +170,13 @@ def main():
         data = login_proof_input(v["email"], uid(v["device_id"]), v["unix_seconds"])
         check(f"login_proof[{i}] input", data.hex() == v["input"])
         check(f"login_proof[{i}] signature", ed_sk.sign(data).hex() == v["signature"])
+
+    for i, v in enumerate(vectors["bot_session_proof"]):
+        ed_sk = Ed25519PrivateKey.from_private_bytes(h(v["ed25519_secret_key"]))
+        check(f"bot_session_proof[{i}] public key", ed_sk.public_key().public_bytes(*RAW).hex() == v["ed25519_public_key"])
+        data = bot_session_proof_input(uid(v["device_id"]), v["unix_seconds"])
+        check(f"bot_session_proof[{i}] input", data.hex() == v["input"])
+        check(f"bot_session_proof[{i}] signature", ed_sk.sign(data).hex() == v["signature"])
 
     content = json.loads(path.with_name("protocol-v2-content.json").read_text(encoding="utf-8"))
     for v in content["written"]:

@@ -89,9 +89,11 @@ pub struct LoginRequest {
     pub device_proof: Option<DeviceProof>,
 }
 
-/// A registered device's Ed25519 signature over `login_proof_input(email, device_id,
-/// unix_seconds)` (`docs/protocol.md`, "Sign-in").
-// The signed bytes: `crate::layout::login_proof_input`.
+/// A registered device's Ed25519 signature that it is the one asking now: over
+/// `login_proof_input(email, device_id, unix_seconds)` for a sign-in (`docs/protocol.md`,
+/// "Sign-in"), over `bot_session_proof_input(device_id, unix_seconds)` for a bot's session
+/// (`docs/bots.md`).
+// The signed bytes: `crate::layout::login_proof_input`, `crate::layout::bot_session_proof_input`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,7 @@
 //! The bodies of the bot endpoints: a bot opens a session as a device of its own with the token
 //! from its Kubernetes Secret (`POST /v1/bot/sessions`), then uses the API like any member.
 
+use crate::auth::DeviceProof;
 use crate::devices::NewDevice;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -18,17 +19,23 @@ pub struct BotSessionRequest {
     /// Or a new device (its public keys and their binding signature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<NewDevice>,
+    /// Required with `device_id`: the device's signature over
+    /// `bot_session_proof_input(device_id, unix_seconds)` (`docs/bots.md`), made within 300
+    /// seconds of the server's clock and used once. A token and a device id are not enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_proof: Option<DeviceProof>,
 }
 
 impl BotSessionRequest {
     /// A session on a new device.
     pub fn new_device(device: NewDevice) -> Self {
-        Self { device_id: None, device: Some(device) }
+        Self { device_id: None, device: Some(device), device_proof: None }
     }
 
-    /// A session on a device registered before.
-    pub fn on_device(device_id: Uuid) -> Self {
-        Self { device_id: Some(device_id), device: None }
+    /// A session on a device registered before, with that device's `proof` (the SDK's
+    /// `DeviceKeys::bot_session_proof`).
+    pub fn on_device(device_id: Uuid, proof: DeviceProof) -> Self {
+        Self { device_id: Some(device_id), device: None, device_proof: Some(proof) }
     }
 }
 

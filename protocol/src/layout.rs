@@ -25,6 +25,8 @@ pub const REACTION_AAD_LABEL: &[u8] = b"conclave/v1/reaction";
 pub const REACTION_TAG_KEY_INFO: &[u8] = b"conclave/v1/reaction-tag";
 /// Label of a login proof's signature input.
 pub const LOGIN_PROOF_LABEL: &[u8] = b"conclave/v1/login-proof";
+/// Label of a bot's proof, when it opens a session on its registered device.
+pub const BOT_SESSION_PROOF_LABEL: &[u8] = b"conclave/v2/bot-session-proof";
 
 /// Length of [`reaction_aad`]'s output.
 pub const REACTION_AAD_LEN: usize = REACTION_AAD_LABEL.len() + 1 + 16 + 4 + 16 + 16;
@@ -78,6 +80,21 @@ pub fn reaction_tag_input(message_id: Uuid, reactor_user_id: Uuid, value: &[u8])
 pub fn login_proof_input(email: &str, device_id: Uuid, unix_seconds: u64) -> Vec<u8> {
     let mut out = labelled(LOGIN_PROOF_LABEL, 4 + email.len() + 16 + 8);
     push_length_prefixed(&mut out, email.as_bytes());
+    out.extend_from_slice(device_id.as_bytes());
+    out.extend_from_slice(&unix_seconds.to_be_bytes());
+    out
+}
+
+/// What a bot's registered device signs to prove, when the bot opens a session on it with its
+/// token, that the request comes from that device now:
+/// `"conclave/v2/bot-session-proof" || 0x00 || device_id (16) || unix_seconds (u64 BE)`, 54 bytes.
+///
+/// The bot token says which bot asks; the proof says that the asker holds the device's key, so a
+/// copied token alone opens sessions only on new devices, which every conversation would have to
+/// add (`docs/bots.md`). No address: a device belongs to one account, and the label keeps a
+/// login proof from serving here.
+pub fn bot_session_proof_input(device_id: Uuid, unix_seconds: u64) -> Vec<u8> {
+    let mut out = labelled(BOT_SESSION_PROOF_LABEL, 16 + 8);
     out.extend_from_slice(device_id.as_bytes());
     out.extend_from_slice(&unix_seconds.to_be_bytes());
     out
@@ -145,12 +162,23 @@ mod tests {
     }
 
     #[test]
+    fn bot_session_proof_input_is_label_device_then_seconds() {
+        let input = bot_session_proof_input(id(9), 0x0102_0304_0506_0708);
+        let mut expected = b"conclave/v2/bot-session-proof\0".to_vec();
+        expected.extend_from_slice(&[9; 16]);
+        expected.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(input, expected);
+        assert_eq!(input.len(), 54);
+    }
+
+    #[test]
     fn every_label_is_versioned_and_distinct() {
         let labels = [
             DEVICE_KEY_LABEL,
             REACTION_AAD_LABEL,
             REACTION_TAG_KEY_INFO,
             LOGIN_PROOF_LABEL,
+            BOT_SESSION_PROOF_LABEL,
             crate::identity::DEVICE_SIGNING_LABEL,
             crate::identity::IDENTITY_TRANSFER_LABEL,
         ];

@@ -133,7 +133,7 @@ impl BotBuilder {
             if exists { Keystore::load(&path)? } else { Keystore::create(&path, DeviceKeys::generate()?)? };
         let client = Client::new(&self.server)?;
         let request = match keystore.device_id() {
-            Some(device_id) => BotSessionRequest::on_device(device_id),
+            Some(device_id) => BotSessionRequest::on_device(device_id, keystore.device().bot_session_proof(device_id)),
             None => BotSessionRequest::new_device(keystore.device().registration(&self.device_name, Platform::Bot)),
         };
         let pair = client.open_bot_session(&self.token.read()?, &request).await?;
@@ -191,7 +191,9 @@ impl Bot {
 
     /// Opens a new session on the bot's device with the token as it reads now.
     async fn reopen(&self) -> Result<()> {
-        let request = BotSessionRequest::on_device(self.device_id());
+        let device_id = self.device_id();
+        let proof = self.messenger.with_keystore(|keystore| keystore.device().bot_session_proof(device_id));
+        let request = BotSessionRequest::on_device(device_id, proof);
         self.messenger.client().open_bot_session(&self.token.read()?, &request).await.map(drop)
     }
 

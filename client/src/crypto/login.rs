@@ -1,4 +1,5 @@
-//! The device proof a registered device sends with a sign-in (`docs/protocol.md`, "Sign-in").
+//! The device proof a registered device sends with a sign-in (`docs/protocol.md`, "Sign-in") and
+//! with a bot's session on it (`docs/bots.md`).
 
 use conclave_protocol::auth::DeviceProof;
 use conclave_protocol::layout;
@@ -19,8 +20,25 @@ impl DeviceKeys {
     /// The `device_proof` of a sign-in on `device_id` to `email`, made now: required with a
     /// login's `device_id` (a password and a device id are not enough).
     pub fn device_proof(&self, email: &str, device_id: Uuid) -> DeviceProof {
-        // A clock before 1970 makes a proof the server refuses as stale, not a panic.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = unix_now();
         DeviceProof { unix_seconds: now, signature: self.login_proof(email, device_id, now) }
     }
+
+    /// This device's proof that it is the bot's device opening a session at `unix_seconds`: the
+    /// Ed25519 signature over [`layout::bot_session_proof_input`].
+    pub fn bot_session_signature(&self, device_id: Uuid, unix_seconds: u64) -> [u8; 64] {
+        self.sign(&layout::bot_session_proof_input(device_id, unix_seconds))
+    }
+
+    /// The `device_proof` of a bot session on `device_id`, made now: required with the session
+    /// request's `device_id` (a bot token and a device id are not enough).
+    pub fn bot_session_proof(&self, device_id: Uuid) -> DeviceProof {
+        let now = unix_now();
+        DeviceProof { unix_seconds: now, signature: self.bot_session_signature(device_id, now) }
+    }
+}
+
+/// Seconds since 1970; a clock before it makes a proof the server refuses as stale, not a panic.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -1,7 +1,8 @@
 //! The committed test vectors of the cryptography around MLS.
 //!
 //! - `docs/test-vectors/protocol-v1.json`: the device-key layouts: the device's proof of
-//!   possession of its key at registration (version 2) and the sign-in proof (version 1, kept).
+//!   possession of its key at registration (version 2), the sign-in proof (version 1, kept) and a
+//!   bot's session proof (version 2).
 //!   [`committed_vectors_match_the_implementation`] regenerates the file in memory and compares it
 //!   byte for byte; [`committed_vectors_open_and_verify`] reads the file as an independent
 //!   implementation would and verifies every signature. After an intentional protocol change,
@@ -34,6 +35,7 @@ struct Vectors {
     protocol_version: u32,
     device_key: Vec<DeviceKeyVector>,
     login_proof: Vec<LoginProofVector>,
+    bot_session_proof: Vec<BotSessionProofVector>,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +51,16 @@ struct LoginProofVector {
     ed25519_secret_key: String,
     ed25519_public_key: String,
     email: String,
+    device_id: Uuid,
+    unix_seconds: u64,
+    input: String,
+    signature: String,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct BotSessionProofVector {
+    ed25519_secret_key: String,
+    ed25519_public_key: String,
     device_id: Uuid,
     unix_seconds: u64,
     input: String,
@@ -83,10 +95,23 @@ fn login_proof_vector(name: &str, email: &str, unix_seconds: u64) -> LoginProofV
     }
 }
 
+fn bot_session_proof_vector(name: &str, unix_seconds: u64) -> BotSessionProofVector {
+    let device = device(name);
+    let device_id = fixed_id(&format!("{name} device"));
+    BotSessionProofVector {
+        ed25519_secret_key: hex::encode(*device.seed()),
+        ed25519_public_key: hex::encode(device.public()),
+        device_id,
+        unix_seconds,
+        input: hex::encode(layout::bot_session_proof_input(device_id, unix_seconds)),
+        signature: hex::encode(device.bot_session_signature(device_id, unix_seconds)),
+    }
+}
+
 fn generate() -> Vectors {
     Vectors {
         description: "Conclave, the device-key layouts around MLS: the device's proof of possession of its key \
-                      (version 2) and the sign-in proof (version 1, kept): deterministic test vectors. Byte strings \
+                      (version 2), the sign-in proof (version 1, kept) and a bot's session proof (version 2): deterministic test vectors. Byte strings \
                       are lowercase hex, UUIDs are in their hyphenated text form. Layouts and algorithms: \
                       docs/protocol.md. The reaction layer's vectors are in protocol-v2-reaction.json."
             .to_owned(),
@@ -96,6 +121,7 @@ fn generate() -> Vectors {
             login_proof_vector("login-1", "alice@example.org", 1_764_763_200),
             login_proof_vector("login-2", "bob.o'neil+work@mail.example.co.uk", 4_102_444_800),
         ],
+        bot_session_proof: vec![bot_session_proof_vector("bot-1", 1_764_763_200)],
     }
 }
 
@@ -145,6 +171,14 @@ fn committed_vectors_open_and_verify() {
         let device = DeviceKeys::from_seed(&array(&v.ed25519_secret_key));
         assert_eq!(hex::encode(device.public()), v.ed25519_public_key);
         let input = layout::login_proof_input(&v.email, v.device_id, v.unix_seconds);
+        assert_eq!(input, bytes(&v.input));
+        super::device::verify(&array(&v.ed25519_public_key), &input, &array(&v.signature)).expect("proof verifies");
+    }
+
+    for v in &vectors.bot_session_proof {
+        let device = DeviceKeys::from_seed(&array(&v.ed25519_secret_key));
+        assert_eq!(hex::encode(device.public()), v.ed25519_public_key);
+        let input = layout::bot_session_proof_input(v.device_id, v.unix_seconds);
         assert_eq!(input, bytes(&v.input));
         super::device::verify(&array(&v.ed25519_public_key), &input, &array(&v.signature)).expect("proof verifies");
     }

@@ -157,13 +157,12 @@ async fn a_bot_without_the_read_scope_gets_no_key_material_and_cannot_read() {
     assert!(welcomes(bob.user_id).await.expect("count") > 0, "Bob's device was welcomed");
     assert_eq!(welcomes(bot_user).await.expect("count"), 0, "no key material for the bot's device");
     // And with its own session it can fetch neither the messages nor a Welcome.
+    // (A session on a device of its own: the bot's device proves itself with keys only the bot
+    // process holds.)
     let client = conclave_client::api::Client::new(&app.base).expect("client");
-    let devices: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM devices WHERE user_id = $1")
-        .bind(bot_user)
-        .fetch_all(&app.db.owner)
-        .await
-        .expect("devices");
-    let request = conclave_protocol::bots::BotSessionRequest::on_device(devices[0]);
+    let keys = conclave_client::crypto::DeviceKeys::generate().expect("keys");
+    let registration = keys.registration("probe", conclave_protocol::devices::Platform::Bot);
+    let request = conclave_protocol::bots::BotSessionRequest::new_device(registration);
     client.open_bot_session(&secret, &request).await.expect("session");
     let query = conclave_client::api::MessageQuery::Before { before_seq: 100, limit: 10 };
     let err = client.messages(org, conversation, query).await.expect_err("no read scope");

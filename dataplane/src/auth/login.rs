@@ -60,9 +60,10 @@ fn locked(seconds: u64) -> ApiError {
     ApiError::new(ErrorCode::AccountLocked, "too many failed sign-ins; try again later").retry_after(seconds)
 }
 
-/// Whether `proof` is a fresh signature by `device_key`, the key of this account's unrevoked
-/// device `device_id` (none when the account or the device does not exist).
-fn proof_holds(proof: &DeviceProof, email: &Email, device_id: Uuid, device_key: Option<&[u8]>) -> bool {
+/// Whether `proof` is a fresh signature by `device_key` over `input(proof.unix_seconds)`: the
+/// key of the unrevoked device the request names (none when the account or the device does not
+/// exist, and then no proof holds). Shared by sign-in and bot sessions.
+pub(crate) fn proof_holds(proof: &DeviceProof, device_key: Option<&[u8]>, input: impl FnOnce(u64) -> Vec<u8>) -> bool {
     if now_seconds().abs_diff(proof.unix_seconds) > PROOF_MAX_SKEW_SECONDS {
         return false;
     }
@@ -71,13 +72,12 @@ fn proof_holds(proof: &DeviceProof, email: &Email, device_id: Uuid, device_key: 
     else {
         return false;
     };
-    let input = layout::login_proof_input(email.as_str(), device_id, proof.unix_seconds);
-    key.verify_strict(&input, &Signature::from_bytes(&proof.signature)).is_ok()
+    key.verify_strict(&input(proof.unix_seconds), &Signature::from_bytes(&proof.signature)).is_ok()
 }
 
 /// Whether `proof` is used for the first time: it is remembered (by its signature, which
 /// `verify_strict` admits in one encoding only) until it is too old to hold anyway. Only a proof that holds is remembered, so forgeries cannot fill Redis.
-async fn first_use_of(state: &AppState, proof: &DeviceProof) -> ApiResult<bool> {
+pub(crate) async fn first_use_of(state: &AppState, proof: &DeviceProof) -> ApiResult<bool> {
     let remaining = (proof.unix_seconds + PROOF_MAX_SKEW_SECONDS).saturating_sub(now_seconds()) + 1;
     let key = format!("login-proof:{}", hex::encode(proof.signature));
     ratelimit::use_once(state, &key, remaining).await
@@ -203,8 +203,9 @@ pub async fn login(
     let proof = match body.device_proof.as_ref().zip(body.device_id) {
         None => None,
         Some((proof, device_id)) => Some(
-            proof_holds(proof, &email, device_id, account.as_ref().and_then(|a| a.device_key.as_deref()))
-                && first_use_of(&state, proof).await?,
+            proof_holds(proof, account.as_ref().and_then(|a| a.device_key.as_deref()), |seconds| {
+                layout::login_proof_input(email.as_str(), device_id, seconds)
+            }) && first_use_of(&state, proof).await?,
         ),
     };
     let subject = match (proof, body.device_id) {

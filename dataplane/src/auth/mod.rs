@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod jwt;
 mod login;
+pub(crate) use login::{first_use_of, proof_holds};
 mod password;
 mod refresh;
 mod register;

@@ -11,7 +11,7 @@
 use super::BotToken;
 use crate::AppState;
 use crate::audit::{self, Actor};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{ApiJson, ClientIp};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,6 +19,7 @@ use base64::Engine as _;
 use conclave_protocol::auth::TokenPair;
 use conclave_protocol::bots::BotSessionRequest;
 use conclave_protocol::devices::Platform;
+use conclave_protocol::layout;
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -32,7 +33,7 @@ use uuid::Uuid;
     request_body = BotSessionRequest,
     responses(
         (status = 201, description = "A session on the bot's device: use its tokens as any client does", body = TokenPair),
-        (status = 401, description = "`invalid_bot_token` or `missing_token`", body = crate::error::ErrorBody),
+        (status = 401, description = "`invalid_bot_token`, `missing_token`, or `invalid_device_proof` (the proof of a registered device is forged, stale or used before)", body = crate::error::ErrorBody),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -78,21 +79,35 @@ pub(super) async fn open(
     )
     .execute(&mut *tx)
     .await?;
-    let device_id = match (body.device_id, &body.device) {
-        (Some(device_id), None) => {
-            let alive = sqlx::query_scalar!(
-                r#"SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL) AS "alive!""#,
+    let device_id = match (body.device_id, &body.device, &body.device_proof) {
+        (Some(device_id), None, Some(proof)) => {
+            let key = sqlx::query_scalar!(
+                "SELECT ed25519_public_key FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
                 device_id,
                 user_id,
             )
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            if !alive {
-                return Err(ApiError::not_found("device"));
+            let Some(key) = key else { return Err(ApiError::not_found("device")) };
+            let holds = crate::auth::proof_holds(proof, Some(&key), |seconds| {
+                layout::bot_session_proof_input(device_id, seconds)
+            }) && crate::auth::first_use_of(&state, proof).await?;
+            if !holds {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidDeviceProof,
+                    "the device proof is not a fresh signature by this device's key, or was used before",
+                ));
             }
             device_id
         }
-        (None, Some(device)) => crate::devices::insert(&mut tx, user_id, device).await?,
+        (Some(_), None, None) => {
+            // A token and a device id are not enough: the device proves that it is asking.
+            return Err(ApiError::validation("device_proof", "a session on a registered device needs its proof"));
+        }
+        (None, Some(device), None) => crate::devices::insert(&mut tx, user_id, device).await?,
+        (None, Some(_), Some(_)) => {
+            return Err(ApiError::validation("device_proof", "a new device has nothing to prove yet: send no proof"));
+        }
         _ => return Err(ApiError::validation("device", "send exactly one of `device_id` and `device`")),
     };
     let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());

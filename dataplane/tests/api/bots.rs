@@ -3,6 +3,7 @@
 //! member device of its own, held to its scopes on every endpoint.
 
 use crate::support::{Person, TestApp, TestDevice, b64, error_code, exchange};
+use ed25519_dalek::Signer as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -97,6 +98,21 @@ async fn session(app: &TestApp, token: &str) -> Person {
     }
 }
 
+/// A registered device's `device_proof` for a bot session, signed by `device` at `unix_seconds`.
+fn bot_proof(device: &TestDevice, device_id: Uuid, unix_seconds: u64) -> Value {
+    let input = conclave_protocol::layout::bot_session_proof_input(device_id, unix_seconds);
+    json!({ "unix_seconds": unix_seconds, "signature": b64(&device.signing.sign(&input).to_bytes()) })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs()
+}
+
+/// A session request on the registered device `device_id`, proven by `device` now.
+fn on_device(device: &TestDevice, device_id: Uuid) -> Value {
+    json!({ "device_id": device_id, "device_proof": bot_proof(device, device_id, unix_now()) })
+}
+
 /// The path of a new group conversation of `owner` with `members` (user ids).
 async fn group_path(app: &TestApp, owner: &Person, org: Uuid, workspace: Uuid, members: Value) -> String {
     let (status, conversation) = app
@@ -138,20 +154,62 @@ async fn a_bot_opens_sessions_as_a_member_device_of_its_own() {
     .await
     .expect("membership");
     assert_eq!(role, "member");
-    // Again on the same device: the same account; on a device that is not the bot's: 404.
-    let (status, again) = app.post("/v1/bot/sessions", json!({ "device_id": bot.device_id }), Some(token)).await;
+    // Again on the same device, proven by its key: the same account; on a device that is not
+    // the bot's, even proven by that device's own key: 404.
+    let (status, again) = app.post("/v1/bot/sessions", on_device(&bot.device, bot.device_id), Some(token)).await;
     assert_eq!((status, again["user_id"].clone()), (StatusCode::CREATED, json!(bot.user_id)), "{again}");
-    let (status, body) = app.post("/v1/bot/sessions", json!({ "device_id": owner.device_id }), Some(token)).await;
+    let (status, body) = app.post("/v1/bot/sessions", on_device(&owner.device, owner.device_id), Some(token)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
-    // Exactly one of the two, and a bot's device says so.
+    // Exactly one of the two, a registered device with its proof and a new one without, and a
+    // bot's device says so.
     let device = bot_device(&TestDevice::new());
-    for wrong in [json!({}), json!({ "device_id": bot.device_id, "device": device })] {
+    let proof = bot_proof(&bot.device, bot.device_id, unix_now());
+    for wrong in [
+        json!({}),
+        json!({ "device_id": bot.device_id, "device": device }),
+        json!({ "device_id": bot.device_id }),
+        json!({ "device": device, "device_proof": proof }),
+    ] {
         let (status, body) = app.post("/v1/bot/sessions", wrong, Some(token)).await;
         assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{body}");
     }
     let (status, body) =
         app.post("/v1/bot/sessions", json!({ "device": TestDevice::new().registration("cli") }), Some(token)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{body}");
+    // A token and a device id do not open a session on the device without its key: a proof by
+    // another key, one made too long ago or ahead, one for another device, and a replayed one are
+    // refused alike, and none opens a session.
+    let sessions = |device: Uuid| {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM session_tokens WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&app.db.owner)
+    };
+    let before = sessions(bot.device_id).await.expect("sessions");
+    let other = TestDevice::new();
+    let now = unix_now();
+    // (A second before the proofs above: the same device, id and second make the same signature.)
+    let replayed =
+        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now - 1) });
+    let (status, body) = app.post("/v1/bot/sessions", replayed.clone(), Some(token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for wrong in [
+        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&other, bot.device_id, now) }),
+        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now - 301) }),
+        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now + 301) }),
+        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, Uuid::new_v4(), now) }),
+        replayed,
+    ] {
+        let (status, body) = app.post("/v1/bot/sessions", wrong.clone(), Some(token)).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "invalid_device_proof"), "{wrong}");
+    }
+    // A login proof (another label) by the right key does not serve either.
+    let input = conclave_protocol::layout::login_proof_input("bot@example.org", bot.device_id, now);
+    let login_proof = json!({ "unix_seconds": now, "signature": b64(&bot.device.signing.sign(&input).to_bytes()) });
+    let (status, body) = app
+        .post("/v1/bot/sessions", json!({ "device_id": bot.device_id, "device_proof": login_proof }), Some(token))
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "invalid_device_proof"), "{body}");
+    assert_eq!(sessions(bot.device_id).await.expect("sessions"), before + 1, "only the proven request opened one");
     // No password signs the bot's account in.
     let email: String = sqlx::query_scalar("SELECT email FROM user_accounts WHERE bot_id = $1")
         .bind(bot_id)
@@ -254,7 +312,7 @@ async fn a_bot_session_lasts_as_long_as_the_token_that_opened_it() {
     conclave_testkit::rotate_bot_token(&app.db.owner, bot_id, new, 3600.0).await.expect("rotate");
     assert_eq!(app.get("/v1/me", Some(&first.access)).await.0, StatusCode::OK);
     // The bot reloads its Secret and opens a session on the same device with the new token.
-    let (status, second) = app.post("/v1/bot/sessions", json!({ "device_id": first.device_id }), Some(new)).await;
+    let (status, second) = app.post("/v1/bot/sessions", on_device(&first.device, first.device_id), Some(new)).await;
     assert_eq!(status, StatusCode::CREATED, "{second}");
     let second = second["access_token"].as_str().expect("token").to_owned();
     // The overlap ends: the old token's session with it, the new one's lives on.
