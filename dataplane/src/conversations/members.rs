@@ -62,6 +62,7 @@ pub async fn insert_member(
         (status = 201, description = "Added; the conversation now requires a key rotation"),
         (status = 403, description = "`insufficient_role`", body = crate::error::ErrorBody),
         (status = 409, description = "`already_member`, `direct_conversation`", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_reference`: the user is not a member of the organization (another organization's people answer like unknown ids)", body = crate::error::ErrorBody),
     )
 )]
 async fn add(

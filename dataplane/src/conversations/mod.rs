@@ -81,7 +81,10 @@ pub async fn load(conn: &mut PgConnection, conversation_id: Uuid) -> ApiResult<C
     tag = "conversations",
     operation_id = "create_conversation",
     request_body = CreateConversation,
-    responses((status = 201, description = "Created", body = Conversation))
+    responses(
+        (status = 201, description = "Created", body = Conversation),
+        (status = 422, description = "`invalid_reference`: a member named is not a member of the organization (another organization's people answer like unknown ids)", body = crate::error::ErrorBody),
+    )
 )]
 async fn create(
     State(state): State<AppState>,

@@ -5,6 +5,10 @@
 //! it does for an id that does not exist (status and body, the id itself aside). The other
 //! organization's rows, and its people's, are compared before and after: nothing may change.
 //!
+//! Ids in request bodies are swept the same way: every uuid property the document declares for a
+//! body (a message's `reply_to_id`, a pin's `message_id`, a member's `user_id`, ...) is set to
+//! the other organization's row and to an unknown id in turn, the rest of the request being ours.
+//!
 //! The operations come from the document, so a new endpoint is swept without anyone listing it.
 //! A request body that gets past validation to the id check is a sample in [`sample_body`] for
 //! the operations known here; any other gets one made from its schema ([`from_schema`]: required
@@ -284,6 +288,69 @@ async fn another_organizations_ids_answer_exactly_like_unknown_ids_on_every_oper
             }
         }
     }
+    // Ids in request bodies: every uuid property of every JSON body the document declares, set
+    // to their row's id and to an unknown one, one field at a time, in a request that is
+    // otherwise ours. A new property fails the sweep until `body_field_kind` says what it names.
+    let mut body_swept = 0;
+    let mut body_reached = 0;
+    let mut unnamed = Vec::new();
+    for (template, item) in document["paths"].as_object().expect("paths") {
+        // Sign-in routes: a device id there must be proven by that device's key, which
+        // auth::forged_or_stale_device_proofs_* and bots::a_bot_opens_sessions_* attack.
+        if template.starts_with("/v1/auth/") || template == "/v1/bot/sessions" {
+            continue;
+        }
+        let names = conclave_dataplane::openapi::template_names(template);
+        let path = names.iter().fold(template.clone(), |path, name| {
+            let key = if template.starts_with("/v1/contacts/invitations") { "contact_invitation_id" } else { name };
+            path.replace(&format!("{{{name}}}"), &ours.ids[key])
+        });
+        for (method, operation) in item.as_object().expect("an item") {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else { continue };
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            if schema.is_null() {
+                continue;
+            }
+            for (field, many) in uuid_fields(&document, schema) {
+                let key = match body_field_kind(&field) {
+                    Some(Some(key)) => key,
+                    // Chosen by the client (an idempotency key): it names no row.
+                    Some(None) => continue,
+                    None => {
+                        unnamed.push(format!("{id}: {field}"));
+                        continue;
+                    }
+                };
+                let with = |value: &str| {
+                    let mut body = sample_body(id, &alice, &ours).unwrap_or_else(|| from_schema(&document, schema));
+                    body[field.as_str()] = if many { json!([value]) } else { json!(value) };
+                    body
+                };
+                let unknown = Uuid::new_v4().to_string();
+                let (theirs_status, theirs_body) =
+                    call(&app, &method, &path, Some(&with(&theirs.ids[key])), &alice.access).await;
+                let (unknown_status, unknown_body) =
+                    call(&app, &method, &path, Some(&with(&unknown)), &alice.access).await;
+                let theirs_text = theirs_body.to_string().replace(&theirs.ids[key], "<id>");
+                let unknown_text = unknown_body.to_string().replace(&unknown, "<id>");
+                body_swept += 1;
+                if unknown_status == StatusCode::NOT_FOUND || unknown_status == StatusCode::UNPROCESSABLE_ENTITY {
+                    body_reached += 1;
+                }
+                if (theirs_status, &theirs_text) != (unknown_status, &unknown_text) {
+                    differences.push(format!(
+                        "{method} {template} with their {field} in the body: {theirs_status} {theirs_text}, unknown: {unknown_status} {unknown_text}"
+                    ));
+                }
+            }
+        }
+    }
+    println!("swept {body_swept} ids in bodies, {body_reached} unknown ones answered 404 or 422");
+    assert!(unnamed.is_empty(), "uuid properties of request bodies that body_field_kind does not name: {unnamed:?}");
+    assert!(body_swept >= 11, "only {body_swept} ids in bodies swept");
+    assert!(body_reached * 10 >= body_swept * 8, "only {body_reached} of {body_swept} unknown ids in bodies were refused");
+
     // The upload names the conversation; their conversation and an unknown one answer alike.
     let data = b"sweep";
     let query = format!("?size={}&sha256={}", data.len(), hex::encode(Sha256::digest(data)));
@@ -306,6 +373,65 @@ async fn another_organizations_ids_answer_exactly_like_unknown_ids_on_every_oper
     assert!(swept >= 60, "only {swept} calls swept");
     assert!(reached * 10 >= swept * 8, "only {reached} of {swept} unknown ids reached the id check (404)");
     assert_eq!(rows_of(&app, theirs.chat.org, &people).await, before, "their rows changed");
+}
+
+/// The row kind (a key of [`Tenant::ids`]) that a uuid property of a request body names:
+/// `Some(None)` for one the client chooses, `None` for one not known here.
+fn body_field_kind(field: &str) -> Option<Option<&'static str>> {
+    Some(Some(match field {
+        "user_id" | "user_ids" | "member_user_ids" => "user_id",
+        "message_id" | "reply_to_id" => "message_id",
+        "device_ids" | "to_device_id" | "welcomed_devices" => "device_id",
+        "attachment_ids" => "attachment_id",
+        // A legal hold's target; the sample's scope is a conversation.
+        "target_id" => "conversation_id",
+        "client_message_id" => return Some(None),
+        _ => return None,
+    }))
+}
+
+/// The uuid properties of a request body's `schema` (resolving `$ref`s and nullable
+/// alternatives in `document`), each with whether it is an array of them. A uuid nested deeper
+/// than the body's own properties is reported as a property named by its path, which
+/// [`body_field_kind`] does not know, so that the sweep learns to reach it.
+fn uuid_fields(document: &Value, schema: &Value) -> Vec<(String, bool)> {
+    fn resolve<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+        if let Some(reference) = schema["$ref"].as_str() {
+            let name = reference.rsplit('/').next().unwrap_or_default();
+            return resolve(document, &document["components"]["schemas"][name]);
+        }
+        match schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+            Some(alternatives) => {
+                alternatives.iter().find(|a| a["type"] != "null").map_or(schema, |a| resolve(document, a))
+            }
+            None => schema,
+        }
+    }
+    fn walk(document: &Value, schema: &Value, path: &str, depth: usize, out: &mut Vec<(String, bool)>) {
+        let schema = resolve(document, schema);
+        if depth > 4 {
+            return;
+        }
+        if schema["format"] == "uuid" {
+            out.push((path.to_owned(), false));
+            return;
+        }
+        let items = resolve(document, &schema["items"]);
+        if items["format"] == "uuid" {
+            out.push((path.to_owned(), true));
+            return;
+        }
+        for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+            let path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+            walk(document, property, &path, depth + 1, out);
+        }
+        if items.is_object() {
+            walk(document, items, &format!("{path}[]"), depth + 1, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(document, schema, "", 0, &mut out);
+    out
 }
 
 /// A value of `schema` (resolving `$ref`s in `document`): required properties only, strings of
