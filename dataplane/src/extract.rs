@@ -18,6 +18,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let deadline = req.extensions().get::<BodyDeadline>().copied();
+        let body_read = req.extensions().get::<crate::deadline::BodyRead>().cloned();
+        let read = Self::read(req, state, deadline).await;
+        // The request's own deadline starts now (`crate::deadline`).
+        if let Some(body_read) = body_read {
+            body_read.done();
+        }
+        read
+    }
+}
+
+impl<T: DeserializeOwned> ApiJson<T> {
+    async fn read<S: Send + Sync>(req: Request, state: &S, deadline: Option<BodyDeadline>) -> Result<Self, ApiError> {
         let read = axum::Json::<T>::from_request(req, state);
         let read = match deadline {
             Some(BodyDeadline { at, total }) => match tokio::time::timeout_at(at, read).await {

@@ -21,6 +21,7 @@ mod contacts;
 pub mod context;
 pub mod conversations;
 pub mod db;
+mod deadline;
 mod devices;
 pub mod error;
 mod extract;
@@ -109,6 +110,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(error::ErrorCode::MethodNotAllowed, "this path does not answer this method")
         })
+        // Inside the metrics layer, which then counts the 503s it answers.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), deadline::bound))
         .layer(Extension(metrics.clone()))
         .layer(Extension(served))
         // Counts and times every request, the fallback included (as `route="unmatched"`).

@@ -166,7 +166,7 @@ fn shared_errors(operation: &Operation, route: (&Method, &str), has_path_ids: bo
         add(&[E::InvalidQuery]);
     }
     if !STATIC_OPERATIONS.contains(&id) {
-        add(&[E::InternalError, E::DatabaseBusy, E::RealtimeUnavailable]);
+        add(&[E::InternalError, E::DatabaseBusy, E::DeadlineExceeded, E::RealtimeUnavailable]);
     }
     errors
 }

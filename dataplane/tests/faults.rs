@@ -55,6 +55,18 @@ const BEFORE_FAULT: Duration = Duration::from_millis(1500);
 const AFTER_FAULT: Duration = Duration::from_millis(2500);
 /// How long the network to PostgreSQL stays cut, and Redis stays down.
 const CUT: Duration = Duration::from_secs(3);
+/// The data plane's deadline on a request's work (`--request-deadline-secs`), short here so that
+/// the readers' bound below is meaningful within a scenario, and longer than the send batch's
+/// own deadline (5 s), which stays what bounds a send.
+const REQUEST_DEADLINE_SECS: u64 = 6;
+/// Every read, whatever the fault, must be answered (any status) or refused within this: the
+/// deadline plus room for a loaded machine. A read stuck on a silent connection is not.
+const READ_BOUND: Duration = Duration::from_secs(15);
+/// Readers per conversation, reading back to back: enough that some query is in flight when a
+/// silent partition begins.
+const READERS_PER_CONVERSATION: usize = 3;
+/// The readers' own timeout, past which a read counts as never answered.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
@@ -389,6 +401,8 @@ impl World {
             "1000".to_owned(),
             "--attachment-gc-ms".to_owned(),
             "0".to_owned(),
+            "--request-deadline-secs".to_owned(),
+            REQUEST_DEADLINE_SECS.to_string(),
         ];
         let program = base.join("conclave-dataplane");
         std::fs::copy(env!("CARGO_BIN_EXE_conclave-dataplane"), &program).expect("a copy of the data plane binary");
@@ -593,6 +607,40 @@ async fn sender(
     sent
 }
 
+/// Reads a conversation's newest messages until `stop`, one read at a time; returns each read's
+/// outcome ("200", "503 deadline_exceeded", "connection refused", ...) and how long it took.
+/// Reads are what the send batch's deadline does not cover.
+async fn reader(
+    base: String,
+    organization: Uuid,
+    conversation: Uuid,
+    person: Arc<Person>,
+    stop: Arc<AtomicBool>,
+) -> Vec<(String, Duration)> {
+    let http = reqwest::Client::builder().timeout(READ_TIMEOUT).build().expect("client");
+    let url = format!("{base}/v1/organizations/{organization}/conversations/{conversation}/messages?limit=20");
+    let mut reads = Vec::new();
+    while !stop.load(Ordering::Relaxed) && reads.len() < MAX_SENDS {
+        let started = Instant::now();
+        let outcome = match http.get(&url).bearer_auth(&person.access).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                match body["error"]["code"].as_str() {
+                    Some(code) => format!("{status} {code}"),
+                    None => status.to_string(),
+                }
+            }
+            Err(error) if error.is_timeout() => "never answered".to_owned(),
+            Err(error) if error.is_connect() => "connection refused".to_owned(),
+            Err(_) => "connection lost".to_owned(),
+        };
+        reads.push((outcome, started.elapsed()));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reads
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     PostgresRestart,
@@ -657,6 +705,10 @@ struct Figures {
     recovery: Duration,
     /// The longest time without any acknowledged send, as the clients saw it.
     longest_gap: Duration,
+    /// Reads made beside the sends, by outcome.
+    reads: BTreeMap<String, usize>,
+    /// The longest a read took to be answered or refused.
+    slowest_read: Duration,
 }
 
 async fn scenario(
@@ -681,6 +733,13 @@ async fn scenario(
             }
         }
     }
+    let mut readers = Vec::new();
+    for (conversation, members) in &conversations {
+        for member in members.iter().take(READERS_PER_CONVERSATION) {
+            let task = reader(world.dataplane.base.clone(), organization, *conversation, member.clone(), stop.clone());
+            readers.push(tokio::spawn(task));
+        }
+    }
     let load_started = Instant::now();
     tokio::time::sleep(BEFORE_FAULT).await;
     let fault_started = Instant::now();
@@ -691,6 +750,13 @@ async fn scenario(
     let mut results = Vec::new();
     for (conversation, task) in senders {
         results.push((conversation, task.await.expect("a sender panicked")));
+    }
+    let (mut reads, mut slowest_read) = (BTreeMap::new(), Duration::ZERO);
+    for task in readers {
+        for (outcome, took) in task.await.expect("a reader panicked") {
+            *reads.entry(outcome).or_insert(0) += 1;
+            slowest_read = slowest_read.max(took);
+        }
     }
 
     let mut errors = BTreeMap::new();
@@ -746,6 +812,8 @@ async fn scenario(
         fault_seconds: (fault_ended - fault_started).as_secs_f64(),
         recovery,
         longest_gap,
+        reads,
+        slowest_read,
     }
 }
 
@@ -789,9 +857,18 @@ async fn run(faults: &[Fault]) {
             figures.retried_ok,
             figures.errors,
         );
+        println!(
+            "[faults] {}: reads beside the sends {:?}, slowest answered in {} ms",
+            figures.fault.name(),
+            figures.reads,
+            figures.slowest_read.as_millis(),
+        );
         if figures.lost + figures.duplicates + figures.unexpected > 0 || figures.sent == 0 {
-            failures.push(figures.fault.name());
+            failures.push(figures.fault.name().to_owned());
+        }
+        if figures.slowest_read > READ_BOUND || figures.reads.contains_key("never answered") {
+            failures.push(format!("{}: a read was not answered within {READ_BOUND:?}", figures.fault.name()));
         }
     }
-    assert!(failures.is_empty(), "messages lost, duplicated or unexpected under: {failures:?}");
+    assert!(failures.is_empty(), "messages lost, duplicated or unexpected, or reads unanswered, under: {failures:?}");
 }
