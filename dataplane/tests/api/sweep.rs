@@ -349,7 +349,10 @@ async fn another_organizations_ids_answer_exactly_like_unknown_ids_on_every_oper
     println!("swept {body_swept} ids in bodies, {body_reached} unknown ones answered 404 or 422");
     assert!(unnamed.is_empty(), "uuid properties of request bodies that body_field_kind does not name: {unnamed:?}");
     assert!(body_swept >= 11, "only {body_swept} ids in bodies swept");
-    assert!(body_reached * 10 >= body_swept * 8, "only {body_reached} of {body_swept} unknown ids in bodies were refused");
+    assert!(
+        body_reached * 10 >= body_swept * 8,
+        "only {body_reached} of {body_swept} unknown ids in bodies were refused"
+    );
 
     // The upload names the conversation; their conversation and an unknown one answer alike.
     let data = b"sweep";
