@@ -19,8 +19,16 @@
 //! A connection can also die without a word: its route vanished (the pod it reached was
 //! deleted, a NAT entry expired), so no close frame and no reset ever arrive. Two deadlines turn
 //! that silence into a reconnection: opening a connection (TCP, the WebSocket handshake, the
-//! resume frame) must finish within `connect_timeout`, and once open the server must have been
-//! heard from (a frame of any kind, the answer to our ping included) between two pings.
+//! resume frame) must finish within `connect_timeout`, and once open the server must not stay
+//! silent: after `ping_interval` without a frame of any kind the listener pings, and a ping with
+//! no frame in answer within `pong_timeout` ends the connection.
+//!
+//! The server keeps a healthy connection alive itself: its heartbeat pings every client silent for
+//! 20 s, all of a replica's sockets in one pass, which the SDK answers (a WebSocket pong). So the
+//! listener's ping (45 s of silence by default, longer than the server's longest gap of about
+//! 40 s) goes out only when the server has gone quiet: an idle socket costs the server one
+//! batched ping and one pong every 40 s instead of a ping of the client's own every 20 s, the
+//! wake-ups that were most of an idle replica's CPU (`docs/benchmarks.md`, "Idle connections").
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -57,8 +65,12 @@ pub struct ListenerOptions {
     pub mark_delivered: bool,
     /// Also post `read_seq` (for a client that shows every message as it arrives, like the CLI).
     pub mark_read: bool,
-    /// How often to send an application-level ping.
+    /// How long the server may stay silent (no frame of any kind, its own pings included) before
+    /// the listener pings it. The server pings a client it has not heard from for 20 s, so a
+    /// value above its gap (up to about 40 s) leaves keeping the connection alive to the server.
     pub ping_interval: Duration,
+    /// How long a ping may go without any frame in answer before the connection is given up.
+    pub pong_timeout: Duration,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
     /// The longest a connection may take to open (TCP, WebSocket handshake, resume frame).
@@ -70,7 +82,8 @@ impl Default for ListenerOptions {
         Self {
             mark_delivered: true,
             mark_read: false,
-            ping_interval: Duration::from_secs(20),
+            ping_interval: Duration::from_secs(45),
+            pong_timeout: Duration::from_secs(15),
             max_backoff: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
         }
@@ -315,17 +328,22 @@ impl Listener {
                 _ = self.ping.tick() => Step::Ping,
             };
             if matches!(step, Step::Frame(Some(Ok(_)))) {
+                // Heard from: the silence that a ping would break starts again.
                 self.unanswered_ping = false;
+                self.ping.reset_after(self.options.ping_interval);
             }
             match step {
                 Step::Ping if self.unanswered_ping => {
-                    let silence = self.options.ping_interval;
+                    let silence = self.options.ping_interval + self.options.pong_timeout;
                     self.disconnected(format!("the server was not heard from for {silence:?}, not even a pong"));
                 }
                 Step::Ping => {
                     let ping = frame_text(&ClientFrame::Ping)?;
                     match socket.send(WsMessage::text(ping)).await {
-                        Ok(()) => self.unanswered_ping = true,
+                        Ok(()) => {
+                            self.unanswered_ping = true;
+                            self.ping.reset_after(self.options.pong_timeout);
+                        }
                         Err(err) => self.disconnected(err.to_string()),
                     }
                 }

@@ -281,6 +281,7 @@ async fn a_listener_whose_connection_goes_silent_reconnects_and_resumes() {
     let options = ListenerOptions {
         mark_delivered: false,
         ping_interval: Duration::from_millis(500),
+        pong_timeout: Duration::from_millis(500),
         connect_timeout: Duration::from_millis(700),
         max_backoff: Duration::from_millis(500),
         ..ListenerOptions::default()

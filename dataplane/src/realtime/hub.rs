@@ -183,6 +183,8 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// When the heartbeat's previous pass ran (ms since the epoch; 0 before the first).
+    previous_sweep_ms: AtomicU64,
     /// Running counts, read by the metrics endpoint.
     pub stats: HubStats,
 }
@@ -316,22 +318,30 @@ impl Hub {
     }
 
     /// The heartbeat's pass over this replica's sockets: a socket whose client has been silent
-    /// longer than `timeout` is told to close, one silent for `ping_every` or more to ping it
-    /// (a client that pings on its own, as the SDK does every 20 s, is never pinged); returns
-    /// the presence entries to renew. One pass every `ping_every` replaces a timer per socket,
-    /// which woke every idle socket once a period.
+    /// longer than `timeout` is told to close, one not heard from since the previous pass (or,
+    /// at the first, for `ping_every`) to ping it; returns the presence entries to renew. One
+    /// pass every `ping_every` replaces a timer per socket, which woke every idle socket once a
+    /// period.
+    ///
+    /// "Since the previous pass" rather than "for `ping_every`": a pong answering this pass's
+    /// ping arrives a little after it, so the next pass, a period later give or take the
+    /// timer's jitter, finds the client heard from and leaves it alone. An idle client is
+    /// therefore pinged every second pass, all of them in the same pass, and a client that sends
+    /// anything between two passes is never pinged.
     pub fn sweep(&self, ping_every: std::time::Duration, timeout: std::time::Duration) -> Vec<Beat> {
         let now = now_ms();
         let (ping_every, timeout) = (ping_every.as_millis() as u64, timeout.as_millis() as u64);
+        let previous = self.previous_sweep_ms.swap(now, Ordering::Relaxed);
+        let cutoff = if previous == 0 { now.saturating_sub(ping_every) } else { previous };
         let inner = self.lock();
         let mut beats = Vec::with_capacity(inner.sockets.len());
         for entry in inner.sockets.values() {
-            let silent = now.saturating_sub(entry.mailbox.heard_ms.load(Ordering::Relaxed));
-            if silent > timeout {
+            let heard = entry.mailbox.heard_ms.load(Ordering::Relaxed);
+            if now.saturating_sub(heard) > timeout {
                 entry.mailbox.push_control(Control::Close(conclave_protocol::events::close::TIMEOUT, "no heartbeat"));
                 continue;
             }
-            if silent >= ping_every {
+            if heard <= cutoff {
                 entry.mailbox.push_control(Control::Ping);
             }
             if let Some((connection, idle)) = entry.mailbox.lock().presence {
@@ -457,11 +467,21 @@ mod tests {
         let hub = Arc::new(Hub::default());
         let r = hub.register(Uuid::now_v7(), Uuid::now_v7(), [], 2);
         r.mailbox.set_presence(Some((Uuid::now_v7(), false)));
-        // Just heard from: no ping, the presence entry renewed.
+        // The first pass: just heard from, so no ping; the presence entry renewed.
         assert_eq!(hub.sweep(Duration::from_secs(20), Duration::from_secs(60)).len(), 1);
         assert!(r.mailbox.try_control().is_none());
-        // Silent for a period (the clock moved on by a zero period): pinged.
-        assert_eq!(hub.sweep(Duration::ZERO, Duration::from_secs(60)).len(), 1);
+        // Not heard from since that pass: pinged.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(hub.sweep(Duration::from_secs(20), Duration::from_secs(60)).len(), 1);
+        assert!(matches!(r.mailbox.try_control(), Some(Control::Ping)));
+        // The pong comes: the next pass leaves the client alone, the one after pings again.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        r.mailbox.heard_ms.store(now_ms(), Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        hub.sweep(Duration::from_secs(20), Duration::from_secs(60));
+        assert!(r.mailbox.try_control().is_none(), "heard from since the previous pass");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        hub.sweep(Duration::from_secs(20), Duration::from_secs(60));
         assert!(matches!(r.mailbox.try_control(), Some(Control::Ping)));
         // Silent past the timeout: closed, and no longer renewed.
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -27,7 +27,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-/// How often the replica's heartbeat runs: a client silent this long is pinged.
+/// How often the replica's heartbeat runs: a client not heard from since its previous run is
+/// pinged, so an idle client every second run (`crate::realtime::hub::Hub::sweep`).
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// A client not heard from (any frame, pongs included) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

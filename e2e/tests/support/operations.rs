@@ -37,6 +37,7 @@ impl Scenario {
         let options = ListenerOptions {
             max_backoff: Duration::from_secs(2),
             ping_interval: Duration::from_secs(5),
+            pong_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             ..ListenerOptions::default()
         };
