@@ -183,7 +183,7 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
-    /// When the heartbeat's previous pass ran (ms since the epoch; 0 before the first).
+    /// When the heartbeat's previous pass ran, plus one ([`now_ms`]; 0 before the first).
     previous_sweep_ms: AtomicU64,
     /// Running counts, read by the metrics endpoint.
     pub stats: HubStats,
@@ -331,8 +331,13 @@ impl Hub {
     pub fn sweep(&self, ping_every: std::time::Duration, timeout: std::time::Duration) -> Vec<Beat> {
         let now = now_ms();
         let (ping_every, timeout) = (ping_every.as_millis() as u64, timeout.as_millis() as u64);
-        let previous = self.previous_sweep_ms.swap(now, Ordering::Relaxed);
-        let cutoff = if previous == 0 { now.saturating_sub(ping_every) } else { previous };
+        // Stored one past the pass's time, so that 0 means "no pass yet" even at the clock's 0.
+        let previous = self.previous_sweep_ms.swap(now + 1, Ordering::Relaxed);
+        // At the first pass, silent for `ping_every` (none can be, that early after the start).
+        let cutoff = match previous {
+            0 => now.checked_sub(ping_every),
+            previous => Some(previous - 1),
+        };
         let inner = self.lock();
         let mut beats = Vec::with_capacity(inner.sockets.len());
         for entry in inner.sockets.values() {
@@ -341,7 +346,7 @@ impl Hub {
                 entry.mailbox.push_control(Control::Close(conclave_protocol::events::close::TIMEOUT, "no heartbeat"));
                 continue;
             }
-            if heard <= cutoff {
+            if cutoff.is_some_and(|cutoff| heard <= cutoff) {
                 entry.mailbox.push_control(Control::Ping);
             }
             if let Some((connection, idle)) = entry.mailbox.lock().presence {
