@@ -141,7 +141,7 @@ pub struct Config {
     /// Seconds a request's work may take once its body is in (`dataplane/src/deadline.rs`);
     /// past it the request is answered 503 `deadline_exceeded` with `Retry-After` and its
     /// database work is abandoned. The backstop for a query on a connection whose network went
-    /// silent; streamed attachment uploads are not bounded by it.
+    /// silent. Uploads and the whole-account compliance operations are not bounded by it.
     #[arg(long, env = "CONCLAVE_REQUEST_DEADLINE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_deadline_secs: u64,
     /// Most connections open at once from one peer address (HTTP and WebSocket alike); one more is

@@ -12,14 +12,19 @@
 //! a write took effect: retry what is idempotent (a send with its `client_message_id` is).
 //!
 //! The clock starts once the request's body is in: a JSON body has deadlines of its own (idle,
-//! and `--body-read-timeout-secs` in total), and a slow client is not the server's slowness. A
-//! streamed attachment upload (`application/octet-stream`) has only the body's idle timeout, as it
-//! lasts as long as its bytes keep coming.
+//! and `--body-read-timeout-secs` in total), and a slow client is not the server's slowness.
+//!
+//! A few operations are not bounded ([`UNBOUNDED`], by route): uploads, which last as long as
+//! their bytes keep coming (they have the body's idle timeout), and the compliance operations
+//! that do an account's or an organization's whole work in the request (building a privacy
+//! export or an erasure, downloading a one-time export, exporting or verifying the audit trail).
+//! Cutting those would not make them faster: a retry would meet the same limit, and a one-time
+//! download cut after it was consumed would be lost.
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::BodyDeadline;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -38,14 +43,26 @@ impl BodyRead {
     }
 }
 
+/// The routes whose work is not bounded (see the module's documentation), as the router declares
+/// them: method and path template.
+pub const UNBOUNDED: [(&str, &str); 6] = [
+    ("POST", "/v1/organizations/{organization_id}/conversations/{conversation_id}/attachments"),
+    ("PUT", "/v1/profile/avatar"),
+    ("POST", "/v1/organizations/{organization_id}/privacy-requests/{request_id}/approve"),
+    ("GET", "/v1/organizations/{organization_id}/privacy-exports/{token}"),
+    ("GET", "/v1/organizations/{organization_id}/audit/export"),
+    ("GET", "/v1/organizations/{organization_id}/audit/verify"),
+];
+
 /// The middleware: runs the request, answering 503 `deadline_exceeded` if its work outlasts the
 /// deadline.
 pub async fn bound(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let limit = Duration::from_secs(state.config.request_deadline_secs);
-    let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if content_type.starts_with("application/octet-stream") {
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if UNBOUNDED.iter().any(|(method, path)| request.method().as_str() == *method && route == Some(*path)) {
         return next.run(request).await;
     }
+    let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     // The body's own deadline, or none when the request has no body to wait for.
     let body_until =
         (!content_type.is_empty()).then(|| request.extensions().get::<BodyDeadline>().map(|d| d.at)).flatten();
@@ -58,7 +75,7 @@ pub async fn bound(State(state): State<AppState>, mut request: Request, next: Ne
         tokio::select! {
             response = &mut run => return response,
             () = read.notified() => {}
-            // A body no JSON extractor reads (an avatar's image) is in, or failed, by then.
+            // A body no JSON extractor reads is in, or has failed, by then.
             () = tokio::time::sleep_until(until) => {}
         }
     }
@@ -72,6 +89,18 @@ pub async fn bound(State(state): State<AppState>, mut request: Request, next: Ne
             )
             .retry_after(1)
             .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_unbounded_route_is_an_operation_of_the_document() {
+        let document = serde_json::to_value(crate::openapi_document()).expect("the document");
+        for (method, path) in super::UNBOUNDED {
+            let operation = &document["paths"][path][method.to_lowercase()];
+            assert!(operation.is_object(), "{method} {path} is not an operation of the API");
         }
     }
 }
