@@ -187,15 +187,15 @@ async fn a_bot_opens_sessions_as_a_member_device_of_its_own() {
     let before = sessions(bot.device_id).await.expect("sessions");
     let other = TestDevice::new();
     let now = unix_now();
-    // (A second before the proofs above: the same device, id and second make the same signature.)
+    // (A second no proof above used: the same device, id and second make the same signature.)
     let replayed =
-        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now - 1) });
+        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now + 2) });
     let (status, body) = app.post("/v1/bot/sessions", replayed.clone(), Some(token)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     for wrong in [
         json!({ "device_id": bot.device_id, "device_proof": bot_proof(&other, bot.device_id, now) }),
-        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now - 301) }),
-        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now + 301) }),
+        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now - 310) }),
+        json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, bot.device_id, now + 310) }),
         json!({ "device_id": bot.device_id, "device_proof": bot_proof(&bot.device, Uuid::new_v4(), now) }),
         replayed,
     ] {
