@@ -23,10 +23,11 @@
 //! silent: after `ping_interval` without a frame of any kind the listener pings, and a ping with
 //! no frame in answer within `pong_timeout` ends the connection.
 //!
-//! The server keeps a healthy connection alive itself: its heartbeat pings every client silent for
-//! 20 s, all of a replica's sockets in one pass, which the SDK answers (a WebSocket pong). So the
-//! listener's ping (45 s of silence by default, longer than the server's longest gap of about
-//! 40 s) goes out only when the server has gone quiet: an idle socket costs the server one
+//! The server keeps a healthy connection alive itself: its heartbeat, every 20 s, pings each client
+//! it has not heard from since its previous pass (so after 20-40 s of silence), all of a
+//! replica's sockets in one pass, which the SDK answers (a WebSocket pong). So the listener's
+//! ping (after 45 s without a frame by default, longer than the server's longest gap of about
+//! 40 s) seldom goes out, mostly when the server has gone quiet: an idle socket costs the server one
 //! batched ping and one pong every 40 s instead of a ping of the client's own every 20 s, the
 //! wake-ups that were most of an idle replica's CPU (`docs/benchmarks.md`, "Idle connections").
 
@@ -66,8 +67,9 @@ pub struct ListenerOptions {
     /// Also post `read_seq` (for a client that shows every message as it arrives, like the CLI).
     pub mark_read: bool,
     /// How long the server may stay silent (no frame of any kind, its own pings included) before
-    /// the listener pings it. The server pings a client it has not heard from for 20 s, so a
-    /// value above its gap (up to about 40 s) leaves keeping the connection alive to the server.
+    /// the listener pings it. The server pings a client it has not heard from since its previous
+    /// heartbeat pass (20-40 s), so a value above that gap leaves keeping the connection alive to
+    /// the server.
     pub ping_interval: Duration,
     /// How long a ping may go without any frame in answer before the connection is given up.
     pub pong_timeout: Duration,

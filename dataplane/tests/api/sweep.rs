@@ -293,6 +293,7 @@ async fn another_organizations_ids_answer_exactly_like_unknown_ids_on_every_oper
     // otherwise ours. A new property fails the sweep until `body_field_kind` says what it names.
     let mut body_swept = 0;
     let mut body_reached = 0;
+    let mut body_unreached = Vec::new();
     let mut unnamed = Vec::new();
     for (template, item) in document["paths"].as_object().expect("paths") {
         // Sign-in routes: a device id there must be proven by that device's key, which
@@ -335,8 +336,17 @@ async fn another_organizations_ids_answer_exactly_like_unknown_ids_on_every_oper
                 let theirs_text = theirs_body.to_string().replace(&theirs.ids[key], "<id>");
                 let unknown_text = unknown_body.to_string().replace(&unknown, "<id>");
                 body_swept += 1;
-                if unknown_status == StatusCode::NOT_FOUND || unknown_status == StatusCode::UNPROCESSABLE_ENTITY {
+                // Reached: refused for what the id names, not for the body's shape before it.
+                let shape = ["invalid_body", "validation_failed", "invalid_mls_message"];
+                if !unknown_status.is_success()
+                    && !shape.contains(&unknown_body["error"]["code"].as_str().unwrap_or(""))
+                {
                     body_reached += 1;
+                } else {
+                    body_unreached.push((
+                        format!("{id}: {field}"),
+                        format!("{unknown_status} {}", unknown_body["error"]["code"]),
+                    ));
                 }
                 if (theirs_status, &theirs_text) != (unknown_status, &unknown_text) {
                     differences.push(format!(
@@ -346,12 +356,16 @@ async fn another_organizations_ids_answer_exactly_like_unknown_ids_on_every_oper
             }
         }
     }
-    println!("swept {body_swept} ids in bodies, {body_reached} unknown ones answered 404 or 422");
+    println!(
+        "swept {body_swept} ids in bodies, {body_reached} unknown ones refused for the id; not reached: {body_unreached:?}"
+    );
     assert!(unnamed.is_empty(), "uuid properties of request bodies that body_field_kind does not name: {unnamed:?}");
     assert!(body_swept >= 11, "only {body_swept} ids in bodies swept");
+    let unexplained: Vec<_> =
+        body_unreached.iter().filter(|(field, _)| !BODY_IDS_NOT_REACHED.contains(&field.as_str())).collect();
     assert!(
-        body_reached * 10 >= body_swept * 8,
-        "only {body_reached} of {body_swept} unknown ids in bodies were refused"
+        unexplained.is_empty(),
+        "unknown ids in bodies that nothing refused (reach them, or say why not): {unexplained:?}"
     );
 
     // The upload names the conversation; their conversation and an unknown one answer alike.
@@ -377,6 +391,13 @@ async fn another_organizations_ids_answer_exactly_like_unknown_ids_on_every_oper
     assert!(reached * 10 >= swept * 8, "only {reached} of {swept} unknown ids reached the id check (404)");
     assert_eq!(rows_of(&app, theirs.chat.org, &people).await, before, "their rows changed");
 }
+
+/// Body ids whose unknown value the sweep does not see refused, and why that is expected: the
+/// body must be a valid MLS message before the id in it is looked at (a sample here would need an
+/// MLS group; the calls and commits tests cover those ids), or the id only filters (devices not
+/// of the users named are left out, for theirs as for an unknown id).
+const BODY_IDS_NOT_REACHED: [&str; 3] =
+    ["send_call_signal: to_device_id", "upload_commit: welcomed_devices", "claim_key_packages: device_ids"];
 
 /// The row kind (a key of [`Tenant::ids`]) that a uuid property of a request body names:
 /// `Some(None)` for one the client chooses, `None` for one not known here.
