@@ -591,9 +591,7 @@ async fn sender(
                         response.text().await.unwrap_or_default()
                     );
                 }
-                Err(error) if error.is_timeout() => "timed out".to_owned(),
-                Err(error) if error.is_connect() => "connection refused".to_owned(),
-                Err(_) => "connection lost".to_owned(),
+                Err(error) => transport_failure(&error).to_owned(),
             };
             sent.errors.push((kind, Instant::now()));
             assert!(
@@ -607,8 +605,20 @@ async fn sender(
     sent
 }
 
+/// How a request failed without an answer: no answer within the client's timeout, no
+/// connection, or a connection lost on the way.
+fn transport_failure(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection refused"
+    } else {
+        "connection lost"
+    }
+}
+
 /// Reads a conversation's newest messages until `stop`, one read at a time; returns each read's
-/// outcome ("200", "503 deadline_exceeded", "connection refused", ...) and how long it took.
+/// outcome ("200", "503 deadline_exceeded", "timed out" (no answer in [`READ_TIMEOUT`]), ...) and how long it took.
 /// Reads are what the send batch's deadline does not cover.
 async fn reader(
     base: String,
@@ -631,9 +641,7 @@ async fn reader(
                     None => status.to_string(),
                 }
             }
-            Err(error) if error.is_timeout() => "never answered".to_owned(),
-            Err(error) if error.is_connect() => "connection refused".to_owned(),
-            Err(_) => "connection lost".to_owned(),
+            Err(error) => transport_failure(&error).to_owned(),
         };
         reads.push((outcome, started.elapsed()));
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -866,7 +874,7 @@ async fn run(faults: &[Fault]) {
         if figures.lost + figures.duplicates + figures.unexpected > 0 || figures.sent == 0 {
             failures.push(figures.fault.name().to_owned());
         }
-        if figures.slowest_read > READ_BOUND || figures.reads.contains_key("never answered") {
+        if figures.slowest_read > READ_BOUND || figures.reads.contains_key("timed out") {
             failures.push(format!("{}: a read was not answered within {READ_BOUND:?}", figures.fault.name()));
         }
     }

@@ -2,7 +2,7 @@
 //! a rotation's previous token works until its overlap ends. With it the bot opens sessions as a
 //! member device of its own, held to its scopes on every endpoint.
 
-use crate::support::{Person, TestApp, TestDevice, b64, error_code, exchange};
+use crate::support::{Person, TestApp, TestDevice, b64, error_code, exchange, unix_now};
 use ed25519_dalek::Signer as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -102,10 +102,6 @@ async fn session(app: &TestApp, token: &str) -> Person {
 fn bot_proof(device: &TestDevice, device_id: Uuid, unix_seconds: u64) -> Value {
     let input = conclave_protocol::layout::bot_session_proof_input(device_id, unix_seconds);
     json!({ "unix_seconds": unix_seconds, "signature": b64(&device.signing.sign(&input).to_bytes()) })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs()
 }
 
 /// A session request on the registered device `device_id`, proven by `device` now.

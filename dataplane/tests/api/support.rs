@@ -182,6 +182,11 @@ pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// Seconds since 1970, as the device proofs carry them.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs()
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     conclave_protocol::b64::encode(bytes)
 }

@@ -1,10 +1,10 @@
 mod totp;
 
-use crate::support::{PASSWORD, TestApp, TestDevice, b64, error_code, new_device, read};
+use crate::support::{PASSWORD, TestApp, TestDevice, b64, error_code, new_device, read, unix_now};
 use ed25519_dalek::Signer as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -299,10 +299,6 @@ async fn attempt(
         crate::contract::check(&Method::POST, path, status, content_type.as_deref(), &body);
     }
     (status, retry, body)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
 }
 
 /// What the SDK sends: the device's signature over the login proof layout.
