@@ -295,7 +295,20 @@ impl DataPlane {
         let (out, err) = log_file(&self.log);
         let mut command = Command::new(&self.program);
         command.arg("serve").args(&self.args).stdout(out).stderr(err).stdin(Stdio::null()).kill_on_drop(true);
-        self.child = Some(command.spawn().expect("starting conclave-dataplane"));
+        // The binary was copied a moment ago: a process forked meanwhile by the other test (its
+        // PostgreSQL, its Redis) may still hold the copy's file open until it execs, and exec then
+        // fails with ETXTBSY. That passes within milliseconds; a bounded retry waits it out.
+        let mut attempts = 0;
+        let child = loop {
+            match command.spawn() {
+                Err(error) if error.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                spawned => break spawned.expect("starting conclave-dataplane"),
+            }
+        };
+        self.child = Some(child);
         let http = reqwest::Client::new();
         let started = Instant::now();
         loop {
