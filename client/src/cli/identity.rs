@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Context, resolve};
 use crate::messenger::{IdentityState, Messenger, SafetyCheck};
-use crate::mls::{IdentityPublicKey, MlsError, Trust, safety};
+use crate::mls::{FirstContact, IdentityPublicKey, MlsError, Trust, safety};
 
 /// What `--confirm` / `--accept-change` ask `verify` to do besides showing the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,32 @@ pub(super) async fn link(ctx: &mut Context<'_>, code: &str) -> Result<()> {
         return ctx.print_json(&serde_json::json!({ "device_id": device }));
     }
     writeln!(ctx.out, "Sent your identity key to device {device}, sealed for it; run `conclave identity` there.")?;
+    Ok(())
+}
+
+/// `conclave trust [verified-only | first-use]`.
+pub(super) async fn trust(ctx: &mut Context<'_>, policy: Option<super::TrustPolicy>) -> Result<()> {
+    let (_, messenger) = ctx.messenger()?;
+    if let Some(policy) = policy {
+        messenger.set_first_contact(match policy {
+            super::TrustPolicy::VerifiedOnly => FirstContact::VerifiedOnly,
+            super::TrustPolicy::FirstUse => FirstContact::TrustOnFirstUse,
+        })?;
+    }
+    let (name, meaning) = match messenger.first_contact() {
+        FirstContact::VerifiedOnly => (
+            "verified-only",
+            "this device writes only to people whose safety number you confirmed (`conclave verify ... --confirm`)",
+        ),
+        FirstContact::TrustOnFirstUse => (
+            "first-use",
+            "this device trusts a person's identity key when it first sees it; compare safety numbers to be sure",
+        ),
+    };
+    if ctx.json() {
+        return ctx.print_json(&serde_json::json!({ "trust": name }));
+    }
+    writeln!(ctx.out, "Trust: {name}: {meaning}.")?;
     Ok(())
 }
 

@@ -71,6 +71,15 @@ pub enum Kind {
     Channel,
 }
 
+/// `conclave trust`'s argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TrustPolicy {
+    /// Write only to people whose safety number was confirmed.
+    VerifiedOnly,
+    /// Trust a key when first seen (the default).
+    FirstUse,
+}
+
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -125,6 +134,10 @@ pub enum Command {
         #[arg(long)]
         accept_change: bool,
     },
+    /// Whom this device writes to: `verified-only` (people whose safety number you confirmed with
+    /// `verify --confirm`) or `first-use` (anyone, their key pinned when first seen; the default).
+    /// Without an argument, shows which.
+    Trust { policy: Option<TrustPolicy> },
     /// List your organizations.
     Orgs,
     /// List an organization's workspaces.
@@ -407,6 +420,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, prompt: &mut dyn Prompt) -> Resu
             };
             identity::verify(&mut ctx, &org, &member, action).await
         }
+        Command::Trust { policy } => identity::trust(&mut ctx, policy).await,
         Command::Orgs => organizations::list(&mut ctx).await,
         Command::Workspaces { org } => organizations::workspaces(&mut ctx, &org).await,
         Command::Join { org, workspace } => organizations::join(&mut ctx, &org, &workspace).await,

@@ -9,7 +9,7 @@ use super::Messenger;
 use crate::api::{Error, Result};
 use crate::mls::safety;
 use crate::mls::transfer::{LinkCode, LinkSecret, seal_identity};
-use crate::mls::{IdentityKey, IdentityPublicKey, MlsError, Trust};
+use crate::mls::{FirstContact, IdentityKey, IdentityPublicKey, MlsError, Trust};
 
 /// Where this device stands with its user's identity key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +133,21 @@ impl Messenger {
         })?;
         self.client().send_identity_transfer(code.device_id, &SealedIdentity { sealed }).await?;
         Ok(code.device_id)
+    }
+
+    /// Whom this device adds and sends to: anyone whose identity key checks out (trust on first
+    /// use, the default), or only users whose safety number was confirmed (see
+    /// [`crate::mls::trust`]). Kept in the keystore.
+    pub fn set_first_contact(&self, policy: FirstContact) -> Result<()> {
+        self.with_keystore(|k| {
+            k.trust_mut().set_first_contact(policy);
+            k.save()
+        })?;
+        Ok(())
+    }
+
+    pub fn first_contact(&self) -> FirstContact {
+        self.with_keystore(|k| k.trust().first_contact())
     }
 
     /// The safety number with a fellow member of `org`, from the key the server lists for them,

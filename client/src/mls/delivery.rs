@@ -90,6 +90,9 @@ impl Device {
                     .api()
                     .and_then(|e| e.details.get("current_key_generation").and_then(|v| v.as_i64()))
                     .unwrap_or_default();
+                if let Ok(later) = u64::try_from(current) {
+                    self.saw_epoch(group, later);
+                }
                 Err(DeliveryError::Rebase { made_in: outgoing.epoch, current })
             }
             Err(error) => {

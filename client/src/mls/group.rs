@@ -12,7 +12,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::identity::{DeviceCredential, IdentityKey, IdentityPublicKey};
-use super::trust::TrustStore;
+use super::trust::{FirstContact, TrustStore};
 use super::{CIPHERSUITE, MlsError};
 
 /// Epochs whose secrets are kept after the group moves on, so that messages sent just before a
@@ -107,6 +107,12 @@ pub struct Device {
 
 /// Verified leaves remembered before the cache starts over.
 const VERIFIED_LEAVES: usize = 10_000;
+
+/// Where [`Device::saw_epoch`] keeps a group's latest epoch seen, beside openmls's own keys (which
+/// all start with a label of openmls's, never with this one).
+fn later_epoch_key(group_id: &GroupId) -> Vec<u8> {
+    [b"conclave/later-epoch/".as_slice(), group_id.as_slice()].concat()
+}
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,7 +216,13 @@ impl Device {
     }
 
     fn capabilities() -> Capabilities {
-        Capabilities::new(None, Some(&[CIPHERSUITE]), None, None, Some(&[CredentialType::Basic]))
+        Capabilities::new(
+            None,
+            Some(&[CIPHERSUITE]),
+            Some(&[ExtensionType::LastResort]),
+            None,
+            Some(&[CredentialType::Basic]),
+        )
     }
 
     /// A fresh key package (TLS-encoded `MLSMessage`), one-time unless `last_resort`.
@@ -276,6 +288,7 @@ impl Device {
         let mut welcomed = Vec::with_capacity(key_packages.len());
         for bytes in key_packages {
             let package = self.validate_key_package(bytes)?;
+            self.admit(&DeviceCredential::decode(package.leaf_node().credential().serialized_content())?, trust)?;
             let leaf = verify_leaf(
                 package.leaf_node().credential(),
                 package.leaf_node().signature_key().as_slice(),
@@ -288,6 +301,18 @@ impl Device {
         let (commit, welcome, info) =
             group.add_members(&self.provider, &self.signer, &packages).map_err(mls("adding devices"))?;
         outgoing(epoch, commit, Some(welcome), info, welcomed)
+    }
+
+    /// Whether this device may bring `leaf` into a group, or send to it ([`TrustStore::admit`]);
+    /// its own account's devices only under its own identity key.
+    pub fn admit(&self, leaf: &Leaf, trust: &TrustStore) -> Result<(), MlsError> {
+        if leaf.user_id != self.user_id {
+            return trust.admit(leaf.user_id);
+        }
+        if trust.first_contact() == FirstContact::VerifiedOnly && leaf.identity_key != self.identity_key() {
+            return Err(MlsError::Unverified { user_id: leaf.user_id });
+        }
+        Ok(())
     }
 
     fn validate_key_package(&self, bytes: &[u8]) -> Result<KeyPackage, MlsError> {
@@ -456,13 +481,7 @@ impl Device {
         if expected.is_some_and(|conversation| staged.group_context().group_id() != &group_id(conversation)) {
             return Err(MlsError::WrongGroup);
         }
-        for member in staged.members() {
-            let mut roster = std::borrow::Cow::Borrowed(roster);
-            if former_members && let Some(leaf) = leaf_of(&member.credential) {
-                roster.to_mut().members.insert(leaf.user_id);
-            }
-            verify_leaf(&member.credential, &member.signature_key, &roster, trust)?;
-        }
+        verify_members(staged.members(), roster, former_members, trust)?;
         let group = staged.into_group(&self.provider).map_err(|e| MlsError::WelcomeRejected(e.to_string()))?;
         self.entered(&group)?;
         Ok(group)
@@ -470,7 +489,8 @@ impl Device {
 
     /// Rejoins a group whose state this device lost (or that it fell behind in), by an external
     /// commit from the group info a member published. The commit must be accepted by the server
-    /// like any other; until then the returned group has it pending.
+    /// like any other; until then the returned group has it pending. Leaves of former members
+    /// (their removal not committed yet) are accepted, as in a Welcome.
     pub fn rejoin(
         &self,
         group_info: &[u8],
@@ -493,17 +513,43 @@ impl Device {
             .map_err(mls("rejoining"))?
             .finalize(&self.provider)
             .map_err(mls("rejoining"))?;
-        for member in group.members() {
-            verify_leaf(&member.credential, &member.signature_key, roster, trust)?;
-        }
+        // A leaf of a former member is the group's to remove (`Device::reconcile` does, before this
+        // device sends): the tree is the one members signed, so the server did not put it there.
+        verify_members(group.members(), roster, true, trust)?;
         let (commit, welcome, info) = bundle.into_contents();
         let welcome = welcome.map(|w| MlsMessageOut::from_welcome(w, ProtocolVersion::Mls10));
         let outgoing = outgoing(epoch, commit, welcome, info, Vec::new())?;
         Ok((group, outgoing))
     }
 
-    /// Encrypts an application message for the group's current epoch.
+    /// Notes a sign that `group` has moved past this device's epoch: a message or commit of a later
+    /// epoch, the server's listing of the conversation, or its refusal of this device's commit or
+    /// message. Until the group reaches that epoch, [`Self::encrypt`] refuses with
+    /// [`MlsError::Behind`]: a device the server keeps behind (withholding a removal commit, RFC
+    /// 9750 section 5) would otherwise keep encrypting for an epoch the removed device still holds.
+    /// Kept in this device's storage, so in its snapshot: a restart does not forget it.
+    pub fn saw_epoch(&self, group: &MlsGroup, epoch: u64) {
+        if epoch <= group.epoch().as_u64() || self.later_epoch(group).is_some_and(|later| later >= epoch) {
+            return;
+        }
+        if let Ok(mut values) = self.provider.storage().values.write() {
+            values.insert(later_epoch_key(group.group_id()), epoch.to_be_bytes().to_vec());
+        }
+    }
+
+    /// The latest epoch of `group` this device has seen a sign of, when it is past the group's own.
+    pub fn later_epoch(&self, group: &MlsGroup) -> Option<u64> {
+        let values = self.provider.storage().values.read().ok()?;
+        let bytes: [u8; 8] = values.get(&later_epoch_key(group.group_id()))?.as_slice().try_into().ok()?;
+        Some(u64::from_be_bytes(bytes)).filter(|later| *later > group.epoch().as_u64())
+    }
+
+    /// Encrypts an application message for the group's current epoch; refused ([`MlsError::Behind`])
+    /// once this device has seen a sign of a later one ([`Self::saw_epoch`]).
     pub fn encrypt(&self, group: &mut MlsGroup, plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
+        if let Some(later) = self.later_epoch(group) {
+            return Err(MlsError::Behind { group: group.epoch().as_u64(), later });
+        }
         group
             .create_message(&self.provider, &self.signer, plaintext)
             .map_err(mls("encrypting"))?
@@ -529,6 +575,9 @@ impl Device {
         }
         let message_epoch = protocol.epoch().as_u64();
         let current = group.epoch().as_u64();
+        // Unauthenticated until it decrypts, but a later epoch is a reason to hold back, never to
+        // trust: a forged one only stops this device sending, as a server can anyway.
+        self.saw_epoch(group, message_epoch);
         if protocol.is_handshake_message() && message_epoch != current {
             return Err(MlsError::WrongEpoch { message: message_epoch, group: current });
         }
@@ -759,6 +808,25 @@ pub fn verify_leaf(
     let leaf = DeviceCredential::decode(credential.serialized_content())?;
     leaf.verify(signature_key)?;
     check_leaf(leaf, roster, trust)
+}
+
+/// [`verify_leaf`] for every leaf of a group being joined. With `former_members`, a leaf of a user
+/// the roster no longer lists is accepted (its removal is yet to be committed); its identity
+/// signature is checked all the same.
+fn verify_members(
+    members: impl Iterator<Item = Member>,
+    roster: &Roster,
+    former_members: bool,
+    trust: &mut TrustStore,
+) -> Result<(), MlsError> {
+    for member in members {
+        let mut roster = std::borrow::Cow::Borrowed(roster);
+        if former_members && let Some(leaf) = leaf_of(&member.credential) {
+            roster.to_mut().members.insert(leaf.user_id);
+        }
+        verify_leaf(&member.credential, &member.signature_key, &roster, trust)?;
+    }
+    Ok(())
 }
 
 /// What [`verify_leaf`] checks once the identity signature verified: the roster, then the pin.

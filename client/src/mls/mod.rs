@@ -33,7 +33,7 @@ pub use group::{
 pub use identity::{DeviceCredential, IdentityKey, IdentityPublicKey};
 pub use openmls::group::MlsGroup;
 pub use sync::{MAX_REBASES, Membership, Opened};
-pub use trust::{Pin, Trust, TrustStore};
+pub use trust::{FirstContact, Pin, Trust, TrustStore};
 
 use thiserror::Error;
 use uuid::Uuid;
@@ -56,6 +56,12 @@ pub enum MlsError {
     /// a new identity, or someone is impersonating them. Never accepted silently.
     #[error("the identity key of user {user_id} changed: compare safety numbers before trusting it")]
     IdentityChanged { user_id: Uuid },
+    /// Under [`FirstContact::VerifiedOnly`], a user whose safety number its owner has not
+    /// confirmed: not added, and not sent to.
+    #[error(
+        "user {user_id} is not verified: compare safety numbers (`conclave verify`) before adding or writing to them"
+    )]
+    Unverified { user_id: Uuid },
     /// No identity key is known for this user.
     #[error("no identity key is known for user {user_id}")]
     UnknownIdentity { user_id: Uuid },
@@ -78,6 +84,11 @@ pub enum MlsError {
     /// fell behind).
     #[error("the message is for epoch {message}, the group is at epoch {group}")]
     WrongEpoch { message: u64, group: u64 },
+    /// This device has seen a sign that the conversation moved past its epoch (a later epoch's
+    /// message or commit, the server's listing or refusal) without the commits that lead there:
+    /// it does not encrypt for an epoch a removed device may still hold until it catches up.
+    #[error("this device is at epoch {group} but the conversation has reached epoch {later}: catch up before sending")]
+    Behind { group: u64, later: u64 },
     /// The message cannot be decrypted: forged, replayed, or its epoch's secrets are gone.
     #[error("the message cannot be decrypted")]
     CannotDecrypt,

@@ -113,7 +113,7 @@ impl Device {
         if let Some(mut group) = self.load(at.conversation_id)? {
             let roster = membership.roster(Some(&group));
             match self.catch_up(client, at, &mut group, &roster, trust).await {
-                Ok(_) if group.is_active() => return Ok((group, Opened::Loaded)),
+                Ok(_) if group.is_active() => return Ok(self.listed(group, Opened::Loaded, membership)),
                 Ok(_) => self.forget(&mut group)?,
                 Err(error) if unusable(&error) => {
                     self.forget(&mut group)?;
@@ -131,7 +131,7 @@ impl Device {
             Ok(mut group) => {
                 let roster = membership.roster(Some(&group));
                 match self.catch_up(client, at, &mut group, &roster, trust).await {
-                    Ok(_) if group.is_active() => return Ok((group, Opened::Joined)),
+                    Ok(_) if group.is_active() => return Ok(self.listed(group, Opened::Joined, membership)),
                     Ok(_) => self.forget(&mut group)?,
                     Err(error) if unusable(&error) => self.forget(&mut group)?,
                     Err(error) => return Err(error),
@@ -142,6 +142,16 @@ impl Device {
             Err(error) => return Err(error),
         }
         self.rejoin_as_member(client, at, membership, trust).await
+    }
+
+    /// A group caught up on the commits the server handed over, which must reach the epoch it
+    /// lists the conversation at: short of it, [`Device::saw_epoch`] holds back this device's
+    /// messages.
+    fn listed(&self, group: MlsGroup, opened: Opened, membership: &Membership) -> (MlsGroup, Opened) {
+        if let Ok(listed) = u64::try_from(membership.epoch) {
+            self.saw_epoch(&group, listed);
+        }
+        (group, opened)
     }
 
     async fn rejoin_as_member(

@@ -473,3 +473,117 @@ fn a_sender_verified_once_is_still_checked_against_the_roster_and_its_pin() {
         Err(MlsError::NotAMember { .. })
     ));
 }
+
+#[test]
+fn a_device_that_saw_a_later_epoch_does_not_encrypt_in_its_own_until_it_catches_up() {
+    let mut c = conversation();
+    let r = c.roster();
+    let (b2, seed) = c.bob.device_with_seed();
+    let out = c.a1.add(&mut c.g_a1, &[b2.key_package(false).expect("kp")], &r, &mut c.alice.trust).expect("add b2");
+    c.a1.merge_pending(&mut c.g_a1).expect("merge");
+    let mut g_b2 = b2.join(out.welcome.as_deref().expect("welcome"), &r, &mut c.bob.trust).expect("b2 joins");
+    // Alice moves on; the commit is kept from Bob's devices, her next message is not.
+    let update = c.a1.self_update(&mut c.g_a1).expect("update");
+    c.a1.merge_pending(&mut c.g_a1).expect("merge");
+    let later = c.a1.encrypt(&mut c.g_a1, b"after the update").expect("encrypt");
+    let (current, next) = (g_b2.epoch().as_u64(), c.g_a1.epoch().as_u64());
+    b2.encrypt(&mut g_b2, b"before any sign").expect("nothing seen yet");
+    assert_eq!(
+        b2.process(&mut g_b2, &later, &r, &mut c.bob.trust),
+        Err(MlsError::WrongEpoch { message: next, group: current })
+    );
+    assert_eq!(b2.encrypt(&mut g_b2, b"after the sign"), Err(MlsError::Behind { group: current, later: next }));
+    // A sign of an epoch already reached, or older than one seen, changes nothing.
+    b2.saw_epoch(&g_b2, current);
+    b2.saw_epoch(&g_b2, current + 1);
+    assert_eq!(b2.later_epoch(&g_b2), Some(next));
+
+    // Kept in the device's state: a restart does not forget it.
+    let credential = *b2.credential();
+    let restarted = Device::with_credential(credential, &seed).expect("rebuild");
+    restarted.restore(&b2.snapshot()).expect("restore");
+    let mut reloaded = restarted.load(c.id).expect("load").expect("group");
+    assert_eq!(
+        restarted.encrypt(&mut reloaded, b"after a restart"),
+        Err(MlsError::Behind { group: current, later: next })
+    );
+
+    // The commit arrives: the device sends again, and the other member reads it.
+    assert!(matches!(
+        restarted.process(&mut reloaded, &update.commit, &r, &mut c.bob.trust),
+        Ok(Incoming::Commit { .. })
+    ));
+    assert_eq!(restarted.later_epoch(&reloaded), None);
+    let sealed = restarted.encrypt(&mut reloaded, b"caught up").expect("encrypt once caught up");
+    assert_eq!(plaintext_of(c.a1.process(&mut c.g_a1, &sealed, &r, &mut c.alice.trust).expect("read")), b"caught up");
+}
+
+#[test]
+fn a_verified_only_device_adds_only_confirmed_users_and_its_own_account_under_its_own_key() {
+    let (mut alice, bob) = (Person::new(), Person::new());
+    let (a1, a2, b1) = (alice.device(), alice.device(), bob.device());
+    let everyone = roster(&[&alice, &bob]);
+    alice.trust.set_first_contact(FirstContact::VerifiedOnly);
+    let mut group = a1.create_group(Uuid::new_v4(), None).expect("group");
+    let bob_package = b1.key_package(false).expect("kp");
+    let refused = a1.add(&mut group, std::slice::from_ref(&bob_package), &everyone, &mut alice.trust);
+    assert_eq!(refused.map(|_| ()), Err(MlsError::Unverified { user_id: bob.user_id }));
+    assert!(alice.trust.pin(bob.user_id).is_none(), "a refused package pins nothing");
+    // Its own account's devices, under its own identity key, need no confirmation; another key is
+    // not its account's.
+    a1.add(&mut group, &[a2.key_package(false).expect("kp")], &everyone, &mut alice.trust).expect("own device");
+    a1.discard_pending(&mut group).expect("discard");
+    let impostor = Device::new(&IdentityKey::generate().expect("identity"), alice.user_id, Uuid::new_v4(), &[7u8; 32])
+        .expect("device");
+    let refused = a1.add(&mut group, &[impostor.key_package(false).expect("kp")], &everyone, &mut alice.trust);
+    assert_eq!(refused.map(|_| ()), Err(MlsError::Unverified { user_id: alice.user_id }));
+
+    let bob_key = bob.identity.public();
+    alice.trust.check(bob.user_id, &bob_key).expect("pinned");
+    assert_eq!(alice.trust.admit(bob.user_id), Err(MlsError::Unverified { user_id: bob.user_id }));
+    alice.trust.mark_verified(bob.user_id, &bob_key).expect("confirmed");
+    a1.add(&mut group, &[bob_package], &everyone, &mut alice.trust).expect("bob once confirmed");
+    // Trust on first use (the default) admits anyone whose key checks out.
+    assert_eq!(bob.trust.admit(alice.user_id), Ok(()));
+}
+
+#[test]
+fn a_last_resort_key_package_adds_its_device() {
+    let (mut alice, mut bob) = (Person::new(), Person::new());
+    let (a1, b1) = (alice.device(), bob.device());
+    let everyone = roster(&[&alice, &bob]);
+    let mut group = a1.create_group(Uuid::new_v4(), None).expect("group");
+    let package = b1.key_package(true).expect("last-resort package");
+    let out = a1.add(&mut group, &[package], &everyone, &mut alice.trust).expect("added from its last resort");
+    a1.merge_pending(&mut group).expect("merge");
+    let mut g_b1 = b1.join(out.welcome.as_deref().expect("welcome"), &everyone, &mut bob.trust).expect("joins");
+    let sealed = a1.encrypt(&mut group, b"to the last resort").expect("encrypt");
+    assert_eq!(
+        plaintext_of(b1.process(&mut g_b1, &sealed, &everyone, &mut bob.trust).expect("read")),
+        b"to the last resort"
+    );
+}
+
+#[test]
+fn a_device_rejoins_a_group_that_still_holds_a_former_members_leaf_and_removes_it() {
+    let mut c = conversation();
+    let everyone = c.roster();
+    // Bob leaves the conversation; before any commit removes his leaf, a2 loses its state.
+    let alice_only = roster(&[&c.alice]);
+    c.a2.forget(&mut c.g_a2).expect("forget");
+    let info = c.a1.group_info(&c.g_a1).expect("group info");
+    let (mut rejoined, out) = c.a2.rejoin(&info, &alice_only, &mut c.alice.trust).expect("rejoin past bob's leaf");
+    c.a2.merge_pending(&mut rejoined).expect("merge");
+    c.a1.process(&mut c.g_a1, &out.commit, &alice_only, &mut c.alice.trust).expect("a1 takes the rejoin");
+    c.b1.process(&mut c.g_b1, &out.commit, &everyone, &mut c.bob.trust).expect("b1 takes it too");
+    // The rejoined device removes the former member's leaf before sending; Bob reads nothing after.
+    let removal = c.a2.remove(&mut rejoined, &[c.b1.device_id()]).expect("remove bob's leaf");
+    c.a2.merge_pending(&mut rejoined).expect("merge");
+    c.a1.process(&mut c.g_a1, &removal.commit, &alice_only, &mut c.alice.trust).expect("a1 takes the removal");
+    let sealed = c.a2.encrypt(&mut rejoined, b"after bob left").expect("encrypt");
+    assert_eq!(
+        plaintext_of(c.a1.process(&mut c.g_a1, &sealed, &alice_only, &mut c.alice.trust).expect("read")),
+        b"after bob left"
+    );
+    assert!(c.b1.process(&mut c.g_b1, &sealed, &everyone, &mut c.bob.trust).is_err(), "bob reads nothing after");
+}

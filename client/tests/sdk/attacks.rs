@@ -18,8 +18,8 @@ use chrono::Utc;
 use conclave_client::api::{Client, MessageQuery, Tokens};
 use conclave_client::crypto::DeviceKeys;
 use conclave_client::mls::{
-    DeliveryError, Device, ExternalSenderKey, GroupAddress, IdentityKey, Incoming, Leaf, MlsError, MlsGroup, Roster,
-    TrustStore, safety,
+    DeliveryError, Device, ExternalSenderKey, FirstContact, GroupAddress, IdentityKey, Incoming, Leaf, Membership,
+    MlsError, MlsGroup, Opened, Roster, TrustStore, safety,
 };
 use conclave_protocol::api::Member as ConversationMember;
 use conclave_protocol::api::{Conversation, ConversationKind, CreateConversation, Message, MessagePage, SendMessage};
@@ -626,8 +626,8 @@ async fn a_substituted_key_package_is_refused() {
 /// The limit of trust on first use: when Alice has never met Bob, a key package the server
 /// certified with an identity key of its own is pinned as Bob's. What does catch it: the safety
 /// number Alice sees is not Bob's, and Bob's first real device she meets is refused
-/// (`IdentityChanged`). The test of the SDK refusing it outright is
-/// [`a_key_package_substituted_at_first_contact_is_refused`] (ignored: not built).
+/// (`IdentityChanged`). A device set to `VerifiedOnly` refuses it outright:
+/// [`a_key_package_substituted_at_first_contact_is_refused_when_only_verified_users_are_added`].
 #[tokio::test]
 async fn a_substitution_at_first_contact_shows_in_the_safety_number_and_at_the_next_real_contact() {
     let (w, [alice_u, bob_u], mut alice, bob, server_identity) = first_contact().await;
@@ -644,18 +644,35 @@ async fn a_substitution_at_first_contact_shows_in_the_safety_number_and_at_the_n
     assert_eq!(refused, MlsError::IdentityChanged { user_id: bob.user_id });
 }
 
-/// What the SDK should do at first contact and does not yet: refuse (or hold until verified) a
-/// key package whose identity key the user has not confirmed.
+/// Where trust on first use is not enough: a device set to `VerifiedOnly` adds no one whose safety
+/// number its owner has not confirmed (`Unverified`), so the server's substitute is never added,
+/// nor pinned. Once Alice has confirmed Bob's real key (comparing numbers in person), the
+/// substitute is `IdentityChanged`, and Bob's real device is added and reads her.
 #[tokio::test]
-#[ignore = "trust on first use: with no identity key pinned for Bob, Alice's device pins whatever identity key the \
-            server's key package carries and adds that device; only comparing safety numbers or meeting Bob's real \
-            device later reveals it. Needs the identity key's publication and verification (issue 14: identity \
-            transfer, `conclave verify`), or key transparency"]
-async fn a_key_package_substituted_at_first_contact_is_refused() {
-    let (w, _, mut alice, bob, _) = first_contact().await;
+async fn a_key_package_substituted_at_first_contact_is_refused_when_only_verified_users_are_added() {
+    let (w, [alice_u, bob_u], mut alice, mut bob, _) = first_contact().await;
+    alice.trust.set_first_contact(FirstContact::VerifiedOnly);
     let (at, mut group) = w.conversation(&alice, &[bob.user_id]).await;
     let refused = refusal(alice.add(at, &mut group, &[bob.user_id]).await);
+    assert_eq!(refused, MlsError::Unverified { user_id: bob.user_id });
+    assert_eq!((alice.trust.pin(bob.user_id), group.epoch().as_u64()), (None, 0), "nothing pinned or committed");
+
+    let bob_key = bob_u.identity.public();
+    let as_bob_sees_it = safety::safety_number((bob.user_id, &bob_key), (alice.user_id, &alice_u.identity.public()));
+    let as_alice_sees_it = safety::safety_number((alice.user_id, &alice_u.identity.public()), (bob.user_id, &bob_key));
+    assert_eq!(as_alice_sees_it, as_bob_sees_it);
+    alice.trust.check(bob.user_id, &bob_key).expect("pinned");
+    alice.trust.mark_verified(bob.user_id, &bob_key).expect("confirmed");
+    let refused = refusal(alice.add(at, &mut group, &[bob.user_id]).await);
     assert_eq!(refused, MlsError::IdentityChanged { user_id: bob.user_id });
+
+    w.proxy.clear_rules();
+    // Each refused claim took one of Bob's one-time packages.
+    bob.publish(1).await;
+    assert_eq!(alice.add(at, &mut group, &[bob.user_id]).await.expect("bob's real device"), 1);
+    let mut b_group = bob.join(at).await;
+    let secret: &[u8] = b"first contact test: for bob's real device";
+    w.finish(&alice, &mut group, &mut bob, &mut b_group, at, secret).await;
 }
 
 /// The commits Bob catches up on, tampered with: reordered (`WrongEpoch`), one forged
@@ -892,24 +909,69 @@ async fn a_dropped_removal_does_not_let_the_removed_device_read_what_follows() {
     w.assert_no_plaintext(&alice, at, &secrets).await;
 }
 
-/// What the SDK cannot tell on its own: a member the server keeps behind (it never hands him the
-/// removal, and hides that a later epoch exists) still encrypts for the old epoch, which the
-/// removed device can read if the server relays it.
+/// Rewrites the epoch the server lists the conversation at, for `client`.
+fn list_epoch(proxy: &Proxy, client: &str, at: GroupAddress, epoch: i32) {
+    proxy.rewrite(client, Method::GET, at.conversation_id.to_string(), move |conversation: &mut Conversation| {
+        conversation.current_key_generation = epoch;
+    });
+}
+
+/// A member the server keeps behind (it withholds the removal from him and still lists the removed
+/// user) would encrypt for an epoch the removed device holds. He stops at the first sign of a
+/// later epoch (`Behind`): here the epoch the server lists the conversation at. A server that
+/// hides every sign can keep him there (RFC 9750, section 5: the delivery service can withhold
+/// commits), which `docs/protocol-v2.md` states as a limit. Once the removal reaches him he sends
+/// again, and the removed device reads none of it.
 #[tokio::test]
-#[ignore = "a member who never receives a removal commit, and hears from no member who did, keeps sending in the \
-            old epoch, which the removed device can decrypt if the server relays it (RFC 9750: the delivery service \
-            can withhold commits). Needs a policy in the messenger: refuse to send after any sign of a later epoch, \
-            and a signed epoch announcement the server cannot hide"]
-async fn a_member_kept_behind_does_not_encrypt_for_a_removed_device() {
-    let Dropped { w, mut bob, mut carol, at, mut b_group, mut c_group, carol_roster, .. } =
-        removal_dropped_for_bob().await;
+async fn a_member_kept_behind_stops_sending_when_the_listing_shows_a_later_epoch() {
+    let Dropped { w, mut bob, mut carol, at, mut c_group, carol_roster, .. } = removal_dropped_for_bob().await;
     list_as_member(&w.proxy, at, carol.user_id);
+    let membership = Membership::fetch(&bob.api, at).await.expect("membership");
+    assert_eq!(membership.epoch, 2);
+    let (mut group, opened) =
+        bob.device.open_group(&bob.api, at, &membership, &mut bob.trust).await.expect("bob's group");
+    assert_eq!((opened, group.epoch().as_u64()), (Opened::Loaded, 1), "the removal is withheld");
+    let secret: &[u8] = b"kept behind: bob meant this for alice only";
+    assert_eq!(bob.device.encrypt(&mut group, secret), Err(MlsError::Behind { group: 1, later: 2 }));
+
+    w.proxy.clear_rules();
     let roster = bob.roster(at).await;
-    bob.catch_up(at, &mut b_group, &roster).await.expect("nothing to catch up on");
-    // The server stores Bob's epoch-1 message and relays it to Carol.
-    let sealed = bob.device.encrypt(&mut b_group, b"kept behind: bob to alice only").expect("encrypt");
+    bob.catch_up(at, &mut group, &roster).await.expect("the removal reaches bob");
+    let sealed = bob.device.encrypt(&mut group, secret).expect("bob sends once caught up");
     let read = carol.device.process(&mut c_group, &sealed, &carol_roster, &mut carol.trust);
-    assert!(read.is_err(), "the removed device read a message sent after its removal: {read:?}");
+    assert_eq!(read, Err(MlsError::WrongEpoch { message: 2, group: 1 }));
+}
+
+/// As above, the server also listing the old epoch: the sign is a message of the later one (Alice
+/// sends after the removal, and the server relays it).
+#[tokio::test]
+async fn a_member_kept_behind_stops_sending_after_a_message_of_a_later_epoch() {
+    let Dropped { w, alice, mut bob, at, mut a_group, mut b_group, .. } = removal_dropped_for_bob().await;
+    list_epoch(&w.proxy, "bob", at, 1);
+    let roster = bob.roster(at).await;
+    assert!(bob.catch_up(at, &mut b_group, &roster).await.expect("nothing handed over").is_empty());
+    bob.device.encrypt(&mut b_group, b"kept behind: before any sign").expect("no sign yet");
+    let from_alice = alice.send(at, &mut a_group, b"kept behind: alice after the removal").await;
+    assert_eq!(bob.open(&mut b_group, &from_alice, &roster), Err(MlsError::WrongEpoch { message: 2, group: 1 }));
+    let refused = bob.device.encrypt(&mut b_group, b"kept behind: bob after the sign");
+    assert_eq!(refused, Err(MlsError::Behind { group: 1, later: 2 }));
+}
+
+/// As above, with no message relayed either: the sign is the server's own refusal of the commit Bob
+/// makes for his old epoch (it answers with the epoch it is at).
+#[tokio::test]
+async fn a_member_kept_behind_stops_sending_when_his_commit_is_refused_as_stale() {
+    let Dropped { w, mut bob, at, mut b_group, .. } = removal_dropped_for_bob().await;
+    list_epoch(&w.proxy, "bob", at, 1);
+    let roster = bob.roster(at).await;
+    assert!(bob.catch_up(at, &mut b_group, &roster).await.expect("nothing handed over").is_empty());
+    let update = bob.device.self_update(&mut b_group).expect("update");
+    match bob.device.push(&bob.api, at, &mut b_group, update).await {
+        Err(DeliveryError::Rebase { current: 2, .. }) => {}
+        other => panic!("expected the server to refuse a commit for epoch 1, got {other:?}"),
+    }
+    let refused = bob.device.encrypt(&mut b_group, b"kept behind: bob after the refusal");
+    assert_eq!(refused, Err(MlsError::Behind { group: 1, later: 2 }));
 }
 
 /// The server tells two devices that each won the same epoch (it takes Alice's commit and answers

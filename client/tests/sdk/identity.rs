@@ -5,8 +5,9 @@
 
 use conclave_client::Error;
 use conclave_client::messenger::IdentityState;
-use conclave_client::mls::{MlsError, Trust};
+use conclave_client::mls::{FirstContact, MlsError, Trust};
 
+use crate::messaging::group;
 use crate::signin::sign_in_new_device;
 use crate::support::TestApp;
 
@@ -51,6 +52,14 @@ async fn the_cli_carries_the_identity_key_to_a_new_device_through_a_link_code() 
     let devices = app.cli(&["--profile", "phone", "--json", "devices"]).await.expect("devices");
     let devices: serde_json::Value = serde_json::from_str(&devices).expect("json");
     assert!(devices.as_array().expect("list").iter().all(|d| d["credential"].is_string()), "{devices}");
+
+    // Whom the phone writes to: trust on first use until told otherwise, and kept.
+    let out = app.cli(&["--profile", "phone", "trust"]).await.expect("trust");
+    assert!(out.starts_with("Trust: first-use"), "{out}");
+    app.cli(&["--profile", "phone", "trust", "verified-only"]).await.expect("set");
+    let out = app.cli(&["--profile", "phone", "--json", "trust"]).await.expect("trust");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).expect("json")["trust"], "verified-only");
+    assert!(app.cli(&["--profile", "phone", "trust", "everyone"]).await.is_err(), "not a policy");
 }
 
 #[tokio::test]
@@ -87,6 +96,32 @@ async fn safety_numbers_match_on_both_sides_and_a_changed_key_is_a_warning_until
     assert_ne!(accepted.safety_number, alice_sees.safety_number);
     let bob_now = bob.messenger.safety_check(org, alice.user_id).await.expect("bob again");
     assert_eq!(bob_now.safety_number, accepted.safety_number);
+}
+
+/// A device set to `VerifiedOnly` writes to no one whose safety number its owner has not
+/// confirmed (`Unverified`), not even in a conversation made before; once confirmed, it does, and
+/// the other side (trusting on first use, the default) reads it. The policy is kept.
+#[tokio::test]
+async fn a_verified_only_device_writes_to_no_one_unconfirmed() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let (org, conversation) = group(&app, &alice, &[&bob]).await;
+    assert_eq!(alice.messenger.first_contact(), FirstContact::TrustOnFirstUse);
+    alice.messenger.send_text(org, conversation, "before the policy").await.expect("send");
+
+    alice.messenger.set_first_contact(FirstContact::VerifiedOnly).expect("policy");
+    let refused = alice.messenger.send_text(org, conversation, "unconfirmed").await.expect_err("unverified");
+    assert!(matches!(refused, Error::Mls(MlsError::Unverified { user_id }) if user_id == bob.user_id), "{refused:?}");
+    let alice_sees = alice.messenger.safety_check(org, bob.user_id).await.expect("alice's check");
+    let bob_sees = bob.messenger.safety_check(org, alice.user_id).await.expect("bob's check");
+    assert_eq!(alice_sees.safety_number, bob_sees.safety_number, "compared in person");
+    alice.messenger.mark_verified(org, bob.user_id).await.expect("confirmed");
+    alice.messenger.send_text(org, conversation, "confirmed").await.expect("send once confirmed");
+    let texts: Vec<_> = bob.messenger.history(org, conversation, 10).await.expect("bob reads").into_iter().collect();
+    let texts: Vec<_> = texts.iter().map(|m| m.body.text()).collect();
+    assert_eq!(texts, [Some("before the policy"), Some("confirmed")]);
+    assert_eq!(alice.messenger.first_contact(), FirstContact::VerifiedOnly);
 }
 
 #[tokio::test]
