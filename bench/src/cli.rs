@@ -102,8 +102,9 @@ pub struct MessagesArgs {
     /// Plaintext size of a message in bytes.
     #[arg(long, default_value_t = 100)]
     pub message_bytes: usize,
-    /// Check one delivery in N per socket: the MLS framing names the conversation and epoch, and the
-    /// ciphertext is the one sent.
+    /// Check one delivery in N per socket: the MLS framing names the conversation and epoch, and
+    /// the member's SDK opens another member's message to the content sealed, from the sender the
+    /// server names.
     #[arg(long, default_value_t = 50)]
     pub verify_every: u64,
     /// Skip the baseline (pgbench, redis-benchmark) measured before the run.

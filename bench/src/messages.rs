@@ -2,12 +2,19 @@
 //! given size; they send sealed messages through the SDK at a target rate or as fast as they
 //! can, and every member socket times the delivery.
 //!
+//! Every send is a real MLS application message: each conversation's group is made in this
+//! process with the SDK before the run (`mls::conversation_groups`), and each sender seals its
+//! messages with openmls ahead of the measured window (`mls::Sealer`), so that the tool's
+//! cryptography does not take the cores the data plane is measured on; one sealed during the run
+//! when those run out is counted and printed.
+//!
 //! Latency is send→deliver: from just before the send request (after sealing) to the moment a
 //! member's socket reads the `message_created` frame, for every member socket (the sender's own
 //! included, as the product delivers it there too). Frames are matched by `client_message_id`;
-//! one in `--verify-every` is opened with the SDK (signature verified, decrypted, content
-//! decoded) so the path is end to end without the tool's crypto dominating a small machine.
+//! one in `--verify-every` of another member's is opened with the SDK (decrypted, its sender's
+//! leaf checked, the content compared with what was sealed) so the path is end to end.
 
+use crate::mls::Sealer;
 use crate::provision::{Conversation, Member};
 use crate::results::{Latency, MessageFigures, Resources};
 use crate::socket::{self, Socket};
@@ -65,7 +72,8 @@ struct Shared {
     delivered_measured: AtomicU64,
     verified: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
-    plaintext_bytes: usize,
+    /// The encoded content every message seals.
+    content: Vec<u8>,
     verify_every: u64,
 }
 
@@ -85,7 +93,8 @@ fn record(histogram: &Mutex<Histogram<u64>>, micros: u64) {
 }
 
 /// Reads one member's socket until it closes or the run ends.
-async fn receive(mut ws: Socket, shared: Arc<Shared>) {
+async fn receive(mut ws: Socket, shared: Arc<Shared>, sealer: Arc<Sealer>) {
+    let own = sealer.device_id();
     let mut seen = 0u64;
     while let Some(frame) = ws.next().await {
         let text = match frame {
@@ -125,7 +134,7 @@ async fn receive(mut ws: Socket, shared: Arc<Shared>) {
         }
         seen += 1;
         if shared.verify_every > 0 && seen % shared.verify_every == 1 % shared.verify_every {
-            match verify(&text) {
+            match verify(&text, &sealer, own, &shared.content) {
                 Ok(()) => {
                     shared.verified.fetch_add(1, Ordering::Relaxed);
                 }
@@ -138,10 +147,11 @@ async fn receive(mut ws: Socket, shared: Arc<Shared>) {
     }
 }
 
-/// Checks a delivered frame as far as the server's part goes: an MLS application message of the
-/// conversation's group, in the epoch the message names, carrying what was sent. (The members'
-/// decryption is measured on its own by `conclave-bench mls`.)
-fn verify(text: &str) -> Result<()> {
+/// Checks a delivered frame: an MLS application message of the conversation's group, in the
+/// epoch the message names, which this member's SDK opens (decrypts, its sender's leaf checked)
+/// to the content sealed, from the device the server names. A member's own messages are checked
+/// for their framing only (MLS does not decrypt a device's own).
+fn verify(text: &str, sealer: &Sealer, own: Uuid, content: &[u8]) -> Result<()> {
     let ServerFrame::MessageCreated { message } = serde_json::from_str(text)? else {
         anyhow::bail!("not a message_created frame");
     };
@@ -153,8 +163,12 @@ fn verify(text: &str) -> Result<()> {
     {
         anyhow::bail!("the frame's MLS framing does not match the message");
     }
-    if !ciphertext.ends_with(message.client_message_id.as_bytes()) {
-        anyhow::bail!("the ciphertext is not the one sent");
+    if message.sender_device_id == Some(own) {
+        return Ok(());
+    }
+    let (sender, plaintext) = sealer.open(&ciphertext)?;
+    if Some(sender) != message.sender_device_id || plaintext != content {
+        anyhow::bail!("the message opened to another sender or content than was sent");
     }
     Ok(())
 }
@@ -189,10 +203,21 @@ pub const MLS_OVERHEAD: usize = 112;
 /// 16-byte group id with its length, the epoch, the content type.
 pub const MLS_FRAMING: usize = 2 + 2 + 1 + 16 + 8 + 1;
 
-/// Sends one message as `member` to `conversation`, through the SDK's API client.
-async fn send_one(member: &Member, conversation: &Conversation, shared: &Shared) {
+/// Sends one message as `member` to `conversation`, through the SDK's API client: the next one its
+/// sealer holds.
+async fn send_one(member: &Member, sealer: &Sealer, conversation: &Conversation, shared: &Shared) {
     let client_message_id = Uuid::new_v4();
-    let body = send_body(conversation, client_message_id, shared.plaintext_bytes);
+    let ciphertext = match sealer.next(&shared.content) {
+        Ok(ciphertext) => ciphertext,
+        Err(e) => return shared.error(format!("sealing: {e}")),
+    };
+    let body = SendMessage {
+        client_message_id,
+        key_generation: conversation.epoch,
+        ciphertext,
+        reply_to_id: None,
+        attachment_ids: Vec::new(),
+    };
     let measured = shared.measuring.load(Ordering::Relaxed);
     let sent_at = Instant::now();
     shared
@@ -220,10 +245,33 @@ async fn send_one(member: &Member, conversation: &Conversation, shared: &Shared)
     }
 }
 
+/// What a sending task needs, cheap to clone: senders take turns over all conversation members.
+#[derive(Clone)]
+struct Turns {
+    members: Arc<Vec<Member>>,
+    conversations: Arc<Vec<Conversation>>,
+    senders: Arc<Vec<usize>>,
+    conversation_of: Arc<Vec<usize>>,
+    sealers: Arc<Vec<Option<Arc<Sealer>>>>,
+    shared: Arc<Shared>,
+}
+
+impl Turns {
+    /// The `turn`-th send of the run.
+    async fn send(&self, turn: usize) {
+        let m = self.senders[turn % self.senders.len()];
+        if let Some(sealer) = &self.sealers[m] {
+            send_one(&self.members[m], sealer, &self.conversations[self.conversation_of[m]], &self.shared).await;
+        }
+    }
+}
+
 pub struct Setup<'a> {
     pub organization_id: Uuid,
     pub members: Vec<Member>,
     pub conversations: Vec<Conversation>,
+    /// Each conversation member's MLS group and sealer, by member index.
+    pub sealers: Vec<Option<Arc<Sealer>>>,
     pub ports: Vec<u16>,
     pub source_addresses: usize,
     pub watch: &'a Watch,
@@ -237,6 +285,7 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
         organization_id,
         members,
         conversations,
+        sealers,
         ports,
         source_addresses,
         watch,
@@ -268,9 +317,11 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
         delivered_measured: AtomicU64::new(0),
         verified: AtomicU64::new(0),
         errors: Mutex::new(BTreeMap::new()),
-        plaintext_bytes: load.plaintext_bytes,
+        content: crate::mls::bench_content(load.plaintext_bytes)?,
         verify_every: load.verify_every,
     });
+    let sealers: Arc<Vec<Option<Arc<Sealer>>>> = Arc::new(sealers);
+    seal_ahead(&sealers, &senders, &load, &shared.content).await?;
 
     // Every member's socket, on the replica it logged in to, from spread source addresses.
     eprintln!("[bench] connecting {} sockets", senders.len());
@@ -287,31 +338,37 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
         .await;
     let mut receivers = Vec::new();
     for result in connected {
-        let (_, ws) = result?;
-        receivers.push(tokio::spawn(receive(ws, shared.clone())));
+        let (m, ws) = result?;
+        let sealer = sealers[m].clone().ok_or_else(|| anyhow::anyhow!("member {m} has no group"))?;
+        receivers.push(tokio::spawn(receive(ws, shared.clone(), sealer)));
     }
 
     let started = Instant::now();
     let progress = tokio::spawn(progress(shared.clone(), watch.clone(), started));
     let mut tasks = Vec::new();
+    let turns = Turns {
+        members: members.clone(),
+        conversations: conversations.clone(),
+        senders: senders.clone(),
+        conversation_of: conversation_of.clone(),
+        sealers: sealers.clone(),
+        shared: shared.clone(),
+    };
     match load.rate {
         None => {
             for worker in 0..load.concurrency {
-                let (members, conversations, senders, conversation_of, shared) =
-                    (members.clone(), conversations.clone(), senders.clone(), conversation_of.clone(), shared.clone());
+                let turns = turns.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut next = worker;
-                    while !shared.stop.load(Ordering::Relaxed) {
-                        let m = senders[next % senders.len()];
-                        send_one(&members[m], &conversations[conversation_of[m]], &shared).await;
+                    while !turns.shared.stop.load(Ordering::Relaxed) {
+                        turns.send(next).await;
                         next += load.concurrency;
                     }
                 }));
             }
         }
         Some(rate) => {
-            let (members, conversations, senders, conversation_of, shared) =
-                (members.clone(), conversations.clone(), senders.clone(), conversation_of.clone(), shared.clone());
+            let shared = shared.clone();
             let in_flight = Arc::new(tokio::sync::Semaphore::new(load.concurrency));
             tasks.push(tokio::spawn(async move {
                 let begin = Instant::now();
@@ -321,16 +378,15 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
                     ticker.tick().await;
                     let due = (begin.elapsed().as_secs_f64() * rate) as u64;
                     while issued < due {
-                        let m = senders[issued as usize % senders.len()];
+                        let turn = issued as usize;
                         issued += 1;
                         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                             shared.error("not sent: too many sends in flight (the server fell behind the rate)");
                             continue;
                         };
-                        let (members, conversations, conversation_of, shared) =
-                            (members.clone(), conversations.clone(), conversation_of.clone(), shared.clone());
+                        let turns = turns.clone();
                         tokio::spawn(async move {
-                            send_one(&members[m], &conversations[conversation_of[m]], &shared).await;
+                            turns.send(turn).await;
                             drop(permit);
                         });
                     }
@@ -377,6 +433,10 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
     for receiver in receivers {
         receiver.abort();
     }
+    let sealed_late: u64 = sealers.iter().flatten().map(|s| s.sealed_late.load(Ordering::Relaxed)).sum();
+    if sealed_late > 0 {
+        eprintln!("[bench] {sealed_late} messages were sealed during the run (the ones sealed ahead ran out)");
+    }
     let [dataplane, postgres, redis, tool, machine] = watch.cpu_between(&before, &after);
     let sent = shared.sent_measured.load(Ordering::Relaxed);
     let delivered = shared.delivered_measured.load(Ordering::Relaxed);
@@ -417,6 +477,48 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
         },
         baseline: None,
     })
+}
+
+/// A rate the run's senders are not expected to pass when sending as fast as they can (`--max`):
+/// what they seal ahead is sized by it.
+const ASSUMED_PEAK_PER_SEC: f64 = 6_000.0;
+
+/// Seals, on blocking threads, what each sender will send during the warm-up and the measured
+/// window at the target rate (or [`ASSUMED_PEAK_PER_SEC`]), with a margin.
+async fn seal_ahead(
+    sealers: &Arc<Vec<Option<Arc<Sealer>>>>,
+    senders: &[usize],
+    load: &Load,
+    content: &[u8],
+) -> Result<()> {
+    let seconds = (load.warmup + load.duration).as_secs_f64() + 2.0;
+    let total = load.rate.unwrap_or(ASSUMED_PEAK_PER_SEC) * seconds;
+    let each = (total / senders.len().max(1) as f64 * 1.2).ceil() as usize + 8;
+    let started = Instant::now();
+    let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+    let chunks: Vec<Vec<Arc<Sealer>>> = senders
+        .chunks(senders.len().div_ceil(threads).max(1))
+        .map(|chunk| chunk.iter().filter_map(|&m| sealers[m].clone()).collect())
+        .collect();
+    let mut handles = Vec::new();
+    for chunk in chunks {
+        let content = content.to_vec();
+        handles.push(tokio::task::spawn_blocking(move || -> Result<()> {
+            for sealer in chunk {
+                sealer.seal_ahead(&content, each)?;
+            }
+            Ok(())
+        }));
+    }
+    for handle in handles {
+        handle.await??;
+    }
+    eprintln!(
+        "[bench] sealed {} MLS messages ahead ({each} per sender) in {:.1} s",
+        each * senders.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The data planes' send batches and the sends in them so far (summed over replicas), from

@@ -510,3 +510,111 @@ pub fn throughput(size: usize, messages: u64, plaintext_bytes: usize) -> Result<
         messages_per_sec: messages as f64 / (encrypting + decrypting).as_secs_f64(),
     })
 }
+
+/// One member's MLS side in a `messages` run: its device and its conversation's group (made in
+/// this process before the run by [`conversation_groups`]), and the application messages it
+/// sealed ahead of the run, so that its sends carry real openmls ciphertexts without the sealing
+/// landing in the measured window of a machine the data plane shares.
+pub struct Sealer {
+    state: Mutex<SealerState>,
+    ahead: Mutex<std::collections::VecDeque<Vec<u8>>>,
+    /// Messages sealed during the run because the ones sealed ahead ran out.
+    pub sealed_late: AtomicU64,
+}
+
+struct SealerState {
+    device: Device,
+    group: MlsGroup,
+    trust: TrustStore,
+    roster: Roster,
+}
+
+/// The content every bench message carries, `text_bytes` of text in the SDK's content layer.
+pub fn bench_content(text_bytes: usize) -> Result<Vec<u8>> {
+    let text = "m".repeat(text_bytes);
+    Ok(conclave_client::content::Content::text(text).encode()?.to_vec())
+}
+
+impl Sealer {
+    /// Seals `count` more messages of `content` ahead.
+    pub fn seal_ahead(&self, content: &[u8], count: usize) -> Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let SealerState { device, group, .. } = &mut *state;
+        let mut sealed = Vec::with_capacity(count);
+        for _ in 0..count {
+            sealed.push(device.encrypt(group, content)?);
+        }
+        self.ahead.lock().unwrap_or_else(|p| p.into_inner()).extend(sealed);
+        Ok(())
+    }
+
+    /// The next message to send: one sealed ahead, or sealed now when they ran out.
+    pub fn next(&self, content: &[u8]) -> Result<Vec<u8>> {
+        if let Some(sealed) = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+            return Ok(sealed);
+        }
+        self.sealed_late.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let SealerState { device, group, .. } = &mut *state;
+        Ok(device.encrypt(group, content)?)
+    }
+
+    /// Opens a delivered message as a member's SDK does (decrypted, its sender's leaf checked
+    /// against the identity chain and the roster) and returns its sender device and plaintext.
+    pub fn open(&self, ciphertext: &[u8]) -> Result<(Uuid, Vec<u8>)> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let SealerState { device, group, trust, roster } = &mut *state;
+        match device.process(group, ciphertext, roster, trust)? {
+            Incoming::Application { sender, plaintext, .. } => Ok((sender.device_id, plaintext)),
+            other => bail!("not an application message: {other:?}"),
+        }
+    }
+
+    pub fn device_id(&self) -> Uuid {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).device.device_id()
+    }
+}
+
+/// Makes each conversation's MLS group in this process, as its members' SDKs would: the first
+/// member creates it and adds every other member's device from a key package in one commit
+/// (epoch 0 to 1, the epoch `provision::conversations` gives the conversation), and each of them
+/// joins from the Welcome. Nothing goes through the data plane: its part in a send does not depend
+/// on how the group was made. One [`Sealer`] per member of a conversation, by member index.
+pub fn conversation_groups(
+    members: &[Member],
+    conversations: &[crate::provision::Conversation],
+) -> Result<Vec<Option<Arc<Sealer>>>> {
+    let mut sealers: Vec<Option<Arc<Sealer>>> = (0..members.len()).map(|_| None).collect();
+    for conversation in conversations {
+        let roster =
+            Roster { members: conversation.members.iter().map(|&m| members[m].user_id).collect(), ..Roster::default() };
+        let devices = conversation.members.iter().map(|&m| device_of(&members[m])).collect::<Result<Vec<_>>>()?;
+        let mut devices = devices.into_iter();
+        let owner = devices.next().context("a conversation has members")?;
+        let others: Vec<Device> = devices.collect();
+        let mut owner_trust = TrustStore::default();
+        let mut group = owner.create_group(conversation.id, None)?;
+        let packages = others.iter().map(|d| d.key_package(false)).collect::<Result<Vec<_>, _>>()?;
+        let outgoing = owner.add(&mut group, &packages, &roster, &mut owner_trust)?;
+        owner.merge_pending(&mut group)?;
+        if i64::try_from(group.epoch().as_u64())? != i64::from(conversation.epoch) {
+            bail!("the group is at epoch {}, the conversation at {}", group.epoch().as_u64(), conversation.epoch);
+        }
+        let welcome = outgoing.welcome.context("an add has a Welcome")?;
+        let mut states = Vec::with_capacity(conversation.members.len());
+        states.push(SealerState { device: owner, group, trust: owner_trust, roster: roster.clone() });
+        for device in others {
+            let mut trust = TrustStore::default();
+            let joined = device.join(&welcome, &roster, &mut trust)?;
+            states.push(SealerState { device, group: joined, trust, roster: roster.clone() });
+        }
+        for (&m, state) in conversation.members.iter().zip(states) {
+            sealers[m] = Some(Arc::new(Sealer {
+                state: Mutex::new(state),
+                ahead: Mutex::new(Default::default()),
+                sealed_late: AtomicU64::new(0),
+            }));
+        }
+    }
+    Ok(sealers)
+}

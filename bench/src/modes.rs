@@ -65,11 +65,14 @@ pub async fn messages(args: MessagesArgs) -> Result<()> {
             let members = provision::login_all(&tenant.users, &bases, args.common.login_parallelism).await?;
             let conversations =
                 provision::conversations(&bench.db.owner, &tenant, &members, args.conversation_size).await?;
+            let started = std::time::Instant::now();
+            let sealers = crate::mls::conversation_groups(&members, &conversations)?;
             eprintln!(
-                "[bench] {} users signed in, {} conversations of {}",
+                "[bench] {} users signed in, {} conversations of {}, their MLS groups made in {:.1} s",
                 members.len(),
                 conversations.len(),
-                args.conversation_size
+                args.conversation_size,
+                started.elapsed().as_secs_f64()
             );
             let watch = system::Watch::new(planes.iter().map(|p| p.pid()).collect());
             let ports: Vec<u16> = planes.iter().map(|p| p.port).collect();
@@ -78,6 +81,7 @@ pub async fn messages(args: MessagesArgs) -> Result<()> {
                     organization_id: tenant.organization_id,
                     members,
                     conversations,
+                    sealers,
                     ports,
                     source_addresses: args.common.source_addresses,
                     watch: &watch,

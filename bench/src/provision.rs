@@ -140,8 +140,8 @@ pub struct Conversation {
 
 /// Groups consecutive members into conversations of `size` (the last one may be smaller, and is
 /// dropped when it would have a single member), each at MLS epoch 1 with every member device
-/// listed as in it (the bench's clients frame their messages for that epoch; see
-/// `messages::send_body`).
+/// listed as in it: the epoch of the group `mls::conversation_groups` makes for it (other modes
+/// frame their messages for that epoch with `messages::send_body`).
 pub async fn conversations(
     owner: &PgPool,
     tenant: &Tenant,
