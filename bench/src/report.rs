@@ -698,8 +698,9 @@ pub fn targets(file: &ResultsFile) -> Vec<(String, String, Option<bool>)> {
         fanout.map(|d| d >= 50_000.0),
     ));
 
-    // p99 at half of peak: a rate-limited run whose rate is at most half of the best `--max` run
-    // of the same shape (and at least a third of it, so an idle run does not count).
+    // p99 at half of peak: the latest rate-limited run whose rate is at most half of the best
+    // `--max` run of the same shape (and at least a third of it, so an idle run does not count).
+    // The latest, not the best: a target is met by what the code does now.
     let half_load = messages
         .iter()
         .filter_map(|m| {
@@ -716,7 +717,7 @@ pub fn targets(file: &ResultsFile) -> Vec<(String, String, Option<bool>)> {
                 .fold(0.0, f64::max);
             (peak > 0.0 && rate <= peak * 0.55 && rate >= peak * 0.33).then_some((m, peak))
         })
-        .min_by(|a, b| a.0.latency.p99_ms.total_cmp(&b.0.latency.p99_ms));
+        .last();
     out.push((
         "p99 send→deliver ≤ 20 ms at half of peak load".to_owned(),
         half_load.map_or("—".to_owned(), |(m, peak)| {
@@ -912,6 +913,18 @@ pub(crate) mod tests {
         assert!(verdicts[2].1.contains("12.00 ms"), "{:?}", verdicts[2]);
         assert_eq!(verdicts[3].2, Some(true));
         assert_eq!(verdicts[4].2, None);
+
+        // The latest run at half of peak judges, not the best one.
+        let mut later = sample();
+        let run = Run {
+            command: "conclave-bench x".into(),
+            date: "2026-01-02T00:00:00Z".into(),
+            figures: Figures::Messages(Box::new(messages(Some(600.0), 600.0, 25.0))),
+        };
+        later.runs.push(run);
+        let verdict = &targets(&later)[2];
+        assert_eq!(verdict.2, Some(false), "{verdict:?}");
+        assert!(verdict.1.contains("25.00 ms"), "{verdict:?}");
     }
 
     fn operator(workspaces_ready: Option<f64>, idle_cpu: f64) -> OperatorFigures {
