@@ -16,6 +16,7 @@ mod audit;
 pub mod auth;
 mod bots;
 pub mod calls;
+mod clock;
 pub mod config;
 mod contacts;
 pub mod context;

@@ -33,7 +33,7 @@ pub const REFRESH: Limit = Limit { name: "refresh", max: 60, window_seconds: 60 
 
 /// Counts one attempt against `limit` for `key` (an IP address, an email digest, a user id).
 pub async fn check(state: &AppState, limit: Limit, key: &str) -> ApiResult<()> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = crate::clock::unix_seconds();
     let window = now / limit.window_seconds;
     let redis_key = format!("{}:rl:{}:{}:{}", state.config.redis_namespace, limit.name, key, window);
     let mut redis = state.redis.clone();

@@ -149,7 +149,7 @@ impl JwtKeys {
     /// callers answer every such case with the same 401.
     pub fn verify(&self, token: &str) -> Option<Claims> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        let now = Some(crate::clock::unix_seconds()).filter(|now| *now > 0)?;
         let mut verified = self.verified.lock().ok()?;
         if let Some(claims) = verified.get(&digest) {
             return (claims.exp.saturating_add(LEEWAY) > now).then(|| claims.clone());
@@ -203,7 +203,7 @@ mod tests {
     use super::*;
 
     fn claims(exp_offset: i64) -> Claims {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+        let now = crate::clock::unix_seconds();
         Claims {
             iss: ISSUER.to_owned(),
             sub: Uuid::now_v7(),

@@ -16,9 +16,10 @@
 //! replayed within its window. `docs/protocol.md` ("Sign-in") states the policy for clients.
 
 use super::credentials::{Email, verify_password_or_decoy};
-use super::{TokenPair, now_seconds, open_session, totp};
+use super::{TokenPair, open_session, totp};
 use crate::AppState;
 use crate::audit::{self, Actor};
+use crate::clock::unix_seconds;
 use crate::context::session::AuthUser;
 use crate::devices;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -64,7 +65,7 @@ fn locked(seconds: u64) -> ApiError {
 /// key of the unrevoked device the request names (none when the account or the device does not
 /// exist, and then no proof holds). Shared by sign-in and bot sessions.
 pub(crate) fn proof_holds(proof: &DeviceProof, device_key: Option<&[u8]>, input: impl FnOnce(u64) -> Vec<u8>) -> bool {
-    if now_seconds().abs_diff(proof.unix_seconds) > PROOF_MAX_SKEW_SECONDS {
+    if unix_seconds().abs_diff(proof.unix_seconds) > PROOF_MAX_SKEW_SECONDS {
         return false;
     }
     let Some(key) =
@@ -78,7 +79,7 @@ pub(crate) fn proof_holds(proof: &DeviceProof, device_key: Option<&[u8]>, input:
 /// Whether `proof` is used for the first time: it is remembered (by its signature, which
 /// `verify_strict` admits in one encoding only) until it is too old to hold anyway. Only a proof that holds is remembered, so forgeries cannot fill Redis.
 pub(crate) async fn first_use_of(state: &AppState, proof: &DeviceProof) -> ApiResult<bool> {
-    let remaining = (proof.unix_seconds + PROOF_MAX_SKEW_SECONDS).saturating_sub(now_seconds()) + 1;
+    let remaining = (proof.unix_seconds + PROOF_MAX_SKEW_SECONDS).saturating_sub(unix_seconds()) + 1;
     let key = format!("login-proof:{}", hex::encode(proof.signature));
     ratelimit::use_once(state, &key, remaining).await
 }

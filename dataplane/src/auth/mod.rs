@@ -39,10 +39,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(jwks))
 }
 
-fn now_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// An access token for a session; `bot` when the session is a bot's (see [`jwt::Claims::bot`]).
 pub fn access_token(
     state: &AppState,
@@ -51,7 +47,7 @@ pub fn access_token(
     device_id: Uuid,
     bot: bool,
 ) -> ApiResult<String> {
-    let now = now_seconds();
+    let now = crate::clock::unix_seconds();
     let claims = jwt::Claims {
         iss: jwt::ISSUER.to_owned(),
         sub: user_id,

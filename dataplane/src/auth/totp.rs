@@ -37,10 +37,6 @@ fn totp(seed: Vec<u8>) -> Totp {
         .build_noncompliant()
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// The time step a code matches, looking one step either side of now.
 fn matching_step(seed: &[u8], code: &str, at: u64) -> Option<u64> {
     let code = code.trim();
@@ -86,7 +82,7 @@ async fn verify_second_factor(
 ) -> ApiResult<()> {
     let refused = || ApiError::new(ErrorCode::InvalidTotp, "the code is wrong, expired or already used");
     if let Some(code) = code {
-        let step = matching_step(&seed.seed, code, now()).ok_or_else(refused)? as i64;
+        let step = matching_step(&seed.seed, code, crate::clock::unix_seconds()).ok_or_else(refused)? as i64;
         if seed.last_step.is_some_and(|last| step <= last) {
             return Err(refused());
         }

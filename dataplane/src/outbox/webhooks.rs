@@ -85,7 +85,7 @@ pub async fn deliver(state: &AppState, http: &GuardedHttp, job: &Job) -> Outcome
     let previous =
         endpoint.previous_signing_secret_sealed.and_then(|sealed| state.sealing.open(&context, &sealed)).and_then(key);
     let keys: Vec<Vec<u8>> = std::iter::once(current).chain(previous).collect();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = crate::clock::unix_seconds();
     let body = json!({
         "id": job.id,
         "type": job.event_type,
