@@ -111,6 +111,16 @@ impl Chain {
         self.state().external_senders.clone()
     }
 
+    /// The key under which `identity` is the delivery service, when it is: a `basic` credential
+    /// whose identity is [`DELIVERY_SERVICE_IDENTITY`], and one of its published removal keys
+    /// (`removal_key` or `previous_removal_key`) as signature key.
+    pub fn delivery_service_key(&self, identity: &SigningIdentity) -> Option<[u8; 32]> {
+        let is_service =
+            identity.credential.as_basic().is_some_and(|basic| basic.identifier() == DELIVERY_SERVICE_IDENTITY);
+        let key = identity.signature_key.as_bytes();
+        self.state().delivery_service.iter().find(|known| is_service && &known[..] == key).copied()
+    }
+
     /// The refusals so far.
     pub fn refused(&self) -> Vec<ChainError> {
         self.state().refused.clone()
@@ -173,17 +183,11 @@ impl IdentityProvider for Chain {
         _timestamp: Option<MlsTime>,
         _extensions: Option<&ExtensionList>,
     ) -> Result<(), Self::Error> {
-        let is_service =
-            signing_identity.credential.as_basic().is_some_and(|basic| basic.identifier() == DELIVERY_SERVICE_IDENTITY);
-        let key = signing_identity.signature_key.as_bytes();
-        let mut state = self.state();
-        if let Some(known) = state.delivery_service.iter().find(|known| &known[..] == key).copied()
-            && is_service
-        {
-            state.external_senders.push(known);
+        if let Some(key) = self.delivery_service_key(signing_identity) {
+            self.state().external_senders.push(key);
             return Ok(());
         }
-        state.refused.push(ChainError::NotTheDeliveryService);
+        self.state().refused.push(ChainError::NotTheDeliveryService);
         Err(ChainError::NotTheDeliveryService)
     }
 

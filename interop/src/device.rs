@@ -6,17 +6,21 @@ use anyhow::{Context as _, Result, bail, ensure};
 use conclave_protocol::api::{Message, SendMessage};
 use conclave_protocol::auth::LoginRequest;
 use conclave_protocol::devices::{NewDevice, Platform};
-use conclave_protocol::handshake::{MlsBytes, UploadCommit};
+use conclave_protocol::handshake::{MlsBytes, StoredCommit, UploadCommit};
 use conclave_protocol::identity::PublishIdentity;
 use conclave_protocol::keypackages::{KeyPackageBytes, KeyPackageStock, UploadKeyPackages};
 use conclave_protocol::rich::{AddReaction, Reaction};
 use ed25519_dalek::{Signer as _, SigningKey};
 use mls_rs::client_builder::{BaseConfig, WithCryptoProvider, WithIdentityProvider, WithMlsRules};
-use mls_rs::group::ReceivedMessage;
+use mls_rs::extension::built_in::{ExternalSendersExt, RatchetTreeExt};
+use mls_rs::group::proposal::Proposal;
+use mls_rs::group::{
+    CommitEffect, CommitMessageDescription, ProposalMessageDescription, ProposalSender, ReceivedMessage,
+};
 use mls_rs::identity::SigningIdentity;
 use mls_rs::identity::basic::BasicCredential;
 use mls_rs::mls_rules::{CommitOptions, DefaultMlsRules, EncryptionOptions};
-use mls_rs::{CipherSuite, Client, ExtensionList, Group, MlsMessage};
+use mls_rs::{CipherSuite, Client, ExtensionList, Group, MlsMessage, WireFormat};
 use mls_rs_crypto_rustcrypto::RustCryptoProvider;
 use uuid::Uuid;
 
@@ -50,6 +54,36 @@ pub struct Received {
     pub sender: DeviceCredential,
     pub plaintext: Vec<u8>,
     pub content: Result<Content, content::Malformed>,
+}
+
+/// One stored commit this device processed: the delivery service's proposals it includes by
+/// reference (each checked to be a `Remove` by the group's external sender, the delivery
+/// service), then the commit.
+#[derive(Debug)]
+pub struct Processed {
+    /// The epoch the commit opened.
+    pub epoch: u64,
+    pub proposals: Vec<ProposalMessageDescription>,
+    pub commit: CommitMessageDescription,
+}
+
+impl Processed {
+    /// Whether the commit removed this device's leaf: the group stays at the epoch before it
+    /// (mls-rs does not enter an epoch it is not a member of) and can read nothing that follows.
+    pub fn removed_this_device(&self) -> bool {
+        matches!(self.commit.effect, CommitEffect::Removed { .. })
+    }
+}
+
+/// What a rejoin by external commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejoined {
+    /// The epoch of the group info rejoined from (the external commit was made in it).
+    pub from_epoch: u64,
+    /// The epoch the external commit opened, as the server acknowledged it.
+    pub epoch: u64,
+    /// This device's old leaf, which the external commit removed.
+    pub replaced_leaf: u32,
 }
 
 /// One device of the independent client.
@@ -182,8 +216,8 @@ impl Independent {
     }
 
     /// Processes, in order, the commits after the group's epoch (each stored commit's delivery
-    /// service proposals first).
-    pub async fn catch_up(&self, at: At, group: &mut MlsGroup) -> Result<Vec<mls_rs::group::CommitMessageDescription>> {
+    /// service proposals first), until the server lists no more or one removes this device.
+    pub async fn catch_up(&self, at: At, group: &mut MlsGroup) -> Result<Vec<Processed>> {
         let mut seen = Vec::new();
         loop {
             let after = i32::try_from(group.current_epoch())?;
@@ -191,30 +225,92 @@ impl Independent {
             if commits.is_empty() {
                 return Ok(seen);
             }
-            for stored in commits {
-                for proposal in &stored.proposals {
-                    match group.process_incoming_message(MlsMessage::from_bytes(&proposal.0)?)? {
-                        ReceivedMessage::Proposal(_) => {}
-                        other => bail!("a stored proposal is not one: {other:?}"),
-                    }
-                }
-                match group.process_incoming_message(MlsMessage::from_bytes(&stored.commit.0)?)? {
-                    ReceivedMessage::Commit(commit) => seen.push(commit),
-                    other => bail!("a stored commit is not one: {other:?}"),
+            for stored in &commits {
+                let processed = self.process_commit(group, stored)?;
+                let removed = processed.removed_this_device();
+                seen.push(processed);
+                if removed {
+                    return Ok(seen);
                 }
             }
         }
     }
 
+    /// The group's external sender at `index` (the group context's `external_senders`
+    /// extension, RFC 9420 section 12.1.8.1).
+    pub fn external_sender(group: &MlsGroup, index: u32) -> Result<SigningIdentity> {
+        let senders = group
+            .context()
+            .extensions
+            .get_as::<ExternalSendersExt>()?
+            .context("the group has no external_senders extension")?;
+        senders.allowed_senders().get(usize::try_from(index)?).cloned().context("no external sender at that index")
+    }
+
+    /// Processes one commit as `GET .../commits` lists it: first the delivery service's
+    /// proposals it includes by reference, each a `PublicMessage` whose signature mls-rs verifies
+    /// under the group's external sender key, checked here to come from an external sender that
+    /// is the delivery service under a key it publishes, and to be a `Remove` (all it may
+    /// propose); then the commit, which refers to them.
+    pub fn process_commit(&self, group: &mut MlsGroup, stored: &StoredCommit) -> Result<Processed> {
+        let epoch = u64::try_from(stored.epoch)?;
+        ensure!(
+            epoch == group.current_epoch() + 1,
+            "the commit opening epoch {epoch} does not follow the group's epoch {}",
+            group.current_epoch()
+        );
+        let mut proposals = Vec::new();
+        for bytes in &stored.proposals {
+            let message = MlsMessage::from_bytes(&bytes.0)?;
+            ensure!(message.wire_format() == WireFormat::PublicMessage, "a stored proposal is not a PublicMessage");
+            let ReceivedMessage::Proposal(proposal) = group.process_incoming_message(message)? else {
+                bail!("a stored proposal is not one");
+            };
+            let ProposalSender::External(index) = proposal.sender else {
+                bail!("a stored proposal is not by an external sender: {:?}", proposal.sender);
+            };
+            let sender = Self::external_sender(group, index)?;
+            ensure!(
+                self.chain.delivery_service_key(&sender).is_some(),
+                "external sender {index} is not the delivery service under a key it publishes"
+            );
+            ensure!(
+                matches!(proposal.proposal, Proposal::Remove(_)),
+                "the delivery service proposed something other than Remove: {:?}",
+                proposal.proposal
+            );
+            proposals.push(proposal);
+        }
+        let ReceivedMessage::Commit(commit) =
+            group.process_incoming_message(MlsMessage::from_bytes(&stored.commit.0)?)?
+        else {
+            bail!("a stored commit is not one");
+        };
+        let entered = match &commit.effect {
+            CommitEffect::NewEpoch(new) | CommitEffect::Removed { new_epoch: new, .. } => new.epoch(),
+            CommitEffect::ReInit(_) => bail!("a ReInit: not part of the protocol"),
+        };
+        ensure!(entered == epoch, "the commit listed as opening epoch {epoch} opened {entered}");
+        Ok(Processed { epoch, proposals, commit })
+    }
+
     /// Decrypts one message the server relayed (catching up on commits to its epoch first), and
-    /// reads its content. The sender is the leaf MLS authenticates, checked against the server's
-    /// attribution.
+    /// reads its content: [`Self::open`].
     pub async fn read(&self, at: At, group: &mut MlsGroup, message: &Message) -> Result<Received> {
-        let ciphertext = message.ciphertext.as_deref().context("a deleted message")?;
         let epoch = u64::try_from(message.key_generation)?;
         if group.current_epoch() < epoch {
-            self.catch_up(at, group).await?;
+            let processed = self.catch_up(at, group).await?;
+            ensure!(!processed.iter().any(Processed::removed_this_device), "this device was removed from the group");
         }
+        self.open(group, message)
+    }
+
+    /// Decrypts one message in the group as it stands (no catching up), and reads its content.
+    /// The sender is the leaf MLS authenticates, checked against the server's attribution. An
+    /// MLS failure is an [`mls_rs::error::MlsError`] inside the error.
+    pub fn open(&self, group: &mut MlsGroup, message: &Message) -> Result<Received> {
+        let ciphertext = message.ciphertext.as_deref().context("a deleted message")?;
+        let epoch = u64::try_from(message.key_generation)?;
         let ReceivedMessage::ApplicationMessage(app) =
             group.process_incoming_message(MlsMessage::from_bytes(ciphertext)?)?
         else {
@@ -230,6 +326,64 @@ impl Independent {
         );
         let plaintext = app.data().to_vec();
         Ok(Received { message_id: message.id, epoch, sender, content: content::read(&plaintext), plaintext })
+    }
+
+    /// Rejoins the conversation's group by external commit (RFC 9420 section 12.4.3.2), as a
+    /// device that lost its group state does: from the current group info
+    /// (`GET .../group-info`), whose `ratchet_tree` extension gives the tree (every leaf checked
+    /// against the chain, the external sender against the delivery service), an external commit
+    /// that removes this device's old leaf (a resync: members accept an external commit only from
+    /// a device already in the group), uploaded as any commit with the new epoch's group info.
+    /// Messages of the epochs before the new one cannot be read.
+    pub async fn rejoin(&self, at: At) -> Result<(MlsGroup, Rejoined)> {
+        self.refresh_roster(at).await?;
+        let stored = self.api.group_info(at).await?;
+        let message = MlsMessage::from_bytes(&stored.group_info.0)?;
+        let info = message.as_group_info().context("the group info is not a GroupInfo")?;
+        ensure!(info.group_context().group_id == at.conversation.as_bytes(), "the group info is another group's");
+        let from_epoch = info.group_context().epoch;
+        ensure!(from_epoch == u64::try_from(stored.epoch)?, "the group info is not of the epoch the server says");
+        let tree = info
+            .extensions()
+            .get_as::<RatchetTreeExt>()?
+            .context("the group info has no ratchet_tree extension")?
+            .tree_data;
+        let own = (self.user_id, self.device_id);
+        let replaced_leaf = tree
+            .roster()
+            .members_iter()
+            .find(|m| Chain::leaf(&m.signing_identity).is_some_and(|l| (l.user_id, l.device_id) == own))
+            .map(|m| m.index)
+            .context("this device has no leaf in the group: only a member can add it")?;
+        let (group, commit) = self
+            .mls
+            .external_commit_builder()?
+            .with_tree_data(tree)
+            .with_removal(replaced_leaf)
+            .build(message)
+            .context("the external commit")?;
+        for member in group.roster().members() {
+            self.chain.check(&member.signing_identity).map_err(|e| anyhow::anyhow!("leaf {}: {e}", member.index))?;
+        }
+        // mls-rs has merged its own external commit: the group is in the new epoch, whose group
+        // info (signed by this device, with the tree and the external public key) goes with it.
+        let group_info = group.group_info_message_allowing_ext_commit(true)?;
+        let upload = UploadCommit {
+            epoch: i32::try_from(from_epoch)?,
+            commit: MlsBytes(commit.to_bytes()?),
+            group_info: MlsBytes(group_info.to_bytes()?),
+            welcome: None,
+            welcomed_devices: Vec::new(),
+            proposals: Vec::new(),
+        };
+        let accepted = self.api.upload_commit(at, &upload).await?;
+        let epoch = u64::try_from(accepted.epoch)?;
+        ensure!(
+            epoch == group.current_epoch(),
+            "the server opened epoch {epoch}, the group is at {}",
+            group.current_epoch()
+        );
+        Ok((group, Rejoined { from_epoch, epoch, replaced_leaf }))
     }
 
     /// Encrypts a text in the group's current epoch and posts it.

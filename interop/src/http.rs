@@ -5,7 +5,9 @@
 use anyhow::{Context as _, Result, bail};
 use conclave_protocol::api::{Conversation, MemberDevice, Message, MessagePage, SendMessage};
 use conclave_protocol::auth::{LoginRequest, TokenPair};
-use conclave_protocol::handshake::{CommitAccepted, DeliveryService, StoredCommit, StoredWelcome, UploadCommit};
+use conclave_protocol::handshake::{
+    CommitAccepted, DeliveryService, StoredCommit, StoredGroupInfo, StoredWelcome, UploadCommit,
+};
 use conclave_protocol::identity::{Identity, PublishIdentity};
 use conclave_protocol::keypackages::{KeyPackageStock, UploadKeyPackages};
 use conclave_protocol::rich::{AddReaction, Reaction};
@@ -111,6 +113,11 @@ impl Api {
 
     pub async fn commits(&self, at: At, after: i32) -> Result<Vec<StoredCommit>> {
         self.get(&at.path(&format!("/commits?after={after}"))).await
+    }
+
+    /// `GET .../group-info`: the current epoch's group info, to rejoin from by external commit.
+    pub async fn group_info(&self, at: At) -> Result<StoredGroupInfo> {
+        self.get(&at.path("/group-info")).await
     }
 
     pub async fn upload_commit(&self, at: At, body: &UploadCommit) -> Result<CommitAccepted> {
