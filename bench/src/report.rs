@@ -717,7 +717,7 @@ pub fn targets(file: &ResultsFile) -> Vec<(String, String, Option<bool>)> {
                 .fold(0.0, f64::max);
             (peak > 0.0 && rate <= peak * 0.55 && rate >= peak * 0.33).then_some((m, peak))
         })
-        .last();
+        .next_back();
     out.push((
         "p99 send→deliver ≤ 20 ms at half of peak load".to_owned(),
         half_load.map_or("—".to_owned(), |(m, peak)| {
