@@ -165,6 +165,12 @@ impl Error {
         }
     }
 
+    /// The conversation's current epoch, as a refusal for a stale one names it
+    /// (`details.current_key_generation`).
+    pub fn current_key_generation(&self) -> Option<i64> {
+        self.api()?.details.get("current_key_generation")?.as_i64()
+    }
+
     /// Whether the server refused the request with this code.
     pub fn is_api(&self, code: &str) -> bool {
         self.api().is_some_and(|err| err.is(code))

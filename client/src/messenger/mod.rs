@@ -298,10 +298,7 @@ impl Messenger {
             // only means syncing again).
             let mut group = self.synced_group(&device, at).await?;
             self.update_when_due(&device, at, &mut group).await?;
-            let trust = self.with_keystore(|k| k.trust().clone());
-            for leaf in Device::leaves(&group) {
-                device.admit(&leaf, &trust)?;
-            }
+            self.with_keystore(|k| device.admit_members(&group, k.trust()))?;
             let key_generation = generation_i32(group.epoch().as_u64())?;
             let ciphertext = device.encrypt(&mut group, &plaintext);
             // The sender's ratchet moved: saved before the message leaves, so that no key is ever
@@ -332,8 +329,7 @@ impl Messenger {
                 Err(err) if epoch_moved(&err) => {
                     // The server says the conversation is past this epoch: the next sync must get
                     // there, or this device stops sending in it.
-                    let listed = err.api().and_then(|e| e.details.get("current_key_generation")?.as_u64());
-                    if let Some(listed) = listed {
+                    if let Some(listed) = err.current_key_generation().and_then(|g| u64::try_from(g).ok()) {
                         device.saw_epoch(&group, listed);
                     }
                     last_error = Some(err);

@@ -86,10 +86,7 @@ impl Device {
             }
             Err(error) if error.is_api("stale_generation") => {
                 self.discard_pending(group)?;
-                let current = error
-                    .api()
-                    .and_then(|e| e.details.get("current_key_generation").and_then(|v| v.as_i64()))
-                    .unwrap_or_default();
+                let current = error.current_key_generation().unwrap_or_default();
                 if let Ok(later) = u64::try_from(current) {
                     self.saw_epoch(group, later);
                 }

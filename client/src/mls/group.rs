@@ -315,6 +315,15 @@ impl Device {
         Ok(())
     }
 
+    /// [`Self::admit`] for every leaf of `group`: whether this device may send in it. Nothing to
+    /// check under trust on first use, where every leaf was checked when it entered.
+    pub fn admit_members(&self, group: &MlsGroup, trust: &TrustStore) -> Result<(), MlsError> {
+        if trust.first_contact() == FirstContact::TrustOnFirstUse {
+            return Ok(());
+        }
+        Self::leaves(group).iter().try_for_each(|leaf| self.admit(leaf, trust))
+    }
+
     fn validate_key_package(&self, bytes: &[u8]) -> Result<KeyPackage, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::MalformedKeyPackage)?;
         let MlsMessageBodyIn::KeyPackage(package) = message.extract() else {
