@@ -108,9 +108,7 @@ mod tests {
     use super::*;
 
     fn vectors() -> Value {
-        let file =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/test-vectors/protocol-v2-content.json");
-        serde_json::from_str(&std::fs::read_to_string(file).expect("vectors")).expect("json")
+        crate::vectors::load("protocol-v2-content.json")
     }
 
     /// Every `text` of `written` is what this writer writes, byte for byte.

@@ -98,18 +98,12 @@ pub fn device_key_input(public_key: &[u8; 32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-    }
+    use crate::vectors::unhex as hex;
 
     /// `docs/test-vectors/protocol-v2-identity.json`: the same credential bytes, and it verifies.
     #[test]
     fn the_committed_identity_vector_is_what_this_client_writes() {
-        let file =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/test-vectors/protocol-v2-identity.json");
-        let vector: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(file).expect("vector")).expect("json");
+        let vector = crate::vectors::load("protocol-v2-identity.json");
         let text = |k: &str| vector[k].as_str().expect(k).to_owned();
         let seed: [u8; 32] = hex(&text("identity_seed")).try_into().expect("seed");
         let leaf_seed: [u8; 32] = hex(&text("leaf_seed")).try_into().expect("leaf seed");

@@ -17,3 +17,18 @@ pub mod reaction;
 
 pub use device::{Independent, MlsGroup};
 pub use http::{Api, At};
+
+/// The committed test vectors (`docs/test-vectors/`), as this crate's unit tests read them.
+#[cfg(test)]
+mod vectors {
+    /// The JSON of `docs/test-vectors/<name>`.
+    pub fn load(name: &str) -> serde_json::Value {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/test-vectors").join(name);
+        serde_json::from_str(&std::fs::read_to_string(file).expect("vectors")).expect("json")
+    }
+
+    /// The bytes a vector's lowercase hex string spells.
+    pub fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    }
+}

@@ -98,18 +98,12 @@ pub fn open(reaction_key: &[u8; 32], place: Place, sealed: &Sealed) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
-    }
+    use crate::vectors::unhex as hex;
 
     /// `docs/test-vectors/protocol-v2-reaction.json`, from each `reaction_key` on.
     #[test]
     fn the_committed_reaction_vectors_are_what_this_client_seals_and_opens() {
-        let file =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/test-vectors/protocol-v2-reaction.json");
-        let vectors: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(file).expect("vectors")).expect("json");
+        let vectors = crate::vectors::load("protocol-v2-reaction.json");
         assert_eq!(vectors["exporter_label"].as_str().expect("label").as_bytes(), LABEL);
         let reactions = vectors["reactions"].as_array().expect("reactions");
         assert!(!reactions.is_empty());
