@@ -10,10 +10,18 @@
 //! the writer is busy, which is exactly when round trips and commits are the bottleneck.
 //!
 //! One writer per conversation is what keeps a conversation's messages published in sequence
-//! order: a writer publishes its batch before it takes the next one. (Shared between writers,
-//! two batches of one conversation would commit in lock order but could publish in either
-//! order, and every member's socket would then fill the apparent gap from the database. It
-//! also keeps writers from waiting on each other's conversation locks.)
+//! order: each writer hands its stored batches, in the order it stored them, to a task of its
+//! own that publishes one batch after the other and answers each batch's handlers after its
+//! publish. (Shared between writers, two batches of one conversation would commit in lock order
+//! but could publish in either order, and every member's socket would then fill the apparent gap
+//! from the database. It also keeps writers from waiting on each other's conversation locks.)
+//! The writer meanwhile stores the next batch: Redis's round trip is not part of its cycle.
+//!
+//! A writer keeps its pooled connection while sends keep coming (given back after
+//! [`KEEP_CONNECTION`] with nothing to write). Taking a connection from the pool for each batch
+//! cost two health-check round trips and, with the pool handing out its connections in turn, a
+//! backend whose caches had gone cold: under load that doubled what PostgreSQL spent on a batch
+//! (docs/benchmarks.md, "One busy conversation").
 //!
 //! When a batch fails as a whole (a deadlock with another transaction, a lost connection), each
 //! of its sends is retried on its own, so one send's failure is never another's.
@@ -31,12 +39,40 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::realtime::{LiveEvent, Publisher};
 use conclave_protocol::api::Message;
 use conclave_protocol::events::ServerFrame;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+
+/// The database as a writer reaches it: the pool, and the connection it keeps between batches
+/// while sends keep coming.
+pub struct Link {
+    pool: PgPool,
+    held: Option<PoolConnection<Postgres>>,
+}
+
+impl Link {
+    /// No connection kept yet: the first batch takes one from `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, held: None }
+    }
+
+    /// The connection kept from the last batch, if it was kept.
+    pub fn kept(&mut self) -> Option<&mut PgConnection> {
+        self.held.as_deref_mut()
+    }
+}
+
+/// How long a writer keeps its connection with nothing to write. While it has one, a batch is
+/// one round trip; taking one from the pool (and giving it back) costs two health checks, one
+/// backend's warm caches for another's, and, under load, more than the batch itself.
+const KEEP_CONNECTION: Duration = Duration::from_secs(2);
+
+/// Stored batches waiting to be published; past this the writer waits for Redis.
+const ANNOUNCE_DEPTH: usize = 16;
 
 /// Most sends written by one call.
 pub const MAX_BATCH: usize = 128;
@@ -132,7 +168,25 @@ async fn writer(
     stats: Arc<BatchStats>,
     deadline: Duration,
 ) {
-    while let Some(first) = queue.recv().await {
+    // Batches are published and answered by a task of their own, in the order they were stored,
+    // so that the writer takes the next batch while Redis takes the last one.
+    let (announce, announcements) = mpsc::channel(ANNOUNCE_DEPTH);
+    tokio::spawn(announcer(publisher, announcements));
+    let mut link = Link::new(db);
+    loop {
+        let next = match link.held {
+            // Kept while sends keep coming; given back to the pool once the queue has been
+            // empty for `KEEP_CONNECTION`.
+            Some(_) => match tokio::time::timeout(KEEP_CONNECTION, queue.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    link.held = None;
+                    continue;
+                }
+            },
+            None => queue.recv().await,
+        };
+        let Some(first) = next else { break };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -140,34 +194,46 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        write(&db, &publisher, batch, &stats, deadline).await;
+        let (sends, replies): (Vec<Pending>, Vec<_>) = batch.into_iter().map(|job| (job.send, job.reply)).unzip();
+        let answers = write_batch(&mut link, &sends, &stats, deadline).await;
+        if announce.send(Announcement { sends, replies, answers }).await.is_err() {
+            break;
+        }
     }
 }
 
-async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &BatchStats, deadline: Duration) {
-    let (sends, replies): (Vec<Pending>, Vec<_>) = batch.into_iter().map(|job| (job.send, job.reply)).unzip();
-    let answers = write_batch(db, &sends, stats, deadline).await;
-    // Published here, in queue order (which is each conversation's sequence order), rather than
-    // by each handler in whatever order they wake up: out of order, every member's socket would
-    // see a gap and fill it from the database. A send found stored already is published again:
-    // it may be one whose batch committed just after its deadline (answered 503, never
-    // published), and a listener drops a message at or below its cursor.
-    let created: Vec<LiveEvent> = sends
-        .iter()
-        .zip(&answers)
-        .filter_map(|(send, answer)| match answer {
-            Ok(Stored::Created(message) | Stored::Existing(message)) => Some(LiveEvent::message(
-                send.organization_id,
-                message.conversation_id,
-                message.seq,
-                ServerFrame::MessageCreated { message: message.clone() },
-            )),
-            _ => None,
-        })
-        .collect();
-    publisher.publish(&created).await;
-    for (reply, answer) in replies.into_iter().zip(answers) {
-        let _ = reply.send(answer);
+/// A stored batch on its way to Redis and to its handlers.
+struct Announcement {
+    sends: Vec<Pending>,
+    replies: Vec<oneshot::Sender<ApiResult<Stored>>>,
+    answers: Vec<ApiResult<Stored>>,
+}
+
+/// Publishes each batch, then answers its handlers, one batch after the other.
+async fn announcer(publisher: Publisher, mut batches: mpsc::Receiver<Announcement>) {
+    while let Some(Announcement { sends, replies, answers }) = batches.recv().await {
+        // Published in queue order (which is each conversation's sequence order), rather than
+        // by each handler in whatever order they wake up: out of order, every member's socket
+        // would see a gap and fill it from the database. A send found stored already is
+        // published again: it may be one whose batch committed just after its deadline
+        // (answered 503, never published), and a listener drops a message at or below its cursor.
+        let created: Vec<LiveEvent> = sends
+            .iter()
+            .zip(&answers)
+            .filter_map(|(send, answer)| match answer {
+                Ok(Stored::Created(message) | Stored::Existing(message)) => Some(LiveEvent::message(
+                    send.organization_id,
+                    message.conversation_id,
+                    message.seq,
+                    ServerFrame::MessageCreated { message: message.clone() },
+                )),
+                _ => None,
+            })
+            .collect();
+        publisher.publish(&created).await;
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
+        }
     }
 }
 
@@ -175,14 +241,14 @@ async fn write(db: &PgPool, publisher: &Publisher, batch: Vec<Job>, stats: &Batc
 /// each of its sends on its own; one answer per send, in order. Each call to the database has
 /// `deadline`.
 pub async fn write_batch(
-    db: &PgPool,
+    link: &mut Link,
     sends: &[Pending],
     stats: &BatchStats,
     deadline: Duration,
 ) -> Vec<ApiResult<Stored>> {
     let mut answers = Vec::with_capacity(sends.len());
     for part in parts(sends) {
-        answers.extend(write_part(db, &sends[part], stats, deadline).await);
+        answers.extend(write_part(link, &sends[part], stats, deadline).await);
     }
     answers
 }
@@ -207,13 +273,18 @@ fn parts(sends: &[Pending]) -> Vec<std::ops::Range<usize>> {
     parts
 }
 
-async fn write_part(db: &PgPool, sends: &[Pending], stats: &BatchStats, deadline: Duration) -> Vec<ApiResult<Stored>> {
+async fn write_part(
+    link: &mut Link,
+    sends: &[Pending],
+    stats: &BatchStats,
+    deadline: Duration,
+) -> Vec<ApiResult<Stored>> {
     let counted = |n: usize| {
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.sends.fetch_add(n as u64, Ordering::Relaxed);
     };
     counted(sends.len());
-    match store(db, sends, deadline).await {
+    match store(link, sends, deadline).await {
         Ok(answers) => answers,
         // The database did not answer in time, or no connection was to be had: one by one
         // would wait as long again for each send.
@@ -231,7 +302,7 @@ async fn write_part(db: &PgPool, sends: &[Pending], stats: &BatchStats, deadline
                     continue;
                 }
                 counted(1);
-                answers.push(match store(db, std::slice::from_ref(send), left).await {
+                answers.push(match store(link, std::slice::from_ref(send), left).await {
                     Ok(mut one) => one.pop().unwrap_or_else(|| Err(ApiError::internal())),
                     Err(error) if timed_out(&error) => Err(unanswered(&error)),
                     Err(error) => Err(ApiError::from(error)),
@@ -270,11 +341,18 @@ fn busy() -> ApiError {
 /// call, a connection included, has `deadline`; past it the connection is closed rather than
 /// returned to the pool (it may be one a partition left silent) and the call fails with a
 /// `TimedOut` I/O error (or `PoolTimedOut` when no connection came).
-pub async fn store(db: &PgPool, sends: &[Pending], deadline: Duration) -> Result<Vec<ApiResult<Stored>>, sqlx::Error> {
+pub async fn store(
+    link: &mut Link,
+    sends: &[Pending],
+    deadline: Duration,
+) -> Result<Vec<ApiResult<Stored>>, sqlx::Error> {
     let started = Instant::now();
-    let mut conn = match tokio::time::timeout(deadline, db.acquire()).await {
-        Ok(conn) => conn?,
-        Err(_) => return Err(sqlx::Error::PoolTimedOut),
+    let conn = match &mut link.held {
+        Some(conn) => conn,
+        None => match tokio::time::timeout(deadline, link.pool.acquire()).await {
+            Ok(conn) => link.held.insert(conn?),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+        },
     };
     let column = |f: fn(&Pending) -> Uuid| sends.iter().map(f).collect::<Vec<_>>();
     let (mut attachment_entries, mut attachment_ids) = (Vec::new(), Vec::new());
@@ -301,18 +379,25 @@ pub async fn store(db: &PgPool, sends: &[Pending], deadline: Duration) -> Result
         &attachment_entries,
         &attachment_ids,
     );
-    let rows = match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), query.fetch_all(&mut *conn)).await
-    {
-        Ok(rows) => rows?,
-        Err(_) => {
-            // Closed without a goodbye: on a silent connection even that would wait.
-            drop(conn.detach());
-            return Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer from the database within {} ms", deadline.as_millis()),
-            )));
-        }
-    };
+    let rows =
+        match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), query.fetch_all(&mut **conn)).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(error)) => {
+                // Back to the pool, whose health check decides whether it is kept.
+                link.held = None;
+                return Err(error);
+            }
+            Err(_) => {
+                // Closed without a goodbye: on a silent connection even that would wait.
+                if let Some(conn) = link.held.take() {
+                    drop(conn.detach());
+                }
+                return Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer from the database within {} ms", deadline.as_millis()),
+                )));
+            }
+        };
     let mut answers: Vec<Option<ApiResult<Stored>>> = (0..sends.len()).map(|_| None).collect();
     for row in rows {
         let index = usize::try_from(row.entry - 1).ok().filter(|i| *i < sends.len());

@@ -116,9 +116,9 @@ pub async fn publish(state: &AppState, event: LiveEvent) {
     state.publisher.publish(std::slice::from_ref(&event)).await;
 }
 
-/// The longest a publish may take. The send writers publish each batch before taking the next
-/// one, so a Redis that is down (its client then waits while it reconnects, seconds) would
-/// otherwise hold every send for as long: Redis is a fast path, not the record, and sockets
+/// The longest a publish may take. A send writer's batches are published one after the other
+/// and each is answered only after its publish, so a Redis that is down (its client then waits
+/// while it reconnects, seconds) would otherwise hold every send for as long: Redis is a fast path, not the record, and sockets
 /// back-fill what was not published (tests/faults.rs measures this).
 const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
 

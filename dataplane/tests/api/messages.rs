@@ -6,7 +6,7 @@
 use crate::conversations::{Chat, group};
 use crate::support::{Person, TestApp, b64, error_code};
 use conclave_dataplane::context::session::AuthUser;
-use conclave_dataplane::messages::batch::{BatchStats, DEFAULT_DEADLINE, Pending, Stored, store, write_batch};
+use conclave_dataplane::messages::batch::{BatchStats, DEFAULT_DEADLINE, Link, Pending, Stored, store, write_batch};
 use conclave_protocol::mls_wire;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -203,7 +203,7 @@ async fn one_batch_answers_each_send_on_its_own_and_stores_only_the_accepted() {
         pending(&app, &Chat { org: unrotated.org, ..chat }, &bob, 1, Uuid::now_v7()).await,
         pending(&app, &chat, &alice, 1, Uuid::now_v7()).await,
     ];
-    let answers = store(&app.state.db, &batch, DEFAULT_DEADLINE).await.expect("one call");
+    let answers = store(&mut Link::new(app.state.db.clone()), &batch, DEFAULT_DEADLINE).await.expect("one call");
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(
         outcomes,
@@ -286,7 +286,7 @@ async fn within_a_batch_the_first_acceptable_copy_is_stored_and_an_attachment_go
         pending(&app, &chat, &bob, 1, Uuid::now_v7()).await,
     ];
     let stats = BatchStats::default();
-    let answers = write_batch(&app.state.db, &batch, &stats, DEFAULT_DEADLINE).await;
+    let answers = write_batch(&mut Link::new(app.state.db.clone()), &batch, &stats, DEFAULT_DEADLINE).await;
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(
         outcomes,
@@ -378,10 +378,9 @@ async fn two_batches_of_one_conversation_in_flight_together_take_consecutive_seq
             first.push(pending(&app, &chat, by, 1, if i == 3 { retried } else { Uuid::now_v7() }).await);
             second.push(pending(&app, &chat, by, 1, if i == 3 { retried } else { Uuid::now_v7() }).await);
         }
-        let (a, b) = tokio::join!(
-            store(&app.state.db, &first, DEFAULT_DEADLINE),
-            store(&app.state.db, &second, DEFAULT_DEADLINE)
-        );
+        let (mut one, mut other) = (Link::new(app.state.db.clone()), Link::new(app.state.db.clone()));
+        let (a, b) =
+            tokio::join!(store(&mut one, &first, DEFAULT_DEADLINE), store(&mut other, &second, DEFAULT_DEADLINE));
         let (a, b) = (a.expect("first batch"), b.expect("second batch"));
         let seqs = |answers: &[Result<Stored, conclave_dataplane::error::ApiError>]| -> Vec<(i64, bool)> {
             answers
@@ -413,6 +412,50 @@ async fn two_batches_of_one_conversation_in_flight_together_take_consecutive_seq
     assert_eq!(app.count("SELECT max(last_seq)::bigint FROM conversations").await, 55);
 }
 
+/// The backend behind the connection a writer kept.
+async fn backend(link: &mut Link) -> i32 {
+    let conn = link.kept().expect("the writer kept its connection");
+    sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await.expect("pid")
+}
+
+/// A writer keeps its connection from one batch to the next (one round trip a batch, one warm
+/// backend), and gives up a connection that failed: the next batch takes a fresh one from the
+/// pool and is stored, with nothing lost or stored twice.
+#[tokio::test]
+async fn a_writer_keeps_its_connection_between_batches_and_replaces_one_that_failed() {
+    let app = TestApp::start().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = group(&app, &alice, &[&bob]).await;
+    assert_eq!(chat.rotate(&alice, 1).await.0, StatusCode::CREATED);
+    let mut link = Link::new(app.state.db.clone());
+
+    let first = vec![pending(&app, &chat, &alice, 1, Uuid::now_v7()).await];
+    let answers = store(&mut link, &first, DEFAULT_DEADLINE).await.expect("first batch");
+    assert_eq!(answers.iter().map(outcome).collect::<Vec<_>>(), ["created #1"]);
+    let pid = backend(&mut link).await;
+    let second = vec![pending(&app, &chat, &bob, 1, Uuid::now_v7()).await];
+    store(&mut link, &second, DEFAULT_DEADLINE).await.expect("second batch");
+    assert_eq!(backend(&mut link).await, pid, "the same backend served both batches");
+
+    // The backend goes away (a restart, an administrator): that batch fails, the connection is
+    // dropped, and the retry of the same send on the next batch is stored once.
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&app.state.db)
+        .await
+        .expect("terminate");
+    assert!(terminated);
+    let third = vec![pending(&app, &chat, &alice, 1, Uuid::now_v7()).await];
+    let failed = store(&mut link, &third, DEFAULT_DEADLINE).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(link.kept().is_none(), "a connection that failed is not kept");
+    let answers = store(&mut link, &third, DEFAULT_DEADLINE).await.expect("retried batch");
+    assert_eq!(answers.iter().map(outcome).collect::<Vec<_>>(), ["created #3"]);
+    assert_ne!(backend(&mut link).await, pid, "a fresh connection");
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 3);
+}
+
 #[tokio::test]
 async fn a_batch_that_fails_as_a_whole_is_retried_send_by_send() {
     let app = TestApp::start().await;
@@ -430,7 +473,7 @@ async fn a_batch_that_fails_as_a_whole_is_retried_send_by_send() {
         pending(&app, &chat, &bob, 1, Uuid::now_v7()).await,
     ];
     let stats = BatchStats::default();
-    let answers = write_batch(&app.state.db, &batch, &stats, DEFAULT_DEADLINE).await;
+    let answers = write_batch(&mut Link::new(app.state.db.clone()), &batch, &stats, DEFAULT_DEADLINE).await;
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(outcomes[0], "created #1");
     assert!(outcomes[1].starts_with("422 "), "{outcomes:?}");
@@ -573,7 +616,7 @@ async fn a_batch_refuses_each_bad_reply_on_its_own_and_stores_the_rest() {
         replying(&bob, Some(Uuid::now_v7())).await,
         replying(&bob, Some(original)).await,
     ];
-    let answers = store(&app.state.db, &batch, DEFAULT_DEADLINE).await.expect("one call");
+    let answers = store(&mut Link::new(app.state.db.clone()), &batch, DEFAULT_DEADLINE).await.expect("one call");
     let outcomes: Vec<String> = answers.iter().map(outcome).collect();
     assert_eq!(outcomes, ["created #2", "404 not_found", "created #3", "404 not_found", "created #4"]);
     let replies: Vec<(i64, Option<Uuid>)> =

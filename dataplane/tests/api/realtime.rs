@@ -116,7 +116,10 @@ async fn a_send_stored_but_never_published_is_published_when_its_retry_finds_it(
         reply_to_id: None,
         attachment_ids: Vec::new(),
     };
-    let stored = batch::store(&app.state.db, &[pending], std::time::Duration::from_secs(5)).await.expect("stored");
+    let stored =
+        batch::store(&mut batch::Link::new(app.state.db.clone()), &[pending], std::time::Duration::from_secs(5))
+            .await
+            .expect("stored");
     assert!(matches!(stored[..], [Ok(batch::Stored::Created(_))]), "{stored:?}");
 
     let (status, retried) = app.post(&chat.path("/messages"), body, Some(&alice.access)).await;
