@@ -45,11 +45,47 @@ pub(super) async fn open(
     ApiJson(body): ApiJson<BotSessionRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<TokenPair>)> {
     let BotToken { bot, digest } = token;
-    if let Some(device) = &body.device
-        && device.platform != Platform::Bot
-    {
-        return Err(ApiError::validation("device.platform", "a bot's device has the platform `bot`"));
+    // The request's shape first, then the device's proof, and only then a transaction: a
+    // refused request writes nothing and holds no lock while Redis remembers its proof.
+    let asked = match (body.device_id, &body.device, &body.device_proof) {
+        (Some(device_id), None, Some(proof)) => Asked::Registered(device_id, proof),
+        (Some(_), None, None) => {
+            // A token and a device id are not enough: the device proves that it is asking.
+            return Err(ApiError::validation("device_proof", "a session on a registered device needs its proof"));
+        }
+        (None, Some(device), None) => {
+            if device.platform != Platform::Bot {
+                return Err(ApiError::validation("device.platform", "a bot's device has the platform `bot`"));
+            }
+            crate::devices::validate(device)?;
+            Asked::New(device)
+        }
+        (None, Some(_), Some(_)) => {
+            return Err(ApiError::validation("device_proof", "a new device has nothing to prove yet: send no proof"));
+        }
+        _ => return Err(ApiError::validation("device", "send exactly one of `device_id` and `device`")),
+    };
+    if let Asked::Registered(device_id, proof) = asked {
+        let key = sqlx::query_scalar!(
+            "SELECT d.ed25519_public_key FROM devices d JOIN user_accounts u ON u.id = d.user_id
+              WHERE d.id = $1 AND u.bot_id = $2 AND d.revoked_at IS NULL",
+            device_id,
+            bot.bot_id,
+        )
+        .fetch_optional(&state.db)
+        .await?;
+        let Some(key) = key else { return Err(ApiError::not_found("device")) };
+        let holds =
+            crate::auth::proof_holds(proof, Some(&key), |seconds| layout::bot_session_proof_input(device_id, seconds))
+                && crate::auth::first_use_of(&state, proof).await?;
+        if !holds {
+            return Err(ApiError::new(
+                ErrorCode::InvalidDeviceProof,
+                "the device proof is not a fresh signature by this device's key, or was used before",
+            ));
+        }
     }
+
     let mut tx = state.db.begin().await?;
     let user_id = principal(&mut tx, bot.bot_id).await?;
     conclave_schema::TenantContext::organization(bot.organization_id).with_user(user_id).apply(&mut tx).await?;
@@ -79,36 +115,19 @@ pub(super) async fn open(
     )
     .execute(&mut *tx)
     .await?;
-    let device_id = match (body.device_id, &body.device, &body.device_proof) {
-        (Some(device_id), None, Some(proof)) => {
-            let key = sqlx::query_scalar!(
-                "SELECT ed25519_public_key FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    let device_id = match asked {
+        Asked::Registered(device_id, _) => {
+            // Still unrevoked, and kept so until this session is committed.
+            sqlx::query_scalar!(
+                "SELECT id FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL FOR SHARE",
                 device_id,
                 user_id,
             )
             .fetch_optional(&mut *tx)
-            .await?;
-            let Some(key) = key else { return Err(ApiError::not_found("device")) };
-            let holds = crate::auth::proof_holds(proof, Some(&key), |seconds| {
-                layout::bot_session_proof_input(device_id, seconds)
-            }) && crate::auth::first_use_of(&state, proof).await?;
-            if !holds {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidDeviceProof,
-                    "the device proof is not a fresh signature by this device's key, or was used before",
-                ));
-            }
-            device_id
+            .await?
+            .ok_or_else(|| ApiError::not_found("device"))?
         }
-        (Some(_), None, None) => {
-            // A token and a device id are not enough: the device proves that it is asking.
-            return Err(ApiError::validation("device_proof", "a session on a registered device needs its proof"));
-        }
-        (None, Some(device), None) => crate::devices::insert(&mut tx, user_id, device).await?,
-        (None, Some(_), Some(_)) => {
-            return Err(ApiError::validation("device_proof", "a new device has nothing to prove yet: send no proof"));
-        }
-        _ => return Err(ApiError::validation("device", "send exactly one of `device_id` and `device`")),
+        Asked::New(device) => crate::devices::insert(&mut tx, user_id, device).await?,
     };
     let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
     let pair = crate::auth::open_session_for(&mut tx, &state, user_id, device_id, user_agent, Some(&digest)).await?;
@@ -126,6 +145,15 @@ pub(super) async fn open(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, axum::Json(pair)))
+}
+
+/// What the session is asked for.
+#[derive(Clone, Copy)]
+enum Asked<'a> {
+    /// A device an earlier session registered, with its proof.
+    Registered(Uuid, &'a conclave_protocol::auth::DeviceProof),
+    /// A new device.
+    New(&'a conclave_protocol::devices::NewDevice),
 }
 
 /// The bot's account, created on its first session.
