@@ -52,12 +52,32 @@ use uuid::Uuid;
 pub struct Link {
     pool: PgPool,
     held: Option<PoolConnection<Postgres>>,
+    /// When the kept connection was taken from the pool.
+    taken: Instant,
 }
 
 impl Link {
     /// No connection kept yet: the first batch takes one from `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, held: None }
+        Self { pool, held: None, taken: Instant::now() }
+    }
+
+    /// The connection for the next batch: the one kept, unless it has served for
+    /// [`RENEW_CONNECTION`] (then it goes back to the pool, whose lifetime and health rules
+    /// apply to it as to any other), or one from the pool within `deadline`.
+    async fn connection(&mut self, deadline: Duration) -> Result<&mut PoolConnection<Postgres>, sqlx::Error> {
+        if self.held.is_some() && self.taken.elapsed() >= RENEW_CONNECTION {
+            self.held = None;
+        }
+        if self.held.is_none() {
+            let conn = match tokio::time::timeout(deadline, self.pool.acquire()).await {
+                Ok(conn) => conn?,
+                Err(_) => return Err(sqlx::Error::PoolTimedOut),
+            };
+            self.taken = Instant::now();
+            self.held = Some(conn);
+        }
+        self.held.as_mut().ok_or(sqlx::Error::PoolClosed)
     }
 
     /// The connection kept from the last batch, if it was kept.
@@ -70,6 +90,11 @@ impl Link {
 /// one round trip; taking one from the pool (and giving it back) costs two health checks, one
 /// backend's warm caches for another's, and, under load, more than the batch itself.
 const KEEP_CONNECTION: Duration = Duration::from_secs(2);
+
+/// How long a writer keeps one connection however busy it is, so that a connection it never
+/// stops using still goes back to the pool now and then (which closes it once it is older than
+/// the pool's lifetime, as it closes idle ones).
+const RENEW_CONNECTION: Duration = Duration::from_secs(60);
 
 /// Stored batches waiting to be published; past this the writer waits for Redis.
 const ANNOUNCE_DEPTH: usize = 16;
@@ -347,13 +372,7 @@ pub async fn store(
     deadline: Duration,
 ) -> Result<Vec<ApiResult<Stored>>, sqlx::Error> {
     let started = Instant::now();
-    let conn = match &mut link.held {
-        Some(conn) => conn,
-        None => match tokio::time::timeout(deadline, link.pool.acquire()).await {
-            Ok(conn) => link.held.insert(conn?),
-            Err(_) => return Err(sqlx::Error::PoolTimedOut),
-        },
-    };
+    let conn = link.connection(deadline).await?;
     let column = |f: fn(&Pending) -> Uuid| sends.iter().map(f).collect::<Vec<_>>();
     let (mut attachment_entries, mut attachment_ids) = (Vec::new(), Vec::new());
     for (n, send) in sends.iter().enumerate() {
