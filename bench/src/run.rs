@@ -69,6 +69,11 @@ impl Bench {
     }
 
     pub async fn finish(self) {
+        match forget_namespace(&self.env, &self.namespace()).await {
+            Ok(0) => {}
+            Ok(n) => eprintln!("[bench] removed the {n} Redis keys of namespace {}", self.namespace()),
+            Err(e) => eprintln!("[bench] could not remove the Redis keys of namespace {}: {e:#}", self.namespace()),
+        }
         if self.keep_database {
             let name = self.db.name.clone();
             match self.db.keep().await {
@@ -102,6 +107,35 @@ impl Bench {
             &self.work_dir,
         )
         .await
+    }
+}
+
+/// Removes every Redis key of `namespace` (what the data planes of a run left: presence, rate
+/// limits, one-use proofs, call state), and nothing else; answers how many there were. One
+/// script on the server, so the keys are found and removed in one round trip.
+async fn forget_namespace(env: &StackEnv, namespace: &str) -> Result<i64> {
+    anyhow::ensure!(
+        !namespace.is_empty() && namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "not a namespace this tool made: {namespace:?}"
+    );
+    const SCRIPT: &str = "local cursor, n = '0', 0 \
+        repeat \
+          local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000) \
+          cursor = page[1] \
+          for _, key in ipairs(page[2]) do redis.call('UNLINK', key) n = n + 1 end \
+        until cursor == '0' \
+        return n";
+    let (host, port) = env.redis_host_port();
+    let output = tokio::process::Command::new("redis-cli")
+        .args(["-h", &host, "-p", &port.to_string(), "--no-raw", "EVAL", SCRIPT, "0", &format!("{namespace}:*")])
+        .output()
+        .await
+        .context("running redis-cli (apt-get install redis-tools)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let count = text.trim().trim_start_matches("(integer)").trim().parse::<i64>();
+    match count {
+        Ok(n) if output.status.success() => Ok(n),
+        _ => anyhow::bail!("redis-cli answered {}{}", text.trim(), String::from_utf8_lossy(&output.stderr).trim()),
     }
 }
 
