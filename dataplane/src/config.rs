@@ -46,8 +46,8 @@ pub struct Config {
     #[arg(long, env = "CONCLAVE_DATABASE_SEND_DEADLINE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub database_send_deadline_ms: u64,
     /// Writers storing queued sends in batches (group commit), each serving a share of the
-    /// conversations and using one database connection while it writes (at most half the
-    /// pool). Sends gather into batches while their writer is busy; fewer writers make larger
+    /// conversations with one database connection of the pool, which it keeps while sends keep
+    /// coming and gives back after 2 s without any (at most half the pool). Sends gather into batches while their writer is busy; fewer writers make larger
     /// batches (less database work per message), more writers overlap commits (lower latency
     /// when the database has cores to spare). docs/benchmarks.md has measurements.
     #[arg(long, env = "CONCLAVE_SEND_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
