@@ -35,6 +35,9 @@ pub enum Command {
     /// Call signalling: offer sent → answer received with calls in flight at once, caller and
     /// callee on two replicas.
     Calls(CallsArgs),
+    /// A Matrix homeserver (Synapse, installed from PyPI into a venv when missing) in the shape of
+    /// `messages --clients 8 --conversation-size 8 --max`, on this machine's PostgreSQL.
+    PeerMatrix(PeerMatrixArgs),
     /// Writes the generated part of docs/benchmarks.md from a results file.
     Report {
         /// The results file.
@@ -257,6 +260,31 @@ pub struct RetentionArgs {
     /// How long sends are measured before the retention period is set.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub before: Duration,
+}
+
+#[derive(Args, Clone)]
+pub struct PeerMatrixArgs {
+    /// The results file this run is appended to.
+    #[arg(long, default_value = "target/bench/results.json")]
+    pub out: PathBuf,
+    /// Members of the room, each one a user with its own client reading with `/sync`.
+    #[arg(long, default_value_t = 8)]
+    pub conversation_size: usize,
+    /// Closed-loop senders, taking the members in turn (8 and 1 in the documented runs).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// The measured window (after the warm-up), e.g. `30s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Plaintext size of a message in bytes (the events carry Conclave's ciphertext size for it).
+    #[arg(long, default_value_t = 100)]
+    pub message_bytes: usize,
+    /// Keep the database and the work directory (configuration, logs) after the run; Synapse
+    /// is stopped either way.
+    #[arg(long)]
+    pub keep_database: bool,
 }
 
 /// `20s`, `500ms`, `2m`, or plain seconds.

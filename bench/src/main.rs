@@ -11,7 +11,10 @@
 //!   work directory and results file every run shares; [`stack`]: the data plane processes.
 //! * The measurements: [`messages`], [`connections`], [`baseline`], [`operator`], [`mls`],
 //!   [`notify`] (Web Push), [`webhooks`], [`retention`], [`calls`] (signalling), with
-//!   [`provision`] (users, logins, conversations), [`socket`] and [`system`] (CPU, RSS).
+//!   [`provision`] (users, logins, conversations), [`socket`], [`tally`] (sends and deliveries
+//!   matched and timed) and [`system`] (CPU, RSS).
+//! * [`peer`]: a Matrix homeserver, [`synapse`], in the shape of one busy conversation, on the
+//!   same machine and PostgreSQL.
 //! * [`results`] (the results file) and [`report`] (`docs/benchmarks.md`, comparisons).
 
 mod baseline;
@@ -23,6 +26,7 @@ mod mls;
 mod modes;
 mod notify;
 mod operator;
+mod peer;
 mod provision;
 mod report;
 mod results;
@@ -30,7 +34,9 @@ mod retention;
 mod run;
 mod socket;
 mod stack;
+mod synapse;
 mod system;
+mod tally;
 mod webhooks;
 
 use clap::Parser;
@@ -48,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Webhooks(args) => modes::webhooks_mode(args).await,
         Command::Retention(args) => modes::retention_mode(args).await,
         Command::Calls(args) => modes::calls_mode(args).await,
+        Command::PeerMatrix(args) => modes::peer_matrix(args).await,
         Command::Report { results, output } => modes::write_report(&results, &output),
         Command::Compare { a, b } => modes::compare(&a, &b),
     }

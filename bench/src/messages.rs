@@ -16,18 +16,18 @@
 
 use crate::mls::Sealer;
 use crate::provision::{Conversation, Member};
-use crate::results::{Latency, MessageFigures, Resources};
+use crate::results::{MessageFigures, Resources};
 use crate::socket::{self, Socket};
 use crate::system::{self, Watch};
+use crate::tally::Tally;
 use anyhow::Result;
 use conclave_protocol::api::SendMessage;
 use conclave_protocol::events::ServerFrame;
 use conclave_protocol::mls_wire;
 use futures::StreamExt as _;
 use hdrhistogram::Histogram;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use uuid::Uuid;
@@ -45,12 +45,6 @@ pub struct Load {
     pub verify_every: u64,
 }
 
-struct Pending {
-    sent_at: Instant,
-    remaining: u32,
-    measured: bool,
-}
-
 pub fn histogram() -> Histogram<u64> {
     // 1 µs to 60 s, three significant digits.
     #[allow(clippy::expect_used)]
@@ -60,36 +54,11 @@ pub fn histogram() -> Histogram<u64> {
 /// What senders and receivers share.
 struct Shared {
     organization_id: Uuid,
-    pending: Mutex<HashMap<Uuid, Pending>>,
-    latency: Mutex<Histogram<u64>>,
-    interval_latency: Mutex<Histogram<u64>>,
-    send_latency: Mutex<Histogram<u64>>,
-    measuring: AtomicBool,
-    stop: AtomicBool,
-    sent: AtomicU64,
-    sent_measured: AtomicU64,
-    delivered: AtomicU64,
-    delivered_measured: AtomicU64,
+    tally: Arc<Tally>,
     verified: AtomicU64,
-    errors: Mutex<BTreeMap<String, u64>>,
     /// The encoded content every message seals.
     content: Vec<u8>,
     verify_every: u64,
-}
-
-impl Shared {
-    fn error(&self, kind: impl Into<String>) {
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        *errors.entry(kind.into()).or_insert(0) += 1;
-    }
-
-    fn error_count(&self) -> u64 {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
-    }
-}
-
-fn record(histogram: &Mutex<Histogram<u64>>, micros: u64) {
-    let _ = histogram.lock().unwrap_or_else(|p| p.into_inner()).record(micros.max(1));
 }
 
 /// Reads one member's socket until it closes or the run ends.
@@ -103,47 +72,19 @@ async fn receive(mut ws: Socket, shared: Arc<Shared>, sealer: Arc<Sealer>) {
             Ok(_) => continue,
         };
         let Some(id) = socket::client_message_id(&text) else { continue };
-        let now = Instant::now();
-        let measured = {
-            let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
-            match pending.get_mut(&id) {
-                Some(entry) => {
-                    let micros = now.duration_since(entry.sent_at).as_micros() as u64;
-                    let measured = entry.measured;
-                    entry.remaining = entry.remaining.saturating_sub(1);
-                    if entry.remaining == 0 {
-                        pending.remove(&id);
-                    }
-                    drop(pending);
-                    if measured {
-                        record(&shared.latency, micros);
-                    }
-                    record(&shared.interval_latency, micros);
-                    measured
-                }
-                None => {
-                    drop(pending);
-                    shared.error("delivery of an unknown or duplicate message");
-                    false
-                }
-            }
-        };
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-        if measured && shared.measuring.load(Ordering::Relaxed) {
-            shared.delivered_measured.fetch_add(1, Ordering::Relaxed);
-        }
+        shared.tally.delivered(id, Instant::now());
         seen += 1;
         if shared.verify_every > 0 && seen % shared.verify_every == 1 % shared.verify_every {
             match verify(&text, &sealer, own, &shared.content) {
                 Ok(()) => {
                     shared.verified.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => shared.error(format!("a delivery did not open: {e}")),
+                Err(e) => shared.tally.error(format!("a delivery did not open: {e}")),
             }
         }
     }
-    if !shared.stop.load(Ordering::Relaxed) {
-        shared.error("a socket closed during the run");
+    if !shared.tally.stop.load(Ordering::Relaxed) {
+        shared.tally.error("a socket closed during the run");
     }
 }
 
@@ -209,7 +150,7 @@ async fn send_one(member: &Member, sealer: &Sealer, conversation: &Conversation,
     let client_message_id = Uuid::new_v4();
     let ciphertext = match sealer.next(&shared.content) {
         Ok(ciphertext) => ciphertext,
-        Err(e) => return shared.error(format!("sealing: {e}")),
+        Err(e) => return shared.tally.error(format!("sealing: {e}")),
     };
     let body = SendMessage {
         client_message_id,
@@ -218,29 +159,15 @@ async fn send_one(member: &Member, sealer: &Sealer, conversation: &Conversation,
         reply_to_id: None,
         attachment_ids: Vec::new(),
     };
-    let measured = shared.measuring.load(Ordering::Relaxed);
-    let sent_at = Instant::now();
-    shared
-        .pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(client_message_id, Pending { sent_at, remaining: conversation.members.len() as u32, measured });
+    let sending = shared.tally.sending(client_message_id, conversation.members.len() as u32);
     match member.client.send_message(shared.organization_id, conversation.id, &body).await {
-        Ok(_) => {
-            let micros = sent_at.elapsed().as_micros() as u64;
-            if measured {
-                record(&shared.send_latency, micros);
-                shared.sent_measured.fetch_add(1, Ordering::Relaxed);
-            }
-            shared.sent.fetch_add(1, Ordering::Relaxed);
-        }
+        Ok(_) => shared.tally.sent(sending),
         Err(e) => {
-            shared.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&client_message_id);
             let kind = match &e {
                 conclave_client::Error::Api(api) => format!("send: HTTP {} {}", api.status.as_u16(), api.code),
                 other => format!("send: {}", other.to_string().chars().take(80).collect::<String>()),
             };
-            shared.error(kind);
+            shared.tally.failed(sending, kind);
         }
     }
 }
@@ -303,20 +230,11 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
     }
     let senders: Arc<Vec<usize>> = Arc::new((0..members.len()).filter(|m| conversation_of[*m] != usize::MAX).collect());
     let conversation_of = Arc::new(conversation_of);
+    let tally = Arc::new(Tally::new());
     let shared = Arc::new(Shared {
         organization_id,
-        pending: Mutex::new(HashMap::new()),
-        latency: Mutex::new(histogram()),
-        interval_latency: Mutex::new(histogram()),
-        send_latency: Mutex::new(histogram()),
-        measuring: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-        sent: AtomicU64::new(0),
-        sent_measured: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-        delivered_measured: AtomicU64::new(0),
+        tally: tally.clone(),
         verified: AtomicU64::new(0),
-        errors: Mutex::new(BTreeMap::new()),
         content: crate::mls::bench_content(load.plaintext_bytes)?,
         verify_every: load.verify_every,
     });
@@ -344,7 +262,7 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
     }
 
     let started = Instant::now();
-    let progress = tokio::spawn(progress(shared.clone(), watch.clone(), started));
+    let progress = tokio::spawn(tally.clone().progress(watch.clone(), started, "data plane"));
     let mut tasks = Vec::new();
     let turns = Turns {
         members: members.clone(),
@@ -360,7 +278,7 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
                 let turns = turns.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut next = worker;
-                    while !turns.shared.stop.load(Ordering::Relaxed) {
+                    while !turns.shared.tally.stop.load(Ordering::Relaxed) {
                         turns.send(next).await;
                         next += load.concurrency;
                     }
@@ -368,20 +286,20 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
             }
         }
         Some(rate) => {
-            let shared = shared.clone();
+            let tally = tally.clone();
             let in_flight = Arc::new(tokio::sync::Semaphore::new(load.concurrency));
             tasks.push(tokio::spawn(async move {
                 let begin = Instant::now();
                 let mut issued = 0u64;
                 let mut ticker = tokio::time::interval(Duration::from_millis(1));
-                while !shared.stop.load(Ordering::Relaxed) {
+                while !tally.stop.load(Ordering::Relaxed) {
                     ticker.tick().await;
                     let due = (begin.elapsed().as_secs_f64() * rate) as u64;
                     while issued < due {
                         let turn = issued as usize;
                         issued += 1;
                         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                            shared.error("not sent: too many sends in flight (the server fell behind the rate)");
+                            tally.error("not sent: too many sends in flight (the server fell behind the rate)");
                             continue;
                         };
                         let turns = turns.clone();
@@ -400,35 +318,9 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
     tokio::time::sleep(load.warmup).await;
     let http = reqwest::Client::new();
     let batches_before = batch_counters(&http, &ports).await;
-    let before = watch.sample();
-    shared.measuring.store(true, Ordering::Relaxed);
-    let window_start = Instant::now();
-    tokio::time::sleep(load.duration).await;
-    shared.measuring.store(false, Ordering::Relaxed);
-    let window = window_start.elapsed().as_secs_f64();
-    let after = watch.sample();
+    let measured = tally.window(watch, load.duration).await;
     let batches_after = batch_counters(&http, &ports).await;
-    let rss = watch.dataplane_rss_mib();
-    shared.stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        let _ = task.await;
-    }
-    // Drain: deliveries of measured messages still on their way.
-    let drain_until = Instant::now() + load.drain;
-    let missing = loop {
-        let missing: u64 = shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|p| p.measured)
-            .map(|p| u64::from(p.remaining))
-            .sum();
-        if missing == 0 || Instant::now() > drain_until {
-            break missing;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let missing = tally.finish(tasks, load.drain).await;
     progress.abort();
     for receiver in receivers {
         receiver.abort();
@@ -437,13 +329,11 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
     if sealed_late > 0 {
         eprintln!("[bench] {sealed_late} messages were sealed during the run (the ones sealed ahead ran out)");
     }
-    let [dataplane, postgres, redis, tool, machine] = watch.cpu_between(&before, &after);
-    let sent = shared.sent_measured.load(Ordering::Relaxed);
-    let delivered = shared.delivered_measured.load(Ordering::Relaxed);
-    let errors = shared.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let error_kinds: Vec<(String, u64)> = errors.into_iter().collect();
-    let latency = Latency::from_micros(&shared.latency.lock().unwrap_or_else(|p| p.into_inner()));
-    let send_latency = Latency::from_micros(&shared.send_latency.lock().unwrap_or_else(|p| p.into_inner()));
+    let [dataplane, postgres, redis, tool, machine] = watch.cpu_between(&measured.before, &measured.after);
+    let window = measured.secs;
+    let (sent, delivered) = tally.measured();
+    let (errors, error_kinds) = tally.errors();
+    let (latency, send_latency) = tally.latencies();
     Ok(MessageFigures {
         clients,
         conversation_size,
@@ -461,11 +351,11 @@ pub async fn run(setup: Setup<'_>, load: Load) -> Result<MessageFigures> {
         verified_deliveries: shared.verified.load(Ordering::Relaxed),
         latency,
         send_latency,
-        errors: error_kinds.iter().map(|(_, n)| n).sum(),
+        errors,
         error_kinds,
         resources: Resources {
             dataplane_cpu_percent: dataplane,
-            dataplane_rss_mib: rss,
+            dataplane_rss_mib: measured.rss_mib,
             postgres_cpu_percent: postgres,
             redis_cpu_percent: redis,
             tool_cpu_percent: tool,
@@ -531,46 +421,6 @@ async fn batch_counters(http: &reqwest::Client, ports: &[u16]) -> Option<(u64, u
         sends += system::metric_sum(&text, "conclave_dataplane_send_batch_messages_total")? as u64;
     }
     Some((batches, sends))
-}
-
-/// One line a second: rates, latency of the last second, errors, the data plane's CPU and RSS.
-async fn progress(shared: Arc<Shared>, watch: Watch, started: Instant) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.tick().await;
-    let mut last = watch.sample();
-    let (mut sent, mut delivered) = (0, 0);
-    loop {
-        ticker.tick().await;
-        let now = watch.sample();
-        let [cpu, pg, ..] = watch.cpu_between(&last, &now);
-        last = now;
-        let (s, d) = (shared.sent.load(Ordering::Relaxed), shared.delivered.load(Ordering::Relaxed));
-        let p99 = {
-            let mut h = shared.interval_latency.lock().unwrap_or_else(|p| p.into_inner());
-            let p99 = if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 };
-            h.reset();
-            p99
-        };
-        let phase = if shared.measuring.load(Ordering::Relaxed) {
-            "measuring"
-        } else if shared.stop.load(Ordering::Relaxed) {
-            "draining"
-        } else {
-            "warm-up"
-        };
-        eprintln!(
-            "[bench] {:>4.0}s {phase:<9} sent {:>6}/s delivered {:>7}/s p99 {:>7.2} ms errors {} | data plane CPU {:>4.0} % RSS {:>5.0} MiB | postgres CPU {:>4.0} %",
-            started.elapsed().as_secs_f64(),
-            s - sent,
-            d - delivered,
-            p99,
-            shared.error_count(),
-            cpu,
-            watch.dataplane_rss_mib(),
-            pg
-        );
-        (sent, delivered) = (s, d);
-    }
 }
 
 #[cfg(test)]

@@ -4,14 +4,18 @@
 
 use crate::cli::{
     BaselineArgs, CallsArgs, Common, ConnectionsArgs, MessagesArgs, MlsArgs, MlsPart, NotificationsArgs, OperatorArgs,
-    RetentionArgs, WebhooksArgs,
+    PeerMatrixArgs, RetentionArgs, WebhooksArgs,
 };
 use crate::results::{self, Figures};
 use crate::run::{append_run, raise_file_limit, read_results, with_bench};
-use crate::stack::{self, DataplaneSettings};
-use crate::{calls, connections, messages, mls, notify, operator, provision, report, retention, system, webhooks};
+use crate::stack::{self, DataplaneSettings, RunDatabase, StackEnv};
+use crate::{
+    calls, connections, messages, mls, notify, operator, peer, provision, report, retention, synapse, system, webhooks,
+};
 use anyhow::{Result, bail};
+use sqlx::postgres::PgConnectOptions;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 pub async fn messages(args: MessagesArgs) -> Result<()> {
@@ -362,6 +366,120 @@ fn print_mls(f: &results::MlsFigures) {
             c.resources.machine_cpu_percent
         );
     }
+}
+
+/// A Matrix homeserver in the shape of `messages --clients 8 --conversation-size 8 --max`: Synapse
+/// on a database and in a work directory of the run's own, both removed at the end (also on
+/// Ctrl-C), its process killed.
+pub async fn peer_matrix(args: PeerMatrixArgs) -> Result<()> {
+    if args.conversation_size < 2 || args.concurrency == 0 {
+        bail!("--conversation-size must be at least 2 and --concurrency at least 1");
+    }
+    let python = synapse::ensure_installed().await?;
+    let env = StackEnv::from_env()?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let files = synapse::Files { dir: std::env::temp_dir().join(format!("conclave-peer-{run_id}")) };
+    // The configuration holds the run's secrets: the directory is the user's alone.
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&files.dir)?;
+    // Synapse's own database, as its documentation asks (C collation, from template0), owned by
+    // the role the data plane uses, which Synapse then connects as.
+    let app_role = PgConnectOptions::from_str(&env.app_url)?.get_username().to_owned();
+    let options = format!("OWNER \"{app_role}\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+    let database = match RunDatabase::create(&env, format!("conclave_peer_{run_id}"), &options).await {
+        Ok(database) => database,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&files.dir);
+            return Err(e);
+        }
+    };
+    eprintln!("[bench] database {} (as {app_role}); work directory {}", database.name, files.dir.display());
+    let result = tokio::select! {
+        result = measure_peer(&python, &files, &env, &database, &args) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted (Ctrl-C)")),
+    };
+    if args.keep_database {
+        let kept = database.keep("conclave-bench peer-matrix --keep-database").await;
+        eprintln!("[bench] kept database {} and {} ({kept:?})", database.name, files.dir.display());
+    } else {
+        match database.drop_database().await {
+            Ok(()) => eprintln!("[bench] dropped database {}", database.name),
+            Err(e) => eprintln!("[bench] could not drop {}: {e:#}", database.name),
+        }
+        match std::fs::remove_dir_all(&files.dir) {
+            Ok(()) => eprintln!("[bench] removed {}", files.dir.display()),
+            Err(e) => eprintln!("[bench] could not remove {}: {e}", files.dir.display()),
+        }
+    }
+    let (figures, machine) = result?;
+    print_peer_matrix(&figures);
+    append_run(&args.out, machine, Figures::PeerMatrix(Box::new(figures)))
+}
+
+/// Starts Synapse, registers the members, makes the room and runs the load; Synapse is stopped
+/// whatever happens (and killed if this is dropped).
+async fn measure_peer(
+    python: &Path,
+    files: &synapse::Files,
+    env: &StackEnv,
+    database: &RunDatabase,
+    args: &PeerMatrixArgs,
+) -> Result<(results::PeerMatrixFigures, results::Machine)> {
+    let dsn = conclave_testkit::replace_database(&env.app_url, &database.name);
+    let machine = system::machine(stack::postgres_settings(&dsn).await?.0);
+    let secrets = synapse::Secrets::generate();
+    let port = stack::free_port()?;
+    files.write(port, &dsn, &secrets)?;
+    let server = synapse::Synapse::start(python, files, port, Duration::from_secs(180)).await?;
+    let result = async {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let mut users = Vec::new();
+        for i in 0..args.conversation_size {
+            users.push(server.register(&http, &secrets, &format!("peer{i}")).await?);
+        }
+        let room = peer::make_room(&server.base, &users).await?;
+        eprintln!("[bench] {} users registered, all in room {room}", users.len());
+        let watch = system::Watch::new(vec![server.pid()]);
+        let load = peer::Load {
+            senders: args.concurrency,
+            warmup: args.warmup,
+            duration: args.duration,
+            drain: Duration::from_secs(5),
+            plaintext_bytes: args.message_bytes,
+        };
+        peer::run(&server.base, users, &room, &watch, &database.name, &load).await
+    }
+    .await;
+    server.stop().await;
+    Ok((result?, machine))
+}
+
+fn print_peer_matrix(f: &results::PeerMatrixFigures) {
+    println!(
+        "peer-matrix ({}): {:.1} messages/s, {:.0} deliveries/s over {:.1} s, senders {} in a room of {}; send→deliver p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms; send p50 {:.2} ms p99 {:.2} ms",
+        f.server,
+        f.messages_per_sec,
+        f.deliveries_per_sec,
+        f.duration_secs,
+        f.senders,
+        f.members,
+        f.latency.p50_ms,
+        f.latency.p99_ms,
+        f.latency.p999_ms,
+        f.send_latency.p50_ms,
+        f.send_latency.p99_ms
+    );
+    println!(
+        "errors {} {:?}; missing deliveries {}; Synapse CPU {:.0} % RSS {:.0} MiB; postgres CPU {:.0} % (this run's backends {:.0} %); tool CPU {:.0} %; machine CPU {:.0} %",
+        f.errors,
+        f.error_kinds,
+        f.missing_deliveries,
+        f.server_cpu_percent,
+        f.server_rss_mib,
+        f.postgres_cpu_percent,
+        f.run_postgres_cpu_percent,
+        f.tool_cpu_percent,
+        f.machine_cpu_percent
+    );
 }
 
 /// Writes the generated part of `output` from the results file `results`.

@@ -3,8 +3,8 @@
 //! so the hand-written analysis around it survives a regeneration.
 
 use crate::results::{
-    Figures, Latency, MessageFigures, MlsFigures, NotificationFigures, OperatorFigures, ResultsFile, Run, Spread,
-    WebhookFigures,
+    Figures, Latency, MessageFigures, MlsFigures, NotificationFigures, OperatorFigures, PeerMatrixFigures, ResultsFile,
+    Spread, WebhookFigures,
 };
 use std::fmt::Write as _;
 
@@ -52,14 +52,10 @@ pub fn render(file: &ResultsFile) -> String {
     let _ = writeln!(out, "| Load average at start | {} |", m.load_average);
     out.push('\n');
 
-    let messages: Vec<(&Run, &MessageFigures)> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Messages(f) => Some((r, &**f)),
-            _ => None,
-        })
-        .collect();
+    let messages: Vec<&MessageFigures> = runs_of(file, |f| match f {
+        Figures::Messages(f) => Some(&**f),
+        _ => None,
+    });
     if !messages.is_empty() {
         let _ = writeln!(out, "## Messages\n");
         let _ = writeln!(
@@ -67,7 +63,7 @@ pub fn render(file: &ResultsFile) -> String {
             "| Clients | Conv. size | Load | Replicas | Messages/s | Deliveries/s | Send→deliver p50 / p99 / p99.9 ms | Send request p50 / p99 ms | Errors | Missing | Sends per DB call | DP CPU % | DP RSS MiB | PG CPU % | Machine CPU % | vs PG commits | vs Redis PUBLISH |"
         );
         let _ = writeln!(out, "|{}", " --- |".repeat(17));
-        for (_, f) in &messages {
+        for f in &messages {
             let load = f.target_rate.map_or(format!("max ({} senders)", f.concurrency), |r| format!("{r:.0}/s"));
             let _ = writeln!(
                 out,
@@ -95,14 +91,12 @@ pub fn render(file: &ResultsFile) -> String {
         out.push('\n');
     }
 
-    let connections: Vec<_> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Connections(f) => Some(f),
-            _ => None,
-        })
-        .collect();
+    render_peer_matrix(&mut out, file);
+
+    let connections: Vec<_> = runs_of(file, |f| match f {
+        Figures::Connections(f) => Some(f),
+        _ => None,
+    });
     if !connections.is_empty() {
         let _ = writeln!(out, "## Idle connections\n");
         let _ = writeln!(
@@ -167,21 +161,18 @@ pub fn render(file: &ResultsFile) -> String {
     render_retention(&mut out, file);
     render_calls(&mut out, file);
 
-    let baselines: Vec<_> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Baseline(b) => Some(b),
-            Figures::Messages(m) => m.baseline.as_ref(),
-            Figures::Connections(_)
-            | Figures::Operator(_)
-            | Figures::Mls(_)
-            | Figures::Notifications(_)
-            | Figures::Webhooks(_)
-            | Figures::Retention(_)
-            | Figures::Calls(_) => None,
-        })
-        .collect();
+    let baselines: Vec<_> = runs_of(file, |f| match f {
+        Figures::Baseline(b) => Some(b),
+        Figures::Messages(m) => m.baseline.as_ref(),
+        Figures::Connections(_)
+        | Figures::Operator(_)
+        | Figures::Mls(_)
+        | Figures::Notifications(_)
+        | Figures::Webhooks(_)
+        | Figures::Retention(_)
+        | Figures::Calls(_)
+        | Figures::PeerMatrix(_) => None,
+    });
     if !baselines.is_empty() {
         let _ = writeln!(out, "## The machine's limits for the same work\n");
         let _ = writeln!(
@@ -239,21 +230,84 @@ fn fmt_spread(s: &Spread) -> String {
     if s.samples == 1 { f(s.median) } else { format!("{} ({}–{})", f(s.median), f(s.min), f(s.max)) }
 }
 
+/// The figures of the runs `pick` takes, in the file's order.
+fn runs_of<'a, T: ?Sized>(file: &'a ResultsFile, pick: impl Fn(&'a Figures) -> Option<&'a T>) -> Vec<&'a T> {
+    file.runs.iter().filter_map(|r| pick(&r.figures)).collect()
+}
+
 /// A Markdown table's header row and separator.
 fn table_head(out: &mut String, columns: &[&str]) {
     let _ = writeln!(out, "| {} |\n|{}", columns.join(" | "), " --- |".repeat(columns.len()));
 }
 
+/// A Matrix homeserver in the one-conversation shape of the messages table.
+fn render_peer_matrix(out: &mut String, file: &ResultsFile) {
+    let runs: Vec<&PeerMatrixFigures> = runs_of(file, |f| match f {
+        Figures::PeerMatrix(p) => Some(&**p),
+        _ => None,
+    });
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Peer: Matrix (Synapse) in the one-conversation shape\n");
+    let _ = writeln!(
+        out,
+        "One room, closed-loop senders, every member reading with a `/sync` long-poll; `m.room.encrypted` events \
+         whose opaque ciphertext has the size of the messages above; the same machine and PostgreSQL. \
+         Latency: p50 / p99 / p99.9 (max) ms.\n"
+    );
+    table_head(
+        out,
+        &[
+            "Server",
+            "Members",
+            "Senders",
+            "Ciphertext bytes",
+            "Messages/s",
+            "Deliveries/s",
+            "Send→deliver",
+            "Send request p50 / p99 ms",
+            "Errors",
+            "Missing",
+            "Server CPU %",
+            "Server RSS MiB",
+            "PG CPU % (all / this run's backends)",
+            "Tool CPU %",
+            "Machine CPU %",
+        ],
+    );
+    for p in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} / {:.2} | {} | {} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} |",
+            p.server,
+            p.members,
+            p.senders,
+            p.ciphertext_bytes,
+            fmt_rate(p.messages_per_sec),
+            fmt_rate(p.deliveries_per_sec),
+            fmt_latency(&p.latency),
+            p.send_latency.p50_ms,
+            p.send_latency.p99_ms,
+            p.errors,
+            p.missing_deliveries,
+            p.server_cpu_percent,
+            p.server_rss_mib,
+            p.postgres_cpu_percent,
+            p.run_postgres_cpu_percent,
+            p.tool_cpu_percent,
+            p.machine_cpu_percent
+        );
+    }
+    out.push('\n');
+}
+
 /// Calls: offer sent → answer received, and the ring, with calls in flight at once.
 fn render_calls(out: &mut String, file: &ResultsFile) {
-    let runs: Vec<&crate::results::CallFigures> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Calls(f) => Some(f),
-            _ => None,
-        })
-        .collect();
+    let runs: Vec<&crate::results::CallFigures> = runs_of(file, |f| match f {
+        Figures::Calls(f) => Some(f),
+        _ => None,
+    });
     if runs.is_empty() {
         return;
     }
@@ -298,14 +352,10 @@ fn render_calls(out: &mut String, file: &ResultsFile) {
 
 /// Retention: rows deleted per second, and sends before and while the sweep runs.
 fn render_retention(out: &mut String, file: &ResultsFile) {
-    let runs: Vec<&crate::results::RetentionFigures> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Retention(f) => Some(f),
-            _ => None,
-        })
-        .collect();
+    let runs: Vec<&crate::results::RetentionFigures> = runs_of(file, |f| match f {
+        Figures::Retention(f) => Some(f),
+        _ => None,
+    });
     if runs.is_empty() {
         return;
     }
@@ -349,14 +399,10 @@ fn render_retention(out: &mut String, file: &ResultsFile) {
 
 /// Protocol v2 (MLS): the large group's commits, key-package claims and the client's throughput.
 fn render_notifications(out: &mut String, file: &ResultsFile) {
-    let runs: Vec<&NotificationFigures> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Notifications(n) => Some(n),
-            _ => None,
-        })
-        .collect();
+    let runs: Vec<&NotificationFigures> = runs_of(file, |f| match f {
+        Figures::Notifications(n) => Some(n),
+        _ => None,
+    });
     if runs.is_empty() {
         return;
     }
@@ -402,14 +448,10 @@ fn render_notifications(out: &mut String, file: &ResultsFile) {
 
 /// Webhooks: the cost a send pays for subscribed endpoints, and deliveries per second.
 fn render_webhooks(out: &mut String, file: &ResultsFile) {
-    let runs: Vec<&WebhookFigures> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Webhooks(w) => Some(w),
-            _ => None,
-        })
-        .collect();
+    let runs: Vec<&WebhookFigures> = runs_of(file, |f| match f {
+        Figures::Webhooks(w) => Some(w),
+        _ => None,
+    });
     if runs.is_empty() {
         return;
     }
@@ -454,14 +496,10 @@ fn render_webhooks(out: &mut String, file: &ResultsFile) {
 }
 
 fn render_mls(out: &mut String, file: &ResultsFile) {
-    let runs: Vec<&MlsFigures> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Mls(m) => Some(&**m),
-            _ => None,
-        })
-        .collect();
+    let runs: Vec<&MlsFigures> = runs_of(file, |f| match f {
+        Figures::Mls(m) => Some(&**m),
+        _ => None,
+    });
     if runs.is_empty() {
         return;
     }
@@ -653,13 +691,10 @@ fn split_words(command: &str) -> Vec<String> {
 }
 
 fn operator_runs(file: &ResultsFile) -> Vec<&OperatorFigures> {
-    file.runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Operator(o) => Some(o),
-            _ => None,
-        })
-        .collect()
+    runs_of(file, |f| match f {
+        Figures::Operator(o) => Some(o),
+        _ => None,
+    })
 }
 
 /// What counts as "near zero" for the operator's idle CPU (100 = one core).
@@ -667,14 +702,10 @@ pub const OPERATOR_IDLE_CPU_NEAR_ZERO: f64 = 1.0;
 
 /// Each target of issue #8, what was measured against it, and whether it was met.
 pub fn targets(file: &ResultsFile) -> Vec<(String, String, Option<bool>)> {
-    let messages: Vec<&MessageFigures> = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Messages(f) => Some(&**f),
-            _ => None,
-        })
-        .collect();
+    let messages: Vec<&MessageFigures> = runs_of(file, |f| match f {
+        Figures::Messages(f) => Some(&**f),
+        _ => None,
+    });
     let mut out = Vec::new();
 
     let ingest = messages
@@ -732,14 +763,12 @@ pub fn targets(file: &ResultsFile) -> Vec<(String, String, Option<bool>)> {
         half_load.map(|(m, _)| m.latency.p99_ms <= 20.0),
     ));
 
-    let sockets = file
-        .runs
-        .iter()
-        .filter_map(|r| match &r.figures {
-            Figures::Connections(c) => Some(c),
-            _ => None,
-        })
-        .max_by_key(|c| c.connected);
+    let sockets = runs_of(file, |f| match f {
+        Figures::Connections(c) => Some(c),
+        _ => None,
+    })
+    .into_iter()
+    .max_by_key(|c| c.connected);
     out.push((
         "20,000 idle sockets on one replica in ≤ 400 MiB RSS".to_owned(),
         sockets.map_or("—".to_owned(), |c| format!("{} sockets in {:.0} MiB", c.connected, c.rss_after_mib)),
@@ -808,7 +837,7 @@ pub fn compare(a: &ResultsFile, b: &ResultsFile) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::results::{Baseline, ConnectionFigures, Machine, Resources};
+    use crate::results::{Baseline, ConnectionFigures, Machine, Resources, Run};
 
     fn baseline() -> Baseline {
         Baseline {
@@ -1034,6 +1063,57 @@ pub(crate) mod tests {
         );
         assert!(text.contains("| 2 | 100 | 250 | 2000 | 9000 | 7000 | 3900 |"), "{text}");
         assert!(text.find("## MLS").unwrap_or(0) < text.find("## The machine's limits").unwrap_or(0), "{text}");
+    }
+
+    #[test]
+    fn a_peer_run_gets_its_own_table_after_the_messages_and_only_then() {
+        assert!(!render(&sample()).contains("## Peer"), "no peer run, no peer table");
+        let peer = PeerMatrixFigures {
+            server: "Synapse 1.163.2".into(),
+            members: 8,
+            senders: 8,
+            duration_secs: 10.0,
+            plaintext_bytes: 100,
+            ciphertext_bytes: 242,
+            messages_sent: 330,
+            messages_per_sec: 33.0,
+            deliveries: 2640,
+            deliveries_per_sec: 264.0,
+            missing_deliveries: 2,
+            latency: Latency { samples: 2640, p50_ms: 120.0, p99_ms: 400.0, p999_ms: 600.0, max_ms: 700.0 },
+            send_latency: Latency { samples: 330, p50_ms: 90.0, p99_ms: 300.0, p999_ms: 310.0, max_ms: 320.0 },
+            errors: 1,
+            error_kinds: vec![("send: HTTP 500 M_UNKNOWN".into(), 1)],
+            server_cpu_percent: 98.0,
+            server_rss_mib: 210.0,
+            postgres_cpu_percent: 40.0,
+            run_postgres_cpu_percent: 35.0,
+            tool_cpu_percent: 3.0,
+            machine_cpu_percent: 150.0,
+        };
+        let mut file = sample();
+        file.runs.push(Run {
+            command: "conclave-bench peer-matrix --concurrency 8".into(),
+            date: "d".into(),
+            figures: Figures::PeerMatrix(Box::new(peer)),
+        });
+        let text = render(&file);
+        assert!(
+            text.contains("| Synapse 1.163.2 | 8 | 8 | 242 | 33.0 | 264 | 120.00 / 400.00 / 600.00 (max 700.0) | 90.00 / 300.00 | 1 | 2 | 98 | 210 | 40 / 35 | 3 | 150 |"),
+            "{text}"
+        );
+        let (messages, peer, connections) =
+            (text.find("## Messages"), text.find("## Peer: Matrix (Synapse)"), text.find("## Idle connections"));
+        assert!(messages < peer && peer < connections, "{text}");
+        assert!(
+            text.contains("- peer-matrix (d): `target/release/conclave-bench peer-matrix --concurrency 8`"),
+            "{text}"
+        );
+        // Everything else is as it was without the peer run.
+        let without = render(&sample());
+        let peer_section = &text[peer.unwrap_or(0)..connections.unwrap_or(0)];
+        let command = "- peer-matrix (d): `target/release/conclave-bench peer-matrix --concurrency 8`\n";
+        assert_eq!(text.replace(peer_section, "").replace(command, ""), without);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub enum Figures {
     Webhooks(WebhookFigures),
     Retention(RetentionFigures),
     Calls(CallFigures),
+    PeerMatrix(Box<PeerMatrixFigures>),
 }
 
 impl Figures {
@@ -60,6 +61,7 @@ impl Figures {
             Self::Webhooks(_) => "webhooks",
             Self::Retention(_) => "retention",
             Self::Calls(_) => "calls",
+            Self::PeerMatrix(_) => "peer-matrix",
         }
     }
 
@@ -88,22 +90,23 @@ impl Figures {
                 format!("notifications messages={} subscriptions={}", n.messages, n.subscriptions)
             }
             Self::Webhooks(w) => format!("webhooks messages={} endpoints={}", w.messages, w.endpoints),
+            Self::PeerMatrix(p) => {
+                format!("peer-matrix server={} members={} senders={}", p.server, p.members, p.senders)
+            }
         }
     }
 
     /// The headline figures by name, for comparisons: (name, value, higher is better).
     pub fn headline(&self) -> Vec<(&'static str, f64, bool)> {
         match self {
-            Self::Messages(m) => vec![
-                ("messages/s", m.messages_per_sec, true),
-                ("deliveries/s", m.deliveries_per_sec, true),
-                ("p50 ms", m.latency.p50_ms, false),
-                ("p99 ms", m.latency.p99_ms, false),
-                ("p99.9 ms", m.latency.p999_ms, false),
-                ("errors", m.errors as f64, false),
-                ("data plane CPU %", m.resources.dataplane_cpu_percent, false),
-                ("data plane RSS MiB", m.resources.dataplane_rss_mib, false),
-            ],
+            Self::Messages(m) => conversation_headline(
+                [m.messages_per_sec, m.deliveries_per_sec, m.errors as f64],
+                &m.latency,
+                [
+                    ("data plane CPU %", m.resources.dataplane_cpu_percent),
+                    ("data plane RSS MiB", m.resources.dataplane_rss_mib),
+                ],
+            ),
             Self::Connections(c) => vec![
                 ("sockets", c.connected as f64, true),
                 ("RSS MiB", c.rss_after_mib, false),
@@ -173,8 +176,32 @@ impl Figures {
                 ("send p99 ms without", w.send_without_endpoints.p99_ms, false),
                 ("worker CPU ms per delivery", w.worker_cpu_ms_per_delivery, false),
             ],
+            Self::PeerMatrix(p) => conversation_headline(
+                [p.messages_per_sec, p.deliveries_per_sec, p.errors as f64],
+                &p.latency,
+                [("server CPU %", p.server_cpu_percent), ("server RSS MiB", p.server_rss_mib)],
+            ),
         }
     }
+}
+
+/// The headline of a run of senders and readers (`messages`, `peer-matrix`): messages/s,
+/// deliveries/s and errors, the send→deliver quantiles, then the server's resources.
+fn conversation_headline(
+    [messages, deliveries, errors]: [f64; 3],
+    latency: &Latency,
+    server: [(&'static str, f64); 2],
+) -> Vec<(&'static str, f64, bool)> {
+    let mut out = vec![
+        ("messages/s", messages, true),
+        ("deliveries/s", deliveries, true),
+        ("p50 ms", latency.p50_ms, false),
+        ("p99 ms", latency.p99_ms, false),
+        ("p99.9 ms", latency.p999_ms, false),
+        ("errors", errors, false),
+    ];
+    out.extend(server.map(|(name, value)| (name, value, false)));
+    out
 }
 
 /// Send→deliver latency, milliseconds.
@@ -558,6 +585,44 @@ mod tests {
         let back: ResultsFile = serde_json::from_str(&json).expect("decode");
         assert_eq!(back, file);
     }
+}
+
+/// A Matrix homeserver (`peer-matrix`) in the one-conversation shape of `messages`: one room,
+/// closed-loop senders, every member reading with `/sync`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerMatrixFigures {
+    /// The server and its version, e.g. "Synapse 1.163.2".
+    pub server: String,
+    /// Members of the room, each reading.
+    pub members: usize,
+    /// Closed-loop senders.
+    pub senders: usize,
+    pub duration_secs: f64,
+    pub plaintext_bytes: usize,
+    /// The opaque ciphertext of each event before base64: what Conclave's bench sends for
+    /// `plaintext_bytes`.
+    pub ciphertext_bytes: usize,
+    pub messages_sent: u64,
+    pub messages_per_sec: f64,
+    pub deliveries: u64,
+    pub deliveries_per_sec: f64,
+    /// Deliveries expected (every member, the sender included) but not read by the end of the drain.
+    pub missing_deliveries: u64,
+    /// Send → the member's `/sync` answer read.
+    pub latency: Latency,
+    /// The send request (`PUT .../send/...` until its answer).
+    pub send_latency: Latency,
+    pub errors: u64,
+    pub error_kinds: Vec<(String, u64)>,
+    /// The homeserver's process over the window (100 = one core) and its RSS at the end.
+    pub server_cpu_percent: f64,
+    pub server_rss_mib: f64,
+    /// Every PostgreSQL process of the machine.
+    pub postgres_cpu_percent: f64,
+    /// The PostgreSQL backends serving the run's database only.
+    pub run_postgres_cpu_percent: f64,
+    pub tool_cpu_percent: f64,
+    pub machine_cpu_percent: f64,
 }
 
 /// Web Push (`notifications`): the cost a send pays for notifications, and the outbox worker's

@@ -45,53 +45,76 @@ impl StackEnv {
     }
 }
 
-/// The run's own database, marked as this process's so a sweep drops it only once the run has
-/// ended without dropping it (`--keep-database`, or killed).
+/// A database a run created as the owner role and marked as this process's, so a sweep drops it
+/// only once the run has ended without dropping it (`--keep-database`, or killed).
+pub struct RunDatabase {
+    pub name: String,
+    /// The owner role on the `postgres` database, where databases are created and dropped.
+    maintenance: PgConnectOptions,
+}
+
+impl RunDatabase {
+    /// `CREATE DATABASE "name" <options>` as the owner role, then the mark.
+    pub async fn create(env: &StackEnv, name: String, options: &str) -> Result<Self> {
+        let maintenance = PgConnectOptions::from_str(&env.owner_url)?.database("postgres").disable_statement_logging();
+        let mut conn = maintenance.connect().await.context("connecting as the owner role (is the stack up?)")?;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\" {options}")))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        conclave_testkit::owner::mark_database(&mut conn, &name).await?;
+        Ok(Self { name, maintenance })
+    }
+
+    /// Leaves the database for the user: its owner mark is replaced, so no sweep ever takes it
+    /// for abandoned.
+    pub async fn keep(&self, by: &str) -> Result<()> {
+        self.maintain(format!("COMMENT ON DATABASE \"{}\" IS 'kept by {by}'", self.name)).await
+    }
+
+    /// Drops the database, closing whatever sessions are still on it.
+    pub async fn drop_database(&self) -> Result<()> {
+        self.maintain(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await
+    }
+
+    async fn maintain(&self, sql: String) -> Result<()> {
+        let mut conn = self.maintenance.connect().await?;
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// The run's own database, migrated, with a pool on it as the owner role.
 pub struct BenchDb {
     pub name: String,
     pub owner: PgPool,
     pub owner_url: String,
     pub app_url: String,
-    maintenance: PgConnectOptions,
+    database: RunDatabase,
 }
 
 impl BenchDb {
     pub async fn create(env: &StackEnv, run_id: &str) -> Result<Self> {
-        let name = format!("conclave_bench_{run_id}");
-        let maintenance = PgConnectOptions::from_str(&env.owner_url)?.database("postgres").disable_statement_logging();
-        let mut conn = maintenance.connect().await.context("connecting as the owner role (is the stack up?)")?;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
-        conclave_testkit::owner::mark_database(&mut conn, &name).await?;
+        let database = RunDatabase::create(env, format!("conclave_bench_{run_id}"), "").await?;
+        let name = database.name.clone();
         let owner_url = replace_database(&env.owner_url, &name);
         let owner = PgPoolOptions::new()
             .max_connections(8)
             .connect_with(PgConnectOptions::from_str(&owner_url)?.disable_statement_logging())
             .await?;
         conclave_schema::migrate(&owner).await.context("migrating the benchmark database")?;
-        Ok(Self { app_url: replace_database(&env.app_url, &name), owner_url, name, owner, maintenance })
+        Ok(Self { app_url: replace_database(&env.app_url, &name), owner_url, name, owner, database })
     }
 
-    /// Leaves the database for the user (`--keep-database`): its owner mark is replaced, so no
-    /// sweep ever takes it for abandoned.
+    /// Leaves the database for the user (`--keep-database`).
     pub async fn keep(self) -> Result<()> {
         self.owner.close().await;
-        let mut conn = self.maintenance.connect().await?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "COMMENT ON DATABASE \"{}\" IS 'kept by conclave-bench --keep-database'",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await?;
-        Ok(())
+        self.database.keep("conclave-bench --keep-database").await
     }
 
     pub async fn drop_database(self) -> Result<()> {
         self.owner.close().await;
-        let mut conn = self.maintenance.connect().await?;
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)))
-            .execute(&mut conn)
-            .await?;
-        Ok(())
+        self.database.drop_database().await
     }
 }
 
@@ -183,7 +206,7 @@ impl Dataplane {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -215,8 +238,8 @@ pub async fn start_dataplanes(
         let port = free_port()?;
         let base = format!("http://127.0.0.1:{port}");
         let log = work_dir.join(format!("dataplane-{i}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(&settings.binary)
+        let mut command = Command::new(&settings.binary);
+        command
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}"), "--public-url", &base])
             .args(["--database-url", &db.app_url, "--redis-url", &env.redis_url, "--redis-namespace", namespace])
@@ -228,13 +251,9 @@ pub async fn start_dataplanes(
             // load at 1,024 sockets.
             .args(["--max-connections-per-address", "0"])
             .args(settings.push_loopback.then_some("--push-allow-loopback-http"))
-            .args(&settings.extra_args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", settings.binary.display()))?;
+            .args(&settings.extra_args);
+        let child =
+            spawn_logged(&mut command, &log).with_context(|| format!("starting {}", settings.binary.display()))?;
         planes.push(Dataplane { base, port, child, log });
     }
     let http = reqwest::Client::new();
@@ -255,6 +274,12 @@ pub async fn start_dataplanes(
         }
     }
     Ok(planes)
+}
+
+/// Starts `command` with no input, its output and errors to `log`, killed if its handle is dropped.
+pub fn spawn_logged(command: &mut Command, log: &Path) -> Result<Child> {
+    let file = std::fs::File::create(log)?;
+    Ok(command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).kill_on_drop(true).spawn()?)
 }
 
 /// Stops the replicas with SIGTERM-free kill (the figures are taken before).
