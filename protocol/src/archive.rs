@@ -12,9 +12,10 @@ fn octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
-/// One archive member's header. Names longer than 100 bytes are refused by the caller's choice
+/// One archive member's header, for a member of `size` bytes that follows it, then
+/// [`padding`]`(size)` zero bytes. Names longer than 100 bytes are refused by the caller's choice
 /// of names (fixed file names and ids), so they are cut rather than handled.
-fn header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
+pub fn header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
     let mut h = [0u8; BLOCK];
     let name = name.as_bytes();
     let n = name.len().min(100);
@@ -35,16 +36,24 @@ fn header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
     h
 }
 
-/// The archive of these files, in this order.
+/// The zero bytes after a member of `size` bytes, up to the next block.
+pub fn padding(size: u64) -> usize {
+    (BLOCK - (size % BLOCK as u64) as usize) % BLOCK
+}
+
+/// What ends an archive: two zero blocks.
+pub const END: [u8; 2 * BLOCK] = [0; 2 * BLOCK];
+
+/// The archive of these files, in this order. (An archive too large to hold in memory is
+/// written member by member with [`header`], [`padding`] and [`END`].)
 pub fn archive(files: &[(String, Vec<u8>)], mtime: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(files.iter().map(|(_, d)| d.len() + 2 * BLOCK).sum::<usize>() + 2 * BLOCK);
     for (name, data) in files {
         out.extend_from_slice(&header(name, data.len() as u64, mtime));
         out.extend_from_slice(data);
-        let pad = (BLOCK - data.len() % BLOCK) % BLOCK;
-        out.resize(out.len() + pad, 0);
+        out.resize(out.len() + padding(data.len() as u64), 0);
     }
-    out.resize(out.len() + 2 * BLOCK, 0);
+    out.extend_from_slice(&END);
     out
 }
 

@@ -115,7 +115,7 @@ pub(super) async fn run(state: &AppState, step: Step, user_id: Uuid) -> ApiResul
     TenantContext::organization(organization_id).with_user(user_id).apply(&mut tx).await?;
     let docs = documents(&mut tx, organization_id, user_id).await?;
     let attachments = sqlx::query!(
-        "SELECT id, storage_key, to_jsonb(a) AS \"row!\" FROM message_attachments a
+        "SELECT id, storage_key, size_bytes, to_jsonb(a) AS \"row!\" FROM message_attachments a
           WHERE organization_id = $1 AND uploader_user_id = $2 AND status IN ('stored', 'attached') ORDER BY created_at",
         organization_id,
         user_id
@@ -136,13 +136,16 @@ pub(super) async fn run(state: &AppState, step: Step, user_id: Uuid) -> ApiResul
         "attachments.json".to_owned(),
         pretty(&Value::Array(attachments.iter().map(|a| a.row.clone()).collect()))?,
     ));
-    for attachment in &attachments {
-        files.push((format!("attachments/{}.bin", attachment.id), read_blob(state, &attachment.storage_key).await?));
-    }
+    // The avatar is small (its upload is bounded); attachments are streamed into the archive.
     if let Some(key) = &avatar {
         files.push(("avatar".to_owned(), read_blob(state, key).await?));
     }
-    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    let streamed: Vec<(String, &str, u64)> = attachments
+        .iter()
+        .map(|a| (format!("attachments/{}.bin", a.id), a.storage_key.as_str(), a.size_bytes.max(0) as u64))
+        .collect();
+    let names: Vec<&str> =
+        files.iter().map(|(name, _)| name.as_str()).chain(streamed.iter().map(|(name, _, _)| name.as_str())).collect();
     let manifest = json!({
         "format": "conclave-privacy-export",
         "version": FORMAT_VERSION,
@@ -160,13 +163,16 @@ pub(super) async fn run(state: &AppState, step: Step, user_id: Uuid) -> ApiResul
         "attachments": attachments.len(),
     });
     files.insert(0, ("manifest.json".to_owned(), pretty(&manifest)?));
-    let archive = conclave_protocol::archive::archive(&files, chrono::Utc::now().timestamp().max(0) as u64);
+    drop(docs);
 
-    // Stored under a name that says nothing about whose it is.
+    // Written to the staging directory member by member, so the archive is never whole in
+    // memory however many attachments the person has; stored under a name that says nothing
+    // about whose it is.
     let key = format!("export-{}", Uuid::new_v4());
     let staged = state.blobs.staging_dir().join(format!("{key}.part"));
+    let mtime = chrono::Utc::now().timestamp().max(0) as u64;
     let stored = async {
-        tokio::fs::write(&staged, &archive).await?;
+        write_archive(state, &staged, &files, &streamed, mtime).await?;
         state.blobs.put(&key, &staged).await
     }
     .await;
@@ -188,4 +194,47 @@ pub(super) async fn run(state: &AppState, step: Step, user_id: Uuid) -> ApiResul
     let row = complete(&mut tx, step, details, Some((&key, KEEP_DAYS))).await?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// Writes the archive to `path`: `files` from memory, then each of `streamed` (member name, blob
+/// key, size recorded at upload) from the blob store. A blob whose length is not the size
+/// recorded fails the export rather than make an archive that lies about it.
+async fn write_archive(
+    state: &AppState,
+    path: &std::path::Path,
+    files: &[(String, Vec<u8>)],
+    streamed: &[(String, &str, u64)],
+    mtime: u64,
+) -> std::io::Result<()> {
+    use conclave_protocol::archive::{END, header, padding};
+    use futures::TryStreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut out = tokio::io::BufWriter::new(tokio::fs::File::create(path).await?);
+    for (name, data) in files {
+        out.write_all(&header(name, data.len() as u64, mtime)).await?;
+        out.write_all(data).await?;
+        out.write_all(&END[..padding(data.len() as u64)]).await?;
+    }
+    for (name, key, size) in streamed {
+        out.write_all(&header(name, *size, mtime)).await?;
+        let mut blob = state.blobs.get(key).await?;
+        let mut written = 0u64;
+        while let Some(chunk) = blob.try_next().await? {
+            written += chunk.len() as u64;
+            if written > *size {
+                break;
+            }
+            out.write_all(&chunk).await?;
+        }
+        if written != *size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the blob of {name} holds {written} bytes or more, not the {size} recorded"),
+            ));
+        }
+        out.write_all(&END[..padding(*size)]).await?;
+    }
+    out.write_all(&END).await?;
+    out.flush().await?;
+    out.into_inner().sync_all().await
 }

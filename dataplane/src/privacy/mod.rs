@@ -28,7 +28,7 @@ use conclave_protocol::compliance::{
     DecidePrivacyRequest, ExportLink, FilePrivacyRequest, PrivacyRequest, PrivacyRequestKind, PrivacyRequestStatus,
 };
 use conclave_schema::TenantContext;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
@@ -487,7 +487,34 @@ pub async fn delete_expired_exports(state: &AppState) -> Result<usize, sqlx::Err
     Ok(deleted)
 }
 
-/// A whole blob in memory (exports and the attachments they include).
+/// How long a claimed export may take to download before the expiry sweep may delete it.
+const DOWNLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes a downloaded archive and unlists it. When either fails, the expiry sweep deletes it
+/// once `DOWNLOAD_GRACE` has passed.
+async fn forget_downloaded(state: &AppState, organization_id: Uuid, id: Uuid, key: &str) {
+    if let Err(e) = state.blobs.delete(key).await {
+        tracing::warn!(error = %e, "a downloaded privacy export could not be deleted; the sweep will");
+        return;
+    }
+    let unlisted = async {
+        let mut tx = state.db.begin().await?;
+        TenantContext::organization(organization_id).apply(&mut tx).await?;
+        sqlx::query!(
+            "UPDATE privacy_requests SET result_location = NULL WHERE organization_id = $1 AND id = $2",
+            organization_id,
+            id
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    };
+    if let Err(e) = unlisted.await {
+        tracing::warn!(error = %e, "a deleted privacy export is still listed; the sweep will unlist it");
+    }
+}
+
+/// A whole blob in memory (an avatar in an export).
 async fn read_blob(state: &AppState, key: &str) -> ApiResult<Vec<u8>> {
     let stream = state.blobs.get(key).await.map_err(|e| {
         tracing::error!(error = %e, "a blob a privacy request needs could not be read");
@@ -530,29 +557,41 @@ async fn download(
     }
     let mut tx = state.db.begin().await?;
     TenantContext::organization(organization_id).apply(&mut tx).await?;
-    // Claimed in one statement: a second download of the same link finds nothing.
-    let key = sqlx::query_scalar!(
-        "UPDATE privacy_requests r
-            SET downloaded_at = now(), download_token_hash = NULL, download_expires_at = NULL, result_location = NULL
-           FROM (SELECT id, result_location FROM privacy_requests
-                  WHERE organization_id = $1 AND download_token_hash = $2 AND download_expires_at > now()
-                    AND downloaded_at IS NULL
-                  FOR UPDATE) claimed
-          WHERE r.id = claimed.id
-         RETURNING claimed.result_location",
+    // Claimed in one statement: a second download of the same link finds nothing. The archive
+    // stays listed, due for the expiry sweep within `DOWNLOAD_GRACE`, until it has been sent
+    // whole and deleted: a download cut short leaves nothing behind for longer than that.
+    let claimed = sqlx::query!(
+        r#"UPDATE privacy_requests r
+              SET downloaded_at = now(), download_token_hash = NULL, download_expires_at = NULL,
+                  result_expires_at = LEAST(r.result_expires_at, now() + make_interval(secs => $3))
+             FROM (SELECT id, result_location FROM privacy_requests
+                    WHERE organization_id = $1 AND download_token_hash = $2 AND download_expires_at > now()
+                      AND downloaded_at IS NULL
+                    FOR UPDATE) claimed
+            WHERE r.id = claimed.id
+           RETURNING r.id, claimed.result_location AS "key?""#,
         organization_id,
-        tokens::digest(&token)
+        tokens::digest(&token),
+        DOWNLOAD_GRACE.as_secs_f64(),
     )
     .fetch_optional(&mut *tx)
-    .await?
-    .flatten()
-    .ok_or_else(|| ApiError::not_found("privacy export"))?;
-    let bytes = read_blob(&state, &key).await?;
+    .await?;
+    let Some((id, Some(key))) = claimed.map(|c| (c.id, c.key)) else {
+        return Err(ApiError::not_found("privacy export"));
+    };
+    // Opened before the claim commits: an archive that cannot be read leaves the link working.
+    let archive = state.blobs.get(&key).await.map_err(|e| {
+        tracing::error!(error = %e, "a privacy export could not be read");
+        ApiError::internal()
+    })?;
     tx.commit().await?;
-    if let Err(e) = state.blobs.delete(&key).await {
-        tracing::warn!(error = %e, "a downloaded privacy export could not be deleted");
-    }
-    let mut response = Body::from(bytes).into_response();
+    // Streamed, never whole in memory; once the last byte is handed over, the archive is
+    // deleted and unlisted before the response ends.
+    let done = futures::stream::once(async move {
+        forget_downloaded(&state, organization_id, id, &key).await;
+        Ok(axum::body::Bytes::new())
+    });
+    let mut response = Body::from_stream(archive.chain(done)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-tar"));
     headers.insert(

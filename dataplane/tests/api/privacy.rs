@@ -430,6 +430,109 @@ async fn an_export_nobody_downloads_in_time_is_deleted_by_the_sweep() {
     assert_eq!((status, error_code(&err)), (StatusCode::GONE, "export_unavailable"));
 }
 
+/// The stored archive of a completed export: its blob key, and the end of its download grace.
+async fn archive_of(app: &TestApp, request: &Value) -> (Option<String>, Option<chrono::DateTime<chrono::Utc>>) {
+    sqlx::query_as("SELECT result_location, result_expires_at FROM privacy_requests WHERE id = $1")
+        .bind(request["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()))
+        .fetch_one(&app.db.owner)
+        .await
+        .expect("request")
+}
+
+/// Attachments go into the archive from the blob store a chunk at a time, and the archive goes
+/// out the same way: an export several times larger than what a download can buffer is written
+/// and served whole. A download cut short uses up its link, and the archive it leaves is due
+/// for the sweep within the hour.
+#[tokio::test]
+async fn a_large_export_is_streamed_and_a_download_cut_short_is_swept_within_the_hour() {
+    let (app, dir) = app_with_blobs().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = crate::reactions::ready_chat(&app, &alice, &bob).await;
+    let org = chat.org;
+    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    let attachment = send_with_attachment(&app, &chat, &bob, &data).await;
+    let blobs = || std::fs::read_dir(dir.join("blobs")).map(|e| e.count()).unwrap_or(0);
+
+    let link = |request: &Value| format!("/v1/privacy-requests/{}/download-link", request["id"].as_str().expect("id"));
+    let export = async |request: &Value| {
+        let (status, done) = app.post(&request_path(org, request, "/approve"), json!({}), Some(&alice.access)).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        let (status, link) = app.post(&link(request), json!({}), Some(&bob.access)).await;
+        assert_eq!(status, StatusCode::OK, "{link}");
+        app.url(link["path"].as_str().expect("path"))
+    };
+
+    // Served whole: the 64 MiB attachment byte for byte.
+    let request = file_request(&app, org, &bob, "export").await;
+    let url = export(&request).await;
+    let response = app.http.get(&url).send().await.expect("download");
+    assert_eq!(response.status(), StatusCode::OK);
+    let files = untar(&response.bytes().await.expect("bytes"));
+    assert!(files[&format!("attachments/{}.bin", attachment["id"].as_str().expect("id"))] == data);
+    assert_eq!(blobs(), 1, "the archive is gone, the attachment stays");
+    assert_eq!(archive_of(&app, &request).await.0, None, "and it is no longer listed");
+
+    // Cut short after the first chunk: the link is used up, the archive waits for the sweep.
+    let request = file_request(&app, org, &bob, "export").await;
+    let url = export(&request).await;
+    let mut response = app.http.get(&url).send().await.expect("download");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.chunk().await.expect("a chunk").is_some());
+    drop(response);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.http.get(&url).send().await.expect("again").status(), StatusCode::NOT_FOUND, "once only");
+    let (key, due) = archive_of(&app, &request).await;
+    assert!(key.is_some(), "still listed, so the sweep finds it");
+    let due = due.expect("an expiry");
+    assert!(due <= chrono::Utc::now() + chrono::Duration::hours(1), "due within the hour, not the week: {due}");
+    assert_eq!(blobs(), 2);
+    conclave_dataplane::retention::run_pass(&app.state).await.expect("a pass");
+    assert_eq!(blobs(), 2, "not before it is due");
+    sqlx::query("UPDATE privacy_requests SET result_expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(request["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()))
+        .execute(&app.db.owner)
+        .await
+        .expect("an hour later");
+    conclave_dataplane::retention::run_pass(&app.state).await.expect("a pass");
+    assert_eq!(blobs(), 1, "swept");
+    assert_eq!(archive_of(&app, &request).await.0, None);
+}
+
+/// A blob that is not the size recorded when it was uploaded fails the export instead of
+/// making an archive whose header lies: nothing is stored or left staged, the request stays
+/// `in_progress`, and approving it again once the blob is whole completes it.
+#[tokio::test]
+async fn an_export_meeting_a_damaged_attachment_fails_whole_and_can_be_carried_out_again() {
+    let (app, dir) = app_with_blobs().await;
+    let alice = app.person("alice@example.org").await;
+    let bob = app.person("bob@example.org").await;
+    let chat = crate::reactions::ready_chat(&app, &alice, &bob).await;
+    let data = b"ciphertext of a file".repeat(100);
+    let attachment = send_with_attachment(&app, &chat, &bob, &data).await;
+    let key: String = sqlx::query_scalar("SELECT storage_key FROM message_attachments WHERE id = $1")
+        .bind(attachment["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()))
+        .fetch_one(&app.db.owner)
+        .await
+        .expect("key");
+    let blob = dir.join("blobs").join(&key);
+    std::fs::write(&blob, &data[..data.len() - 1]).expect("cut the blob short");
+
+    let request = file_request(&app, chat.org, &bob, "export").await;
+    let approve = request_path(chat.org, &request, "/approve");
+    let (status, err) = app.post(&approve, json!({}), Some(&alice.access)).await;
+    assert_eq!((status, error_code(&err)), (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"));
+    let (_, pending) = app.get(&request_path(chat.org, &request, ""), Some(&alice.access)).await;
+    assert_eq!(pending["status"], "in_progress");
+    assert_eq!(std::fs::read_dir(dir.join("blobs")).expect("blobs").count(), 1, "no archive stored");
+    assert_eq!(std::fs::read_dir(dir.join("staging")).expect("staging").count(), 0, "nothing left staged");
+
+    std::fs::write(&blob, &data).expect("whole again");
+    let (status, done) = app.post(&approve, json!({}), Some(&alice.access)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed");
+}
+
 #[tokio::test]
 async fn an_erasure_reaches_every_organization_of_the_person_and_their_holds_stop_it() {
     let (app, _dir) = app_with_blobs().await;
