@@ -18,6 +18,8 @@ use tokio::process::{Child, Command};
 
 /// The Synapse release installed and measured (the newest on PyPI when the mode was written).
 pub const VERSION: &str = "1.163.2";
+/// The PostgreSQL driver installed beside it (the prebuilt `psycopg2-binary` wheel).
+const PSYCOPG2_VERSION: &str = "2.9.13";
 
 /// The server name of the run's homeserver (users are `@peer0:peer.localhost` …): no other
 /// server ever resolves it, as nothing federates.
@@ -54,7 +56,9 @@ pub async fn ensure_installed() -> Result<PathBuf> {
         eprintln!("[bench] Synapse {VERSION} found in {}", venv.display());
         return Ok(python);
     }
-    let requirement = format!("matrix-synapse[postgres]=={VERSION}");
+    // psycopg2's prebuilt wheel rather than Synapse's `postgres` extra, which builds it from
+    // source (a compiler and libpq's headers).
+    let requirement = format!("matrix-synapse=={VERSION} psycopg2-binary=={PSYCOPG2_VERSION}");
     eprintln!("[bench] installing {requirement} from PyPI into the venv {}", venv.display());
     if let Some(parent) = venv.parent() {
         std::fs::create_dir_all(parent)?;
@@ -62,7 +66,9 @@ pub async fn ensure_installed() -> Result<PathBuf> {
     succeeds(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv (is python3 installed?)")
         .await?;
     let pip = venv.join("bin").join("pip");
-    let install = ["install", "--quiet", "--disable-pip-version-check", &requirement];
+    let synapse = format!("matrix-synapse=={VERSION}");
+    let driver = format!("psycopg2-binary=={PSYCOPG2_VERSION}");
+    let install = ["install", "--quiet", "--disable-pip-version-check", &synapse, &driver];
     succeeds(Command::new(pip).args(install), &format!("pip install {requirement}")).await?;
     match installed_version(&python).await {
         Some(version) if version == VERSION => {
