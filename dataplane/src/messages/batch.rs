@@ -18,7 +18,7 @@
 //! The writer meanwhile stores the next batch: Redis's round trip is not part of its cycle.
 //!
 //! A writer keeps its pooled connection while sends keep coming (given back after
-//! [`KEEP_CONNECTION`] with nothing to write). Taking a connection from the pool for each batch
+//! `KEEP_CONNECTION`, 2 s, with nothing to write). Taking a connection from the pool for each batch
 //! cost two health-check round trips and, with the pool handing out its connections in turn, a
 //! backend whose caches had gone cold: under load that doubled what PostgreSQL spent on a batch
 //! (docs/benchmarks.md, "One busy conversation").
