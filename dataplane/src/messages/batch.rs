@@ -66,18 +66,18 @@ impl Link {
     /// [`RENEW_CONNECTION`] (then it goes back to the pool, whose lifetime and health rules
     /// apply to it as to any other), or one from the pool within `deadline`.
     async fn connection(&mut self, deadline: Duration) -> Result<&mut PoolConnection<Postgres>, sqlx::Error> {
-        if self.held.is_some() && self.taken.elapsed() >= RENEW_CONNECTION {
-            self.held = None;
-        }
-        if self.held.is_none() {
-            let conn = match tokio::time::timeout(deadline, self.pool.acquire()).await {
-                Ok(conn) => conn?,
-                Err(_) => return Err(sqlx::Error::PoolTimedOut),
-            };
-            self.taken = Instant::now();
-            self.held = Some(conn);
-        }
-        self.held.as_mut().ok_or(sqlx::Error::PoolClosed)
+        let conn = match self.held.take().filter(|_| self.taken.elapsed() < RENEW_CONNECTION) {
+            Some(conn) => conn,
+            None => {
+                let conn = match tokio::time::timeout(deadline, self.pool.acquire()).await {
+                    Ok(conn) => conn?,
+                    Err(_) => return Err(sqlx::Error::PoolTimedOut),
+                };
+                self.taken = Instant::now();
+                conn
+            }
+        };
+        Ok(self.held.insert(conn))
     }
 
     /// The connection kept from the last batch, if it was kept.
